@@ -1,0 +1,8 @@
+#![no_main]
+//! Fuzz target: msrp_stream (placeholder until the codec lands).
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = data;
+});

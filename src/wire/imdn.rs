@@ -1,0 +1,1 @@
+//! Placeholder: filled in by the imdn codec work.

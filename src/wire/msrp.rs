@@ -1,0 +1,1 @@
+//! Placeholder: filled in by the msrp codec work.
