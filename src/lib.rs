@@ -10,5 +10,6 @@
 //!
 //! [`inspect`] renders parsed wire messages as JSON for the `cpm-iwf inspect` command.
 
+pub mod correlate;
 pub mod inspect;
 pub mod wire;

@@ -10,7 +10,11 @@ use clap::{Parser, Subcommand};
 use cpm_iwf::inspect::{self, Format};
 
 #[derive(Parser)]
-#[command(name = "cpm-iwf", version, about = "OMA CPM 2.0 <-> OMA SIMPLE IM 2.0 interworking gateway")]
+#[command(
+    name = "cpm-iwf",
+    version,
+    about = "OMA CPM 2.0 <-> OMA SIMPLE IM 2.0 interworking gateway"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -64,8 +68,7 @@ fn run_inspect(format: Format, input: &std::path::Path) -> Result<String, String
             .take(MAX_INSPECT_INPUT)
             .read_to_end(&mut buf)
     } else {
-        std::fs::File::open(input)
-            .and_then(|f| f.take(MAX_INSPECT_INPUT).read_to_end(&mut buf))
+        std::fs::File::open(input).and_then(|f| f.take(MAX_INSPECT_INPUT).read_to_end(&mut buf))
     };
     read.map_err(|e| format!("cannot read {}: {e}", input.display()))?;
     let value = inspect::inspect(format, Bytes::from(buf)).map_err(|e| e.to_string())?;
