@@ -63,14 +63,21 @@ fn main() -> ExitCode {
 
 fn run_inspect(format: Format, input: &std::path::Path) -> Result<String, String> {
     let mut buf = Vec::new();
+    // Read one byte past the limit so that an over-long input is refused, not cut short.
     let read = if input.as_os_str() == "-" {
         std::io::stdin()
-            .take(MAX_INSPECT_INPUT)
+            .take(MAX_INSPECT_INPUT + 1)
             .read_to_end(&mut buf)
     } else {
-        std::fs::File::open(input).and_then(|f| f.take(MAX_INSPECT_INPUT).read_to_end(&mut buf))
+        std::fs::File::open(input).and_then(|f| f.take(MAX_INSPECT_INPUT + 1).read_to_end(&mut buf))
     };
     read.map_err(|e| format!("cannot read {}: {e}", input.display()))?;
+    if buf.len() as u64 > MAX_INSPECT_INPUT {
+        return Err(format!(
+            "{} is larger than {MAX_INSPECT_INPUT} bytes",
+            input.display()
+        ));
+    }
     let value = inspect::inspect(format, Bytes::from(buf)).map_err(|e| e.to_string())?;
     serde_json::to_string_pretty(&value).map_err(|e| e.to_string())
 }
