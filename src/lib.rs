@@ -4,7 +4,7 @@
 //!
 //! 1. [`wire`]: codecs (SIP, SDP, MSRP, CPIM, IMDN, isComposing). No I/O, no tokio runtime.
 //! 2. `translate`: the stateless-per-message translator (sans-IO).
-//! 3. `mapping`: the operator's rewrite rules, loaded from `mappings/`.
+//! 3. [`mapping`]: the operator's rewrite rules, loaded from `mappings/`.
 //! 4. `correlate`: the sharded in-memory correlation table.
 //! 5. `node`: the tokio shell that owns every socket and timer.
 //!
@@ -12,4 +12,5 @@
 
 pub mod correlate;
 pub mod inspect;
+pub mod mapping;
 pub mod wire;
