@@ -3,7 +3,7 @@
 //! layer above it:
 //!
 //! 1. [`wire`]: codecs (SIP, SDP, MSRP, CPIM, IMDN, isComposing). No I/O, no tokio runtime.
-//! 2. `translate`: the stateless-per-message translator (sans-IO).
+//! 2. [`translate`]: the stateless-per-message translator (sans-IO).
 //! 3. [`mapping`]: the operator's rewrite rules, loaded from `mappings/`.
 //! 4. `correlate`: the sharded in-memory correlation table.
 //! 5. `node`: the tokio shell that owns every socket and timer.
@@ -13,4 +13,5 @@
 pub mod correlate;
 pub mod inspect;
 pub mod mapping;
+pub mod translate;
 pub mod wire;

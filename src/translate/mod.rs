@@ -1,0 +1,8 @@
+//! The stateless-per-message translator (ARCHITECTURE.md layer 2): pure functions that rewrite
+//! one CPM message into its SIMPLE IM form and back. No I/O, no clock, no table writes: the
+//! caller hands in what is needed and applies what comes out.
+//!
+//! Built so far: [`feature_tags`], the service identification rewrite of `Contact` and
+//! `Accept-Contact`.
+
+pub mod feature_tags;
