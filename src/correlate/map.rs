@@ -11,16 +11,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry as MapEntry;
 
-/// Monotonic milliseconds since an origin the caller chooses (the node uses its start time).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Millis(pub u64);
-
-impl Millis {
-    /// `self + ms`, saturating rather than wrapping.
-    pub fn after(self, ms: u64) -> Millis {
-        Millis(self.0.saturating_add(ms))
-    }
-}
+pub use crate::time::Millis;
 
 /// An insert refused because the map holds `cap` entries already: the caller answers 503
 /// (RFC 3261 §21.5.4) instead of letting memory grow without bound.

@@ -6,5 +6,7 @@
 //! rather than grow, and counters for metrics. Nothing here reads a clock or a socket.
 
 mod map;
+mod table;
 
 pub use map::{ExpiringMap, MapStats, Millis, TableFull};
+pub use table::{KindLimits, Table, TableLimits, TableStats, TableView};

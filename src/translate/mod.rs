@@ -2,7 +2,9 @@
 //! one CPM message into its SIMPLE IM form and back. No I/O, no clock, no table writes: the
 //! caller hands in what is needed and applies what comes out.
 //!
-//! Built so far: [`feature_tags`], the service identification rewrite of `Contact` and
-//! `Accept-Contact`.
+//! Built so far: [`state`], what is remembered between messages and how the translator reads
+//! it ([`state::View`]) and asks for changes ([`state::Change`]); [`feature_tags`], the service
+//! identification rewrite of `Contact` and `Accept-Contact`.
 
 pub mod feature_tags;
+pub mod state;

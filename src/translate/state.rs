@@ -1,0 +1,173 @@
+//! What the translator remembers between messages, as plain data.
+//!
+//! The translator reads these through a [`View`] and asks for changes with [`Change`]s; the
+//! correlation table (`crate::correlate::Table`) stores them and the node applies the changes.
+//! Keys and values are small: ids are `Bytes` (slices of the message they came from, shared,
+//! not copied), so a clone is a reference-count increment.
+
+use bytes::Bytes;
+
+/// Which network a message came from or goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Side {
+    /// The OMA CPM 2.0 network.
+    Cpm,
+    /// The OMA SIMPLE IM 2.0 network.
+    Simple,
+}
+
+impl Side {
+    /// The other network.
+    pub fn other(self) -> Side {
+        match self {
+            Side::Cpm => Side::Simple,
+            Side::Simple => Side::Cpm,
+        }
+    }
+}
+
+/// The CPM conversation identities of one message or session (CPM 2.0 SD 5.2.1.1): SIP header
+/// values, opaque tokens compared exactly.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ConversationIds {
+    /// `Conversation-ID`: the same for every message and session of a conversation.
+    pub conversation_id: Bytes,
+    /// `Contribution-ID`: one per standalone message or session.
+    pub contribution_id: Bytes,
+    /// `InReplyTo-Contribution-ID`: the contribution this one answers, when it answers one.
+    pub in_reply_to: Option<Bytes>,
+}
+
+/// A conversation between one CPM user and one SIMPLE IM user, by their addresses of record
+/// (normalised by the translator: scheme, user and host, host lower-cased). SIMPLE IM has no
+/// conversation identity of its own, so the pair of users is what ties its messages to one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConversationKey {
+    /// The CPM user's address of record.
+    pub cpm_user: Bytes,
+    /// The SIMPLE IM user's address of record.
+    pub simple_user: Bytes,
+}
+
+/// One device of a user (CPM 2.0 §4.2 multi-device): what is needed to reach that device and no
+/// other. The translator prefers the GRUU (RFC 5627, as Request-URI), then the instance id
+/// (RFC 5626 `+sip.instance`, in Accept-Contact with `require;explicit`, RFC 3841 §9).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Device {
+    /// The user's address of record (From of the original message).
+    pub aor: Bytes,
+    /// A GRUU the device registered (`pub-gruu`, or a Contact URI with `gr`).
+    pub gruu: Option<Bytes>,
+    /// The device's `+sip.instance` value, with its quotes and angle brackets removed.
+    pub instance: Option<Bytes>,
+}
+
+/// What is remembered of a message that crossed the gateway, keyed by its `imdn.Message-ID`
+/// (RFC 5438 §6.3: unique per message), so that the notifications coming back find their way.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MessageOrigin {
+    /// The network the message came from: its notifications go back there.
+    pub side: Side,
+    /// The device that sent it: its notifications go to that device only.
+    pub device: Device,
+    /// The recipient's address of record, as addressed by the sender.
+    pub recipient: Bytes,
+    /// The conversation identities the message had (or was given) on the CPM side.
+    pub conversation: Option<ConversationIds>,
+}
+
+/// A dialog of one side of a B2BUA session, by its Call-ID (the gateway writes its own Call-ID
+/// on each leg, RFC 7092 §3.1, so a Call-ID names one leg).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DialogKey {
+    /// The side of this leg.
+    pub side: Side,
+    /// The leg's Call-ID.
+    pub call_id: Bytes,
+}
+
+/// The other leg of a B2BUA session and what the session carries.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DialogPeer {
+    /// The Call-ID of the other leg.
+    pub call_id: Bytes,
+    /// The session's CPM conversation identities.
+    pub conversation: Option<ConversationIds>,
+    /// The MSRP session-id of the gateway's endpoint on this leg (RFC 4975 §6), when the
+    /// session carries MSRP.
+    pub msrp_session: Option<Bytes>,
+}
+
+/// The other leg of a back-to-back MSRP session, keyed by the session-id of the gateway's own
+/// MSRP URI on one leg.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MsrpPeer {
+    /// The side of the leg whose session-id is the key.
+    pub side: Side,
+    /// The session-id of the gateway's endpoint on the other leg.
+    pub peer_session: Bytes,
+    /// The Call-ID of the SIP dialog that set this leg up.
+    pub call_id: Bytes,
+}
+
+/// The key of one table entry.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Key {
+    /// By `imdn.Message-ID`.
+    Message(Bytes),
+    /// By pair of users.
+    Conversation(ConversationKey),
+    /// By leg Call-ID.
+    Dialog(DialogKey),
+    /// By the gateway's MSRP session-id on one leg.
+    Msrp(Bytes),
+}
+
+/// One table entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// A message's origin.
+    Message(Bytes, MessageOrigin),
+    /// A conversation's current identities.
+    Conversation(ConversationKey, ConversationIds),
+    /// A leg and its peer.
+    Dialog(DialogKey, DialogPeer),
+    /// An MSRP leg and its peer.
+    Msrp(Bytes, MsrpPeer),
+}
+
+impl Entry {
+    /// The entry's key.
+    pub fn key(&self) -> Key {
+        match self {
+            Entry::Message(k, _) => Key::Message(k.clone()),
+            Entry::Conversation(k, _) => Key::Conversation(k.clone()),
+            Entry::Dialog(k, _) => Key::Dialog(k.clone()),
+            Entry::Msrp(k, _) => Key::Msrp(k.clone()),
+        }
+    }
+}
+
+/// A change the translator asks for; the caller applies it to the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Insert or replace an entry (its time to live starts again).
+    Insert(Entry),
+    /// Keep an entry alive for another time to live.
+    Refresh(Key),
+    /// Forget an entry.
+    Remove(Key),
+}
+
+/// Read access to what is remembered, at the time the caller chose. Values are returned owned:
+/// they are `Bytes`-backed, so this costs reference counts, and no lock outlives the call.
+pub trait View {
+    /// The origin of the message with this `imdn.Message-ID`.
+    fn message(&self, message_id: &[u8]) -> Option<MessageOrigin>;
+    /// The current identities of a conversation.
+    fn conversation(&self, key: &ConversationKey) -> Option<ConversationIds>;
+    /// The peer of a leg.
+    fn dialog(&self, key: &DialogKey) -> Option<DialogPeer>;
+    /// The peer of an MSRP leg.
+    fn msrp(&self, session_id: &[u8]) -> Option<MsrpPeer>;
+}
