@@ -5,7 +5,7 @@ use bytes::Bytes;
 
 use super::map::{ExpiringMap, MapStats, Millis, TableFull};
 use crate::translate::state::{
-    Change, ConversationIds, ConversationKey, DialogKey, DialogPeer, Entry, Key, MessageOrigin,
+    Change, ConversationKey, ConversationState, DialogKey, DialogPeer, Entry, Key, MessageOrigin,
     MsrpPeer, View,
 };
 
@@ -73,7 +73,7 @@ pub struct TableStats {
 #[derive(Debug)]
 pub struct Table {
     messages: ExpiringMap<Bytes, MessageOrigin>,
-    conversations: ExpiringMap<ConversationKey, ConversationIds>,
+    conversations: ExpiringMap<ConversationKey, ConversationState>,
     dialogs: ExpiringMap<DialogKey, DialogPeer>,
     msrp: ExpiringMap<Bytes, MsrpPeer>,
 }
@@ -172,7 +172,7 @@ impl View for TableView<'_> {
     fn message(&self, message_id: &[u8]) -> Option<MessageOrigin> {
         self.table.messages.get(message_id, self.now)
     }
-    fn conversation(&self, key: &ConversationKey) -> Option<ConversationIds> {
+    fn conversation(&self, key: &ConversationKey) -> Option<ConversationState> {
         self.table.conversations.get(key, self.now)
     }
     fn dialog(&self, key: &DialogKey) -> Option<DialogPeer> {

@@ -2,9 +2,11 @@
 //! one CPM message into its SIMPLE IM form and back. No I/O, no clock, no table writes: the
 //! caller hands in what is needed and applies what comes out.
 //!
-//! Built so far: [`state`], what is remembered between messages and how the translator reads
+//! Built so far: [`conversation`], the CPM conversation identities kept and generated;
+//! [`state`], what is remembered between messages and how the translator reads
 //! it ([`state::View`]) and asks for changes ([`state::Change`]); [`feature_tags`], the service
 //! identification rewrite of `Contact` and `Accept-Contact`.
 
+pub mod conversation;
 pub mod feature_tags;
 pub mod state;

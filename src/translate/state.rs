@@ -49,6 +49,16 @@ pub struct ConversationKey {
     pub simple_user: Bytes,
 }
 
+/// What is remembered of a conversation between a CPM user and a SIMPLE IM user.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ConversationState {
+    /// The conversation's `Conversation-ID`, reused for everything either user sends next.
+    pub conversation_id: Bytes,
+    /// The `Contribution-ID` of the last message or session the CPM user sent: what a SIMPLE
+    /// IM user's next message answers (`InReplyTo-Contribution-ID`, CPM 2.0 SD 5.2.1.1).
+    pub last_cpm_contribution: Option<Bytes>,
+}
+
 /// One device of a user (CPM 2.0 §4.2 multi-device): what is needed to reach that device and no
 /// other. The translator prefers the GRUU (RFC 5627, as Request-URI), then the instance id
 /// (RFC 5626 `+sip.instance`, in Accept-Contact with `require;explicit`, RFC 3841 §9).
@@ -128,8 +138,8 @@ pub enum Key {
 pub enum Entry {
     /// A message's origin.
     Message(Bytes, MessageOrigin),
-    /// A conversation's current identities.
-    Conversation(ConversationKey, ConversationIds),
+    /// A conversation's state.
+    Conversation(ConversationKey, ConversationState),
     /// A leg and its peer.
     Dialog(DialogKey, DialogPeer),
     /// An MSRP leg and its peer.
@@ -164,8 +174,8 @@ pub enum Change {
 pub trait View {
     /// The origin of the message with this `imdn.Message-ID`.
     fn message(&self, message_id: &[u8]) -> Option<MessageOrigin>;
-    /// The current identities of a conversation.
-    fn conversation(&self, key: &ConversationKey) -> Option<ConversationIds>;
+    /// The state of a conversation.
+    fn conversation(&self, key: &ConversationKey) -> Option<ConversationState>;
     /// The peer of a leg.
     fn dialog(&self, key: &DialogKey) -> Option<DialogPeer>;
     /// The peer of an MSRP leg.
