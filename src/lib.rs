@@ -10,13 +10,14 @@
 //!    the dependency runs this way). It owns the model of what is remembered
 //!    ([`translate::state`]) and reads it through a `View`.
 //! 4. [`correlate`]: the sharded in-memory table that stores [`translate::state`] entries.
-//! 5. `node`: the tokio shell that owns every socket and timer.
+//! 5. [`node`]: the tokio shell that owns every socket and timer.
 //!
 //! [`inspect`] renders parsed wire messages as JSON for the `cpm-iwf inspect` command.
 
 pub mod correlate;
 pub mod inspect;
 pub mod mapping;
+pub mod node;
 pub mod time;
 pub mod translate;
 pub mod wire;
