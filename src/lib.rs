@@ -14,10 +14,12 @@
 //!
 //! [`inspect`] renders parsed wire messages as JSON for the `cpm-iwf inspect` command.
 
+pub mod config;
 pub mod correlate;
 pub mod inspect;
 pub mod mapping;
 pub mod node;
 pub mod time;
+pub mod tomlfile;
 pub mod translate;
 pub mod wire;

@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
 
+use cpm_iwf::config::Config;
 use cpm_iwf::inspect::{self, Format};
+use cpm_iwf::mapping::Mappings;
 
 #[derive(Parser)]
 #[command(
@@ -22,8 +24,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Start the gateway (the node is not built yet: prints its version and exits).
-    Run,
+    /// Start the gateway (the node is not built yet: validates the configuration and the
+    /// mappings, prints its version and exits).
+    Run {
+        /// Configuration file; without it, the embedded loopback defaults.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Validate a configuration file and the mappings it names; exit 2 on the first fault.
+    CheckConfig {
+        /// The configuration file.
+        file: PathBuf,
+    },
     /// Parse one message and print it as JSON.
     Inspect {
         /// The format of the input.
@@ -41,24 +53,58 @@ const MAX_INSPECT_INPUT: u64 = 16 * 1024 * 1024;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run => {
-            println!(
-                "cpm-iwf {}: the node is not built yet; `cpm-iwf inspect` parses messages",
-                env!("CARGO_PKG_VERSION")
-            );
-            ExitCode::SUCCESS
-        }
+        Command::Run { config } => match load_config(config.as_deref()) {
+            Ok(_) => {
+                println!(
+                    "cpm-iwf {}: configuration and mappings valid; the node is not built yet \
+                     (`cpm-iwf inspect` parses messages)",
+                    env!("CARGO_PKG_VERSION")
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        },
+        Command::CheckConfig { file } => match load_config(Some(&file)) {
+            Ok(_) => {
+                println!("{}: valid", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        },
         Command::Inspect { format, input } => match run_inspect(format, &input) {
             Ok(json) => {
                 println!("{json}");
                 ExitCode::SUCCESS
             }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(2)
-            }
+            Err(e) => fail(&e),
         },
     }
+}
+
+/// One line on stderr, exit status 2: what every failing command does.
+fn fail(e: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(2)
+}
+
+/// The configuration (a file, or the defaults) and the mappings it names, both validated.
+fn load_config(file: Option<&std::path::Path>) -> Result<(Config, Mappings), String> {
+    let config = match file {
+        Some(f) => Config::load(f).map_err(|e| e.to_string())?,
+        None => Config::default(),
+    };
+    let mappings = match &config.mappings {
+        // A relative mappings directory is relative to the configuration file.
+        Some(dir) => {
+            let base = file
+                .and_then(|f| f.parent())
+                .unwrap_or(std::path::Path::new("."));
+            Mappings::load_dir(&base.join(dir))
+        }
+        None => Mappings::embedded(),
+    }
+    .map_err(|e| e.to_string())?;
+    Ok((config, mappings))
 }
 
 fn run_inspect(format: Format, input: &std::path::Path) -> Result<String, String> {

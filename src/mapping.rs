@@ -21,21 +21,10 @@ use std::path::Path;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::wire::text;
+use crate::tomlfile::{Source, error_at, parse_toml};
 
-/// A mapping file that cannot be used: where and why.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}:{line}:{column}: {reason}")]
-pub struct MappingError {
-    /// The file, as named to the loader (`mappings/services.toml`).
-    pub file: String,
-    /// 1-based line of the offending value (1 when the fault is the whole file).
-    pub line: usize,
-    /// 1-based column.
-    pub column: usize,
-    /// What is wrong.
-    pub reason: String,
-}
+/// A mapping file that cannot be used: where (`file:line:column`) and why.
+pub type MappingError = crate::tomlfile::FileError;
 
 /// The services the translator tells apart (docs/interworking-notes.md §1). The set is code:
 /// each needs its own handling; the identifiers are data.
@@ -196,14 +185,7 @@ impl Mappings {
         let read = |name: &str| {
             let path = dir.join(name);
             let shown = path.display().to_string();
-            std::fs::read_to_string(&path)
-                .map(|text| (shown.clone(), text))
-                .map_err(|e| MappingError {
-                    file: shown,
-                    line: 1,
-                    column: 1,
-                    reason: format!("cannot read: {e}"),
-                })
+            crate::tomlfile::read(&path).map(|text| (shown, text))
         };
         let services = read(SERVICES_FILE)?;
         let headers = read(HEADERS_FILE)?;
@@ -340,33 +322,6 @@ struct RawSide {
 
 // ---------------------------------------------------------------------------------------------
 // Validation.
-
-type Source<'a> = (&'a str, &'a str);
-
-fn error_at(src: Source<'_>, offset: usize, reason: impl Into<String>) -> MappingError {
-    let (line, column) = text::line_col(src.1.as_bytes(), offset);
-    MappingError {
-        file: src.0.to_string(),
-        line,
-        column,
-        reason: reason.into(),
-    }
-}
-
-fn parse_toml<T: serde::de::DeserializeOwned>(src: Source<'_>) -> Result<T, MappingError> {
-    toml::from_str(src.1).map_err(|e| {
-        let offset = e.span().map_or(0, |s| s.start);
-        // The toml error's own text repeats the source excerpt over several lines: keep its
-        // first line, the reason.
-        let reason = e
-            .message()
-            .lines()
-            .next()
-            .unwrap_or("invalid TOML")
-            .to_string();
-        error_at(src, offset, reason)
-    })
-}
 
 fn validate_services(
     raw: RawServices,
