@@ -10,107 +10,11 @@
 //! `expires`, `q`, `require`, `explicit`, RCS IARIs, ...). Which tags to write is data
 //! ([`Mappings`]); only the mechanism is here.
 
+use super::params::{ContactParams, ParamError, param_name, param_value, split_top};
 use crate::mapping::{Mappings, Service};
 
 /// The CPM feature tag that carries ICSIs (3GPP TS 24.229 §7.2A.8).
 pub const ICSI_REF: &str = "+g.3gpp.icsi-ref";
-
-/// Most parameters one contact may carry before the value is refused: far above real traffic
-/// (an RCS Contact has about ten), low enough to bound the work on a hostile header.
-pub const MAX_PARAMS: usize = 64;
-
-/// Why a header value could not be rewritten.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum FeatureTagError {
-    /// More than [`MAX_PARAMS`] parameters on one contact.
-    #[error("too many parameters on one contact (more than {MAX_PARAMS})")]
-    TooManyParams,
-    /// An unclosed quoted string or `<` in the value.
-    #[error("unterminated quoted string or <URI> in header value")]
-    Unterminated,
-}
-
-/// Split `s` at every `sep` that is outside a quoted string (RFC 3261 §25.1 `quoted-string`,
-/// with `\` escapes) and outside `<...>` (where a URI may carry `;` and `,`).
-fn split_top(s: &str, sep: u8) -> Result<Vec<&str>, FeatureTagError> {
-    let bytes = s.as_bytes();
-    let mut parts = Vec::new();
-    let (mut in_quotes, mut in_angle, mut escaped) = (false, false, false);
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        if in_quotes {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_quotes = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_quotes = true,
-            b'<' => in_angle = true,
-            b'>' => in_angle = false,
-            _ if b == sep && !in_angle => {
-                parts.push(s.get(start..i).unwrap_or_default());
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    if in_quotes || in_angle {
-        return Err(FeatureTagError::Unterminated);
-    }
-    parts.push(s.get(start..).unwrap_or_default());
-    Ok(parts)
-}
-
-/// One contact (or `ac-value`): what precedes the parameters, and the parameters as written.
-struct Contact<'a> {
-    head: &'a str,
-    params: Vec<&'a str>,
-}
-
-impl<'a> Contact<'a> {
-    fn parse(s: &'a str) -> Result<Self, FeatureTagError> {
-        let mut parts = split_top(s, b';')?.into_iter();
-        let head = parts.next().unwrap_or_default();
-        let params: Vec<&str> = parts.map(str::trim).filter(|p| !p.is_empty()).collect();
-        if params.len() > MAX_PARAMS {
-            return Err(FeatureTagError::TooManyParams);
-        }
-        Ok(Contact { head, params })
-    }
-
-    fn write(&self, extra: &[String], out: &mut String) {
-        out.push_str(self.head.trim_end());
-        for p in self
-            .params
-            .iter()
-            .copied()
-            .chain(extra.iter().map(String::as_str))
-        {
-            out.push(';');
-            out.push_str(p);
-        }
-    }
-}
-
-/// The name of a parameter `name[=value]`.
-fn param_name(p: &str) -> &str {
-    p.split_once('=').map_or(p, |(n, _)| n).trim()
-}
-
-/// The value of a parameter with its surrounding quotes removed.
-fn param_value(p: &str) -> Option<&str> {
-    let (_, v) = p.split_once('=')?;
-    let v = v.trim();
-    Some(
-        v.strip_prefix('"')
-            .and_then(|v| v.strip_suffix('"'))
-            .unwrap_or(v),
-    )
-}
 
 /// The services named by a `+g.3gpp.icsi-ref` value: a comma-separated list of ICSIs, escaped
 /// or not (PROTOCOL-NOTES.md: some clients write the raw URN). Unknown ICSIs are skipped.
@@ -125,10 +29,10 @@ fn services_in_icsi_ref(value: &str, mappings: &Mappings, found: &mut Vec<Servic
 }
 
 /// The CPM services a header value names through `+g.3gpp.icsi-ref`, in order of appearance.
-pub fn cpm_services(value: &str, mappings: &Mappings) -> Result<Vec<Service>, FeatureTagError> {
+pub fn cpm_services(value: &str, mappings: &Mappings) -> Result<Vec<Service>, ParamError> {
     let mut found = Vec::new();
     for contact in split_top(value, b',')? {
-        for p in Contact::parse(contact)?.params {
+        for p in ContactParams::parse(contact)?.params {
             if param_name(p).eq_ignore_ascii_case(ICSI_REF)
                 && let Some(v) = param_value(p)
             {
@@ -141,9 +45,9 @@ pub fn cpm_services(value: &str, mappings: &Mappings) -> Result<Vec<Service>, Fe
 
 /// Whether a header value carries the SIMPLE IM feature tag `tag` (RFC 3840: boolean tags are
 /// present or absent; names compare case-insensitively, RFC 3261 §7.3.1).
-pub fn has_simple_tag(value: &str, tag: &str) -> Result<bool, FeatureTagError> {
+pub fn has_simple_tag(value: &str, tag: &str) -> Result<bool, ParamError> {
     for contact in split_top(value, b',')? {
-        if Contact::parse(contact)?
+        if ContactParams::parse(contact)?
             .params
             .iter()
             .any(|p| param_name(p).eq_ignore_ascii_case(tag))
@@ -169,14 +73,11 @@ fn is_simple_tag(name: &str, mappings: &Mappings) -> bool {
 /// docs/interworking-notes.md §1.3). Returns the new value and the services found; an empty list
 /// means the value named no CPM service the gateway maps, and the caller decides what that
 /// deserves.
-pub fn to_simple(
-    value: &str,
-    mappings: &Mappings,
-) -> Result<(String, Vec<Service>), FeatureTagError> {
+pub fn to_simple(value: &str, mappings: &Mappings) -> Result<(String, Vec<Service>), ParamError> {
     let mut out = String::with_capacity(value.len());
     let mut all = Vec::new();
     for (i, part) in split_top(value, b',')?.into_iter().enumerate() {
-        let mut contact = Contact::parse(part)?;
+        let mut contact = ContactParams::parse(part)?;
         let mut services = Vec::new();
         contact.params.retain(|p| {
             let icsi = param_name(p).eq_ignore_ascii_case(ICSI_REF);
@@ -212,18 +113,14 @@ pub fn to_simple(
 /// tags are removed and `+g.3gpp.icsi-ref` naming `service` (escaped form, TS 24.229 §7.2A.8)
 /// is written instead. `service` comes from the request's classification
 /// (docs/interworking-notes.md §1.4), since `+g.oma.sip-im` alone names several services.
-pub fn to_cpm(
-    value: &str,
-    service: Service,
-    mappings: &Mappings,
-) -> Result<String, FeatureTagError> {
+pub fn to_cpm(value: &str, service: Service, mappings: &Mappings) -> Result<String, ParamError> {
     let icsi_ref = format!(
         "{ICSI_REF}=\"{}\"",
         mappings.service(service).cpm_icsi_escaped
     );
     let mut out = String::with_capacity(value.len() + icsi_ref.len());
     for (i, part) in split_top(value, b',')?.into_iter().enumerate() {
-        let mut contact = Contact::parse(part)?;
+        let mut contact = ContactParams::parse(part)?;
         // An icsi-ref already there (an RCS-lineage SIMPLE client) is replaced, not doubled.
         contact.params.retain(|p| {
             let name = param_name(p);
@@ -240,6 +137,7 @@ pub fn to_cpm(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::translate::params::MAX_PARAMS;
 
     fn m() -> Mappings {
         Mappings::embedded().expect("embedded mappings")
@@ -329,14 +227,11 @@ mod tests {
     fn malformed_values_are_errors_not_panics() {
         assert_eq!(
             to_simple("<sip:a@x;lr", &m()),
-            Err(FeatureTagError::Unterminated)
+            Err(ParamError::Unterminated)
         );
-        assert_eq!(
-            to_simple("*;x=\"open", &m()),
-            Err(FeatureTagError::Unterminated)
-        );
+        assert_eq!(to_simple("*;x=\"open", &m()), Err(ParamError::Unterminated));
         let many = format!("*{}", ";p".repeat(MAX_PARAMS + 1));
-        assert_eq!(to_simple(&many, &m()), Err(FeatureTagError::TooManyParams));
+        assert_eq!(to_simple(&many, &m()), Err(ParamError::TooManyParams));
         for v in ["", ";", ",,", "*;=", "\u{e9};\u{e9}=\"\u{e9}\""] {
             let _ = to_simple(v, &m());
             let _ = to_cpm(v, Service::Pager, &m());

@@ -1,0 +1,161 @@
+//! Multi-device routing (CPM 2.0 §4.2): a notification goes back to the device that sent the
+//! message, not to every device of the user.
+//!
+//! What identifies the device is read from the request's `Contact`: a GRUU (RFC 5627 §3: a URI
+//! with the `gr` parameter, which routes to one instance) or the instance id
+//! (`+sip.instance`, RFC 5626 §4.1). A notification is then sent to the GRUU, or to the user's
+//! address with `Accept-Contact: *;+sip.instance="<...>";require;explicit` (RFC 3841 §9, §10),
+//! which a proxy honours by forking to that instance only.
+
+use bytes::Bytes;
+
+use super::params::{ContactParams, ParamError, param_name, param_value, split_top};
+use super::state::Device;
+
+/// The instance-id feature tag (RFC 5626 §4.1).
+const SIP_INSTANCE: &str = "+sip.instance";
+
+/// The device that sent a request: `aor` is its From address of record, `contact` the value of
+/// its `Contact` header (the first contact is the sender's, RFC 3261 §8.1.1.8). Values are
+/// slices of `contact`, not copies.
+pub fn device_of(aor: Bytes, contact: Option<&Bytes>) -> Result<Device, ParamError> {
+    let mut device = Device {
+        aor,
+        gruu: None,
+        instance: None,
+    };
+    let Some(contact) = contact else {
+        return Ok(device);
+    };
+    let Ok(text) = std::str::from_utf8(contact) else {
+        // A Contact that is not UTF-8 names no device we could address: the AOR it is.
+        return Ok(device);
+    };
+    let first = split_top(text, b',')?
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    let parsed = ContactParams::parse(first)?;
+    let uri = parsed
+        .head
+        .split_once('<')
+        .and_then(|(_, rest)| rest.split_once('>'))
+        .map_or(parsed.head.trim(), |(uri, _)| uri);
+    // RFC 5627 §3.1: a GRUU carries the `gr` URI parameter.
+    let is_gruu = uri
+        .split(';')
+        .skip(1)
+        .any(|p| param_name(p).eq_ignore_ascii_case("gr"));
+    if is_gruu {
+        device.gruu = Some(contact.slice_ref(uri.as_bytes()));
+    }
+    device.instance = parsed
+        .params
+        .iter()
+        .find(|p| param_name(p).eq_ignore_ascii_case(SIP_INSTANCE))
+        .and_then(|p| param_value(p))
+        .map(|v| v.trim_start_matches('<').trim_end_matches('>'))
+        .filter(|v| !v.is_empty())
+        .map(|v| contact.slice_ref(v.as_bytes()));
+    Ok(device)
+}
+
+/// How to address a request to exactly one device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRoute {
+    /// The Request-URI: the GRUU, or the user's address of record.
+    pub request_uri: Bytes,
+    /// An `Accept-Contact` value that restricts forking to the device, when the Request-URI
+    /// alone does not.
+    pub accept_contact: Option<String>,
+}
+
+/// The route to `device`: its GRUU when it has one, else its AOR restricted to its instance,
+/// else its AOR (no way to single the device out: every device of the user gets it).
+pub fn route_to(device: &Device) -> DeviceRoute {
+    if let Some(gruu) = &device.gruu {
+        return DeviceRoute {
+            request_uri: gruu.clone(),
+            accept_contact: None,
+        };
+    }
+    DeviceRoute {
+        request_uri: device.aor.clone(),
+        accept_contact: device.instance.as_ref().map(|i| {
+            format!(
+                "*;{SIP_INSTANCE}=\"<{}>\";require;explicit",
+                String::from_utf8_lossy(i)
+            )
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const AOR: &str = "sip:alice@cpm.example.net";
+
+    fn device(contact: &'static str) -> Device {
+        device_of(
+            Bytes::from_static(AOR.as_bytes()),
+            Some(&Bytes::from_static(contact.as_bytes())),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_gruu_contact_is_routed_by_request_uri() {
+        let d = device(
+            "<sip:alice@cpm.example.net;gr=urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6>;+sip.instance=\"<urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6>\"",
+        );
+        assert_eq!(
+            d.gruu.as_deref(),
+            Some(
+                &b"sip:alice@cpm.example.net;gr=urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6"[..]
+            )
+        );
+        let r = route_to(&d);
+        assert_eq!(r.request_uri, d.gruu.unwrap());
+        assert_eq!(r.accept_contact, None);
+    }
+
+    #[test]
+    fn an_instance_is_routed_by_accept_contact_require_explicit() {
+        let d = device(
+            "\"Alice's phone\" <sip:alice@198.51.100.7:5060;transport=tcp>;expires=600;+sip.instance=\"<urn:gsma:imei:35-209900-176148-1>\";+g.oma.sip-im",
+        );
+        assert_eq!(d.gruu, None);
+        assert_eq!(
+            d.instance.as_deref(),
+            Some(&b"urn:gsma:imei:35-209900-176148-1"[..])
+        );
+        let r = route_to(&d);
+        assert_eq!(r.request_uri, AOR.as_bytes());
+        assert_eq!(
+            r.accept_contact.as_deref(),
+            Some("*;+sip.instance=\"<urn:gsma:imei:35-209900-176148-1>\";require;explicit")
+        );
+    }
+
+    #[test]
+    fn nothing_known_means_the_aor() {
+        let d = device_of(Bytes::from_static(AOR.as_bytes()), None).unwrap();
+        assert_eq!(route_to(&d).request_uri, AOR.as_bytes());
+        let d = device("<sip:alice@198.51.100.7>");
+        assert_eq!((d.gruu.clone(), d.instance.clone()), (None, None));
+        assert_eq!(route_to(&d).accept_contact, None);
+        // Only the first contact is the sender's.
+        let d = device("<sip:a@x>, <sip:a@y;gr>;+sip.instance=\"<urn:uuid:2>\"");
+        assert_eq!((d.gruu, d.instance), (None, None));
+    }
+
+    #[test]
+    fn malformed_contacts_are_errors() {
+        let bad = Bytes::from_static(b"<sip:alice@x;gr");
+        assert_eq!(
+            device_of(Bytes::from_static(AOR.as_bytes()), Some(&bad)),
+            Err(ParamError::Unterminated)
+        );
+    }
+}
