@@ -1077,8 +1077,12 @@ impl Message {
     /// Compare Byte-Range with the body actually carried (RFC 4975 §7.3.1: the receiver
     /// trusts the body). A `$` chunk must end exactly where Byte-Range says and, when the
     /// total is known, at the total; a `+` chunk may be shorter than announced (an
-    /// interrupted chunk) but never longer; a `#` chunk is not checked.
+    /// interrupted chunk) but never longer; a `#` chunk is not checked. Only SEND is checked:
+    /// in a REPORT, Byte-Range names the reported range of the original message (§7.1.2).
     pub fn check_byte_range(&self) -> Result<(), MsrpError> {
+        if self.method() != Some(&Method::Send) {
+            return Ok(());
+        }
         let Some(r) = self.byte_range()? else {
             return Ok(());
         };

@@ -291,7 +291,7 @@ pub(crate) fn parse_at(
     let params = if p_start <= s.len() {
         let p = s.get(p_start..).unwrap_or_default();
         // URI-parameter = token ["=" token], separated by ";".
-        for (k, param) in p.split(|b| *b == b';').enumerate() {
+        for param in p.split(|b| *b == b';') {
             let mut parts = param.splitn(2, |b| *b == b'=');
             let name = parts.next().unwrap_or_default();
             let ok = !name.is_empty()
@@ -300,7 +300,6 @@ pub(crate) fn parse_at(
                     .next()
                     .is_none_or(|v| !v.is_empty() && v.iter().all(|b| is_token(*b)));
             if !ok {
-                let _ = k;
                 return Err(uri_err("invalid URI parameter", at(p_start)));
             }
         }
