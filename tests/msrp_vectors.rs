@@ -1,0 +1,132 @@
+//! The RFC 4975 example messages in tests/vectors/msrp (see its README.md): what the parser
+//! does with each, byte-exact re-serialization, and the streaming decoder on all of them.
+
+use bytes::{Bytes, BytesMut};
+use cpm_iwf::wire::msrp::{self, Continuation, Frame, Limits, Method, MsrpCodec, MsrpError};
+use cpm_iwf::wire::{Answer, WireError};
+use tokio_util::codec::Decoder;
+
+fn load(name: &str) -> Bytes {
+    let path = format!(
+        "{}/tests/vectors/msrp/{name}.txt",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    Bytes::from(std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}")))
+}
+
+/// What each vector must do: `Ok(byte_range_matches_body)` or `Err(expected error text)`.
+const EXPECT: &[(&str, Result<bool, &str>)] = &[
+    ("rfc4975-4-send", Ok(false)),
+    ("rfc4975-4-200-ok", Ok(true)),
+    (
+        "rfc4975-5.1-chunk1-fragment",
+        Err("To-Path header field missing"),
+    ),
+    ("rfc4975-5.1-chunk1", Ok(true)),
+    (
+        "rfc4975-5.1-chunk2-fragment",
+        Err("To-Path header field missing"),
+    ),
+    ("rfc4975-5.1-chunk2", Ok(true)),
+    ("rfc4975-11.1-send-alice", Ok(false)),
+    ("rfc4975-11.1-200-bob", Ok(true)),
+    ("rfc4975-11.1-send-bob", Ok(false)),
+    ("rfc4975-11.1-200-alice", Ok(true)),
+    ("rfc4975-11.2-xhtml", Ok(false)),
+    ("rfc4975-11.4-cpim-chunk1", Ok(true)),
+    ("rfc4975-11.4-cpim-chunk2", Ok(false)),
+    ("rfc4975-11.5-system-message", Ok(false)),
+    ("rfc4975-11.6-send", Ok(false)),
+    ("rfc4975-11.6-report", Ok(true)),
+];
+
+#[test]
+fn every_vector_does_what_the_readme_says() {
+    let limits = Limits::default();
+    for (name, expect) in EXPECT {
+        let input = load(name);
+        match (msrp::parse(input.clone(), &limits), expect) {
+            (Ok(m), Ok(range_ok)) => {
+                assert_eq!(m.to_bytes(), input, "{name}: canonical re-serialization");
+                assert_eq!(
+                    m.check_byte_range().is_ok(),
+                    *range_ok,
+                    "{name}: {:?}",
+                    m.check_byte_range()
+                );
+                if let Err(e) = m.check_byte_range() {
+                    assert!(matches!(e, MsrpError::ByteRangeMismatch { .. }));
+                }
+            }
+            (Err(e), Err(text)) => {
+                assert!(e.to_string().contains(text), "{name}: {e}");
+                assert_eq!(e.answer(), Answer::Status(400), "{name}");
+            }
+            (got, _) => panic!("{name}: unexpected {got:?}"),
+        }
+    }
+}
+
+#[test]
+fn typed_fields_of_the_examples() {
+    let l = Limits::default();
+    let m = msrp::parse(load("rfc4975-11.4-cpim-chunk1"), &l).unwrap();
+    assert_eq!(m.continuation, Continuation::More);
+    assert_eq!(m.content_type().map(|c| &c[..]), Some(&b"message/cpim"[..]));
+    let r = m.byte_range().unwrap().unwrap();
+    assert_eq!((r.start, r.end, r.total), (1, Some(137), Some(148)));
+    assert_eq!(m.body.as_ref().map(Bytes::len), Some(137));
+
+    let m = msrp::parse(load("rfc4975-5.1-chunk1"), &l).unwrap();
+    let r = m.byte_range().unwrap().unwrap();
+    assert_eq!((r.start, r.end, r.total), (1, None, Some(8)));
+
+    let m = msrp::parse(load("rfc4975-11.5-system-message"), &l).unwrap();
+    assert_eq!(m.failure_report().unwrap(), msrp::ReportRequest::No);
+    assert_eq!(m.success_report().unwrap(), msrp::ReportRequest::No);
+
+    let m = msrp::parse(load("rfc4975-11.6-report"), &l).unwrap();
+    assert_eq!(m.method(), Some(&Method::Report));
+    let s = m.status().unwrap().unwrap();
+    assert_eq!((s.namespace, s.code), (0, 200));
+
+    let m = msrp::parse(load("rfc4975-11.1-200-bob"), &l).unwrap();
+    assert_eq!(m.response_code(), Some(200));
+    let req = msrp::parse(load("rfc4975-11.1-send-alice"), &l).unwrap();
+    // Bob's 200 in the RFC is exactly what response_to builds (RFC 4975 §7.2).
+    let built = msrp::Message::response_to(&req, 200, Some(Bytes::from_static(b"OK"))).unwrap();
+    assert_eq!(built, m);
+}
+
+#[test]
+fn stream_of_all_vectors_split_anywhere() {
+    let mut all = BytesMut::new();
+    for (name, _) in EXPECT {
+        all.extend_from_slice(&load(name));
+    }
+    let expected = EXPECT.len();
+    let all = all.freeze();
+    let decode = |parts: &[&[u8]]| -> Vec<Frame> {
+        let mut codec = MsrpCodec::default();
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        for p in parts {
+            buf.extend_from_slice(p);
+            while let Some(f) = codec.decode(&mut buf).unwrap() {
+                out.push(f);
+            }
+        }
+        assert!(codec.decode_eof(&mut buf).unwrap().is_none());
+        out
+    };
+    let whole = decode(&[&all]);
+    assert_eq!(whole.len(), expected);
+    let rejected = whole
+        .iter()
+        .filter(|f| matches!(f, Frame::Rejected { .. }))
+        .count();
+    assert_eq!(rejected, 2, "the two §5.1 fragments");
+    for i in (0..=all.len()).step_by(7) {
+        assert_eq!(decode(&[&all[..i], &all[i..]]), whole, "split at {i}");
+    }
+}
