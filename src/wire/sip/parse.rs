@@ -1,0 +1,649 @@
+//! Start line and header block parsing: limits, unfolding, compact forms, mandatory headers.
+
+use bytes::Bytes;
+use memchr::memmem;
+use rsip::Header;
+use rsip::headers::UntypedHeader;
+
+use super::{Fault, Limits, SipError, SipMessage, StartLine, expand_compact, make_header};
+use crate::wire::text::{find_crlf, trim_ws};
+
+/// RFC 3261 §25.1 `token` characters.
+pub(super) fn is_token_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
+}
+
+fn is_ws(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+/// The syntactic shape of a first line, before any semantic check.
+enum Shape<'a> {
+    Request {
+        method: &'a [u8],
+        uri: &'a [u8],
+        version: &'a [u8],
+        uri_at: usize,
+    },
+    Response {
+        version: &'a [u8],
+        code: &'a [u8],
+        reason: &'a [u8],
+    },
+}
+
+/// Read the shape of the first line: `token SP ... SP SIP/x.y` is a request line (even when the
+/// middle is not a valid URI: the request can then be answered with a 400), `SIP/...` a status
+/// line. Anything else is unreadable.
+fn shape(line: &[u8]) -> Option<Shape<'_>> {
+    if line.len() >= 4 && line.get(..4)?.eq_ignore_ascii_case(b"SIP/") {
+        let sp = memchr::memchr(b' ', line)?;
+        let (version, rest) = line.split_at_checked(sp)?;
+        let rest = rest.get(1..)?;
+        let (code, reason) = match memchr::memchr(b' ', rest) {
+            Some(i) => (rest.get(..i)?, rest.get(i + 1..)?),
+            None => (rest, &b""[..]),
+        };
+        return Some(Shape::Response {
+            version,
+            code,
+            reason,
+        });
+    }
+    let first_sp = memchr::memchr(b' ', line)?;
+    let last_sp = memchr::memrchr(b' ', line)?;
+    if last_sp <= first_sp {
+        return None;
+    }
+    let method = line.get(..first_sp)?;
+    let version = line.get(last_sp + 1..)?;
+    if method.is_empty() || !method.iter().all(|b| is_token_char(*b)) {
+        return None;
+    }
+    if version.len() < 4 || !version.get(..4)?.eq_ignore_ascii_case(b"SIP/") {
+        return None;
+    }
+    Some(Shape::Request {
+        method,
+        uri: line.get(first_sp + 1..last_sp)?,
+        version,
+        uri_at: first_sp + 1,
+    })
+}
+
+/// `SIP/2.0`, any case for the letters (RFC 3261 §7.1, ABNF strings are case-insensitive).
+fn is_sip2(version: &[u8]) -> bool {
+    version.eq_ignore_ascii_case(b"SIP/2.0")
+}
+
+/// Wrap `fault` according to what the first line of `data` says the message is.
+pub(super) fn classify_error(
+    data: &[u8],
+    limits: &Limits,
+    fault: Fault,
+    offset: Option<usize>,
+) -> SipError {
+    let end = find_crlf(data, 0).unwrap_or(data.len());
+    let line = data.get(..end.min(limits.max_line)).unwrap_or_default();
+    match (end <= limits.max_line).then(|| shape(line)).flatten() {
+        Some(Shape::Request { version, .. }) if is_sip2(version) => {
+            SipError::Request { fault, offset }
+        }
+        Some(Shape::Response { .. }) => SipError::Response { fault, offset },
+        _ => SipError::Unreadable { fault, offset },
+    }
+}
+
+/// `CSeq = 1*DIGIT LWS Method` (RFC 3261 §20.16); the number is below 2**31 (§8.1.1.5).
+pub(super) fn cseq(value: &[u8]) -> Result<(u32, &[u8]), &'static str> {
+    let digits = value.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 {
+        return Err("sequence number missing");
+    }
+    let (num, rest) = value.split_at_checked(digits).ok_or("sequence number missing")?;
+    let seq = decimal(num)
+        .filter(|n| *n < (1 << 31))
+        .ok_or("sequence number over 2**31-1")?;
+    let method = trim_ws(rest);
+    if method.len() == rest.len() {
+        return Err("no space between number and method");
+    }
+    if method.is_empty() || !method.iter().all(|b| is_token_char(*b)) {
+        return Err("method missing or not a token");
+    }
+    Ok((seq as u32, method))
+}
+
+/// A run of ASCII digits as a number; `None` when empty, not digits, or over u64.
+fn decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |acc, b| {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        acc.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+    })
+}
+
+/// A header block parsed up to (not including) the body.
+#[derive(Debug)]
+pub(super) struct Head {
+    pub start: StartLine,
+    pub headers: rsip::Headers,
+    pub content_length: Option<usize>,
+    pub content_length_offset: Option<usize>,
+    pub is_request: bool,
+}
+
+impl Head {
+    pub fn error(&self, fault: Fault, offset: Option<usize>) -> SipError {
+        if self.is_request {
+            SipError::Request { fault, offset }
+        } else {
+            SipError::Response { fault, offset }
+        }
+    }
+
+    pub fn into_message(self, body: Bytes) -> SipMessage {
+        SipMessage {
+            start: self.start,
+            headers: self.headers,
+            body,
+        }
+    }
+}
+
+/// Counts and first positions of the header fields §8.1.1 makes mandatory or single.
+#[derive(Default)]
+struct Seen {
+    call_id: Slot,
+    cseq: Slot,
+    from: Slot,
+    to: Slot,
+    max_forwards: Slot,
+    content_length: Slot,
+    content_type: Slot,
+    via: Slot,
+}
+
+/// (how many, index of the first, byte offset of the first).
+type Slot = (u8, usize, usize);
+
+fn bump(slot: &mut Slot, index: usize, at: usize) {
+    if slot.0 == 0 {
+        slot.1 = index;
+        slot.2 = at;
+    }
+    slot.0 = slot.0.saturating_add(1);
+}
+
+/// Parse the start line and header block of `data`; `blank` is the index of the CRLFCRLF that
+/// ends the header block.
+pub(super) fn parse_head(data: &Bytes, blank: usize, limits: &Limits) -> Result<Head, SipError> {
+    // Start line.
+    let line_end = find_crlf(data, 0).unwrap_or(blank).min(blank);
+    let unreadable = |fault: Fault, offset: usize| SipError::Unreadable {
+        fault,
+        offset: Some(offset),
+    };
+    if line_end > limits.max_line {
+        return Err(unreadable(
+            Fault::LineTooLong {
+                limit: limits.max_line,
+            },
+            0,
+        ));
+    }
+    let line = data.get(..line_end).unwrap_or_default();
+    let Some(shape) = shape(line) else {
+        return Err(unreadable(
+            Fault::StartLine("first line is not a SIP request line or status line"),
+            0,
+        ));
+    };
+    let (start, is_request) = match shape {
+        Shape::Response {
+            version,
+            code,
+            reason,
+        } => {
+            let fail = |fault, offset| SipError::Response {
+                fault,
+                offset: Some(offset),
+            };
+            if !is_sip2(version) {
+                return Err(fail(
+                    Fault::Version(String::from_utf8_lossy(version).into_owned()),
+                    0,
+                ));
+            }
+            // RFC 3261 §7.2: Status-Code is 3DIGIT (RFC 4475 §3.1.2.19 "bigcode").
+            let code = match (code.len(), decimal(code)) {
+                (3, Some(c)) if (100..=699).contains(&c) => c as u16,
+                _ => {
+                    return Err(fail(
+                        Fault::StartLine("status code is not three digits 100-699"),
+                        version.len() + 1,
+                    ));
+                }
+            };
+            if reason.iter().any(|b| *b == b'\r' || *b == b'\n') {
+                return Err(fail(
+                    Fault::StartLine("bare CR or LF in status line"),
+                    0,
+                ));
+            }
+            (
+                StartLine::Response {
+                    code,
+                    reason: data.slice_ref(reason),
+                },
+                false,
+            )
+        }
+        Shape::Request {
+            method,
+            uri,
+            version,
+            uri_at,
+        } => {
+            let fail = |fault, offset| SipError::Request {
+                fault,
+                offset: Some(offset),
+            };
+            if !is_sip2(version) {
+                return Err(fail(
+                    Fault::Version(String::from_utf8_lossy(version).into_owned()),
+                    line_end.saturating_sub(version.len()),
+                ));
+            }
+            check_request_uri(uri).map_err(|why| fail(Fault::RequestUri(why), uri_at))?;
+            let Some(m) = super::method_from_name(method) else {
+                return Err(fail(
+                    Fault::UnknownMethod(String::from_utf8_lossy(method).into_owned()),
+                    0,
+                ));
+            };
+            (
+                StartLine::Request {
+                    method: m,
+                    uri: data.slice_ref(uri),
+                },
+                true,
+            )
+        }
+    };
+    let fail = |fault: Fault, offset: usize| {
+        if is_request {
+            SipError::Request {
+                fault,
+                offset: Some(offset),
+            }
+        } else {
+            SipError::Response {
+                fault,
+                offset: Some(offset),
+            }
+        }
+    };
+
+    // Header block: data[block_start..blank], lines separated by CRLF.
+    let block_start = line_end.saturating_add(2);
+    let block = data.get(block_start..blank).unwrap_or_default();
+    let mut lines = Lines {
+        block,
+        pos: 0,
+        base: block_start,
+        done: block_start > blank,
+    }
+    .peekable();
+    let mut headers: Vec<Header> = Vec::with_capacity(16);
+    let mut seen = Seen::default();
+    let mut folded = String::new();
+    while let Some((at, line)) = lines.next() {
+        if line.len() > limits.max_line {
+            return Err(fail(
+                Fault::LineTooLong {
+                    limit: limits.max_line,
+                },
+                at,
+            ));
+        }
+        if line.first().is_some_and(|b| is_ws(*b)) {
+            return Err(fail(Fault::StrayContinuation, at));
+        }
+        let Some(colon) = memchr::memchr(b':', line) else {
+            return Err(fail(Fault::HeaderSyntax, at));
+        };
+        let (raw_name, rest) = line.split_at_checked(colon).unwrap_or((line, b""));
+        let name = trim_ws(raw_name);
+        if name.is_empty() || !name.iter().all(|b| is_token_char(*b)) {
+            return Err(fail(Fault::HeaderSyntax, at));
+        }
+        let first = trim_ws(rest.get(1..).unwrap_or_default());
+        let long: &str = match expand_compact(name) {
+            Some(long) => long,
+            // Token characters are ASCII: always UTF-8.
+            None => std::str::from_utf8(name).unwrap_or_default(),
+        };
+        if headers.len() >= limits.max_headers {
+            return Err(fail(
+                Fault::TooManyHeaders {
+                    limit: limits.max_headers,
+                },
+                at,
+            ));
+        }
+        let bad_break = |v: &[u8]| v.iter().any(|b| *b == b'\r' || *b == b'\n');
+        // RFC 3261 §7.3.1: a line starting with SP/HTAB continues the previous one; the
+        // folding is equivalent to one SP.
+        let value: String = if lines.peek().is_some_and(|(_, l)| l.first().is_some_and(|b| is_ws(*b))) {
+            folded.clear();
+            let mut push = |piece: &[u8], at: usize| -> Result<(), SipError> {
+                if bad_break(piece) {
+                    return Err(fail(Fault::BareLineBreak(long.to_owned()), at));
+                }
+                let piece = std::str::from_utf8(piece)
+                    .map_err(|_| fail(Fault::NotUtf8(long.to_owned()), at))?;
+                if !piece.is_empty() {
+                    if !folded.is_empty() {
+                        folded.push(' ');
+                    }
+                    folded.push_str(piece);
+                }
+                Ok(())
+            };
+            push(first, at)?;
+            while let Some((cat, cont)) = lines.next_if(|(_, l)| l.first().is_some_and(|b| is_ws(*b))) {
+                if cont.len() > limits.max_line {
+                    return Err(fail(
+                        Fault::LineTooLong {
+                            limit: limits.max_line,
+                        },
+                        cat,
+                    ));
+                }
+                push(trim_ws(cont), cat)?;
+            }
+            folded.clone()
+        } else {
+            if bad_break(first) {
+                return Err(fail(Fault::BareLineBreak(long.to_owned()), at));
+            }
+            std::str::from_utf8(first)
+                .map_err(|_| fail(Fault::NotUtf8(long.to_owned()), at))?
+                .to_owned()
+        };
+        let header = make_header(long, value);
+        let index = headers.len();
+        match &header {
+            Header::CallId(_) => bump(&mut seen.call_id, index, at),
+            Header::CSeq(_) => bump(&mut seen.cseq, index, at),
+            Header::From(_) => bump(&mut seen.from, index, at),
+            Header::To(_) => bump(&mut seen.to, index, at),
+            Header::MaxForwards(_) => bump(&mut seen.max_forwards, index, at),
+            Header::ContentLength(_) => bump(&mut seen.content_length, index, at),
+            Header::ContentType(_) => bump(&mut seen.content_type, index, at),
+            Header::Via(_) => bump(&mut seen.via, index, at),
+            _ => {}
+        }
+        headers.push(header);
+    }
+    let content_length = validate(&headers, &seen, &start).map_err(|(fault, offset)| {
+        if is_request {
+            SipError::Request { fault, offset }
+        } else {
+            SipError::Response { fault, offset }
+        }
+    })?;
+    let content_length_offset = (seen.content_length.0 > 0).then_some(seen.content_length.2);
+    Ok(Head {
+        start,
+        headers: headers.into(),
+        content_length,
+        content_length_offset,
+        is_request,
+    })
+}
+
+/// Lines of a header block, each with its byte offset in the message.
+struct Lines<'a> {
+    block: &'a [u8],
+    pos: usize,
+    base: usize,
+    done: bool,
+}
+
+impl<'a> Iterator for Lines<'a> {
+    type Item = (usize, &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let rest = self.block.get(self.pos..)?;
+        let at = self.base.saturating_add(self.pos);
+        match memmem::find(rest, b"\r\n") {
+            Some(i) => {
+                self.pos = self.pos.saturating_add(i + 2);
+                Some((at, rest.get(..i)?))
+            }
+            None => {
+                self.done = true;
+                Some((at, rest))
+            }
+        }
+    }
+}
+
+/// RFC 3261 §25.1 Request-URI checks that do not need a full URI parser, then rsip's parser
+/// for `sip:`/`sips:`. Other schemes (`tel:`, `im:`, `urn:`) are kept as received.
+fn check_request_uri(uri: &[u8]) -> Result<(), &'static str> {
+    if uri.is_empty() {
+        return Err("empty");
+    }
+    if uri.iter().any(|b| is_ws(*b)) {
+        // RFC 4475 §3.1.2.8 / §3.1.2.9: no LWS inside or around the Request-URI.
+        return Err("contains white space");
+    }
+    if uri.first() == Some(&b'<') {
+        // RFC 4475 §3.1.2.7.
+        return Err("enclosed in <>");
+    }
+    if uri.iter().any(|b| *b < 0x21 || *b == 0x7f) {
+        return Err("contains a control character");
+    }
+    let Some(colon) = memchr::memchr(b':', uri) else {
+        return Err("no scheme");
+    };
+    let scheme = uri.get(..colon).unwrap_or_default();
+    let scheme_ok = scheme.first().is_some_and(|b| b.is_ascii_alphabetic())
+        && scheme
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(b));
+    if !scheme_ok || colon + 1 == uri.len() {
+        return Err("no scheme");
+    }
+    if scheme.eq_ignore_ascii_case(b"sip") || scheme.eq_ignore_ascii_case(b"sips") {
+        if memchr::memchr(b'?', uri).is_some() {
+            // RFC 3261 §19.1.1 (table 1): headers are not allowed in a Request-URI;
+            // RFC 4475 §3.1.2.11.
+            return Err("contains URI headers");
+        }
+        let parsed = rsip::common::uri::Tokenizer::<&[u8], u8>::tokenize(uri);
+        match parsed {
+            Ok((rest, tokens)) if rest.is_empty() => rsip::Uri::try_from(tokens)
+                .map(|_| ())
+                .map_err(|_| "not a valid SIP URI"),
+            _ => Err("not a valid SIP URI"),
+        }
+    } else {
+        Ok(())
+    }
+}
+
+/// A name-addr / addr-spec value (From, To): balanced quotes and angle brackets.
+fn check_name_addr(value: &[u8]) -> Result<(), &'static str> {
+    if value.is_empty() {
+        return Err("empty");
+    }
+    let mut in_quotes = false;
+    let mut escaped = false;
+    let mut angle = 0u8;
+    for b in value {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match b {
+            b'\\' if in_quotes => escaped = true,
+            b'"' => in_quotes = !in_quotes,
+            b'<' if !in_quotes => angle = angle.saturating_add(1),
+            b'>' if !in_quotes => {
+                angle = angle.checked_sub(1).ok_or("unbalanced < >")?;
+            }
+            _ => {}
+        }
+    }
+    if in_quotes {
+        // RFC 4475 §3.1.2.6.
+        return Err("unterminated quoted string");
+    }
+    if angle != 0 {
+        return Err("unbalanced < >");
+    }
+    Ok(())
+}
+
+/// Via (RFC 3261 §20.42): every comma-separated via-parm starts with the SIP sent-protocol and
+/// has no empty parameter (RFC 4475 §3.1.2.1 "badinv01": `;;,;,,`).
+fn check_via(value: &[u8]) -> Result<(), &'static str> {
+    for item in value.split(|b| *b == b',') {
+        let item = trim_ws(item);
+        let proto_ok = item.len() >= 3
+            && item.get(..3).is_some_and(|p| p.eq_ignore_ascii_case(b"SIP"))
+            && memchr::memchr(b'/', item).is_some();
+        if !proto_ok {
+            return Err("via-parm is not SIP/2.0/<transport> <host>");
+        }
+        if item.split(|b| *b == b';').skip(1).any(|p| trim_ws(p).is_empty()) {
+            return Err("empty parameter");
+        }
+    }
+    Ok(())
+}
+
+type Invalid = (Fault, Option<usize>);
+
+/// RFC 3261 §8.1.1 mandatory header fields, §7.3.1 single ones, and the grammar of those the
+/// gateway reads. Returns Content-Length.
+fn validate(headers: &[Header], seen: &Seen, start: &StartLine) -> Result<Option<usize>, Invalid> {
+    let is_request = matches!(start, StartLine::Request { .. });
+    let singles: [(&Slot, &'static str); 7] = [
+        (&seen.call_id, "Call-ID"),
+        (&seen.cseq, "CSeq"),
+        (&seen.from, "From"),
+        (&seen.to, "To"),
+        (&seen.max_forwards, "Max-Forwards"),
+        (&seen.content_length, "Content-Length"),
+        (&seen.content_type, "Content-Type"),
+    ];
+    for (slot, name) in singles {
+        if slot.0 > 1 {
+            return Err((Fault::Duplicate(name), Some(slot.2)));
+        }
+    }
+    let mut mandatory: [(&Slot, &'static str); 6] = [
+        (&seen.via, "Via"),
+        (&seen.from, "From"),
+        (&seen.to, "To"),
+        (&seen.call_id, "Call-ID"),
+        (&seen.cseq, "CSeq"),
+        (&seen.max_forwards, "Max-Forwards"),
+    ];
+    if !is_request {
+        // Responses carry no Max-Forwards (RFC 3261 §8.2.6.2).
+        mandatory[5].1 = "";
+    }
+    for (slot, name) in mandatory {
+        if slot.0 == 0 && !name.is_empty() {
+            return Err((Fault::Missing(name), None));
+        }
+    }
+    let value = |slot: &Slot| {
+        headers
+            .get(slot.1)
+            .map(|h| super::header_value(h).as_bytes())
+            .unwrap_or_default()
+    };
+    let malformed = |header: &'static str, why: &'static str, slot: &Slot| {
+        (Fault::Malformed { header, why }, Some(slot.2))
+    };
+
+    let call_id = value(&seen.call_id);
+    if call_id.is_empty() || call_id.iter().any(|b| is_ws(*b)) {
+        return Err(malformed(
+            "Call-ID",
+            "empty or contains white space",
+            &seen.call_id,
+        ));
+    }
+    let (_, cseq_method) =
+        cseq(value(&seen.cseq)).map_err(|why| malformed("CSeq", why, &seen.cseq))?;
+    if let StartLine::Request { method, .. } = start {
+        let name = super::method_name(method);
+        if cseq_method != name.as_bytes() {
+            return Err((
+                Fault::CSeqMismatch {
+                    cseq: String::from_utf8_lossy(cseq_method).into_owned(),
+                    method: name.to_owned(),
+                },
+                Some(seen.cseq.2),
+            ));
+        }
+        // RFC 3261 §20.22: 0-255.
+        if !decimal(value(&seen.max_forwards)).is_some_and(|n| n <= 255) {
+            return Err(malformed(
+                "Max-Forwards",
+                "not a number 0-255",
+                &seen.max_forwards,
+            ));
+        }
+    }
+    check_name_addr(value(&seen.from)).map_err(|why| malformed("From", why, &seen.from))?;
+    check_name_addr(value(&seen.to)).map_err(|why| malformed("To", why, &seen.to))?;
+    for h in headers {
+        match h {
+            Header::Via(v) => {
+                check_via(v.value().as_bytes())
+                    .map_err(|why| malformed("Via", why, &seen.via))?;
+            }
+            Header::ContentEncoding(v) => {
+                // RFC 3261 §20.12, §21.4.13: what we can decode or pass on.
+                for coding in v.value().split(',') {
+                    let coding = coding.trim_matches([' ', '\t']);
+                    let known = ["identity", "deflate", "gzip"]
+                        .iter()
+                        .any(|k| coding.eq_ignore_ascii_case(k));
+                    if !known {
+                        return Err((Fault::UnsupportedEncoding(coding.to_owned()), None));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if seen.content_length.0 == 0 {
+        return Ok(None);
+    }
+    match decimal(value(&seen.content_length)).and_then(|n| usize::try_from(n).ok()) {
+        Some(n) => Ok(Some(n)),
+        None => Err(malformed(
+            "Content-Length",
+            "not a decimal number",
+            &seen.content_length,
+        )),
+    }
+}
