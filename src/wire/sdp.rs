@@ -971,7 +971,9 @@ fn parse_line(
                 None => None,
             };
             // The format list runs from the first fmt to the end of the line.
-            let fmt_start = (first_fmt.as_ptr() as usize).saturating_sub(value.as_ptr() as usize);
+            let fmt_start = (first_fmt.as_ptr() as usize)
+                .checked_sub(value.as_ptr() as usize)
+                .unwrap_or(value.len());
             let fmts = value.slice_ref(trim_end_ws(value.get(fmt_start..).unwrap_or_default()));
             LineKind::Media(Media {
                 media,
