@@ -443,6 +443,13 @@ impl Sdp {
                         offset,
                     });
                 }
+                if lines.is_empty() && !content.starts_with(b"v=") {
+                    return Err(SdpError::Malformed {
+                        line: 1,
+                        reason: "the first line must be v=0 (RFC 4566 §5)".into(),
+                        offset: 0,
+                    });
+                }
                 let value_start = pos.saturating_add(2);
                 let value = raw.slice_ref(content).slice(2.min(content.len())..);
                 parse_line(content, value, lineno, pos, value_start)?
