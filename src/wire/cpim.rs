@@ -1,1 +1,1066 @@
-//! Placeholder: filled in by the cpim codec work.
+//! `message/cpim` (RFC 3862): the envelope of CPM and SIMPLE IM messages, IMDNs and
+//! isComposing indications.
+//!
+//! Layout (RFC 3862 §2): the CPIM message headers, a blank line, the MIME headers of the
+//! encapsulated content, a blank line, the content. The input is the `message/cpim` body, i.e.
+//! what follows the outer `Content-Type: message/cpim` header and its blank line.
+//!
+//! **Errata 3013 layout.** RFC 5438's examples (§7.1, §7.2.1.1, ...) leave out the blank line
+//! between the CPIM headers and the content headers (errata 3013, Held for Document Update) and
+//! clients copied them. On input, while reading CPIM headers, a line whose header name has no
+//! prefix and starts with `Content-` (ASCII case-insensitive) cannot be a CPIM header (RFC 3862
+//! defines no `Content-*` header in its own namespace, §3.3), so it is taken as the first content
+//! header; the message is then marked [`Layout::Errata3013`]. Output is always the RFC 3862
+//! layout.
+//!
+//! **Namespaces** (RFC 3862 §3.3.6 NS, §3.4 extensions). `NS: <prefix> <URI>` binds a prefix to a
+//! namespace URI; a header `prefix.Name` belongs to that URI. Headers are found by namespace URI
+//! and name ([`Cpim::get_ns`]), never by the sender's prefix: `imdn.Message-ID`,
+//! `IMDN.Message-ID` and `x.Message-ID` with `NS: x <urn:ietf:params:imdn>` are the same header.
+//! RFC 3862 §3.1 makes header names case-sensitive; because clients vary the case of prefixes and
+//! names (PROTOCOL-NOTES.md), prefixes and names are matched ASCII case-insensitively, and
+//! namespace URIs too (their scheme and the `urn:ietf:params` NID are case-insensitive,
+//! RFC 3986 §6.2.2.1, RFC 8141 §3.1). A prefix resolves to the nearest `NS` declaration before the
+//! header, else to one after it (lenient); unprefixed names belong to the default namespace
+//! `urn:ietf:params:cpim-headers:` (RFC 3862 §3.3.6) unless an `NS: <URI>` without prefix
+//! changed it.
+//!
+//! **Content-Type.** A non-empty content without a `Content-Type` content header is refused with
+//! 415 ([`CpimError::MissingContentType`]): the gateway must know the type of what it relays to
+//! check it against the negotiated `a=accept-wrapped-types` (RFC 4975 §8.6) and to decode IMDNs,
+//! and RFC 3862 §2 carries a MIME entity whose type MSRP requires (RFC 4975 §7.1); we do not
+//! apply MIME's `text/plain` default (RFC 2045 §5.2). An empty content needs no type.
+//!
+//! Line ends: CRLF (RFC 3862 §3.1); a bare LF is accepted on input. Writing uses CRLF.
+
+use std::borrow::Cow;
+
+use bytes::{Bytes, BytesMut};
+
+use super::{Answer, WireError, text};
+
+/// The namespace URI of the RFC 3862 headers (From, To, cc, DateTime, Subject, NS, Require).
+pub const NS_CPIM: &str = "urn:ietf:params:cpim-headers:";
+/// The IMDN namespace (RFC 5438 §6.1).
+pub const NS_IMDN: &str = "urn:ietf:params:imdn";
+/// The OMA CPM namespace (OMA CPM 2.0 Conversation Functions, `cpm.Payload-Type`).
+pub const NS_CPM: &str = "http://www.openmobilealliance.org/cpm/";
+
+/// Bounds on what [`Cpim::parse_with`] accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest message, headers and content, in bytes. Default 1 MiB: a CPIM-wrapped chat
+    /// message or IMDN is far smaller; a large-message-mode body may be bigger and is then
+    /// streamed, not parsed whole.
+    pub max_size: usize,
+    /// Most headers, CPIM and content headers together. Default 64.
+    pub max_headers: usize,
+    /// Longest header line in bytes, terminator excluded. Default 4 KiB.
+    pub max_line_len: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_size: 1024 * 1024,
+            max_headers: 64,
+            max_line_len: 4 * 1024,
+        }
+    }
+}
+
+/// What is wrong with a `message/cpim` body.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CpimError {
+    /// Larger than [`Limits::max_size`].
+    #[error("CPIM: {size} bytes, over the limit of {limit}")]
+    TooLarge { size: usize, limit: usize },
+    /// More headers than [`Limits::max_headers`].
+    #[error("CPIM: more than {limit} headers")]
+    TooManyHeaders { limit: usize, offset: usize },
+    /// A header line longer than [`Limits::max_line_len`].
+    #[error("CPIM: header line of {len} bytes, over the limit of {limit}")]
+    LineTooLong {
+        len: usize,
+        limit: usize,
+        offset: usize,
+    },
+    /// A header that does not follow RFC 3862 §3 (or RFC 2045 for content headers).
+    #[error("CPIM: {what}")]
+    Malformed { what: String, offset: usize },
+    /// The input ends inside the CPIM or content headers, with no blank line.
+    #[error("CPIM: no blank line after the {section} headers (RFC 3862 §2)")]
+    MissingBlankLine {
+        section: &'static str,
+        offset: usize,
+    },
+    /// A content without `Content-Type` (see the module documentation).
+    #[error("CPIM: the encapsulated content has no Content-Type header")]
+    MissingContentType { offset: usize },
+}
+
+impl WireError for CpimError {
+    fn answer(&self) -> Answer {
+        match self {
+            // RFC 4975 §10 / RFC 3261 §21.4.11: larger than we process.
+            CpimError::TooLarge { .. }
+            | CpimError::TooManyHeaders { .. }
+            | CpimError::LineTooLong { .. } => Answer::Status(413),
+            CpimError::Malformed { .. } | CpimError::MissingBlankLine { .. } => Answer::Status(400),
+            // RFC 4975 §10 / RFC 3261 §21.4.13: a media type we cannot handle.
+            CpimError::MissingContentType { .. } => Answer::Status(415),
+        }
+    }
+
+    fn offset(&self) -> Option<usize> {
+        match self {
+            CpimError::TooLarge { limit, .. } => Some(*limit),
+            CpimError::TooManyHeaders { offset, .. }
+            | CpimError::LineTooLong { offset, .. }
+            | CpimError::Malformed { offset, .. }
+            | CpimError::MissingBlankLine { offset, .. }
+            | CpimError::MissingContentType { offset } => Some(*offset),
+        }
+    }
+}
+
+/// Which layout the input had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Layout {
+    /// CPIM headers, blank line, content headers, blank line, content (RFC 3862 §2).
+    #[default]
+    Rfc3862,
+    /// No blank line between CPIM and content headers (RFC 5438 examples, errata 3013).
+    Errata3013,
+}
+
+/// One CPIM message header: `[prefix "."] name ":" *(";" param) SP value` (RFC 3862 §3.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpimHeader {
+    /// The namespace prefix as the sender wrote it (`imdn` in `imdn.Message-ID`).
+    pub prefix: Option<Bytes>,
+    pub name: Bytes,
+    /// The parameters between the colon and the value, as written, leading `;` included
+    /// (`;lang=fr`); empty when none.
+    pub params: Bytes,
+    /// The value, without surrounding white space, escapes not decoded (see [`unescape`]).
+    pub value: Bytes,
+}
+
+impl CpimHeader {
+    /// A header without parameters.
+    pub fn new(prefix: Option<&[u8]>, name: &[u8], value: &[u8]) -> CpimHeader {
+        CpimHeader {
+            prefix: prefix.map(Bytes::copy_from_slice),
+            name: Bytes::copy_from_slice(name),
+            params: Bytes::new(),
+            value: Bytes::copy_from_slice(value),
+        }
+    }
+
+    /// The value of parameter `name` (`lang` for a Subject's language, RFC 3862 §3.2).
+    pub fn param(&self, name: &[u8]) -> Option<&[u8]> {
+        self.params
+            .split(|b| *b == b';')
+            .filter_map(|p| {
+                let eq = memchr::memchr(b'=', p)?;
+                Some((p.get(..eq)?, p.get(eq + 1..)?))
+            })
+            .find(|(n, _)| text::trim_ws(n).eq_ignore_ascii_case(name))
+            .map(|(_, v)| text::trim_ws(v))
+    }
+}
+
+/// A `Subject` header: its text and language (RFC 3862 §3.3.5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subject {
+    pub lang: Option<Bytes>,
+    pub text: Bytes,
+}
+
+/// A `From`, `To` or `cc` value: `[Formal-name] "<" URI ">"` (RFC 3862 §3.3.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Address {
+    /// The formal name as written (quotes kept).
+    pub display: Option<Bytes>,
+    pub uri: Bytes,
+}
+
+/// A parsed `message/cpim` body.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Cpim {
+    /// CPIM message headers in order.
+    pub headers: Vec<CpimHeader>,
+    /// MIME headers of the encapsulated content, in order, (name, value).
+    pub content_headers: Vec<(Bytes, Bytes)>,
+    /// The encapsulated content.
+    pub body: Bytes,
+    /// The layout of the input (writing is always [`Layout::Rfc3862`]).
+    pub layout: Layout,
+}
+
+/// One input line: content without terminator, offset of the line, offset after it.
+struct LineAt<'a> {
+    content: &'a [u8],
+    start: usize,
+    next: usize,
+    /// Whether the line had a terminator (else it ran to the end of the input).
+    terminated: bool,
+}
+
+fn line_at(input: &[u8], start: usize) -> Option<LineAt<'_>> {
+    let rest = input.get(start..)?;
+    if rest.is_empty() {
+        return None;
+    }
+    Some(match memchr::memchr(b'\n', rest) {
+        Some(i) => {
+            let raw = rest.get(..i).unwrap_or_default();
+            LineAt {
+                content: raw.strip_suffix(b"\r").unwrap_or(raw),
+                start,
+                next: start.saturating_add(i).saturating_add(1),
+                terminated: true,
+            }
+        }
+        None => LineAt {
+            content: rest,
+            start,
+            next: input.len(),
+            terminated: false,
+        },
+    })
+}
+
+/// RFC 3862 §3.2 NAMECHAR: `%x21 / %x23-27 / %x2a-2b / %x2d / %x5e-60 / %x7c / %x7e / ALPHA /
+/// DIGIT` (no `.`, which separates the prefix).
+fn is_namechar(b: u8) -> bool {
+    matches!(b, 0x21 | 0x23..=0x27 | 0x2a | 0x2b | 0x2d | 0x5e..=0x60 | 0x7c | 0x7e)
+        || b.is_ascii_alphanumeric()
+}
+
+fn is_name(s: &[u8]) -> bool {
+    !s.is_empty() && s.iter().all(|b| is_namechar(*b))
+}
+
+impl Cpim {
+    /// Parse with the default [`Limits`].
+    pub fn parse(input: Bytes) -> Result<Cpim, CpimError> {
+        Self::parse_with(input, &Limits::default())
+    }
+
+    /// Parse a `message/cpim` body within `limits`.
+    pub fn parse_with(input: Bytes, limits: &Limits) -> Result<Cpim, CpimError> {
+        if input.len() > limits.max_size {
+            return Err(CpimError::TooLarge {
+                size: input.len(),
+                limit: limits.max_size,
+            });
+        }
+        if input.is_empty() {
+            return Err(CpimError::Malformed {
+                what: "empty message, no CPIM headers".into(),
+                offset: 0,
+            });
+        }
+        let mut headers = Vec::new();
+        let mut content_headers: Vec<(Bytes, Bytes)> = Vec::new();
+        let mut layout = Layout::Rfc3862;
+        let mut pos = 0usize;
+        let count_check = |n: usize, offset: usize| {
+            if n >= limits.max_headers {
+                Err(CpimError::TooManyHeaders {
+                    limit: limits.max_headers,
+                    offset,
+                })
+            } else {
+                Ok(())
+            }
+        };
+        let len_check = |l: &LineAt<'_>| {
+            if l.content.len() > limits.max_line_len {
+                Err(CpimError::LineTooLong {
+                    len: l.content.len(),
+                    limit: limits.max_line_len,
+                    offset: l.start,
+                })
+            } else {
+                Ok(())
+            }
+        };
+
+        // CPIM message headers, up to the blank line or the first Content-* header.
+        loop {
+            let Some(l) = line_at(&input, pos) else {
+                return Err(CpimError::MissingBlankLine {
+                    section: "CPIM",
+                    offset: input.len(),
+                });
+            };
+            if l.content.is_empty() {
+                if headers.is_empty() {
+                    return Err(CpimError::Malformed {
+                        what: "no CPIM headers before the blank line".into(),
+                        offset: l.start,
+                    });
+                }
+                pos = l.next;
+                break;
+            }
+            len_check(&l)?;
+            count_check(headers.len(), l.start)?;
+            if !l.terminated {
+                return Err(CpimError::MissingBlankLine {
+                    section: "CPIM",
+                    offset: input.len(),
+                });
+            }
+            let name_end = memchr::memchr(b':', l.content).unwrap_or(l.content.len());
+            let raw_name = text::trim_ws(l.content.get(..name_end).unwrap_or_default());
+            let looks_mime = raw_name.len() >= 8
+                && raw_name
+                    .get(..8)
+                    .is_some_and(|p| p.eq_ignore_ascii_case(b"Content-"));
+            if looks_mime && !headers.is_empty() {
+                // Errata 3013 layout: the content headers follow without a blank line.
+                layout = Layout::Errata3013;
+                break;
+            }
+            headers.push(parse_cpim_header(&input, &l)?);
+            pos = l.next;
+        }
+
+        // MIME headers of the content, up to the blank line (or the end: empty content).
+        let mut body_start = None;
+        let mut last_value_start = pos;
+        while let Some(l) = line_at(&input, pos) {
+            if l.content.is_empty() {
+                body_start = Some(l.next);
+                break;
+            }
+            len_check(&l)?;
+            if let (Some(b' ' | b'\t'), Some(last)) =
+                (l.content.first().copied(), content_headers.last_mut())
+            {
+                // RFC 5322 §2.2.3 folding: the value runs on, CRLF and white space kept.
+                let end = l.start.saturating_add(l.content.len());
+                if let Some(v) = input.get(last_value_start..end) {
+                    last.1 = input.slice_ref(text::trim_ws(v));
+                }
+                pos = l.next;
+                continue;
+            }
+            count_check(headers.len().saturating_add(content_headers.len()), l.start)?;
+            let Some((name, value)) = text::split_header(l.content) else {
+                return Err(CpimError::Malformed {
+                    what: format!(
+                        "content header {:?} is not Name: value",
+                        String::from_utf8_lossy(l.content.get(..40).unwrap_or(l.content))
+                    ),
+                    offset: l.start,
+                });
+            };
+            if name.iter().any(|b| !b.is_ascii_graphic()) {
+                return Err(CpimError::Malformed {
+                    what: format!(
+                        "content header name {:?} has spaces or control characters",
+                        String::from_utf8_lossy(name)
+                    ),
+                    offset: l.start,
+                });
+            }
+            last_value_start = offset_in(&input, value).unwrap_or(l.next);
+            content_headers.push((input.slice_ref(name), input.slice_ref(value)));
+            pos = l.next;
+            if !l.terminated {
+                break;
+            }
+        }
+        // Content headers running to the end of the input: an empty content (lenient).
+        let body = match body_start {
+            Some(b) => input.slice(b.min(input.len())..),
+            None => Bytes::new(),
+        };
+        if !body.is_empty()
+            && !content_headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case(b"Content-Type"))
+        {
+            return Err(CpimError::MissingContentType {
+                offset: body_start.unwrap_or(pos),
+            });
+        }
+        Ok(Cpim {
+            headers,
+            content_headers,
+            body,
+            layout,
+        })
+    }
+
+    /// Write the message in the RFC 3862 layout with CRLF line ends.
+    pub fn to_bytes(&self) -> Bytes {
+        let hlen: usize = self
+            .headers
+            .iter()
+            .map(|h| {
+                h.prefix.as_ref().map_or(0, |p| p.len() + 1)
+                    + h.name.len()
+                    + h.params.len()
+                    + h.value.len()
+                    + 4
+            })
+            .sum();
+        let clen: usize = self
+            .content_headers
+            .iter()
+            .map(|(n, v)| n.len() + v.len() + 4)
+            .sum();
+        let mut out = BytesMut::with_capacity(hlen + clen + 4 + self.body.len());
+        for h in &self.headers {
+            if let Some(p) = &h.prefix {
+                out.extend_from_slice(p);
+                out.extend_from_slice(b".");
+            }
+            out.extend_from_slice(&h.name);
+            out.extend_from_slice(b":");
+            out.extend_from_slice(&h.params);
+            out.extend_from_slice(b" ");
+            out.extend_from_slice(&h.value);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        for (n, v) in &self.content_headers {
+            out.extend_from_slice(n);
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(v);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&self.body);
+        out.freeze()
+    }
+
+    // ---- namespaces ----
+
+    /// The NS declarations in order: (prefix, URI). `None` prefix = default namespace.
+    pub fn namespaces(&self) -> impl Iterator<Item = (Option<Bytes>, Bytes)> + '_ {
+        self.headers
+            .iter()
+            .filter(|h| is_default_ns_header(h, b"NS"))
+            .filter_map(|h| parse_ns(&h.value))
+    }
+
+    /// The namespace URI header `index` belongs to (see the module documentation).
+    pub fn namespace_of(&self, index: usize) -> Option<Bytes> {
+        let h = self.headers.get(index)?;
+        let matches_prefix = |d: &CpimHeader| -> Option<Bytes> {
+            if !is_default_ns_header(d, b"NS") {
+                return None;
+            }
+            let (p, uri) = parse_ns(&d.value)?;
+            let same = match (&p, &h.prefix) {
+                (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+                (None, None) => true,
+                _ => false,
+            };
+            same.then_some(uri)
+        };
+        let before = self.headers.get(..index).unwrap_or_default();
+        let after = self.headers.get(index..).unwrap_or_default();
+        before
+            .iter()
+            .rev()
+            .find_map(matches_prefix)
+            .or_else(|| after.iter().find_map(matches_prefix))
+            .or_else(|| {
+                h.prefix
+                    .is_none()
+                    .then(|| Bytes::from_static(NS_CPIM.as_bytes()))
+            })
+    }
+
+    /// Indices of the headers named `name` in namespace `ns_uri`.
+    fn ns_indices<'a>(
+        &'a self,
+        ns_uri: &'a str,
+        name: &'a str,
+    ) -> impl Iterator<Item = usize> + 'a {
+        self.headers
+            .iter()
+            .enumerate()
+            .filter(move |(_, h)| h.name.eq_ignore_ascii_case(name.as_bytes()))
+            .filter(move |(i, _)| {
+                self.namespace_of(*i)
+                    .is_some_and(|u| u.eq_ignore_ascii_case(ns_uri.as_bytes()))
+            })
+            .map(|(i, _)| i)
+    }
+
+    /// The first header `name` of namespace `ns_uri`, whatever prefix the sender used.
+    pub fn get_ns(&self, ns_uri: &str, name: &str) -> Option<&CpimHeader> {
+        self.ns_indices(ns_uri, name)
+            .next()
+            .and_then(|i| self.headers.get(i))
+    }
+
+    /// Every header `name` of namespace `ns_uri`, in order.
+    pub fn get_all_ns<'a>(
+        &'a self,
+        ns_uri: &'a str,
+        name: &'a str,
+    ) -> impl Iterator<Item = &'a CpimHeader> + 'a {
+        self.ns_indices(ns_uri, name)
+            .filter_map(|i| self.headers.get(i))
+    }
+
+    /// The prefix bound to `ns_uri`, if declared.
+    pub fn prefix_for(&self, ns_uri: &str) -> Option<Option<Bytes>> {
+        self.namespaces()
+            .find(|(_, u)| u.eq_ignore_ascii_case(ns_uri.as_bytes()))
+            .map(|(p, _)| p)
+    }
+
+    /// Set header `name` of namespace `ns_uri` to `value`: replaces the first such header and
+    /// removes the others, or appends one. Declares `NS: <preferred_prefix> <ns_uri>` first when
+    /// the namespace has no prefix yet (an existing prefix is reused).
+    pub fn set_ns(&mut self, ns_uri: &str, preferred_prefix: &str, name: &str, value: &[u8]) {
+        let existing: Vec<usize> = self.ns_indices(ns_uri, name).collect();
+        if let Some((&first, rest)) = existing.split_first() {
+            for &i in rest.iter().rev() {
+                self.headers.remove(i);
+            }
+            if let Some(h) = self.headers.get_mut(first) {
+                h.value = Bytes::copy_from_slice(value);
+                h.params = Bytes::new();
+            }
+            return;
+        }
+        let prefix = if ns_uri.eq_ignore_ascii_case(NS_CPIM) {
+            None
+        } else {
+            match self.prefix_for(ns_uri) {
+                Some(p) => p,
+                None => {
+                    let decl = format!("{preferred_prefix} <{ns_uri}>");
+                    self.headers
+                        .push(CpimHeader::new(None, b"NS", decl.as_bytes()));
+                    Some(Bytes::copy_from_slice(preferred_prefix.as_bytes()))
+                }
+            }
+        };
+        self.headers.push(CpimHeader {
+            prefix,
+            name: Bytes::copy_from_slice(name.as_bytes()),
+            params: Bytes::new(),
+            value: Bytes::copy_from_slice(value),
+        });
+    }
+
+    // ---- typed accessors ----
+
+    /// `From` (RFC 3862 §3.3.1).
+    pub fn from(&self) -> Option<&Bytes> {
+        self.get_ns(NS_CPIM, "From").map(|h| &h.value)
+    }
+
+    /// Every `To` (RFC 3862 §3.3.2).
+    pub fn to(&self) -> Vec<&Bytes> {
+        self.get_all_ns(NS_CPIM, "To").map(|h| &h.value).collect()
+    }
+
+    /// Every `cc` (RFC 3862 §3.3.3).
+    pub fn cc(&self) -> Vec<&Bytes> {
+        self.get_all_ns(NS_CPIM, "cc").map(|h| &h.value).collect()
+    }
+
+    /// `DateTime` (RFC 3862 §3.3.4), as written (RFC 3339).
+    pub fn datetime(&self) -> Option<&Bytes> {
+        self.get_ns(NS_CPIM, "DateTime").map(|h| &h.value)
+    }
+
+    /// Every `Subject`, with its language (RFC 3862 §3.3.5).
+    pub fn subject(&self) -> Vec<Subject> {
+        self.get_all_ns(NS_CPIM, "Subject")
+            .map(|h| Subject {
+                lang: h.param(b"lang").map(|l| h.params.slice_ref(l)),
+                text: h.value.clone(),
+            })
+            .collect()
+    }
+
+    /// The header names listed by `Require` (RFC 3862 §3.3.7), comma separated.
+    pub fn require(&self) -> Vec<Bytes> {
+        self.get_all_ns(NS_CPIM, "Require")
+            .flat_map(|h| comma_list(&h.value))
+            .collect()
+    }
+
+    /// The content's `Content-Type`.
+    pub fn content_type(&self) -> Option<&Bytes> {
+        self.content_header("Content-Type")
+    }
+
+    /// A content header by name (ASCII case-insensitive, RFC 2045 §3).
+    pub fn content_header(&self, name: &str) -> Option<&Bytes> {
+        self.content_headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v)
+    }
+
+    /// `imdn.Message-ID` (RFC 5438 §6.3).
+    pub fn imdn_message_id(&self) -> Option<&Bytes> {
+        self.get_ns(NS_IMDN, "Message-ID").map(|h| &h.value)
+    }
+
+    /// `imdn.Disposition-Notification` values (RFC 5438 §6.2), e.g. `positive-delivery`,
+    /// `display`.
+    pub fn imdn_disposition_notification(&self) -> Vec<Bytes> {
+        self.get_all_ns(NS_IMDN, "Disposition-Notification")
+            .flat_map(|h| comma_list(&h.value))
+            .collect()
+    }
+
+    /// `cpm.Payload-Type` (OMA CPM).
+    pub fn cpm_payload_type(&self) -> Option<&Bytes> {
+        self.get_ns(NS_CPM, "Payload-Type").map(|h| &h.value)
+    }
+}
+
+fn is_default_ns_header(h: &CpimHeader, name: &[u8]) -> bool {
+    h.prefix.is_none() && h.name.eq_ignore_ascii_case(name)
+}
+
+fn comma_list(v: &Bytes) -> Vec<Bytes> {
+    v.split(|b| *b == b',')
+        .map(text::trim_ws)
+        .filter(|t| !t.is_empty())
+        .map(|t| v.slice_ref(t))
+        .collect()
+}
+
+/// `NS` value: `[Name-prefix SP] "<" URI ">"` (RFC 3862 §3.3.6). (prefix, URI).
+pub fn parse_ns(v: &Bytes) -> Option<(Option<Bytes>, Bytes)> {
+    let lt = memchr::memchr(b'<', v)?;
+    let prefix = text::trim_ws(v.get(..lt)?);
+    let rest = v.get(lt + 1..)?;
+    let gt = memchr::memchr(b'>', rest)?;
+    let uri = text::trim_ws(rest.get(..gt)?);
+    if uri.is_empty() || !text::trim_ws(rest.get(gt + 1..)?).is_empty() {
+        return None;
+    }
+    if !prefix.is_empty() && !is_name(prefix) {
+        return None;
+    }
+    Some((
+        (!prefix.is_empty()).then(|| v.slice_ref(prefix)),
+        v.slice_ref(uri),
+    ))
+}
+
+/// `From`/`To`/`cc` value: `[Formal-name] "<" URI ">"` (RFC 3862 §3.3.1).
+pub fn parse_address(v: &Bytes) -> Option<Address> {
+    let lt = memchr::memrchr(b'<', v)?;
+    let rest = v.get(lt + 1..)?;
+    let gt = memchr::memchr(b'>', rest)?;
+    let uri = text::trim_ws(rest.get(..gt)?);
+    if uri.is_empty() {
+        return None;
+    }
+    let display = text::trim_ws(v.get(..lt)?);
+    Some(Address {
+        display: (!display.is_empty()).then(|| v.slice_ref(display)),
+        uri: v.slice_ref(uri),
+    })
+}
+
+/// Decode RFC 3862 §3.2 escapes in a header value: `\\`, `\"`, `\'`, `\b`, `\t`, `\n`, `\r`
+/// and `\uXXXX` (UTF-8 encoded). A backslash not followed by one of these is kept as is.
+pub fn unescape(v: &[u8]) -> Cow<'_, [u8]> {
+    if memchr::memchr(b'\\', v).is_none() {
+        return Cow::Borrowed(v);
+    }
+    let mut out = Vec::with_capacity(v.len());
+    let mut i = 0usize;
+    while let Some(&b) = v.get(i) {
+        if b != b'\\' {
+            out.push(b);
+            i += 1;
+            continue;
+        }
+        let simple = match v.get(i + 1) {
+            Some(b'\\') => Some(b'\\'),
+            Some(b'"') => Some(b'"'),
+            Some(b'\'') => Some(b'\''),
+            Some(b'b') => Some(0x08),
+            Some(b't') => Some(b'\t'),
+            Some(b'n') => Some(b'\n'),
+            Some(b'r') => Some(b'\r'),
+            _ => None,
+        };
+        if let Some(c) = simple {
+            out.push(c);
+            i += 2;
+            continue;
+        }
+        let hex = v
+            .get(i + 1..i + 6)
+            .filter(|h| h.first() == Some(&b'u'))
+            .and_then(|h| std::str::from_utf8(h.get(1..)?).ok())
+            .and_then(|h| u32::from_str_radix(h, 16).ok())
+            .and_then(char::from_u32);
+        match hex {
+            Some(c) => {
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                i += 6;
+            }
+            None => {
+                out.push(b'\\');
+                i += 1;
+            }
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Encode a value for a CPIM header (RFC 3862 §3.2): backslash, double quote and control
+/// characters are escaped.
+pub fn escape(v: &[u8]) -> Cow<'_, [u8]> {
+    if !v
+        .iter()
+        .any(|b| *b == b'\\' || *b == b'"' || b.is_ascii_control())
+    {
+        return Cow::Borrowed(v);
+    }
+    let mut out = Vec::with_capacity(v.len() + 8);
+    for &b in v {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'"' => out.extend_from_slice(b"\\\""),
+            0x08 => out.extend_from_slice(b"\\b"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            c if c.is_ascii_control() => {
+                out.extend_from_slice(format!("\\u{c:04x}").as_bytes());
+            }
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// One CPIM header line (RFC 3862 §3.2).
+fn parse_cpim_header(input: &Bytes, l: &LineAt<'_>) -> Result<CpimHeader, CpimError> {
+    let bad = |what: String| CpimError::Malformed {
+        what,
+        offset: l.start,
+    };
+    let shown = || String::from_utf8_lossy(l.content.get(..60).unwrap_or(l.content)).into_owned();
+    let colon = memchr::memchr(b':', l.content)
+        .ok_or_else(|| bad(format!("header line {:?} has no colon", shown())))?;
+    let full_name = text::trim_ws(l.content.get(..colon).unwrap_or_default());
+    let (prefix, name) = match memchr::memchr(b'.', full_name) {
+        Some(dot) => (
+            Some(full_name.get(..dot).unwrap_or_default()),
+            full_name.get(dot + 1..).unwrap_or_default(),
+        ),
+        None => (None, full_name),
+    };
+    if !is_name(name) || prefix.is_some_and(|p| !is_name(p)) {
+        return Err(bad(format!(
+            "header name {:?} is not [prefix.]Name (RFC 3862 §3.2)",
+            String::from_utf8_lossy(full_name)
+        )));
+    }
+    let rest = l.content.get(colon + 1..).unwrap_or_default();
+    // `*( ";" Parameter ) SP Header-value`: parameters run to the first space.
+    let (params, value) = if rest.first() == Some(&b';') {
+        let sp = rest
+            .iter()
+            .position(|b| *b == b' ' || *b == b'\t')
+            .unwrap_or(rest.len());
+        (
+            rest.get(..sp).unwrap_or_default(),
+            rest.get(sp..).unwrap_or_default(),
+        )
+    } else {
+        (&rest[..0], rest)
+    };
+    if value.iter().any(|b| *b == b'\r' || *b == 0) {
+        return Err(bad(format!(
+            "header {:?} has a control character in its value",
+            String::from_utf8_lossy(full_name)
+        )));
+    }
+    let value = text::trim_ws(value);
+    let header = CpimHeader {
+        prefix: prefix.map(|p| input.slice_ref(p)),
+        name: input.slice_ref(name),
+        params: input.slice_ref(params),
+        value: input.slice_ref(value),
+    };
+    // Every NS header must be `[prefix SP] "<" URI ">"` (RFC 3862 §3.3.6).
+    if is_default_ns_header(&header, b"NS") && parse_ns(&header.value).is_none() {
+        return Err(bad(format!(
+            "NS header {:?} is not [prefix] <URI> (RFC 3862 §3.3.6)",
+            String::from_utf8_lossy(value)
+        )));
+    }
+    Ok(header)
+}
+
+/// Where `inner`, a sub-slice of `outer`, starts in it.
+fn offset_in(outer: &[u8], inner: &[u8]) -> Option<usize> {
+    let off = (inner.as_ptr() as usize).checked_sub(outer.as_ptr() as usize)?;
+    (off.checked_add(inner.len())? <= outer.len()).then_some(off)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RFC3862: &[u8] = b"From: MR SANDERS <im:piglet@100akerwood.com>\r\n\
+To: Depressed Donkey <im:eeyore@100akerwood.com>\r\n\
+DateTime: 2000-12-13T13:40:00-08:00\r\n\
+Subject: the weather will be fine today\r\n\
+Subject:;lang=fr beau temps prevu pour aujourd'hui\r\n\
+NS: MyFeatures <mid:MessageFeatures@id.foo.com>\r\n\
+Require: MyFeatures.VitalMessageOption\r\n\
+MyFeatures.VitalMessageOption: Confirmation-requested\r\n\
+MyFeatures.WackyMessageOption: Use-silly-font\r\n\
+\r\n\
+Content-type: text/xml; charset=utf-8\r\n\
+Content-ID: <1234567890@foo.com>\r\n\
+\r\n\
+<body>\r\n\
+Here is the text of my message.\r\n\
+</body>\r\n";
+
+    const ERRATA: &[u8] = b"From: Alice <im:alice@example.com>\r\n\
+To: Bob <im:bob@example.com>\r\n\
+NS: imdn <urn:ietf:params:imdn>\r\n\
+imdn.Message-ID: 34jk324j\r\n\
+DateTime: 2006-04-04T12:16:49-05:00\r\n\
+imdn.Disposition-Notification: positive-delivery, display\r\n\
+Content-type: text/plain\r\n\
+Content-length: 12\r\n\
+\r\n\
+Hello World\r\n";
+
+    fn parse(b: &'static [u8]) -> Result<Cpim, CpimError> {
+        Cpim::parse(Bytes::from_static(b))
+    }
+
+    #[test]
+    fn rfc3862_example_round_trips_byte_for_byte() {
+        let c = parse(RFC3862).unwrap();
+        assert_eq!(c.layout, Layout::Rfc3862);
+        assert_eq!(c.headers.len(), 9);
+        assert_eq!(c.content_headers.len(), 2);
+        assert_eq!(c.to_bytes(), RFC3862);
+        assert_eq!(c.from().unwrap(), "MR SANDERS <im:piglet@100akerwood.com>");
+        let subj = c.subject();
+        assert_eq!(subj.len(), 2);
+        assert_eq!(subj[1].lang.as_deref(), Some(&b"fr"[..]));
+        assert_eq!(subj[1].text, "beau temps prevu pour aujourd'hui");
+        assert_eq!(
+            c.require(),
+            vec![Bytes::from_static(b"MyFeatures.VitalMessageOption")]
+        );
+        assert_eq!(c.content_type().unwrap(), "text/xml; charset=utf-8");
+        let h = c
+            .get_ns("mid:MessageFeatures@id.foo.com", "WackyMessageOption")
+            .unwrap();
+        assert_eq!(h.value, "Use-silly-font");
+        assert_eq!(
+            c.body,
+            "<body>\r\nHere is the text of my message.\r\n</body>\r\n"
+        );
+        let a = parse_address(c.to()[0]).unwrap();
+        assert_eq!(a.uri, "im:eeyore@100akerwood.com");
+        assert_eq!(a.display.unwrap(), "Depressed Donkey");
+    }
+
+    #[test]
+    fn errata_layout_is_read_and_written_correctly() {
+        let c = parse(ERRATA).unwrap();
+        assert_eq!(c.layout, Layout::Errata3013);
+        assert_eq!(c.headers.len(), 6);
+        assert_eq!(c.content_headers.len(), 2);
+        assert_eq!(c.imdn_message_id().unwrap(), "34jk324j");
+        assert_eq!(
+            c.imdn_disposition_notification(),
+            vec![
+                Bytes::from_static(b"positive-delivery"),
+                Bytes::from_static(b"display")
+            ]
+        );
+        assert_eq!(c.body, "Hello World\r\n");
+        let out = c.to_bytes();
+        let again = Cpim::parse(out.clone()).unwrap();
+        assert_eq!(again.layout, Layout::Rfc3862);
+        assert_eq!(
+            Cpim {
+                layout: Layout::Errata3013,
+                ..again
+            },
+            c
+        );
+        assert!(out.windows(4).any(|w| w == b"\r\n\r\n"));
+    }
+
+    #[test]
+    fn namespaces_resolve_by_uri_not_prefix() {
+        let c = parse(b"From: <sip:a@x>\r\nNS: IM <URN:ietf:params:imdn>\r\nim.message-id: abc\r\nNS: cpm <http://www.openmobilealliance.org/cpm/>\r\ncpm.Payload-Type: Application/X-CPM-FT\r\n\r\nContent-Type: text/plain\r\n\r\nhi").unwrap();
+        assert_eq!(c.imdn_message_id().unwrap(), "abc");
+        assert_eq!(c.cpm_payload_type().unwrap(), "Application/X-CPM-FT");
+        assert_eq!(c.namespace_of(0).unwrap(), NS_CPIM);
+        assert_eq!(c.namespace_of(2).unwrap(), "URN:ietf:params:imdn");
+        // An undeclared prefix resolves to nothing.
+        let c = parse(b"From: <sip:a@x>\r\nimdn.Message-ID: abc\r\n\r\n").unwrap();
+        assert_eq!(c.imdn_message_id(), None);
+        assert_eq!(c.namespace_of(1), None);
+    }
+
+    #[test]
+    fn set_ns_reuses_or_declares_the_prefix() {
+        let mut c =
+            parse(b"From: <sip:a@x>\r\nNS: i <urn:ietf:params:imdn>\r\ni.Message-ID: old\r\n\r\n")
+                .unwrap();
+        c.set_ns(NS_IMDN, "imdn", "Message-ID", b"new");
+        c.set_ns(NS_IMDN, "imdn", "Disposition-Notification", b"display");
+        c.set_ns(NS_CPM, "cpm", "Payload-Type", b"Application/X-CPM-Session");
+        c.set_ns(NS_CPIM, "", "DateTime", b"2026-11-25T10:00:00Z");
+        assert_eq!(
+            c.to_bytes(),
+            &b"From: <sip:a@x>\r\nNS: i <urn:ietf:params:imdn>\r\ni.Message-ID: new\r\ni.Disposition-Notification: display\r\nNS: cpm <http://www.openmobilealliance.org/cpm/>\r\ncpm.Payload-Type: Application/X-CPM-Session\r\nDateTime: 2026-11-25T10:00:00Z\r\n\r\n\r\n"[..]
+        );
+        assert_eq!(Cpim::parse(c.to_bytes()).unwrap(), c);
+    }
+
+    #[test]
+    fn content_type_missing_is_415_but_empty_content_is_fine() {
+        let e = parse(b"From: <sip:a@x>\r\n\r\nContent-ID: <x>\r\n\r\nbody").unwrap_err();
+        assert_eq!(e.answer(), Answer::Status(415));
+        let c = parse(b"From: <sip:a@x>\r\n\r\n\r\n").unwrap();
+        assert!(c.body.is_empty() && c.content_headers.is_empty());
+        let c = parse(b"From: <sip:a@x>\r\n\r\nContent-Type: text/plain\r\n").unwrap();
+        assert!(c.body.is_empty());
+    }
+
+    #[test]
+    fn malformed_input_says_what_and_where() {
+        let e = parse(b"From x\r\n\r\n").unwrap_err();
+        assert_eq!(e.answer(), Answer::Status(400));
+        assert!(e.to_string().contains("no colon"), "{e}");
+        let e = parse(b"From <sip:a@x>\r\n\r\n").unwrap_err();
+        assert!(e.to_string().contains("From <sip"), "{e}");
+        let e = parse(b"From: <sip:a@x>\r\nTo: <sip:b@x>\r\n").unwrap_err();
+        assert!(
+            matches!(
+                e,
+                CpimError::MissingBlankLine {
+                    section: "CPIM",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let e = parse(b"From: <sip:a@x>\r\na.b.c: x\r\n\r\n").unwrap_err();
+        assert!(e.to_string().contains("a.b.c"), "{e}");
+        assert_eq!(e.offset(), Some(17));
+        let e = parse(b"From: <sip:a@x>\r\nNS: imdn urn:ietf:params:imdn\r\n\r\n").unwrap_err();
+        assert!(e.to_string().contains("NS header"), "{e}");
+        let e = parse(b"From: <sip:a@x>\r\n\r\nnot a header\r\n\r\n").unwrap_err();
+        assert!(e.to_string().contains("content header"), "{e}");
+        let e = parse(b"\r\n\r\n").unwrap_err();
+        assert!(e.to_string().contains("no CPIM headers"), "{e}");
+        // Content headers up to the end of the input: empty content, accepted.
+        let c = parse(b"From: <sip:a@x>\r\n\r\nContent-Type: text/plain\r\nX: y").unwrap();
+        assert!(c.body.is_empty());
+        assert!(parse(b"").is_err());
+    }
+
+    #[test]
+    fn limits_give_413() {
+        let lim = Limits {
+            max_headers: 3,
+            ..Limits::default()
+        };
+        let e = Cpim::parse_with(Bytes::from_static(RFC3862), &lim).unwrap_err();
+        assert!(matches!(e, CpimError::TooManyHeaders { .. }));
+        assert_eq!(e.answer(), Answer::Status(413));
+        let lim = Limits {
+            max_line_len: 20,
+            ..Limits::default()
+        };
+        assert!(matches!(
+            Cpim::parse_with(Bytes::from_static(RFC3862), &lim),
+            Err(CpimError::LineTooLong { .. })
+        ));
+        let lim = Limits {
+            max_size: 10,
+            ..Limits::default()
+        };
+        assert!(matches!(
+            Cpim::parse_with(Bytes::from_static(RFC3862), &lim),
+            Err(CpimError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn lf_only_and_folded_content_headers() {
+        let c =
+            parse(b"From: <sip:a@x>\n\nContent-Type: text/plain;\n charset=utf-8\n\nhi\n").unwrap();
+        assert_eq!(c.content_type().unwrap(), "text/plain;\n charset=utf-8");
+        assert_eq!(c.body, "hi\n");
+        let again = Cpim::parse(c.to_bytes()).unwrap();
+        assert_eq!(again, c);
+    }
+
+    #[test]
+    fn escapes_decode_and_encode() {
+        assert_eq!(
+            &*unescape(br#"a\"b\\c\u00e9\t\x"#),
+            "a\"b\\c\u{e9}\t\\x".as_bytes()
+        );
+        assert_eq!(&*unescape(b"\\u12"), b"\\u12");
+        assert_eq!(&*escape(b"a\"b\\\n"), br#"a\"b\\\n"#);
+        assert_eq!(&*unescape(&escape(b"x\x01y")), b"x\x01y");
+    }
+
+    #[test]
+    fn params_and_values() {
+        let c = parse(b"Subject:;lang=de;x=1 Hallo Welt\r\nX:no-space\r\n\r\n").unwrap();
+        let h = &c.headers[0];
+        assert_eq!(h.params, ";lang=de;x=1");
+        assert_eq!(h.param(b"x"), Some(&b"1"[..]));
+        assert_eq!(h.value, "Hallo Welt");
+        assert_eq!(c.headers[1].value, "no-space");
+        assert_eq!(
+            c.to_bytes(),
+            &b"Subject:;lang=de;x=1 Hallo Welt\r\nX: no-space\r\n\r\n\r\n"[..]
+        );
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        for b in [
+            &b":"[..],
+            b"a:\r\n",
+            b"a.:x\r\n\r\n",
+            b".a:x\r\n\r\n",
+            b"NS: <>\r\n\r\n",
+            b"From: x\r\n\r\n \r\n",
+            b"From: x\r\n\r\n\t folded\r\n\r\n",
+            b"From: x\r\nContent-Type: a\r\n folded\r\n",
+            b"\n",
+            b"\xff\xfe:\x00",
+        ] {
+            let _ = parse(b);
+        }
+    }
+}

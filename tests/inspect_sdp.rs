@@ -1,0 +1,108 @@
+//! `cpm-iwf inspect sdp` run as a real process.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn vector(name: &str) -> String {
+    format!("{}/tests/vectors/sdp/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn run_file(path: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cpm-iwf"))
+        .args(["inspect", "sdp", path])
+        .output()
+        .expect("run cpm-iwf")
+}
+
+fn run_stdin(input: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cpm-iwf"))
+        .args(["inspect", "sdp", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn cpm-iwf");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input)
+        .expect("write stdin");
+    child.wait_with_output().expect("wait cpm-iwf")
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+}
+
+fn one_error_line(out: &Output) -> String {
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "stderr: {err}");
+    assert!(lines[0].starts_with("error: "), "stderr: {err}");
+    assert!(out.stdout.is_empty());
+    err
+}
+
+fn check(v: &serde_json::Value) {
+    assert_eq!(v["format"], "sdp");
+    assert_eq!(v["lines"][0]["type"], "v");
+    assert_eq!(v["lines"][0]["value"], "0");
+    assert_eq!(v["lines"].as_array().unwrap().len(), 12);
+    assert_eq!(v["origin"]["sess_version"], 3958640041u64);
+    let m = &v["msrp"];
+    assert_eq!(m["port"], 9);
+    assert_eq!(m["protocol"], "TCP/MSRP");
+    assert_eq!(m["setup"], "active");
+    assert_eq!(m["msrp_cema"], true);
+    assert_eq!(m["connection"]["addrtype"], "IP6");
+    assert_eq!(m["path"][0], "msrp://[2001:db8::10]:9/kSm2PVe7;tcp");
+    assert_eq!(m["accept_types"][1], "application/im-iscomposing+xml");
+    assert_eq!(v["msrp_usable"], true);
+    assert_eq!(v["media"][0]["fmts"], "*");
+}
+
+#[test]
+fn file_vector_renders() {
+    check(&json(&run_file(&vector("ours-cpm-chat-offer.txt"))));
+}
+
+#[test]
+fn stdin_vector_renders() {
+    let input = std::fs::read(vector("ours-cpm-chat-offer.txt")).unwrap();
+    check(&json(&run_stdin(&input)));
+}
+
+#[test]
+fn audio_only_renders_with_reason() {
+    let v = json(&run_file(&vector("ours-audio-only-488.txt")));
+    assert_eq!(v["msrp"], serde_json::Value::Null);
+    assert!(
+        v["msrp_usable"]
+            .as_str()
+            .unwrap()
+            .contains("no usable MSRP media")
+    );
+}
+
+#[test]
+fn malformed_file_is_one_error_line() {
+    let err = one_error_line(&run_file(&vector("ours-bad-setup-400.txt")));
+    assert!(err.contains("line 9"), "{err}");
+    assert!(err.contains("a=setup"), "{err}");
+}
+
+#[test]
+fn malformed_stdin_is_one_error_line() {
+    let err = one_error_line(&run_stdin(b"v=0\r\nm=message x TCP/MSRP *\r\n"));
+    assert!(err.contains("port"), "{err}");
+    let err = one_error_line(&run_stdin(b"hello\r\n"));
+    assert!(err.contains("v=0"), "{err}");
+}
