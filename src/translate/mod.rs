@@ -1,15 +1,129 @@
 //! The stateless-per-message translator (ARCHITECTURE.md layer 2): pure functions that rewrite
 //! one CPM message into its SIMPLE IM form and back. No I/O, no clock, no table writes: the
-//! caller hands in what is needed and applies what comes out.
+//! caller hands in what is needed ([`View`] of the table, [`Mappings`], [`Env`]) and applies
+//! what comes out ([`Outcome`]).
 //!
-//! Built so far: [`conversation`], the CPM conversation identities kept and generated;
-//! [`device`], multi-device routing of notifications;
-//! [`state`], what is remembered between messages and how the translator reads
-//! it ([`state::View`]) and asks for changes ([`state::Change`]); [`feature_tags`], the service
-//! identification rewrite of `Contact` and `Accept-Contact`, on [`params`].
+//! Built so far: [`pager`], pager-mode MESSAGE with text, isComposing and IMDNs, both ways;
+//! [`conversation`], the CPM conversation identities kept and generated; [`device`],
+//! multi-device routing of notifications; [`feature_tags`], the service identification rewrite
+//! of `Contact` and `Accept-Contact`, on [`params`] and [`addr`]; [`state`], what is remembered.
+//!
+//! [`View`]: state::View
+//! [`Mappings`]: crate::mapping::Mappings
 
+pub mod addr;
 pub mod conversation;
 pub mod device;
 pub mod feature_tags;
+pub mod pager;
 pub mod params;
 pub mod state;
+
+use crate::time::Millis;
+use crate::wire::cpim::CpimError;
+use crate::wire::imdn::ImdnError;
+use crate::wire::iscomposing::IsComposingError;
+use crate::wire::sip::{SipError, SipMessage};
+use crate::wire::{Answer, WireError};
+
+use conversation::IdSource;
+use params::ParamError;
+use state::{Change, Side};
+
+/// What the caller passes in besides the message: the time, a source of fresh identities, and
+/// the wall-clock time as RFC 3339 text for the CPIM `DateTime` of content the gateway wraps
+/// (RFC 3862 §3.3.4).
+pub struct Env<'a> {
+    /// Monotonic time, for expiry.
+    pub now: Millis,
+    /// Fresh Call-IDs, tags, Conversation-IDs, Contribution-IDs, Message-IDs.
+    pub ids: &'a mut dyn IdSource,
+    /// Wall-clock time, RFC 3339.
+    pub datetime: &'a str,
+}
+
+/// A final answer the gateway gives the incoming request itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reply {
+    /// Status code.
+    pub status: u16,
+    /// Reason phrase.
+    pub reason: &'static str,
+}
+
+impl Reply {
+    /// 200 OK: accepted and handled here.
+    pub const OK: Reply = Reply {
+        status: 200,
+        reason: "OK",
+    };
+}
+
+/// What the caller does after one translation.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Messages to send, each to one side. Requests lack a Via: the node adds its own.
+    pub send: Vec<(Side, SipMessage)>,
+    /// A final answer to the incoming request, when the gateway answers it itself.
+    pub reply: Option<Reply>,
+    /// Changes to make to the correlation table, in order.
+    pub changes: Vec<Change>,
+}
+
+/// Why a message cannot be translated; [`status`](Self::status) is the SIP answer it deserves.
+#[derive(Debug, thiserror::Error)]
+pub enum TranslateError {
+    /// The SIP message itself.
+    #[error(transparent)]
+    Sip(#[from] SipError),
+    /// The CPIM body (RFC 3862).
+    #[error("CPIM body: {0}")]
+    Cpim(#[from] CpimError),
+    /// The IMDN body (RFC 5438).
+    #[error("IMDN body: {0}")]
+    Imdn(#[from] ImdnError),
+    /// The isComposing body (RFC 3994).
+    #[error("isComposing body: {0}")]
+    IsComposing(#[from] IsComposingError),
+    /// A required header field is absent.
+    #[error("missing {0}")]
+    Missing(&'static str),
+    /// A header field's value is unusable.
+    #[error("{header}: {reason}")]
+    Header {
+        /// Which header.
+        header: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The request names a service the mappings do not interwork.
+    #[error("service not interworked: {0}")]
+    UnknownService(String),
+}
+
+impl TranslateError {
+    pub(crate) fn header(header: &'static str, e: ParamError) -> Self {
+        TranslateError::Header {
+            header,
+            reason: e.to_string(),
+        }
+    }
+
+    /// The SIP status code to answer with (RFC 3261 §21): 400 for what is malformed, 413 and
+    /// 415 as the codecs say, 403 for a service the gateway does not interwork (RFC 6050 §4
+    /// lets the network refuse a service it does not offer).
+    pub fn status(&self) -> u16 {
+        let wire = |a: Answer| match a {
+            Answer::Status(s) => s,
+            Answer::Drop => 400,
+        };
+        match self {
+            TranslateError::Sip(e) => wire(e.answer()),
+            TranslateError::Cpim(e) => wire(e.answer()),
+            TranslateError::Imdn(e) => wire(e.answer()),
+            TranslateError::IsComposing(e) => wire(e.answer()),
+            TranslateError::Missing(_) | TranslateError::Header { .. } => 400,
+            TranslateError::UnknownService(_) => 403,
+        }
+    }
+}
