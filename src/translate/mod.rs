@@ -17,6 +17,7 @@ pub mod device;
 pub mod feature_tags;
 pub mod pager;
 pub mod params;
+pub mod response;
 pub mod state;
 
 use crate::time::Millis;
