@@ -15,6 +15,7 @@
 //! [`inspect`] renders parsed wire messages as JSON for the `cpm-iwf inspect` command.
 
 pub mod config;
+pub mod conformance;
 pub mod correlate;
 pub mod inspect;
 pub mod mapping;

@@ -36,6 +36,11 @@ enum Command {
         /// The configuration file.
         file: PathBuf,
     },
+    /// Conformance cases (`conformance/cases/`).
+    Conformance {
+        #[command(subcommand)]
+        action: ConformanceAction,
+    },
     /// Parse one message and print it as JSON.
     Inspect {
         /// The format of the input.
@@ -43,6 +48,19 @@ enum Command {
         format: Format,
         /// The file to read, or `-` for standard input.
         input: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConformanceAction {
+    /// Run the cases and print one line per case, then `N passed, M failed`.
+    Run {
+        /// Run them through the translator alone, with no network (the only mode so far).
+        #[arg(long)]
+        offline: bool,
+        /// The directory of case files.
+        #[arg(default_value = "conformance/cases")]
+        dir: PathBuf,
     },
 }
 
@@ -64,6 +82,9 @@ fn main() -> ExitCode {
             }
             Err(e) => fail(&e),
         },
+        Command::Conformance {
+            action: ConformanceAction::Run { offline, dir },
+        } => run_conformance(offline, &dir),
         Command::CheckConfig { file } => match load_config(Some(&file)) {
             Ok(_) => {
                 println!("{}: valid", file.display());
@@ -85,6 +106,33 @@ fn main() -> ExitCode {
 fn fail(e: &dyn std::fmt::Display) -> ExitCode {
     eprintln!("error: {e}");
     ExitCode::from(2)
+}
+
+fn run_conformance(offline: bool, dir: &std::path::Path) -> ExitCode {
+    if !offline {
+        return fail(&"only `--offline` runs exist so far (the node is not built yet)");
+    }
+    let mappings = match Mappings::embedded() {
+        Ok(m) => m,
+        Err(e) => return fail(&e),
+    };
+    let results = match cpm_iwf::conformance::run_dir(dir, &mappings) {
+        Ok(r) => r,
+        Err(e) => return fail(&e),
+    };
+    let failed = results.iter().filter(|r| r.failure.is_some()).count();
+    for r in &results {
+        match &r.failure {
+            None => println!("ok   {} ({})", r.name, r.clause),
+            Some(why) => println!("FAIL {} ({}): {why}", r.name, r.clause),
+        }
+    }
+    println!("{} passed, {failed} failed", results.len() - failed);
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }
 
 /// The configuration (a file, or the defaults) and the mappings it names, both validated.
