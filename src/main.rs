@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use cpm_iwf::config::Config;
 use cpm_iwf::inspect::{self, Format};
 use cpm_iwf::mapping::Mappings;
+use cpm_iwf::translate::state::Side;
 
 #[derive(Parser)]
 #[command(
@@ -41,6 +42,17 @@ enum Command {
         #[command(subcommand)]
         action: ConformanceAction,
     },
+    /// Translate one message (SIP, from a file or `-`) and print what would be sent.
+    Translate {
+        /// The side the message comes from.
+        #[arg(long, value_enum)]
+        from: SideArg,
+        /// A JSON file holding the correlation table between runs (created when absent).
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// The message, or `-` for standard input.
+        input: PathBuf,
+    },
     /// Parse one message and print it as JSON.
     Inspect {
         /// The format of the input.
@@ -49,6 +61,13 @@ enum Command {
         /// The file to read, or `-` for standard input.
         input: PathBuf,
     },
+}
+
+/// The two networks, as named on the command line.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum SideArg {
+    Cpm,
+    Simple,
 }
 
 #[derive(Subcommand)]
@@ -85,6 +104,19 @@ fn main() -> ExitCode {
         Command::Conformance {
             action: ConformanceAction::Run { offline, dir },
         } => run_conformance(offline, &dir),
+        Command::Translate { from, state, input } => {
+            let side = match from {
+                SideArg::Cpm => Side::Cpm,
+                SideArg::Simple => Side::Simple,
+            };
+            match run_translate(side, state.as_deref(), &input) {
+                Ok(out) => {
+                    print!("{out}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
+            }
+        }
         Command::CheckConfig { file } => match load_config(Some(&file)) {
             Ok(_) => {
                 println!("{}: valid", file.display());
@@ -155,7 +187,9 @@ fn load_config(file: Option<&std::path::Path>) -> Result<(Config, Mappings), Str
     Ok((config, mappings))
 }
 
-fn run_inspect(format: Format, input: &std::path::Path) -> Result<String, String> {
+/// Read a whole input file, or standard input for `-`, refusing more than
+/// [`MAX_INSPECT_INPUT`] bytes.
+fn read_input(input: &std::path::Path) -> Result<Bytes, String> {
     let mut buf = Vec::new();
     // Read one byte past the limit so that an over-long input is refused, not cut short.
     let read = if input.as_os_str() == "-" {
@@ -172,6 +206,82 @@ fn run_inspect(format: Format, input: &std::path::Path) -> Result<String, String
             input.display()
         ));
     }
-    let value = inspect::inspect(format, Bytes::from(buf)).map_err(|e| e.to_string())?;
+    Ok(Bytes::from(buf))
+}
+
+fn run_inspect(format: Format, input: &std::path::Path) -> Result<String, String> {
+    let value = inspect::inspect(format, read_input(input)?).map_err(|e| e.to_string())?;
     serde_json::to_string_pretty(&value).map_err(|e| e.to_string())
+}
+
+/// `cpm-iwf translate`: one message through the translator, the table loaded from and saved to
+/// `state` (JSON) so that a sequence can be shown from a shell.
+fn run_translate(
+    from: Side,
+    state: Option<&std::path::Path>,
+    input: &std::path::Path,
+) -> Result<String, String> {
+    use cpm_iwf::correlate::{Millis, Table, TableLimits};
+    use cpm_iwf::node::ids::{RandomIds, rfc3339_utc};
+    use cpm_iwf::translate::state::{Change, Entry};
+    use cpm_iwf::translate::{Env, pager};
+    use cpm_iwf::wire::sip::{Limits, parse_datagram};
+
+    let data = read_input(input)?;
+    if data.starts_with(b"MSRP ") {
+        return Err(
+            "MSRP translation comes with the session translator; only SIP MESSAGE so far".into(),
+        );
+    }
+    let msg = parse_datagram(data.clone(), &Limits::default())
+        .map_err(|e| inspect::InspectError::from_wire(&e, &data).to_string())?;
+    match msg.method() {
+        Some(rsip::Method::Message) => {}
+        Some(m) => {
+            return Err(format!(
+                "{m} is not translated yet: only pager-mode MESSAGE so far"
+            ));
+        }
+        None => {
+            return Err("a response is translated with the request it answers, not alone".into());
+        }
+    }
+    let (_, mappings) = load_config(None)?;
+    let now = Millis(0);
+    let table = Table::new(TableLimits::default());
+    if let Some(path) = state.filter(|p| p.exists()) {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let entries: Vec<Entry> =
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let inserts: Vec<Change> = entries.into_iter().map(Change::Insert).collect();
+        table.apply(&inserts, now).map_err(|e| e.to_string())?;
+    }
+    let mut ids = RandomIds::new();
+    let datetime = rfc3339_utc(std::time::SystemTime::now());
+    let mut env = Env {
+        now,
+        ids: &mut ids,
+        datetime: &datetime,
+    };
+    let outcome = pager::message_request(&msg, from, &table.view(now), &mappings, &mut env)
+        .map_err(|e| format!("{e} (answer {})", e.status()))?;
+    table
+        .apply(&outcome.changes, now)
+        .map_err(|e| e.to_string())?;
+    if let Some(path) = state {
+        let json = serde_json::to_string_pretty(&table.entries(now)).map_err(|e| e.to_string())?;
+        std::fs::write(path, json + "\n")
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    let mut out = String::new();
+    if let Some(reply) = outcome.reply {
+        out.push_str(&format!("<-- reply {} {}\n", reply.status, reply.reason));
+    }
+    for (side, m) in &outcome.send {
+        out.push_str(&format!("--> {side:?}\n"));
+        out.push_str(&String::from_utf8_lossy(&m.serialize()));
+        out.push('\n');
+    }
+    Ok(out)
 }

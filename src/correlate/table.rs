@@ -150,6 +150,37 @@ impl Table {
             + self.msrp.sweep(now)
     }
 
+    /// Every live entry, for saving state (`cpm-iwf translate --state`); inserting them into a
+    /// new table gives them a fresh time to live.
+    pub fn entries(&self, now: Millis) -> Vec<Entry> {
+        let mut out = Vec::new();
+        out.extend(
+            self.messages
+                .snapshot(now)
+                .into_iter()
+                .map(|(k, v, _)| Entry::Message(k, v)),
+        );
+        out.extend(
+            self.conversations
+                .snapshot(now)
+                .into_iter()
+                .map(|(k, v, _)| Entry::Conversation(k, v)),
+        );
+        out.extend(
+            self.dialogs
+                .snapshot(now)
+                .into_iter()
+                .map(|(k, v, _)| Entry::Dialog(k, v)),
+        );
+        out.extend(
+            self.msrp
+                .snapshot(now)
+                .into_iter()
+                .map(|(k, v, _)| Entry::Msrp(k, v)),
+        );
+        out
+    }
+
     /// Counters per kind.
     pub fn stats(&self) -> TableStats {
         TableStats {

@@ -3,4 +3,5 @@
 //! Built so far: [`transaction`], the RFC 3261 §17 transaction state machines, sans-IO (the
 //! tokio shell that drives them comes with the node issue).
 
+pub mod ids;
 pub mod transaction;

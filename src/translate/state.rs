@@ -6,9 +6,11 @@
 //! not copied), so a clone is a reference-count increment.
 
 use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 
 /// Which network a message came from or goes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Side {
     /// The OMA CPM 2.0 network.
     Cpm,
@@ -28,59 +30,70 @@ impl Side {
 
 /// The CPM conversation identities of one message or session (CPM 2.0 SD 5.2.1.1): SIP header
 /// values, opaque tokens compared exactly.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ConversationIds {
     /// `Conversation-ID`: the same for every message and session of a conversation.
+    #[serde(with = "text_bytes")]
     pub conversation_id: Bytes,
     /// `Contribution-ID`: one per standalone message or session.
+    #[serde(with = "text_bytes")]
     pub contribution_id: Bytes,
     /// `InReplyTo-Contribution-ID`: the contribution this one answers, when it answers one.
+    #[serde(with = "opt_text_bytes", default)]
     pub in_reply_to: Option<Bytes>,
 }
 
 /// A conversation between one CPM user and one SIMPLE IM user, by their addresses of record
 /// (normalised by the translator: scheme, user and host, host lower-cased). SIMPLE IM has no
 /// conversation identity of its own, so the pair of users is what ties its messages to one.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ConversationKey {
     /// The CPM user's address of record.
+    #[serde(with = "text_bytes")]
     pub cpm_user: Bytes,
     /// The SIMPLE IM user's address of record.
+    #[serde(with = "text_bytes")]
     pub simple_user: Bytes,
 }
 
 /// What is remembered of a conversation between a CPM user and a SIMPLE IM user.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ConversationState {
     /// The conversation's `Conversation-ID`, reused for everything either user sends next.
+    #[serde(with = "text_bytes")]
     pub conversation_id: Bytes,
     /// The `Contribution-ID` of the last message or session the CPM user sent: what a SIMPLE
     /// IM user's next message answers (`InReplyTo-Contribution-ID`, CPM 2.0 SD 5.2.1.1).
+    #[serde(with = "opt_text_bytes", default)]
     pub last_cpm_contribution: Option<Bytes>,
 }
 
 /// One device of a user (CPM 2.0 §4.2 multi-device): what is needed to reach that device and no
 /// other. The translator prefers the GRUU (RFC 5627, as Request-URI), then the instance id
 /// (RFC 5626 `+sip.instance`, in Accept-Contact with `require;explicit`, RFC 3841 §9).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Device {
     /// The user's address of record (From of the original message).
+    #[serde(with = "text_bytes")]
     pub aor: Bytes,
     /// A GRUU the device registered (`pub-gruu`, or a Contact URI with `gr`).
+    #[serde(with = "opt_text_bytes", default)]
     pub gruu: Option<Bytes>,
     /// The device's `+sip.instance` value, with its quotes and angle brackets removed.
+    #[serde(with = "opt_text_bytes", default)]
     pub instance: Option<Bytes>,
 }
 
 /// What is remembered of a message that crossed the gateway, keyed by its `imdn.Message-ID`
 /// (RFC 5438 §6.3: unique per message), so that the notifications coming back find their way.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct MessageOrigin {
     /// The network the message came from: its notifications go back there.
     pub side: Side,
     /// The device that sent it: its notifications go to that device only.
     pub device: Device,
     /// The recipient's address of record, as addressed by the sender.
+    #[serde(with = "text_bytes")]
     pub recipient: Bytes,
     /// The conversation identities the message had (or was given) on the CPM side.
     pub conversation: Option<ConversationIds>,
@@ -88,62 +101,67 @@ pub struct MessageOrigin {
 
 /// A dialog of one side of a B2BUA session, by its Call-ID (the gateway writes its own Call-ID
 /// on each leg, RFC 7092 §3.1, so a Call-ID names one leg).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct DialogKey {
     /// The side of this leg.
     pub side: Side,
     /// The leg's Call-ID.
+    #[serde(with = "text_bytes")]
     pub call_id: Bytes,
 }
 
 /// The other leg of a B2BUA session and what the session carries.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct DialogPeer {
     /// The Call-ID of the other leg.
+    #[serde(with = "text_bytes")]
     pub call_id: Bytes,
     /// The session's CPM conversation identities.
     pub conversation: Option<ConversationIds>,
     /// The MSRP session-id of the gateway's endpoint on this leg (RFC 4975 §6), when the
     /// session carries MSRP.
+    #[serde(with = "opt_text_bytes", default)]
     pub msrp_session: Option<Bytes>,
 }
 
 /// The other leg of a back-to-back MSRP session, keyed by the session-id of the gateway's own
 /// MSRP URI on one leg.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct MsrpPeer {
     /// The side of the leg whose session-id is the key.
     pub side: Side,
     /// The session-id of the gateway's endpoint on the other leg.
+    #[serde(with = "text_bytes")]
     pub peer_session: Bytes,
     /// The Call-ID of the SIP dialog that set this leg up.
+    #[serde(with = "text_bytes")]
     pub call_id: Bytes,
 }
 
 /// The key of one table entry.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Key {
     /// By `imdn.Message-ID`.
-    Message(Bytes),
+    Message(#[serde(with = "text_bytes")] Bytes),
     /// By pair of users.
     Conversation(ConversationKey),
     /// By leg Call-ID.
     Dialog(DialogKey),
     /// By the gateway's MSRP session-id on one leg.
-    Msrp(Bytes),
+    Msrp(#[serde(with = "text_bytes")] Bytes),
 }
 
 /// One table entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Entry {
     /// A message's origin.
-    Message(Bytes, MessageOrigin),
+    Message(#[serde(with = "text_bytes")] Bytes, MessageOrigin),
     /// A conversation's state.
     Conversation(ConversationKey, ConversationState),
     /// A leg and its peer.
     Dialog(DialogKey, DialogPeer),
     /// An MSRP leg and its peer.
-    Msrp(Bytes, MsrpPeer),
+    Msrp(#[serde(with = "text_bytes")] Bytes, MsrpPeer),
 }
 
 impl Entry {
@@ -159,7 +177,7 @@ impl Entry {
 }
 
 /// A change the translator asks for; the caller applies it to the table.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Change {
     /// Insert or replace an entry (its time to live starts again).
     Insert(Entry),
@@ -180,4 +198,36 @@ pub trait View {
     fn dialog(&self, key: &DialogKey) -> Option<DialogPeer>;
     /// The peer of an MSRP leg.
     fn msrp(&self, session_id: &[u8]) -> Option<MsrpPeer>;
+}
+
+/// `Bytes` as JSON text (`cpm-iwf translate --state`): ids are text on the wire; bytes that are
+/// not UTF-8 are written lossily.
+mod text_bytes {
+    use bytes::Bytes;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(b: &Bytes, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&String::from_utf8_lossy(b))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
+        String::deserialize(d).map(Bytes::from)
+    }
+}
+
+/// `Option<Bytes>` as JSON text or null.
+mod opt_text_bytes {
+    use bytes::Bytes;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(b: &Option<Bytes>, s: S) -> Result<S::Ok, S::Error> {
+        match b {
+            Some(b) => s.serialize_some(&String::from_utf8_lossy(b)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Bytes>, D::Error> {
+        Option::<String>::deserialize(d).map(|o| o.map(Bytes::from))
+    }
 }

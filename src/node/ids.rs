@@ -1,0 +1,119 @@
+//! Fresh identities and the wall-clock text the translator is handed (it reads neither a clock
+//! nor a random source itself).
+
+use std::hash::{BuildHasher, Hasher, RandomState};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+
+use crate::translate::conversation::IdSource;
+
+/// UUID-shaped (RFC 9562 §5.4 layout, version 4) identities: Call-IDs, tags, Conversation-IDs,
+/// Contribution-IDs, Message-IDs. They must be unique, not secret: 128 bits from the standard
+/// library's randomly keyed SipHash over a counter (keys drawn from the OS once per source).
+pub struct RandomIds {
+    keys: RandomState,
+    counter: u64,
+}
+
+impl RandomIds {
+    /// A new source with fresh random keys.
+    pub fn new() -> Self {
+        RandomIds {
+            keys: RandomState::new(),
+            counter: 0,
+        }
+    }
+
+    fn word(&self, lane: u64) -> u64 {
+        let mut h = self.keys.build_hasher();
+        h.write_u64(self.counter);
+        h.write_u64(lane);
+        h.finish()
+    }
+}
+
+impl Default for RandomIds {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl IdSource for RandomIds {
+    fn fresh_id(&mut self) -> Bytes {
+        self.counter = self.counter.wrapping_add(1);
+        let hi = self.word(0);
+        let lo = self.word(1);
+        // Version 4 and the RFC 9562 variant bits.
+        let hi = (hi & 0xffff_ffff_ffff_0fff) | 0x0000_0000_0000_4000;
+        let lo = (lo & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
+        Bytes::from(format!(
+            "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+            hi >> 32,
+            (hi >> 16) & 0xffff,
+            hi & 0xffff,
+            lo >> 48,
+            lo & 0xffff_ffff_ffff
+        ))
+    }
+}
+
+/// `t` as RFC 3339 UTC text with milliseconds (`2026-11-25T10:00:05.123Z`), for the CPIM
+/// `DateTime` of content the gateway wraps (RFC 3862 §3.3.4).
+pub fn rfc3339_utc(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, day) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (H. Hinnant's `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn ids_are_uuid_shaped_and_distinct() {
+        let mut ids = RandomIds::new();
+        let a = ids.fresh_id();
+        let b = ids.fresh_id();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 36);
+        assert_eq!(a[14], b'4', "version 4");
+        assert!(
+            matches!(a[19], b'8' | b'9' | b'a' | b'b'),
+            "RFC 9562 variant"
+        );
+        assert_ne!(RandomIds::new().fresh_id(), RandomIds::new().fresh_id());
+    }
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339_utc(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let t = UNIX_EPOCH + Duration::from_millis(1_795_602_005_123);
+        assert_eq!(rfc3339_utc(t), "2026-11-25T10:20:05.123Z");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(rfc3339_utc(leap), "2000-02-29T00:00:00.000Z");
+    }
+}
