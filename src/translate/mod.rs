@@ -5,7 +5,8 @@
 //!
 //! Built so far: [`pager`], pager-mode MESSAGE with text, isComposing and IMDNs, both ways;
 //! [`conversation`], the CPM conversation identities kept and generated; [`device`],
-//! multi-device routing of notifications; [`feature_tags`], the service identification rewrite
+//! multi-device routing of notifications; [`sdp`], the MSRP session description for the other
+//! leg; [`response`], answers mapped back; [`feature_tags`], the service identification rewrite
 //! of `Contact` and `Accept-Contact`, on [`params`] and [`addr`]; [`state`], what is remembered.
 //!
 //! [`View`]: state::View
@@ -18,12 +19,14 @@ pub mod feature_tags;
 pub mod pager;
 pub mod params;
 pub mod response;
+pub mod sdp;
 pub mod state;
 
 use crate::time::Millis;
 use crate::wire::cpim::CpimError;
 use crate::wire::imdn::ImdnError;
 use crate::wire::iscomposing::IsComposingError;
+use crate::wire::sdp::SdpError;
 use crate::wire::sip::{SipError, SipMessage};
 use crate::wire::{Answer, WireError};
 
@@ -86,6 +89,9 @@ pub enum TranslateError {
     /// The isComposing body (RFC 3994).
     #[error("isComposing body: {0}")]
     IsComposing(#[from] IsComposingError),
+    /// The SDP of a session (RFC 4566, RFC 4975 §8).
+    #[error("SDP: {0}")]
+    Sdp(#[from] SdpError),
     /// A required header field is absent.
     #[error("missing {0}")]
     Missing(&'static str),
@@ -123,6 +129,7 @@ impl TranslateError {
             TranslateError::Cpim(e) => wire(e.answer()),
             TranslateError::Imdn(e) => wire(e.answer()),
             TranslateError::IsComposing(e) => wire(e.answer()),
+            TranslateError::Sdp(e) => wire(e.answer()),
             TranslateError::Missing(_) | TranslateError::Header { .. } => 400,
             TranslateError::UnknownService(_) => 403,
         }
