@@ -115,6 +115,22 @@ impl Timers {
     }
 }
 
+/// What a transaction hands to the node: bytes to send, events for the user, timers to run.
+#[derive(Debug, Default)]
+struct Io {
+    timers: Timers,
+    transmits: VecDeque<Bytes>,
+    events: VecDeque<TransactionEvent>,
+}
+
+impl Io {
+    /// The transaction is over: no more timers, and the user is told once.
+    fn finish(&mut self) {
+        self.timers.clear();
+        self.events.push_back(TransactionEvent::Terminated);
+    }
+}
+
 /// INVITE or any other method: the two have different state machines (§17.1.1 / §17.1.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -170,9 +186,7 @@ pub struct ClientTransaction {
     ack: Option<Bytes>,
     /// Current retransmit interval of Timer A or E.
     interval: u64,
-    timers: Timers,
-    transmits: VecDeque<Bytes>,
-    events: VecDeque<TransactionEvent>,
+    io: Io,
 }
 
 impl ClientTransaction {
@@ -188,9 +202,10 @@ impl ClientTransaction {
             request: request.clone(),
             ack: None,
             interval: config.t1_ms,
-            timers: Timers::default(),
-            transmits: VecDeque::from([request]),
-            events: VecDeque::new(),
+            io: Io {
+                transmits: VecDeque::from([request]),
+                ..Io::default()
+            },
         };
         let (retransmit, timeout) = match kind {
             Kind::Invite => (Timer::A, Timer::B),
@@ -198,9 +213,9 @@ impl ClientTransaction {
         };
         // §17.1.1.2 / §17.1.2.2: retransmit only over an unreliable transport.
         if !config.reliable {
-            t.timers.arm(retransmit, now.after(config.t1_ms));
+            t.io.timers.arm(retransmit, now.after(config.t1_ms));
         }
-        t.timers.arm(timeout, now.after(config.timeout()));
+        t.io.timers.arm(timeout, now.after(config.timeout()));
         t
     }
 
@@ -224,27 +239,30 @@ impl ClientTransaction {
             (_, Terminated) => Delivery::Absorbed,
             (Kind::Invite, Calling | Proceeding) if provisional => {
                 self.state = Proceeding;
-                self.timers.cancel(Timer::A);
+                self.io.timers.cancel(Timer::A);
                 // Timer B guards Calling only: once the far end answers, the user (or a
                 // proxy's Timer C) decides how long to ring.
-                self.timers.cancel(Timer::B);
+                self.io.timers.cancel(Timer::B);
                 Delivery::ToUser
             }
             (Kind::Invite, Calling | Proceeding) if success => {
                 // RFC 6026 §8.4: Accepted, so that 2xx retransmissions reach the user, which
                 // acknowledges them (the ACK to a 2xx is its own transaction, §13.2.2.4).
                 self.state = Accepted;
-                self.timers.clear();
-                self.timers.arm(Timer::M, now.after(self.config.timeout()));
+                self.io.timers.clear();
+                self.io
+                    .timers
+                    .arm(Timer::M, now.after(self.config.timeout()));
                 Delivery::ToUser
             }
             (Kind::Invite, Calling | Proceeding) => {
                 self.state = Completed;
-                self.timers.clear();
+                self.io.timers.clear();
                 let ack = build_ack();
-                self.transmits.push_back(ack.clone());
+                self.io.transmits.push_back(ack.clone());
                 self.ack = Some(ack);
-                self.timers
+                self.io
+                    .timers
                     .arm(Timer::D, now.after(self.config.unreliable(32_000)));
                 self.wake_if_zero(now);
                 Delivery::ToUser
@@ -254,7 +272,7 @@ impl ClientTransaction {
                 if let Some(ack) = &self.ack
                     && status >= 300
                 {
-                    self.transmits.push_back(ack.clone());
+                    self.io.transmits.push_back(ack.clone());
                 }
                 Delivery::Absorbed
             }
@@ -265,8 +283,8 @@ impl ClientTransaction {
             }
             (Kind::NonInvite, Trying | Proceeding) => {
                 self.state = Completed;
-                self.timers.clear();
-                self.timers.arm(
+                self.io.timers.clear();
+                self.io.timers.arm(
                     Timer::K,
                     now.after(self.config.unreliable(self.config.t4_ms)),
                 );
@@ -280,17 +298,17 @@ impl ClientTransaction {
     /// The transport reported that the request could not be sent (§17.1.4): the transaction
     /// ends and the user is told as for a timeout (RFC 3261 §8.1.3.1 treats both as 503/408).
     pub fn transport_error(&mut self) {
-        self.timers.clear();
-        self.events.push_back(TransactionEvent::Timeout);
+        self.io.timers.clear();
+        self.io.events.push_back(TransactionEvent::Timeout);
         self.terminate();
     }
 
     /// Run the timers due at `now`.
     pub fn handle_timeout(&mut self, now: Millis) {
-        while let Some(timer) = self.timers.take_due(now) {
+        while let Some(timer) = self.io.timers.take_due(now) {
             match timer {
                 Timer::A | Timer::E => {
-                    self.transmits.push_back(self.request.clone());
+                    self.io.transmits.push_back(self.request.clone());
                     // §17.1.1.2: A doubles each time; §17.1.2.2: E doubles up to T2, and is T2
                     // once a provisional response arrived.
                     self.interval = self.interval.saturating_mul(2);
@@ -301,11 +319,11 @@ impl ClientTransaction {
                             self.interval.min(self.config.t2_ms)
                         };
                     }
-                    self.timers.arm(timer, now.after(self.interval));
+                    self.io.timers.arm(timer, now.after(self.interval));
                 }
                 Timer::B | Timer::F => {
-                    self.timers.clear();
-                    self.events.push_back(TransactionEvent::Timeout);
+                    self.io.timers.clear();
+                    self.io.events.push_back(TransactionEvent::Timeout);
                     self.terminate();
                 }
                 Timer::D | Timer::K | Timer::M => self.terminate(),
@@ -316,7 +334,7 @@ impl ClientTransaction {
 
     /// A wait of zero (reliable transport) ends the transaction at once.
     fn wake_if_zero(&mut self, now: Millis) {
-        if self.timers.next().is_some_and(|at| at <= now) {
+        if self.io.timers.next().is_some_and(|at| at <= now) {
             self.handle_timeout(now);
         }
     }
@@ -324,24 +342,23 @@ impl ClientTransaction {
     fn terminate(&mut self) {
         if self.state != ClientState::Terminated {
             self.state = ClientState::Terminated;
-            self.timers.clear();
-            self.events.push_back(TransactionEvent::Terminated);
+            self.io.finish();
         }
     }
 
     /// The next instant [`handle_timeout`](Self::handle_timeout) must be called.
     pub fn poll_timeout(&self) -> Option<Millis> {
-        self.timers.next()
+        self.io.timers.next()
     }
 
     /// Bytes to send to the peer, oldest first.
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        self.transmits.pop_front()
+        self.io.transmits.pop_front()
     }
 
     /// Events for the transaction user, oldest first.
     pub fn poll_event(&mut self) -> Option<TransactionEvent> {
-        self.events.pop_front()
+        self.io.events.pop_front()
     }
 }
 
@@ -375,9 +392,7 @@ pub struct ServerTransaction {
     config: TimerConfig,
     last_response: Option<Bytes>,
     interval: u64,
-    timers: Timers,
-    transmits: VecDeque<Bytes>,
-    events: VecDeque<TransactionEvent>,
+    io: Io,
 }
 
 impl ServerTransaction {
@@ -394,12 +409,10 @@ impl ServerTransaction {
             config,
             last_response: None,
             interval: config.t1_ms,
-            timers: Timers::default(),
-            transmits: VecDeque::new(),
-            events: VecDeque::new(),
+            io: Io::default(),
         };
         if let (Kind::Invite, Some(trying)) = (kind, trying) {
-            t.transmits.push_back(trying.clone());
+            t.io.transmits.push_back(trying.clone());
             t.last_response = Some(trying);
         }
         t
@@ -417,9 +430,9 @@ impl ServerTransaction {
         match (self.kind, self.state, is_ack) {
             (Kind::Invite, Completed, true) => {
                 self.state = Confirmed;
-                self.timers.cancel(Timer::G);
-                self.timers.cancel(Timer::H);
-                self.timers.arm(
+                self.io.timers.cancel(Timer::G);
+                self.io.timers.cancel(Timer::H);
+                self.io.timers.arm(
                     Timer::I,
                     now.after(self.config.unreliable(self.config.t4_ms)),
                 );
@@ -431,7 +444,7 @@ impl ServerTransaction {
             (_, Proceeding | Completed, false) => {
                 // §17.2.1 / §17.2.2: answer a retransmission with the last response sent.
                 if let Some(r) = &self.last_response {
-                    self.transmits.push_back(r.clone());
+                    self.io.transmits.push_back(r.clone());
                 }
                 Delivery::Absorbed
             }
@@ -455,26 +468,30 @@ impl ServerTransaction {
             (Kind::Invite, Proceeding) if (200..300).contains(&status) => {
                 // RFC 6026 §7.1: Accepted, Timer L; the user retransmits the 2xx (§13.3.1.4).
                 self.state = Accepted;
-                self.timers.arm(Timer::L, now.after(self.config.timeout()));
+                self.io
+                    .timers
+                    .arm(Timer::L, now.after(self.config.timeout()));
             }
             (Kind::Invite, Accepted) if (200..300).contains(&status) => {}
             (Kind::Invite, Proceeding) => {
                 self.state = Completed;
                 if !self.config.reliable {
-                    self.timers.arm(Timer::G, now.after(self.config.t1_ms));
+                    self.io.timers.arm(Timer::G, now.after(self.config.t1_ms));
                 }
-                self.timers.arm(Timer::H, now.after(self.config.timeout()));
+                self.io
+                    .timers
+                    .arm(Timer::H, now.after(self.config.timeout()));
             }
             (Kind::NonInvite, Trying | Proceeding) => {
                 self.state = Completed;
-                self.timers.arm(
+                self.io.timers.arm(
                     Timer::J,
                     now.after(self.config.unreliable(self.config.timeout())),
                 );
             }
             (_, state) => return Err(InvalidState(state)),
         }
-        self.transmits.push_back(response.clone());
+        self.io.transmits.push_back(response.clone());
         self.last_response = Some(response);
         self.wake_if_zero(now);
         Ok(())
@@ -487,17 +504,17 @@ impl ServerTransaction {
 
     /// Run the timers due at `now`.
     pub fn handle_timeout(&mut self, now: Millis) {
-        while let Some(timer) = self.timers.take_due(now) {
+        while let Some(timer) = self.io.timers.take_due(now) {
             match timer {
                 Timer::G => {
                     if let Some(r) = &self.last_response {
-                        self.transmits.push_back(r.clone());
+                        self.io.transmits.push_back(r.clone());
                     }
                     self.interval = self.interval.saturating_mul(2).min(self.config.t2_ms);
-                    self.timers.arm(Timer::G, now.after(self.interval));
+                    self.io.timers.arm(Timer::G, now.after(self.interval));
                 }
                 Timer::H => {
-                    self.events.push_back(TransactionEvent::Timeout);
+                    self.io.events.push_back(TransactionEvent::Timeout);
                     self.terminate();
                 }
                 Timer::I | Timer::J | Timer::L => self.terminate(),
@@ -507,7 +524,7 @@ impl ServerTransaction {
     }
 
     fn wake_if_zero(&mut self, now: Millis) {
-        if self.timers.next().is_some_and(|at| at <= now) {
+        if self.io.timers.next().is_some_and(|at| at <= now) {
             self.handle_timeout(now);
         }
     }
@@ -515,24 +532,23 @@ impl ServerTransaction {
     fn terminate(&mut self) {
         if self.state != ServerState::Terminated {
             self.state = ServerState::Terminated;
-            self.timers.clear();
-            self.events.push_back(TransactionEvent::Terminated);
+            self.io.finish();
         }
     }
 
     /// The next instant [`handle_timeout`](Self::handle_timeout) must be called.
     pub fn poll_timeout(&self) -> Option<Millis> {
-        self.timers.next()
+        self.io.timers.next()
     }
 
     /// Bytes to send to the peer, oldest first.
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        self.transmits.pop_front()
+        self.io.transmits.pop_front()
     }
 
     /// Events for the transaction user, oldest first.
     pub fn poll_event(&mut self) -> Option<TransactionEvent> {
-        self.events.pop_front()
+        self.io.events.pop_front()
     }
 }
 
