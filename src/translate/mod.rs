@@ -16,6 +16,7 @@ pub mod addr;
 pub mod conversation;
 pub mod device;
 pub mod feature_tags;
+pub mod leg;
 pub mod pager;
 pub mod params;
 pub mod response;

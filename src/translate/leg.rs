@@ -1,0 +1,210 @@
+//! What every request the gateway sends on a new leg has in common, whatever it carries: the
+//! fields the gateway writes itself, the end-to-end fields copied by the direction's rules, the
+//! service identification, and the CPM conversation identities (CPM 2.0 SD 5.2.1.1).
+
+use bytes::Bytes;
+
+use super::addr::with_tag;
+use super::feature_tags;
+use super::state::{ConversationIds, ConversationKey, Side};
+use super::{Env, TranslateError};
+use crate::mapping::{HeaderRules, Mappings, Service};
+use crate::wire::sip::{SipMessage, method_name};
+
+/// Header fields that belong to one hop or one leg and are never copied to the other side:
+/// routing and transaction fields the node writes itself (RFC 3261 §16.6, §8.1.1), framing,
+/// credentials of the other network, and IMS fields local to one operator's network (3GPP
+/// TS 24.229 §5.2.6.3: P-Charging-*, P-Visited-Network-ID are removed at the network border).
+pub(crate) const LEG_HEADERS: [&str; 17] = [
+    "Via",
+    "Route",
+    "Record-Route",
+    "Max-Forwards",
+    "From",
+    "To",
+    "Call-ID",
+    "CSeq",
+    "Content-Length",
+    "Content-Type",
+    "Path",
+    "Service-Route",
+    "Authorization",
+    "Proxy-Authorization",
+    "P-Charging-Vector",
+    "P-Charging-Function-Addresses",
+    "P-Visited-Network-ID",
+];
+
+/// The CPM conversation header fields (CPM 2.0 SD 5.2.1.1).
+pub const CONVERSATION_ID: &str = "Conversation-ID";
+/// See [`CONVERSATION_ID`].
+pub const CONTRIBUTION_ID: &str = "Contribution-ID";
+/// See [`CONVERSATION_ID`].
+pub const IN_REPLY_TO_CONTRIBUTION_ID: &str = "InReplyTo-Contribution-ID";
+
+pub(crate) const P_ASSERTED_SERVICE: &str = "P-Asserted-Service";
+pub(crate) const P_PREFERRED_SERVICE: &str = "P-Preferred-Service";
+
+/// Longest conversation identity accepted: they are UUIDs in practice (36 characters); the bound
+/// keeps a hostile value out of the table.
+pub const MAX_ID_LEN: usize = 256;
+
+/// The CPM service a request names (docs/interworking-notes.md §1.1: P-Asserted-Service, then
+/// P-Preferred-Service, then the Contact ICSI, then the Accept-Contact ICSI). `None`: it names
+/// none (a CPM client without ICSIs). An ICSI the mappings do not know is refused: the gateway
+/// cannot interwork a service it cannot name on the other side.
+pub fn cpm_service(
+    msg: &SipMessage,
+    mappings: &Mappings,
+) -> Result<Option<Service>, TranslateError> {
+    for name in [P_ASSERTED_SERVICE, P_PREFERRED_SERVICE] {
+        for value in msg.header_all(name) {
+            // The first URN decides (RFC 6050 §4.2: one service per request).
+            if let Some(urn) = value.split(',').map(str::trim).find(|u| !u.is_empty()) {
+                return match mappings.service_by_icsi(urn) {
+                    Some(s) => Ok(Some(s)),
+                    None => Err(TranslateError::UnknownService(urn.to_string())),
+                };
+            }
+        }
+    }
+    for name in ["Contact", "Accept-Contact"] {
+        for value in msg.header_all(name) {
+            let services = feature_tags::cpm_services(value, mappings)
+                .map_err(|e| TranslateError::header(name, e))?;
+            if let Some(s) = services.first() {
+                return Ok(Some(*s));
+            }
+            if has_icsi_ref(value) {
+                return Err(TranslateError::UnknownService(value.to_string()));
+            }
+        }
+    }
+    Ok(None)
+}
+
+pub(crate) fn has_icsi_ref(value: &str) -> bool {
+    value
+        .to_ascii_lowercase()
+        .contains(&feature_tags::ICSI_REF.to_ascii_lowercase())
+}
+
+/// A conversation identity header, bounded.
+pub(crate) fn id_header(
+    msg: &SipMessage,
+    name: &'static str,
+) -> Result<Option<Bytes>, TranslateError> {
+    match msg.header(name) {
+        None => Ok(None),
+        Some(v) if v.is_empty() || v.len() > MAX_ID_LEN => Err(TranslateError::Header {
+            header: name,
+            reason: format!("must be 1 to {MAX_ID_LEN} characters"),
+        }),
+        // Copied: the table must not keep the whole message alive through a slice.
+        Some(v) => Ok(Some(Bytes::copy_from_slice(v.as_bytes()))),
+    }
+}
+
+/// The identities a CPM request carries, when it carries the two that are required together.
+pub(crate) fn cpm_ids(msg: &SipMessage) -> Result<Option<ConversationIds>, TranslateError> {
+    let conversation_id = id_header(msg, CONVERSATION_ID)?;
+    let contribution_id = id_header(msg, CONTRIBUTION_ID)?;
+    let in_reply_to = id_header(msg, IN_REPLY_TO_CONTRIBUTION_ID)?;
+    Ok(match (conversation_id, contribution_id) {
+        (Some(conversation_id), Some(contribution_id)) => Some(ConversationIds {
+            conversation_id,
+            contribution_id,
+            in_reply_to,
+        }),
+        _ => None,
+    })
+}
+
+pub(crate) fn write_ids(out: &mut SipMessage, ids: &ConversationIds) -> Result<(), TranslateError> {
+    out.push_header(CONVERSATION_ID, &lossy(&ids.conversation_id))?;
+    out.push_header(CONTRIBUTION_ID, &lossy(&ids.contribution_id))?;
+    if let Some(r) = &ids.in_reply_to {
+        out.push_header(IN_REPLY_TO_CONTRIBUTION_ID, &lossy(r))?;
+    }
+    Ok(())
+}
+
+pub(crate) fn lossy(b: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(b)
+}
+
+/// The pair of users of a request, the CPM user first.
+pub(crate) fn conversation_key(from: Side, from_aor: &str, to_aor: &str) -> ConversationKey {
+    let (cpm, simple) = match from {
+        Side::Cpm => (from_aor, to_aor),
+        Side::Simple => (to_aor, from_aor),
+    };
+    ConversationKey {
+        cpm_user: Bytes::copy_from_slice(cpm.as_bytes()),
+        simple_user: Bytes::copy_from_slice(simple.as_bytes()),
+    }
+}
+
+/// The request of the new leg: start line, the fields this leg owns, then the end-to-end
+/// fields of `incoming` in their order, with the direction's rules applied.
+pub(crate) fn new_leg(
+    incoming: &SipMessage,
+    method: rsip::Method,
+    request_uri: &str,
+    rules: &HeaderRules,
+    env: &mut Env<'_>,
+) -> Result<SipMessage, TranslateError> {
+    let from = incoming
+        .header("From")
+        .ok_or(TranslateError::Missing("From"))?;
+    let to = incoming.header("To").ok_or(TranslateError::Missing("To"))?;
+    let mut out = SipMessage::request(method, request_uri)?;
+    out.push_header("Max-Forwards", "70")?;
+    let tag = env.ids.fresh_id();
+    out.push_header(
+        "From",
+        &with_tag(from, Some(&lossy(&tag))).map_err(|e| TranslateError::header("From", e))?,
+    )?;
+    out.push_header(
+        "To",
+        &with_tag(to, None).map_err(|e| TranslateError::header("To", e))?,
+    )?;
+    out.push_header("Call-ID", &lossy(&env.ids.fresh_id()))?;
+    out.push_header("CSeq", &format!("1 {}", method_name(&method)))?;
+    for (name, value) in incoming.headers() {
+        if LEG_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(name)) || rules.drops(name) {
+            continue;
+        }
+        out.push_header(rules.renamed(name).unwrap_or(name), value)?;
+    }
+    Ok(out)
+}
+
+/// Rewrite `Contact` and `Accept-Contact` of a request going to `to`.
+pub(crate) fn rewrite_service_tags(
+    out: &mut SipMessage,
+    to: Side,
+    service: Service,
+    mappings: &Mappings,
+) -> Result<(), TranslateError> {
+    for name in ["Contact", "Accept-Contact"] {
+        let values: Vec<String> = out.header_all(name).map(str::to_string).collect();
+        if values.is_empty() {
+            continue;
+        }
+        out.remove_header(name);
+        for v in values {
+            let new = match to {
+                Side::Simple => feature_tags::to_simple(&v, mappings).map(|(v, _)| v),
+                Side::Cpm => feature_tags::to_cpm(&v, service, mappings),
+            }
+            .map_err(|e| TranslateError::header(name, e))?;
+            out.push_header(name, &new)?;
+        }
+    }
+    if to == Side::Cpm {
+        // RFC 6050 §4: the network asserts the service; the CPM side expects its ICSI.
+        out.push_header(P_ASSERTED_SERVICE, &mappings.service(service).cpm_icsi)?;
+    }
+    Ok(())
+}
