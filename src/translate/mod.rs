@@ -4,6 +4,7 @@
 //! what comes out ([`Outcome`]).
 //!
 //! Built so far: [`pager`], pager-mode MESSAGE with text, isComposing and IMDNs, both ways;
+//! [`session`], chat-session INVITEs and their answers;
 //! [`conversation`], the CPM conversation identities kept and generated; [`device`],
 //! multi-device routing of notifications; [`sdp`], the MSRP session description for the other
 //! leg; [`response`], answers mapped back; [`feature_tags`], the service identification rewrite
@@ -21,6 +22,7 @@ pub mod pager;
 pub mod params;
 pub mod response;
 pub mod sdp;
+pub mod session;
 pub mod state;
 
 use crate::time::Millis;
@@ -104,6 +106,9 @@ pub enum TranslateError {
         /// What is wrong.
         reason: String,
     },
+    /// An INVITE without an SDP offer: the gateway builds its offer from the caller's.
+    #[error("no SDP offer with an MSRP stream in the INVITE")]
+    NoOffer,
     /// The request names a service the mappings do not interwork.
     #[error("service not interworked: {0}")]
     UnknownService(String),
@@ -133,6 +138,8 @@ impl TranslateError {
             TranslateError::Sdp(e) => wire(e.answer()),
             TranslateError::Missing(_) | TranslateError::Header { .. } => 400,
             TranslateError::UnknownService(_) => 403,
+            // RFC 3261 §21.4.26: the session description is not acceptable.
+            TranslateError::NoOffer => 488,
         }
     }
 }
