@@ -190,12 +190,6 @@ fn class(b: u8, c: u8) -> bool {
     CLASS.get(usize::from(b)).is_some_and(|x| x & c != 0)
 }
 
-/// RFC 3986 unreserved.
-#[inline]
-fn is_unreserved(b: u8) -> bool {
-    class(b, UNRESERVED)
-}
-
 /// RFC 3261 / RFC 4975 token characters (URI-parameter = token ["=" token]).
 #[inline]
 pub(crate) fn is_token(b: u8) -> bool {
