@@ -474,6 +474,14 @@ impl Sdp {
         Ok(Sdp { lines })
     }
 
+    /// Parse within `limits` and require a usable MSRP stream ([`Sdp::require_msrp`]): the
+    /// one call for an INVITE's offer, where anything else is answered 400/413 or 488.
+    pub fn parse_msrp(input: Bytes, limits: &Limits) -> Result<(Sdp, MsrpMedia), SdpError> {
+        let sdp = Self::parse_with(input, limits)?;
+        let media = sdp.require_msrp()?;
+        Ok((sdp, media))
+    }
+
     /// The lines in order.
     pub fn lines(&self) -> &[Line] {
         &self.lines
@@ -1301,6 +1309,10 @@ a=path:msrp://alicepc.example.com:7394/2s93i93idd;tcp\r\n";
         );
         let mut sdp = parse(b"v=0\r\ns=-\r\n").unwrap();
         assert_eq!(sdp.set_port(1), Err(SdpError::NoMsrpSection));
+        let e = Sdp::parse_msrp(Bytes::from_static(b"v=0\r\ns=-\r\n"), &Limits::default());
+        assert_eq!(e.unwrap_err().answer(), Answer::Status(488));
+        let (_, m) = Sdp::parse_msrp(Bytes::from_static(OFFER), &Limits::default()).unwrap();
+        assert_eq!(m.port, 7394);
     }
 
     #[test]
