@@ -347,7 +347,9 @@ impl<'a> Doc<'a> {
                 }
                 Event::DocType(_) => return Err(XmlError::Doctype { offset: start }),
                 Event::Comment(_) | Event::PI(_) => {}
-                Event::Text(t) if t.bytes().all(is_xml_ws) => {}
+                // Leniency: white space before the declaration (XML 1.0 §2.8 wants none) is
+                // what a sloppy CPIM/MSRP wrapper leaves; it changes nothing.
+                Event::Text(t) if t.bytes().all(is_xml_ws) => continue,
                 Event::Start(e) => {
                     self.enter(start)?;
                     for a in e.attributes() {
@@ -890,6 +892,9 @@ mod tests {
             XmlError::TooManyElements { .. }
         ));
         assert!(matches!(walk("").unwrap_err(), XmlError::NoRoot { .. }));
+        assert!(walk("\r\n <?xml version='1.0'?><root xmlns='urn:example:ours'/>").is_ok());
+        let err = walk("<!-- c --><?xml version='1.0'?><root xmlns='urn:example:ours'/>");
+        assert!(matches!(err, Err(XmlError::Malformed { .. })), "{err:?}");
         let err = walk("<root xmlns='urn:example:ours'><leaf>&#1;</leaf></root>").unwrap_err();
         assert!(matches!(err, XmlError::Malformed { .. }), "{err:?}");
         let err = walk("<root xmlns='urn:example:ours' a='1' a='2'/>").unwrap_err();
