@@ -38,7 +38,36 @@ const EXPECT: &[(&str, Result<bool, &str>)] = &[
     ("rfc4975-11.5-system-message", Ok(false)),
     ("rfc4975-11.6-send", Ok(false)),
     ("rfc4975-11.6-report", Ok(true)),
+    ("rfc4976-3-send-alice", Ok(true)),
+    ("rfc4976-3-200-relay-a", Ok(true)),
+    ("rfc4976-3-send-relay-a", Ok(true)),
+    ("rfc4976-3-200-relay-b", Ok(true)),
+    ("rfc4976-3-send-relay-b", Ok(true)),
+    (AS_PRINTED, Err("no end-line \"-------xght6\"")),
+    ("rfc4976-3-200-bob", Ok(true)),
+    ("rfc4976-3-report-bob", Ok(true)),
+    ("rfc4976-3-report-relay-b", Ok(true)),
+    ("rfc4976-3-report-relay-a", Ok(true)),
+    ("rfc4976-5.1-auth-1", Ok(true)),
+    ("rfc4976-5.1-401-intra", Ok(true)),
+    (
+        "rfc4976-5.1-auth-2-as-printed",
+        Err("malformed header field: no \":\" after the name"),
+    ),
+    ("rfc4976-5.1-auth-2", Ok(true)),
+    ("rfc4976-5.1-200-intra", Ok(true)),
+    ("rfc4976-5.1-auth-extra", Ok(true)),
+    ("rfc4976-5.1-auth-extra-forwarded", Ok(true)),
+    ("rfc4976-5.1-401-extra", Ok(true)),
+    ("rfc4976-5.1-401-extra-forwarded", Ok(true)),
+    ("rfc4976-5.1-auth-extra-2", Ok(true)),
+    ("rfc4976-5.1-auth-extra-2-forwarded", Ok(true)),
+    ("rfc4976-5.1-200-extra", Ok(true)),
+    ("rfc4976-5.1-200-extra-forwarded", Ok(true)),
 ];
+
+/// RFC 4976 §3 prints Bob's 200 without its end-line, run into the REPORT that follows.
+const AS_PRINTED: &str = "rfc4976-3-200-bob-and-report-as-printed";
 
 #[test]
 fn every_vector_does_what_the_readme_says() {
@@ -101,10 +130,11 @@ fn typed_fields_of_the_examples() {
 #[test]
 fn stream_of_all_vectors_split_anywhere() {
     let mut all = BytesMut::new();
-    for (name, _) in EXPECT {
+    // The as-printed RFC 4976 figure would swallow what follows it (its end-line is missing).
+    for (name, _) in EXPECT.iter().filter(|(n, _)| *n != AS_PRINTED) {
         all.extend_from_slice(&load(name));
     }
-    let expected = EXPECT.len();
+    let expected = EXPECT.len() - 1;
     let all = all.freeze();
     let decode = |parts: &[&[u8]]| -> Vec<Frame> {
         let mut codec = MsrpCodec::default();
@@ -125,8 +155,90 @@ fn stream_of_all_vectors_split_anywhere() {
         .iter()
         .filter(|f| matches!(f, Frame::Rejected { .. }))
         .count();
-    assert_eq!(rejected, 2, "the two §5.1 fragments");
-    for i in (0..=all.len()).step_by(7) {
+    let errors = EXPECT
+        .iter()
+        .filter(|(n, e)| e.is_err() && *n != AS_PRINTED)
+        .count();
+    assert_eq!(
+        rejected, errors,
+        "every rejected vector comes out as Frame::Rejected"
+    );
+    for i in (0..=all.len()).step_by(29) {
         assert_eq!(decode(&[&all[..i], &all[i..]]), whole, "split at {i}");
     }
+}
+
+#[test]
+fn relay_forwarding_of_rfc4976_section_3() {
+    // RFC 4976 §6.4.1: a relay moves its URI from the front of To-Path to the front of
+    // From-Path. Alice's SEND as forwarded by a.example.org has exactly the printed paths.
+    let l = Limits::default();
+    let sent = msrp::parse(load("rfc4976-3-send-alice"), &l).unwrap();
+    let forwarded = msrp::parse(load("rfc4976-3-send-relay-a"), &l).unwrap();
+    let mut to = sent.to_path().unwrap();
+    let me = to.remove(0);
+    let mut from = sent.from_path().unwrap();
+    from.insert(0, me);
+    let mut relayed = sent.clone();
+    relayed.set_to_path(&to);
+    relayed.set_from_path(&from);
+    assert_eq!(relayed.to_path().unwrap(), forwarded.to_path().unwrap());
+    assert_eq!(relayed.from_path().unwrap(), forwarded.from_path().unwrap());
+    assert_eq!(relayed.header("To-Path"), forwarded.header("To-Path"));
+    assert_eq!(relayed.header("From-Path"), forwarded.header("From-Path"));
+    // The 200 that relay a.example.org returns is response_to(SEND) plus its Message-ID.
+    let mut ok = msrp::Message::response_to(&sent, 200, Some(Bytes::from_static(b"OK"))).unwrap();
+    ok.set_header("Message-ID", sent.message_id().unwrap().clone());
+    assert_eq!(ok.to_bytes(), load("rfc4976-3-200-relay-a"));
+    // msrps URIs without relay ports are read as secure with their ports.
+    assert!(
+        forwarded
+            .to_path()
+            .unwrap()
+            .iter()
+            .all(|u| u.secure && u.port.is_some())
+    );
+}
+
+#[test]
+fn rfc4976_auth_exchange() {
+    let l = Limits::default();
+    let auth = msrp::parse(load("rfc4976-5.1-auth-1"), &l).unwrap();
+    assert_eq!(auth.method(), Some(&Method::Auth));
+    let relay = &auth.to_path().unwrap()[0];
+    assert_eq!(relay.userinfo.as_deref(), Some(&b"alice"[..]));
+    assert_eq!((relay.port, relay.session_id.as_ref()), (None, None));
+    let challenge = msrp::parse(load("rfc4976-5.1-401-intra"), &l).unwrap();
+    assert_eq!(challenge.response_code(), Some(401));
+    assert!(
+        challenge
+            .www_authenticate()
+            .unwrap()
+            .starts_with(b"Digest realm=\"intra.example.com\"")
+    );
+    // The 401 is exactly response_to(AUTH) plus the challenge (AUTH is not SEND: the whole
+    // From-Path goes into To-Path, RFC 4975 §7.2).
+    let mut built =
+        msrp::Message::response_to(&auth, 401, Some(Bytes::from_static(b"Unauthorized"))).unwrap();
+    built.set_header(
+        "WWW-Authenticate",
+        challenge.www_authenticate().unwrap().clone(),
+    );
+    assert_eq!(built, challenge);
+    let creds = msrp::parse(load("rfc4976-5.1-auth-2"), &l).unwrap();
+    assert!(
+        creds
+            .authorization()
+            .unwrap()
+            .ends_with(b"response=\"6629fae49393a05397450978507c4ef1\"")
+    );
+    let ok = msrp::parse(load("rfc4976-5.1-200-intra"), &l).unwrap();
+    assert_eq!(ok.expires().unwrap(), Some(900));
+    let use_path = ok.use_path().unwrap().unwrap();
+    assert_eq!(use_path.len(), 1);
+    assert_eq!(use_path[0].port, Some(9000));
+    assert!(ok.authentication_info().is_some());
+    let ok2 = msrp::parse(load("rfc4976-5.1-200-extra"), &l).unwrap();
+    assert_eq!(ok2.use_path().unwrap().unwrap().len(), 2);
+    assert_eq!(ok2.expires().unwrap(), Some(1800));
 }

@@ -1,8 +1,28 @@
 #![no_main]
-//! Fuzz target: iscomposing (placeholder until the codec lands).
+//! Fuzz target: the isComposing codec never panics, and whatever it accepts serializes to a
+//! canonical body that parses back to the same model and is a fixed point.
 
+use bytes::Bytes;
+use cpm_iwf::wire::WireError;
+use cpm_iwf::wire::iscomposing;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = data;
+    let input = Bytes::copy_from_slice(data);
+    match iscomposing::parse(input) {
+        Ok(x) => {
+            let canonical = x.to_bytes();
+            let back =
+                iscomposing::parse(canonical.clone()).expect("canonical isComposing must parse");
+            assert_eq!(back, x);
+            assert_eq!(back.to_bytes(), canonical);
+        }
+        Err(e) => {
+            let _ = e.answer();
+            if let Some(off) = e.offset() {
+                assert!(off <= data.len(), "offset {off} past {} bytes: {e}", data.len());
+            }
+            let _ = e.to_string();
+        }
+    }
 });

@@ -22,7 +22,7 @@
 //! namespace URIs too (their scheme and the `urn:ietf:params` NID are case-insensitive,
 //! RFC 3986 §6.2.2.1, RFC 8141 §3.1). A prefix resolves to the nearest `NS` declaration before the
 //! header, else to one after it (lenient); unprefixed names belong to the default namespace
-//! `urn:ietf:params:cpim-headers:` (RFC 3862 §3.3.6) unless an `NS: <URI>` without prefix
+//! `urn:ietf:params:cpim-headers:` (RFC 3862 §3.3.6) unless an earlier `NS: <URI>` without prefix
 //! changed it.
 //!
 //! **Content-Type.** A non-empty content without a `Content-Type` content header is refused with
@@ -468,16 +468,12 @@ impl Cpim {
         };
         let before = self.headers.get(..index).unwrap_or_default();
         let after = self.headers.get(index..).unwrap_or_default();
-        before
-            .iter()
-            .rev()
-            .find_map(matches_prefix)
-            .or_else(|| after.iter().find_map(matches_prefix))
-            .or_else(|| {
-                h.prefix
-                    .is_none()
-                    .then(|| Bytes::from_static(NS_CPIM.as_bytes()))
-            })
+        let declared = before.iter().rev().find_map(matches_prefix);
+        if h.prefix.is_none() {
+            // No prefix: the default namespace in force here (RFC 3862 §3.3.6).
+            return Some(declared.unwrap_or_else(|| Bytes::from_static(NS_CPIM.as_bytes())));
+        }
+        declared.or_else(|| after.iter().find_map(matches_prefix))
     }
 
     /// Indices of the headers named `name` in namespace `ns_uri`.
@@ -521,6 +517,28 @@ impl Cpim {
             .map(|(p, _)| p)
     }
 
+    /// A prefix (`None`: no prefix) that, for a header appended at the end, resolves to `ns_uri`:
+    /// one whose latest declaration binds it to `ns_uri` (no prefix: the default namespace).
+    fn bound_prefix_at_end(&self, ns_uri: &str) -> Option<Option<Bytes>> {
+        let mut latest: Vec<(Option<Bytes>, Bytes)> =
+            vec![(None, Bytes::from_static(NS_CPIM.as_bytes()))];
+        for (p, uri) in self.namespaces() {
+            let same = |q: &Option<Bytes>| match (q, &p) {
+                (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+                (None, None) => true,
+                _ => false,
+            };
+            match latest.iter_mut().find(|(q, _)| same(q)) {
+                Some(slot) => slot.1 = uri,
+                None => latest.push((p, uri)),
+            }
+        }
+        latest
+            .into_iter()
+            .find(|(_, u)| u.eq_ignore_ascii_case(ns_uri.as_bytes()))
+            .map(|(p, _)| p)
+    }
+
     /// Set header `name` of namespace `ns_uri` to `value`: replaces the first such header and
     /// removes the others, or appends one. Declares `NS: <preferred_prefix> <ns_uri>` first when
     /// the namespace has no prefix yet (an existing prefix is reused).
@@ -536,17 +554,13 @@ impl Cpim {
             }
             return;
         }
-        let prefix = if ns_uri.eq_ignore_ascii_case(NS_CPIM) {
-            None
-        } else {
-            match self.prefix_for(ns_uri) {
-                Some(p) => p,
-                None => {
-                    let decl = format!("{preferred_prefix} <{ns_uri}>");
-                    self.headers
-                        .push(CpimHeader::new(None, b"NS", decl.as_bytes()));
-                    Some(Bytes::copy_from_slice(preferred_prefix.as_bytes()))
-                }
+        let prefix = match self.bound_prefix_at_end(ns_uri) {
+            Some(p) => p,
+            None => {
+                let decl = format!("{preferred_prefix} <{ns_uri}>");
+                self.headers
+                    .push(CpimHeader::new(None, b"NS", decl.as_bytes()));
+                Some(Bytes::copy_from_slice(preferred_prefix.as_bytes()))
             }
         };
         self.headers.push(CpimHeader {
@@ -939,6 +953,22 @@ Hello World\r\n";
             &b"From: <sip:a@x>\r\nNS: i <urn:ietf:params:imdn>\r\ni.Message-ID: new\r\ni.Disposition-Notification: display\r\nNS: cpm <http://www.openmobilealliance.org/cpm/>\r\ncpm.Payload-Type: Application/X-CPM-Session\r\nDateTime: 2026-11-25T10:00:00Z\r\n\r\n\r\n"[..]
         );
         assert_eq!(Cpim::parse(c.to_bytes()).unwrap(), c);
+    }
+
+    #[test]
+    fn set_ns_does_not_reuse_a_rebound_prefix() {
+        let mut c = parse(b"From: <sip:a@x>\r\nNS: i <urn:ietf:params:imdn>\r\nNS: i <mid:other>\r\nNS: <mid:default>\r\n\r\n").unwrap();
+        c.set_ns(NS_IMDN, "imdn", "Message-ID", b"m1");
+        c.set_ns(NS_CPIM, "cpim", "DateTime", b"2026-11-25T10:00:00Z");
+        let again = Cpim::parse(c.to_bytes()).unwrap();
+        assert_eq!(again.imdn_message_id().unwrap(), "m1");
+        assert_eq!(again.datetime().unwrap(), "2026-11-25T10:00:00Z");
+        assert_eq!(
+            again.get_ns(NS_CPIM, "DateTime").unwrap().prefix.as_deref(),
+            Some(&b"cpim"[..])
+        );
+        assert_eq!(again.from().unwrap(), "<sip:a@x>");
+        assert_eq!(again.namespace_of(4).unwrap(), "mid:default");
     }
 
     #[test]

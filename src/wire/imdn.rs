@@ -46,7 +46,8 @@ use super::{Answer, WireError};
 #[path = "xml.rs"]
 pub(crate) mod xml;
 
-use xml::{Bounds, Doc, Item, XmlError, push_indent, push_leaf, trim_xml};
+pub use xml::XmlError;
+use xml::{Bounds, Doc, Item, push_indent, push_leaf, trim_xml};
 
 /// The IMDN XML namespace (RFC 5438 §11.6).
 pub const NAMESPACE: &str = "urn:ietf:params:xml:ns:imdn";

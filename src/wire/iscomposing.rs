@@ -31,7 +31,8 @@
 
 use bytes::Bytes;
 
-use super::imdn::xml::{self, Bounds, Doc, Item, XmlError, push_leaf, trim_xml};
+pub use super::imdn::xml::XmlError;
+use super::imdn::xml::{self, Bounds, Doc, Item, push_leaf, trim_xml};
 use super::{Answer, WireError};
 
 /// The isComposing XML namespace (RFC 3994 §7).

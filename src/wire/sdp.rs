@@ -474,6 +474,14 @@ impl Sdp {
         Ok(Sdp { lines })
     }
 
+    /// Parse within `limits` and require a usable MSRP stream ([`Sdp::require_msrp`]): the
+    /// one call for an INVITE's offer, where anything else is answered 400/413 or 488.
+    pub fn parse_msrp(input: Bytes, limits: &Limits) -> Result<(Sdp, MsrpMedia), SdpError> {
+        let sdp = Self::parse_with(input, limits)?;
+        let media = sdp.require_msrp()?;
+        Ok((sdp, media))
+    }
+
     /// The lines in order.
     pub fn lines(&self) -> &[Line] {
         &self.lines
@@ -669,7 +677,21 @@ impl Sdp {
         {
             at -= 1;
         }
-        self.lines.insert(at, line);
+        self.insert_line(at, line);
+    }
+
+    /// Insert `line` at `at`; a line before it that had no terminator (the input's last line
+    /// may lack one) gets a CRLF so that the two do not run together.
+    fn insert_line(&mut self, at: usize, line: Line) {
+        if let Some(prev) = at.checked_sub(1).and_then(|i| self.lines.get_mut(i))
+            && !prev.raw.ends_with(b"\n")
+        {
+            let mut raw = BytesMut::with_capacity(prev.raw.len() + 2);
+            raw.extend_from_slice(&prev.raw);
+            raw.extend_from_slice(b"\r\n");
+            prev.raw = raw.freeze();
+        }
+        self.lines.insert(at.min(self.lines.len()), line);
     }
 
     /// Set `a=path` of the MSRP stream (RFC 4975 §8.2): the URIs, leftmost first.
@@ -791,7 +813,7 @@ impl Sdp {
                 {
                     at += 1;
                 }
-                self.lines.insert(at, connection_line(conn));
+                self.insert_line(at, connection_line(conn));
             }
         }
         Ok(())
@@ -806,7 +828,7 @@ impl Sdp {
             .find(|l| matches!(l.kind, LineKind::Origin(_)))
         {
             Some(slot) => *slot = line,
-            None => self.lines.insert(1.min(self.lines.len()), line),
+            None => self.insert_line(1.min(self.lines.len()), line),
         }
     }
 
@@ -1301,6 +1323,10 @@ a=path:msrp://alicepc.example.com:7394/2s93i93idd;tcp\r\n";
         );
         let mut sdp = parse(b"v=0\r\ns=-\r\n").unwrap();
         assert_eq!(sdp.set_port(1), Err(SdpError::NoMsrpSection));
+        let e = Sdp::parse_msrp(Bytes::from_static(b"v=0\r\ns=-\r\n"), &Limits::default());
+        assert_eq!(e.unwrap_err().answer(), Answer::Status(488));
+        let (_, m) = Sdp::parse_msrp(Bytes::from_static(OFFER), &Limits::default()).unwrap();
+        assert_eq!(m.port, 7394);
     }
 
     #[test]
@@ -1339,6 +1365,32 @@ a=accept-wrapped-types:text/plain\r\n";
         assert_eq!(m.max_size, Some(1024));
         assert_eq!(m.accept_types, vec![Bytes::from_static(b"message/cpim")]);
         assert_eq!(Sdp::parse(sdp.to_bytes()).unwrap(), sdp);
+    }
+
+    #[test]
+    fn insert_after_an_unterminated_last_line() {
+        // Found by fuzzing: the new line ran into the last one.
+        let b: &[u8] = b"v=0\r\nm=message 9 TCP/MSRP *\r\na=accept-types:message/cpim t";
+        let mut sdp = Sdp::parse(Bytes::from_static(b)).unwrap();
+        sdp.set_path(&[Bytes::from_static(b"msrp://192.0.2.1:2855/f;tcp")])
+            .unwrap();
+        let out = sdp.to_bytes();
+        assert!(
+            out.ends_with(
+                b"a=accept-types:message/cpim t\r\na=path:msrp://192.0.2.1:2855/f;tcp\r\n"
+            )
+        );
+        assert_eq!(Sdp::parse(out).unwrap(), sdp);
+        let mut sdp = Sdp::parse(Bytes::from_static(b"v=0")).unwrap();
+        sdp.set_origin(Origin {
+            username: Bytes::from_static(b"-"),
+            sess_id: Bytes::from_static(b"1"),
+            sess_version: 1,
+            nettype: Bytes::from_static(b"IN"),
+            addrtype: Bytes::from_static(b"IP4"),
+            address: Bytes::from_static(b"h"),
+        });
+        assert_eq!(sdp.to_bytes(), &b"v=0\r\no=- 1 1 IN IP4 h\r\n"[..]);
     }
 
     #[test]

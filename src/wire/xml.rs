@@ -93,6 +93,9 @@ pub enum XmlError {
     /// Elements nested deeper than the configured limit.
     #[error("elements nested deeper than {max} levels")]
     TooDeep { offset: usize, max: usize },
+    /// More namespace declarations in scope than the configured limit.
+    #[error("more than {max} namespace declarations in scope")]
+    TooManyNamespaces { offset: usize, max: usize },
     /// A text value longer than the configured limit.
     #[error("text of <{element}> is longer than {max} bytes")]
     TextTooLong {
@@ -111,6 +114,7 @@ impl WireError for XmlError {
             XmlError::TooLarge { .. }
             | XmlError::TooManyElements { .. }
             | XmlError::TooDeep { .. }
+            | XmlError::TooManyNamespaces { .. }
             | XmlError::TextTooLong { .. } => Answer::Status(413),
             XmlError::WrongRoot { .. } | XmlError::Encoding { .. } => Answer::Status(415),
             _ => Answer::Status(400),
@@ -132,6 +136,7 @@ impl WireError for XmlError {
             | XmlError::TrailingContent { offset }
             | XmlError::TooManyElements { offset, .. }
             | XmlError::TooDeep { offset, .. }
+            | XmlError::TooManyNamespaces { offset, .. }
             | XmlError::TextTooLong { offset, .. } => Some(*offset),
         }
     }
@@ -175,6 +180,11 @@ pub(crate) struct Doc<'a> {
 #[inline]
 fn is_xml_ws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+/// XML 1.0 §2.2 `Char` (surrogates cannot be a `char`).
+fn is_xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r') || (c >= ' ' && c != '\u{FFFE}' && c != '\u{FFFF}')
 }
 
 /// `b` without leading and trailing XML white space (XML 1.0 §2.3 `S`), as a slice of `b`.
@@ -247,9 +257,15 @@ impl<'a> Doc<'a> {
             }
             Err(e) => {
                 let at = usize::try_from(self.reader.error_position()).unwrap_or(0);
-                Err(XmlError::Malformed {
-                    offset: self.base.saturating_add(at).max(self.pos),
-                    reason: e.to_string(),
+                let offset = self.base.saturating_add(at).max(self.pos);
+                Err(match e {
+                    quick_xml::Error::Namespace(
+                        quick_xml::name::NamespaceError::TooManyBindings(max),
+                    ) => XmlError::TooManyNamespaces { offset, max },
+                    e => XmlError::Malformed {
+                        offset,
+                        reason: e.to_string(),
+                    },
                 })
             }
         }
@@ -331,9 +347,17 @@ impl<'a> Doc<'a> {
                 }
                 Event::DocType(_) => return Err(XmlError::Doctype { offset: start }),
                 Event::Comment(_) | Event::PI(_) => {}
-                Event::Text(t) if t.bytes().all(is_xml_ws) => {}
+                // Leniency: white space before the declaration (XML 1.0 §2.8 wants none) is
+                // what a sloppy CPIM/MSRP wrapper leaves; it changes nothing.
+                Event::Text(t) if t.bytes().all(is_xml_ws) => continue,
                 Event::Start(e) => {
                     self.enter(start)?;
+                    for a in e.attributes() {
+                        a.map_err(|err| XmlError::Malformed {
+                            offset: start,
+                            reason: err.to_string(),
+                        })?;
+                    }
                     let local = e.local_name();
                     match self.classify(e.name()) {
                         Class::Ours if local.as_ref() == expected => return Ok(start),
@@ -601,6 +625,16 @@ impl<'a> Doc<'a> {
                         reason: e.to_string(),
                     })?;
                     match resolved {
+                        // XML 1.0 §4.1 WFC Legal Character: a reference must name a `Char`.
+                        Some(ch) if !is_xml_char(ch) => {
+                            return Err(XmlError::Malformed {
+                                offset: start,
+                                reason: format!(
+                                    "character reference &{}; is not an XML character",
+                                    &*r
+                                ),
+                            });
+                        }
                         Some(ch) => Cow::Owned(ch.to_string()),
                         None => match quick_xml::escape::resolve_predefined_entity(&r) {
                             Some(s) => Cow::Borrowed(s),
@@ -858,6 +892,16 @@ mod tests {
             XmlError::TooManyElements { .. }
         ));
         assert!(matches!(walk("").unwrap_err(), XmlError::NoRoot { .. }));
+        assert!(walk("\r\n <?xml version='1.0'?><root xmlns='urn:example:ours'/>").is_ok());
+        let err = walk("<!-- c --><?xml version='1.0'?><root xmlns='urn:example:ours'/>");
+        assert!(matches!(err, Err(XmlError::Malformed { .. })), "{err:?}");
+        let err = walk("<root xmlns='urn:example:ours'><leaf>&#1;</leaf></root>").unwrap_err();
+        assert!(matches!(err, XmlError::Malformed { .. }), "{err:?}");
+        let err = walk("<root xmlns='urn:example:ours' a='1' a='2'/>").unwrap_err();
+        assert!(matches!(err, XmlError::Malformed { .. }), "{err:?}");
+        let ns: String = (0..9).map(|i| format!(" xmlns:p{i}='u{i}'")).collect();
+        let err = walk(&format!("<root xmlns='urn:example:ours'{ns}/>")).unwrap_err();
+        assert!(matches!(err, XmlError::TooManyNamespaces { .. }), "{err:?}");
         assert!(matches!(
             walk("<root xmlns='urn:example:ours'>").unwrap_err(),
             XmlError::Malformed { .. }

@@ -29,11 +29,14 @@ enum State {
     Start { scan: usize },
     /// Start line read; the end-line is searched from `scan`.
     Frame { start: StartScan, scan: usize },
-    /// Over the size limits: discarding bytes until the end-line of `tid`.
+    /// Over the size limits: discarding bytes until the end-line of `tid`. `consumed` bytes
+    /// of the message are gone from the buffer; `body_start` is where its body began (when
+    /// the header section ended within the limits).
     Skip {
         tid: [u8; 32],
         tid_len: usize,
-        error: MsrpError,
+        body_start: Option<usize>,
+        consumed: usize,
     },
 }
 
@@ -133,6 +136,18 @@ impl Decoder for MsrpCodec {
                     let tid = buf.get(5..start.tid_end).unwrap_or_default();
                     match find_end_line(buf, *scan, tid) {
                         EndSearch::Found { pos, end, flag } => {
+                            if end > max_frame {
+                                // Whole but too large: the same verdict as when it arrives in
+                                // pieces and is skipped.
+                                let body_start = body_start_within(buf, &self.limits);
+                                let tid = Bytes::copy_from_slice(tid);
+                                buf.advance(end);
+                                self.state = State::Start { scan: 0 };
+                                return Ok(Some(Frame::Rejected {
+                                    transaction_id: tid,
+                                    error: too_large(body_start, pos, &self.limits),
+                                }));
+                            }
                             let frame = buf.split_to(end).freeze();
                             self.state = State::Start { scan: 0 };
                             return Ok(Some(
@@ -150,7 +165,7 @@ impl Decoder for MsrpCodec {
                                 *scan = resume;
                                 return Ok(None);
                             }
-                            let error = too_large(buf, &self.limits, max_frame);
+                            let body_start = body_start_within(buf, &self.limits);
                             let mut t = [0u8; 32];
                             let tid_len = tid.len().min(32);
                             if let (Some(dst), Some(src)) =
@@ -158,11 +173,13 @@ impl Decoder for MsrpCodec {
                             {
                                 dst.copy_from_slice(src);
                             }
-                            buf.advance(resume.min(buf.len()));
+                            let consumed = resume.min(buf.len());
+                            buf.advance(consumed);
                             self.state = State::Skip {
                                 tid: t,
                                 tid_len,
-                                error,
+                                body_start,
+                                consumed,
                             };
                         }
                     }
@@ -170,21 +187,28 @@ impl Decoder for MsrpCodec {
                 State::Skip {
                     tid,
                     tid_len,
-                    error,
+                    body_start,
+                    consumed,
                 } => {
                     let tid_bytes = tid.get(..*tid_len).unwrap_or_default();
                     match find_end_line(buf, 0, tid_bytes) {
-                        EndSearch::Found { end, .. } => {
-                            buf.advance(end);
+                        EndSearch::Found { pos, end, .. } => {
                             let frame = Frame::Rejected {
                                 transaction_id: Bytes::copy_from_slice(tid_bytes),
-                                error: error.clone(),
+                                error: too_large(
+                                    *body_start,
+                                    consumed.saturating_add(pos),
+                                    &self.limits,
+                                ),
                             };
+                            buf.advance(end);
                             self.state = State::Start { scan: 0 };
                             return Ok(Some(frame));
                         }
                         EndSearch::NotYet { resume } => {
-                            buf.advance(resume.min(buf.len()));
+                            let n = resume.min(buf.len());
+                            buf.advance(n);
+                            *consumed = consumed.saturating_add(n);
                             return Ok(None);
                         }
                     }
@@ -211,25 +235,28 @@ impl Decoder for MsrpCodec {
     }
 }
 
-/// The error for a message that outgrew the buffer: a chunk too large when its header
-/// section ended within the limits, else a header section too large.
-fn too_large(buf: &[u8], limits: &Limits, max_frame: usize) -> MsrpError {
+/// Where the body of the message at the front of `buf` starts, when its header section ends
+/// within [`Limits::max_header_bytes`].
+fn body_start_within(buf: &[u8], limits: &Limits) -> Option<usize> {
     let head = buf
         .get(..buf.len().min(limits.max_header_bytes.saturating_add(4)))
         .unwrap_or_default();
-    match crate::wire::text::find_blank_line(head, 0) {
-        Some(blank) => MsrpError::ChunkTooLarge {
-            size: buf.len().saturating_sub(blank + 4),
+    crate::wire::text::find_blank_line(head, 0).map(|blank| blank + 4)
+}
+
+/// The error for a message over the size limits whose end-line (its CRLF) is at `end_pos`:
+/// a chunk too large when its header section ended within the limits, else a header section
+/// too large.
+fn too_large(body_start: Option<usize>, end_pos: usize, limits: &Limits) -> MsrpError {
+    match body_start {
+        Some(b) => MsrpError::ChunkTooLarge {
+            size: end_pos.saturating_sub(b),
             limit: limits.max_chunk_size,
-            offset: blank + 4,
+            offset: b,
         },
-        None if buf.len() > limits.max_header_bytes => MsrpError::HeadersTooLarge {
+        None => MsrpError::HeadersTooLarge {
             limit: limits.max_header_bytes,
             offset: limits.max_header_bytes,
-        },
-        None => MsrpError::MessageTooLarge {
-            limit: max_frame,
-            offset: max_frame,
         },
     }
 }

@@ -4,8 +4,8 @@ use crate::wire::{Answer, WireError};
 
 /// Everything that can be wrong with MSRP input (RFC 4975 §9 grammar, our [`super::Limits`]).
 ///
-/// `answer()` follows RFC 4975 §7.3 and §10: 400 for grammar faults, 413 for a chunk or
-/// message over our limits, and [`Answer::Drop`] when there is nothing to answer (no readable
+/// `answer()` follows RFC 4975 §7.3 and §10: 400 for grammar faults, 413 for anything over
+/// our [`super::Limits`] (chunk size, header count, line length, header section), and [`Answer::Drop`] when there is nothing to answer (no readable
 /// start line, or a fault in a response, which never gets a response itself).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MsrpError {
@@ -57,14 +57,6 @@ pub enum MsrpError {
         /// The limit.
         limit: usize,
         /// Start of the body.
-        offset: usize,
-    },
-    /// The whole message could not be held within the limits while looking for its end-line.
-    #[error("message longer than {limit} bytes without its end-line")]
-    MessageTooLarge {
-        /// The limit (header bytes + chunk size + framing).
-        limit: usize,
-        /// Where the limit was crossed.
         offset: usize,
     },
     /// A header line that is not `name: value`, or has characters a header may not hold.
@@ -171,9 +163,10 @@ impl WireError for MsrpError {
             | MsrpError::InResponse { .. }
             | MsrpError::Truncated { .. }
             | MsrpError::Io(_) => Answer::Drop,
-            MsrpError::ChunkTooLarge { .. } | MsrpError::MessageTooLarge { .. } => {
-                Answer::Status(413)
-            }
+            MsrpError::ChunkTooLarge { .. }
+            | MsrpError::HeadersTooLarge { .. }
+            | MsrpError::TooManyHeaders { .. }
+            | MsrpError::LineTooLong { .. } => Answer::Status(413),
             _ => Answer::Status(400),
         }
     }
@@ -186,7 +179,6 @@ impl WireError for MsrpError {
             | MsrpError::TooManyHeaders { offset, .. }
             | MsrpError::HeadersTooLarge { offset, .. }
             | MsrpError::ChunkTooLarge { offset, .. }
-            | MsrpError::MessageTooLarge { offset, .. }
             | MsrpError::BadHeader { offset, .. }
             | MsrpError::MissingHeader { offset, .. }
             | MsrpError::DuplicateHeader { offset, .. }

@@ -454,6 +454,58 @@ From-Path: msrp://biloxi.example.com:12763/kjhd37s2s20w2a;tcp
     }
 
     #[test]
+    fn oversized_whole_or_split_same_verdict() {
+        let limits = Limits {
+            max_chunk_size: 64,
+            max_header_bytes: 256,
+            ..Limits::default()
+        };
+        // A bad header too: the size verdict wins whether the message arrives whole or not.
+        let head = "MSRP big2 SEND\r\nTo-Path: nope\r\nFrom-Path: msrp://b:2/t;tcp\r\nContent-Type: text/plain\r\n\r\n";
+        let mut input = BytesMut::new();
+        input.extend_from_slice(head.as_bytes());
+        input.extend_from_slice(&b"z".repeat(1000));
+        input.extend_from_slice(b"\r\n-------big2$\r\n");
+        let (whole, e1) = decode_all(&mut MsrpCodec::new(limits.clone()), &[&input]);
+        let parts: Vec<&[u8]> = input.chunks(7).collect();
+        let (split, e2) = decode_all(&mut MsrpCodec::new(limits), &parts);
+        assert!(e1.is_none() && e2.is_none());
+        assert_eq!(whole, split);
+        match &whole[..] {
+            [
+                Frame::Rejected {
+                    error: MsrpError::ChunkTooLarge { size, offset, .. },
+                    ..
+                },
+            ] => {
+                assert_eq!(*size, 1000);
+                assert_eq!(*offset, head.len());
+            }
+            f => panic!("{f:?}"),
+        }
+        // No blank line within the header limit: header section too large.
+        let mut input = BytesMut::new();
+        input.extend_from_slice(b"MSRP big3 SEND\r\n");
+        for _ in 0..40 {
+            input.extend_from_slice(b"X-Pad: 0123456789\r\n");
+        }
+        input.extend_from_slice(b"-------big3$\r\n");
+        let limits = Limits {
+            max_chunk_size: 8,
+            max_header_bytes: 64,
+            ..Limits::default()
+        };
+        let (frames, _) = decode_all(&mut MsrpCodec::new(limits), &[&input]);
+        assert!(matches!(
+            &frames[..],
+            [Frame::Rejected {
+                error: MsrpError::HeadersTooLarge { .. },
+                ..
+            }]
+        ));
+    }
+
+    #[test]
     fn unrecoverable_framing() {
         let (_, err) = decode_all(&mut MsrpCodec::default(), &[b"HTTP/1.1 200 OK\r\n"]);
         assert!(matches!(err, Some(MsrpError::BadStartLine { .. })));

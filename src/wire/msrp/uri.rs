@@ -133,20 +133,94 @@ fn uri_err(reason: &'static str, offset: usize) -> MsrpError {
     MsrpError::BadUri { reason, offset }
 }
 
-/// RFC 3986 unreserved.
+const UNRESERVED: u8 = 1;
+const TOKEN: u8 = 2;
+const REG_NAME: u8 = 4;
+const USERINFO: u8 = 8;
+const SESSION_ID: u8 = 16;
+const IDENT: u8 = 32;
+
+/// Character classes of RFC 3986 and RFC 4975 §9, one table lookup per byte.
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        let alnum = b.is_ascii_alphanumeric();
+        let unreserved = alnum || matches!(b, b'-' | b'.' | b'_' | b'~');
+        let mut c = 0;
+        if unreserved {
+            c |= UNRESERVED;
+        }
+        if alnum
+            || matches!(
+                b,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+            )
+        {
+            c |= TOKEN;
+        }
+        let sub_delim = matches!(
+            b,
+            b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b'='
+        );
+        if unreserved || sub_delim || b == b'%' {
+            c |= REG_NAME;
+        }
+        if unreserved || sub_delim || matches!(b, b'%' | b';' | b':') {
+            c |= USERINFO;
+        }
+        // RFC 4975 §9: session-id = 1*( unreserved / "+" / "=" / "/" ); "%" accepted too
+        // because some peers percent-encode.
+        if unreserved || matches!(b, b'+' | b'=' | b'/' | b'%') {
+            c |= SESSION_ID;
+        }
+        // RFC 4975 §9: ident-char = ALPHANUM / "." / "-" / "+" / "%" / "="
+        if alnum || matches!(b, b'.' | b'-' | b'+' | b'%' | b'=') {
+            c |= IDENT;
+        }
+        t[i] = c;
+        i += 1;
+    }
+    t
+};
+
 #[inline]
-fn is_unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+fn class(b: u8, c: u8) -> bool {
+    CLASS.get(usize::from(b)).is_some_and(|x| x & c != 0)
 }
 
 /// RFC 3261 / RFC 4975 token characters (URI-parameter = token ["=" token]).
 #[inline]
 pub(crate) fn is_token(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
-        )
+    class(b, TOKEN)
+}
+
+/// RFC 4975 §9 ident-char.
+#[inline]
+pub(crate) fn is_ident_char(b: u8) -> bool {
+    class(b, IDENT)
+}
+
+#[inline]
+fn is_userinfo(b: u8) -> bool {
+    class(b, USERINFO)
+}
+
+#[inline]
+fn is_reg_name(b: u8) -> bool {
+    class(b, REG_NAME)
+}
+
+/// Where the parts of a URI are, as ranges into the scanned slice.
+struct Ranges {
+    secure: bool,
+    userinfo: Option<(usize, usize)>,
+    host: (usize, usize),
+    port: Option<u16>,
+    session_id: Option<(usize, usize)>,
+    transport: (usize, usize),
+    params: Option<(usize, usize)>,
 }
 
 /// Parse the URI in `src[start..end]`; `base` is the offset of `src` in the message, for
@@ -157,15 +231,49 @@ pub(crate) fn parse_at(
     end: usize,
     base: usize,
 ) -> Result<MsrpUri, MsrpError> {
-    let s = src.get(start..end).unwrap_or_default();
-    let at = |i: usize| base + start + i;
+    let r = scan(src.get(start..end).unwrap_or_default(), base + start)?;
+    let sl = |(a, b): (usize, usize)| src.slice(start + a..start + b);
+    Ok(MsrpUri {
+        secure: r.secure,
+        userinfo: r.userinfo.map(sl),
+        host: sl(r.host),
+        port: r.port,
+        session_id: r.session_id.map(sl),
+        transport: sl(r.transport),
+        params: r.params.map(sl).unwrap_or_default(),
+    })
+}
+
+/// Check a space-separated URI list without building `Bytes`; returns how many URIs it holds
+/// (stops counting, with an error, past `max`).
+pub(crate) fn check_list(value: &[u8], base: usize, max: usize) -> Result<usize, MsrpError> {
+    let mut n = 0;
+    let mut pos = 0;
+    for tok in value.split(|b| *b == b' ' || *b == b'\t') {
+        if !tok.is_empty() {
+            scan(tok, base + pos)?;
+            n += 1;
+            if n > max {
+                break;
+            }
+        }
+        pos += tok.len() + 1;
+    }
+    Ok(n)
+}
+
+/// The grammar check of one URI (RFC 4975 §9 MSRP-URI).
+fn scan(s: &[u8], base: usize) -> Result<Ranges, MsrpError> {
+    let at = |i: usize| base + i;
     if s.len() > URI_PART_LIMIT {
         return Err(uri_err("URI longer than 4096 bytes", at(0)));
     }
     // RFC 4975 §9: msrp-scheme = "msrp" / "msrps", case-insensitive (RFC 3986 §3.1).
-    let (secure, mut i) = match s.iter().position(|b| *b == b':') {
-        Some(4) if s.get(..4).is_some_and(|x| x.eq_ignore_ascii_case(b"msrp")) => (false, 4),
-        Some(5) if s.get(..5).is_some_and(|x| x.eq_ignore_ascii_case(b"msrps")) => (true, 5),
+    let (secure, mut i) = match s {
+        [m, s_, r, p, b':', ..] if [*m, *s_, *r, *p].eq_ignore_ascii_case(b"msrp") => (false, 4),
+        [m, s_, r, p, s2, b':', ..] if [*m, *s_, *r, *p, *s2].eq_ignore_ascii_case(b"msrps") => {
+            (true, 5)
+        }
         _ => return Err(uri_err("scheme is not msrp: or msrps:", at(0))),
     };
     if s.get(i..i + 3) != Some(b"://".as_slice()) {
@@ -184,14 +292,10 @@ pub(crate) fn parse_at(
     let (userinfo, host_start) = match memchr::memrchr(b'@', authority) {
         Some(a) => {
             let ui = authority.get(..a).unwrap_or_default();
-            if ui.is_empty()
-                || !ui
-                    .iter()
-                    .all(|b| is_unreserved(*b) || b"%!$&'()*+,;=:".contains(b))
-            {
+            if ui.is_empty() || !ui.iter().all(|b| is_userinfo(*b)) {
                 return Err(uri_err("invalid userinfo", at(i)));
             }
-            (Some(src.slice(start + i..start + i + a)), i + a + 1)
+            (Some((i, i + a)), i + a + 1)
         }
         None => (None, i),
     };
@@ -236,14 +340,10 @@ pub(crate) fn parse_at(
     if host.is_empty() {
         return Err(uri_err("empty host", at(host_start)));
     }
-    if host.first() != Some(&b'[')
-        && !host
-            .iter()
-            .all(|b| is_unreserved(*b) || *b == b'%' || b"!$&'()*+,=".contains(b))
-    {
+    if host.first() != Some(&b'[') && !host.iter().all(|b| is_reg_name(*b)) {
         return Err(uri_err("invalid character in host", at(host_start)));
     }
-    let host = src.slice(start + host_start..start + host_start + host_len);
+    let host = (host_start, host_start + host_len);
 
     let mut j = auth_end;
     let session_id = if s.get(j) == Some(&b'/') {
@@ -255,22 +355,17 @@ pub(crate) fn parse_at(
             .position(|b| *b == b';')
             .ok_or_else(|| uri_err("no \";transport\" parameter", at(s.len())))?;
         let sid = s.get(sid_start..sid_start + sid_len).unwrap_or_default();
-        // RFC 4975 §9: session-id = 1*( unreserved / "+" / "=" / "/" ); "%" accepted too
-        // because some peers percent-encode.
         if sid.is_empty() {
             return Err(uri_err("empty session-id", at(sid_start)));
         }
-        if let Some(bad) = sid
-            .iter()
-            .position(|b| !(is_unreserved(*b) || matches!(b, b'+' | b'=' | b'/' | b'%')))
-        {
+        if let Some(bad) = sid.iter().position(|b| !class(*b, SESSION_ID)) {
             return Err(uri_err(
                 "invalid character in session-id",
                 at(sid_start + bad),
             ));
         }
         j = sid_start + sid_len;
-        Some(src.slice(start + sid_start..start + j))
+        Some((sid_start, j))
     } else {
         None
     };
@@ -286,7 +381,7 @@ pub(crate) fn parse_at(
             at(t_start),
         ));
     }
-    let transport = src.slice(start + t_start..start + t_start + t_len);
+    let transport = (t_start, t_start + t_len);
     let p_start = t_start + t_len + 1;
     let params = if p_start <= s.len() {
         let p = s.get(p_start..).unwrap_or_default();
@@ -303,11 +398,11 @@ pub(crate) fn parse_at(
                 return Err(uri_err("invalid URI parameter", at(p_start)));
             }
         }
-        src.slice(start + p_start..end)
+        Some((p_start, s.len()))
     } else {
-        Bytes::new()
+        None
     };
-    Ok(MsrpUri {
+    Ok(Ranges {
         secure,
         userinfo,
         host,
