@@ -523,7 +523,11 @@ impl SipMessage {
         for h in self.headers.iter() {
             if matches!(
                 h,
-                Header::Via(_) | Header::From(_) | Header::To(_) | Header::CallId(_) | Header::CSeq(_)
+                Header::Via(_)
+                    | Header::From(_)
+                    | Header::To(_)
+                    | Header::CallId(_)
+                    | Header::CSeq(_)
             ) {
                 headers.push(h.clone());
             }
@@ -619,7 +623,9 @@ impl SipMessage {
 
     /// Header fields in order as (name, value).
     pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.headers.iter().map(|h| (header_name(h), header_value(h)))
+        self.headers
+            .iter()
+            .map(|h| (header_name(h), header_value(h)))
     }
 
     /// The first value of header `name` (case-insensitive; compact forms accepted).
@@ -649,12 +655,12 @@ impl SipMessage {
     /// CSeq (RFC 3261 §20.16), `None` when absent or malformed.
     pub fn cseq(&self) -> Option<CSeq<'_>> {
         self.headers.iter().find_map(|h| match h {
-            Header::CSeq(v) => parse::cseq(v.value().as_bytes())
-                .ok()
-                .and_then(|(seq, m)| Some(CSeq {
+            Header::CSeq(v) => parse::cseq(v.value().as_bytes()).ok().and_then(|(seq, m)| {
+                Some(CSeq {
                     seq,
                     method: std::str::from_utf8(m).ok()?,
-                })),
+                })
+            }),
             _ => None,
         })
     }
@@ -783,7 +789,7 @@ impl SipMessage {
         )));
         Some(match &self.start {
             StartLine::Request { method, .. } => rsip::SipMessage::Request(rsip::Request {
-                method: method.clone(),
+                method: *method,
                 uri: self.uri()?,
                 version: rsip::Version::V2,
                 headers,
@@ -899,7 +905,10 @@ fn checked_header(name: &str, value: &str) -> Result<Header, SipError> {
         return Err(invalid(name));
     }
     let long = expand_compact(name.as_bytes()).unwrap_or(name);
-    Ok(make_header(long, value.trim_matches([' ', '\t']).to_owned()))
+    Ok(make_header(
+        long,
+        value.trim_matches([' ', '\t']).to_owned(),
+    ))
 }
 
 /// A reason phrase without CR/LF (RFC 3261 §25.1: Reason-Phrase has no line breaks).

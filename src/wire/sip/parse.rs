@@ -100,7 +100,9 @@ pub(super) fn cseq(value: &[u8]) -> Result<(u32, &[u8]), &'static str> {
     if digits == 0 {
         return Err("sequence number missing");
     }
-    let (num, rest) = value.split_at_checked(digits).ok_or("sequence number missing")?;
+    let (num, rest) = value
+        .split_at_checked(digits)
+        .ok_or("sequence number missing")?;
     let seq = decimal(num)
         .filter(|n| *n < (1 << 31))
         .ok_or("sequence number over 2**31-1")?;
@@ -230,10 +232,7 @@ pub(super) fn parse_head(data: &Bytes, blank: usize, limits: &Limits) -> Result<
                 }
             };
             if reason.iter().any(|b| *b == b'\r' || *b == b'\n') {
-                return Err(fail(
-                    Fault::StartLine("bare CR or LF in status line"),
-                    0,
-                ));
+                return Err(fail(Fault::StartLine("bare CR or LF in status line"), 0));
             }
             (
                 StartLine::Response {
@@ -339,7 +338,10 @@ pub(super) fn parse_head(data: &Bytes, blank: usize, limits: &Limits) -> Result<
         let bad_break = |v: &[u8]| v.iter().any(|b| *b == b'\r' || *b == b'\n');
         // RFC 3261 §7.3.1: a line starting with SP/HTAB continues the previous one; the
         // folding is equivalent to one SP.
-        let value: String = if lines.peek().is_some_and(|(_, l)| l.first().is_some_and(|b| is_ws(*b))) {
+        let value: String = if lines
+            .peek()
+            .is_some_and(|(_, l)| l.first().is_some_and(|b| is_ws(*b)))
+        {
             folded.clear();
             let mut push = |piece: &[u8], at: usize| -> Result<(), SipError> {
                 if bad_break(piece) {
@@ -356,7 +358,9 @@ pub(super) fn parse_head(data: &Bytes, blank: usize, limits: &Limits) -> Result<
                 Ok(())
             };
             push(first, at)?;
-            while let Some((cat, cont)) = lines.next_if(|(_, l)| l.first().is_some_and(|b| is_ws(*b))) {
+            while let Some((cat, cont)) =
+                lines.next_if(|(_, l)| l.first().is_some_and(|b| is_ws(*b)))
+            {
                 if cont.len() > limits.max_line {
                     return Err(fail(
                         Fault::LineTooLong {
@@ -474,7 +478,7 @@ fn check_request_uri(uri: &[u8]) -> Result<(), &'static str> {
         }
         let parsed = rsip::common::uri::Tokenizer::<&[u8], u8>::tokenize(uri);
         match parsed {
-            Ok((rest, tokens)) if rest.is_empty() => rsip::Uri::try_from(tokens)
+            Ok((&[], tokens)) => rsip::Uri::try_from(tokens)
                 .map(|_| ())
                 .map_err(|_| "not a valid SIP URI"),
             _ => Err("not a valid SIP URI"),
@@ -523,12 +527,18 @@ fn check_via(value: &[u8]) -> Result<(), &'static str> {
     for item in value.split(|b| *b == b',') {
         let item = trim_ws(item);
         let proto_ok = item.len() >= 3
-            && item.get(..3).is_some_and(|p| p.eq_ignore_ascii_case(b"SIP"))
+            && item
+                .get(..3)
+                .is_some_and(|p| p.eq_ignore_ascii_case(b"SIP"))
             && memchr::memchr(b'/', item).is_some();
         if !proto_ok {
             return Err("via-parm is not SIP/2.0/<transport> <host>");
         }
-        if item.split(|b| *b == b';').skip(1).any(|p| trim_ws(p).is_empty()) {
+        if item
+            .split(|b| *b == b';')
+            .skip(1)
+            .any(|p| trim_ws(p).is_empty())
+        {
             return Err("empty parameter");
         }
     }
@@ -604,7 +614,7 @@ fn validate(headers: &[Header], seen: &Seen, start: &StartLine) -> Result<Option
             ));
         }
         // RFC 3261 §20.22: 0-255.
-        if !decimal(value(&seen.max_forwards)).is_some_and(|n| n <= 255) {
+        if decimal(value(&seen.max_forwards)).is_none_or(|n| n > 255) {
             return Err(malformed(
                 "Max-Forwards",
                 "not a number 0-255",
@@ -617,8 +627,7 @@ fn validate(headers: &[Header], seen: &Seen, start: &StartLine) -> Result<Option
     for h in headers {
         match h {
             Header::Via(v) => {
-                check_via(v.value().as_bytes())
-                    .map_err(|why| malformed("Via", why, &seen.via))?;
+                check_via(v.value().as_bytes()).map_err(|why| malformed("Via", why, &seen.via))?;
             }
             Header::ContentEncoding(v) => {
                 // RFC 3261 §20.12, §21.4.13: what we can decode or pass on.
