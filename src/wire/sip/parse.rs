@@ -1,7 +1,6 @@
 //! Start line and header block parsing: limits, unfolding, compact forms, mandatory headers.
 
 use bytes::Bytes;
-use memchr::memmem;
 use rsip::Header;
 use rsip::headers::UntypedHeader;
 
