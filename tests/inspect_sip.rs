@@ -12,7 +12,12 @@ fn renders_a_pager_message() {
         .args(["inspect", "sip", &format!("{DIR}/cpm-pager-message.txt")])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["kind"], "request");
     assert_eq!(v["request_line"]["method"], "MESSAGE");
@@ -20,7 +25,10 @@ fn renders_a_pager_message() {
     assert_eq!(v["headers"].as_array().unwrap().len(), 14);
     assert_eq!(v["headers"][0]["name"], "Via");
     assert_eq!(v["headers"][10]["name"], "Conversation-ID");
-    assert_eq!(v["call_id"], "4c7e9a1f-2b3d-4e5f-8a9b-0c1d2e3f4a5b@192.0.2.10");
+    assert_eq!(
+        v["call_id"],
+        "4c7e9a1f-2b3d-4e5f-8a9b-0c1d2e3f4a5b@192.0.2.10"
+    );
     assert_eq!(v["cseq"]["seq"], 1);
     assert_eq!(v["cseq"]["method"], "MESSAGE");
     assert_eq!(v["from_tag"], "8f3b2c1d");
@@ -84,5 +92,8 @@ fn malformed_input_exits_2_with_one_error_line() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8(out.stderr).unwrap();
     assert_eq!(err.lines().count(), 1);
-    assert!(err.starts_with("error: unreadable message dropped: "), "{err}");
+    assert!(
+        err.starts_with("error: unreadable message dropped: "),
+        "{err}"
+    );
 }

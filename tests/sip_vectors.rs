@@ -43,7 +43,10 @@ const CASES: &[(&str, Expect)] = &[
     ("rfc4475-baddn", Normalised),
     (
         "rfc4475-badinv01",
-        Rejected(Answer::Status(400), "Bad Request: malformed Via: empty parameter"),
+        Rejected(
+            Answer::Status(400),
+            "Bad Request: malformed Via: empty parameter",
+        ),
     ),
     (
         "rfc4475-badvers",
@@ -96,7 +99,10 @@ const CASES: &[(&str, Expect)] = &[
     ),
     (
         "rfc4475-mcl01",
-        Rejected(Answer::Status(400), "Bad Request: more than one Content-Length"),
+        Rejected(
+            Answer::Status(400),
+            "Bad Request: more than one Content-Length",
+        ),
     ),
     (
         "rfc4475-mismatch01",
@@ -140,7 +146,10 @@ fn vectors_parse_as_documented() {
             (Rejected(answer, reason), Err(e)) => {
                 assert_eq!(e.answer(), *answer, "{name}");
                 assert_eq!(e.to_string(), *reason, "{name}");
-                assert!(e.offset().is_some() || matches!(answer, Answer::Drop), "{name}");
+                assert!(
+                    e.offset().is_some() || matches!(answer, Answer::Drop),
+                    "{name}"
+                );
             }
             (_, Ok(_)) => panic!("{name}: accepted, expected a rejection"),
             (_, Err(e)) => panic!("{name}: rejected: {e}"),
@@ -166,7 +175,10 @@ fn folded_and_compact_vectors_read_right() {
     // RFC 3261 §18.3: octets after Content-Length in a datagram are discarded.
     let dbl = parse_datagram(load("rfc4475-dblreq"), &limits).unwrap();
     assert!(dbl.body().is_empty());
-    assert_eq!(dbl.call_id(), Some("dblreq.0ha0isndaksdj99sdfafnl3lk233412"));
+    assert_eq!(
+        dbl.call_id(),
+        Some("dblreq.0ha0isndaksdj99sdfafnl3lk233412")
+    );
 }
 
 #[test]

@@ -37,9 +37,6 @@ pub fn render(input: Bytes) -> Result<Value, InspectError> {
     out["from_tag"] = json!(msg.from_tag());
     out["to_tag"] = json!(msg.to_tag());
     out["via_branch"] = json!(msg.top_via_branch());
-    out["body"] = body_json(
-        msg.content_type().map(str::as_bytes),
-        msg.body().clone(),
-    );
+    out["body"] = body_json(msg.content_type().map(str::as_bytes), msg.body().clone());
     Ok(out)
 }
