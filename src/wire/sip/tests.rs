@@ -518,3 +518,31 @@ fn compact_names_expand() {
     assert_eq!(expand_compact(b"q"), None);
     assert_eq!(expand_compact(b"vv"), None);
 }
+
+#[test]
+fn error_response_answers_a_rejected_request() {
+    let raw = "OPTIONS sip:user@example.com SIP/2.0\r\n\
+To: sip:j.user@example.com\r\n\
+f: sip:caller@example.net;tag=34525\r\n\
+Max-Forwards: 6\r\n\
+Call-ID: mismatch01.dj0234sxdfl3\r\n\
+CSeq: 8 INVITE\r\n\
+Via: SIP/2.0/UDP host.example.com\r\n ;branch=z9hG4bKkdjuw\r\n\
+l: 0\r\n\r\n";
+    let e = err(raw);
+    let answer = error_response(raw.as_bytes(), &e, Some("gw1")).unwrap();
+    assert_eq!(
+        std::str::from_utf8(&answer).unwrap(),
+        "SIP/2.0 400 Bad Request: CSeq method INVITE does not match request method OPTIONS\r\n\
+To: sip:j.user@example.com;tag=gw1\r\n\
+From: sip:caller@example.net;tag=34525\r\n\
+Call-ID: mismatch01.dj0234sxdfl3\r\n\
+CSeq: 8 INVITE\r\n\
+Via: SIP/2.0/UDP host.example.com ;branch=z9hG4bKkdjuw\r\n\
+Content-Length: 0\r\n\r\n"
+    );
+    let parsed = dgram(&answer).unwrap();
+    assert_eq!(parsed.status_code(), Some(400));
+    let resp = err("SIP/2.0 200 OK\r\n\r\n");
+    assert!(error_response(b"SIP/2.0 200 OK\r\n\r\n", &resp, None).is_none());
+}
