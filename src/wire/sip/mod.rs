@@ -296,6 +296,88 @@ pub fn parse_message(data: Bytes, limits: &Limits) -> Result<SipMessage, SipErro
     }
 }
 
+/// A best-effort answer to a request that failed to parse, built from its raw bytes: status
+/// line from `error` (its `Display` is the reason phrase), the Via, From, To, Call-ID and CSeq
+/// lines copied in order (RFC 3261 §8.2.6.2; compact names expanded, folding joined), `tag`
+/// added to To when it has none, `Content-Length: 0`. `None` when the error is not answerable
+/// (a response, or no request line).
+pub fn error_response(raw: &[u8], error: &SipError, to_tag: Option<&str>) -> Option<Bytes> {
+    let code = error.status()?;
+    let mut out = BytesMut::with_capacity(512);
+    out.put_slice(b"SIP/2.0 ");
+    put_decimal(&mut out, u64::from(code));
+    out.put_u8(b' ');
+    // Fault texts quote received tokens: keep control characters out of the status line.
+    let reason = error.to_string();
+    out.extend(
+        reason
+            .bytes()
+            .map(|b| if b < 0x20 || b == 0x7f { b' ' } else { b }),
+    );
+    out.put_slice(b"\r\n");
+    let end = super::text::find_blank_line(raw, 0).map_or(raw.len(), |b| b.saturating_add(2));
+    let head = raw.get(..end).unwrap_or(raw);
+    let mut pos = super::text::find_crlf(head, 0).map_or(head.len(), |e| e.saturating_add(2));
+    let mut current: Option<&'static str> = None;
+    let mut to_has_tag = false;
+    let mut in_to = false;
+    let finish_to = |out: &mut BytesMut, in_to: bool, has_tag: bool| {
+        if let (true, false, Some(tag)) = (in_to, has_tag, to_tag) {
+            out.put_slice(b";tag=");
+            out.put_slice(tag.as_bytes());
+        }
+    };
+    while let Some(line_end) = super::text::find_crlf(head, pos) {
+        let line = head.get(pos..line_end).unwrap_or_default();
+        pos = line_end.saturating_add(2);
+        if line.first().is_some_and(|b| *b == b' ' || *b == b'\t') {
+            if current.is_some() {
+                let piece = super::text::trim_ws(line);
+                out.put_u8(b' ');
+                out.put_slice(piece);
+                to_has_tag |= in_to && contains_tag(piece);
+            }
+            continue;
+        }
+        if current.is_some() {
+            finish_to(&mut out, in_to, to_has_tag);
+            out.put_slice(b"\r\n");
+        }
+        current = None;
+        in_to = false;
+        let Some((name, value)) = super::text::split_header(line) else {
+            continue;
+        };
+        let long = expand_compact(name).unwrap_or_default();
+        let wanted = ["Via", "From", "To", "Call-ID", "CSeq"]
+            .into_iter()
+            .find(|w| name.eq_ignore_ascii_case(w.as_bytes()) || long == *w);
+        if let Some(w) = wanted {
+            current = Some(w);
+            in_to = w == "To";
+            to_has_tag = in_to && contains_tag(value);
+            out.put_slice(w.as_bytes());
+            out.put_slice(b": ");
+            out.put_slice(value);
+        }
+    }
+    if current.is_some() {
+        finish_to(&mut out, in_to, to_has_tag);
+        out.put_slice(b"\r\n");
+    }
+    out.put_slice(b"Content-Length: 0\r\n\r\n");
+    Some(out.freeze())
+}
+
+/// Does a To value carry a `tag` parameter (outside its `<URI>`)?
+fn contains_tag(value: &[u8]) -> bool {
+    let after = match memchr::memrchr(b'>', value) {
+        Some(i) => value.get(i..).unwrap_or_default(),
+        None => value,
+    };
+    after.windows(4).any(|w| w.eq_ignore_ascii_case(b"tag="))
+}
+
 /// Header names RFC 3261 §7.3.3 and later extensions give a one-letter compact form.
 pub fn expand_compact(name: &[u8]) -> Option<&'static str> {
     let [c] = name else { return None };
@@ -789,7 +871,7 @@ impl SipMessage {
         )));
         Some(match &self.start {
             StartLine::Request { method, .. } => rsip::SipMessage::Request(rsip::Request {
-                method: method.clone(),
+                method: *method,
                 uri: self.uri()?,
                 version: rsip::Version::V2,
                 headers,

@@ -1,16 +1,32 @@
 //! Start line and header block parsing: limits, unfolding, compact forms, mandatory headers.
 
 use bytes::Bytes;
-use memchr::memmem;
 use rsip::Header;
 use rsip::headers::UntypedHeader;
 
 use super::{Fault, Limits, SipError, SipMessage, StartLine, expand_compact, make_header};
 use crate::wire::text::{find_crlf, trim_ws};
 
-/// RFC 3261 §25.1 `token` characters.
+/// RFC 3261 §25.1 `token` characters, as a table (this runs for every header-name byte).
+static TOKEN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+            );
+        i += 1;
+    }
+    t
+};
+
+/// Is `b` a token character (RFC 3261 §25.1)?
+#[inline]
 pub(super) fn is_token_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
+    TOKEN.get(usize::from(b)).copied().unwrap_or(false)
 }
 
 fn is_ws(b: u8) -> bool {
@@ -298,6 +314,7 @@ pub(super) fn parse_head(data: &Bytes, blank: usize, limits: &Limits) -> Result<
         done: block_start > blank,
     }
     .peekable();
+    let utf8 = Utf8Block::new(block);
     let mut headers: Vec<Header> = Vec::with_capacity(16);
     let mut seen = Seen::default();
     let mut folded = String::new();
@@ -325,7 +342,7 @@ pub(super) fn parse_head(data: &Bytes, blank: usize, limits: &Limits) -> Result<
         let long: &str = match expand_compact(name) {
             Some(long) => long,
             // Token characters are ASCII: always UTF-8.
-            None => std::str::from_utf8(name).unwrap_or_default(),
+            None => utf8.str(name).unwrap_or_default(),
         };
         if headers.len() >= limits.max_headers {
             return Err(fail(
@@ -335,7 +352,7 @@ pub(super) fn parse_head(data: &Bytes, blank: usize, limits: &Limits) -> Result<
                 at,
             ));
         }
-        let bad_break = |v: &[u8]| v.iter().any(|b| *b == b'\r' || *b == b'\n');
+        let bad_break = |v: &[u8]| memchr::memchr2(b'\r', b'\n', v).is_some();
         // RFC 3261 §7.3.1: a line starting with SP/HTAB continues the previous one; the
         // folding is equivalent to one SP.
         let value: String = if lines
@@ -347,8 +364,9 @@ pub(super) fn parse_head(data: &Bytes, blank: usize, limits: &Limits) -> Result<
                 if bad_break(piece) {
                     return Err(fail(Fault::BareLineBreak(long.to_owned()), at));
                 }
-                let piece = std::str::from_utf8(piece)
-                    .map_err(|_| fail(Fault::NotUtf8(long.to_owned()), at))?;
+                let piece = utf8
+                    .str(piece)
+                    .ok_or_else(|| fail(Fault::NotUtf8(long.to_owned()), at))?;
                 if !piece.is_empty() {
                     if !folded.is_empty() {
                         folded.push(' ');
@@ -376,8 +394,8 @@ pub(super) fn parse_head(data: &Bytes, blank: usize, limits: &Limits) -> Result<
             if bad_break(first) {
                 return Err(fail(Fault::BareLineBreak(long.to_owned()), at));
             }
-            std::str::from_utf8(first)
-                .map_err(|_| fail(Fault::NotUtf8(long.to_owned()), at))?
+            utf8.str(first)
+                .ok_or_else(|| fail(Fault::NotUtf8(long.to_owned()), at))?
                 .to_owned()
         };
         let header = make_header(long, value);
@@ -429,16 +447,54 @@ impl<'a> Iterator for Lines<'a> {
         }
         let rest = self.block.get(self.pos..)?;
         let at = self.base.saturating_add(self.pos);
-        match memmem::find(rest, b"\r\n") {
-            Some(i) => {
-                self.pos = self.pos.saturating_add(i + 2);
-                Some((at, rest.get(..i)?))
-            }
-            None => {
-                self.done = true;
-                Some((at, rest))
+        // memchr for LF, then check the CR: cheaper per line than a memmem search. A bare LF
+        // stays inside the line (and is refused by the caller).
+        let mut search = 0;
+        loop {
+            match rest.get(search..).and_then(|r| memchr::memchr(b'\n', r)) {
+                Some(i) => {
+                    let nl = search + i;
+                    if nl > 0 && rest.get(nl - 1) == Some(&b'\r') {
+                        self.pos = self.pos.saturating_add(nl + 1);
+                        return Some((at, rest.get(..nl - 1)?));
+                    }
+                    search = nl + 1;
+                }
+                None => {
+                    self.done = true;
+                    return Some((at, rest));
+                }
             }
         }
+    }
+}
+
+/// UTF-8 view of sub-slices of a header block validated once as a whole.
+struct Utf8Block<'a> {
+    block: &'a [u8],
+    text: Option<&'a str>,
+}
+
+impl<'a> Utf8Block<'a> {
+    fn new(block: &'a [u8]) -> Self {
+        Utf8Block {
+            block,
+            text: std::str::from_utf8(block).ok(),
+        }
+    }
+
+    /// `sub` (a slice of the block) as text; validated on its own when the block as a whole
+    /// was not UTF-8 (the error then names the header at fault).
+    fn str(&self, sub: &'a [u8]) -> Option<&'a str> {
+        if let Some(text) = self.text {
+            let off = (sub.as_ptr() as usize).wrapping_sub(self.block.as_ptr() as usize);
+            if let Some(s) = text.get(off..off.saturating_add(sub.len())) {
+                if s.as_ptr() == sub.as_ptr() {
+                    return Some(s);
+                }
+            }
+        }
+        std::str::from_utf8(sub).ok()
     }
 }
 
@@ -478,7 +534,7 @@ fn check_request_uri(uri: &[u8]) -> Result<(), &'static str> {
         }
         let parsed = rsip::common::uri::Tokenizer::<&[u8], u8>::tokenize(uri);
         match parsed {
-            Ok((rest, tokens)) if rest.is_empty() => rsip::Uri::try_from(tokens)
+            Ok((&[], tokens)) => rsip::Uri::try_from(tokens)
                 .map(|_| ())
                 .map_err(|_| "not a valid SIP URI"),
             _ => Err("not a valid SIP URI"),
@@ -524,25 +580,32 @@ fn check_name_addr(value: &[u8]) -> Result<(), &'static str> {
 /// Via (RFC 3261 §20.42): every comma-separated via-parm starts with the SIP sent-protocol and
 /// has no empty parameter (RFC 4475 §3.1.2.1 "badinv01": `;;,;,,`).
 fn check_via(value: &[u8]) -> Result<(), &'static str> {
-    for item in value.split(|b| *b == b',') {
+    let mut rest = value;
+    loop {
+        let (item, next) = match memchr::memchr(b',', rest) {
+            Some(i) => (rest.get(..i).unwrap_or_default(), rest.get(i + 1..)),
+            None => (rest, None),
+        };
         let item = trim_ws(item);
-        let proto_ok = item.len() >= 3
-            && item
-                .get(..3)
-                .is_some_and(|p| p.eq_ignore_ascii_case(b"SIP"))
+        let proto_ok = item
+            .get(..3)
+            .is_some_and(|p| p.eq_ignore_ascii_case(b"SIP"))
             && memchr::memchr(b'/', item).is_some();
         if !proto_ok {
             return Err("via-parm is not SIP/2.0/<transport> <host>");
         }
-        if item
-            .split(|b| *b == b';')
-            .skip(1)
-            .any(|p| trim_ws(p).is_empty())
-        {
-            return Err("empty parameter");
+        let mut semis = memchr::memchr_iter(b';', item).peekable();
+        while let Some(at) = semis.next() {
+            let end = semis.peek().copied().unwrap_or(item.len());
+            if trim_ws(item.get(at + 1..end).unwrap_or_default()).is_empty() {
+                return Err("empty parameter");
+            }
+        }
+        match next {
+            Some(n) => rest = n,
+            None => return Ok(()),
         }
     }
-    Ok(())
 }
 
 type Invalid = (Fault, Option<usize>);
@@ -614,7 +677,7 @@ fn validate(headers: &[Header], seen: &Seen, start: &StartLine) -> Result<Option
             ));
         }
         // RFC 3261 §20.22: 0-255.
-        if !decimal(value(&seen.max_forwards)).is_some_and(|n| n <= 255) {
+        if decimal(value(&seen.max_forwards)).is_none_or(|n| n > 255) {
             return Err(malformed(
                 "Max-Forwards",
                 "not a number 0-255",

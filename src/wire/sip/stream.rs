@@ -156,6 +156,17 @@ impl SipStreamCodec {
         };
         self.scanned = 0;
         self.first_line_seen = false;
+        // Same verdict as when the first line arrives alone: a start line over the limit
+        // loses the framing, whatever follows it.
+        if find_crlf(buf, 0).is_some_and(|end| end > self.limits.max_line) {
+            let fault = Fault::LineTooLong {
+                limit: self.limits.max_line,
+            };
+            return Err(self.fatal(SipError::Unreadable {
+                fault,
+                offset: Some(0),
+            }));
+        }
         let head_len = blank.saturating_add(4);
         let raw = buf.split_to(head_len.min(buf.len())).freeze();
         let head = if head_len > self.limits.max_message {

@@ -1,27 +1,548 @@
 use super::*;
 use crate::wire::{Answer, WireError};
+use tokio_util::codec::{Decoder, Encoder};
+
+const PAGER: &[u8] = include_bytes!("../../../tests/vectors/sip/cpm-pager-message.txt");
+const INVITE: &[u8] = include_bytes!("../../../tests/vectors/sip/cpm-chat-invite.txt");
+const WSINV: &[u8] = include_bytes!("../../../tests/vectors/sip/rfc4475-wsinv.txt");
+const F1: &[u8] = include_bytes!("../../../tests/vectors/sip/rfc3428-f1-message.txt");
+
+fn dgram(s: &[u8]) -> Result<SipMessage, SipError> {
+    parse_datagram(Bytes::copy_from_slice(s), &Limits::default())
+}
+
+fn err(s: &str) -> SipError {
+    dgram(s.as_bytes()).expect_err("must fail")
+}
+
+const BASE: &str = "MESSAGE sip:b@example.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP a.example.com;branch=z9hG4bK1\r\n\
+Max-Forwards: 70\r\n\
+From: <sip:a@example.com>;tag=1\r\n\
+To: <sip:b@example.com>\r\n\
+Call-ID: c1@a\r\n\
+CSeq: 1 MESSAGE\r\n\
+Content-Type: text/plain\r\n\
+Content-Length: 2\r\n\
+\r\n\
+hi";
 
 #[test]
-fn dump_vectors() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/sip");
-    let mut names: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    names.sort();
-    for p in names {
-        if p.extension().and_then(|e| e.to_str()) != Some("txt") {
-            continue;
-        }
-        let data = Bytes::from(std::fs::read(&p).unwrap());
-        match parse_datagram(data, &Limits::default()) {
-            Ok(m) => eprintln!(
-                "{}: OK body={} \n{}",
-                p.display(),
-                m.body().len(),
-                String::from_utf8_lossy(&m.serialize())
-            ),
-            Err(e) => eprintln!("{}: ERR {e} {:?} {:?}", p.display(), e.answer(), e.offset()),
+fn pager_message_accessors() {
+    let input = Bytes::from_static(PAGER);
+    let m = parse_datagram(input.clone(), &Limits::default()).unwrap();
+    assert!(m.is_request());
+    assert_eq!(m.method(), Some(&rsip::Method::Message));
+    assert_eq!(
+        m.request_uri(),
+        Some(&b"sip:+15551234567@ims.example.net"[..])
+    );
+    assert_eq!(
+        m.call_id(),
+        Some("4c7e9a1f-2b3d-4e5f-8a9b-0c1d2e3f4a5b@192.0.2.10")
+    );
+    assert_eq!(m.header("i"), m.call_id());
+    assert_eq!(
+        m.cseq(),
+        Some(CSeq {
+            seq: 1,
+            method: "MESSAGE"
+        })
+    );
+    assert_eq!(
+        m.top_via_branch(),
+        Some("z9hG4bK-524287-1---7d8f3a2b1c4e5f60")
+    );
+    assert_eq!(m.from_tag(), Some("8f3b2c1d"));
+    assert_eq!(m.to_tag(), None);
+    assert_eq!(m.content_type(), Some("message/cpim"));
+    assert_eq!(
+        m.header("conversation-id"),
+        Some("f81d4fae-7dec-11d0-a765-00a0c91e6bf6")
+    );
+    assert_eq!(m.header_all("Via").count(), 2);
+    assert_eq!(m.headers().count(), 14);
+    assert!(m.uri().is_some());
+    // The body is a slice of the input, not a copy.
+    let range = input.as_ptr() as usize..input.as_ptr() as usize + input.len();
+    assert!(range.contains(&(m.body().as_ptr() as usize)));
+    assert!(m.body().starts_with(b"From: <sip:+15557654321"));
+}
+
+#[test]
+fn canonical_messages_round_trip_byte_for_byte() {
+    for input in [PAGER, INVITE, F1, BASE.as_bytes()] {
+        let m = dgram(input).unwrap();
+        assert_eq!(m.serialize(), Bytes::copy_from_slice(input));
+        assert!(m.encoded_len() >= input.len());
+    }
+}
+
+#[test]
+fn compact_forms_and_folding_are_normalised() {
+    let m = dgram(WSINV).unwrap();
+    let names: Vec<&str> = m.headers().map(|(n, _)| n).collect();
+    assert_eq!(
+        names,
+        [
+            "To",
+            "From",
+            "Max-Forwards",
+            "Call-ID",
+            "Content-Length",
+            "CSeq",
+            "Via",
+            "Subject",
+            "NewFangledHeader",
+            "UnknownHeaderWithUnusualValue",
+            "Content-Type",
+            "Route",
+            "Via",
+            "Contact"
+        ]
+    );
+    assert_eq!(
+        m.header("NewFangledHeader"),
+        Some("newfangled value continued newfangled value")
+    );
+    assert_eq!(m.header("s"), Some(""));
+    assert_eq!(m.top_via_branch(), Some("390skdjuw"));
+    assert_eq!(m.to_tag(), Some("1918181833n"));
+    assert_eq!(m.from_tag(), Some("98asjd8"));
+    assert_eq!(
+        m.cseq(),
+        Some(CSeq {
+            seq: 9,
+            method: "INVITE"
+        })
+    );
+    assert_eq!(m.body().len(), 150);
+    let again = dgram(&m.serialize()).unwrap();
+    assert_eq!(again, m);
+    assert_eq!(again.serialize(), m.serialize());
+}
+
+#[test]
+fn error_reason_phrases_name_the_fault() {
+    let e = err(&BASE.replace("Call-ID: c1@a\r\n", ""));
+    assert_eq!(e.to_string(), "Bad Request: missing Call-ID");
+    assert_eq!(e.answer(), Answer::Status(400));
+
+    let e = err(&BASE.replace("CSeq: 1 MESSAGE", "CSeq: x MESSAGE"));
+    assert_eq!(
+        e.to_string(),
+        "Bad Request: malformed CSeq: sequence number missing"
+    );
+    assert!(e.offset().is_some());
+
+    let e = err(&BASE.replace("Content-Length: 2", "Content-Length: 500"));
+    assert_eq!(
+        e.to_string(),
+        "Bad Request: Content-Length 500 exceeds datagram (2 body bytes)"
+    );
+
+    let e = err(&BASE.replace("CSeq: 1 MESSAGE", "CSeq: 1 INVITE"));
+    assert_eq!(
+        e.to_string(),
+        "Bad Request: CSeq method INVITE does not match request method MESSAGE"
+    );
+
+    let e = err(&BASE.replace("Max-Forwards: 70\r\n", ""));
+    assert_eq!(e.to_string(), "Bad Request: missing Max-Forwards");
+
+    let e = err(&BASE.replace("To: <sip:b@example.com>", "To: \"Bob <sip:b@example.com>"));
+    assert_eq!(
+        e.to_string(),
+        "Bad Request: malformed To: unterminated quoted string"
+    );
+
+    let e = err(&BASE.replace("Content-Type", "Content-Encoding: br\r\nContent-Type"));
+    assert_eq!(e.answer(), Answer::Status(415));
+    assert_eq!(
+        e.to_string(),
+        "Unsupported Media Type: Content-Encoding br not supported"
+    );
+    assert!(
+        dgram(
+            BASE.replace("Content-Type", "e: gzip\r\nContent-Type")
+                .as_bytes()
+        )
+        .is_ok()
+    );
+
+    let e = err(&BASE.replace("MESSAGE sip", "FOO sip"));
+    assert_eq!(e.answer(), Answer::Status(501));
+
+    let e = err(&BASE.replace("SIP/2.0\r\n", "SIP/3.0\r\n"));
+    assert_eq!(e.answer(), Answer::Status(505));
+}
+
+#[test]
+fn size_and_count_limits() {
+    let small = Limits {
+        max_message: 100,
+        ..Limits::default()
+    };
+    let e = parse_datagram(Bytes::from_static(BASE.as_bytes()), &small).unwrap_err();
+    assert_eq!(e.answer(), Answer::Status(413));
+    assert!(e.to_string().starts_with("Request Entity Too Large: "));
+
+    let few = Limits {
+        max_headers: 3,
+        ..Limits::default()
+    };
+    let e = parse_datagram(Bytes::from_static(BASE.as_bytes()), &few).unwrap_err();
+    assert_eq!(e.to_string(), "Bad Request: more than 3 header fields");
+
+    let short = Limits {
+        max_line: 40,
+        ..Limits::default()
+    };
+    let e = parse_datagram(Bytes::from_static(BASE.as_bytes()), &short).unwrap_err();
+    assert_eq!(e.to_string(), "Bad Request: line longer than 40 bytes");
+    let tiny = Limits {
+        max_line: 10,
+        ..Limits::default()
+    };
+    let e = parse_datagram(Bytes::from_static(BASE.as_bytes()), &tiny).unwrap_err();
+    assert_eq!(
+        e.answer(),
+        Answer::Drop,
+        "start line over the limit is unreadable"
+    );
+}
+
+#[test]
+fn unanswerable_inputs_are_dropped() {
+    for bad in [
+        "",
+        "\r\n\r\n",
+        "garbage\r\n\r\n",
+        "INVITE\r\n\r\n",
+        "\u{0}\u{1}\r\n\r\n",
+        "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP a\r\n\r\n",
+        "SIP/2.0 2000 OK\r\n\r\n",
+    ] {
+        let e = dgram(bad.as_bytes()).unwrap_err();
+        assert_eq!(e.answer(), Answer::Drop, "{bad:?}: {e}");
+    }
+    // A request whose header block never ends is still answerable.
+    let e = err("OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h\r\n");
+    assert_eq!(e.answer(), Answer::Status(400));
+}
+
+#[test]
+fn header_lines_are_checked() {
+    let e = err(&BASE.replace("Max-Forwards: 70", "Max-Forwards 70"));
+    assert_eq!(
+        e.to_string(),
+        "Bad Request: header line is not `Name: value`"
+    );
+    let e = err(&BASE.replace("Max-Forwards: 70", "Max-Forwards: 7\n0"));
+    assert_eq!(
+        e.to_string(),
+        "Bad Request: bare CR or LF in header Max-Forwards"
+    );
+    let e = err(&BASE.replace("Via:", " Via:"));
+    assert_eq!(
+        e.to_string(),
+        "Bad Request: continuation line before any header field"
+    );
+    let mut raw = BASE.as_bytes().to_vec();
+    let at = BASE.find("c1@a").unwrap();
+    raw[at] = 0xff;
+    let e = dgram(&raw).unwrap_err();
+    assert_eq!(e.to_string(), "Bad Request: Call-ID is not valid UTF-8");
+    let e = err(&BASE.replace("Max-Forwards: 70", "Max-Forwards: 256"));
+    assert_eq!(
+        e.to_string(),
+        "Bad Request: malformed Max-Forwards: not a number 0-255"
+    );
+    let e = err(&BASE.replace("CSeq: 1 ", "CSeq: 2147483648 "));
+    assert_eq!(
+        e.to_string(),
+        "Bad Request: malformed CSeq: sequence number over 2**31-1"
+    );
+}
+
+#[test]
+fn datagram_body_is_cut_at_content_length() {
+    let mut raw = BASE.as_bytes().to_vec();
+    raw.extend_from_slice(b"trailing junk");
+    let m = dgram(&raw).unwrap();
+    assert_eq!(&m.body()[..], b"hi");
+    // Without Content-Length the body is the rest of the datagram.
+    let m = dgram(BASE.replace("Content-Length: 2\r\n", "").as_bytes()).unwrap();
+    assert_eq!(&m.body()[..], b"hi");
+    assert!(m.serialize().ends_with(b"Content-Length: 2\r\n\r\nhi"));
+}
+
+#[test]
+fn mutators_keep_the_message_correct() {
+    let mut m = dgram(BASE.as_bytes()).unwrap();
+    m.set_header("i", "new-call-id").unwrap();
+    assert_eq!(m.call_id(), Some("new-call-id"));
+    assert_eq!(m.headers().nth(4), Some(("Call-ID", "new-call-id")));
+    m.insert_header(1, "Route", "<sip:proxy;lr>").unwrap();
+    assert_eq!(m.headers().nth(1), Some(("Route", "<sip:proxy;lr>")));
+    m.push_header("Contribution-ID", "abc").unwrap();
+    assert_eq!(m.header("contribution-id"), Some("abc"));
+    assert_eq!(m.remove_header("Route"), 1);
+    assert_eq!(m.remove_header("Route"), 0);
+    m.set_body_with_type(Some("message/cpim"), Bytes::from_static(b"12345"))
+        .unwrap();
+    let out = m.serialize();
+    let again = dgram(&out).unwrap();
+    assert_eq!(again.header("Content-Length"), Some("5"));
+    assert_eq!(again.content_type(), Some("message/cpim"));
+    assert_eq!(&again.body()[..], b"12345");
+    assert!(m.set_header("X-Evil", "a\r\nVia: injected").is_err());
+    assert!(m.set_header("Bad Name", "x").is_err());
+    assert!(m.set_request_uri("sip:a b").is_err());
+    m.set_request_uri("tel:+15551234567").unwrap();
+    let again = dgram(&m.serialize()).unwrap();
+    assert_eq!(again.request_uri(), Some(&b"tel:+15551234567"[..]));
+    assert!(again.uri().is_none(), "rsip cannot model tel: URIs");
+}
+
+#[test]
+fn response_to_copies_the_dialog_headers() {
+    let m = dgram(PAGER).unwrap();
+    let mut r = m.response_to(202, "Accepted");
+    assert_eq!(r.status_code(), Some(202));
+    assert_eq!(r.headers().count(), 6);
+    r.set_status(400, "Bad\r\nRequest");
+    let out = r.serialize();
+    assert!(out.starts_with(b"SIP/2.0 400 Bad  Request\r\nVia: "));
+    let back = dgram(&out).unwrap();
+    assert_eq!(back.call_id(), m.call_id());
+    assert_eq!(back.reason(), Some(&b"Bad  Request"[..]));
+    assert!(back.to_rsip().is_some());
+    let rs = m.to_rsip().unwrap();
+    assert_eq!(rs.body().len(), m.body().len());
+}
+
+#[test]
+fn tel_and_other_uris_are_kept_as_received() {
+    let m = dgram(
+        BASE.replace(
+            "sip:b@example.com SIP",
+            "tel:+1-555-0100;phone-context=example.com SIP",
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(
+        m.request_uri(),
+        Some(&b"tel:+1-555-0100;phone-context=example.com"[..])
+    );
+    let e = err(&BASE.replace("sip:b@example.com SIP", "sip:b@ SIP"));
+    assert_eq!(e.answer(), Answer::Status(400));
+}
+
+fn decode_all(codec: &mut SipStreamCodec, input: &[u8], split: &[usize]) -> Vec<SipFrame> {
+    let mut buf = BytesMut::new();
+    let mut frames = Vec::new();
+    let mut last = 0;
+    for &cut in split.iter().chain(std::iter::once(&input.len())) {
+        buf.extend_from_slice(&input[last..cut]);
+        last = cut;
+        while let Some(f) = codec.decode(&mut buf).unwrap() {
+            frames.push(f);
         }
     }
+    while let Some(f) = codec.decode_eof(&mut buf).unwrap() {
+        frames.push(f);
+    }
+    frames
+}
+
+#[test]
+fn stream_frames_messages_and_keepalives() {
+    let mut stream = Vec::new();
+    stream.extend_from_slice(b"\r\n\r\n");
+    stream.extend_from_slice(PAGER);
+    stream.extend_from_slice(INVITE);
+    stream.extend_from_slice(b"\r\n");
+    stream.extend_from_slice(F1);
+    let whole = decode_all(&mut SipStreamCodec::default(), &stream, &[]);
+    assert_eq!(whole.len(), 5);
+    assert_eq!(whole[0], SipFrame::KeepAlivePing);
+    assert!(matches!(&whole[1], SipFrame::Message(m) if m.serialize() == PAGER));
+    assert!(matches!(&whole[2], SipFrame::Message(m) if m.serialize() == INVITE));
+    assert_eq!(whole[3], SipFrame::KeepAlivePong);
+    assert!(
+        matches!(&whole[4], SipFrame::Message(m) if m.body().as_ref() == b"Watson, come here.")
+    );
+    for cut in 0..=stream.len() {
+        let frames = decode_all(&mut SipStreamCodec::default(), &stream, &[cut]);
+        assert_eq!(frames, whole, "split at {cut}");
+    }
+    let every: Vec<usize> = (1..stream.len()).collect();
+    assert_eq!(
+        decode_all(&mut SipStreamCodec::default(), &stream, &every),
+        whole
+    );
+}
+
+#[test]
+fn stream_rejects_but_keeps_framing_when_it_can() {
+    let bad = BASE.replace("CSeq: 1 MESSAGE", "CSeq: 1 INVITE");
+    let mut stream = bad.clone().into_bytes();
+    stream.extend_from_slice(F1);
+    let frames = decode_all(&mut SipStreamCodec::default(), &stream, &[]);
+    assert_eq!(frames.len(), 2);
+    match &frames[0] {
+        SipFrame::Rejected { error, head } => {
+            assert_eq!(error.answer(), Answer::Status(400));
+            assert!(head.starts_with(b"MESSAGE sip:b@example.com"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(&frames[1], SipFrame::Message(_)));
+
+    // Over the size limit: the body is skipped as it arrives.
+    let limits = Limits {
+        max_message: 400,
+        ..Limits::default()
+    };
+    let big = BASE
+        .replace("Content-Length: 2", "Content-Length: 1000")
+        .replace("\r\n\r\nhi", "\r\n\r\n");
+    let mut stream = big.into_bytes();
+    stream.extend(std::iter::repeat_n(b'x', 1000));
+    stream.extend_from_slice(F1);
+    let cuts: Vec<usize> = (1..stream.len()).step_by(7).collect();
+    let frames = decode_all(&mut SipStreamCodec::new(limits), &stream, &cuts);
+    assert_eq!(frames.len(), 2);
+    assert!(
+        matches!(&frames[0], SipFrame::Rejected { error, .. } if error.answer() == Answer::Status(413))
+    );
+    assert!(matches!(&frames[1], SipFrame::Message(_)));
+
+    // Missing Content-Length on a stream.
+    let no_cl = BASE
+        .replace("Content-Length: 2\r\n", "")
+        .replace("\r\n\r\nhi", "\r\n\r\n");
+    let frames = decode_all(&mut SipStreamCodec::default(), no_cl.as_bytes(), &[]);
+    assert!(matches!(&frames[0], SipFrame::Rejected { error, .. }
+        if error.to_string() == "Bad Request: missing Content-Length (required on stream transports)"));
+}
+
+#[test]
+fn stream_fails_when_framing_is_lost() {
+    let mut codec = SipStreamCodec::default();
+    let mut buf = BytesMut::from(&b"garbage line\r\n\r\nmore"[..]);
+    let e = codec.decode(&mut buf).unwrap_err();
+    assert_eq!(e.answer(), Answer::Drop);
+    assert!(codec.decode(&mut buf).is_err(), "stays failed");
+
+    // Header block that never ends.
+    let limits = Limits {
+        max_message: 200,
+        ..Limits::default()
+    };
+    let mut codec = SipStreamCodec::new(limits);
+    let mut buf = BytesMut::from(&b"OPTIONS sip:a@b SIP/2.0\r\n"[..]);
+    assert!(codec.decode(&mut buf).unwrap().is_none());
+    buf.extend(std::iter::repeat_n(b'X', 300));
+    let e = codec.decode(&mut buf).unwrap_err();
+    assert_eq!(e.answer(), Answer::Status(413));
+
+    // A first line that never ends.
+    let mut codec = SipStreamCodec::new(Limits {
+        max_line: 50,
+        ..Limits::default()
+    });
+    let mut buf = BytesMut::from(&[b'A'; 60][..]);
+    assert!(codec.decode(&mut buf).is_err());
+
+    // Closed inside a message.
+    let mut codec = SipStreamCodec::default();
+    let mut buf = BytesMut::from(&PAGER[..100]);
+    assert!(codec.decode(&mut buf).unwrap().is_none());
+    assert!(matches!(
+        codec.decode_eof(&mut buf),
+        Err(StreamError::Truncated(100))
+    ));
+}
+
+#[test]
+fn stream_encoder_and_pong_detection() {
+    let mut codec = SipStreamCodec::default();
+    let mut out = BytesMut::new();
+    codec.encode(KeepAlive::Ping, &mut out).unwrap();
+    assert_eq!(&out[..], b"\r\n\r\n");
+    // The peer's pong is a lone CRLF: reported at once while we wait for it.
+    let mut buf = BytesMut::from(&b"\r\n"[..]);
+    assert_eq!(
+        codec.decode(&mut buf).unwrap(),
+        Some(SipFrame::KeepAlivePong)
+    );
+    // Not waiting: a lone CRLF may be half a ping.
+    let mut buf = BytesMut::from(&b"\r\n"[..]);
+    assert_eq!(codec.decode(&mut buf).unwrap(), None);
+    assert_eq!(
+        codec.decode_eof(&mut buf).unwrap(),
+        Some(SipFrame::KeepAlivePong)
+    );
+    let m = dgram(PAGER).unwrap();
+    let mut out = BytesMut::new();
+    codec.encode(&m, &mut out).unwrap();
+    codec.encode(KeepAlive::Pong, &mut out).unwrap();
+    assert_eq!(out.len(), PAGER.len() + 2);
+}
+
+#[test]
+fn parse_message_requires_exact_framing() {
+    let l = Limits::default();
+    assert!(parse_message(Bytes::from_static(PAGER), &l).is_ok());
+    let e = parse_message(Bytes::copy_from_slice(&PAGER[..PAGER.len() - 1]), &l).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "Bad Request: malformed Content-Length: does not match the body length"
+    );
+}
+
+#[test]
+fn compact_names_expand() {
+    for (c, long) in [
+        ("v", "Via"),
+        ("I", "Call-ID"),
+        ("l", "Content-Length"),
+        ("u", "Allow-Events"),
+        ("x", "Session-Expires"),
+    ] {
+        assert_eq!(expand_compact(c.as_bytes()), Some(long));
+    }
+    assert_eq!(expand_compact(b"q"), None);
+    assert_eq!(expand_compact(b"vv"), None);
+}
+
+#[test]
+fn error_response_answers_a_rejected_request() {
+    let raw = "OPTIONS sip:user@example.com SIP/2.0\r\n\
+To: sip:j.user@example.com\r\n\
+f: sip:caller@example.net;tag=34525\r\n\
+Max-Forwards: 6\r\n\
+Call-ID: mismatch01.dj0234sxdfl3\r\n\
+CSeq: 8 INVITE\r\n\
+Via: SIP/2.0/UDP host.example.com\r\n ;branch=z9hG4bKkdjuw\r\n\
+l: 0\r\n\r\n";
+    let e = err(raw);
+    let answer = error_response(raw.as_bytes(), &e, Some("gw1")).unwrap();
+    assert_eq!(
+        std::str::from_utf8(&answer).unwrap(),
+        "SIP/2.0 400 Bad Request: CSeq method INVITE does not match request method OPTIONS\r\n\
+To: sip:j.user@example.com;tag=gw1\r\n\
+From: sip:caller@example.net;tag=34525\r\n\
+Call-ID: mismatch01.dj0234sxdfl3\r\n\
+CSeq: 8 INVITE\r\n\
+Via: SIP/2.0/UDP host.example.com ;branch=z9hG4bKkdjuw\r\n\
+Content-Length: 0\r\n\r\n"
+    );
+    let parsed = dgram(&answer).unwrap();
+    assert_eq!(parsed.status_code(), Some(400));
+    let resp = err("SIP/2.0 200 OK\r\n\r\n");
+    assert!(error_response(b"SIP/2.0 200 OK\r\n\r\n", &resp, None).is_none());
 }
