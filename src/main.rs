@@ -87,12 +87,19 @@ enum ConformanceAction {
 /// reader, reports an over-long message.
 const MAX_INSPECT_INPUT: u64 = 16 * 1024 * 1024;
 
+/// `println!` through [`out`].
+macro_rules! outln {
+    ($($t:tt)*) => {
+        out(format_args!("{}\n", format_args!($($t)*)))
+    };
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run { config } => match load_config(config.as_deref()) {
             Ok(_) => {
-                println!(
+                outln!(
                     "cpm-iwf {}: configuration and mappings valid; the node is not built yet \
                      (`cpm-iwf inspect` parses messages)",
                     env!("CARGO_PKG_VERSION")
@@ -110,8 +117,8 @@ fn main() -> ExitCode {
                 SideArg::Simple => Side::Simple,
             };
             match run_translate(side, state.as_deref(), &input) {
-                Ok(out) => {
-                    print!("{out}");
+                Ok(text) => {
+                    out(format_args!("{text}"));
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(&e),
@@ -119,18 +126,31 @@ fn main() -> ExitCode {
         }
         Command::CheckConfig { file } => match load_config(Some(&file)) {
             Ok(_) => {
-                println!("{}: valid", file.display());
+                outln!("{}: valid", file.display());
                 ExitCode::SUCCESS
             }
             Err(e) => fail(&e),
         },
         Command::Inspect { format, input } => match run_inspect(format, &input) {
             Ok(json) => {
-                println!("{json}");
+                outln!("{json}");
                 ExitCode::SUCCESS
             }
             Err(e) => fail(&e),
         },
+    }
+}
+
+/// Write to standard output. A reader that went away (`| head`) ends the output quietly: a
+/// closed pipe is not an error worth a panic or a message.
+fn out(text: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_fmt(text).and_then(|()| stdout.flush())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        eprintln!("error: cannot write output: {e}");
+        std::process::exit(2);
     }
 }
 
@@ -155,11 +175,11 @@ fn run_conformance(offline: bool, dir: &std::path::Path) -> ExitCode {
     let failed = results.iter().filter(|r| r.failure.is_some()).count();
     for r in &results {
         match &r.failure {
-            None => println!("ok   {} ({})", r.name, r.clause),
-            Some(why) => println!("FAIL {} ({}): {why}", r.name, r.clause),
+            None => outln!("ok   {} ({})", r.name, r.clause),
+            Some(why) => outln!("FAIL {} ({}): {why}", r.name, r.clause),
         }
     }
-    println!("{} passed, {failed} failed", results.len() - failed);
+    outln!("{} passed, {failed} failed", results.len() - failed);
     if failed == 0 {
         ExitCode::SUCCESS
     } else {
