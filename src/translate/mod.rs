@@ -4,7 +4,8 @@
 //! what comes out ([`Outcome`]).
 //!
 //! Built so far: [`pager`], pager-mode MESSAGE with text, isComposing and IMDNs, both ways;
-//! [`session`], chat-session INVITEs and their answers;
+//! [`session`], chat-session INVITEs and their answers; [`chat`], MSRP SEND and REPORT of a
+//! session relayed to the other leg;
 //! [`conversation`], the CPM conversation identities kept and generated; [`device`],
 //! multi-device routing of notifications; [`sdp`], the MSRP session description for the other
 //! leg; [`response`], answers mapped back; [`feature_tags`], the service identification rewrite
@@ -14,6 +15,7 @@
 //! [`Mappings`]: crate::mapping::Mappings
 
 pub mod addr;
+pub mod chat;
 pub mod conversation;
 pub mod device;
 pub mod feature_tags;
@@ -29,6 +31,7 @@ use crate::time::Millis;
 use crate::wire::cpim::CpimError;
 use crate::wire::imdn::ImdnError;
 use crate::wire::iscomposing::IsComposingError;
+use crate::wire::msrp::MsrpError;
 use crate::wire::sdp::SdpError;
 use crate::wire::sip::{SipError, SipMessage};
 use crate::wire::{Answer, WireError};
@@ -92,6 +95,9 @@ pub enum TranslateError {
     /// The isComposing body (RFC 3994).
     #[error("isComposing body: {0}")]
     IsComposing(#[from] IsComposingError),
+    /// An MSRP chunk (RFC 4975).
+    #[error("MSRP: {0}")]
+    Msrp(#[from] MsrpError),
     /// The SDP of a session (RFC 4566, RFC 4975 §8).
     #[error("SDP: {0}")]
     Sdp(#[from] SdpError),
@@ -136,6 +142,7 @@ impl TranslateError {
             TranslateError::Imdn(e) => wire(e.answer()),
             TranslateError::IsComposing(e) => wire(e.answer()),
             TranslateError::Sdp(e) => wire(e.answer()),
+            TranslateError::Msrp(e) => wire(e.answer()),
             TranslateError::Missing(_) | TranslateError::Header { .. } => 400,
             TranslateError::UnknownService(_) => 403,
             // RFC 3261 §21.4.26: the session description is not acceptable.

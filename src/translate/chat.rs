@@ -1,0 +1,375 @@
+//! MSRP inside a chat session: a SEND chunk or a REPORT received on one leg becomes the
+//! gateway's own request on the other leg (the gateway is the MSRP endpoint of each leg,
+//! ARCHITECTURE.md "back-to-back MSRP relay").
+//!
+//! What changes: the transaction-id (per hop, RFC 4975 §7.3), To-Path and From-Path (the other
+//! leg's peer and the gateway, §7.1); what is kept: Message-ID (the relay keeps one message one
+//! message on both legs, so chunks, REPORTs and IMDNs still match, §7.1.1), Byte-Range, the
+//! report requests, the content headers and the body, byte for byte and chunk by chunk, unless
+//! the target side wants isComposing carried otherwise (mappings, RFC 3994 §3.3); a message that
+//! asks for notifications is remembered by its imdn.Message-ID with the device that sent it,
+//! so that an IMDN sent after the session has ended still finds it (CPM 2.0 SD 5.2.1.1).
+
+use bytes::Bytes;
+
+use super::leg::MAX_ID_LEN;
+use super::state::{Change, ConversationIds, Device, Entry, MessageOrigin, Side};
+use super::{Env, TranslateError};
+use crate::mapping::{Carriage, Mappings};
+use crate::wire::cpim::{Cpim, CpimHeader};
+use crate::wire::iscomposing;
+use crate::wire::msrp::{Continuation, Message, Method, MsrpUri};
+
+/// One leg of a session as the gateway writes to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatLeg {
+    /// The gateway's MSRP URI on this leg (From-Path of what it sends here).
+    pub local: MsrpUri,
+    /// The peer's `a=path` (To-Path of what the gateway sends here), first hop first.
+    pub remote_path: Vec<MsrpUri>,
+}
+
+/// Who speaks in the session, for what is remembered of messages that ask for notifications.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatParties {
+    /// The device at the far end of the leg the chunk came from.
+    pub sender: Device,
+    /// The address of record of the user on the other leg.
+    pub recipient: Bytes,
+    /// The session's CPM conversation identities.
+    pub conversation: Option<ConversationIds>,
+}
+
+/// The chunk to send on the other leg, and what to remember.
+#[derive(Debug)]
+pub struct ChatOutcome {
+    /// The gateway's request on the other leg.
+    pub send: Message,
+    /// Table changes.
+    pub changes: Vec<Change>,
+}
+
+/// A transaction-id for the gateway's own request: 32 characters of a fresh identity with its
+/// hyphens removed (RFC 4975 §9: `transact-id = ident`, 4 to 32 characters).
+fn transaction_id(env: &mut Env<'_>) -> Bytes {
+    let id = env.ids.fresh_id();
+    let cleaned: Vec<u8> = id
+        .iter()
+        .copied()
+        .filter(u8::is_ascii_alphanumeric)
+        .take(32)
+        .collect();
+    Bytes::from(cleaned)
+}
+
+/// The request the gateway sends on `out` for `msg`: same method, fields and body, the gateway's
+/// transaction-id and paths.
+fn relay(msg: &Message, method: Method, out: &ChatLeg, env: &mut Env<'_>) -> Message {
+    let mut next = Message::request(transaction_id(env), method);
+    next.set_to_path(&out.remote_path);
+    next.set_from_path(std::slice::from_ref(&out.local));
+    for h in &msg.headers {
+        if !h.name.eq_ignore_ascii_case(b"To-Path") && !h.name.eq_ignore_ascii_case(b"From-Path") {
+            next.headers.push(h.clone());
+        }
+    }
+    next.body = msg.body.clone();
+    next.continuation = msg.continuation;
+    next
+}
+
+fn media_is(content_type: Option<&Bytes>, media: &str) -> bool {
+    content_type.is_some_and(|ct| {
+        ct.split(|b| *b == b';')
+            .next()
+            .map(crate::wire::text::trim_ws)
+            .is_some_and(|m| m.eq_ignore_ascii_case(media.as_bytes()))
+    })
+}
+
+/// Whether `msg` is a whole message in one chunk: `$` and a Byte-Range from byte 1 to the end
+/// (or none, which RFC 4975 §7.1.1 reads as the whole message).
+fn whole(msg: &Message) -> Result<bool, TranslateError> {
+    if msg.continuation != Continuation::Complete {
+        return Ok(false);
+    }
+    Ok(match msg.byte_range()? {
+        None => true,
+        Some(r) => r.start == 1,
+    })
+}
+
+/// Translate a SEND received from `from`'s leg for the other leg `out`.
+pub fn chat_send(
+    msg: &Message,
+    from: Side,
+    out: &ChatLeg,
+    parties: &ChatParties,
+    mappings: &Mappings,
+    env: &mut Env<'_>,
+) -> Result<ChatOutcome, TranslateError> {
+    let target = match from.other() {
+        Side::Cpm => &mappings.cpm,
+        Side::Simple => &mappings.simple,
+    };
+    let mut next = relay(msg, Method::Send, out, env);
+    let mut changes = Vec::new();
+    let body = msg.body.clone().unwrap_or_default();
+    let first_chunk = matches!(
+        msg.byte_range()?,
+        None | Some(crate::wire::msrp::ByteRange { start: 1, .. })
+    );
+    if media_is(msg.content_type(), "message/cpim") && first_chunk {
+        // The CPIM header block is in the first chunk (RFC 4975 §7.1.1 chunks the CPIM
+        // message as a whole); the rest of the body may follow in later chunks.
+        let cpim = Cpim::parse(body.clone())?;
+        let inner_iscomposing = media_is(cpim.content_type(), iscomposing::CONTENT_TYPE);
+        if inner_iscomposing && whole(msg)? && target.iscomposing_in_session == Carriage::Bare {
+            iscomposing::parse(cpim.body.clone())?;
+            next.set_body(iscomposing::CONTENT_TYPE, cpim.body.clone());
+            next.remove_header("Byte-Range");
+        }
+        if !cpim.imdn_disposition_notification().is_empty()
+            && let Some(id) = cpim.imdn_message_id()
+        {
+            if id.is_empty() || id.len() > MAX_ID_LEN {
+                return Err(TranslateError::Header {
+                    header: "imdn.Message-ID",
+                    reason: format!("must be 1 to {MAX_ID_LEN} characters"),
+                });
+            }
+            changes.push(Change::Insert(Entry::Message(
+                Bytes::copy_from_slice(id),
+                MessageOrigin {
+                    side: from,
+                    device: parties.sender.clone(),
+                    recipient: parties.recipient.clone(),
+                    conversation: parties.conversation.clone(),
+                },
+            )));
+        }
+    } else if media_is(msg.content_type(), iscomposing::CONTENT_TYPE)
+        && whole(msg)?
+        && target.iscomposing_in_session == Carriage::Cpim
+    {
+        iscomposing::parse(body.clone())?;
+        let mut cpim = Cpim::default();
+        let addr = |u: &Bytes| format!("<{}>", String::from_utf8_lossy(u));
+        cpim.headers.push(CpimHeader::new(
+            None,
+            b"From",
+            addr(&parties.sender.aor).as_bytes(),
+        ));
+        cpim.headers.push(CpimHeader::new(
+            None,
+            b"To",
+            addr(&parties.recipient).as_bytes(),
+        ));
+        cpim.headers
+            .push(CpimHeader::new(None, b"DateTime", env.datetime.as_bytes()));
+        cpim.content_headers.push((
+            Bytes::from_static(b"Content-Type"),
+            Bytes::from_static(iscomposing::CONTENT_TYPE.as_bytes()),
+        ));
+        cpim.body = body;
+        next.set_body("message/cpim", cpim.to_bytes());
+        next.remove_header("Byte-Range");
+    }
+    Ok(ChatOutcome {
+        send: next,
+        changes,
+    })
+}
+
+/// Translate a REPORT received on one leg for the other leg `out` (RFC 4975 §7.1.2): the
+/// status of a message reaches the leg it came from with its Message-ID, Byte-Range and Status.
+pub fn chat_report(msg: &Message, out: &ChatLeg, env: &mut Env<'_>) -> Message {
+    relay(msg, Method::Report, out, env)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::Millis;
+    use crate::translate::conversation::IdSource;
+    use crate::wire::msrp::{Limits, parse};
+
+    struct Fixed;
+    impl IdSource for Fixed {
+        fn fresh_id(&mut self) -> Bytes {
+            Bytes::from_static(b"0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0")
+        }
+    }
+
+    fn env(ids: &mut Fixed) -> Env<'_> {
+        Env {
+            now: Millis(0),
+            ids,
+            datetime: "2026-11-25T10:00:05.000Z",
+        }
+    }
+
+    fn leg() -> ChatLeg {
+        ChatLeg {
+            local: MsrpUri::parse_str("msrp://127.0.0.1:2856/gwsimple;tcp").expect("uri"),
+            remote_path: vec![
+                MsrpUri::parse_str("msrp://203.0.113.5:7394/bobsess;tcp").expect("uri"),
+            ],
+        }
+    }
+
+    fn parties() -> ChatParties {
+        ChatParties {
+            sender: Device {
+                aor: Bytes::from_static(b"sip:alice@cpm.example.net"),
+                gruu: None,
+                instance: Some(Bytes::from_static(b"urn:gsma:imei:1")),
+            },
+            recipient: Bytes::from_static(b"sip:bob@simple.example.net"),
+            conversation: None,
+        }
+    }
+
+    fn msrp(text: &str) -> Message {
+        parse(Bytes::from(text.replace('\n', "\r\n")), &Limits::default()).expect("valid MSRP")
+    }
+
+    #[test]
+    fn a_text_chunk_is_relayed_with_new_paths_and_the_same_body() {
+        let vector = include_bytes!("../../tests/vectors/msrp/rfc4975-4-send.txt");
+        let incoming = parse(Bytes::from_static(vector), &Limits::default()).expect("vector");
+        let mappings = Mappings::embedded().expect("mappings");
+        let out = chat_send(
+            &incoming,
+            Side::Cpm,
+            &leg(),
+            &parties(),
+            &mappings,
+            &mut env(&mut Fixed),
+        )
+        .expect("relayed");
+        let m = out.send;
+        assert_eq!(&m.transaction_id[..], b"0f1e2d3c4b5a49688776a5b4c3d2e1f0");
+        assert_eq!(
+            m.header("To-Path").map(|v| &v[..]),
+            Some(&b"msrp://203.0.113.5:7394/bobsess;tcp"[..])
+        );
+        assert_eq!(
+            m.header("From-Path").map(|v| &v[..]),
+            Some(&b"msrp://127.0.0.1:2856/gwsimple;tcp"[..])
+        );
+        assert_eq!(m.message_id(), incoming.message_id());
+        assert_eq!(m.header("Byte-Range"), incoming.header("Byte-Range"));
+        assert_eq!(m.body, incoming.body);
+        assert!(out.changes.is_empty());
+        let wire = m.to_bytes();
+        let again = parse(wire, &Limits::default()).expect("the relayed chunk parses");
+        assert_eq!(again.body, incoming.body);
+    }
+
+    #[test]
+    fn a_cpim_message_asking_for_notifications_is_remembered() {
+        let incoming = msrp(
+            "MSRP t7f0 SEND
+To-Path: msrp://127.0.0.1:2855/gwcpm;tcp
+From-Path: msrp://192.0.2.10:9/s111271x;tcp
+Message-ID: msg-0001
+Byte-Range: 1-*/*
+Content-Type: message/cpim
+
+From: <sip:alice@cpm.example.net>
+To: <sip:bob@simple.example.net>
+NS: imdn <urn:ietf:params:imdn>
+imdn.Message-ID: Chat-Msg-1
+imdn.Disposition-Notification: positive-delivery, display
+
+Content-Type: text/plain
+
+Hi Bob
+-------t7f0$
+",
+        );
+        let mappings = Mappings::embedded().expect("mappings");
+        let out = chat_send(
+            &incoming,
+            Side::Cpm,
+            &leg(),
+            &parties(),
+            &mappings,
+            &mut env(&mut Fixed),
+        )
+        .expect("relayed");
+        assert_eq!(out.send.body, incoming.body, "CPIM crosses unchanged");
+        match out.changes.as_slice() {
+            [Change::Insert(Entry::Message(id, origin))] => {
+                assert_eq!(&id[..], b"Chat-Msg-1");
+                assert_eq!(origin.side, Side::Cpm);
+                assert_eq!(origin.device, parties().sender);
+            }
+            other => panic!("unexpected changes {other:?}"),
+        }
+    }
+
+    #[test]
+    fn wrapped_iscomposing_is_unwrapped_for_a_bare_side_and_bad_xml_refused() {
+        let xml = "<isComposing xmlns=\"urn:ietf:params:xml:ns:im-iscomposing\"><state>active</state></isComposing>";
+        let text = format!(
+            "MSRP t8x0 SEND
+To-Path: msrp://127.0.0.1:2855/gwcpm;tcp
+From-Path: msrp://192.0.2.10:9/s111271x;tcp
+Message-ID: msg-0002
+Byte-Range: 1-*/*
+Content-Type: message/cpim
+
+From: <sip:alice@cpm.example.net>
+To: <sip:bob@simple.example.net>
+
+Content-Type: application/im-iscomposing+xml
+
+{xml}
+-------t8x0$
+"
+        );
+        let mappings = Mappings::embedded().expect("mappings");
+        let out = chat_send(
+            &msrp(&text),
+            Side::Cpm,
+            &leg(),
+            &parties(),
+            &mappings,
+            &mut env(&mut Fixed),
+        )
+        .expect("relayed");
+        assert_eq!(
+            out.send.content_type().map(|c| &c[..]),
+            Some(iscomposing::CONTENT_TYPE.as_bytes())
+        );
+        assert_eq!(out.send.body.as_deref(), Some(xml.as_bytes()));
+        assert_eq!(out.send.header("Byte-Range"), None, "a new whole message");
+        let bad = text.replace("<state>active</state>", "<state>typing</state>");
+        let err = chat_send(
+            &msrp(&bad),
+            Side::Cpm,
+            &leg(),
+            &parties(),
+            &mappings,
+            &mut env(&mut Fixed),
+        )
+        .expect_err("refused");
+        assert_eq!(err.status(), 400);
+    }
+
+    #[test]
+    fn a_report_goes_back_with_its_status() {
+        let vector = include_bytes!("../../tests/vectors/msrp/rfc4975-11.6-report.txt");
+        let report = parse(Bytes::from_static(vector), &Limits::default()).expect("vector");
+        let out = chat_report(&report, &leg(), &mut env(&mut Fixed));
+        assert_eq!(out.method(), Some(&Method::Report));
+        assert_eq!(out.header("Status"), report.header("Status"));
+        assert_eq!(out.message_id(), report.message_id());
+        assert_eq!(
+            out.header("To-Path").map(|v| &v[..]),
+            Some(&b"msrp://203.0.113.5:7394/bobsess;tcp"[..])
+        );
+    }
+}
