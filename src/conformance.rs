@@ -44,8 +44,10 @@ use crate::mapping::Mappings;
 use crate::time::Millis;
 use crate::tomlfile::{FileError, parse_toml};
 use crate::translate::conversation::IdSource;
+use crate::translate::sdp::MsrpEndpoint;
+use crate::translate::session::{self, LocalLeg};
 use crate::translate::state::{Side, View};
-use crate::translate::{Env, pager};
+use crate::translate::{Env, TranslateError, pager};
 use crate::wire::sip::{Limits, SipMessage, parse_datagram};
 use crate::wire::{Answer, WireError};
 
@@ -83,8 +85,23 @@ struct Step {
     from: SideName,
     input: Option<String>,
     input_file: Option<String>,
+    /// For an MSRP input: the other leg as the gateway writes to it.
+    msrp_leg: Option<MsrpLegSpec>,
     #[serde(default)]
     expect: Expect,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MsrpLegSpec {
+    /// The gateway's URI on the other leg.
+    local: String,
+    /// The peer's path on the other leg, space separated.
+    remote_path: String,
+    /// The address of record of the device that sent the chunk.
+    sender: String,
+    /// The address of record of the user on the other leg.
+    recipient: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -156,6 +173,177 @@ fn check(cond: bool, what: impl FnOnce() -> String) -> Result<(), String> {
     if cond { Ok(()) } else { Err(what()) }
 }
 
+/// What a step sent: a SIP message or an MSRP request.
+enum Sent {
+    Sip(SipMessage),
+    Msrp(crate::wire::msrp::Message),
+}
+
+impl Sent {
+    fn header(&self, name: &str) -> Option<String> {
+        match self {
+            Sent::Sip(m) => m.header(name).map(str::to_string),
+            Sent::Msrp(m) => m
+                .header(name)
+                .map(|v| String::from_utf8_lossy(v).into_owned()),
+        }
+    }
+    fn header_all(&self, name: &str) -> Vec<String> {
+        match self {
+            Sent::Sip(m) => m.header_all(name).map(str::to_string).collect(),
+            Sent::Msrp(m) => m
+                .headers_named(name)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .collect(),
+        }
+    }
+    fn content_type(&self) -> Option<String> {
+        self.header("Content-Type")
+    }
+    fn body(&self) -> Bytes {
+        match self {
+            Sent::Sip(m) => m.body().clone(),
+            Sent::Msrp(m) => m.body.clone().unwrap_or_default(),
+        }
+    }
+    fn request_uri(&self) -> Option<String> {
+        match self {
+            Sent::Sip(m) => m
+                .request_uri()
+                .map(|u| String::from_utf8_lossy(u).into_owned()),
+            Sent::Msrp(_) => None,
+        }
+    }
+}
+
+/// The gateway's own addresses on each side in conformance runs.
+fn local_leg(side: Side, session_id: &'static str) -> LocalLeg {
+    let (sip, msrp) = match side {
+        Side::Cpm => ("sip:iwf@127.0.0.1:5060", "127.0.0.1:2855"),
+        Side::Simple => ("sip:iwf@127.0.0.1:5062", "127.0.0.1:2856"),
+    };
+    LocalLeg {
+        contact: sip.to_string(),
+        msrp: MsrpEndpoint {
+            addr: msrp
+                .parse()
+                .unwrap_or(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+            session_id: Bytes::from_static(session_id.as_bytes()),
+            secure: false,
+        },
+    }
+}
+
+/// Why an MSRP step produced nothing: the translator refused it, or the case is incomplete.
+enum MsrpFailure {
+    Refused(TranslateError),
+    Case(String),
+}
+
+/// What one translation produced: sent message(s), a reply, table changes.
+struct Produced {
+    sent: Vec<(Side, Sent)>,
+    reply: Option<u16>,
+    changes: Vec<crate::translate::state::Change>,
+}
+
+fn translate_sip(
+    incoming: &SipMessage,
+    from: Side,
+    table: &Table,
+    mappings: &Mappings,
+    env: &mut Env<'_>,
+) -> Result<Produced, TranslateError> {
+    let view = table.view(env.now);
+    let outcome = match incoming.method() {
+        Some(rsip::Method::Invite) => {
+            let out_leg = local_leg(from.other(), "gw-out");
+            session::invite_request(
+                incoming,
+                from,
+                &view,
+                mappings,
+                &out_leg,
+                Bytes::from_static(b"gw-in"),
+                env,
+            )?
+            .outcome
+        }
+        _ => pager::message_request(incoming, from, &view, mappings, env)?,
+    };
+    Ok(Produced {
+        sent: outcome
+            .send
+            .into_iter()
+            .map(|(side, m)| (side, Sent::Sip(m)))
+            .collect(),
+        reply: outcome.reply.map(|r| r.status),
+        changes: outcome.changes,
+    })
+}
+
+fn translate_msrp(
+    incoming: &crate::wire::msrp::Message,
+    from: Side,
+    leg: Option<&MsrpLegSpec>,
+    table: &Table,
+    mappings: &Mappings,
+    env: &mut Env<'_>,
+) -> Result<Produced, MsrpFailure> {
+    use crate::translate::chat::{ChatLeg, ChatParties, chat_report, chat_send};
+    use crate::translate::state::{Device, DialogKey};
+    use crate::wire::msrp::{Method, MsrpUri};
+
+    let spec = leg.ok_or_else(|| MsrpFailure::Case("an MSRP step needs msrp_leg".into()))?;
+    let parse_uri = |u: &str| {
+        MsrpUri::parse_str(u).map_err(|e| MsrpFailure::Case(format!("msrp_leg URI {u:?}: {e}")))
+    };
+    let out = ChatLeg {
+        local: parse_uri(&spec.local)?,
+        remote_path: spec
+            .remote_path
+            .split_whitespace()
+            .map(parse_uri)
+            .collect::<Result<_, _>>()?,
+    };
+    // The session's identities: from the MSRP leg the chunk arrived on, to its dialog.
+    let view = table.view(env.now);
+    let conversation = incoming
+        .to_path()
+        .ok()
+        .and_then(|p| p.first().and_then(|u| u.session_id.clone()))
+        .and_then(|sid| view.msrp(&sid))
+        .and_then(|peer| {
+            view.dialog(&DialogKey {
+                side: from,
+                call_id: peer.call_id,
+            })
+        })
+        .and_then(|d| d.conversation);
+    let parties = ChatParties {
+        sender: Device {
+            aor: Bytes::from(spec.sender.clone()),
+            gruu: None,
+            instance: None,
+        },
+        recipient: Bytes::from(spec.recipient.clone()),
+        conversation,
+    };
+    let (sent, changes) = match incoming.method() {
+        Some(Method::Report) => (chat_report(incoming, &out, env), Vec::new()),
+        _ => {
+            let o = chat_send(incoming, from, &out, &parties, mappings, env)
+                .map_err(MsrpFailure::Refused)?;
+            (o.send, o.changes)
+        }
+    };
+    Ok(Produced {
+        sent: vec![(from.other(), Sent::Msrp(sent))],
+        reply: None,
+        changes,
+    })
+}
+
 /// Run one step; `Err` says what did not match.
 fn run_step(
     step: &Step,
@@ -172,49 +360,62 @@ fn run_step(
         _ => return Err("a step needs exactly one of input and input_file".into()),
     };
     let e = &step.expect;
-    let incoming = match parse_datagram(wire_bytes(&text), &Limits::default()) {
-        Ok(m) => m,
-        Err(err) => {
-            let status = match err.answer() {
-                Answer::Status(s) => s,
-                Answer::Drop => 0,
-            };
-            return check(e.error == Some(status), || {
-                format!("input refused by the SIP codec with {status}: {err}")
-            });
-        }
-    };
+    let from: Side = step.from.into();
     let mut env = Env {
         now,
         ids,
         datetime: DATETIME,
     };
-    let view = table.view(now);
-    let outcome =
-        match pager::message_request(&incoming, step.from.into(), &view, mappings, &mut env) {
-            Ok(o) => o,
-            Err(err) => {
-                return check(e.error == Some(err.status()), || {
-                    format!("refused with {}: {err}", err.status())
-                });
-            }
+    let refused = |status: u16, why: String| {
+        check(e.error == Some(status), || {
+            format!("refused with {status}: {why}")
+        })
+    };
+    let (incoming_body, produced) = if text.starts_with("MSRP ") {
+        let wire = Bytes::from(text.replace("\r\n", "\n").replace('\n', "\r\n"));
+        let incoming = match crate::wire::msrp::parse(wire, &crate::wire::msrp::Limits::default()) {
+            Ok(m) => m,
+            Err(err) => return refused(wire_status(&err), err.to_string()),
         };
+        let produced = match translate_msrp(
+            &incoming,
+            from,
+            step.msrp_leg.as_ref(),
+            table,
+            mappings,
+            &mut env,
+        ) {
+            Ok(p) => p,
+            Err(MsrpFailure::Refused(err)) => return refused(err.status(), err.to_string()),
+            Err(MsrpFailure::Case(why)) => return Err(why),
+        };
+        (incoming.body.clone().unwrap_or_default(), produced)
+    } else {
+        let incoming = match parse_datagram(wire_bytes(&text), &Limits::default()) {
+            Ok(m) => m,
+            Err(err) => return refused(wire_status(&err), err.to_string()),
+        };
+        match translate_sip(&incoming, from, table, mappings, &mut env) {
+            Ok(p) => (incoming.body().clone(), p),
+            Err(err) => return refused(err.status(), err.to_string()),
+        }
+    };
     check(e.error.is_none(), || {
         format!("expected error {:?}, got a translation", e.error)
     })?;
     table
-        .apply(&outcome.changes, now)
+        .apply(&produced.changes, now)
         .map_err(|err| format!("table: {err}"))?;
-    check(e.reply == outcome.reply.map(|r| r.status), || {
-        format!("reply: expected {:?}, got {:?}", e.reply, outcome.reply)
+    check(e.reply == produced.reply, || {
+        format!("reply: expected {:?}, got {:?}", e.reply, produced.reply)
     })?;
-    match (e.send, outcome.send.as_slice()) {
+    match (e.send, produced.sent.as_slice()) {
         (None, []) => {}
         (Some(side), [(to, out)]) => {
             check(Side::from(side) == *to, || {
                 format!("sent to {to:?}, expected {side:?}")
             })?;
-            check_message(e, &incoming, out)?;
+            check_message(e, &incoming_body, out)?;
         }
         (want, got) => {
             return Err(format!(
@@ -252,21 +453,29 @@ fn run_step(
     Ok(())
 }
 
-fn check_message(e: &Expect, incoming: &SipMessage, out: &SipMessage) -> Result<(), String> {
+/// The status a codec error deserves (0: dropped, no answer).
+fn wire_status(err: &dyn WireError) -> u16 {
+    match err.answer() {
+        Answer::Status(s) => s,
+        Answer::Drop => 0,
+    }
+}
+
+fn check_message(e: &Expect, incoming_body: &Bytes, out: &Sent) -> Result<(), String> {
     if let Some(uri) = &e.request_uri {
-        let got = out.request_uri().map(String::from_utf8_lossy);
+        let got = out.request_uri();
         check(got.as_deref() == Some(uri.as_str()), || {
             format!("Request-URI {got:?}, expected {uri}")
         })?;
     }
     for (name, want) in &e.headers {
         let got = out.header(name);
-        check(got == Some(want.as_str()), || {
+        check(got.as_deref() == Some(want.as_str()), || {
             format!("{name}: {got:?}, expected {want:?}")
         })?;
     }
     for (name, part) in &e.header_contains {
-        let got: Vec<&str> = out.header_all(name).collect();
+        let got = out.header_all(name);
         check(got.iter().any(|v| v.contains(part.as_str())), || {
             format!("{name}: {got:?} does not contain {part:?}")
         })?;
@@ -277,11 +486,13 @@ fn check_message(e: &Expect, incoming: &SipMessage, out: &SipMessage) -> Result<
         })?;
     }
     if let Some(ct) = &e.content_type {
-        check(out.content_type() == Some(ct.as_str()), || {
-            format!("Content-Type {:?}, expected {ct}", out.content_type())
+        let got = out.content_type();
+        check(got.as_deref() == Some(ct.as_str()), || {
+            format!("Content-Type {got:?}, expected {ct}")
         })?;
     }
-    let body = String::from_utf8_lossy(out.body());
+    let body_bytes = out.body();
+    let body = String::from_utf8_lossy(&body_bytes);
     for part in &e.body_contains {
         check(body.contains(part.as_str()), || {
             format!("body lacks {part:?}:\n{body}")
@@ -293,7 +504,7 @@ fn check_message(e: &Expect, incoming: &SipMessage, out: &SipMessage) -> Result<
         })?;
     }
     if let Some(unchanged) = e.body_unchanged {
-        check((out.body() == incoming.body()) == unchanged, || {
+        check((&body_bytes == incoming_body) == unchanged, || {
             format!("body_unchanged = {unchanged} does not hold")
         })?;
     }
