@@ -1,0 +1,133 @@
+//! criterion benchmarks of the translator: a CPM pager MESSAGE (already parsed, and parse +
+//! translate + serialize), and an MSRP chat SEND (CPIM + text) relayed to the other leg.
+
+use std::hint::black_box;
+
+use bytes::Bytes;
+use criterion::{Criterion, criterion_group, criterion_main};
+
+use cpm_iwf::correlate::{Millis, Table, TableLimits};
+use cpm_iwf::mapping::Mappings;
+use cpm_iwf::translate::chat::{ChatLeg, ChatParties, chat_send};
+use cpm_iwf::translate::conversation::IdSource;
+use cpm_iwf::translate::state::{Device, Side};
+use cpm_iwf::translate::{Env, pager};
+use cpm_iwf::wire::msrp::{self, MsrpUri};
+use cpm_iwf::wire::sip::{Limits, parse_datagram};
+
+/// A counter rendered as text: ids cost what the node's would (one small allocation).
+struct Counter(u64);
+impl IdSource for Counter {
+    fn fresh_id(&mut self) -> Bytes {
+        self.0 += 1;
+        Bytes::from(format!("{:032x}", self.0))
+    }
+}
+
+const PAGER: &[u8] = include_bytes!("../tests/vectors/sip/cpm-pager-message.txt");
+
+const CHAT_SEND: &str = "MSRP tx000002 SEND\r\n\
+To-Path: msrp://127.0.0.1:2855/gw-in;tcp\r\n\
+From-Path: msrp://192.0.2.10:9/s111271x;tcp\r\n\
+Message-ID: chat-0001\r\n\
+Byte-Range: 1-*/*\r\n\
+Content-Type: message/cpim\r\n\
+\r\n\
+From: <sip:+15557654321@ims.example.net>\r\n\
+To: <sip:+15551234567@ims.example.net>\r\n\
+NS: imdn <urn:ietf:params:imdn>\r\n\
+imdn.Message-ID: Chat-Msg-1\r\n\
+DateTime: 2026-11-25T10:02:00Z\r\n\
+imdn.Disposition-Notification: positive-delivery, display\r\n\
+\r\n\
+Content-Type: text/plain;charset=UTF-8\r\n\
+\r\n\
+Hello Bob, this is a chat message of ordinary length from the CPM side.\r\n\
+-------tx000002$\r\n";
+
+fn bench(c: &mut Criterion) {
+    let mappings = Mappings::embedded().expect("mappings");
+    let table = Table::new(TableLimits::default());
+    let limits = Limits::default();
+    let mut ids = Counter(0);
+    let parsed = parse_datagram(Bytes::from_static(PAGER), &limits).expect("vector");
+
+    let mut group = c.benchmark_group("translate");
+    group.bench_function("pager_cpm_to_simple/parsed", |b| {
+        b.iter(|| {
+            let mut env = Env {
+                now: Millis(0),
+                ids: &mut ids,
+                datetime: "2026-11-25T10:00:05.000Z",
+            };
+            let out = pager::message_request(
+                black_box(&parsed),
+                Side::Cpm,
+                &table.view(Millis(0)),
+                &mappings,
+                &mut env,
+            );
+            black_box(out)
+        })
+    });
+    group.bench_function("pager_cpm_to_simple/parse_translate_serialize", |b| {
+        b.iter(|| {
+            let msg =
+                parse_datagram(Bytes::from_static(black_box(PAGER)), &limits).expect("vector");
+            let mut env = Env {
+                now: Millis(0),
+                ids: &mut ids,
+                datetime: "2026-11-25T10:00:05.000Z",
+            };
+            let out = pager::message_request(
+                &msg,
+                Side::Cpm,
+                &table.view(Millis(0)),
+                &mappings,
+                &mut env,
+            )
+            .expect("translates");
+            black_box(out.send.first().map(|(_, m)| m.serialize()))
+        })
+    });
+
+    let send = msrp::parse(
+        Bytes::from_static(CHAT_SEND.as_bytes()),
+        &msrp::Limits::default(),
+    )
+    .expect("chat SEND");
+    let leg = ChatLeg {
+        local: MsrpUri::parse_str("msrp://127.0.0.1:2856/gw-out;tcp").expect("uri"),
+        remote_path: vec![MsrpUri::parse_str("msrp://203.0.113.5:7394/bobsess;tcp").expect("uri")],
+    };
+    let parties = ChatParties {
+        sender: Device {
+            aor: Bytes::from_static(b"sip:+15557654321@ims.example.net"),
+            gruu: None,
+            instance: None,
+        },
+        recipient: Bytes::from_static(b"sip:+15551234567@ims.example.net"),
+        conversation: None,
+    };
+    group.bench_function("chat_send_cpim_text/parsed", |b| {
+        b.iter(|| {
+            let mut env = Env {
+                now: Millis(0),
+                ids: &mut ids,
+                datetime: "2026-11-25T10:00:05.000Z",
+            };
+            black_box(chat_send(
+                black_box(&send),
+                Side::Cpm,
+                &leg,
+                &parties,
+                &mappings,
+                &mut env,
+            ))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
