@@ -504,7 +504,7 @@ fn check_message(e: &Expect, incoming_body: &Bytes, out: &Sent) -> Result<(), St
         })?;
     }
     if let Some(unchanged) = e.body_unchanged {
-        check((&body_bytes == incoming_body) == unchanged, || {
+        check((body_bytes == incoming_body) == unchanged, || {
             format!("body_unchanged = {unchanged} does not hold")
         })?;
     }
