@@ -339,6 +339,14 @@ impl Cpim {
                 break;
             }
             len_check(&l)?;
+            if text::trim_ws(l.content).is_empty() {
+                // Would read as a blank line once the value is trimmed (RFC 5322 §3.2.2: a
+                // folded line has something besides white space).
+                return Err(CpimError::Malformed {
+                    what: "content headers: a line of only white space".into(),
+                    offset: l.start,
+                });
+            }
             if let (Some(b' ' | b'\t'), Some(last)) =
                 (l.content.first().copied(), content_headers.last_mut())
             {
@@ -1052,6 +1060,13 @@ Hello World\r\n";
     }
 
     #[test]
+    fn whitespace_only_line_in_content_headers_is_refused() {
+        let e = parse(b"From: x\r\n\r\nA: b\r\n \r\n\r\nbody").unwrap_err();
+        assert_eq!(e.answer(), Answer::Status(400));
+        assert_eq!(e.offset(), Some(17));
+    }
+
+    #[test]
     fn escapes_decode_and_encode() {
         assert_eq!(
             &*unescape(br#"a\"b\\c\u00e9\t\x"#),
@@ -1084,7 +1099,7 @@ Hello World\r\n";
             b"a.:x\r\n\r\n",
             b".a:x\r\n\r\n",
             b"NS: <>\r\n\r\n",
-            b"From: x\r\n\r\n \r\n",
+            b"From: x\r\n\r\nA: b\r\n \r\n\r\n",
             b"From: x\r\n\r\n\t folded\r\n\r\n",
             b"From: x\r\nContent-Type: a\r\n folded\r\n",
             b"\n",
