@@ -21,7 +21,9 @@
 //! names (PROTOCOL-NOTES.md), prefixes and names are matched ASCII case-insensitively, and
 //! namespace URIs too (their scheme and the `urn:ietf:params` NID are case-insensitive,
 //! RFC 3986 §6.2.2.1, RFC 8141 §3.1). A prefix resolves to the nearest `NS` declaration before the
-//! header, else to one after it (lenient); unprefixed names belong to the default namespace
+//! header (a prefix declared only later does not count: a header written before its declaration
+//! would otherwise change meaning when [`Cpim::set_ns`] appends one); unprefixed names belong to
+//! the default namespace
 //! `urn:ietf:params:cpim-headers:` (RFC 3862 §3.3.6) unless an earlier `NS: <URI>` without prefix
 //! changed it.
 //!
@@ -475,13 +477,12 @@ impl Cpim {
             same.then_some(uri)
         };
         let before = self.headers.get(..index).unwrap_or_default();
-        let after = self.headers.get(index..).unwrap_or_default();
         let declared = before.iter().rev().find_map(matches_prefix);
         if h.prefix.is_none() {
             // No prefix: the default namespace in force here (RFC 3862 §3.3.6).
             return Some(declared.unwrap_or_else(|| Bytes::from_static(NS_CPIM.as_bytes())));
         }
-        declared.or_else(|| after.iter().find_map(matches_prefix))
+        declared
     }
 
     /// Indices of the headers named `name` in namespace `ns_uri`.
@@ -977,6 +978,21 @@ Hello World\r\n";
         );
         assert_eq!(again.from().unwrap(), "<sip:a@x>");
         assert_eq!(again.namespace_of(4).unwrap(), "mid:default");
+    }
+
+    #[test]
+    fn prefix_declared_after_use_does_not_count() {
+        // Found by fuzzing: set_ns appended `NS: imdn` and the earlier undeclared
+        // `imdn.Message-ID` then resolved forward to it.
+        let mut c = parse(
+            b"From: <sip:a@x>\r\nimdn.Message-ID: early\r\nNS: imdn <urn:ietf:params:imdn>\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(c.imdn_message_id(), None);
+        c.set_ns(NS_IMDN, "imdn", "Message-ID", b"late");
+        let again = Cpim::parse(c.to_bytes()).unwrap();
+        assert_eq!(again.imdn_message_id().unwrap(), "late");
+        assert_eq!(again.namespace_of(1), None);
     }
 
     #[test]
