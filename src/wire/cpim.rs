@@ -10,8 +10,9 @@
 //! clients copied them. On input, while reading CPIM headers, a line whose header name has no
 //! prefix and starts with `Content-` (ASCII case-insensitive) cannot be a CPIM header (RFC 3862
 //! defines no `Content-*` header in its own namespace, §3.3), so it is taken as the first content
-//! header; the message is then marked [`Layout::Errata3013`]. Output is always the RFC 3862
-//! layout.
+//! header; the message is then marked [`Layout::Errata3013`]. The first line is always read as a
+//! CPIM header (a message needs at least one), and a prefixed name such as `x.Content-Type` is a
+//! CPIM header in namespace `x`. Output is always the RFC 3862 layout.
 //!
 //! **Namespaces** (RFC 3862 §3.3.6 NS, §3.4 extensions). `NS: <prefix> <URI>` binds a prefix to a
 //! namespace URI; a header `prefix.Name` belongs to that URI. Headers are found by namespace URI
@@ -933,6 +934,16 @@ Hello World\r\n";
             c
         );
         assert!(out.windows(4).any(|w| w == b"\r\n\r\n"));
+    }
+
+    #[test]
+    fn errata_rule_only_for_unprefixed_content_headers_after_the_first_line() {
+        let c = parse(b"Content-Type: odd\r\nNS: x <mid:x>\r\nx.Content-Type: cpim\r\ncontent-type: text/plain\r\n\r\nhi").unwrap();
+        assert_eq!(c.layout, Layout::Errata3013);
+        assert_eq!(c.headers.len(), 3);
+        assert_eq!(c.get_ns("mid:x", "Content-Type").unwrap().value, "cpim");
+        assert_eq!(c.content_type().unwrap(), "text/plain");
+        assert_eq!(c.body, "hi");
     }
 
     #[test]
