@@ -520,11 +520,10 @@ impl Cpim {
             .filter_map(|i| self.headers.get(i))
     }
 
-    /// The prefix bound to `ns_uri`, if declared.
+    /// The prefix a header appended now must use to be in `ns_uri` (`Some(None)`: no prefix),
+    /// `None` when no prefix is bound to it at the end of the headers.
     pub fn prefix_for(&self, ns_uri: &str) -> Option<Option<Bytes>> {
-        self.namespaces()
-            .find(|(_, u)| u.eq_ignore_ascii_case(ns_uri.as_bytes()))
-            .map(|(p, _)| p)
+        self.bound_prefix_at_end(ns_uri)
     }
 
     /// A prefix (`None`: no prefix) that, for a header appended at the end, resolves to `ns_uri`:
