@@ -10,8 +10,9 @@
 //! clients copied them. On input, while reading CPIM headers, a line whose header name has no
 //! prefix and starts with `Content-` (ASCII case-insensitive) cannot be a CPIM header (RFC 3862
 //! defines no `Content-*` header in its own namespace, §3.3), so it is taken as the first content
-//! header; the message is then marked [`Layout::Errata3013`]. Output is always the RFC 3862
-//! layout.
+//! header; the message is then marked [`Layout::Errata3013`]. The first line is always read as a
+//! CPIM header (a message needs at least one), and a prefixed name such as `x.Content-Type` is a
+//! CPIM header in namespace `x`. Output is always the RFC 3862 layout.
 //!
 //! **Namespaces** (RFC 3862 §3.3.6 NS, §3.4 extensions). `NS: <prefix> <URI>` binds a prefix to a
 //! namespace URI; a header `prefix.Name` belongs to that URI. Headers are found by namespace URI
@@ -21,7 +22,9 @@
 //! names (PROTOCOL-NOTES.md), prefixes and names are matched ASCII case-insensitively, and
 //! namespace URIs too (their scheme and the `urn:ietf:params` NID are case-insensitive,
 //! RFC 3986 §6.2.2.1, RFC 8141 §3.1). A prefix resolves to the nearest `NS` declaration before the
-//! header, else to one after it (lenient); unprefixed names belong to the default namespace
+//! header (a prefix declared only later does not count: a header written before its declaration
+//! would otherwise change meaning when [`Cpim::set_ns`] appends one); unprefixed names belong to
+//! the default namespace
 //! `urn:ietf:params:cpim-headers:` (RFC 3862 §3.3.6) unless an earlier `NS: <URI>` without prefix
 //! changed it.
 //!
@@ -339,6 +342,14 @@ impl Cpim {
                 break;
             }
             len_check(&l)?;
+            if text::trim_ws(l.content).is_empty() {
+                // Would read as a blank line once the value is trimmed (RFC 5322 §3.2.2: a
+                // folded line has something besides white space).
+                return Err(CpimError::Malformed {
+                    what: "content headers: a line of only white space".into(),
+                    offset: l.start,
+                });
+            }
             if let (Some(b' ' | b'\t'), Some(last)) =
                 (l.content.first().copied(), content_headers.last_mut())
             {
@@ -467,13 +478,12 @@ impl Cpim {
             same.then_some(uri)
         };
         let before = self.headers.get(..index).unwrap_or_default();
-        let after = self.headers.get(index..).unwrap_or_default();
         let declared = before.iter().rev().find_map(matches_prefix);
         if h.prefix.is_none() {
             // No prefix: the default namespace in force here (RFC 3862 §3.3.6).
             return Some(declared.unwrap_or_else(|| Bytes::from_static(NS_CPIM.as_bytes())));
         }
-        declared.or_else(|| after.iter().find_map(matches_prefix))
+        declared
     }
 
     /// Indices of the headers named `name` in namespace `ns_uri`.
@@ -510,11 +520,10 @@ impl Cpim {
             .filter_map(|i| self.headers.get(i))
     }
 
-    /// The prefix bound to `ns_uri`, if declared.
+    /// The prefix a header appended now must use to be in `ns_uri` (`Some(None)`: no prefix),
+    /// `None` when no prefix is bound to it at the end of the headers.
     pub fn prefix_for(&self, ns_uri: &str) -> Option<Option<Bytes>> {
-        self.namespaces()
-            .find(|(_, u)| u.eq_ignore_ascii_case(ns_uri.as_bytes()))
-            .map(|(p, _)| p)
+        self.bound_prefix_at_end(ns_uri)
     }
 
     /// A prefix (`None`: no prefix) that, for a header appended at the end, resolves to `ns_uri`:
@@ -927,6 +936,16 @@ Hello World\r\n";
     }
 
     #[test]
+    fn errata_rule_only_for_unprefixed_content_headers_after_the_first_line() {
+        let c = parse(b"Content-Type: odd\r\nNS: x <mid:x>\r\nx.Content-Type: cpim\r\ncontent-type: text/plain\r\n\r\nhi").unwrap();
+        assert_eq!(c.layout, Layout::Errata3013);
+        assert_eq!(c.headers.len(), 3);
+        assert_eq!(c.get_ns("mid:x", "Content-Type").unwrap().value, "cpim");
+        assert_eq!(c.content_type().unwrap(), "text/plain");
+        assert_eq!(c.body, "hi");
+    }
+
+    #[test]
     fn namespaces_resolve_by_uri_not_prefix() {
         let c = parse(b"From: <sip:a@x>\r\nNS: IM <URN:ietf:params:imdn>\r\nim.message-id: abc\r\nNS: cpm <http://www.openmobilealliance.org/cpm/>\r\ncpm.Payload-Type: Application/X-CPM-FT\r\n\r\nContent-Type: text/plain\r\n\r\nhi").unwrap();
         assert_eq!(c.imdn_message_id().unwrap(), "abc");
@@ -969,6 +988,21 @@ Hello World\r\n";
         );
         assert_eq!(again.from().unwrap(), "<sip:a@x>");
         assert_eq!(again.namespace_of(4).unwrap(), "mid:default");
+    }
+
+    #[test]
+    fn prefix_declared_after_use_does_not_count() {
+        // Found by fuzzing: set_ns appended `NS: imdn` and the earlier undeclared
+        // `imdn.Message-ID` then resolved forward to it.
+        let mut c = parse(
+            b"From: <sip:a@x>\r\nimdn.Message-ID: early\r\nNS: imdn <urn:ietf:params:imdn>\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(c.imdn_message_id(), None);
+        c.set_ns(NS_IMDN, "imdn", "Message-ID", b"late");
+        let again = Cpim::parse(c.to_bytes()).unwrap();
+        assert_eq!(again.imdn_message_id().unwrap(), "late");
+        assert_eq!(again.namespace_of(1), None);
     }
 
     #[test]
@@ -1052,6 +1086,13 @@ Hello World\r\n";
     }
 
     #[test]
+    fn whitespace_only_line_in_content_headers_is_refused() {
+        let e = parse(b"From: x\r\n\r\nA: b\r\n \r\n\r\nbody").unwrap_err();
+        assert_eq!(e.answer(), Answer::Status(400));
+        assert_eq!(e.offset(), Some(17));
+    }
+
+    #[test]
     fn escapes_decode_and_encode() {
         assert_eq!(
             &*unescape(br#"a\"b\\c\u00e9\t\x"#),
@@ -1084,7 +1125,7 @@ Hello World\r\n";
             b"a.:x\r\n\r\n",
             b".a:x\r\n\r\n",
             b"NS: <>\r\n\r\n",
-            b"From: x\r\n\r\n \r\n",
+            b"From: x\r\n\r\nA: b\r\n \r\n\r\n",
             b"From: x\r\n\r\n\t folded\r\n\r\n",
             b"From: x\r\nContent-Type: a\r\n folded\r\n",
             b"\n",

@@ -688,7 +688,12 @@ impl Sdp {
         {
             let mut raw = BytesMut::with_capacity(prev.raw.len() + 2);
             raw.extend_from_slice(&prev.raw);
-            raw.extend_from_slice(b"\r\n");
+            // A last line cut after its CR keeps the CR as half of its terminator.
+            if prev.raw.ends_with(b"\r") {
+                raw.extend_from_slice(b"\n");
+            } else {
+                raw.extend_from_slice(b"\r\n");
+            }
             prev.raw = raw.freeze();
         }
         self.lines.insert(at.min(self.lines.len()), line);
@@ -1381,6 +1386,14 @@ a=accept-wrapped-types:text/plain\r\n";
             )
         );
         assert_eq!(Sdp::parse(out).unwrap(), sdp);
+        // Found by fuzzing: the input ends after a CR.
+        let mut sdp = Sdp::parse(Bytes::from_static(b"v=0\r\nm=message 9 TCP/MSRP *\r")).unwrap();
+        sdp.set_setup(Setup::Active).unwrap();
+        assert_eq!(
+            sdp.to_bytes(),
+            &b"v=0\r\nm=message 9 TCP/MSRP *\r\na=setup:active\r\n"[..]
+        );
+        assert_eq!(Sdp::parse(sdp.to_bytes()).unwrap(), sdp);
         let mut sdp = Sdp::parse(Bytes::from_static(b"v=0")).unwrap();
         sdp.set_origin(Origin {
             username: Bytes::from_static(b"-"),
