@@ -8,6 +8,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 const RFC_DELIVERED: &[u8] = include_bytes!("../tests/vectors/imdn/rfc5438-7.2.1.1-delivered.txt");
 const LINPHONE_ERROR: &[u8] = include_bytes!("../tests/vectors/imdn/wild-linphone-reason.txt");
+const BARE: &[u8] = include_bytes!("../tests/vectors/imdn/wild-bare-minimum.txt");
 const PREFIXED_EXTENSION: &[u8] =
     include_bytes!("../tests/vectors/imdn/wild-prefixed-vendor-extension.txt");
 
@@ -17,6 +18,7 @@ fn bench(c: &mut Criterion) {
         ("rfc-delivered", RFC_DELIVERED),
         ("linphone-error-reason", LINPHONE_ERROR),
         ("prefixed-extension", PREFIXED_EXTENSION),
+        ("bare-minimum", BARE),
     ] {
         let input = Bytes::from_static(body);
         g.throughput(Throughput::Bytes(body.len() as u64));

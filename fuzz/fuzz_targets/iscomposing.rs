@@ -20,7 +20,11 @@ fuzz_target!(|data: &[u8]| {
         Err(e) => {
             let _ = e.answer();
             if let Some(off) = e.offset() {
-                assert!(off <= data.len(), "offset {off} past {} bytes: {e}", data.len());
+                assert!(
+                    off <= data.len(),
+                    "offset {off} past {} bytes: {e}",
+                    data.len()
+                );
             }
             let _ = e.to_string();
         }

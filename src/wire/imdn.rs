@@ -194,6 +194,17 @@ impl Notification {
         }
     }
 
+    /// Whether the status reports success: `delivered`, `displayed`, `processed` or `stored`
+    /// (the others are `failed`, `forbidden` and `error`).
+    pub fn is_positive(&self) -> bool {
+        matches!(
+            self,
+            Notification::Delivery(DeliveryStatus::Delivered)
+                | Notification::Display(DisplayStatus::Displayed)
+                | Notification::Processing(ProcessingStatus::Processed | ProcessingStatus::Stored)
+        )
+    }
+
     /// Map a status element name inside the notification element `kind` to the model.
     fn from_names(kind: &str, status: &str) -> Option<Notification> {
         Some(match (kind, status) {
@@ -254,6 +265,10 @@ pub struct Imdn {
     /// The notification and its status.
     pub notification: Notification,
     /// Elements of other namespaces inside `<status>` (linphone `<reason>`), raw XML.
+    ///
+    /// Every extension is one well-formed element that declares every namespace prefix it
+    /// uses (the parser guarantees it; a caller that builds one must too), so that it can be
+    /// written under any parent.
     pub status_extensions: Vec<Bytes>,
     /// Elements of other namespaces inside the notification element, outside `<status>`.
     pub notification_extensions: Vec<Bytes>,
@@ -770,6 +785,8 @@ mod tests {
             Notification::Delivery(DeliveryStatus::Delivered)
         );
         assert_eq!(imdn.notification.disposition(), "positive-delivery");
+        assert!(imdn.notification.is_positive());
+        assert!(!Notification::Display(DisplayStatus::Forbidden).is_positive());
         // Values are slices of the input, not copies.
         let at = DELIVERED.find("34jk324j").unwrap();
         assert_eq!(imdn.message_id.as_ptr(), input[at..].as_ptr());

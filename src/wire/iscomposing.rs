@@ -107,7 +107,8 @@ pub struct IsComposing {
     pub contenttype: Option<Bytes>,
     /// `<refresh>`: seconds until the sender refreshes the active state.
     pub refresh: Option<u32>,
-    /// Elements of other namespaces, raw XML, self-contained.
+    /// Elements of other namespaces, raw XML: each one well-formed element that declares
+    /// every namespace prefix it uses (see [`crate::wire::imdn::Imdn::status_extensions`]).
     pub extensions: Vec<Bytes>,
 }
 

@@ -94,7 +94,7 @@ pub enum XmlError {
     #[error("elements nested deeper than {max} levels")]
     TooDeep { offset: usize, max: usize },
     /// More namespace declarations in scope than the configured limit.
-    #[error("more than {max} namespace declarations in scope")]
+    #[error("more than {max} namespaces declared in scope or borrowed by one extension element")]
     TooManyNamespaces { offset: usize, max: usize },
     /// A text value longer than the configured limit.
     #[error("text of <{element}> is longer than {max} bytes")]
@@ -568,6 +568,7 @@ impl<'a> Doc<'a> {
                         let p = p.into_inner();
                         if p != "xml" {
                             Self::use_prefix(Some(p.to_string()), declared, needed);
+                            self.check_needed(offset, needed)?;
                         }
                     }
                 }
@@ -579,6 +580,19 @@ impl<'a> Doc<'a> {
             .map_or_else(String::new, |p| p.into_inner().to_string());
         if element_prefix != "xml" {
             Self::use_prefix(Some(element_prefix), declared, needed);
+        }
+        self.check_needed(offset, needed)
+    }
+
+    /// Every prefix an extension borrows from its ancestors must be bound there, and at most
+    /// `max_namespaces` bindings (plus "no default namespace") are in scope: more distinct
+    /// prefixes cannot all resolve. Failing early keeps the bookkeeping linear.
+    fn check_needed(&self, offset: usize, needed: &[String]) -> Result<(), XmlError> {
+        if needed.len() > self.bounds.max_namespaces.saturating_add(1) {
+            return Err(XmlError::TooManyNamespaces {
+                offset,
+                max: self.bounds.max_namespaces,
+            });
         }
         Ok(())
     }
@@ -901,6 +915,12 @@ mod tests {
         assert!(matches!(err, XmlError::Malformed { .. }), "{err:?}");
         let ns: String = (0..9).map(|i| format!(" xmlns:p{i}='u{i}'")).collect();
         let err = walk(&format!("<root xmlns='urn:example:ours'{ns}/>")).unwrap_err();
+        assert!(matches!(err, XmlError::TooManyNamespaces { .. }), "{err:?}");
+        let prefixes: String = (0..20).map(|i| format!(" p{i}:a=''")).collect();
+        let err = walk(&format!(
+            "<root xmlns='urn:example:ours'><x:y xmlns:x='u'{prefixes}/></root>"
+        ))
+        .unwrap_err();
         assert!(matches!(err, XmlError::TooManyNamespaces { .. }), "{err:?}");
         assert!(matches!(
             walk("<root xmlns='urn:example:ours'>").unwrap_err(),
