@@ -43,8 +43,7 @@ use bytes::Bytes;
 
 use super::{Answer, WireError};
 
-#[path = "xml.rs"]
-pub(crate) mod xml;
+use super::xml;
 
 pub use xml::XmlError;
 use xml::{Bounds, Doc, Item, push_indent, push_leaf, trim_xml};

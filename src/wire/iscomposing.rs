@@ -31,8 +31,8 @@
 
 use bytes::Bytes;
 
-pub use super::imdn::xml::XmlError;
-use super::imdn::xml::{self, Bounds, Doc, Item, push_leaf, trim_xml};
+pub use super::xml::XmlError;
+use super::xml::{self, Bounds, Doc, Item, push_leaf, trim_xml};
 use super::{Answer, WireError};
 
 /// The isComposing XML namespace (RFC 3994 §7).

@@ -15,6 +15,7 @@ pub mod msrp;
 pub mod sdp;
 pub mod sip;
 pub mod text;
+mod xml;
 
 /// The protocol answer a malformed or unacceptable input deserves.
 ///
