@@ -751,6 +751,7 @@ struct ParsedHeader {
 }
 
 /// One `name: value` line in `input[start..end]`.
+#[inline(always)]
 fn parse_header_line(
     input: &Bytes,
     start: usize,
