@@ -24,6 +24,37 @@
 //! header names compared case-insensitively, `Byte-Range` not checked against the body at parse
 //! time ([`Message::check_byte_range`] does that). Serializing writes the canonical form
 //! (`Name: value`), which is byte-identical for a message that was canonical already.
+//!
+//! ```
+//! use bytes::{Bytes, BytesMut};
+//! use cpm_iwf::wire::msrp::{self, Frame, Limits, Method, MsrpCodec};
+//! use tokio_util::codec::Decoder;
+//!
+//! let wire = Bytes::from_static(
+//!     b"MSRP a786hjs2 SEND\r\n\
+//!       To-Path: msrp://bob.example.com:8888/9di4eae923wzd;tcp\r\n\
+//!       From-Path: msrp://alice.example.com:7777/iau39soe2843z;tcp\r\n\
+//!       Message-ID: 87652491\r\n\
+//!       Byte-Range: 1-2/2\r\n\
+//!       Content-Type: text/plain\r\n\r\n\
+//!       hi\r\n-------a786hjs2$\r\n",
+//! );
+//! let send = msrp::parse(wire.clone(), &Limits::default()).unwrap();
+//! assert_eq!(send.method(), Some(&Method::Send));
+//! assert_eq!(send.body.as_deref(), Some(&b"hi"[..]));
+//! assert_eq!(send.to_bytes(), wire);
+//!
+//! // The 200 goes back to the previous hop (RFC 4975 §7.2).
+//! let ok = msrp::Message::response_to(&send, 200, Some(Bytes::from_static(b"OK"))).unwrap();
+//! assert_eq!(ok.to_path().unwrap()[0].port, Some(7777));
+//!
+//! // The same bytes arriving on a connection, in two pieces.
+//! let mut codec = MsrpCodec::default();
+//! let mut buf = BytesMut::from(&wire[..40]);
+//! assert_eq!(codec.decode(&mut buf).unwrap(), None);
+//! buf.extend_from_slice(&wire[40..]);
+//! assert_eq!(codec.decode(&mut buf).unwrap(), Some(Frame::Message(send)));
+//! ```
 
 mod codec;
 mod error;
@@ -751,6 +782,7 @@ struct ParsedHeader {
 }
 
 /// One `name: value` line in `input[start..end]`.
+#[inline(always)]
 fn parse_header_line(
     input: &Bytes,
     start: usize,

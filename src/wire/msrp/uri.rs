@@ -249,15 +249,17 @@ pub(crate) fn parse_at(
 pub(crate) fn check_list(value: &[u8], base: usize, max: usize) -> Result<usize, MsrpError> {
     let mut n = 0;
     let mut pos = 0;
-    for tok in value.split(|b| *b == b' ' || *b == b'\t') {
-        if !tok.is_empty() {
-            scan(tok, base + pos)?;
+    while pos < value.len() {
+        let rest = value.get(pos..).unwrap_or_default();
+        let len = memchr::memchr2(b' ', b'\t', rest).unwrap_or(rest.len());
+        if len > 0 {
+            scan(rest.get(..len).unwrap_or_default(), base + pos)?;
             n += 1;
             if n > max {
                 break;
             }
         }
-        pos += tok.len() + 1;
+        pos += len + 1;
     }
     Ok(n)
 }
@@ -281,11 +283,7 @@ fn scan(s: &[u8], base: usize) -> Result<Ranges, MsrpError> {
     }
     i += 3;
     // authority ends at "/" (session-id) or ";" (transport).
-    let auth_len = s
-        .get(i..)
-        .unwrap_or_default()
-        .iter()
-        .position(|b| *b == b'/' || *b == b';')
+    let auth_len = memchr::memchr2(b'/', b';', s.get(i..).unwrap_or_default())
         .ok_or_else(|| uri_err("no \";transport\" parameter", at(s.len())))?;
     let auth_end = i + auth_len;
     let authority = s.get(i..auth_end).unwrap_or_default();
@@ -348,11 +346,7 @@ fn scan(s: &[u8], base: usize) -> Result<Ranges, MsrpError> {
     let mut j = auth_end;
     let session_id = if s.get(j) == Some(&b'/') {
         let sid_start = j + 1;
-        let sid_len = s
-            .get(sid_start..)
-            .unwrap_or_default()
-            .iter()
-            .position(|b| *b == b';')
+        let sid_len = memchr::memchr(b';', s.get(sid_start..).unwrap_or_default())
             .ok_or_else(|| uri_err("no \";transport\" parameter", at(s.len())))?;
         let sid = s.get(sid_start..sid_start + sid_len).unwrap_or_default();
         if sid.is_empty() {
@@ -372,7 +366,7 @@ fn scan(s: &[u8], base: usize) -> Result<Ranges, MsrpError> {
     // Now at ";" transport.
     let t_start = j + 1;
     let rest = s.get(t_start..).unwrap_or_default();
-    let t_len = rest.iter().position(|b| *b == b';').unwrap_or(rest.len());
+    let t_len = memchr::memchr(b';', rest).unwrap_or(rest.len());
     let transport = rest.get(..t_len).unwrap_or_default();
     // RFC 4975 §9: transport = "tcp" / 1*ALPHANUM
     if transport.is_empty() || !transport.iter().all(u8::is_ascii_alphanumeric) {
