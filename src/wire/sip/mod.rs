@@ -108,7 +108,7 @@ pub enum Fault {
     /// A method this gateway does not implement (RFC 3261 §8.2.1: 501).
     #[error("method {0} not implemented")]
     UnknownMethod(String),
-    /// A SIP version other than 2.0 (RFC 3261 §8.2.2... §21.5.7: 505).
+    /// A SIP version other than 2.0 (RFC 3261 §21.5.7: 505; RFC 4475 §3.1.2.16).
     #[error("SIP version {0} not supported")]
     Version(String),
     /// UDP: Content-Length larger than what the datagram holds (RFC 3261 §18.3).
