@@ -546,3 +546,20 @@ Content-Length: 0\r\n\r\n"
     let resp = err("SIP/2.0 200 OK\r\n\r\n");
     assert!(error_response(b"SIP/2.0 200 OK\r\n\r\n", &resp, None).is_none());
 }
+
+/// Fuzz finding (sip, crash-dcf4093a…): not a codec fault but a wrong invariant in the target.
+/// A datagram without Content-Length (here a mangled `Content-Leng2h` header) parses, and its
+/// canonical form gains a Content-Length; every other field and the body are unchanged, and
+/// that form is a fixed point.
+#[test]
+fn datagram_without_content_length_gains_one_on_serialize() {
+    let raw = BASE.replace("Content-Length: 2", "Content-Leng2h: 165");
+    let m = dgram(raw.as_bytes()).unwrap();
+    assert_eq!(m.header("Content-Length"), None);
+    let out = m.serialize();
+    let again = dgram(&out).unwrap();
+    assert_eq!(again.header("Content-Length"), Some("2"));
+    assert_eq!(again.header("Content-Leng2h"), Some("165"));
+    assert_eq!(again.body(), m.body());
+    assert_eq!(again.serialize(), out);
+}
