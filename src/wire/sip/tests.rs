@@ -563,3 +563,37 @@ fn datagram_without_content_length_gains_one_on_serialize() {
     assert_eq!(again.body(), m.body());
     assert_eq!(again.serialize(), out);
 }
+
+/// Fuzz finding (sip_stream, crash-09978723…): a header block over `max_message` was rejected
+/// (and its body skipped) when it arrived in one read, but lost the framing when it arrived in
+/// pieces. Both are now a framing error.
+#[test]
+fn oversized_header_block_fails_the_same_way_however_it_arrives() {
+    let limits = Limits {
+        max_message: 200,
+        ..Limits::default()
+    };
+    let big = BASE.replace(
+        "Max-Forwards: 70",
+        &format!("X-Pad: {}\r\nMax-Forwards: 70", "p".repeat(300)),
+    );
+    let mut whole = SipStreamCodec::new(limits);
+    let mut buf = BytesMut::from(big.as_bytes());
+    let e = whole.decode(&mut buf).unwrap_err();
+    assert_eq!(e.answer(), Answer::Status(413));
+    let mut pieces = SipStreamCodec::new(limits);
+    let mut buf = BytesMut::new();
+    let mut failed = None;
+    for chunk in big.as_bytes().chunks(16) {
+        buf.extend_from_slice(chunk);
+        match pieces.decode(&mut buf) {
+            Ok(None) => {}
+            Ok(Some(f)) => panic!("{f:?}"),
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        }
+    }
+    assert_eq!(failed.unwrap().answer(), Answer::Status(413));
+}
