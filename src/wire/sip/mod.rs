@@ -15,7 +15,10 @@
 //!   Request-URI's `?headers`, replaces known reason phrases with its own and cannot represent
 //!   `tel:` URIs faithfully), so that a parsed message re-serializes to its canonical form
 //!   without loss. Header fields are rsip's [`rsip::Header`] values, in received order, unknown
-//!   ones as `Header::Other(name, value)`.
+//!   ones as `Header::Other(name, value)`. rsip's method enum is used as is (other methods are
+//!   answered 501). A `sip:`/`sips:` Request-URI is checked against RFC 3261 §25.1 by this
+//!   module (rsip's URI parser refuses valid URIs such as RFC 4475 "semiuri"); rsip parses it
+//!   on demand ([`SipMessage::uri`]).
 //!
 //! The canonical form written by [`SipMessage::encode`]: the start line as received, then one
 //! `Name: value` line per header field (long names; rsip's spelling for the known ones, the
