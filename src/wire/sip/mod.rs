@@ -25,6 +25,11 @@
 //! received spelling for the others; folded values joined with one SP), `Content-Length` with the
 //! body's real length in place of the first received one (appended when there was none), an empty
 //! line and the body. A message already in that form serializes to the same bytes.
+//!
+//! [`Limits`] bound what is read. The canonical form of an accepted message can be a little
+//! larger than its input (long names for compact ones, one SP after each colon, a Content-Length
+//! appended when the datagram had none: one more header); unfolded header lines are held to
+//! `max_line` already on input.
 
 mod parse;
 mod stream;

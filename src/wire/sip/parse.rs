@@ -414,6 +414,15 @@ pub(super) fn parse_head(data: &Bytes, blank: usize, limits: &Limits) -> Result<
                 .ok_or_else(|| fail(Fault::NotUtf8(long.to_owned()), at))?
                 .to_owned()
         };
+        // The unfolded line is what gets written: it must fit the line limit too.
+        if long.len().saturating_add(2).saturating_add(value.len()) > limits.max_line {
+            return Err(fail(
+                Fault::LineTooLong {
+                    limit: limits.max_line,
+                },
+                at,
+            ));
+        }
         let header = make_header(long, value);
         let index = headers.len();
         match &header {

@@ -597,3 +597,42 @@ fn oversized_header_block_fails_the_same_way_however_it_arrives() {
     }
     assert_eq!(failed.unwrap().answer(), Answer::Status(413));
 }
+
+/// Fuzz finding (sip, crash-48b7c6cb…): a datagram with exactly `max_headers` header fields and
+/// no Content-Length is accepted; its canonical form has one more (Content-Length), so reading
+/// it back needs `max_headers + 1`. Documented in the module doc; the fuzz target re-reads with
+/// that room. Folded lines are held to `max_line` once unfolded, so the canonical form's lines
+/// stay within the limit.
+#[test]
+fn canonical_form_may_need_one_more_header() {
+    let mut raw = String::from(BASE).replace("Content-Length: 2\r\n", "");
+    let limits = Limits {
+        max_headers: 7,
+        ..Limits::default()
+    };
+    let m = parse_datagram(Bytes::from(raw.clone()), &limits).unwrap();
+    assert_eq!(m.headers().count(), 7);
+    let e = parse_datagram(m.serialize(), &limits).unwrap_err();
+    assert_eq!(e.to_string(), "Bad Request: more than 7 header fields");
+    let roomy = Limits {
+        max_headers: 8,
+        ..limits
+    };
+    assert!(parse_datagram(m.serialize(), &roomy).is_ok());
+
+    // A folded header whose unfolded form is over max_line is refused on input.
+    let short = Limits {
+        max_line: 60,
+        ..Limits::default()
+    };
+    raw = BASE.replace(
+        "Content-Type: text/plain",
+        &format!(
+            "Subject: {}\r\n {}\r\nContent-Type: text/plain",
+            "a".repeat(40),
+            "b".repeat(40)
+        ),
+    );
+    let e = parse_datagram(Bytes::from(raw), &short).unwrap_err();
+    assert_eq!(e.to_string(), "Bad Request: line longer than 60 bytes");
+}
