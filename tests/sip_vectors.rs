@@ -41,6 +41,56 @@ const CASES: &[(&str, Expect)] = &[
     ("rfc4475-esc01", Normalised),
     ("rfc4475-dblreq", Normalised),
     ("rfc4475-baddn", Normalised),
+    ("rfc4475-noreason", Same),
+    ("rfc4475-novelsc", Same),
+    ("rfc4475-unkscm", Same),
+    ("rfc4475-zeromf", Same),
+    ("rfc4475-semiuri", Normalised),
+    ("rfc4475-transports", Normalised),
+    ("rfc4475-regescrt", Normalised),
+    (
+        "rfc4475-insuf",
+        Rejected(Answer::Status(400), "Bad Request: missing From"),
+    ),
+    (
+        "rfc4475-multi01",
+        Rejected(Answer::Status(400), "Bad Request: more than one Call-ID"),
+    ),
+    (
+        "rfc4475-ncl",
+        Rejected(
+            Answer::Status(400),
+            "Bad Request: malformed Content-Length: not a decimal number",
+        ),
+    ),
+    (
+        "rfc4475-quotbal",
+        Rejected(
+            Answer::Status(400),
+            "Bad Request: malformed To: unterminated quoted string",
+        ),
+    ),
+    (
+        "rfc4475-scalar02",
+        Rejected(
+            Answer::Status(400),
+            "Bad Request: malformed CSeq: sequence number over 2**31-1",
+        ),
+    ),
+    (
+        "rfc4475-scalarlg",
+        Rejected(
+            Answer::Drop,
+            "malformed response dropped: malformed CSeq: sequence number over 2**31-1",
+        ),
+    ),
+    (
+        "rfc4475-trws",
+        Rejected(
+            Answer::Status(400),
+            "Bad Request: white space at the end of the request line",
+        ),
+    ),
     (
         "rfc4475-badinv01",
         Rejected(

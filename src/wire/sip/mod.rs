@@ -15,13 +15,21 @@
 //!   Request-URI's `?headers`, replaces known reason phrases with its own and cannot represent
 //!   `tel:` URIs faithfully), so that a parsed message re-serializes to its canonical form
 //!   without loss. Header fields are rsip's [`rsip::Header`] values, in received order, unknown
-//!   ones as `Header::Other(name, value)`.
+//!   ones as `Header::Other(name, value)`. rsip's method enum is used as is (other methods are
+//!   answered 501). A `sip:`/`sips:` Request-URI is checked against RFC 3261 §25.1 by this
+//!   module (rsip's URI parser refuses valid URIs such as RFC 4475 "semiuri"); rsip parses it
+//!   on demand ([`SipMessage::uri`]).
 //!
 //! The canonical form written by [`SipMessage::encode`]: the start line as received, then one
 //! `Name: value` line per header field (long names; rsip's spelling for the known ones, the
 //! received spelling for the others; folded values joined with one SP), `Content-Length` with the
 //! body's real length in place of the first received one (appended when there was none), an empty
 //! line and the body. A message already in that form serializes to the same bytes.
+//!
+//! [`Limits`] bound what is read. The canonical form of an accepted message can be a little
+//! larger than its input (long names for compact ones, one SP after each colon, a Content-Length
+//! appended when the datagram had none: one more header); unfolded header lines are held to
+//! `max_line` already on input.
 
 mod parse;
 mod stream;
@@ -108,7 +116,7 @@ pub enum Fault {
     /// A method this gateway does not implement (RFC 3261 §8.2.1: 501).
     #[error("method {0} not implemented")]
     UnknownMethod(String),
-    /// A SIP version other than 2.0 (RFC 3261 §8.2.2... §21.5.7: 505).
+    /// A SIP version other than 2.0 (RFC 3261 §21.5.7: 505; RFC 4475 §3.1.2.16).
     #[error("SIP version {0} not supported")]
     Version(String),
     /// UDP: Content-Length larger than what the datagram holds (RFC 3261 §18.3).

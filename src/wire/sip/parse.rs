@@ -215,6 +215,22 @@ pub(super) fn parse_head(data: &Bytes, blank: usize, limits: &Limits) -> Result<
         ));
     }
     let line = data.get(..line_end).unwrap_or_default();
+    let trimmed = line
+        .iter()
+        .rposition(|b| !is_ws(*b))
+        .map_or(&b""[..], |last| line.get(..=last).unwrap_or_default());
+    if trimmed.len() < line.len() {
+        // RFC 4475 §3.1.2.10 "trws": SP after the SIP-Version. The line is otherwise
+        // readable, so the request can be answered.
+        if let Some(Shape::Request { version, .. }) = shape(trimmed) {
+            if is_sip2(version) {
+                return Err(SipError::Request {
+                    fault: Fault::StartLine("white space at the end of the request line"),
+                    offset: Some(trimmed.len()),
+                });
+            }
+        }
+    }
     let Some(shape) = shape(line) else {
         return Err(unreadable(
             Fault::StartLine("first line is not a SIP request line or status line"),
@@ -398,6 +414,15 @@ pub(super) fn parse_head(data: &Bytes, blank: usize, limits: &Limits) -> Result<
                 .ok_or_else(|| fail(Fault::NotUtf8(long.to_owned()), at))?
                 .to_owned()
         };
+        // The unfolded line is what gets written: it must fit the line limit too.
+        if long.len().saturating_add(2).saturating_add(value.len()) > limits.max_line {
+            return Err(fail(
+                Fault::LineTooLong {
+                    limit: limits.max_line,
+                },
+                at,
+            ));
+        }
         let header = make_header(long, value);
         let index = headers.len();
         match &header {
@@ -413,7 +438,7 @@ pub(super) fn parse_head(data: &Bytes, blank: usize, limits: &Limits) -> Result<
         }
         headers.push(header);
     }
-    let content_length = validate(&headers, &seen, &start).map_err(|(fault, offset)| {
+    let content_length = validate(&headers, &seen, &start, blank).map_err(|(fault, offset)| {
         if is_request {
             SipError::Request { fault, offset }
         } else {
@@ -527,21 +552,93 @@ fn check_request_uri(uri: &[u8]) -> Result<(), &'static str> {
         return Err("no scheme");
     }
     if scheme.eq_ignore_ascii_case(b"sip") || scheme.eq_ignore_ascii_case(b"sips") {
-        if memchr::memchr(b'?', uri).is_some() {
-            // RFC 3261 §19.1.1 (table 1): headers are not allowed in a Request-URI;
-            // RFC 4475 §3.1.2.11.
-            return Err("contains URI headers");
-        }
-        let parsed = rsip::common::uri::Tokenizer::<&[u8], u8>::tokenize(uri);
-        match parsed {
-            Ok((&[], tokens)) => rsip::Uri::try_from(tokens)
-                .map(|_| ())
-                .map_err(|_| "not a valid SIP URI"),
-            _ => Err("not a valid SIP URI"),
-        }
+        check_sip_uri(uri.get(colon + 1..).unwrap_or_default())
     } else {
         Ok(())
     }
+}
+
+/// RFC 3261 §25.1 `SIP-URI` after the scheme: `[userinfo "@"] hostport *(";" uri-parameter)`.
+/// Our own check rather than rsip's URI parser, which refuses valid URIs such as RFC 4475
+/// §3.1.1.9 "semiuri" (`sip:user;par=u%40example.net@example.com`).
+fn check_sip_uri(rest: &[u8]) -> Result<(), &'static str> {
+    const BAD: &str = "not a valid SIP URI";
+    let (userinfo, after) = match memchr::memrchr(b'@', rest) {
+        Some(at) => (rest.get(..at), rest.get(at + 1..).unwrap_or_default()),
+        None => (None, rest),
+    };
+    if let Some(user) = userinfo {
+        // user / password characters: unreserved, escaped, user-unreserved, ":".
+        let ok = !user.is_empty()
+            && escapes_ok(user)
+            && user
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.!~*'()%&=+$,;?/:".contains(b));
+        if !ok {
+            return Err(BAD);
+        }
+    }
+    if memchr::memchr(b'?', after).is_some() {
+        // RFC 3261 §19.1.1 (table 1): headers are not allowed in a Request-URI;
+        // RFC 4475 §3.1.2.11.
+        return Err("contains URI headers");
+    }
+    let mut parts = after.split(|b| *b == b';');
+    let hostport = parts.next().unwrap_or_default();
+    let (host, port) = if hostport.first() == Some(&b'[') {
+        let close = memchr::memchr(b']', hostport).ok_or(BAD)?;
+        let v6 = hostport.get(1..close).unwrap_or_default();
+        if v6.is_empty()
+            || !v6
+                .iter()
+                .all(|b| b.is_ascii_hexdigit() || b":.".contains(b))
+        {
+            return Err(BAD);
+        }
+        (&b"v6"[..], hostport.get(close + 1..).unwrap_or_default())
+    } else {
+        match memchr::memchr(b':', hostport) {
+            Some(c) => (
+                hostport.get(..c).unwrap_or_default(),
+                hostport.get(c..).unwrap_or_default(),
+            ),
+            None => (hostport, &b""[..]),
+        }
+    };
+    if host.is_empty()
+        || !host
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(b))
+    {
+        return Err(BAD);
+    }
+    if let Some(digits) = port.strip_prefix(b":") {
+        if digits.is_empty() || digits.len() > 5 || !digits.iter().all(u8::is_ascii_digit) {
+            return Err(BAD);
+        }
+    } else if !port.is_empty() {
+        return Err(BAD);
+    }
+    for param in parts {
+        // uri-parameter: pname ["=" pvalue], paramchar = param-unreserved / unreserved / escaped.
+        let ok = !param.is_empty()
+            && escapes_ok(param)
+            && param
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.!~*'()%[]/:&+$=".contains(b));
+        if !ok {
+            return Err(BAD);
+        }
+    }
+    Ok(())
+}
+
+/// Every `%` is followed by two hex digits (RFC 3261 §25.1 `escaped`).
+fn escapes_ok(s: &[u8]) -> bool {
+    memchr::memchr_iter(b'%', s).all(|i| {
+        s.get(i + 1..i + 3)
+            .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+    })
 }
 
 /// A name-addr / addr-spec value (From, To): balanced quotes and angle brackets.
@@ -612,7 +709,13 @@ type Invalid = (Fault, Option<usize>);
 
 /// RFC 3261 §8.1.1 mandatory header fields, §7.3.1 single ones, and the grammar of those the
 /// gateway reads. Returns Content-Length.
-fn validate(headers: &[Header], seen: &Seen, start: &StartLine) -> Result<Option<usize>, Invalid> {
+/// `block_end` (the offset of the empty line) is where a missing header is reported.
+fn validate(
+    headers: &[Header],
+    seen: &Seen,
+    start: &StartLine,
+    block_end: usize,
+) -> Result<Option<usize>, Invalid> {
     let is_request = matches!(start, StartLine::Request { .. });
     let singles: [(&Slot, &'static str); 7] = [
         (&seen.call_id, "Call-ID"),
@@ -642,7 +745,7 @@ fn validate(headers: &[Header], seen: &Seen, start: &StartLine) -> Result<Option
     }
     for (slot, name) in mandatory {
         if slot.0 == 0 && !name.is_empty() {
-            return Err((Fault::Missing(name), None));
+            return Err((Fault::Missing(name), Some(block_end)));
         }
     }
     let value = |slot: &Slot| {

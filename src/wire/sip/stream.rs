@@ -168,17 +168,18 @@ impl SipStreamCodec {
             }));
         }
         let head_len = blank.saturating_add(4);
-        let raw = buf.split_to(head_len.min(buf.len())).freeze();
-        let head = if head_len > self.limits.max_message {
+        if head_len > self.limits.max_message {
+            // Same verdict as when the head arrives in pieces: a header block over the limit
+            // cannot be buffered, so its end is not known.
             let fault = Fault::MessageTooLarge {
                 size: head_len,
                 limit: self.limits.max_message,
             };
-            Err(parse::classify_error(&raw, &self.limits, fault, None))
-        } else {
-            parse::parse_head(&raw, blank, &self.limits)
-        };
-        let head = match head {
+            let error = parse::classify_error(buf, &self.limits, fault, None);
+            return Err(self.fatal(error));
+        }
+        let raw = buf.split_to(head_len.min(buf.len())).freeze();
+        let head = match parse::parse_head(&raw, blank, &self.limits) {
             Ok(head) => head,
             Err(error) => {
                 // Is the framing still known? Only when one readable Content-Length says so.

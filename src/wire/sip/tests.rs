@@ -546,3 +546,93 @@ Content-Length: 0\r\n\r\n"
     let resp = err("SIP/2.0 200 OK\r\n\r\n");
     assert!(error_response(b"SIP/2.0 200 OK\r\n\r\n", &resp, None).is_none());
 }
+
+/// Fuzz finding (sip, crash-dcf4093a…): not a codec fault but a wrong invariant in the target.
+/// A datagram without Content-Length (here a mangled `Content-Leng2h` header) parses, and its
+/// canonical form gains a Content-Length; every other field and the body are unchanged, and
+/// that form is a fixed point.
+#[test]
+fn datagram_without_content_length_gains_one_on_serialize() {
+    let raw = BASE.replace("Content-Length: 2", "Content-Leng2h: 165");
+    let m = dgram(raw.as_bytes()).unwrap();
+    assert_eq!(m.header("Content-Length"), None);
+    let out = m.serialize();
+    let again = dgram(&out).unwrap();
+    assert_eq!(again.header("Content-Length"), Some("2"));
+    assert_eq!(again.header("Content-Leng2h"), Some("165"));
+    assert_eq!(again.body(), m.body());
+    assert_eq!(again.serialize(), out);
+}
+
+/// Fuzz finding (sip_stream, crash-09978723…): a header block over `max_message` was rejected
+/// (and its body skipped) when it arrived in one read, but lost the framing when it arrived in
+/// pieces. Both are now a framing error.
+#[test]
+fn oversized_header_block_fails_the_same_way_however_it_arrives() {
+    let limits = Limits {
+        max_message: 200,
+        ..Limits::default()
+    };
+    let big = BASE.replace(
+        "Max-Forwards: 70",
+        &format!("X-Pad: {}\r\nMax-Forwards: 70", "p".repeat(300)),
+    );
+    let mut whole = SipStreamCodec::new(limits);
+    let mut buf = BytesMut::from(big.as_bytes());
+    let e = whole.decode(&mut buf).unwrap_err();
+    assert_eq!(e.answer(), Answer::Status(413));
+    let mut pieces = SipStreamCodec::new(limits);
+    let mut buf = BytesMut::new();
+    let mut failed = None;
+    for chunk in big.as_bytes().chunks(16) {
+        buf.extend_from_slice(chunk);
+        match pieces.decode(&mut buf) {
+            Ok(None) => {}
+            Ok(Some(f)) => panic!("{f:?}"),
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        }
+    }
+    assert_eq!(failed.unwrap().answer(), Answer::Status(413));
+}
+
+/// Fuzz finding (sip, crash-48b7c6cb…): a datagram with exactly `max_headers` header fields and
+/// no Content-Length is accepted; its canonical form has one more (Content-Length), so reading
+/// it back needs `max_headers + 1`. Documented in the module doc; the fuzz target re-reads with
+/// that room. Folded lines are held to `max_line` once unfolded, so the canonical form's lines
+/// stay within the limit.
+#[test]
+fn canonical_form_may_need_one_more_header() {
+    let mut raw = String::from(BASE).replace("Content-Length: 2\r\n", "");
+    let limits = Limits {
+        max_headers: 7,
+        ..Limits::default()
+    };
+    let m = parse_datagram(Bytes::from(raw.clone()), &limits).unwrap();
+    assert_eq!(m.headers().count(), 7);
+    let e = parse_datagram(m.serialize(), &limits).unwrap_err();
+    assert_eq!(e.to_string(), "Bad Request: more than 7 header fields");
+    let roomy = Limits {
+        max_headers: 8,
+        ..limits
+    };
+    assert!(parse_datagram(m.serialize(), &roomy).is_ok());
+
+    // A folded header whose unfolded form is over max_line is refused on input.
+    let short = Limits {
+        max_line: 60,
+        ..Limits::default()
+    };
+    raw = BASE.replace(
+        "Content-Type: text/plain",
+        &format!(
+            "Subject: {}\r\n {}\r\nContent-Type: text/plain",
+            "a".repeat(40),
+            "b".repeat(40)
+        ),
+    );
+    let e = parse_datagram(Bytes::from(raw), &short).unwrap_err();
+    assert_eq!(e.to_string(), "Bad Request: line longer than 60 bytes");
+}
