@@ -58,15 +58,16 @@ fn rfc3862_5_1_round_trips_byte_for_byte() {
 }
 
 #[test]
-fn rfc5438_7_1_request_errata_layout() {
+fn rfc5438_7_1_1_3_request_errata_layout() {
     let c = accepted("rfc5438-7.1-imdn-request.txt");
     assert_eq!(c.layout, Layout::Errata3013);
     assert_eq!(c.headers.len(), 6);
     assert_eq!(c.imdn_message_id().unwrap(), "34jk324j");
     assert_eq!(
         c.imdn_disposition_notification(),
-        ["positive-delivery", "display"]
+        ["positive-delivery", "negative-delivery"]
     );
+    assert_eq!(c.datetime().unwrap(), "2006-04-04T12:16:49-05:00");
     assert_eq!(c.content_type().unwrap(), "text/plain");
     assert_eq!(c.body, "Hello World\r\n");
     let from = parse_address(c.from().unwrap()).unwrap();
@@ -74,24 +75,56 @@ fn rfc5438_7_1_request_errata_layout() {
 }
 
 #[test]
-fn rfc5438_7_2_delivery_notification() {
+fn rfc5438_7_2_1_1_delivery_notification() {
     let c = accepted("rfc5438-7.2-delivery-notification.txt");
     assert_eq!(c.layout, Layout::Errata3013);
+    assert_eq!(c.headers.len(), 4);
     assert_eq!(c.imdn_message_id().unwrap(), "d834jied93rf");
+    assert_eq!(c.datetime(), None);
     assert_eq!(c.content_type().unwrap(), "message/imdn+xml");
     assert_eq!(
         c.content_header("Content-Disposition").unwrap(),
         "notification"
     );
     assert!(c.body.starts_with(b"<?xml"));
+    assert!(c.body.windows(12).any(|w| w == b"<delivered/>"));
 }
 
 #[test]
-fn rfc5438_8_display_notification() {
-    let c = accepted("rfc5438-8-display-notification.txt");
+fn rfc5438_7_2_1_2_display_notification() {
+    let c = accepted("rfc5438-7.2.1.2-display-notification.txt");
     assert_eq!(c.layout, Layout::Errata3013);
     assert_eq!(c.imdn_message_id().unwrap(), "dfjkleriou432333");
+    assert_eq!(c.datetime(), None);
     assert!(c.body.windows(11).any(|w| w == b"<displayed/"));
+}
+
+#[test]
+fn rfc5438_8_1_processing_notification() {
+    // No NS, no imdn.Message-ID, no DateTime in the RFC's example: only From and To.
+    let c = accepted("rfc5438-8.1-processing-notification.txt");
+    assert_eq!(c.layout, Layout::Errata3013);
+    assert_eq!(c.headers.len(), 2);
+    assert_eq!(c.imdn_message_id(), None);
+    assert_eq!(c.content_type().unwrap(), "message/imdn+xml");
+    assert!(c.body.windows(11).any(|w| w == b"<processed/"));
+}
+
+#[test]
+fn rfc5438_8_3_aggregated_folded_content_type() {
+    // The Content-type is folded over two lines in the RFC; MIME headers may be folded
+    // (RFC 5322 §2.2.3), so it is kept as printed and unfolded when read.
+    let c = accepted("rfc5438-8.3-aggregated.txt");
+    assert_eq!(c.layout, Layout::Errata3013);
+    assert_eq!(c.imdn_message_id().unwrap(), "d834jied93rf");
+    let ct = c.content_type().unwrap();
+    assert!(ct.starts_with(b"multipart/mixed;"), "{ct:?}");
+    assert!(ct.ends_with(b"boundary=\"imdn-boundary\""), "{ct:?}");
+    assert!(
+        c.body
+            .starts_with(b"--imdn-boundary\r\nContent-type: message/imdn+xml\r\n\r\n")
+    );
+    assert!(c.body.ends_with(b"\r\n--imdn-boundary\r\n"));
 }
 
 #[test]

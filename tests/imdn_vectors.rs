@@ -50,7 +50,7 @@ fn rfc5438_examples() {
         Notification::Display(DisplayStatus::Displayed),
     );
     rfc_example(
-        "rfc5438-8.2-processed.txt",
+        "rfc5438-8.1-processed.txt",
         Notification::Processing(ProcessingStatus::Processed),
     );
 }

@@ -84,7 +84,10 @@ fn errata_layout_and_namespaces() {
     let v = json(&run_file(&vector("rfc5438-7.1-imdn-request.txt")));
     assert_eq!(v["layout"], "errata3013");
     assert_eq!(v["imdn"]["message_id"], "34jk324j");
-    assert_eq!(v["imdn"]["disposition_notification"][1], "display");
+    assert_eq!(
+        v["imdn"]["disposition_notification"][1],
+        "negative-delivery"
+    );
     assert_eq!(v["headers"][3]["namespace"], "urn:ietf:params:imdn");
     let v = json(&run_file(&vector("ours-cpm-chat.txt")));
     assert_eq!(v["cpm_payload_type"], "Application/X-CPM-Session");

@@ -25,6 +25,7 @@ fn accepted(name: &str) -> (Sdp, cpm_iwf::wire::sdp::MsrpMedia) {
 
 #[test]
 fn rfc4975_4_offer_and_answer() {
+    // Completed: the RFC's c=/m=/a= lines verbatim, v=/o=/s=/t= added (see README.md).
     let (_, m) = accepted("rfc4975-4-offer.txt");
     assert_eq!(m.port, 7654);
     assert_eq!(m.protocol, MsrpProtocol::Tcp);
@@ -36,13 +37,41 @@ fn rfc4975_4_offer_and_answer() {
 }
 
 #[test]
+fn rfc4975_4_as_printed_is_not_a_whole_sdp() {
+    // RFC 4975 §4 prints only the c=, m= and a= lines ("Some lines in the examples are removed
+    // for clarity and brevity"); without v=0 first it is not an SDP body (RFC 4566 §5).
+    for name in [
+        "rfc4975-4-offer-as-printed.txt",
+        "rfc4975-4-answer-as-printed.txt",
+    ] {
+        let e = Sdp::parse(load(name)).unwrap_err();
+        assert_eq!(e.answer(), Answer::Status(400), "{name}: {e}");
+        assert!(e.to_string().contains("v=0"), "{name}: {e}");
+        assert_eq!(e.offset(), Some(0), "{name}");
+    }
+}
+
+#[test]
+fn rfc4975_8_2_path() {
+    let (sdp, m) = accepted("rfc4975-8.2-path.txt");
+    assert_eq!(m.port, 7394);
+    assert_eq!(m.path, ["msrp://alice.example.com:7394/2s93i9ek2a;tcp"]);
+    assert_eq!(m.accept_types, ["text/plain"]);
+    assert_eq!(m.setup, None);
+    assert_eq!(sdp.origin().unwrap().sess_version, 2890844527);
+}
+
+#[test]
 fn rfc4975_8_7_offer_and_answer() {
     let (sdp, m) = accepted("rfc4975-8.7-offer.txt");
     assert_eq!(m.accept_types, ["message/cpim", "text/plain", "text/html"]);
-    assert_eq!(sdp.origin().unwrap().sess_version, 2890844557);
-    let (_, m) = accepted("rfc4975-8.7-answer.txt");
-    assert_eq!(m.port, 8888);
-    assert_eq!(m.path, ["msrp://bob.example.com:8888/9di4eae923wzd;tcp"]);
+    assert_eq!(m.path, ["msrp://alice.example.com:7394/2s93i93idj;tcp"]);
+    assert_eq!(sdp.origin().unwrap().sess_version, 2890844527);
+    let (sdp, m) = accepted("rfc4975-8.7-answer.txt");
+    assert_eq!(m.port, 8493);
+    assert_eq!(m.accept_types, ["message/cpim", "text/plain"]);
+    assert_eq!(m.path, ["msrp://bob.example.com:8493/si438dsaodes;tcp"]);
+    assert_eq!(sdp.origin().unwrap().sess_version, 2890844532);
 }
 
 #[test]
@@ -52,34 +81,99 @@ fn wrapped_types_and_max_size() {
     assert_eq!(m.max_size, Some(65536));
 }
 
+/// The value of the first `a=<name>` line, kept verbatim (kind `Other`).
+fn attr(sdp: &Sdp, name: &str) -> Option<Bytes> {
+    sdp.lines()
+        .iter()
+        .filter_map(|l| l.attribute())
+        .find(|a| a.name == name)
+        .map(|a| a.value.clone().unwrap_or_default())
+}
+
 #[test]
-fn rfc5547_file_transfer_offer_keeps_file_attributes() {
+fn rfc5547_9_1_file_offer_and_answer_keep_file_attributes() {
     let (sdp, m) = accepted("rfc5547-9.1-file-offer.txt");
     assert_eq!(m.direction, Direction::Sendonly);
     assert_eq!(m.accept_wrapped_types, ["*"]);
-    let fs = sdp
-        .lines()
-        .iter()
-        .filter_map(|l| l.attribute())
-        .find(|a| a.name == "file-selector")
-        .expect("a=file-selector kept");
-    assert!(
-        fs.value
-            .as_ref()
-            .unwrap()
-            .starts_with(b"name:\"My cool picture.jpg\"")
+    assert_eq!(m.path, ["msrp://alicepc.example.com:7654/jshA7we;tcp"]);
+    // The RFC folds a=file-selector over three lines for the page; on the wire it is one.
+    assert_eq!(
+        attr(&sdp, "file-selector").unwrap(),
+        "name:\"My cool picture.jpg\" type:image/jpeg size:4092 \
+         hash:sha-1:72:24:5F:E8:65:3D:DA:F3:71:36:2F:86:D4:71:91:3E:E4:A2:CE:2E"
+    );
+    assert_eq!(
+        attr(&sdp, "file-transfer-id").unwrap(),
+        "Q6LMoGymJdh0IKIgD6wD0jkcfgva4xvE"
+    );
+    assert_eq!(
+        attr(&sdp, "file-date").unwrap(),
+        "creation:\"Mon, 15 May 2006 15:01:31 +0300\""
+    );
+    let (sdp, m) = accepted("rfc5547-9.1-file-answer.txt");
+    assert_eq!(m.direction, Direction::Recvonly);
+    assert_eq!(m.port, 8888);
+    assert_eq!(
+        attr(&sdp, "file-transfer-id").unwrap(),
+        "Q6LMoGymJdh0IKIgD6wD0jkcfgva4xvE"
     );
 }
 
 #[test]
-fn rfc6135_setup() {
-    let (_, m) = accepted("rfc6135-setup-actpass.txt");
+fn rfc5547_9_2_request_and_second_transfer() {
+    let (sdp, m) = accepted("rfc5547-9.2-request-offer.txt");
+    assert_eq!(m.direction, Direction::Recvonly);
+    assert_eq!(
+        attr(&sdp, "file-selector").unwrap(),
+        "hash:sha-1:72:24:5F:E8:65:3D:DA:F3:71:36:2F:86:D4:71:91:3E:E4:A2:CE:2E"
+    );
+    let (sdp, m) = accepted("rfc5547-9.2-request-answer.txt");
+    assert_eq!(m.direction, Direction::Sendonly);
+    assert!(
+        attr(&sdp, "file-selector")
+            .unwrap()
+            .starts_with(b"type:image/jpeg hash:sha-1:72:24:")
+    );
+    let (sdp, m) = accepted("rfc5547-9.2-second-offer.txt");
+    assert_eq!(m.direction, Direction::Sendonly);
+    assert_eq!(m.path, ["msrp://alicepc.example.com:7654/iau39;tcp"]);
+    assert_eq!(sdp.origin().unwrap().sess_version, 2890844527);
+    let (sdp, m) = accepted("rfc5547-9.2-second-answer.txt");
+    assert_eq!(m.direction, Direction::Recvonly);
+    assert_eq!(m.path, ["msrp://bobpc.example.com:8888/eh10dsk;tcp"]);
+    assert_eq!(
+        attr(&sdp, "file-transfer-id").unwrap(),
+        "ZVE8MfI9mhAdZ8GyiNMzNN5dpqgzQlCO"
+    );
+}
+
+#[test]
+fn rfc5547_9_3_capability_is_not_an_offer() {
+    // The SDP of a 200 (OK) to OPTIONS: port 0 and no a=path. It parses and round-trips; as an
+    // offer it would be a rejected stream, answered 488.
+    let input = load("rfc5547-9.3-capability.txt");
+    let sdp = Sdp::parse(input.clone()).unwrap();
+    assert_eq!(sdp.to_bytes(), input);
+    let m = sdp.msrp_media().unwrap();
+    assert_eq!(m.port, 0);
+    assert_eq!(m.max_size, Some(20000));
+    assert_eq!(m.accept_wrapped_types, ["*"]);
+    assert!(m.path.is_empty());
+    assert_eq!(attr(&sdp, "file-selector").unwrap(), "");
+    let e = sdp.require_msrp().unwrap_err();
+    assert!(e.to_string().contains("port 0"), "{e}");
+    assert_eq!(e.answer(), Answer::Status(488));
+}
+
+#[test]
+fn ours_setup_actpass() {
+    let (_, m) = accepted("ours-setup-actpass.txt");
     assert_eq!(m.setup, Some(Setup::Actpass));
 }
 
 #[test]
-fn rfc6714_cema() {
-    let (_, m) = accepted("rfc6714-cema.txt");
+fn ours_cema_behind_an_alg() {
+    let (_, m) = accepted("ours-cema-alg.txt");
     assert!(m.msrp_cema);
     assert_eq!(m.connection.unwrap().address, "192.0.2.1");
 }
