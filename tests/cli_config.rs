@@ -1,13 +1,7 @@
 //! `cpm-iwf check-config` and `cpm-iwf run --config` on real files, through the binary.
 
-use std::process::Command;
-
-fn cpm_iwf(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_cpm-iwf"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
+mod common;
+use common::cpm_iwf;
 
 fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("cpm-iwf-cli-config-{}", std::process::id()));

@@ -1,14 +1,13 @@
 //! `cpm-iwf translate`: a CPM pager MESSAGE, then the SIMPLE IM delivery notification for it,
 //! with the table kept in a state file between the two runs.
 
-use std::process::Command;
+mod common;
+use common::{cpm_iwf, cpm_iwf_stdin, one_error_line};
 
 fn translate(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_cpm-iwf"))
-        .arg("translate")
-        .args(args)
-        .output()
-        .expect("the binary runs")
+    let mut all = vec!["translate"];
+    all.extend_from_slice(args);
+    cpm_iwf(&all)
 }
 
 const DIR: &str = env!("CARGO_MANIFEST_DIR");
@@ -67,22 +66,9 @@ fn a_message_then_its_notification_through_a_state_file() {
 
 #[test]
 fn bad_input_exits_2_with_one_line() {
-    let out = Command::new(env!("CARGO_BIN_EXE_cpm-iwf"))
-        .args(["translate", "--from", "simple", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            if let Some(mut stdin) = child.stdin.take() {
-                stdin.write_all(b"MESSAGE sip:a@b SIP/2.0\r\nVia: x\r\n\r\n")?;
-            }
-            child.wait_with_output()
-        })
-        .expect("the binary runs");
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.starts_with("error: "), "{stderr}");
+    let out = cpm_iwf_stdin(
+        &["translate", "--from", "simple", "-"],
+        b"MESSAGE sip:a@b SIP/2.0\r\nVia: x\r\n\r\n",
+    );
+    one_error_line(&out);
 }

@@ -1,39 +1,20 @@
 //! `cpm-iwf inspect imdn` end to end: the real binary on a vector, on stdin, and on bad input.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
-const BIN: &str = env!("CARGO_BIN_EXE_cpm-iwf");
+mod common;
+use common::{cpm_iwf, cpm_iwf_stdin, json, one_error_line};
 
 fn vector(name: &str) -> String {
-    format!("{}/tests/vectors/imdn/{name}", env!("CARGO_MANIFEST_DIR"))
+    common::vector("imdn", name)
 }
 
 fn run_stdin(input: &[u8]) -> std::process::Output {
-    let mut child = Command::new(BIN)
-        .args(["inspect", "imdn", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    child.wait_with_output().unwrap()
+    cpm_iwf_stdin(&["inspect", "imdn", "-"], input)
 }
 
 #[test]
 fn renders_an_rfc_vector() {
-    let out = Command::new(BIN)
-        .args(["inspect", "imdn", &vector("rfc5438-7.2.1.1-delivered.txt")])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = cpm_iwf(&["inspect", "imdn", &vector("rfc5438-7.2.1.1-delivered.txt")]);
+    let v = json(&out);
     assert_eq!(v["root"], "imdn");
     assert_eq!(v["namespace"], "urn:ietf:params:xml:ns:imdn");
     assert_eq!(v["message_id"], "34jk324j");
@@ -51,13 +32,7 @@ fn renders_an_rfc_vector() {
 fn lists_extensions_as_raw_xml_from_stdin() {
     let input = std::fs::read(vector("wild-linphone-reason.txt")).unwrap();
     let out = run_stdin(&input);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = json(&out);
     assert_eq!(v["notification"]["status"], "error");
     assert_eq!(v["notification"]["disposition"], "negative-delivery");
     assert_eq!(
@@ -73,19 +48,10 @@ fn malformed_input_is_one_error_line() {
         b"<imdn xmlns='urn:ietf:params:xml:ns:imdn'>\n<datetime>d</datetime>\n</imdn>",
         b"\x00\xff garbage",
     ] {
-        let out = run_stdin(input);
-        assert_eq!(out.status.code(), Some(2));
-        assert!(out.stdout.is_empty());
-        let err = String::from_utf8(out.stderr).unwrap();
-        assert_eq!(err.lines().count(), 1, "{err}");
-        assert!(err.starts_with("error: "), "{err}");
+        one_error_line(&run_stdin(input));
     }
-    let out = Command::new(BIN)
-        .args(["inspect", "imdn", &vector("bad-two-notifications.txt")])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8(out.stderr).unwrap();
+    let out = cpm_iwf(&["inspect", "imdn", &vector("bad-two-notifications.txt")]);
+    let err = one_error_line(&out);
     assert!(
         err.starts_with("error: <imdn> has two notifications"),
         "{err}"

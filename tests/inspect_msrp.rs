@@ -1,32 +1,15 @@
 //! `cpm-iwf inspect msrp` through the real binary: JSON on a vector, one-line errors.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_cpm-iwf"))
-}
+mod common;
+use common::{cpm_iwf, cpm_iwf_stdin, json, one_error_line};
 
 fn vector(name: &str) -> String {
-    format!("{}/tests/vectors/msrp/{name}", env!("CARGO_MANIFEST_DIR"))
-}
-
-fn json(out: &std::process::Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout).expect("stdout is JSON")
+    common::vector("msrp", name)
 }
 
 #[test]
 fn inspects_a_file() {
-    let out = bin()
-        .args(["inspect", "msrp", &vector("rfc4975-11.4-cpim-chunk1.txt")])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = cpm_iwf(&["inspect", "msrp", &vector("rfc4975-11.4-cpim-chunk1.txt")]);
     let v = json(&out);
     assert_eq!(v["transaction_id"], "d93kswow");
     assert_eq!(v["kind"], "request");
@@ -52,16 +35,7 @@ fn inspects_a_file() {
 #[test]
 fn inspects_a_report_on_stdin() {
     let data = std::fs::read(vector("rfc4975-11.6-report.txt")).unwrap();
-    let mut child = bin()
-        .args(["inspect", "msrp", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(&data).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0));
+    let out = cpm_iwf_stdin(&["inspect", "msrp", "-"], &data);
     let v = json(&out);
     assert_eq!(v["method"], "REPORT");
     assert_eq!(v["status"]["namespace"], 0);
@@ -77,31 +51,14 @@ fn malformed_input_is_one_error_line() {
         b"GET / HTTP/1.1\r\n\r\n",
         b"",
     ] {
-        let mut child = bin()
-            .args(["inspect", "msrp", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(input).unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert_eq!(out.status.code(), Some(2));
-        let err = String::from_utf8(out.stderr).unwrap();
-        assert_eq!(err.lines().count(), 1, "{err}");
-        assert!(err.starts_with("error: "), "{err}");
-        assert!(out.stdout.is_empty());
+        one_error_line(&cpm_iwf_stdin(&["inspect", "msrp", "-"], input));
     }
-    let out = bin()
-        .args([
-            "inspect",
-            "msrp",
-            &vector("rfc4975-5.1-chunk1-fragment.txt"),
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8(out.stderr).unwrap();
+    let out = cpm_iwf(&[
+        "inspect",
+        "msrp",
+        &vector("rfc4975-5.1-chunk1-fragment.txt"),
+    ]);
+    let err = one_error_line(&out);
     assert!(
         err.starts_with("error: To-Path header field missing"),
         "{err}"

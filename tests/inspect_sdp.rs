@@ -1,54 +1,19 @@
 //! `cpm-iwf inspect sdp` run as a real process.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+mod common;
+use common::{cpm_iwf, cpm_iwf_stdin, json, one_error_line};
+use std::process::Output;
 
 fn vector(name: &str) -> String {
-    format!("{}/tests/vectors/sdp/{name}", env!("CARGO_MANIFEST_DIR"))
+    common::vector("sdp", name)
 }
 
 fn run_file(path: &str) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cpm-iwf"))
-        .args(["inspect", "sdp", path])
-        .output()
-        .expect("run cpm-iwf")
+    cpm_iwf(&["inspect", "sdp", path])
 }
 
 fn run_stdin(input: &[u8]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cpm-iwf"))
-        .args(["inspect", "sdp", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn cpm-iwf");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input)
-        .expect("write stdin");
-    child.wait_with_output().expect("wait cpm-iwf")
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
-}
-
-fn one_error_line(out: &Output) -> String {
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    let lines: Vec<&str> = err.lines().collect();
-    assert_eq!(lines.len(), 1, "stderr: {err}");
-    assert!(lines[0].starts_with("error: "), "stderr: {err}");
-    assert!(out.stdout.is_empty());
-    err
+    cpm_iwf_stdin(&["inspect", "sdp", "-"], input)
 }
 
 fn check(v: &serde_json::Value) {

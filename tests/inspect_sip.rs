@@ -1,24 +1,18 @@
 //! `cpm-iwf inspect sip` run as a real process.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+mod common;
+use common::{cpm_iwf, cpm_iwf_stdin, json, one_error_line};
 
-const BIN: &str = env!("CARGO_BIN_EXE_cpm-iwf");
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/sip");
+
+fn run_stdin(input: &[u8]) -> std::process::Output {
+    cpm_iwf_stdin(&["inspect", "sip", "-"], input)
+}
 
 #[test]
 fn renders_a_pager_message() {
-    let out = Command::new(BIN)
-        .args(["inspect", "sip", &format!("{DIR}/cpm-pager-message.txt")])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = cpm_iwf(&["inspect", "sip", &format!("{DIR}/cpm-pager-message.txt")]);
+    let v = json(&out);
     assert_eq!(v["kind"], "request");
     assert_eq!(v["request_line"]["method"], "MESSAGE");
     assert_eq!(v["request_line"]["uri"], "sip:+15551234567@ims.example.net");
@@ -40,18 +34,9 @@ fn renders_a_pager_message() {
 
 #[test]
 fn renders_a_response_from_stdin() {
-    let mut child = Command::new(BIN)
-        .args(["inspect", "sip", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     let input = std::fs::read(format!("{DIR}/rfc3261-24.2-f2-trying.txt")).unwrap();
-    child.stdin.take().unwrap().write_all(&input).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = run_stdin(&input);
+    let v = json(&out);
     assert_eq!(v["kind"], "response");
     assert_eq!(v["status_line"]["code"], 100);
     assert_eq!(v["status_line"]["reason"], "Trying");
@@ -61,26 +46,11 @@ fn renders_a_response_from_stdin() {
     );
 }
 
-fn run_stdin(input: &[u8]) -> std::process::Output {
-    let mut child = Command::new(BIN)
-        .args(["inspect", "sip", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    child.wait_with_output().unwrap()
-}
-
 #[test]
 fn malformed_input_exits_2_with_one_error_line() {
     let input = std::fs::read(format!("{DIR}/rfc4475-mismatch01.txt")).unwrap();
     let out = run_stdin(&input);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(out.stdout.is_empty());
-    let err = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(err.lines().count(), 1, "{err}");
+    let err = one_error_line(&out);
     assert!(
         err.starts_with(
             "error: Bad Request: CSeq method INVITE does not match request method OPTIONS (line 6,"
@@ -89,9 +59,7 @@ fn malformed_input_exits_2_with_one_error_line() {
     );
 
     let out = run_stdin(b"not sip at all\r\n\r\n");
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(err.lines().count(), 1);
+    let err = one_error_line(&out);
     assert!(
         err.starts_with("error: unreadable message dropped: "),
         "{err}"
