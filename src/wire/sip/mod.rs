@@ -233,27 +233,33 @@ pub struct SipMessage {
     body: Bytes,
 }
 
-/// Parse one UDP datagram (RFC 3261 §18.3): the body is the rest of the datagram, cut to
-/// Content-Length when that is smaller; a Content-Length larger than the rest is a 400.
-/// Extra octets after Content-Length are discarded, as §18.3 says.
-pub fn parse_datagram(data: Bytes, limits: &Limits) -> Result<SipMessage, SipError> {
+/// The size check and the header block common to both framings: the parsed head and where the
+/// body starts.
+fn read_head(data: &Bytes, limits: &Limits) -> Result<(parse::Head, usize), SipError> {
     if data.len() > limits.max_message {
         let fault = Fault::MessageTooLarge {
             size: data.len(),
             limit: limits.max_message,
         };
-        return Err(parse::classify_error(&data, limits, fault, None));
+        return Err(parse::classify_error(data, limits, fault, None));
     }
-    let Some(blank) = super::text::find_blank_line(&data, 0) else {
+    let Some(blank) = super::text::find_blank_line(data, 0) else {
         return Err(parse::classify_error(
-            &data,
+            data,
             limits,
             Fault::NoBlankLine,
             Some(data.len()),
         ));
     };
-    let head = parse::parse_head(&data, blank, limits)?;
-    let body_start = blank.saturating_add(4);
+    let head = parse::parse_head(data, blank, limits)?;
+    Ok((head, blank.saturating_add(4)))
+}
+
+/// Parse one UDP datagram (RFC 3261 §18.3): the body is the rest of the datagram, cut to
+/// Content-Length when that is smaller; a Content-Length larger than the rest is a 400.
+/// Extra octets after Content-Length are discarded, as §18.3 says.
+pub fn parse_datagram(data: Bytes, limits: &Limits) -> Result<SipMessage, SipError> {
+    let (head, body_start) = read_head(&data, limits)?;
     let available = data.len().saturating_sub(body_start);
     let body_len = match head.content_length {
         Some(length) if length > available => {
@@ -272,23 +278,7 @@ pub fn parse_datagram(data: Bytes, limits: &Limits) -> Result<SipMessage, SipErr
 /// Parse one complete message held in `data` as if it came on a stream: Content-Length is
 /// required (RFC 3261 §18.3) and must match the bytes after the header block exactly.
 pub fn parse_message(data: Bytes, limits: &Limits) -> Result<SipMessage, SipError> {
-    if data.len() > limits.max_message {
-        let fault = Fault::MessageTooLarge {
-            size: data.len(),
-            limit: limits.max_message,
-        };
-        return Err(parse::classify_error(&data, limits, fault, None));
-    }
-    let Some(blank) = super::text::find_blank_line(&data, 0) else {
-        return Err(parse::classify_error(
-            &data,
-            limits,
-            Fault::NoBlankLine,
-            Some(data.len()),
-        ));
-    };
-    let head = parse::parse_head(&data, blank, limits)?;
-    let body_start = blank.saturating_add(4);
+    let (head, body_start) = read_head(&data, limits)?;
     let available = data.len().saturating_sub(body_start);
     match head.content_length {
         None if available == 0 && !head.is_request => Ok(head.into_message(Bytes::new())),
