@@ -22,31 +22,48 @@ pub enum ParamError {
 pub fn split_top(s: &str, sep: u8) -> Result<Vec<&str>, ParamError> {
     let bytes = s.as_bytes();
     let mut parts = Vec::new();
-    let (mut in_quotes, mut in_angle, mut escaped) = (false, false, false);
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        if in_quotes {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_quotes = false,
-                _ => {}
+    let mut i = 0;
+    // Jump from one byte that matters to the next with memchr instead of looking at every byte:
+    // header values are mostly URI and token characters.
+    while let Some(off) = bytes
+        .get(i..)
+        .and_then(|rest| memchr::memchr3(b'"', b'<', sep, rest))
+    {
+        let at = i + off;
+        match bytes.get(at) {
+            Some(b'"') => {
+                // A quoted string ends at the next `"` not escaped by `\`.
+                let mut j = at + 1;
+                loop {
+                    let Some(q) = bytes
+                        .get(j..)
+                        .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
+                    else {
+                        return Err(ParamError::Unterminated);
+                    };
+                    let k = j + q;
+                    if bytes.get(k) == Some(&b'\\') {
+                        j = k + 2;
+                        continue;
+                    }
+                    i = k + 1;
+                    break;
+                }
             }
-            continue;
-        }
-        match b {
-            b'"' => in_quotes = true,
-            b'<' => in_angle = true,
-            b'>' => in_angle = false,
-            _ if b == sep && !in_angle => {
-                parts.push(s.get(start..i).unwrap_or_default());
-                start = i + 1;
+            Some(b'<') => {
+                let close = bytes
+                    .get(at + 1..)
+                    .and_then(|rest| memchr::memchr(b'>', rest))
+                    .ok_or(ParamError::Unterminated)?;
+                i = at + 1 + close + 1;
             }
-            _ => {}
+            _ => {
+                parts.push(s.get(start..at).unwrap_or_default());
+                start = at + 1;
+                i = at + 1;
+            }
         }
-    }
-    if in_quotes || in_angle {
-        return Err(ParamError::Unterminated);
     }
     parts.push(s.get(start..).unwrap_or_default());
     Ok(parts)
