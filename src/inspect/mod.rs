@@ -60,12 +60,7 @@ pub fn inspect(format: Format, input: Bytes) -> Result<Value, InspectError> {
 /// Which known format a MIME content type names, if any. Parameters (`;charset=...`) and case
 /// are ignored (RFC 2045 §5.1).
 pub fn format_for_content_type(content_type: &[u8]) -> Option<Format> {
-    let media = content_type
-        .split(|b| *b == b';')
-        .next()
-        .map(text::trim_ws)
-        .unwrap_or_default();
-    let is = |name: &str| media.eq_ignore_ascii_case(name.as_bytes());
+    let is = |name: &str| text::media_type_is(content_type, name);
     if is("message/cpim") {
         Some(Format::Cpim)
     } else if is("message/imdn+xml") {

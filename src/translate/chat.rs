@@ -19,6 +19,7 @@ use crate::mapping::{Carriage, Mappings};
 use crate::wire::cpim::{Cpim, CpimHeader};
 use crate::wire::iscomposing;
 use crate::wire::msrp::{Continuation, Message, Method, MsrpUri};
+use crate::wire::text::media_type_is;
 
 /// One leg of a session as the gateway writes to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,12 +80,7 @@ fn relay(msg: &Message, method: Method, out: &ChatLeg, env: &mut Env<'_>) -> Mes
 }
 
 fn media_is(content_type: Option<&Bytes>, media: &str) -> bool {
-    content_type.is_some_and(|ct| {
-        ct.split(|b| *b == b';')
-            .next()
-            .map(crate::wire::text::trim_ws)
-            .is_some_and(|m| m.eq_ignore_ascii_case(media.as_bytes()))
-    })
+    content_type.is_some_and(|ct| media_type_is(ct, media))
 }
 
 /// Whether `msg` is a whole message in one chunk: `$` and a Byte-Range from byte 1 to the end

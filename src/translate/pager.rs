@@ -29,6 +29,7 @@ use crate::wire::cpim::{Cpim, CpimHeader, NS_IMDN};
 use crate::wire::imdn::{self, DeliveryStatus, Imdn, Notification};
 use crate::wire::iscomposing;
 use crate::wire::sip::SipMessage;
+use crate::wire::text::media_type_is as media_is;
 
 /// What a MESSAGE carries.
 enum Content {
@@ -38,16 +39,6 @@ enum Content {
     IsComposing { cpim: Option<Cpim> },
     /// A message: CPIM-wrapped or bare content.
     Message { cpim: Option<Cpim> },
-}
-
-/// The media type of a Content-Type value, without parameters, lower-cased comparison helper.
-fn media_is(content_type: &[u8], media: &str) -> bool {
-    let m = content_type
-        .split(|b| *b == b';')
-        .next()
-        .map(crate::wire::text::trim_ws)
-        .unwrap_or_default();
-    m.eq_ignore_ascii_case(media.as_bytes())
 }
 
 fn classify(msg: &SipMessage) -> Result<Content, TranslateError> {

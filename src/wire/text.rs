@@ -44,6 +44,17 @@ fn is_ws(b: u8) -> bool {
     b == b' ' || b == b'\t'
 }
 
+/// Whether a Content-Type value names the media type `media` (`type/subtype`), parameters
+/// (`;charset=...`) and case ignored (RFC 2045 §5.1).
+#[inline]
+pub fn media_type_is(content_type: &[u8], media: &str) -> bool {
+    content_type
+        .split(|b| *b == b';')
+        .next()
+        .map(trim_ws)
+        .is_some_and(|m| m.eq_ignore_ascii_case(media.as_bytes()))
+}
+
 /// 1-based line and column of byte `offset` in `input`, for error messages that say where.
 /// An offset past the end reports the position just after the last byte.
 pub fn line_col(input: &[u8], offset: usize) -> (usize, usize) {
@@ -87,5 +98,13 @@ mod tests {
         assert_eq!(line_col(b, 4), (2, 2));
         assert_eq!(line_col(b, 99), (3, 3));
         assert_eq!(trim_ws(b" \t "), b"");
+    }
+
+    #[test]
+    fn media_types_compare_without_parameters_or_case() {
+        assert!(media_type_is(b"Message/CPIM", "message/cpim"));
+        assert!(media_type_is(b" text/plain ;charset=UTF-8", "text/plain"));
+        assert!(!media_type_is(b"text/plainer", "text/plain"));
+        assert!(!media_type_is(b"", "text/plain"));
     }
 }
