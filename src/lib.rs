@@ -19,6 +19,7 @@ pub mod conformance;
 pub mod correlate;
 pub mod inspect;
 pub mod mapping;
+pub mod metrics;
 pub mod node;
 pub mod time;
 pub mod tomlfile;

@@ -1,0 +1,2 @@
+//! The admin HTTP server: `/metrics` (Prometheus text format), `/healthz`, `/readyz`.
+//! (Being written.)
