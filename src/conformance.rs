@@ -44,10 +44,9 @@ use crate::mapping::Mappings;
 use crate::time::Millis;
 use crate::tomlfile::{FileError, parse_toml};
 use crate::translate::conversation::IdSource;
-use crate::translate::sdp::MsrpEndpoint;
-use crate::translate::session::{self, LocalLeg};
+use crate::translate::session::{Addresses, SideAddresses};
 use crate::translate::state::{Side, View};
-use crate::translate::{Env, TranslateError, pager};
+use crate::translate::{self, Env, TranslateError};
 use crate::wire::sip::{Limits, SipMessage, parse_datagram};
 use crate::wire::{Answer, WireError};
 
@@ -217,20 +216,15 @@ impl Sent {
 }
 
 /// The gateway's own addresses on each side in conformance runs.
-fn local_leg(side: Side, session_id: &'static str) -> LocalLeg {
-    let (sip, msrp) = match side {
-        Side::Cpm => ("sip:iwf@127.0.0.1:5060", "127.0.0.1:2855"),
-        Side::Simple => ("sip:iwf@127.0.0.1:5062", "127.0.0.1:2856"),
+pub fn addresses() -> Addresses {
+    let side = |contact: &str, port: u16| SideAddresses {
+        contact: contact.to_string(),
+        msrp: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        secure: false,
     };
-    LocalLeg {
-        contact: sip.to_string(),
-        msrp: MsrpEndpoint {
-            addr: msrp
-                .parse()
-                .unwrap_or(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
-            session_id: Bytes::from_static(session_id.as_bytes()),
-            secure: false,
-        },
+    Addresses {
+        cpm: side("sip:iwf@127.0.0.1:5060", 2855),
+        simple: side("sip:iwf@127.0.0.1:5062", 2856),
     }
 }
 
@@ -255,22 +249,7 @@ fn translate_sip(
     env: &mut Env<'_>,
 ) -> Result<Produced, TranslateError> {
     let view = table.view(env.now);
-    let outcome = match incoming.method() {
-        Some(rsip::Method::Invite) => {
-            let out_leg = local_leg(from.other(), "gw-out");
-            session::invite_request(
-                incoming,
-                from,
-                &view,
-                mappings,
-                &out_leg,
-                Bytes::from_static(b"gw-in"),
-                env,
-            )?
-            .outcome
-        }
-        _ => pager::message_request(incoming, from, &view, mappings, env)?,
-    };
+    let outcome = translate::sip_request(incoming, from, &view, mappings, &addresses(), env)?;
     Ok(Produced {
         sent: outcome
             .send

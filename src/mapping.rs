@@ -28,7 +28,10 @@ pub type MappingError = crate::tomlfile::FileError;
 
 /// The services the translator tells apart (docs/interworking-notes.md §1). The set is code:
 /// each needs its own handling; the identifiers are data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
 pub enum Service {
     /// 1-1 chat session (CPM 2.0 SD 5.2.1).
     Chat,

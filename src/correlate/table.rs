@@ -119,7 +119,7 @@ impl Table {
         match entry {
             Entry::Message(k, v) => self.messages.insert(k, v, now).map(drop),
             Entry::Conversation(k, v) => self.conversations.insert(k, v, now).map(drop),
-            Entry::Dialog(k, v) => self.dialogs.insert(k, v, now).map(drop),
+            Entry::Dialog(k, v) => self.dialogs.insert(k, *v, now).map(drop),
             Entry::Msrp(k, v) => self.msrp.insert(k, v, now).map(drop),
         }
     }
@@ -170,7 +170,7 @@ impl Table {
             self.dialogs
                 .snapshot(now)
                 .into_iter()
-                .map(|(k, v, _)| Entry::Dialog(k, v)),
+                .map(|(k, v, _)| Entry::Dialog(k, Box::new(v))),
         );
         out.extend(
             self.msrp

@@ -78,6 +78,8 @@ pub struct Outcome {
     pub reply: Option<Reply>,
     /// Changes to make to the correlation table, in order.
     pub changes: Vec<Change>,
+    /// MSRP legs of a session whose far end is now known, for the node's relay.
+    pub msrp: Vec<session::MsrpLeg>,
 }
 
 /// Why a message cannot be translated; [`status`](Self::status) is the SIP answer it deserves.
@@ -115,6 +117,12 @@ pub enum TranslateError {
     /// An INVITE without an SDP offer: the gateway builds its offer from the caller's.
     #[error("no SDP offer with an MSRP stream in the INVITE")]
     NoOffer,
+    /// A request inside a dialog the gateway does not know (RFC 3261 §12.2.2).
+    #[error("no such dialog")]
+    NoDialog,
+    /// A method the gateway does not relay outside a dialog (RFC 3261 §8.2.1).
+    #[error("method not allowed: {0}")]
+    MethodNotAllowed(String),
     /// The request names a service the mappings do not interwork.
     #[error("service not interworked: {0}")]
     UnknownService(String),
@@ -145,8 +153,48 @@ impl TranslateError {
             TranslateError::Msrp(e) => wire(e.answer()),
             TranslateError::Missing(_) | TranslateError::Header { .. } => 400,
             TranslateError::UnknownService(_) => 403,
+            // RFC 3261 §12.2.2: Call/Transaction Does Not Exist.
+            TranslateError::NoDialog => 481,
+            TranslateError::MethodNotAllowed(_) => 405,
             // RFC 3261 §21.4.26: the session description is not acceptable.
             TranslateError::NoOffer => 488,
         }
+    }
+}
+
+/// Translate a SIP request that arrived from `from`, whatever it is: a pager MESSAGE, an INVITE
+/// that opens a session, a CANCEL, or a request inside a session's dialog (its To has a tag,
+/// RFC 3261 §12.2.2). OPTIONS outside a dialog is answered here (§11.2); other methods the
+/// gateway does not relay outside a dialog get 405 (§8.2.1).
+pub fn sip_request(
+    msg: &SipMessage,
+    from: Side,
+    view: &dyn state::View,
+    mappings: &crate::mapping::Mappings,
+    addrs: &session::Addresses,
+    env: &mut Env<'_>,
+) -> Result<Outcome, TranslateError> {
+    let method = msg.method().ok_or(TranslateError::Missing("method"))?;
+    if *method == rsip::Method::Cancel {
+        return session::cancel_request(msg, from, view);
+    }
+    if msg.to_tag().is_some() {
+        return session::in_dialog_request(msg, from, view, mappings, addrs);
+    }
+    match method {
+        rsip::Method::Message => pager::message_request(msg, from, view, mappings, env),
+        rsip::Method::Invite => {
+            Ok(session::invite_request(msg, from, view, mappings, addrs, env)?.outcome)
+        }
+        rsip::Method::Options => Ok(Outcome {
+            reply: Some(Reply::OK),
+            ..Outcome::default()
+        }),
+        // An ACK outside a dialog acknowledges a non-2xx final answer: hop by hop, the
+        // transaction layer absorbs it (RFC 3261 §17.2.1).
+        rsip::Method::Ack => Ok(Outcome::default()),
+        other => Err(TranslateError::MethodNotAllowed(
+            crate::wire::sip::method_name(other).to_string(),
+        )),
     }
 }

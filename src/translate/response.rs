@@ -40,8 +40,9 @@ pub fn answer_with(
         .map(|r| String::from_utf8_lossy(r).into_owned())
         .unwrap_or_default();
     let mut out = request.response_to(code, &reason);
-    // 100 Trying carries no tag (RFC 3261 §8.2.6.1); every other response does.
-    if code > 100 {
+    // 100 Trying carries no tag (RFC 3261 §8.2.6.1); every other response does, and a
+    // request inside a dialog already names it (§8.2.6.2: the To of the request is kept).
+    if code > 100 && request.to_tag().is_none() {
         let fresh;
         let tag = match to_tag {
             Some(t) => t,

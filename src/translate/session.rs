@@ -6,20 +6,24 @@
 
 use bytes::Bytes;
 
-use super::addr::{aor, uri_of};
+use std::net::SocketAddr;
+
+use super::addr::{aor, uri_of, with_tag};
 use super::conversation::{for_simple_contribution, remember_cpm_contribution};
 use super::feature_tags;
 use super::leg::{
-    conversation_key, cpm_ids, cpm_service, lossy, new_leg, rewrite_service_tags, write_ids,
+    LEG_HEADERS, conversation_key, cpm_ids, cpm_service, lossy, new_leg, rewrite_service_tags,
+    write_ids,
 };
 use super::params::{ContactParams, param_name, split_top};
 use super::response::answer_with;
 use super::sdp::{MsrpEndpoint, answer_role, for_other_leg};
-use super::state::{Change, DialogKey, DialogPeer, Entry, MsrpPeer, Side, View};
-use super::{Env, Outcome, TranslateError};
+use super::state::{Change, DialogKey, DialogPeer, Entry, Key, LegDialog, MsrpPeer, Side, View};
+use super::{Env, Outcome, Reply, TranslateError};
 use crate::mapping::{Mappings, Service};
 use crate::wire::sdp::{MsrpMedia, Sdp, Setup};
-use crate::wire::sip::SipMessage;
+use crate::wire::sip::{SipMessage, method_name};
+use crate::wire::text::media_type_is as media_is;
 
 /// What the gateway is on one side of one session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,15 +119,112 @@ fn sdp_of(msg: &SipMessage) -> Result<Sdp, TranslateError> {
     Ok(Sdp::parse(msg.body().clone())?)
 }
 
-/// Translate an INVITE that arrived from `from`. `out_leg` is the gateway on the other side;
-/// `in_session_id` the session-id the gateway will use in its answer on the received leg.
+/// The gateway's own addresses on one side, from the node's configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SideAddresses {
+    /// The gateway's Contact URI on this side, e.g. `sip:iwf@127.0.0.1:5062`.
+    pub contact: String,
+    /// Where the gateway listens for MSRP on this side.
+    pub msrp: SocketAddr,
+    /// `msrps` (MSRP over TLS) on this side.
+    pub secure: bool,
+}
+
+impl SideAddresses {
+    /// The gateway on this side for the session whose MSRP session-id is `session_id`.
+    pub fn leg(&self, session_id: Bytes) -> LocalLeg {
+        LocalLeg {
+            contact: self.contact.clone(),
+            msrp: MsrpEndpoint {
+                addr: self.msrp,
+                session_id,
+                secure: self.secure,
+            },
+        }
+    }
+}
+
+/// The gateway's own addresses on both sides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Addresses {
+    /// On the CPM side.
+    pub cpm: SideAddresses,
+    /// On the SIMPLE IM side.
+    pub simple: SideAddresses,
+}
+
+impl Addresses {
+    /// The addresses on `side`.
+    pub fn side(&self, side: Side) -> &SideAddresses {
+        match side {
+            Side::Cpm => &self.cpm,
+            Side::Simple => &self.simple,
+        }
+    }
+}
+
+/// One MSRP leg of a session whose far end is now known: what the node's relay needs to
+/// connect it (RFC 4975 §5.4, RFC 6135 §4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MsrpLeg {
+    /// The side of the leg.
+    pub side: Side,
+    /// The session-id of the gateway's MSRP URI on this leg.
+    pub local_session: Bytes,
+    /// The gateway's role on this leg: `Active` connects, `Passive` waits.
+    pub setup: Setup,
+    /// The far end's MSRP stream: its `a=path` and attributes.
+    pub peer: MsrpMedia,
+}
+
+/// An MSRP session-id for one of the gateway's legs (RFC 4975 §6: `1*(unreserved / "+" / "="
+/// / "/")`, hard to guess, §14.1): a fresh identity, which is UUID-shaped.
+fn fresh_session_id(env: &mut Env<'_>) -> Bytes {
+    let id = env.ids.fresh_id();
+    let ok = |b: &u8| b.is_ascii_alphanumeric() || b"-._~+=/".contains(b);
+    if id.iter().all(ok) && !id.is_empty() {
+        id
+    } else {
+        Bytes::from(id.iter().copied().filter(ok).collect::<Vec<u8>>())
+    }
+}
+
+/// `Record-Route` values of `msg` as one `Route` value, in received order or reversed.
+fn route_set(msg: &SipMessage, reversed: bool) -> Option<Bytes> {
+    let mut routes: Vec<&str> = msg
+        .header_all("Record-Route")
+        .flat_map(|v| split_top(v, b',').unwrap_or_else(|_| vec![v]))
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .collect();
+    if routes.is_empty() {
+        return None;
+    }
+    if reversed {
+        routes.reverse();
+    }
+    Some(Bytes::from(routes.join(", ")))
+}
+
+fn without_tag(value: &str, header: &'static str) -> Result<Bytes, TranslateError> {
+    with_tag(value, None)
+        .map(Bytes::from)
+        .map_err(|e| TranslateError::header(header, e))
+}
+
+fn copied(s: &str) -> Bytes {
+    Bytes::copy_from_slice(s.as_bytes())
+}
+
+/// Translate an INVITE that arrived from `from` (a new session: its To has no tag). The
+/// gateway answers the caller on this leg and calls the callee on a new leg; both legs get a
+/// fresh MSRP session-id of the gateway's.
 pub fn invite_request(
     msg: &SipMessage,
     from: Side,
     view: &dyn View,
     mappings: &Mappings,
-    out_leg: &LocalLeg,
-    in_session_id: Bytes,
+    addrs: &Addresses,
     env: &mut Env<'_>,
 ) -> Result<SessionOffer, TranslateError> {
     let to = from.other();
@@ -137,18 +238,31 @@ pub fn invite_request(
         Side::Simple => simple_service(msg, &sdp, mappings)?,
     };
     let in_call_id = msg.call_id().ok_or(TranslateError::Missing("Call-ID"))?;
-    let from_uri = uri_of(msg.header("From").ok_or(TranslateError::Missing("From"))?).to_string();
-    let to_uri = uri_of(msg.header("To").ok_or(TranslateError::Missing("To"))?).to_string();
+    let from_value = msg.header("From").ok_or(TranslateError::Missing("From"))?;
+    let to_value = msg.header("To").ok_or(TranslateError::Missing("To"))?;
+    let from_uri = uri_of(from_value).to_string();
+    let to_uri = uri_of(to_value).to_string();
     let request_uri = msg
         .request_uri()
         .map(|u| lossy(u).into_owned())
         .ok_or(TranslateError::Missing("Request-URI"))?;
+    let caller_tag = msg.from_tag().ok_or(TranslateError::Missing("From tag"))?;
+    // RFC 3261 §12.1.1: the caller's Contact is the remote target of the dialog.
+    let caller_contact = msg
+        .header("Contact")
+        .map(uri_of)
+        .filter(|u| !u.is_empty())
+        .ok_or(TranslateError::Missing("Contact"))?;
+
+    let in_session_id = fresh_session_id(env);
+    let out_session = fresh_session_id(env);
+    let out_leg = addrs.side(to).leg(out_session.clone());
 
     let mut out = new_leg(msg, rsip::Method::Invite, &request_uri, rules, env)?;
     // The dialog's remote target on the new leg is the gateway (RFC 3261 §12.1.2).
     out.remove_header("Contact");
     rewrite_service_tags(&mut out, to, service, mappings)?;
-    out.push_header("Contact", &gateway_contact(out_leg, to, service, mappings))?;
+    out.push_header("Contact", &gateway_contact(&out_leg, to, service, mappings))?;
     // The gateway offers on the new leg and connects, as RFC 4975 §5.4 has an offerer do by
     // default: legacy SIMPLE IM clients that know no a=setup expect it.
     let (offer, received_media) = for_other_leg(&sdp, &out_leg.msrp, Setup::Active, target)?;
@@ -171,35 +285,59 @@ pub fn invite_request(
             Some(ids)
         }
     };
-    let out_call_id = Bytes::copy_from_slice(
-        out.call_id()
-            .ok_or(TranslateError::Missing("Call-ID"))?
-            .as_bytes(),
-    );
-    let in_call_id = Bytes::copy_from_slice(in_call_id.as_bytes());
-    let out_session = out_leg.msrp.session_id.clone();
+    let out_call_id = copied(out.call_id().ok_or(TranslateError::Missing("Call-ID"))?);
+    let in_call_id = copied(in_call_id);
+    let in_role = answer_role(received_media.setup);
+    // The leg the gateway answers (RFC 3261 §12.1.1): its To tag is chosen now, so that every
+    // response on this leg carries the same one.
+    let in_leg = LegDialog {
+        local_tag: env.ids.fresh_id(),
+        remote_tag: Some(copied(caller_tag)),
+        local_uri: without_tag(to_value, "To")?,
+        remote_uri: without_tag(from_value, "From")?,
+        remote_target: copied(caller_contact),
+        route_set: route_set(msg, false),
+        local_cseq: 0,
+        msrp_setup: Some(in_role),
+    };
+    // The leg the gateway calls on (§12.1.2): the far end's tag and target come with its 2xx.
+    let out_from = out.header("From").ok_or(TranslateError::Missing("From"))?;
+    let out_leg_dialog = LegDialog {
+        local_tag: copied(out.from_tag().ok_or(TranslateError::Missing("From tag"))?),
+        remote_tag: None,
+        local_uri: without_tag(out_from, "From")?,
+        remote_uri: without_tag(out.header("To").unwrap_or_default(), "To")?,
+        remote_target: Bytes::from(request_uri),
+        route_set: None,
+        local_cseq: 1,
+        msrp_setup: Some(Setup::Active),
+    };
     outcome.changes.extend([
         Change::Insert(Entry::Dialog(
             DialogKey {
                 side: from,
                 call_id: in_call_id.clone(),
             },
-            DialogPeer {
+            Box::new(DialogPeer {
                 call_id: out_call_id.clone(),
                 conversation: conversation.clone(),
                 msrp_session: Some(in_session_id.clone()),
-            },
+                service,
+                leg: in_leg,
+            }),
         )),
         Change::Insert(Entry::Dialog(
             DialogKey {
                 side: to,
                 call_id: out_call_id.clone(),
             },
-            DialogPeer {
+            Box::new(DialogPeer {
                 call_id: in_call_id.clone(),
                 conversation,
                 msrp_session: Some(out_session.clone()),
-            },
+                service,
+                leg: out_leg_dialog,
+            }),
         )),
         Change::Insert(Entry::Msrp(
             in_session_id.clone(),
@@ -213,11 +351,17 @@ pub fn invite_request(
             out_session,
             MsrpPeer {
                 side: to,
-                peer_session: in_session_id,
+                peer_session: in_session_id.clone(),
                 call_id: out_call_id,
             },
         )),
     ]);
+    outcome.msrp.push(MsrpLeg {
+        side: from,
+        local_session: in_session_id,
+        setup: in_role,
+        peer: received_media.clone(),
+    });
     outcome.send.push((to, out));
     Ok(SessionOffer {
         outcome,
@@ -226,36 +370,343 @@ pub fn invite_request(
     })
 }
 
-/// The gateway's 2xx to the INVITE it received from `caller`, for the far side's 2xx with its
-/// SDP answer: the gateway's Contact and MSRP endpoint on the caller's leg, the role that
-/// answers the caller's (RFC 6135 §4.2), the caller side's content types. Also returns the far
-/// side's MSRP stream, whose `a=path` the node connects to (or awaits) on the other leg.
-#[allow(clippy::too_many_arguments)]
-pub fn invite_answer(
+/// Both legs of the session a request on `from`'s leg belongs to: that leg's entry and the
+/// other's. `None` when the gateway knows no such dialog (RFC 3261 §12.2.2: 481).
+pub fn legs_of(
+    msg: &SipMessage,
+    from: Side,
+    view: &dyn View,
+) -> Result<(DialogPeer, DialogPeer), TranslateError> {
+    let call_id = msg.call_id().ok_or(TranslateError::Missing("Call-ID"))?;
+    let this = view
+        .dialog(&DialogKey {
+            side: from,
+            call_id: copied(call_id),
+        })
+        .ok_or(TranslateError::NoDialog)?;
+    let other = view
+        .dialog(&DialogKey {
+            side: from.other(),
+            call_id: this.call_id.clone(),
+        })
+        .ok_or(TranslateError::NoDialog)?;
+    Ok((this, other))
+}
+
+/// Entries to forget when a session ends: both dialogs and both MSRP legs.
+pub fn forget_session(from: Side, this: &DialogPeer, other: &DialogPeer) -> Vec<Change> {
+    let mut changes = vec![
+        Change::Remove(Key::Dialog(DialogKey {
+            side: from.other(),
+            call_id: this.call_id.clone(),
+        })),
+        Change::Remove(Key::Dialog(DialogKey {
+            side: from,
+            call_id: other.call_id.clone(),
+        })),
+    ];
+    for sid in [&this.msrp_session, &other.msrp_session]
+        .into_iter()
+        .flatten()
+    {
+        changes.push(Change::Remove(Key::Msrp(sid.clone())));
+    }
+    changes
+}
+
+/// The answer on the caller's leg for the far side's response `far` to the gateway's INVITE
+/// or in-dialog request. `request` is what the gateway received from `from`. A 2xx to an
+/// INVITE gets the gateway's Contact and MSRP endpoint on the caller's leg (RFC 6135 §4.2
+/// role as chosen at the offer, the caller side's content types) and completes the far leg's
+/// dialog (§12.1.2); a final failure of the INVITE that opened the session forgets it. A
+/// second 2xx from another fork (CPM 2.0 §4.2, auto-answering devices) is not relayed: the
+/// gateway ACKs and hangs it up (RFC 3261 §13.2.2.4).
+pub fn session_response(
     request: &SipMessage,
+    from: Side,
     far: &SipMessage,
-    caller: Side,
-    in_leg: &LocalLeg,
-    offered_setup: Option<Setup>,
-    service: Service,
-    to_tag: Option<&str>,
+    view: &dyn View,
     mappings: &Mappings,
+    addrs: &Addresses,
     env: &mut Env<'_>,
-) -> Result<(SipMessage, MsrpMedia), TranslateError> {
-    let far_sdp = sdp_of(far)?;
-    let target = match caller {
-        Side::Cpm => &mappings.cpm,
-        Side::Simple => &mappings.simple,
+) -> Result<Outcome, TranslateError> {
+    let code = far
+        .status_code()
+        .ok_or(TranslateError::Missing("status code"))?;
+    let mut outcome = Outcome::default();
+    let (this, other) = match legs_of(request, from, view) {
+        Ok(legs) => legs,
+        // Not a session (a pager MESSAGE): a plain answer.
+        Err(TranslateError::NoDialog) => {
+            if code > 100 {
+                outcome
+                    .send
+                    .push((from, answer_with(request, far, None, env)?));
+            }
+            return Ok(outcome);
+        }
+        Err(e) => return Err(e),
     };
-    let mut out = answer_with(request, far, to_tag, env)?;
-    out.push_header(
+    if code == 100 {
+        // Hop by hop (RFC 3261 §8.2.6.1): the node's server transaction sent its own.
+        return Ok(outcome);
+    }
+    let to = from.other();
+    let tag = lossy(&this.leg.local_tag).into_owned();
+    let is_invite = request.method() == Some(&rsip::Method::Invite);
+    let initial = request.to_tag().is_none();
+    if !(is_invite && (200..300).contains(&code)) {
+        let answer = answer_with(request, far, Some(&tag), env)?;
+        if is_invite && initial && code >= 300 {
+            outcome.changes.extend(forget_session(from, &this, &other));
+        }
+        outcome.send.push((from, answer));
+        return Ok(outcome);
+    }
+    let far_tag = far.to_tag().ok_or(TranslateError::Missing("To tag"))?;
+    if let Some(known) = &other.leg.remote_tag
+        && known.as_ref() != far_tag.as_bytes()
+        && initial
+    {
+        outcome
+            .send
+            .extend(hang_up_fork(far, &other.leg)?.map(|m| (to, m)));
+        return Ok(outcome);
+    }
+    let mut answer = answer_with(request, far, Some(&tag), env)?;
+    let local = addrs
+        .side(from)
+        .leg(this.msrp_session.clone().unwrap_or_default());
+    answer.push_header(
         "Contact",
-        &gateway_contact(in_leg, caller, service, mappings),
+        &gateway_contact(&local, from, this.service, mappings),
     )?;
-    let (answer, far_media) =
-        for_other_leg(&far_sdp, &in_leg.msrp, answer_role(offered_setup), target)?;
-    out.set_body_with_type(Some("application/sdp"), answer.to_bytes())?;
-    Ok((out, far_media))
+    // The far end's dialog: its tag, its target (refreshed by every 2xx, §12.2.1.2), and on
+    // the first 2xx its route set (§12.1.2: Record-Route reversed).
+    let mut far_leg = other.clone();
+    if far_leg.leg.remote_tag.is_none() {
+        far_leg.leg.remote_tag = Some(copied(far_tag));
+        far_leg.leg.route_set = route_set(far, true);
+    }
+    if let Some(contact) = far.header("Contact").map(uri_of).filter(|u| !u.is_empty()) {
+        far_leg.leg.remote_target = copied(contact);
+    }
+    if far.content_type().is_some() && !far.body().is_empty() {
+        let target = match from {
+            Side::Cpm => &mappings.cpm,
+            Side::Simple => &mappings.simple,
+        };
+        let far_sdp = sdp_of(far)?;
+        let role = this.leg.msrp_setup.unwrap_or(Setup::Passive);
+        let (sdp, far_media) = for_other_leg(&far_sdp, &local.msrp, role, target)?;
+        answer.set_body_with_type(Some("application/sdp"), sdp.to_bytes())?;
+        if let Some(sid) = &other.msrp_session {
+            outcome.msrp.push(MsrpLeg {
+                side: to,
+                local_session: sid.clone(),
+                setup: other.leg.msrp_setup.unwrap_or(Setup::Active),
+                peer: far_media,
+            });
+        }
+    }
+    outcome.changes.push(Change::Insert(Entry::Dialog(
+        DialogKey {
+            side: to,
+            call_id: this.call_id.clone(),
+        },
+        Box::new(far_leg),
+    )));
+    outcome.send.push((from, answer));
+    Ok(outcome)
+}
+
+/// ACK and BYE for a 2xx from a fork other than the one the session went on with
+/// (RFC 3261 §13.2.2.4: every 2xx is acknowledged; the extra dialog is then ended).
+fn hang_up_fork(far: &SipMessage, leg: &LegDialog) -> Result<[SipMessage; 2], TranslateError> {
+    let target = far
+        .header("Contact")
+        .map(uri_of)
+        .filter(|u| !u.is_empty())
+        .ok_or(TranslateError::Missing("Contact"))?;
+    let cseq = far.cseq().map_or(1, |c| c.seq);
+    let to = far.header("To").ok_or(TranslateError::Missing("To"))?;
+    let call_id = far.call_id().ok_or(TranslateError::Missing("Call-ID"))?;
+    let routes = route_set(far, true);
+    let build = |method: rsip::Method, seq: u32| -> Result<SipMessage, TranslateError> {
+        let mut m = SipMessage::request(method, target)?;
+        if let Some(r) = &routes {
+            m.push_header("Route", &lossy(r))?;
+        }
+        m.push_header("Max-Forwards", "70")?;
+        m.push_header(
+            "From",
+            &format!("{};tag={}", lossy(&leg.local_uri), lossy(&leg.local_tag)),
+        )?;
+        m.push_header("To", to)?;
+        m.push_header("Call-ID", call_id)?;
+        m.push_header("CSeq", &format!("{seq} {}", method_name(&method)))?;
+        Ok(m)
+    };
+    Ok([
+        build(rsip::Method::Ack, cseq)?,
+        build(rsip::Method::Bye, cseq.saturating_add(1))?,
+    ])
+}
+
+/// A request the gateway sends inside the dialog of `leg` (RFC 3261 §12.2.1.1): Request-URI
+/// the remote target, Route the route set, From/To with the dialog's tags, the leg's Call-ID,
+/// and the end-to-end fields of `incoming` by the direction's rules.
+fn in_dialog(
+    incoming: &SipMessage,
+    method: rsip::Method,
+    call_id: &[u8],
+    leg: &LegDialog,
+    seq: u32,
+    rules: &crate::mapping::HeaderRules,
+) -> Result<SipMessage, TranslateError> {
+    let mut out = SipMessage::request(method, &lossy(&leg.remote_target))?;
+    if let Some(r) = &leg.route_set {
+        out.push_header("Route", &lossy(r))?;
+    }
+    out.push_header("Max-Forwards", "70")?;
+    out.push_header(
+        "From",
+        &format!("{};tag={}", lossy(&leg.local_uri), lossy(&leg.local_tag)),
+    )?;
+    let to = match &leg.remote_tag {
+        Some(t) => format!("{};tag={}", lossy(&leg.remote_uri), lossy(t)),
+        None => lossy(&leg.remote_uri).into_owned(),
+    };
+    out.push_header("To", &to)?;
+    out.push_header("Call-ID", &lossy(call_id))?;
+    out.push_header("CSeq", &format!("{seq} {}", method_name(&method)))?;
+    for (name, value) in incoming.headers() {
+        if LEG_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(name))
+            || name.eq_ignore_ascii_case("Contact")
+            || rules.drops(name)
+        {
+            continue;
+        }
+        out.push_header(rules.renamed(name).unwrap_or(name), value)?;
+    }
+    Ok(out)
+}
+
+/// Translate a request inside a session's dialog (its To has a tag): ACK, BYE, a re-INVITE or
+/// any other method, relayed on the other leg's dialog. BYE ends the session: its entries are
+/// forgotten (the node matches the far side's answer by its own transaction).
+pub fn in_dialog_request(
+    msg: &SipMessage,
+    from: Side,
+    view: &dyn View,
+    mappings: &Mappings,
+    addrs: &Addresses,
+) -> Result<Outcome, TranslateError> {
+    let to = from.other();
+    let (this, other) = legs_of(msg, from, view)?;
+    let rules = match to {
+        Side::Simple => &mappings.cpm_to_simple,
+        Side::Cpm => &mappings.simple_to_cpm,
+    };
+    let method = *msg.method().ok_or(TranslateError::Missing("method"))?;
+    let mut outcome = Outcome::default();
+    // ACK takes the CSeq number of the INVITE it acknowledges (§13.2.2.4); every other request
+    // the next number of the gateway's own sequence on that leg (§12.2.1.1).
+    let seq = if method == rsip::Method::Ack {
+        other.leg.local_cseq.max(1)
+    } else {
+        other.leg.local_cseq.saturating_add(1)
+    };
+    let mut out = in_dialog(msg, method, &this.call_id, &other.leg, seq, rules)?;
+    let has_sdp = msg
+        .content_type()
+        .is_some_and(|ct| media_is(ct.as_bytes(), "application/sdp"))
+        && !msg.body().is_empty();
+    match method {
+        rsip::Method::Ack => {}
+        rsip::Method::Bye => outcome.changes.extend(forget_session(from, &this, &other)),
+        _ => {
+            let mut next = other.clone();
+            next.leg.local_cseq = seq;
+            if method == rsip::Method::Invite || method == rsip::Method::Update {
+                // A target refresh request carries the sender's Contact (§12.2.1.1).
+                let local = addrs
+                    .side(to)
+                    .leg(other.msrp_session.clone().unwrap_or_default());
+                out.push_header(
+                    "Contact",
+                    &gateway_contact(&local, to, other.service, mappings),
+                )?;
+                // The far end may have moved (§12.2.2: a refresh updates the remote target).
+                let mut this_next = this.clone();
+                if let Some(c) = msg.header("Contact").map(uri_of).filter(|u| !u.is_empty()) {
+                    this_next.leg.remote_target = copied(c);
+                }
+                outcome.changes.push(Change::Insert(Entry::Dialog(
+                    DialogKey {
+                        side: from,
+                        call_id: other.call_id.clone(),
+                    },
+                    Box::new(this_next),
+                )));
+            }
+            outcome.changes.push(Change::Insert(Entry::Dialog(
+                DialogKey {
+                    side: to,
+                    call_id: this.call_id.clone(),
+                },
+                Box::new(next),
+            )));
+        }
+    }
+    if has_sdp && method != rsip::Method::Ack {
+        let sdp = sdp_of(msg)?;
+        let target = match to {
+            Side::Simple => &mappings.simple,
+            Side::Cpm => &mappings.cpm,
+        };
+        let local = addrs
+            .side(to)
+            .leg(other.msrp_session.clone().unwrap_or_default());
+        // A re-offer keeps the roles of the connection that exists (RFC 6135 §4.1, RFC 4145
+        // §4.1: the same roles mean the same connection).
+        let role = other.leg.msrp_setup.unwrap_or(Setup::Active);
+        let (offer, _) = for_other_leg(&sdp, &local.msrp, role, target)?;
+        out.set_body_with_type(Some("application/sdp"), offer.to_bytes())?;
+    } else if !msg.body().is_empty() && method != rsip::Method::Ack {
+        let ct = msg.content_type().map(str::to_string);
+        out.set_body_with_type(ct.as_deref(), msg.body().clone())?;
+    }
+    outcome.send.push((to, out));
+    Ok(outcome)
+}
+
+/// Translate a CANCEL of an INVITE the gateway relayed (RFC 3261 §9): the gateway answers the
+/// CANCEL itself (200, §9.2) and cancels its own INVITE on the other leg, with that INVITE's
+/// Request-URI, Call-ID, From, To and CSeq number (§9.1). The node gives it the Via of its
+/// INVITE's client transaction. The INVITE's 487 then comes back through
+/// [`session_response`] and ends the session.
+pub fn cancel_request(
+    msg: &SipMessage,
+    from: Side,
+    view: &dyn View,
+) -> Result<Outcome, TranslateError> {
+    let (this, other) = legs_of(msg, from, view)?;
+    let leg = &other.leg;
+    let mut out = SipMessage::request(rsip::Method::Cancel, &lossy(&leg.remote_target))?;
+    out.push_header("Max-Forwards", "70")?;
+    out.push_header(
+        "From",
+        &format!("{};tag={}", lossy(&leg.local_uri), lossy(&leg.local_tag)),
+    )?;
+    out.push_header("To", &lossy(&leg.remote_uri))?;
+    out.push_header("Call-ID", &lossy(&this.call_id))?;
+    out.push_header("CSeq", &format!("{} CANCEL", leg.local_cseq.max(1)))?;
+    Ok(Outcome {
+        send: vec![(from.other(), out)],
+        reply: Some(Reply::OK),
+        ..Outcome::default()
+    })
 }
 
 #[cfg(test)]

@@ -8,6 +8,9 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::mapping::Service;
+use crate::wire::sdp::Setup;
+
 /// Which network a message came from or goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -122,6 +125,42 @@ pub struct DialogPeer {
     /// session carries MSRP.
     #[serde(with = "opt_text_bytes", default)]
     pub msrp_session: Option<Bytes>,
+    /// The service of the session (its tags on each side, docs/interworking-notes.md §1).
+    pub service: Service,
+    /// This leg's dialog as the gateway holds it.
+    pub leg: LegDialog,
+}
+
+/// The dialog of one leg as the gateway, a user agent on it, holds it (RFC 3261 §12.1): what
+/// it needs to send a request inside the dialog (§12.2.1.1) and to answer one (§12.2.2).
+/// Header values are kept as they were written on the leg, tags apart.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LegDialog {
+    /// The gateway's tag on this leg: its From tag where it sent the INVITE, its To tag where
+    /// it answered one.
+    #[serde(with = "text_bytes")]
+    pub local_tag: Bytes,
+    /// The far end's tag; `None` until the far end answers the gateway's INVITE.
+    #[serde(with = "opt_text_bytes", default)]
+    pub remote_tag: Option<Bytes>,
+    /// The gateway's address on this leg as From of its requests (`name-addr`, no tag).
+    #[serde(with = "text_bytes")]
+    pub local_uri: Bytes,
+    /// The far end's address as To of the gateway's requests (`name-addr`, no tag).
+    #[serde(with = "text_bytes")]
+    pub remote_uri: Bytes,
+    /// The far end's Contact URI: the Request-URI of requests inside the dialog.
+    #[serde(with = "text_bytes")]
+    pub remote_target: Bytes,
+    /// The route set as a `Route` value, first hop first (§12.1.1: Record-Route of the request
+    /// in order; §12.1.2: of the response, reversed).
+    #[serde(with = "opt_text_bytes", default)]
+    pub route_set: Option<Bytes>,
+    /// The CSeq number of the gateway's last request on this leg (0: none sent yet).
+    pub local_cseq: u32,
+    /// The gateway's `a=setup` role on this leg's MSRP connection (RFC 6135 §4), kept for
+    /// re-offers.
+    pub msrp_setup: Option<Setup>,
 }
 
 /// The other leg of a back-to-back MSRP session, keyed by the session-id of the gateway's own
@@ -158,8 +197,8 @@ pub enum Entry {
     Message(#[serde(with = "text_bytes")] Bytes, MessageOrigin),
     /// A conversation's state.
     Conversation(ConversationKey, ConversationState),
-    /// A leg and its peer.
-    Dialog(DialogKey, DialogPeer),
+    /// A leg and its peer (boxed: a dialog is several times the size of the other entries).
+    Dialog(DialogKey, Box<DialogPeer>),
     /// An MSRP leg and its peer.
     Msrp(#[serde(with = "text_bytes")] Bytes, MsrpPeer),
 }

@@ -115,7 +115,8 @@ impl WireError for SdpError {
 }
 
 /// `a=setup` roles (RFC 4145 §4, used by MSRP per RFC 6135 §4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Setup {
     /// Opens the connection.
     Active,
