@@ -16,6 +16,8 @@
 //! send = "simple"                         # one message goes to that side ...
 //! # error = 403                           # ... or the translation is refused with this status
 //! # reply = 200                           # ... or the gateway answers itself
+//! # sent = ["ACK", "BYE"]                 # every message sent, in order (status codes for
+//! # status = 200                          #   responses); the status of the first one
 //! request_uri = "sip:bob@example.net"
 //! headers = { "Call-ID" = "gen-2" }       # exact values (first occurrence)
 //! header_contains = { "Contact" = "+g.oma.sip-im" }
@@ -28,7 +30,12 @@
 //! forgotten = []                          # ... and ones it does not
 //! conversations = 1                       # table entries of that kind after the step
 //! messages = 1
+//! dialogs = 2
 //! ```
+//! An input may be a SIP response (it answers the request the gateway sent to that side with
+//! the same Call-ID and CSeq) and may read what the gateway sent last to its side with
+//! `{{last.Header}}`; an MSRP input is routed by the table, or by `msrp_leg` for a lone chunk.
+//! conformance/README.md says more.
 //! Fresh identities are `gen-1`, `gen-2`, ... in the order the translator draws them (one
 //! counter per case), the wall-clock time is `2026-11-25T10:00:05.000Z`, so that expected
 //! values are exact.
@@ -109,6 +116,11 @@ struct Expect {
     error: Option<u16>,
     reply: Option<u16>,
     send: Option<SideName>,
+    /// What was sent, in order: methods of requests, status codes of responses.
+    #[serde(default)]
+    sent: Vec<String>,
+    /// The status code of the (first) message sent, a response.
+    status: Option<u16>,
     request_uri: Option<String>,
     #[serde(default)]
     headers: BTreeMap<String, String>,
@@ -128,6 +140,7 @@ struct Expect {
     forgotten: Vec<String>,
     conversations: Option<usize>,
     messages: Option<usize>,
+    dialogs: Option<usize>,
 }
 
 /// The result of one case.
@@ -228,8 +241,8 @@ pub fn addresses() -> Addresses {
     }
 }
 
-/// Why an MSRP step produced nothing: the translator refused it, or the case is incomplete.
-enum MsrpFailure {
+/// Why a step produced nothing: the translator refused it, or the case is incomplete.
+enum Failure {
     Refused(TranslateError),
     Case(String),
 }
@@ -244,12 +257,50 @@ struct Produced {
 fn translate_sip(
     incoming: &SipMessage,
     from: Side,
-    table: &Table,
+    run: &mut Run,
     mappings: &Mappings,
     env: &mut Env<'_>,
-) -> Result<Produced, TranslateError> {
-    let view = table.view(env.now);
-    let outcome = translate::sip_request(incoming, from, &view, mappings, &addresses(), env)?;
+) -> Result<Produced, Failure> {
+    let view = run.table.view(env.now);
+    let outcome = if incoming.is_request() {
+        translate::sip_request(incoming, from, &view, mappings, &addresses(), env)
+    } else {
+        // A response answers a request the gateway sent to `from`: the runner plays the node's
+        // transaction layer and finds the request the gateway had received for it.
+        let call_id = incoming.call_id().unwrap_or_default();
+        let cseq = incoming.header("CSeq").unwrap_or_default();
+        let Some(p) = run
+            .pending
+            .iter()
+            .find(|p| p.to == from && p.call_id == call_id && p.cseq == cseq)
+        else {
+            return Err(Failure::Case(format!(
+                "no request sent to {from:?} with Call-ID {call_id} and CSeq {cseq}"
+            )));
+        };
+        translate::session::session_response(
+            &p.received,
+            p.from,
+            incoming,
+            &view,
+            mappings,
+            &addresses(),
+            env,
+        )
+    }
+    .map_err(Failure::Refused)?;
+    for (side, m) in &outcome.send {
+        if m.is_request() && !matches!(m.method(), Some(rsip::Method::Ack | rsip::Method::Cancel)) {
+            run.pending.push(Pending {
+                to: *side,
+                call_id: m.call_id().unwrap_or_default().to_string(),
+                cseq: m.header("CSeq").unwrap_or_default().to_string(),
+                received: incoming.clone(),
+                from,
+            });
+        }
+        run.last_sent.insert(*side, m.clone());
+    }
     Ok(Produced {
         sent: outcome
             .send
@@ -261,6 +312,49 @@ fn translate_sip(
     })
 }
 
+/// What the runner keeps between the steps of a case, as the node would: the table, fresh
+/// ids, the requests the gateway sent and is owed an answer for, the last message it sent to
+/// each side (what `{{last.Header}}` in a step's input reads).
+struct Run {
+    table: Table,
+    ids: Counter,
+    pending: Vec<Pending>,
+    last_sent: std::collections::HashMap<Side, SipMessage>,
+}
+
+/// A request the gateway sent to `to`, for the request `received` from `from`.
+struct Pending {
+    to: Side,
+    call_id: String,
+    cseq: String,
+    received: SipMessage,
+    from: Side,
+}
+
+/// `{{last.Header}}` in a step's input: that header of the last SIP message the gateway sent
+/// to the side the step comes from (its Call-ID, its From with the gateway's tag, ...).
+fn fill(text: &str, from: Side, run: &Run) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("{{last.") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 7..];
+        let end = after
+            .find("}}")
+            .ok_or_else(|| "unclosed {{last.".to_string())?;
+        let name = &after[..end];
+        let value = run
+            .last_sent
+            .get(&from)
+            .and_then(|m| m.header(name))
+            .ok_or_else(|| format!("{{{{last.{name}}}}}: nothing sent to {from:?} with {name}"))?;
+        out.push_str(value);
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
 fn translate_msrp(
     incoming: &crate::wire::msrp::Message,
     from: Side,
@@ -268,14 +362,26 @@ fn translate_msrp(
     table: &Table,
     mappings: &Mappings,
     env: &mut Env<'_>,
-) -> Result<Produced, MsrpFailure> {
+) -> Result<Produced, Failure> {
     use crate::translate::chat::{ChatLeg, ChatParties, chat_report, chat_send};
     use crate::translate::state::{Device, DialogKey};
     use crate::wire::msrp::{Method, MsrpUri};
 
-    let spec = leg.ok_or_else(|| MsrpFailure::Case("an MSRP step needs msrp_leg".into()))?;
+    let Some(spec) = leg else {
+        // A session set up by earlier steps: the table says where the chunk goes.
+        let view = table.view(env.now);
+        let (to, out) =
+            crate::translate::chat::msrp_request(incoming, &view, mappings, &addresses(), env)
+                .map_err(Failure::Refused)?;
+        return Ok(Produced {
+            sent: vec![(to, Sent::Msrp(out.send))],
+            reply: None,
+            changes: out.changes,
+        });
+    };
+    let _ = from;
     let parse_uri = |u: &str| {
-        MsrpUri::parse_str(u).map_err(|e| MsrpFailure::Case(format!("msrp_leg URI {u:?}: {e}")))
+        MsrpUri::parse_str(u).map_err(|e| Failure::Case(format!("msrp_leg URI {u:?}: {e}")))
     };
     let out = ChatLeg {
         local: parse_uri(&spec.local)?,
@@ -312,7 +418,7 @@ fn translate_msrp(
         Some(Method::Report) => (chat_report(incoming, &out, env), Vec::new()),
         _ => {
             let o = chat_send(incoming, from, &out, &parties, mappings, env)
-                .map_err(MsrpFailure::Refused)?;
+                .map_err(Failure::Refused)?;
             (o.send, o.changes)
         }
     };
@@ -327,9 +433,8 @@ fn translate_msrp(
 fn run_step(
     step: &Step,
     base: &Path,
-    table: &Table,
+    run: &mut Run,
     mappings: &Mappings,
-    ids: &mut Counter,
     now: Millis,
 ) -> Result<(), String> {
     let text = match (&step.input, &step.input_file) {
@@ -340,11 +445,7 @@ fn run_step(
     };
     let e = &step.expect;
     let from: Side = step.from.into();
-    let mut env = Env {
-        now,
-        ids,
-        datetime: DATETIME,
-    };
+    let text = fill(&text, from, run)?;
     let refused = |status: u16, why: String| {
         check(e.error == Some(status), || {
             format!("refused with {status}: {why}")
@@ -356,17 +457,22 @@ fn run_step(
             Ok(m) => m,
             Err(err) => return refused(wire_status(&err), err.to_string()),
         };
+        let mut env = Env {
+            now,
+            ids: &mut run.ids,
+            datetime: DATETIME,
+        };
         let produced = match translate_msrp(
             &incoming,
             from,
             step.msrp_leg.as_ref(),
-            table,
+            &run.table,
             mappings,
             &mut env,
         ) {
             Ok(p) => p,
-            Err(MsrpFailure::Refused(err)) => return refused(err.status(), err.to_string()),
-            Err(MsrpFailure::Case(why)) => return Err(why),
+            Err(Failure::Refused(err)) => return refused(err.status(), err.to_string()),
+            Err(Failure::Case(why)) => return Err(why),
         };
         (incoming.body.clone().unwrap_or_default(), produced)
     } else {
@@ -374,11 +480,21 @@ fn run_step(
             Ok(m) => m,
             Err(err) => return refused(wire_status(&err), err.to_string()),
         };
-        match translate_sip(&incoming, from, table, mappings, &mut env) {
+        let mut ids = std::mem::replace(&mut run.ids, Counter(0));
+        let mut env = Env {
+            now,
+            ids: &mut ids,
+            datetime: DATETIME,
+        };
+        let result = translate_sip(&incoming, from, run, mappings, &mut env);
+        run.ids = ids;
+        match result {
             Ok(p) => (incoming.body().clone(), p),
-            Err(err) => return refused(err.status(), err.to_string()),
+            Err(Failure::Refused(err)) => return refused(err.status(), err.to_string()),
+            Err(Failure::Case(why)) => return Err(why),
         }
     };
+    let table = &run.table;
     check(e.error.is_none(), || {
         format!("expected error {:?}, got a translation", e.error)
     })?;
@@ -388,17 +504,44 @@ fn run_step(
     check(e.reply == produced.reply, || {
         format!("reply: expected {:?}, got {:?}", e.reply, produced.reply)
     })?;
+    let what: Vec<String> = produced
+        .sent
+        .iter()
+        .map(|(_, m)| match m {
+            Sent::Sip(m) => match m.status_code() {
+                Some(code) => code.to_string(),
+                None => m
+                    .method()
+                    .map(|m| crate::wire::sip::method_name(m).to_string())
+                    .unwrap_or_default(),
+            },
+            Sent::Msrp(m) => m
+                .method()
+                .map(|m| format!("{m:?}").to_uppercase())
+                .unwrap_or_default(),
+        })
+        .collect();
+    if !e.sent.is_empty() {
+        check(what == e.sent, || {
+            format!("sent {what:?}, expected {:?}", e.sent)
+        })?;
+    }
     match (e.send, produced.sent.as_slice()) {
         (None, []) => {}
-        (Some(side), [(to, out)]) => {
+        (Some(side), [(to, out), more @ ..]) if more.is_empty() || !e.sent.is_empty() => {
             check(Side::from(side) == *to, || {
                 format!("sent to {to:?}, expected {side:?}")
             })?;
+            if let Some(status) = e.status {
+                check(what.first() == Some(&status.to_string()), || {
+                    format!("sent {what:?}, expected status {status}")
+                })?;
+            }
             check_message(e, &incoming_body, out)?;
         }
         (want, got) => {
             return Err(format!(
-                "expected {} message(s) sent, got {}",
+                "expected {} message(s) sent, got {} ({what:?})",
                 usize::from(want.is_some()),
                 got.len()
             ));
@@ -422,6 +565,11 @@ fn run_step(
                 "{} conversations remembered, expected {n}",
                 stats.conversations.len
             )
+        })?;
+    }
+    if let Some(n) = e.dialogs {
+        check(stats.dialogs.len == n, || {
+            format!("{} dialogs remembered, expected {n}", stats.dialogs.len)
         })?;
     }
     if let Some(n) = e.messages {
@@ -499,8 +647,12 @@ pub fn run_case(path: &Path, mappings: &Mappings) -> Result<CaseResult, FileErro
     );
     let case: CaseFile = parse_toml((&path.display().to_string(), &text))?;
     let base = path.parent().unwrap_or(Path::new("."));
-    let table = Table::new(TableLimits::default());
-    let mut ids = Counter(0);
+    let mut run = Run {
+        table: Table::new(TableLimits::default()),
+        ids: Counter(0),
+        pending: Vec::new(),
+        last_sent: std::collections::HashMap::new(),
+    };
     let mut failure = None;
     if case.description.trim().is_empty() || case.clause.trim().is_empty() {
         failure = Some("a case must name its clause and describe what it checks".to_string());
@@ -510,7 +662,7 @@ pub fn run_case(path: &Path, mappings: &Mappings) -> Result<CaseResult, FileErro
             break;
         }
         let now = Millis(1_000 * (i as u64 + 1));
-        if let Err(why) = run_step(step, base, &table, mappings, &mut ids, now) {
+        if let Err(why) = run_step(step, base, &mut run, mappings, now) {
             failure = Some(format!("step {}: {why}", i + 1));
         }
     }

@@ -271,6 +271,7 @@ mod tests {
             side: Side::Simple,
             peer_session: Bytes::from_static(n),
             call_id: Bytes::from_static(b"c"),
+            remote_path: None,
         };
         let ins = |k: &'static [u8]| Change::Insert(Entry::Msrp(Bytes::from_static(k), peer(k)));
         t.apply(&[ins(b"s1"), ins(b"s2")], Millis(0)).unwrap();

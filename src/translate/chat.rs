@@ -12,8 +12,11 @@
 
 use bytes::Bytes;
 
-use super::leg::MAX_ID_LEN;
-use super::state::{Change, ConversationIds, Device, Entry, MessageOrigin, Side};
+use super::addr::{aor, uri_of};
+use super::device::device_of;
+use super::leg::{MAX_ID_LEN, lossy};
+use super::session::Addresses;
+use super::state::{Change, ConversationIds, Device, DialogKey, Entry, MessageOrigin, Side, View};
 use super::{Env, TranslateError};
 use crate::mapping::{Carriage, Mappings};
 use crate::wire::cpim::{Cpim, CpimHeader};
@@ -181,6 +184,80 @@ pub fn chat_send(
 /// status of a message reaches the leg it came from with its Message-ID, Byte-Range and Status.
 pub fn chat_report(msg: &Message, out: &ChatLeg, env: &mut Env<'_>) -> Message {
     relay(msg, Method::Report, out, env)
+}
+
+/// The session a chunk received on the gateway's MSRP URI `session_id` belongs to, read from
+/// the table: the leg to write to and who speaks. `NoDialog` (481, RFC 4975 §7.3 "session does
+/// not exist") when the gateway knows no such session or the far leg is not set up yet.
+pub fn route(
+    session_id: &[u8],
+    view: &dyn View,
+    addrs: &Addresses,
+) -> Result<(Side, ChatLeg, ChatParties), TranslateError> {
+    let this = view.msrp(session_id).ok_or(TranslateError::NoDialog)?;
+    let other = view
+        .msrp(&this.peer_session)
+        .ok_or(TranslateError::NoDialog)?;
+    let path = other.remote_path.clone().ok_or(TranslateError::NoDialog)?;
+    let remote_path = path
+        .split(|b| *b == b' ')
+        .filter(|u| !u.is_empty())
+        .map(|u| MsrpUri::parse(path.slice_ref(u)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let local = MsrpUri::parse(Bytes::from(
+        addrs
+            .side(other.side)
+            .leg(this.peer_session.clone())
+            .msrp
+            .uri(),
+    ))?;
+    let dialog = |side: Side, call_id: Bytes| {
+        view.dialog(&DialogKey { side, call_id })
+            .ok_or(TranslateError::NoDialog)
+    };
+    let this_dialog = dialog(this.side, this.call_id.clone())?;
+    let other_dialog = dialog(other.side, other.call_id.clone())?;
+    let user = |value: &Bytes| Bytes::from(aor(uri_of(&lossy(value))));
+    let sender = device_of(
+        user(&this_dialog.leg.remote_uri),
+        Some(&this_dialog.leg.remote_target),
+    )
+    .map_err(|e| TranslateError::header("Contact", e))?;
+    Ok((
+        this.side,
+        ChatLeg { local, remote_path },
+        ChatParties {
+            sender,
+            recipient: user(&other_dialog.leg.remote_uri),
+            conversation: this_dialog.conversation,
+        },
+    ))
+}
+
+/// Translate an MSRP request received on one of the gateway's legs, finding the session by
+/// the last URI of its To-Path (the gateway's own, RFC 4975 §7.1): a SEND or a REPORT for the
+/// other leg, and the side it goes to.
+pub fn msrp_request(
+    msg: &Message,
+    view: &dyn View,
+    mappings: &Mappings,
+    addrs: &Addresses,
+    env: &mut Env<'_>,
+) -> Result<(Side, ChatOutcome), TranslateError> {
+    let to_path = msg.to_path()?;
+    let session_id = to_path
+        .last()
+        .and_then(|u| u.session_id.clone())
+        .ok_or(TranslateError::NoDialog)?;
+    let (from, out, parties) = route(&session_id, view, addrs)?;
+    let outcome = match msg.method() {
+        Some(Method::Report) => ChatOutcome {
+            send: chat_report(msg, &out, env),
+            changes: Vec::new(),
+        },
+        _ => chat_send(msg, from, &out, &parties, mappings, env)?,
+    };
+    Ok((from.other(), outcome))
 }
 
 #[cfg(test)]

@@ -212,6 +212,12 @@ fn without_tag(value: &str, header: &'static str) -> Result<Bytes, TranslateErro
         .map_err(|e| TranslateError::header(header, e))
 }
 
+/// An `a=path` as one value: its URIs separated by spaces (RFC 4975 §8.2).
+fn path_value(media: &MsrpMedia) -> Bytes {
+    let parts: Vec<&[u8]> = media.path.iter().map(|b| b.as_ref()).collect();
+    Bytes::from(parts.join(&b' '))
+}
+
 fn copied(s: &str) -> Bytes {
     Bytes::copy_from_slice(s.as_bytes())
 }
@@ -345,6 +351,7 @@ pub fn invite_request(
                 side: from,
                 peer_session: out_session.clone(),
                 call_id: in_call_id,
+                remote_path: Some(path_value(&received_media)),
             },
         )),
         Change::Insert(Entry::Msrp(
@@ -353,6 +360,7 @@ pub fn invite_request(
                 side: to,
                 peer_session: in_session_id.clone(),
                 call_id: out_call_id,
+                remote_path: None,
             },
         )),
     ]);
@@ -501,6 +509,16 @@ pub fn session_response(
         let (sdp, far_media) = for_other_leg(&far_sdp, &local.msrp, role, target)?;
         answer.set_body_with_type(Some("application/sdp"), sdp.to_bytes())?;
         if let Some(sid) = &other.msrp_session {
+            // The far leg's MSRP peer is now known: chunks for it find their To-Path.
+            outcome.changes.push(Change::Insert(Entry::Msrp(
+                sid.clone(),
+                MsrpPeer {
+                    side: to,
+                    peer_session: this.msrp_session.clone().unwrap_or_default(),
+                    call_id: this.call_id.clone(),
+                    remote_path: Some(path_value(&far_media)),
+                },
+            )));
             outcome.msrp.push(MsrpLeg {
                 side: to,
                 local_session: sid.clone(),

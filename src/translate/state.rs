@@ -175,6 +175,10 @@ pub struct MsrpPeer {
     /// The Call-ID of the SIP dialog that set this leg up.
     #[serde(with = "text_bytes")]
     pub call_id: Bytes,
+    /// The far end's `a=path` on this leg (RFC 4975 §8.2: URIs separated by spaces, first hop
+    /// first), once its SDP is known: the To-Path of what the gateway sends on this leg.
+    #[serde(with = "opt_text_bytes", default)]
+    pub remote_path: Option<Bytes>,
 }
 
 /// The key of one table entry.
