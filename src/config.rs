@@ -273,6 +273,27 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The gateway's own addresses on each side, as the translator writes them: its Contact
+    /// (`sip:iwf@` the first SIP listen address, UDP first) and its MSRP endpoint.
+    pub fn addresses(&self) -> crate::translate::session::Addresses {
+        use crate::translate::session::{Addresses, SideAddresses};
+        let side = |c: &SideConfig| {
+            let sip = c.sip_udp.first().or(c.sip_tcp.first());
+            SideAddresses {
+                contact: match sip {
+                    Some(a) => format!("sip:iwf@{a}"),
+                    None => format!("sip:iwf@{}", c.domain),
+                },
+                msrp: c.msrp_listen,
+                secure: false,
+            }
+        };
+        Addresses {
+            cpm: side(&self.cpm),
+            simple: side(&self.simple),
+        }
+    }
+
     /// Read and validate a configuration file.
     pub fn load(path: &std::path::Path) -> Result<Config, FileError> {
         let text = crate::tomlfile::read(path)?;

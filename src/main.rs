@@ -42,7 +42,8 @@ enum Command {
         #[command(subcommand)]
         action: ConformanceAction,
     },
-    /// Translate one message (SIP, from a file or `-`) and print what would be sent.
+    /// Translate one message (SIP or MSRP, detected; from a file or `-`) and print what would
+    /// be sent.
     Translate {
         /// The side the message comes from.
         #[arg(long, value_enum)]
@@ -50,6 +51,10 @@ enum Command {
         /// A JSON file holding the correlation table between runs (created when absent).
         #[arg(long)]
         state: Option<PathBuf>,
+        /// For a SIP response: the request the gateway received from the other side, which
+        /// the response answers (through the request the gateway sent on).
+        #[arg(long)]
+        request: Option<PathBuf>,
         /// The message, or `-` for standard input.
         input: PathBuf,
     },
@@ -111,12 +116,17 @@ fn main() -> ExitCode {
         Command::Conformance {
             action: ConformanceAction::Run { offline, dir },
         } => run_conformance(offline, &dir),
-        Command::Translate { from, state, input } => {
+        Command::Translate {
+            from,
+            state,
+            request,
+            input,
+        } => {
             let side = match from {
                 SideArg::Cpm => Side::Cpm,
                 SideArg::Simple => Side::Simple,
             };
-            match run_translate(side, state.as_deref(), &input) {
+            match run_translate(side, state.as_deref(), request.as_deref(), &input) {
                 Ok(text) => {
                     out(format_args!("{text}"));
                     ExitCode::SUCCESS
@@ -234,39 +244,27 @@ fn run_inspect(format: Format, input: &std::path::Path) -> Result<String, String
     serde_json::to_string_pretty(&value).map_err(|e| e.to_string())
 }
 
-/// `cpm-iwf translate`: one message through the translator, the table loaded from and saved to
-/// `state` (JSON) so that a sequence can be shown from a shell.
+/// `cpm-iwf translate`: one message through the translator, with the table loaded from and
+/// saved to `state`.
 fn run_translate(
     from: Side,
     state: Option<&std::path::Path>,
+    request: Option<&std::path::Path>,
     input: &std::path::Path,
 ) -> Result<String, String> {
     use cpm_iwf::correlate::{Millis, Table, TableLimits};
     use cpm_iwf::node::ids::{RandomIds, rfc3339_utc};
     use cpm_iwf::translate::state::{Change, Entry};
-    use cpm_iwf::translate::{Env, pager};
-    use cpm_iwf::wire::sip::{Limits, parse_datagram};
+    use cpm_iwf::translate::{self, Env};
+    use cpm_iwf::wire::sip::{Limits, SipMessage, parse_datagram};
 
+    let parse_sip = |data: bytes::Bytes| -> Result<SipMessage, String> {
+        parse_datagram(data.clone(), &Limits::default())
+            .map_err(|e| inspect::InspectError::from_wire(&e, &data).to_string())
+    };
     let data = read_input(input)?;
-    if data.starts_with(b"MSRP ") {
-        return Err(
-            "MSRP translation comes with the session translator; only SIP MESSAGE so far".into(),
-        );
-    }
-    let msg = parse_datagram(data.clone(), &Limits::default())
-        .map_err(|e| inspect::InspectError::from_wire(&e, &data).to_string())?;
-    match msg.method() {
-        Some(rsip::Method::Message) => {}
-        Some(m) => {
-            return Err(format!(
-                "{m} is not translated yet: only pager-mode MESSAGE so far"
-            ));
-        }
-        None => {
-            return Err("a response is translated with the request it answers, not alone".into());
-        }
-    }
-    let (_, mappings) = load_config(None)?;
+    let (config, mappings) = load_config(None)?;
+    let addrs = config.addresses();
     let now = Millis(0);
     let table = Table::new(TableLimits::default());
     if let Some(path) = state.filter(|p| p.exists()) {
@@ -284,24 +282,53 @@ fn run_translate(
         ids: &mut ids,
         datetime: &datetime,
     };
-    let outcome = pager::message_request(&msg, from, &table.view(now), &mappings, &mut env)
-        .map_err(|e| format!("{e} (answer {})", e.status()))?;
-    table
-        .apply(&outcome.changes, now)
-        .map_err(|e| e.to_string())?;
+    let view = table.view(now);
+    let refused = |e: translate::TranslateError| format!("{e} (answer {})", e.status());
+    let mut out = String::new();
+    let changes = if data.starts_with(b"MSRP ") {
+        let msg = cpm_iwf::wire::msrp::parse(data.clone(), &Default::default())
+            .map_err(|e| inspect::InspectError::from_wire(&e, &data).to_string())?;
+        let (to, chat) = translate::chat::msrp_request(&msg, &view, &mappings, &addrs, &mut env)
+            .map_err(refused)?;
+        out.push_str(&format!("--> {to:?}\n"));
+        out.push_str(&String::from_utf8_lossy(&chat.send.to_bytes()));
+        out.push('\n');
+        chat.changes
+    } else {
+        let msg = parse_sip(data)?;
+        let outcome = if msg.is_request() {
+            translate::sip_request(&msg, from, &view, &mappings, &addrs, &mut env)
+        } else {
+            let path = request.ok_or(
+                "a response is translated with the request it answers: give it with --request",
+            )?;
+            let received = parse_sip(read_input(path)?)?;
+            translate::session::session_response(
+                &received,
+                from.other(),
+                &msg,
+                &view,
+                &mappings,
+                &addrs,
+                &mut env,
+            )
+        }
+        .map_err(refused)?;
+        if let Some(reply) = outcome.reply {
+            out.push_str(&format!("<-- reply {} {}\n", reply.status, reply.reason));
+        }
+        for (side, m) in &outcome.send {
+            out.push_str(&format!("--> {side:?}\n"));
+            out.push_str(&String::from_utf8_lossy(&m.serialize()));
+            out.push('\n');
+        }
+        outcome.changes
+    };
+    table.apply(&changes, now).map_err(|e| e.to_string())?;
     if let Some(path) = state {
         let json = serde_json::to_string_pretty(&table.entries(now)).map_err(|e| e.to_string())?;
         std::fs::write(path, json + "\n")
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    }
-    let mut out = String::new();
-    if let Some(reply) = outcome.reply {
-        out.push_str(&format!("<-- reply {} {}\n", reply.status, reply.reason));
-    }
-    for (side, m) in &outcome.send {
-        out.push_str(&format!("--> {side:?}\n"));
-        out.push_str(&String::from_utf8_lossy(&m.serialize()));
-        out.push('\n');
     }
     Ok(out)
 }
