@@ -285,7 +285,9 @@ async fn full_inbound_channel_pauses_a_tcp_connection_without_loss() {
 
 #[tokio::test]
 async fn tcp_bad_request_with_known_length_is_answered_and_the_connection_kept() {
-    let (t, mut rx) = start(config()).await;
+    let mut cfg = config();
+    cfg.stall_timeout = Duration::from_millis(200);
+    let (t, mut rx) = start(cfg).await;
     let mut c = TcpStream::connect(t.tcp_addrs()[0]).await.unwrap();
     let bad = message("bad", "abc").replace("CSeq: 1 MESSAGE", "CSeq: 1 INVITE");
     c.write_all(bad.as_bytes()).await.unwrap();
@@ -295,6 +297,8 @@ async fn tcp_bad_request_with_known_length_is_answered_and_the_connection_kept()
         text.starts_with("SIP/2.0 400 Bad Request: CSeq method"),
         "{text}"
     );
+    // Its body was skipped whole: a quiet peer now is idle, not stalled.
+    sleep(Duration::from_millis(500)).await;
     c.write_all(message("good", "ok").as_bytes()).await.unwrap();
     assert_eq!(next(&mut rx).await.message.call_id(), Some("good"));
 }
@@ -399,8 +403,32 @@ async fn outbound_tcp_reuses_the_inbound_connection() {
     .await
     .unwrap();
     assert_eq!(read_some(&mut c, req.len()).await, req);
+
+    // RFC 5923: the connection also serves the peer's advertised sent-by.
+    let sent_by: SocketAddr = "127.0.0.1:5999".parse().unwrap();
+    assert!(t.alias(conn, sent_by));
+    t.send(
+        Target {
+            addr: sent_by,
+            transport: Transport::Tcp,
+        },
+        req.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(read_some(&mut c, req.len()).await, req);
     assert_eq!(t.open_connections(), 1);
     assert_eq!(t.stats().connections_opened.load(Ordering::Relaxed), 0);
+
+    // Once the peer closes, neither name leads to it any more.
+    drop(c);
+    let deadline = Instant::now() + WAIT;
+    while t.open_connections() > 0 {
+        assert!(Instant::now() < deadline, "close not noticed");
+        sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(t.connection_to(sent_by), None);
+    assert_eq!(t.connection_to(m.source), None);
 }
 
 #[tokio::test]

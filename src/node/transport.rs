@@ -415,10 +415,52 @@ pub fn request_via(transport: Transport, sent_by: SocketAddr, branch: &str) -> S
     format!("SIP/2.0/{proto} {sent_by};branch={cookie}{branch};rport")
 }
 
-/// Does this stream chunk (partial or not) begin a message that is not yet complete? After a
-/// decode that yielded nothing: bytes were consumed (a head waiting for its body) or remain.
-fn message_started(before: usize, after: usize) -> bool {
-    after < before || after > 0
+/// Whether a TCP peer is in the middle of a message, from what the stream decoder consumed
+/// (its own state is private): the stall timeout runs while it is (RFC 3261 §18.3 framing).
+#[derive(Debug, Default)]
+struct Progress {
+    /// Body bytes of a rejected message the decoder still skips.
+    discard: usize,
+}
+
+impl Progress {
+    /// The decoder yielded a frame; after a `Rejected` one it skips `skip` body bytes.
+    fn frame(&mut self, skip: usize) {
+        self.discard = skip;
+    }
+
+    /// The decoder yielded nothing, the buffer went from `before` to `after` bytes: is a
+    /// message under way (bytes left, a head consumed that waits for its body, or a rejected
+    /// body still being skipped)?
+    fn under_way(&mut self, before: usize, after: usize) -> bool {
+        let consumed = before.saturating_sub(after);
+        let skipped = consumed.min(self.discard);
+        self.discard -= skipped;
+        self.discard > 0 || after > 0 || consumed > skipped
+    }
+}
+
+/// The Content-Length of a raw header block (long or compact name, RFC 3261 §7.3.3), for the
+/// body the stream decoder skips after a rejected head. `None` when absent or unreadable.
+fn raw_content_length(head: &[u8]) -> Option<usize> {
+    head.split(|b| *b == b'\n').skip(1).find_map(|line| {
+        let colon = memchr::memchr(b':', line)?;
+        let name = line.get(..colon)?.trim_ascii();
+        if !(name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"l")) {
+            return None;
+        }
+        std::str::from_utf8(line.get(colon + 1..)?.trim_ascii())
+            .ok()?
+            .parse()
+            .ok()
+    })
+}
+
+/// `t + d`, saturating far in the future instead of panicking on a huge configured timeout.
+fn later(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d)
+        .or_else(|| t.checked_add(Duration::from_secs(86_400 * 365)))
+        .unwrap_or(t)
 }
 
 /// The error answer to a request that failed to parse, or `None` (a response, unreadable, or
@@ -466,7 +508,8 @@ enum Phase {
 
 struct Conn {
     tx: mpsc::Sender<Bytes>,
-    peer: SocketAddr,
+    /// The peer's address and its RFC 5923 aliases: the `by_peer` keys that name it.
+    peers: Vec<SocketAddr>,
 }
 
 struct Inner {
@@ -563,16 +606,25 @@ impl SipTransport {
         self.inner.conns.len()
     }
 
-    /// The connection to `addr` a send would reuse, if any.
+    /// The open connection to `addr` a send would reuse, if any.
     pub fn connection_to(&self, addr: SocketAddr) -> Option<ConnectionId> {
-        self.inner.by_peer.get(&addr).map(|e| *e.value())
+        let id = self.inner.by_peer.get(&addr).map(|e| *e.value())?;
+        if self.inner.conns.contains_key(&id) {
+            return Some(id);
+        }
+        // Raced with the connection's close (an alias added meanwhile): drop the stale name.
+        self.inner.by_peer.remove_if(&addr, |_, v| *v == id);
+        None
     }
 
     /// Use connection `id` for sends to `addr` too (RFC 5923 §5 alias: a peer that asked for
     /// its connection to be reused for requests to its sent-by). `false` when `id` is gone.
     pub fn alias(&self, id: ConnectionId, addr: SocketAddr) -> bool {
-        if !self.inner.conns.contains_key(&id) {
+        let Some(mut conn) = self.inner.conns.get_mut(&id) else {
             return false;
+        };
+        if !conn.peers.contains(&addr) {
+            conn.peers.push(addr);
         }
         self.inner.by_peer.insert(addr, id);
         true
@@ -716,10 +768,10 @@ impl Inner {
     /// Remove connection `id` from the tables.
     fn forget(&self, id: ConnectionId) {
         if let Some((_, conn)) = self.conns.remove(&id) {
-            self.by_peer.remove_if(&conn.peer, |_, v| *v == id);
+            for peer in &conn.peers {
+                self.by_peer.remove_if(peer, |_, v| *v == id);
+            }
         }
-        // Aliases (RFC 5923) to it.
-        self.by_peer.retain(|_, v| *v != id);
     }
 
     fn millis(&self) -> u64 {
@@ -729,23 +781,33 @@ impl Inner {
 
 /// Receive datagrams until aborted.
 async fn udp_loop(inner: Arc<Inner>, sock: Arc<UdpSocket>, local: SocketAddr) {
-    // One more byte than allowed, so that an oversized datagram is seen as such (413).
-    let want = inner.cfg.limits.max_message.saturating_add(1);
-    let mut buf = BytesMut::new();
+    // One more byte than allowed, so that an oversized datagram is seen as such (413); never
+    // below what one datagram can carry, so none is cut short.
+    let want = inner
+        .cfg
+        .limits
+        .max_message
+        .saturating_add(1)
+        .clamp(2_048, 65_536);
+    let mut buf = vec![0u8; want];
     loop {
-        if buf.capacity() < want {
-            buf.reserve(want.saturating_mul(8));
-        }
-        let source = match sock.recv_buf_from(&mut buf).await {
-            Ok((_, source)) => source,
+        let (n, source) = match sock.recv_from(&mut buf).await {
+            Ok(x) => x,
             Err(e) => {
                 // ICMP errors of earlier sends surface here (ECONNREFUSED): not fatal.
                 tracing::debug!(%local, error = %e, "udp receive error");
-                buf.clear();
+                if !matches!(
+                    e.kind(),
+                    io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset
+                ) {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
                 continue;
             }
         };
-        let data = buf.split().freeze();
+        // A copy of exactly the datagram: the message slices the node keeps (a stored body,
+        // say) then pin only their own datagram, not a shared receive buffer.
+        let data = Bytes::copy_from_slice(buf.get(..n).unwrap_or_default());
         bump(&inner.stats.udp_datagrams);
         if !allowed(&inner.cfg.allow, source.ip()) {
             bump(&inner.stats.acl_refused);
@@ -833,7 +895,7 @@ fn start_connection(
         id,
         Conn {
             tx: tx.clone(),
-            peer,
+            peers: vec![peer],
         },
     );
     inner.by_peer.insert(peer, id);
@@ -974,6 +1036,7 @@ impl Reader {
         let mut buf = BytesMut::with_capacity(8 * 1024);
         // RFC 3261 §18.3 framing: a message has started and not yet ended since this instant.
         let mut started: Option<Instant> = None;
+        let mut progress = Progress::default();
         let mut eof = false;
         loop {
             // Everything complete in the buffer first.
@@ -987,6 +1050,12 @@ impl Reader {
                 match decoded {
                     Ok(Some(frame)) => {
                         started = None;
+                        progress.frame(match &frame {
+                            SipFrame::Rejected { head, .. } => {
+                                raw_content_length(head).unwrap_or(0)
+                            }
+                            _ => 0,
+                        });
                         if let Some(close) = self.frame(frame, &mut phase).await {
                             return close;
                         }
@@ -995,7 +1064,9 @@ impl Reader {
                         if eof {
                             return Close::Eof;
                         }
-                        if started.is_none() && message_started(before, buf.len()) {
+                        if !progress.under_way(before, buf.len()) {
+                            started = None;
+                        } else if started.is_none() {
                             started = Some(Instant::now());
                         }
                         break;
@@ -1011,13 +1082,10 @@ impl Reader {
                 }
             }
             let deadline = match started {
-                Some(t) => t + cfg.stall_timeout,
-                None => {
-                    let last = self.activity.load(Ordering::Relaxed);
-                    self.inner.epoch + Duration::from_millis(last) + cfg.idle_timeout
-                }
+                Some(t) => later(t, cfg.stall_timeout),
+                None => self.idle_until(),
             };
-            if buf.capacity() - buf.len() < 4 * 1024 {
+            if buf.capacity().saturating_sub(buf.len()) < 4 * 1024 {
                 buf.reserve(16 * 1024);
             }
             tokio::select! {
@@ -1025,11 +1093,7 @@ impl Reader {
                     Err(_) if started.is_some() => return Close::Stall,
                     Err(_) => {
                         // The writer may have been busy meanwhile: idle means both ways.
-                        let last = self.activity.load(Ordering::Relaxed);
-                        let idle_until = self.inner.epoch
-                            + Duration::from_millis(last)
-                            + cfg.idle_timeout;
-                        if Instant::now() >= idle_until {
+                        if Instant::now() >= self.idle_until() {
                             return Close::Idle;
                         }
                     }
@@ -1041,6 +1105,12 @@ impl Reader {
                 _ = self.tx.closed() => return Close::WriterGone,
             }
         }
+    }
+
+    /// When the connection counts as idle: no traffic either way for the idle timeout.
+    fn idle_until(&self) -> Instant {
+        let last = Duration::from_millis(self.activity.load(Ordering::Relaxed));
+        later(later(self.inner.epoch, last), self.inner.cfg.idle_timeout)
     }
 
     /// Act on one frame; `Some` to close.
@@ -1250,27 +1320,70 @@ mod tests {
         assert!(!allowed(&nets, ip("11.0.0.1")));
     }
 
+    const HEAD: &str = "MESSAGE sip:b@example.net SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bKx\r\n\
+                        From: <sip:a@x>;tag=1\r\nTo: <sip:b@x>\r\nCall-ID: c\r\n\
+                        CSeq: 1 MESSAGE\r\nMax-Forwards: 70\r\nContent-Length: 5\r\n\r\n";
+
+    /// Run the decoder over `buf` as the reader does; whether a message is under way after.
+    fn drive(codec: &mut SipStreamCodec, p: &mut Progress, buf: &mut BytesMut) -> (usize, bool) {
+        let mut frames = 0;
+        loop {
+            let before = buf.len();
+            match codec.decode(buf).unwrap() {
+                Some(frame) => {
+                    frames += 1;
+                    p.frame(match &frame {
+                        SipFrame::Rejected { head, .. } => raw_content_length(head).unwrap_or(0),
+                        _ => 0,
+                    });
+                }
+                None => return (frames, p.under_way(before, buf.len())),
+            }
+        }
+    }
+
     #[test]
-    fn stall_clock_starts_with_a_head_waiting_for_its_body() {
+    fn stall_clock_runs_exactly_while_a_message_is_under_way() {
         let mut codec = SipStreamCodec::new(Limits::default());
-        let head = "MESSAGE sip:b@example.net SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bKx\r\n\
-                    From: <sip:a@x>;tag=1\r\nTo: <sip:b@x>\r\nCall-ID: c\r\nCSeq: 1 MESSAGE\r\n\
-                    Max-Forwards: 70\r\nContent-Length: 5\r\n\r\n";
-        let mut buf = BytesMut::from(head);
-        let before = buf.len();
-        assert!(codec.decode(&mut buf).unwrap().is_none());
-        // The head was consumed and the buffer is empty, yet a message is under way.
+        let mut p = Progress::default();
+        // The head alone: consumed by the decoder, the buffer empty, yet under way.
+        let mut buf = BytesMut::from(HEAD);
+        assert_eq!(drive(&mut codec, &mut p, &mut buf), (0, true));
         assert!(buf.is_empty());
-        assert!(message_started(before, buf.len()));
-        // Nothing at all: no message.
-        assert!(!message_started(0, 0));
-        // A partial line.
-        assert!(message_started(3, 3));
         buf.extend_from_slice(b"hello");
-        assert!(matches!(
-            codec.decode(&mut buf).unwrap(),
-            Some(SipFrame::Message(_))
-        ));
+        assert_eq!(drive(&mut codec, &mut p, &mut buf), (1, false));
+        // Half a line.
+        buf.extend_from_slice(b"MESS");
+        assert_eq!(drive(&mut codec, &mut p, &mut buf), (0, true));
+        buf.clear();
+        let mut codec = SipStreamCodec::new(Limits::default());
+        // A rejected head (CSeq mismatch) whose body is all there: done, nothing under way.
+        let bad = HEAD.replace("1 MESSAGE", "1 INVITE");
+        let mut buf = BytesMut::from(format!("{bad}hello").as_str());
+        assert_eq!(drive(&mut codec, &mut p, &mut buf), (1, false));
+        // ... and whose body is still to come: under way until the last byte is skipped.
+        let mut buf = BytesMut::from(format!("{bad}he").as_str());
+        assert_eq!(drive(&mut codec, &mut p, &mut buf), (1, true));
+        assert_eq!(drive(&mut codec, &mut p, &mut buf), (0, true));
+        buf.extend_from_slice(b"llo");
+        assert_eq!(drive(&mut codec, &mut p, &mut buf), (0, false));
+        // Keep-alives are complete frames.
+        buf.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(drive(&mut codec, &mut p, &mut buf), (1, false));
+    }
+
+    #[test]
+    fn content_length_of_a_raw_head() {
+        assert_eq!(raw_content_length(HEAD.as_bytes()), Some(5));
+        assert_eq!(
+            raw_content_length(b"INVITE x SIP/2.0\r\nl :  12\r\n\r\n"),
+            Some(12)
+        );
+        assert_eq!(
+            raw_content_length(b"INVITE x SIP/2.0\r\nl: x\r\n\r\n"),
+            None
+        );
+        assert_eq!(raw_content_length(b"Content-Length: 3\r\n\r\n"), None);
     }
 
     #[test]
