@@ -570,3 +570,53 @@ async fn shutdown_drains_queues_then_closes() {
         .await;
     assert!(matches!(r, Err(SendError::ShuttingDown)), "{r:?}");
 }
+
+#[tokio::test]
+async fn responses_follow_the_via_over_udp_and_the_connection_over_tcp() {
+    let (t, mut rx) = start(config()).await;
+    let ok = Bytes::from_static(b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n");
+
+    // UDP: the Via names 10.9.9.9:5060 with rport; the answer goes to the real source.
+    let client = UdpSocket::bind(any()).await.unwrap();
+    client
+        .send_to(message("v1", "").as_bytes(), t.udp_addrs()[0])
+        .await
+        .unwrap();
+    let m = next(&mut rx).await;
+    let route = m.response_route();
+    assert_eq!(route.addr, client.local_addr().unwrap());
+    t.send_response(&route, ok.clone()).await.unwrap();
+    let mut buf = [0u8; 256];
+    let (n, from) = timeout(WAIT, client.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((&buf[..n], from), (&ok[..], t.udp_addrs()[0]));
+
+    // TCP: on the request's connection.
+    let mut c = TcpStream::connect(t.tcp_addrs()[0]).await.unwrap();
+    c.write_all(message("v2", "").as_bytes()).await.unwrap();
+    let route = next(&mut rx).await.response_route();
+    assert!(route.connection.is_some());
+    t.send_response(&route, ok.clone()).await.unwrap();
+    assert_eq!(read_some(&mut c, ok.len()).await, ok);
+    drop(c);
+
+    // TCP, connection gone: a new connection to received + sent-by port (§18.2.2).
+    let peer = TcpListener::bind(any()).await.unwrap();
+    let port = peer.local_addr().unwrap().port();
+    let req = message("v3", "").replace("10.9.9.9:5060", &format!("127.0.0.1:{port}"));
+    let mut c = TcpStream::connect(t.tcp_addrs()[0]).await.unwrap();
+    c.write_all(req.as_bytes()).await.unwrap();
+    let route = next(&mut rx).await.response_route();
+    assert_eq!(route.addr, peer.local_addr().unwrap());
+    drop(c);
+    let deadline = Instant::now() + WAIT;
+    while t.open_connections() > 0 {
+        assert!(Instant::now() < deadline, "close not noticed");
+        sleep(Duration::from_millis(10)).await;
+    }
+    t.send_response(&route, ok.clone()).await.unwrap();
+    let (mut s, _) = timeout(WAIT, peer.accept()).await.unwrap().unwrap();
+    assert_eq!(read_some(&mut s, ok.len()).await, ok);
+}

@@ -134,6 +134,41 @@ pub struct Inbound {
     pub connection: Option<ConnectionId>,
 }
 
+impl Inbound {
+    /// Where this request's responses go (RFC 3261 §18.2.2), to keep in its server
+    /// transaction for every response and retransmission.
+    pub fn response_route(&self) -> ResponseRoute {
+        let reliable = self.transport == Transport::Tcp;
+        let addr = self
+            .message
+            .header("Via")
+            .and_then(parse_via)
+            .and_then(|via| response_target(&via, reliable))
+            .unwrap_or(self.source);
+        ResponseRoute {
+            transport: self.transport,
+            local: self.local,
+            connection: self.connection,
+            addr,
+        }
+    }
+}
+
+/// Where the responses to one request go (RFC 3261 §18.2.2): over TCP the connection the
+/// request came on, else a new connection to `addr`; over UDP from the socket it came on to
+/// `addr` (the `received`/`rport` of its top Via, RFC 3581 §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponseRoute {
+    /// The request's transport.
+    pub transport: Transport,
+    /// The local socket the request arrived on.
+    pub local: SocketAddr,
+    /// The request's connection (TCP).
+    pub connection: Option<ConnectionId>,
+    /// From the top Via; the source address when the Via names only a host name.
+    pub addr: SocketAddr,
+}
+
 /// Where to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Target {
@@ -655,6 +690,32 @@ impl SipTransport {
         bytes: Bytes,
     ) -> Result<(), SendError> {
         self.send_udp(Some(local), dest, bytes).await
+    }
+
+    /// Send a response along `route` (RFC 3261 §18.2.2): the request's connection while it is
+    /// open, else a connection to `route.addr` (reused or new); over UDP from the socket the
+    /// request came on.
+    pub async fn send_response(
+        &self,
+        route: &ResponseRoute,
+        bytes: Bytes,
+    ) -> Result<(), SendError> {
+        match (route.transport, route.connection) {
+            (Transport::Tcp, Some(id)) => match self.send_on(id, bytes.clone()) {
+                Err(SendError::Closed) => {}
+                other => return other,
+            },
+            (Transport::Udp, _) => return self.send_udp_from(route.local, route.addr, bytes).await,
+            (Transport::Tcp, None) => {}
+        }
+        self.send(
+            Target {
+                addr: route.addr,
+                transport: Transport::Tcp,
+            },
+            bytes,
+        )
+        .await
     }
 
     /// Queue `bytes` on connection `id` without waiting (RFC 3261 §18.2.2: a response goes back
