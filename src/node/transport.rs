@@ -998,7 +998,10 @@ impl Writer {
     async fn run(self, mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Bytes>) {
         let mut phase = self.phase.clone();
         let abort = async move {
-            let _ = phase.wait_for(|p| *p == Phase::Abort).await;
+            if phase.wait_for(|p| *p == Phase::Abort).await.is_err() {
+                // The transport is gone without an abort: keep draining.
+                std::future::pending::<()>().await;
+            }
         };
         tokio::pin!(abort);
         loop {
