@@ -8,6 +8,13 @@
 //!   §18.2.2, RFC 5923 style reuse), else a new connection (connect timeout);
 //! - [`SipTransport::send_on`] (non-blocking): on one connection, for responses (§18.2.2);
 //! - [`SipTransport::send_udp_from`] (async): from a given UDP listen socket.
+//! - [`SipTransport::send_response`] (async): along the [`ResponseRoute`] of a request
+//!   ([`Inbound::response_route`]): its connection while open, else RFC 3261 §18.2.2's
+//!   `received` + sent-by port; over UDP from the socket it came on to `received`:`rport`.
+//!
+//! Inbound requests get `received`/`rport` on their top Via before delivery (§18.2.1,
+//! RFC 3581 §4). Malformed requests are answered here (400/413/415/501/505 with the fault as
+//! reason phrase); malformed responses and unreadable input are dropped and counted.
 //!
 //! Every TCP connection has a reader task (framing, keep-alives, stall and idle timeouts) and a
 //! writer task fed by a bounded queue; a full queue is [`SendError::Busy`], never growth.
