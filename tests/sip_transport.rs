@@ -620,3 +620,30 @@ async fn responses_follow_the_via_over_udp_and_the_connection_over_tcp() {
     let (mut s, _) = timeout(WAIT, peer.accept()).await.unwrap().unwrap();
     assert_eq!(read_some(&mut s, ok.len()).await, ok);
 }
+
+#[tokio::test]
+async fn shutdown_is_bounded_when_a_peer_does_not_read() {
+    let (t, _rx) = start(config()).await;
+    let peer = TcpListener::bind(any()).await.unwrap();
+    let target = Target {
+        addr: peer.local_addr().unwrap(),
+        transport: Transport::Tcp,
+    };
+    let chunk = Bytes::from(vec![b'x'; 1024 * 1024]);
+    t.send(target, chunk.clone()).await.unwrap();
+    let (_held, _) = timeout(WAIT, peer.accept()).await.unwrap().unwrap();
+    for _ in 0..64 {
+        if t.send(target, chunk.clone()).await.is_err() {
+            break;
+        }
+    }
+    let began = Instant::now();
+    timeout(WAIT, t.shutdown(Duration::from_millis(200)))
+        .await
+        .expect("shutdown bounded");
+    assert!(
+        began.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        began.elapsed()
+    );
+}
