@@ -286,6 +286,8 @@ pub fn on_response(
 }
 
 /// What to do with a request received on a leg.
+// Short-lived, moved once: boxing `Forward` would cost an allocation per chunk.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum RequestAction {
     /// Nothing (a REPORT nobody could route, a request that wants no response).
