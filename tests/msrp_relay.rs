@@ -287,6 +287,40 @@ async fn chunks_reports_and_failures_are_relayed() {
 }
 
 #[tokio::test]
+async fn a_chunk_never_answered_becomes_a_408_report() {
+    let cfg = RelayConfig {
+        transaction_timeout: Duration::from_millis(300),
+        ..RelayConfig::default()
+    };
+    let mut h = harness(cfg, None).await;
+    let chunk = h
+        .a_w
+        .chunk("msglost1", 1, 4, Bytes::from_static(b"lost"), true);
+    h.a_w.send(&chunk).await.expect("send");
+    assert_eq!(h.a_r.message().await.response_code(), Some(200));
+    // B reads the chunk and stays silent.
+    let got = h.b_r.message().await;
+    assert_eq!(got.body.as_deref(), Some(&b"lost"[..]));
+    let rep = h.a_r.message().await;
+    assert_eq!(rep.method(), Some(&Method::Report));
+    assert_eq!(rep.status().expect("status").map(|s| s.code), Some(408));
+    assert_eq!(
+        rep.header("Byte-Range").map(|v| &v[..]),
+        Some(&b"1-4/4"[..])
+    );
+    assert_eq!(rep.message_id().map(|v| &v[..]), Some(&b"msglost1"[..]));
+    // A late 200 is absorbed; the session goes on.
+    h.b_w.send(&h.b_w.respond(&got, 200)).await.expect("200");
+    let chunk = h
+        .a_w
+        .chunk("msgnext1", 1, 2, Bytes::from_static(b"ok"), true);
+    h.a_w.send(&chunk).await.expect("send");
+    assert_eq!(h.a_r.message().await.response_code(), Some(200));
+    assert_eq!(h.b_r.message().await.body.as_deref(), Some(&b"ok"[..]));
+    assert_eq!(h.relay.sessions(), 1);
+}
+
+#[tokio::test]
 async fn an_unknown_session_gets_481_and_a_wrong_peer_does_not_bind() {
     let (relay, mut events) = MsrpRelay::bind(lo(), lo(), RelayConfig::default())
         .await

@@ -32,7 +32,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::{Instant, sleep, sleep_until, timeout, timeout_at};
 use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
@@ -185,7 +185,8 @@ pub enum EndReason {
     /// The active leg's connect failed.
     #[error("connect failed: {0}")]
     ConnectFailed(String),
-    /// The peer refused the active leg's first SEND (RFC 4975 §5.4).
+    /// The peer refused the active leg's first SEND (RFC 4975 §5.4), or did not answer it
+    /// within the transaction timeout (408).
     #[error("the peer answered the first SEND with {0}")]
     BindRefused(u16),
 }
@@ -278,7 +279,25 @@ struct Leg {
     rx: Mutex<Option<mpsc::Receiver<Out>>>,
     budget: Arc<Semaphore>,
     outstanding: Mutex<decide::Outstanding>,
+    /// Poked when `outstanding` gets its first entry, so that this leg's reader starts the
+    /// transaction timer (RFC 4975 §7.1.1) even while its peer is silent.
+    tracked: Notify,
     bound: AtomicBool,
+}
+
+impl Leg {
+    /// Remember a request sent on this leg; returns the entry dropped to make room.
+    fn track(&self, p: Pending) -> Option<Pending> {
+        let (evicted, first) = {
+            let mut o = lock(&self.outstanding);
+            let first = o.is_empty();
+            (o.insert(p), first)
+        };
+        if first {
+            self.tracked.notify_one();
+        }
+        evicted
+    }
 }
 
 /// A queued message and its share of the leg's byte budget (released once written).
@@ -442,6 +461,7 @@ impl Inner {
             rx: Mutex::new(Some(rx)),
             budget: Arc::new(Semaphore::new(self.cfg.queue_bytes.max(1))),
             outstanding: Mutex::new(decide::Outstanding::new(self.cfg.max_outstanding)),
+            tracked: Notify::new(),
             bound: AtomicBool::new(false),
         })
     }
@@ -678,6 +698,21 @@ async fn accept_conn(
                 let _ = timeout(inner.cfg.stall_timeout, stream.write_all(&resp.to_bytes())).await;
             }
             let _ = timeout(inner.cfg.stall_timeout, stream.shutdown()).await;
+            linger(&mut stream, &mut buf).await;
+        }
+    }
+}
+
+/// Read and discard what the peer still sends (a little, briefly) before closing, so that
+/// unread input does not make the close a reset that could destroy the answer just sent.
+async fn linger(stream: &mut TcpStream, buf: &mut BytesMut) {
+    let until = Instant::now() + Duration::from_millis(500);
+    for _ in 0..16 {
+        buf.clear();
+        reserve(buf);
+        match timeout_at(until, stream.read_buf(buf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return,
         }
     }
 }
@@ -717,7 +752,7 @@ async fn dial(inner: Arc<Inner>, session: Arc<Session>, side: Side) {
     bind.set_to_path(&leg.expected);
     bind.set_from_path(std::slice::from_ref(&leg.local));
     bind.set_header("Message-ID", inner.tids.next());
-    lock(&leg.outstanding).insert(Pending {
+    leg.track(Pending {
         transaction_id: tid,
         at: Instant::now(),
         kind: PendingKind::Bind,
@@ -789,13 +824,11 @@ async fn run_leg(
     };
     let (rd, wr) = stream.into_split();
     tokio::spawn(write_loop(inner.clone(), session.clone(), side, wr, rx));
-    let _ = inner
-        .events
-        .send(RelayEvent::LegConnected {
-            id: session.id,
-            side,
-        })
-        .await;
+    // Informational: never let a slow event consumer hold up relaying.
+    let _ = inner.events.try_send(RelayEvent::LegConnected {
+        id: session.id,
+        side,
+    });
     let conn = Conn {
         inner: &inner,
         session: &session,
@@ -930,6 +963,8 @@ impl Conn<'_> {
                         return None;
                     }
                 }
+                // A request was forwarded on this leg: start its transaction timer.
+                _ = leg.tracked.notified(), if sweep_at.is_none() => {}
                 r = timeout_at(deadline, rd.read_buf(&mut buf)) => match r {
                     Err(_) if partial_since.is_some() => return Some(EndReason::Stalled),
                     Err(_) => return Some(EndReason::Idle),
@@ -1031,7 +1066,7 @@ impl Conn<'_> {
                         at: Instant::now(),
                         kind,
                     };
-                    let evicted = lock(&self.session.leg(other).outstanding).insert(p);
+                    let evicted = self.session.leg(other).track(p);
                     if let Some(e) = evicted {
                         // No room to wait for its response: treated as timed out.
                         let outcome = decide::on_response(&e, 408, None, || self.inner.tids.next());
