@@ -532,16 +532,20 @@ async fn a_stalled_receiver_slows_the_sender_and_nothing_is_lost() {
     // 32 MiB it wants to send.
     let (done, task) = flood(a_w, N, SIZE);
     let start = Instant::now();
+    // Progress must stop and stay stopped for a whole second (4 windows of 250 ms), within
+    // 60 windows.
     let mut last = usize::MAX;
+    let mut still = 0;
     let mut plateau = false;
-    for _ in 0..40 {
+    for _ in 0..60 {
         sleep(Duration::from_millis(250)).await;
         let now = done.load(Ordering::Relaxed);
-        if now == last && now > 0 {
+        still = if now == last && now > 0 { still + 1 } else { 0 };
+        last = now;
+        if still == 4 {
             plateau = true;
             break;
         }
-        last = now;
     }
     assert!(
         plateau,
@@ -551,7 +555,7 @@ async fn a_stalled_receiver_slows_the_sender_and_nothing_is_lost() {
         last < N,
         "everything was buffered somewhere ({last} chunks)"
     );
-    assert!(start.elapsed() < Duration::from_secs(15));
+    assert!(start.elapsed() < Duration::from_secs(20));
     // B reads again: every chunk arrives, in order, intact.
     for i in 0..N {
         let got = b_r.message().await;
@@ -587,7 +591,7 @@ async fn a_receiver_that_does_not_read_for_the_stall_timeout_is_cut_off() {
     let cfg = RelayConfig {
         queue_depth: 4,
         queue_bytes: 64 * 1024,
-        stall_timeout: Duration::from_millis(300),
+        stall_timeout: Duration::from_secs(1),
         ..RelayConfig::default()
     };
     let h = harness(cfg, Some(16 * 1024)).await;
