@@ -20,7 +20,7 @@ use cpm_iwf::time::Millis;
 use cpm_iwf::translate::Env;
 use cpm_iwf::translate::chat::{ChatLeg, ChatParties, chat_report, chat_send};
 use cpm_iwf::translate::state::{Device, Side};
-use cpm_iwf::wire::msrp::{Continuation, Frame, Message, Method, MsrpUri, ReportRequest};
+use cpm_iwf::wire::msrp::{Continuation, Message, Method, ReportRequest};
 use msrp_endpoint::{Read, Reader, WAIT, Writer};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep, timeout};
@@ -615,5 +615,58 @@ async fn a_receiver_that_does_not_read_for_the_stall_timeout_is_cut_off() {
         .expect("join");
 }
 
-#[allow(dead_code)]
-fn _frame_is_used(_: Frame, _: MsrpUri) {}
+#[tokio::test]
+async fn a_peer_that_refuses_the_first_send_ends_the_session() {
+    let (relay, mut events) = MsrpRelay::bind(lo(), lo(), RelayConfig::default())
+        .await
+        .expect("bind");
+    let sid = relay.new_session_id();
+    let b_listener = msrp_endpoint::listen(None);
+    let b_uri = msrp_endpoint::uri(b_listener.local_addr().expect("addr").port(), "bobsess9");
+    let a_uri = msrp_endpoint::uri(9, "alicesess9");
+    let node_simple = relay.local_uri(Side::Simple, &sid);
+    let t = Arc::new(ChatTranslator {
+        cpm: ChatLeg {
+            local: relay.local_uri(Side::Cpm, &sid),
+            remote_path: vec![a_uri.clone()],
+        },
+        simple: ChatLeg {
+            local: node_simple.clone(),
+            remote_path: vec![b_uri.clone()],
+        },
+        mappings: Mappings::embedded().expect("mappings"),
+        ids: Mutex::new(RandomIds::new()),
+    });
+    relay
+        .open(SessionSpec {
+            id: 9,
+            legs: [
+                LegSpec {
+                    side: Side::Simple,
+                    local_session_id: sid.clone(),
+                    remote_path: vec![b_uri.clone()],
+                    setup: Setup::Active,
+                    cema: false,
+                },
+                LegSpec {
+                    side: Side::Cpm,
+                    local_session_id: sid.clone(),
+                    remote_path: vec![a_uri],
+                    setup: Setup::Passive,
+                    cema: false,
+                },
+            ],
+            translator: t,
+        })
+        .expect("open");
+    let (mut b_r, mut b_w) = msrp_endpoint::accept(&b_listener, b_uri, node_simple).await;
+    let bind = b_r.message().await;
+    b_w.send(&b_w.respond(&bind, 481)).await.expect("481");
+    let (id, side, reason) = ended(&mut events).await;
+    assert_eq!(
+        (id, side, reason),
+        (9, Side::Simple, EndReason::BindRefused(481))
+    );
+    assert!(b_r.closed(4).await);
+    assert_eq!(relay.sessions(), 0);
+}
