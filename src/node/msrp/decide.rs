@@ -285,6 +285,19 @@ pub fn on_response(
     }
 }
 
+/// Decide what a request that got no response in time leads to: 408 (RFC 4975 §7.1.1), except
+/// for a chunk sent with `Failure-Report: partial`, whose peer answers only failures (§7.1.2),
+/// so that silence is its success.
+pub fn on_timeout(pending: &Pending, report_tid: impl FnOnce() -> Bytes) -> ResponseOutcome {
+    match &pending.kind {
+        PendingKind::Chunk {
+            failure_report: ReportRequest::Partial,
+            ..
+        } => ResponseOutcome::Absorbed,
+        _ => on_response(pending, 408, None, report_tid),
+    }
+}
+
 /// What to do with a request received on a leg.
 // Short-lived, moved once: boxing `Forward` would cost an allocation per chunk.
 #[allow(clippy::large_enum_variant)]
@@ -635,6 +648,26 @@ Status: 000 200 OK
             on_response(&bind, 481, None, Bytes::new),
             ResponseOutcome::BindRefused(481)
         );
+    }
+
+    #[test]
+    fn silence_is_408_unless_only_failures_are_answered() {
+        let yes = pending("out1", Instant::now(), ReportRequest::Yes);
+        let ResponseOutcome::Report(r) = on_timeout(&yes, || Bytes::from_static(b"rep1")) else {
+            panic!("no report");
+        };
+        assert_eq!(r.status().expect("status").map(|s| s.code), Some(408));
+        let partial = pending("out2", Instant::now(), ReportRequest::Partial);
+        assert_eq!(
+            on_timeout(&partial, || Bytes::from_static(b"rep2")),
+            ResponseOutcome::Absorbed
+        );
+        let ResponseOutcome::Report(r) =
+            on_response(&partial, 413, None, || Bytes::from_static(b"rep3"))
+        else {
+            panic!("a partial failure is reported");
+        };
+        assert_eq!(r.status().expect("status").map(|s| s.code), Some(413));
     }
 
     #[test]

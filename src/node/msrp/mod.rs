@@ -994,7 +994,10 @@ impl Conn<'_> {
         let expired =
             lock(&leg.outstanding).expire(Instant::now(), self.inner.cfg.transaction_timeout);
         for p in expired {
-            if !self.responded(&p, 408, None).await {
+            if !self
+                .outcome(decide::on_timeout(&p, || self.inner.tids.next()))
+                .await
+            {
                 return false;
             }
         }
@@ -1003,7 +1006,15 @@ impl Conn<'_> {
 
     /// Act on a response (or a timeout) to a request the node sent on this leg.
     async fn responded(&self, p: &Pending, code: u16, comment: Option<Bytes>) -> bool {
-        match decide::on_response(p, code, comment, || self.inner.tids.next()) {
+        self.outcome(decide::on_response(p, code, comment, || {
+            self.inner.tids.next()
+        }))
+        .await
+    }
+
+    /// Carry out what a response or a timeout on this leg leads to.
+    async fn outcome(&self, outcome: ResponseOutcome) -> bool {
+        match outcome {
             ResponseOutcome::Absorbed => true,
             ResponseOutcome::Report(r) => self.enqueue(self.side.other(), r).await,
             ResponseOutcome::BindRefused(c) => {
@@ -1069,7 +1080,7 @@ impl Conn<'_> {
                     let evicted = self.session.leg(other).track(p);
                     if let Some(e) = evicted {
                         // No room to wait for its response: treated as timed out.
-                        let outcome = decide::on_response(&e, 408, None, || self.inner.tids.next());
+                        let outcome = decide::on_timeout(&e, || self.inner.tids.next());
                         if let ResponseOutcome::Report(r) = outcome
                             && !self.enqueue(self.side, r).await
                         {
