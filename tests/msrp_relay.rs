@@ -670,3 +670,33 @@ async fn a_peer_that_refuses_the_first_send_ends_the_session() {
     assert!(b_r.closed(4).await);
     assert_eq!(relay.sessions(), 0);
 }
+
+#[tokio::test]
+async fn a_half_sent_message_is_cut_off_after_the_stall_timeout() {
+    let cfg = RelayConfig {
+        stall_timeout: Duration::from_millis(300),
+        ..RelayConfig::default()
+    };
+    let mut h = harness(cfg, None).await;
+    let node = h.a_w.node.to_string();
+    let head = format!("MSRP half0001 SEND\r\nTo-Path: {node}\r\nFrom-Path: ");
+    h.a_w.raw(head.as_bytes()).await.expect("send");
+    let started = Instant::now();
+    let (id, side, reason) = ended(&mut h.events).await;
+    assert_eq!((id, side, reason), (ID, Side::Cpm, EndReason::Stalled));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(h.b_r.closed(4).await);
+}
+
+#[tokio::test]
+async fn a_silent_session_ends_after_the_idle_timeout() {
+    let cfg = RelayConfig {
+        idle_timeout: Duration::from_millis(1_500),
+        ..RelayConfig::default()
+    };
+    let mut h = harness(cfg, None).await;
+    let (id, _, reason) = ended(&mut h.events).await;
+    assert_eq!((id, reason), (ID, EndReason::Idle));
+    assert!(h.a_r.closed(4).await);
+    assert!(h.b_r.closed(4).await);
+}
