@@ -70,7 +70,9 @@ pub struct LegSpec {
     pub side: Side,
     /// The session-id of the node's URI on this leg ([`MsrpRelay::local_uri`]).
     pub local_session_id: Bytes,
-    /// The peer's `a=path`, first hop first; its last URI is the peer's own.
+    /// The peer's `a=path`, first hop first; its last URI is the peer's own. An active leg
+    /// connects to the first URI: with `a=msrp-cema` the B2BUA puts first a URI built from
+    /// the SDP `c=` address and `m=` port (RFC 6714 §4.2).
     pub remote_path: Vec<MsrpUri>,
     /// Who connects.
     pub setup: Setup,
