@@ -1,0 +1,1129 @@
+//! The back-to-back MSRP relay (RFC 4975): the node is the MSRP endpoint of each leg of a chat
+//! session and forwards translated chunks between them, as they arrive (never reassembled).
+//!
+//! The B2BUA core drives it:
+//! 1. [`MsrpRelay::bind`] the two listeners (one per side) and keep the [`RelayEvent`]
+//!    receiver;
+//! 2. for each chat session, [`MsrpRelay::new_session_id`] and [`MsrpRelay::local_uri`] per
+//!    leg give the `a=path` the node writes into that leg's SDP;
+//! 3. once both SDP answers are known, [`MsrpRelay::open`] with a [`SessionSpec`]: per leg the
+//!    peer's `a=path`, who opens the connection ([`Setup`], RFC 6135 `a=setup`) and whether
+//!    `a=msrp-cema` (RFC 6714) was negotiated, plus the session's [`ChunkTranslator`];
+//! 4. on [`RelayEvent::SessionEnded`] send BYE on both dialogs; on a BYE, [`MsrpRelay::close`].
+//!
+//! Per leg: a reader task (decode with [`MsrpCodec`], decide with the pure functions of
+//! [`decide`], queue) and a writer task (a bounded queue, in messages and in bytes, drained to
+//! the socket). A reader waits when the other leg's queue is full, so a slow receiver slows its
+//! sender through TCP and memory never grows. Every wait on a peer has a deadline: connect,
+//! first request, a half-received message and a blocked write (stall), silence (idle), a
+//! response (transaction timeout, RFC 4975 §7.1.1).
+
+pub mod decide;
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::time::{Instant, sleep, sleep_until, timeout, timeout_at};
+use tokio_util::codec::Decoder;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::translate::state::Side;
+use crate::wire::msrp::{Frame, Limits, Message, Method, MsrpCodec, MsrpUri, StartLine};
+
+use decide::{Pending, PendingKind, RequestAction, ResponseOutcome};
+
+/// The translation of one session's chunks, provided by the B2BUA (it implements it with
+/// `translate::chat::chat_send` / `chat_report` and the session's two `ChatLeg`s, and applies
+/// the table changes itself).
+pub trait ChunkTranslator: Send + Sync {
+    /// The SEND to queue on the other leg for a SEND received from `from`'s peer, or the
+    /// status code (and comment) to answer it with.
+    fn send(&self, from: Side, msg: &Message) -> Result<Message, (u16, &'static str)>;
+    /// The REPORT to queue on the other leg for a REPORT received from `from`'s peer.
+    fn report(&self, from: Side, msg: &Message) -> Message;
+}
+
+/// Who opens the TCP connection of a leg (RFC 6135 `a=setup`, RFC 4975 §5.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setup {
+    /// The node connects to the first URI of the peer's path and sends a bodiless SEND.
+    Active,
+    /// The node waits for the peer on the side's listener.
+    Passive,
+}
+
+/// One leg of a session.
+#[derive(Debug, Clone)]
+pub struct LegSpec {
+    /// Which network the leg is in (which listener a passive peer connects to).
+    pub side: Side,
+    /// The session-id of the node's URI on this leg ([`MsrpRelay::local_uri`]).
+    pub local_session_id: Bytes,
+    /// The peer's `a=path`, first hop first; its last URI is the peer's own. An active leg
+    /// connects to the first URI: with `a=msrp-cema` the B2BUA puts first a URI built from
+    /// the SDP `c=` address and `m=` port (RFC 6714 §4.2).
+    pub remote_path: Vec<MsrpUri>,
+    /// Who connects.
+    pub setup: Setup,
+    /// `a=msrp-cema` negotiated (RFC 6714): sessions matched by session-id only.
+    pub cema: bool,
+}
+
+/// A session to relay: one leg per side.
+#[derive(Clone)]
+pub struct SessionSpec {
+    /// The B2BUA's id for it (echoed in [`RelayEvent`]s).
+    pub id: u64,
+    /// The CPM leg and the SIMPLE leg, in either order.
+    pub legs: [LegSpec; 2],
+    /// The session's chunk translation.
+    pub translator: Arc<dyn ChunkTranslator>,
+}
+
+/// Bounds and timeouts of the relay.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Codec limits (chunk size, header sizes). Default: [`Limits::default`] (1 MiB chunks).
+    pub limits: Limits,
+    /// Most sessions at once. Default 100 000 (the config's `max_sessions`).
+    pub max_sessions: usize,
+    /// Most passive legs waiting for their peer. Default 10 000.
+    pub max_pending_passive: usize,
+    /// Most accepted connections that have not yet named their session. Default 1 024.
+    pub max_unbound: usize,
+    /// How long a passive leg waits for its peer, and an active leg for its TCP connect.
+    /// Default 30 s.
+    pub connect_timeout: Duration,
+    /// How long an accepted connection may take to send its first request. Default 10 s.
+    pub first_request_timeout: Duration,
+    /// How long a peer may take to finish a message it started, and how long a write to a
+    /// peer that does not read may block, before the leg is closed. Default 30 s.
+    pub stall_timeout: Duration,
+    /// How long a connection may stay silent. Default 3 600 s (chat sessions idle long).
+    pub idle_timeout: Duration,
+    /// How long the node waits for the response to a SEND it forwarded before it counts it
+    /// as 408 (RFC 4975 §7.1.1: 30 s). Default 30 s.
+    pub transaction_timeout: Duration,
+    /// Messages queued towards one connection. Default 32.
+    pub queue_depth: usize,
+    /// Bytes queued towards one connection (a chunk counts its encoded size, capped at this).
+    /// Default 4 MiB.
+    pub queue_bytes: usize,
+    /// Forwarded requests awaiting a response, per leg; the oldest is dropped (as timed out)
+    /// beyond it. Default 1 024.
+    pub max_outstanding: usize,
+    /// Capacity of the [`RelayEvent`] channel. Default 1 024.
+    pub event_queue: usize,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        RelayConfig {
+            limits: Limits::default(),
+            max_sessions: 100_000,
+            max_pending_passive: 10_000,
+            max_unbound: 1_024,
+            connect_timeout: Duration::from_secs(30),
+            first_request_timeout: Duration::from_secs(10),
+            stall_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(3_600),
+            transaction_timeout: Duration::from_secs(30),
+            queue_depth: 32,
+            queue_bytes: 4 * 1024 * 1024,
+            max_outstanding: 1_024,
+            event_queue: 1_024,
+        }
+    }
+}
+
+impl RelayConfig {
+    /// The defaults with the configuration's limits: chunk size, sessions, queue depth.
+    pub fn from_config(c: &Config) -> Self {
+        let d = RelayConfig::default();
+        RelayConfig {
+            limits: Limits {
+                max_chunk_size: c.limits.msrp_max_chunk,
+                ..Limits::default()
+            },
+            max_sessions: c.limits.max_sessions,
+            queue_depth: c.limits.queue_depth.clamp(1, 1_024),
+            ..d
+        }
+    }
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EndReason {
+    /// The peer closed its connection.
+    #[error("the peer closed the connection")]
+    PeerClosed,
+    /// The stream could not be framed any more (RFC 4975 §9 start line, truncation).
+    #[error("unrecoverable framing error: {0}")]
+    Framing(String),
+    /// A socket error.
+    #[error("transport: {0}")]
+    Io(String),
+    /// A message half-received, or a write blocked, for the stall timeout.
+    #[error("peer stalled")]
+    Stalled,
+    /// Nothing received for the idle timeout.
+    #[error("idle timeout")]
+    Idle,
+    /// The passive leg's peer never connected, or the active leg's connect timed out.
+    #[error("the peer did not connect in time")]
+    ConnectTimeout,
+    /// The active leg's connect failed.
+    #[error("connect failed: {0}")]
+    ConnectFailed(String),
+    /// The peer refused the active leg's first SEND (RFC 4975 §5.4), or did not answer it
+    /// within the transaction timeout (408).
+    #[error("the peer answered the first SEND with {0}")]
+    BindRefused(u16),
+}
+
+/// What the relay tells the B2BUA.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RelayEvent {
+    /// A leg's connection is established and bound to its session.
+    LegConnected {
+        /// The session.
+        id: u64,
+        /// The leg.
+        side: Side,
+    },
+    /// The session is over: both connections are closed (send BYE on both dialogs).
+    SessionEnded {
+        /// The session.
+        id: u64,
+        /// The leg whose connection failed.
+        side: Side,
+        /// Why.
+        reason: EndReason,
+    },
+}
+
+/// Why [`MsrpRelay::open`] refused a session.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpenError {
+    /// `max_sessions` reached.
+    #[error("too many MSRP sessions")]
+    TooManySessions,
+    /// `max_pending_passive` reached.
+    #[error("too many passive MSRP legs waiting")]
+    TooManyPending,
+    /// The id is in use.
+    #[error("session {0} exists")]
+    DuplicateId(u64),
+    /// The legs are not one per side.
+    #[error("a session needs one CPM leg and one SIMPLE leg")]
+    Sides,
+    /// A local session-id is in use or not RFC 4975 §9 `session-id` text.
+    #[error("local session-id unusable: {0}")]
+    LocalSessionId(String),
+    /// A peer path is empty, or an active leg's first URI has no port.
+    #[error("peer path unusable: {0}")]
+    RemotePath(&'static str),
+}
+
+/// The relay. Dropping it stops the listeners and every session.
+pub struct MsrpRelay {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cfg: RelayConfig,
+    cpm_addr: SocketAddr,
+    simple_addr: SocketAddr,
+    sessions: Mutex<HashMap<u64, Arc<Session>>>,
+    passive: Mutex<HashMap<(Side, Bytes), Arc<Session>>>,
+    events: mpsc::Sender<RelayEvent>,
+    tids: Tids,
+    unbound: Arc<Semaphore>,
+    shutdown: CancellationToken,
+}
+
+struct Session {
+    id: u64,
+    cpm: Leg,
+    simple: Leg,
+    translator: Arc<dyn ChunkTranslator>,
+    cancel: CancellationToken,
+    ended: AtomicBool,
+}
+
+impl Session {
+    fn leg(&self, side: Side) -> &Leg {
+        match side {
+            Side::Cpm => &self.cpm,
+            Side::Simple => &self.simple,
+        }
+    }
+}
+
+struct Leg {
+    local: MsrpUri,
+    expected: Vec<MsrpUri>,
+    setup: Setup,
+    cema: bool,
+    tx: mpsc::Sender<Out>,
+    rx: Mutex<Option<mpsc::Receiver<Out>>>,
+    budget: Arc<Semaphore>,
+    outstanding: Mutex<decide::Outstanding>,
+    /// Poked when `outstanding` gets its first entry, so that this leg's reader starts the
+    /// transaction timer (RFC 4975 §7.1.1) even while its peer is silent.
+    tracked: Notify,
+    bound: AtomicBool,
+}
+
+impl Leg {
+    /// Remember a request sent on this leg; returns the entry dropped to make room.
+    fn track(&self, p: Pending) -> Option<Pending> {
+        let (evicted, first) = {
+            let mut o = lock(&self.outstanding);
+            let first = o.is_empty();
+            (o.insert(p), first)
+        };
+        if first {
+            self.tracked.notify_one();
+        }
+        evicted
+    }
+}
+
+/// A queued message and its share of the leg's byte budget (released once written).
+struct Out {
+    msg: Message,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// Transaction-ids and Message-IDs of the node's own requests: 16 hex digits of a keyed
+/// hash of a counter (RFC 4975 §9 `ident`; unique, not secret).
+struct Tids {
+    keys: RandomState,
+    counter: AtomicU64,
+}
+
+impl Tids {
+    fn next(&self) -> Bytes {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        Bytes::from(format!("{:016x}", self.keys.hash_one(n)))
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The host part of an MSRP URI for a socket address (IPv6 in brackets, RFC 3986 §3.2.2).
+fn host_of(addr: SocketAddr) -> Bytes {
+    match addr {
+        SocketAddr::V4(a) => Bytes::from(a.ip().to_string()),
+        SocketAddr::V6(a) => Bytes::from(format!("[{}]", a.ip())),
+    }
+}
+
+impl MsrpRelay {
+    /// Bind the CPM-side and SIMPLE-side listeners and start accepting.
+    pub async fn bind(
+        cpm: SocketAddr,
+        simple: SocketAddr,
+        cfg: RelayConfig,
+    ) -> io::Result<(MsrpRelay, mpsc::Receiver<RelayEvent>)> {
+        let cpm_l = TcpListener::bind(cpm).await?;
+        let simple_l = TcpListener::bind(simple).await?;
+        let (events, rx) = mpsc::channel(cfg.event_queue.max(1));
+        let inner = Arc::new(Inner {
+            cpm_addr: cpm_l.local_addr()?,
+            simple_addr: simple_l.local_addr()?,
+            sessions: Mutex::new(HashMap::new()),
+            passive: Mutex::new(HashMap::new()),
+            events,
+            tids: Tids {
+                keys: RandomState::new(),
+                counter: AtomicU64::new(0),
+            },
+            unbound: Arc::new(Semaphore::new(cfg.max_unbound.max(1))),
+            shutdown: CancellationToken::new(),
+            cfg,
+        });
+        tokio::spawn(accept_loop(inner.clone(), Side::Cpm, cpm_l));
+        tokio::spawn(accept_loop(inner.clone(), Side::Simple, simple_l));
+        Ok((MsrpRelay { inner }, rx))
+    }
+
+    /// The listener address of a side.
+    pub fn local_addr(&self, side: Side) -> SocketAddr {
+        self.inner.addr(side)
+    }
+
+    /// The node's MSRP URI on a side for a session-id: `msrp://<listen ip>:<port>/<id>;tcp`
+    /// (RFC 4975 §6), what the B2BUA writes in that leg's `a=path`. Bind a specific address:
+    /// an unspecified one (0.0.0.0) would be written as is.
+    pub fn local_uri(&self, side: Side, session_id: &Bytes) -> MsrpUri {
+        local_uri(self.inner.addr(side), session_id)
+    }
+
+    /// A fresh session-id for a leg (RFC 4975 §6: unpredictable, 16 hex digits here).
+    pub fn new_session_id(&self) -> Bytes {
+        self.inner.tids.next()
+    }
+
+    /// Start relaying a session: passive legs wait for their peer (at most
+    /// `connect_timeout`), active legs connect now.
+    pub fn open(&self, spec: SessionSpec) -> Result<(), OpenError> {
+        self.inner.open(spec)
+    }
+
+    /// Stop relaying a session and close its connections (no event). Whether it existed.
+    pub fn close(&self, id: u64) -> bool {
+        let session = lock(&self.inner.sessions).get(&id).cloned();
+        match session {
+            Some(s) if !s.ended.swap(true, Ordering::AcqRel) => {
+                s.cancel.cancel();
+                self.inner.forget(&s);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Sessions being relayed.
+    pub fn sessions(&self) -> usize {
+        lock(&self.inner.sessions).len()
+    }
+
+    /// Stop accepting and close every session.
+    pub fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+    }
+}
+
+impl Drop for MsrpRelay {
+    fn drop(&mut self) {
+        self.inner.shutdown.cancel();
+    }
+}
+
+fn local_uri(addr: SocketAddr, session_id: &Bytes) -> MsrpUri {
+    MsrpUri {
+        secure: false,
+        userinfo: None,
+        host: host_of(addr),
+        port: Some(addr.port()),
+        session_id: Some(session_id.clone()),
+        transport: Bytes::from_static(b"tcp"),
+        params: Bytes::new(),
+    }
+}
+
+impl Inner {
+    fn addr(&self, side: Side) -> SocketAddr {
+        match side {
+            Side::Cpm => self.cpm_addr,
+            Side::Simple => self.simple_addr,
+        }
+    }
+
+    fn leg(&self, spec: LegSpec) -> Result<Leg, OpenError> {
+        let local = local_uri(self.addr(spec.side), &spec.local_session_id);
+        // The session-id must survive a round trip through the RFC 4975 §9 grammar.
+        match MsrpUri::parse_str(&local.to_string()) {
+            Ok(u) if u.session_id.as_ref() == Some(&spec.local_session_id) => {}
+            _ => {
+                return Err(OpenError::LocalSessionId(
+                    String::from_utf8_lossy(&spec.local_session_id).into_owned(),
+                ));
+            }
+        }
+        let Some(first) = spec.remote_path.first() else {
+            return Err(OpenError::RemotePath("empty a=path"));
+        };
+        if spec.setup == Setup::Active && first.port.is_none() {
+            return Err(OpenError::RemotePath("first URI has no port"));
+        }
+        let (tx, rx) = mpsc::channel(self.cfg.queue_depth.max(1));
+        Ok(Leg {
+            local,
+            expected: spec.remote_path,
+            setup: spec.setup,
+            cema: spec.cema,
+            tx,
+            rx: Mutex::new(Some(rx)),
+            budget: Arc::new(Semaphore::new(self.cfg.queue_bytes.max(1))),
+            outstanding: Mutex::new(decide::Outstanding::new(self.cfg.max_outstanding)),
+            tracked: Notify::new(),
+            bound: AtomicBool::new(false),
+        })
+    }
+
+    fn open(self: &Arc<Self>, spec: SessionSpec) -> Result<(), OpenError> {
+        let [a, b] = spec.legs;
+        let (cpm, simple) = match (a.side, b.side) {
+            (Side::Cpm, Side::Simple) => (a, b),
+            (Side::Simple, Side::Cpm) => (b, a),
+            _ => return Err(OpenError::Sides),
+        };
+        let session = Arc::new(Session {
+            id: spec.id,
+            cpm: self.leg(cpm)?,
+            simple: self.leg(simple)?,
+            translator: spec.translator,
+            cancel: self.shutdown.child_token(),
+            ended: AtomicBool::new(false),
+        });
+        let passive: Vec<Side> = [Side::Cpm, Side::Simple]
+            .into_iter()
+            .filter(|s| session.leg(*s).setup == Setup::Passive)
+            .collect();
+        {
+            let mut sessions = lock(&self.sessions);
+            if sessions.contains_key(&spec.id) {
+                return Err(OpenError::DuplicateId(spec.id));
+            }
+            if sessions.len() >= self.cfg.max_sessions {
+                return Err(OpenError::TooManySessions);
+            }
+            let mut waiting = lock(&self.passive);
+            if waiting.len() + passive.len() > self.cfg.max_pending_passive {
+                return Err(OpenError::TooManyPending);
+            }
+            for side in &passive {
+                let key = (
+                    *side,
+                    session
+                        .leg(*side)
+                        .local
+                        .session_id
+                        .clone()
+                        .unwrap_or_default(),
+                );
+                if waiting.contains_key(&key) {
+                    return Err(OpenError::LocalSessionId(
+                        String::from_utf8_lossy(&key.1).into_owned(),
+                    ));
+                }
+            }
+            for side in &passive {
+                let key = (
+                    *side,
+                    session
+                        .leg(*side)
+                        .local
+                        .session_id
+                        .clone()
+                        .unwrap_or_default(),
+                );
+                waiting.insert(key, session.clone());
+            }
+            sessions.insert(spec.id, session.clone());
+        }
+        for side in [Side::Cpm, Side::Simple] {
+            if session.leg(side).setup == Setup::Active {
+                tokio::spawn(dial(self.clone(), session.clone(), side));
+            }
+        }
+        if !passive.is_empty() {
+            tokio::spawn(watch_passive(self.clone(), session));
+        }
+        Ok(())
+    }
+
+    /// Drop a session from the maps and its not yet connected queues.
+    fn forget(&self, session: &Arc<Session>) {
+        {
+            let mut sessions = lock(&self.sessions);
+            if sessions
+                .get(&session.id)
+                .is_some_and(|s| Arc::ptr_eq(s, session))
+            {
+                sessions.remove(&session.id);
+            }
+        }
+        let mut waiting = lock(&self.passive);
+        for side in [Side::Cpm, Side::Simple] {
+            let key = (
+                side,
+                session
+                    .leg(side)
+                    .local
+                    .session_id
+                    .clone()
+                    .unwrap_or_default(),
+            );
+            if waiting.get(&key).is_some_and(|s| Arc::ptr_eq(s, session)) {
+                waiting.remove(&key);
+            }
+            drop(lock(&session.leg(side).rx).take());
+        }
+    }
+
+    /// End a session once: close both connections, tell the B2BUA.
+    async fn end(&self, session: &Arc<Session>, side: Side, reason: EndReason) {
+        if session.ended.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tracing::debug!(id = session.id, ?side, %reason, "MSRP session ended");
+        session.cancel.cancel();
+        self.forget(session);
+        let _ = self
+            .events
+            .send(RelayEvent::SessionEnded {
+                id: session.id,
+                side,
+                reason,
+            })
+            .await;
+    }
+
+    /// The session a passive connection's first request names (RFC 4975 §5.4: the last URI
+    /// of its To-Path), claimed for this connection; or the status code to refuse it with.
+    fn claim(&self, side: Side, req: &Message) -> Result<Arc<Session>, u16> {
+        let to = req
+            .to_path_uris()
+            .filter_map(Result::ok)
+            .last()
+            .ok_or(481u16)?;
+        let sid = to.session_id.clone().ok_or(481u16)?;
+        let from = req.from_path().map_err(|_| 400u16)?;
+        let mut waiting = lock(&self.passive);
+        let key = (side, sid);
+        let session = waiting.get(&key).cloned().ok_or(481u16)?;
+        let leg = session.leg(side);
+        if !decide::addressed_to(&leg.local, &to, leg.cema)
+            || !decide::peer_matches(&leg.expected, &from, leg.cema)
+        {
+            return Err(481);
+        }
+        waiting.remove(&key);
+        leg.bound.store(true, Ordering::Release);
+        Ok(session)
+    }
+}
+
+async fn accept_loop(inner: Arc<Inner>, side: Side, listener: TcpListener) {
+    loop {
+        let accepted = tokio::select! {
+            _ = inner.shutdown.cancelled() => return,
+            r = listener.accept() => r,
+        };
+        match accepted {
+            Ok((stream, _)) => match inner.unbound.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    tokio::spawn(accept_conn(inner.clone(), side, stream, permit));
+                }
+                // Over max_unbound: refuse by closing.
+                Err(_) => drop(stream),
+            },
+            // Out of descriptors and the like: back off instead of spinning.
+            Err(e) => {
+                tracing::warn!(?side, error = %e, "MSRP accept failed");
+                sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// A connection to a side's listener: read its first request, bind it to its session.
+async fn accept_conn(
+    inner: Arc<Inner>,
+    side: Side,
+    mut stream: TcpStream,
+    permit: OwnedSemaphorePermit,
+) {
+    let _ = stream.set_nodelay(true);
+    let mut codec = MsrpCodec::new(inner.cfg.limits.clone());
+    let mut buf = BytesMut::with_capacity(4 * 1024);
+    let deadline = Instant::now() + inner.cfg.first_request_timeout;
+    let frame = loop {
+        match codec.decode(&mut buf) {
+            Ok(Some(f)) => break f,
+            Ok(None) => {}
+            Err(_) => return,
+        }
+        reserve(&mut buf);
+        let read = tokio::select! {
+            _ = inner.shutdown.cancelled() => return,
+            r = timeout_at(deadline, stream.read_buf(&mut buf)) => r,
+        };
+        match read {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return,
+        }
+    };
+    // A first frame that is a response, or whose paths are unreadable, names no session.
+    let Frame::Message(req) = frame else { return };
+    if req.method().is_none() {
+        return;
+    }
+    match inner.claim(side, &req) {
+        Ok(session) => {
+            drop(permit);
+            let peer_hop = req
+                .from_path_uris()
+                .filter_map(Result::ok)
+                .next()
+                .unwrap_or_else(|| {
+                    session
+                        .leg(side)
+                        .expected
+                        .first()
+                        .cloned()
+                        .unwrap_or_else(|| session.leg(side).local.clone())
+                });
+            run_leg(
+                inner,
+                session,
+                side,
+                stream,
+                codec,
+                buf,
+                peer_hop,
+                Some(req),
+            )
+            .await;
+        }
+        Err(code) => {
+            // RFC 4975 §7.3: unknown session, 481, and this connection serves nothing else.
+            if let Some(resp) = decide::answer(&req, code) {
+                let _ = timeout(inner.cfg.stall_timeout, stream.write_all(&resp.to_bytes())).await;
+            }
+            let _ = timeout(inner.cfg.stall_timeout, stream.shutdown()).await;
+            linger(&mut stream, &mut buf).await;
+        }
+    }
+}
+
+/// Read and discard what the peer still sends (a little, briefly) before closing, so that
+/// unread input does not make the close a reset that could destroy the answer just sent.
+async fn linger(stream: &mut TcpStream, buf: &mut BytesMut) {
+    let until = Instant::now() + Duration::from_millis(500);
+    for _ in 0..16 {
+        buf.clear();
+        reserve(buf);
+        match timeout_at(until, stream.read_buf(buf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return,
+        }
+    }
+}
+
+/// The active leg: connect to the first URI of the peer's path and bind the connection with
+/// a bodiless SEND (RFC 4975 §5.4).
+async fn dial(inner: Arc<Inner>, session: Arc<Session>, side: Side) {
+    let leg = session.leg(side);
+    let Some(first) = leg.expected.first().cloned() else {
+        return;
+    };
+    let host = String::from_utf8_lossy(&first.host)
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = first.port.unwrap_or_default();
+    let connected = tokio::select! {
+        _ = session.cancel.cancelled() => return,
+        r = timeout(inner.cfg.connect_timeout, TcpStream::connect((host.as_str(), port))) => r,
+    };
+    let mut stream = match connected {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            inner
+                .end(&session, side, EndReason::ConnectFailed(e.to_string()))
+                .await;
+            return;
+        }
+        Err(_) => {
+            inner.end(&session, side, EndReason::ConnectTimeout).await;
+            return;
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    let tid = inner.tids.next();
+    let mut bind = Message::request(tid.clone(), Method::Send);
+    bind.set_to_path(&leg.expected);
+    bind.set_from_path(std::slice::from_ref(&leg.local));
+    bind.set_header("Message-ID", inner.tids.next());
+    leg.track(Pending {
+        transaction_id: tid,
+        at: Instant::now(),
+        kind: PendingKind::Bind,
+    });
+    // Written before the writer starts: the bodiless SEND is the first thing on the wire.
+    let wire = bind.to_bytes();
+    let written = tokio::select! {
+        _ = session.cancel.cancelled() => return,
+        r = timeout(inner.cfg.stall_timeout, stream.write_all(&wire)) => r,
+    };
+    match written {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            inner
+                .end(&session, side, EndReason::Io(e.to_string()))
+                .await;
+            return;
+        }
+        Err(_) => {
+            inner.end(&session, side, EndReason::Stalled).await;
+            return;
+        }
+    }
+    leg.bound.store(true, Ordering::Release);
+    let codec = MsrpCodec::new(inner.cfg.limits.clone());
+    run_leg(
+        inner,
+        session,
+        side,
+        stream,
+        codec,
+        BytesMut::new(),
+        first,
+        None,
+    )
+    .await;
+}
+
+/// End the session if a passive leg's peer has not connected within `connect_timeout`.
+async fn watch_passive(inner: Arc<Inner>, session: Arc<Session>) {
+    tokio::select! {
+        _ = session.cancel.cancelled() => {}
+        _ = sleep(inner.cfg.connect_timeout) => {
+            for side in [Side::Cpm, Side::Simple] {
+                let leg = session.leg(side);
+                if leg.setup == Setup::Passive && !leg.bound.load(Ordering::Acquire) {
+                    inner.end(&session, side, EndReason::ConnectTimeout).await;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// A bound connection: start its writer, run its reader, end the session when it fails.
+#[allow(clippy::too_many_arguments)]
+async fn run_leg(
+    inner: Arc<Inner>,
+    session: Arc<Session>,
+    side: Side,
+    stream: TcpStream,
+    codec: MsrpCodec,
+    buf: BytesMut,
+    peer_hop: MsrpUri,
+    first: Option<Message>,
+) {
+    let Some(rx) = lock(&session.leg(side).rx).take() else {
+        return;
+    };
+    let (rd, wr) = stream.into_split();
+    tokio::spawn(write_loop(inner.clone(), session.clone(), side, wr, rx));
+    // Informational: never let a slow event consumer hold up relaying.
+    let _ = inner.events.try_send(RelayEvent::LegConnected {
+        id: session.id,
+        side,
+    });
+    let conn = Conn {
+        inner: &inner,
+        session: &session,
+        side,
+        peer_hop,
+    };
+    if let Some(reason) = conn.read_loop(rd, codec, buf, first).await {
+        inner.end(&session, side, reason).await;
+    }
+}
+
+/// Keep room for a read without growing the buffer past what the codec allows.
+fn reserve(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() < 4 * 1024 {
+        buf.reserve(16 * 1024);
+    }
+}
+
+const WRITE_BATCH: usize = 64 * 1024;
+
+/// Drain a leg's queue to its socket, several messages per write when they are queued.
+async fn write_loop(
+    inner: Arc<Inner>,
+    session: Arc<Session>,
+    side: Side,
+    mut wr: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Out>,
+) {
+    let mut out = BytesMut::with_capacity(16 * 1024);
+    let mut batch: Vec<Out> = Vec::with_capacity(16);
+    loop {
+        let first = tokio::select! {
+            biased;
+            _ = session.cancel.cancelled() => break,
+            m = rx.recv() => m,
+        };
+        let Some(first) = first else { break };
+        out.clear();
+        first.msg.encode(&mut out);
+        batch.push(first);
+        while out.len() < WRITE_BATCH {
+            match rx.try_recv() {
+                Ok(m) => {
+                    m.msg.encode(&mut out);
+                    batch.push(m);
+                }
+                Err(_) => break,
+            }
+        }
+        let written = tokio::select! {
+            _ = session.cancel.cancelled() => break,
+            r = timeout(inner.cfg.stall_timeout, wr.write_all(&out)) => r,
+        };
+        // The byte budget is released once the bytes are in the socket.
+        batch.clear();
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                inner
+                    .end(&session, side, EndReason::Io(e.to_string()))
+                    .await;
+                break;
+            }
+            Err(_) => {
+                inner.end(&session, side, EndReason::Stalled).await;
+                break;
+            }
+        }
+        if out.capacity() > 4 * WRITE_BATCH {
+            // A large chunk went through: do not keep its buffer for the session's life.
+            out = BytesMut::with_capacity(16 * 1024);
+        }
+    }
+    let _ = timeout(Duration::from_millis(200), wr.shutdown()).await;
+}
+
+/// One bound connection's reading side.
+struct Conn<'a> {
+    inner: &'a Arc<Inner>,
+    session: &'a Arc<Session>,
+    side: Side,
+    /// The peer's first hop: where responses to unreadable requests go.
+    peer_hop: MsrpUri,
+}
+
+impl Conn<'_> {
+    /// Read and handle frames until the connection fails (`Some(reason)`) or the session is
+    /// cancelled (`None`).
+    async fn read_loop(
+        &self,
+        mut rd: OwnedReadHalf,
+        mut codec: MsrpCodec,
+        mut buf: BytesMut,
+        first: Option<Message>,
+    ) -> Option<EndReason> {
+        let cfg = &self.inner.cfg;
+        if let Some(m) = first
+            && !self.handle(Frame::Message(m)).await
+        {
+            return None;
+        }
+        let mut last_read = Instant::now();
+        // When the message now being received began (the stall timeout runs from there).
+        let mut partial_since: Option<Instant> = (!is_blank(&buf)).then(Instant::now);
+        loop {
+            loop {
+                match codec.decode(&mut buf) {
+                    Ok(Some(frame)) => {
+                        if !self.handle(frame).await {
+                            return None;
+                        }
+                        // Time spent waiting for the other leg's queue is not the peer's.
+                        partial_since = (!is_blank(&buf)).then(Instant::now);
+                    }
+                    Ok(None) => break,
+                    Err(e) => return Some(EndReason::Framing(e.to_string())),
+                }
+            }
+            let leg = self.session.leg(self.side);
+            let sweep_at = lock(&leg.outstanding).next_deadline(cfg.transaction_timeout);
+            let deadline = match partial_since {
+                Some(t) => t + cfg.stall_timeout,
+                None => last_read + cfg.idle_timeout,
+            };
+            reserve(&mut buf);
+            let before = buf.len();
+            tokio::select! {
+                biased;
+                _ = self.session.cancel.cancelled() => return None,
+                _ = sleep_until(sweep_at.unwrap_or(deadline)), if sweep_at.is_some() => {
+                    if !self.expire().await {
+                        return None;
+                    }
+                }
+                // A request was forwarded on this leg: start its transaction timer.
+                _ = leg.tracked.notified(), if sweep_at.is_none() => {}
+                r = timeout_at(deadline, rd.read_buf(&mut buf)) => match r {
+                    Err(_) if partial_since.is_some() => return Some(EndReason::Stalled),
+                    Err(_) => return Some(EndReason::Idle),
+                    Ok(Err(e)) => return Some(EndReason::Io(e.to_string())),
+                    Ok(Ok(0)) => {
+                        return Some(match codec.decode_eof(&mut buf) {
+                            Err(e) => EndReason::Framing(e.to_string()),
+                            Ok(_) => EndReason::PeerClosed,
+                        });
+                    }
+                    Ok(Ok(_)) => {
+                        last_read = Instant::now();
+                        let fresh = buf.get(before..).unwrap_or_default();
+                        if partial_since.is_none() && !(before == 0 && is_blank(fresh)) {
+                            partial_since = Some(last_read);
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    /// Requests forwarded on this leg whose response did not come in time: 408 (RFC 4975
+    /// §7.1.1), which becomes a REPORT when the sender asked for failure reports.
+    async fn expire(&self) -> bool {
+        let leg = self.session.leg(self.side);
+        let expired =
+            lock(&leg.outstanding).expire(Instant::now(), self.inner.cfg.transaction_timeout);
+        for p in expired {
+            if !self
+                .outcome(decide::on_timeout(&p, || self.inner.tids.next()))
+                .await
+            {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Act on a response (or a timeout) to a request the node sent on this leg.
+    async fn responded(&self, p: &Pending, code: u16, comment: Option<Bytes>) -> bool {
+        self.outcome(decide::on_response(p, code, comment, || {
+            self.inner.tids.next()
+        }))
+        .await
+    }
+
+    /// Carry out what a response or a timeout on this leg leads to.
+    async fn outcome(&self, outcome: ResponseOutcome) -> bool {
+        match outcome {
+            ResponseOutcome::Absorbed => true,
+            ResponseOutcome::Report(r) => self.enqueue(self.side.other(), r).await,
+            ResponseOutcome::BindRefused(c) => {
+                self.inner
+                    .end(self.session, self.side, EndReason::BindRefused(c))
+                    .await;
+                false
+            }
+        }
+    }
+
+    /// Handle one frame; `false` when the session is over.
+    async fn handle(&self, frame: Frame) -> bool {
+        let leg = self.session.leg(self.side);
+        match frame {
+            Frame::Rejected {
+                transaction_id,
+                error,
+            } => {
+                tracing::debug!(side = ?self.side, %error, "MSRP frame rejected");
+                match decide::rejected_response(transaction_id, &error, &self.peer_hop, &leg.local)
+                {
+                    Some(r) => self.enqueue(self.side, r).await,
+                    None => true,
+                }
+            }
+            Frame::Message(m) => match &m.start {
+                StartLine::Response { code, comment } => {
+                    let p = lock(&leg.outstanding).take(&m.transaction_id);
+                    match p {
+                        Some(p) => self.responded(&p, *code, comment.clone()).await,
+                        // A response to nothing pending (late, or Failure-Report: no): absorbed.
+                        None => true,
+                    }
+                }
+                StartLine::Request { .. } => {
+                    let action = decide::on_request(
+                        self.side,
+                        &leg.local,
+                        leg.cema,
+                        &m,
+                        &*self.session.translator,
+                    );
+                    drop(m);
+                    self.act(action).await
+                }
+            },
+        }
+    }
+
+    async fn act(&self, action: RequestAction) -> bool {
+        match action {
+            RequestAction::Ignore => true,
+            RequestAction::Answer(a) => self.enqueue(self.side, a).await,
+            RequestAction::Forward { out, ok, track } => {
+                let other = self.side.other();
+                if let Some(kind) = track {
+                    let p = Pending {
+                        transaction_id: out.transaction_id.clone(),
+                        at: Instant::now(),
+                        kind,
+                    };
+                    let evicted = self.session.leg(other).track(p);
+                    if let Some(e) = evicted {
+                        // No room to wait for its response: treated as timed out.
+                        let outcome = decide::on_timeout(&e, || self.inner.tids.next());
+                        if let ResponseOutcome::Report(r) = outcome
+                            && !self.enqueue(self.side, r).await
+                        {
+                            return false;
+                        }
+                    }
+                }
+                if !self.enqueue(other, out).await {
+                    return false;
+                }
+                match ok {
+                    Some(ok) => self.enqueue(self.side, ok).await,
+                    None => true,
+                }
+            }
+        }
+    }
+
+    /// Queue `msg` towards `side`'s peer, waiting (flow control) while its queue is full;
+    /// `false` when the session is over.
+    async fn enqueue(&self, side: Side, msg: Message) -> bool {
+        let leg = self.session.leg(side);
+        let cap = self.inner.cfg.queue_bytes.max(1);
+        let n = u32::try_from(msg.encoded_len().clamp(1, cap)).unwrap_or(u32::MAX);
+        let permit = tokio::select! {
+            _ = self.session.cancel.cancelled() => return false,
+            p = leg.budget.clone().acquire_many_owned(n) => p,
+        };
+        let Ok(permit) = permit else { return false };
+        let out = Out {
+            msg,
+            _permit: permit,
+        };
+        tokio::select! {
+            _ = self.session.cancel.cancelled() => false,
+            r = leg.tx.send(out) => r.is_ok(),
+        }
+    }
+}
+
+/// Only line ends (RFC 4975 allows none between messages; the codec skips them).
+fn is_blank(b: &[u8]) -> bool {
+    b.iter().all(|c| *c == b'\r' || *c == b'\n')
+}
