@@ -61,9 +61,12 @@ pub fn with_tag(value: &str, tag: Option<&str>) -> Result<String, ParamError> {
     parsed
         .params
         .retain(|p| !param_name(p).eq_ignore_ascii_case("tag"));
-    let extra: Vec<String> = tag.map(|t| format!("tag={t}")).into_iter().collect();
-    let mut out = String::with_capacity(value.len() + 16);
-    parsed.write(&extra, &mut out);
+    let mut out = String::with_capacity(value.len() + tag.map_or(0, |t| t.len() + 5));
+    parsed.write(&[], &mut out);
+    if let Some(t) = tag {
+        out.push_str(";tag=");
+        out.push_str(t);
+    }
     Ok(out)
 }
 

@@ -9,7 +9,7 @@ use super::feature_tags;
 use super::state::{ConversationIds, ConversationKey, Side};
 use super::{Env, TranslateError};
 use crate::mapping::{HeaderRules, Mappings, Service};
-use crate::wire::sip::{SipMessage, method_name};
+use crate::wire::sip::SipMessage;
 
 /// Header fields that belong to one hop or one leg and are never copied to the other side:
 /// routing and transaction fields the node writes itself (RFC 3261 §16.6, §8.1.1), framing,
@@ -170,14 +170,36 @@ pub(crate) fn new_leg(
         &with_tag(to, None).map_err(|e| TranslateError::header("To", e))?,
     )?;
     out.push_header("Call-ID", &lossy(&env.ids.fresh_id()))?;
-    out.push_header("CSeq", &format!("1 {}", method_name(&method)))?;
-    for (name, value) in incoming.headers() {
-        if LEG_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(name)) || rules.drops(name) {
-            continue;
-        }
-        out.push_header(rules.renamed(name).unwrap_or(name), value)?;
-    }
+    out.push_header(
+        "CSeq",
+        match method {
+            rsip::Method::Message => "1 MESSAGE",
+            rsip::Method::Invite => "1 INVITE",
+            _ => return Err(TranslateError::Missing("a method that opens a leg")),
+        },
+    )?;
+    copy_end_to_end(&mut out, incoming, rules, &[])?;
     Ok(out)
+}
+
+/// Copy the end-to-end header fields of `incoming` to `out` by the direction's rules: the
+/// fields of one leg ([`LEG_HEADERS`]) and `also_leg` stay behind, dropped ones too, renamed
+/// ones change name.
+pub(crate) fn copy_end_to_end(
+    out: &mut SipMessage,
+    incoming: &SipMessage,
+    rules: &HeaderRules,
+    also_leg: &[&str],
+) -> Result<(), TranslateError> {
+    out.copy_headers(incoming, |name| {
+        let leg = LEG_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(name))
+            || also_leg.iter().any(|h| h.eq_ignore_ascii_case(name));
+        if leg || rules.drops(name) {
+            return None;
+        }
+        Some(rules.renamed(name).unwrap_or(name))
+    })?;
+    Ok(())
 }
 
 /// Rewrite `Contact` and `Accept-Contact` of a request going to `to`.

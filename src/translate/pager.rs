@@ -153,6 +153,11 @@ pub fn message_request(
         .map(|u| lossy(u).into_owned())
         .ok_or(TranslateError::Missing("Request-URI"))?;
     let key = conversation_key(from, &aor(&from_uri), &aor(&to_uri));
+    // The pair's addresses of record, shared with the key (reference counts, not copies).
+    let (from_aor, to_aor) = match from {
+        Side::Cpm => (key.cpm_user.clone(), key.simple_user.clone()),
+        Side::Simple => (key.simple_user.clone(), key.cpm_user.clone()),
+    };
     let content = classify(msg)?;
     let mut outcome = Outcome::default();
 
@@ -219,11 +224,8 @@ pub fn message_request(
                 let contact = msg
                     .header("Contact")
                     .map(|c| Bytes::copy_from_slice(c.as_bytes()));
-                let device = device_of(
-                    Bytes::copy_from_slice(aor(&from_uri).as_bytes()),
-                    contact.as_ref(),
-                )
-                .map_err(|e| TranslateError::header("Contact", e))?;
+                let device = device_of(from_aor, contact.as_ref())
+                    .map_err(|e| TranslateError::header("Contact", e))?;
                 outcome
                     .changes
                     .push(Change::Insert(super::state::Entry::Message(
@@ -231,7 +233,7 @@ pub fn message_request(
                         MessageOrigin {
                             side: from,
                             device,
-                            recipient: Bytes::copy_from_slice(aor(&to_uri).as_bytes()),
+                            recipient: to_aor,
                             conversation: ids,
                         },
                     )));

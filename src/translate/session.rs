@@ -12,7 +12,7 @@ use super::addr::{aor, uri_of, with_tag};
 use super::conversation::{for_simple_contribution, remember_cpm_contribution};
 use super::feature_tags;
 use super::leg::{
-    LEG_HEADERS, conversation_key, cpm_ids, cpm_service, lossy, new_leg, rewrite_service_tags,
+    conversation_key, copy_end_to_end, cpm_ids, cpm_service, lossy, new_leg, rewrite_service_tags,
     write_ids,
 };
 use super::params::{ContactParams, param_name, split_top};
@@ -598,15 +598,7 @@ fn in_dialog(
     out.push_header("To", &to)?;
     out.push_header("Call-ID", &lossy(call_id))?;
     out.push_header("CSeq", &format!("{seq} {}", method_name(&method)))?;
-    for (name, value) in incoming.headers() {
-        if LEG_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(name))
-            || name.eq_ignore_ascii_case("Contact")
-            || rules.drops(name)
-        {
-            continue;
-        }
-        out.push_header(rules.renamed(name).unwrap_or(name), value)?;
-    }
+    copy_end_to_end(&mut out, incoming, rules, &["Contact"])?;
     Ok(out)
 }
 

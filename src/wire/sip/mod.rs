@@ -859,6 +859,26 @@ impl SipMessage {
         Ok(())
     }
 
+    /// Append the header fields of `from` that `name_for` keeps, in their order: it is given
+    /// each field's name and returns the name to write it under, or `None` to leave it out. A
+    /// field kept under its own name is copied as it is (it was checked when `from` was
+    /// parsed or built); a renamed one is checked anew.
+    pub fn copy_headers<'a>(
+        &mut self,
+        from: &'a SipMessage,
+        mut name_for: impl FnMut(&'a str) -> Option<&'a str>,
+    ) -> Result<(), SipError> {
+        for h in from.headers.iter() {
+            let name = header_name(h);
+            match name_for(name) {
+                None => {}
+                Some(new) if std::ptr::eq(new, name) => self.headers.push(h.clone()),
+                Some(new) => self.headers.push(checked_header(new, header_value(h))?),
+            }
+        }
+        Ok(())
+    }
+
     /// The same message as an rsip `SipMessage` (body copied into rsip's `Vec<u8>`; header
     /// fields cloned). `None` when rsip cannot model the Request-URI.
     pub fn to_rsip(&self) -> Option<rsip::SipMessage> {
