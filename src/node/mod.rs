@@ -1,7 +1,16 @@
 //! The node (ARCHITECTURE.md layer 5): the shell that owns sockets and timers.
 //!
-//! Built so far: [`transaction`], the RFC 3261 §17 transaction state machines, sans-IO (the
-//! tokio shell that drives them comes with the node issue).
+//! Built so far, each piece tested on loopback but not yet driven by a B2BUA core (the
+//! `cpm-iwf run` loop that ties them to the translator and the table comes next):
+//! - [`transaction`]: the RFC 3261 §17 transaction state machines, sans-IO;
+//! - [`transport`]: SIP over UDP and TCP per side (RFC 3261 §18): framing by `wire::sip`,
+//!   connection reuse, response routing by Via, source ACL, stall and idle cut-offs, bounded
+//!   queues;
+//! - [`msrp`]: the back-to-back MSRP relay (RFC 4975): the node is the endpoint of each leg,
+//!   chunks are translated and forwarded as they arrive, with flow control and session end
+//!   events;
+//! - [`admin`]: the HTTP server for `/metrics`, `/healthz`, `/readyz`;
+//! - [`ids`]: fresh identities and wall-clock text for the translator.
 
 pub mod admin;
 pub mod ids;
