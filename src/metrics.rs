@@ -1272,7 +1272,11 @@ mod tests {
                 assert!(m.name.ends_with("_seconds"), "{}", m.name);
             }
             for suffix in ["_bucket", "_sum", "_count"] {
-                assert!(!m.name.ends_with(suffix), "{} uses a reserved suffix", m.name);
+                assert!(
+                    !m.name.ends_with(suffix),
+                    "{} uses a reserved suffix",
+                    m.name
+                );
             }
             assert!(!m.help.is_empty() && !m.help.contains('\n'), "{}", m.name);
         }
