@@ -184,7 +184,7 @@ impl AdminServer {
         upkeep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = stop.wait_for(|s| *s) => break,
+                () = stopped(&mut stop) => break,
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => match Arc::clone(&permits).try_acquire_owned() {
                         Ok(permit) => {
@@ -220,6 +220,11 @@ impl AdminServer {
         }
         Ok(())
     }
+}
+
+/// Resolves once the stop is asked for (or its sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }
 
 /// One accepted connection.
@@ -305,7 +310,7 @@ impl Connection {
                 None => idle_deadline,
             };
             let read = tokio::select! {
-                _ = self.stop.wait_for(|s| *s) => return Err(ReadFailure::Gone),
+                () = stopped(&mut self.stop) => return Err(ReadFailure::Gone),
                 r = timeout_at(deadline, stream.read(&mut chunk)) => r,
             };
             match read {
