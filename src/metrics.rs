@@ -826,8 +826,10 @@ static INSTALL_LOCK: Mutex<()> = Mutex::new(());
 
 /// Installs the Prometheus recorder as the process's global `metrics` recorder, registers every
 /// description ([`describe`]) and the series that exist from the start (gauges at their
-/// initial values, counters of the small label sets at 0 so that `rate()` sees their first
-/// increment), and returns the handle that renders the exposition. Idempotent: later calls
+/// initial values; at 0 the counters whose label sets are small and whose events are rare:
+/// ACL drops, parse errors, transaction timeouts, table refusals and expiries, MSRP relay, so
+/// that `rate()` sees their first increment and dashboards show 0 rather than no data), and
+/// returns the handle that renders the exposition. Idempotent: later calls
 /// return the same handle.
 ///
 /// # Errors
@@ -890,6 +892,9 @@ fn initial_series(r: &Registry) {
         }
         for &s in ParseErrorStatus::ALL {
             parse_error_counter(r, side, s);
+        }
+        for &m in Method::ALL {
+            timeout_counter(r, side, m);
         }
     }
     for &d in RelayDirection::ALL {
@@ -1021,17 +1026,20 @@ pub fn transaction_duration(side: Side, method: Method, elapsed: Duration) {
     });
 }
 
+fn timeout_counter(r: &Registry, side: Side, method: Method) -> Option<&Counter> {
+    let i = position(&[part(side), part(method)]);
+    r.sip_transaction_timeouts.get(i, || {
+        metrics::counter!(
+            SIP_TRANSACTION_TIMEOUTS.name,
+            vec![label("side", side), label("method", method)]
+        )
+    })
+}
+
 /// A client transaction of the node towards `side` timed out (timer B or F).
 pub fn transaction_timeout(side: Side, method: Method) {
     with(|r| {
-        let i = position(&[part(side), part(method)]);
-        let make = || {
-            metrics::counter!(
-                SIP_TRANSACTION_TIMEOUTS.name,
-                vec![label("side", side), label("method", method)]
-            )
-        };
-        if let Some(c) = r.sip_transaction_timeouts.get(i, make) {
+        if let Some(c) = timeout_counter(r, side, method) {
             c.increment(1);
         }
     });
