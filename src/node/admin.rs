@@ -906,6 +906,42 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_are_answered_without_panic(input in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+            if let Some(end) = find_head_end(&input, 512) {
+                proptest::prop_assert!(end <= input.len().min(512));
+                if let Ok(r) = parse_head(input.get(..end).unwrap_or_default()) {
+                    let _ = route(r.method, r.target, false);
+                }
+            }
+            let _ = parse_head(&input);
+        }
+
+        #[test]
+        fn well_formed_requests_parse(
+            method in "GET|HEAD|POST|[A-Z]{1,8}",
+            path in "/[a-z/?=&.]{0,40}",
+            extra in proptest::collection::vec(("[A-Za-z][A-Za-z0-9-]{0,15}", "[ -~]{0,40}"), 0..8),
+        ) {
+            let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+            for (name, value) in &extra {
+                let lower = name.to_ascii_lowercase();
+                if ["host", "content-length", "transfer-encoding", "connection"].contains(&lower.as_str()) {
+                    continue;
+                }
+                head.push_str(&format!("{name}: {}\r\n", value.trim()));
+            }
+            head.push_str("\r\n");
+            let end = find_head_end(head.as_bytes(), 8192);
+            proptest::prop_assert_eq!(end, Some(head.len()));
+            let r = parse_head(head.as_bytes()).unwrap();
+            proptest::prop_assert_eq!(r.method, method.as_bytes());
+            proptest::prop_assert_eq!(r.target, path.as_bytes());
+            proptest::prop_assert!(!r.close && !r.has_content);
+        }
+    }
+
     #[test]
     fn routes() {
         let (p, r) = route(b"GET", b"/metrics", false);
