@@ -4,8 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the peer tests run (none yet: the wire layer needs no peer).
-PEERS=()
+# Debian packages the peer tests run: prometheus (promtool, and a real Prometheus for the dashboard).
+PEERS=(prometheus)
 missing=()
 for p in "${PEERS[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
