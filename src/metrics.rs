@@ -597,6 +597,8 @@ label_enum! {
         Timeout => "timeout",
         /// The node could not queue it towards the other side (a full queue).
         Overload => "overload",
+        /// A method the gateway does not relay outside a dialog.
+        MethodNotAllowed => "method_not_allowed",
     }
 }
 
@@ -614,6 +616,8 @@ impl FailureReason {
             TranslateError::Header { .. } => FailureReason::BadHeader,
             TranslateError::NoOffer => FailureReason::NoOffer,
             TranslateError::UnknownService(_) => FailureReason::UnknownService,
+            TranslateError::NoDialog => FailureReason::UnknownDialog,
+            TranslateError::MethodNotAllowed(_) => FailureReason::MethodNotAllowed,
         }
     }
 }

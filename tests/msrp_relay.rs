@@ -71,14 +71,14 @@ impl ChunkTranslator for ChatTranslator {
         .map_err(|e| (e.status(), "not translatable"))
     }
 
-    fn report(&self, from: Side, msg: &Message) -> Message {
+    fn report(&self, from: Side, msg: &Message) -> Option<Message> {
         let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
         let mut env = Env {
             now: Millis(0),
             ids: &mut *ids,
             datetime: "2026-11-25T12:00:00.000Z",
         };
-        chat_report(msg, self.out(from.other()), &mut env)
+        Some(chat_report(msg, self.out(from.other()), &mut env))
     }
 }
 

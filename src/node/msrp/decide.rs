@@ -358,10 +358,15 @@ pub fn on_request(
                 Err((code, _)) => or_ignore(answer(msg, code)),
             }
         }
-        Some(Method::Report) => RequestAction::Forward {
-            out: translator.report(side, msg),
-            ok: None,
-            track: None,
+        // A REPORT is never answered (RFC 4975 §7.1.2); one the translator cannot place is
+        // dropped.
+        Some(Method::Report) => match translator.report(side, msg) {
+            Some(out) => RequestAction::Forward {
+                out,
+                ok: None,
+                track: None,
+            },
+            None => RequestAction::Ignore,
         },
         // RFC 4975 §7.3 / §12: a method the endpoint does not understand gets 501 (AUTH is
         // for relays, RFC 4976, and the node is an endpoint).
@@ -411,8 +416,8 @@ Message-ID: m0001
                 }
             }
         }
-        fn report(&self, _: Side, msg: &Message) -> Message {
-            msg.clone()
+        fn report(&self, _: Side, msg: &Message) -> Option<Message> {
+            Some(msg.clone())
         }
     }
 

@@ -50,8 +50,9 @@ pub trait ChunkTranslator: Send + Sync {
     /// The SEND to queue on the other leg for a SEND received from `from`'s peer, or the
     /// status code (and comment) to answer it with.
     fn send(&self, from: Side, msg: &Message) -> Result<Message, (u16, &'static str)>;
-    /// The REPORT to queue on the other leg for a REPORT received from `from`'s peer.
-    fn report(&self, from: Side, msg: &Message) -> Message;
+    /// The REPORT to queue on the other leg for a REPORT received from `from`'s peer; `None`
+    /// drops it (the session is no longer known).
+    fn report(&self, from: Side, msg: &Message) -> Option<Message>;
 }
 
 /// Who opens the TCP connection of a leg (RFC 6135 `a=setup`, RFC 4975 §5.4).
