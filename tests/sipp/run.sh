@@ -106,7 +106,7 @@ done
 echo "run.sh: uac exit $uac_rc, uas exit $uas_rc"
 if [ "$uac_rc" -ne 0 ] || [ "$uas_rc" -ne 0 ]; then
   for f in "$logs"/uac.out "$logs"/uas.out "$logs"/*_errors.log; do
-    [ -f "$f" ] && { echo "--- $f (last 30 lines)"; tail -n 30 "$f"; }
+    [ -f "$f" ] && { echo "--- $f (last 3000 bytes)"; tail -c 3000 "$f"; echo; }
   done
   exit 1
 fi
