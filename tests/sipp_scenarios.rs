@@ -159,6 +159,7 @@ fn strict_simple_uas_fails_an_untranslated_cpm_message() {
     assert_fails(
         run,
         "an untranslated CPM MESSAGE must fail pager_uas_simple.xml",
+        "Failed regexp match",
     );
 }
 
