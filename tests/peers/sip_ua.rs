@@ -534,7 +534,11 @@ impl SipUa {
             }
             if now >= tx.timeout_at && !tx.completed {
                 return Err(UaError::TransactionTimeout {
-                    timer: if tx.method == Method::Invite { 'B' } else { 'F' },
+                    timer: if tx.method == Method::Invite {
+                        'B'
+                    } else {
+                        'F'
+                    },
                     waited: now - tx.started,
                 });
             }
@@ -563,10 +567,13 @@ impl SipUa {
         let deadline = Instant::now() + wait;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let resp = self.next_response(tx, Some(left)).await.map_err(|e| match e {
-                UaError::Timeout { .. } => timeout(wait, "a final response"),
-                other => other,
-            })?;
+            let resp = self
+                .next_response(tx, Some(left))
+                .await
+                .map_err(|e| match e {
+                    UaError::Timeout { .. } => timeout(wait, "a final response"),
+                    other => other,
+                })?;
             if resp.status_code().unwrap_or(0) >= 200 {
                 return Ok(resp);
             }
@@ -586,7 +593,8 @@ impl SipUa {
     /// §17.1.1.3: ACK for a non-2xx final response, in the INVITE's transaction: same
     /// Request-URI, top Via (branch), Call-ID, From, CSeq number; To from the response.
     async fn ack_non_2xx(&mut self, tx: &ClientTx, resp: &SipMessage) -> Result<(), UaError> {
-        let uri = String::from_utf8_lossy(tx.request.request_uri().unwrap_or_default()).into_owned();
+        let uri =
+            String::from_utf8_lossy(tx.request.request_uri().unwrap_or_default()).into_owned();
         let mut ack = SipMessage::request(Method::Ack, &uri)?;
         if let Some(via) = tx.request.header("Via") {
             ack.push_header("Via", first_item(via))?;
@@ -618,9 +626,15 @@ impl SipUa {
     ) -> Result<Dialog, UaError> {
         let req = &tx.request;
         let call_id = req.call_id().ok_or_else(|| missing("Call-ID"))?.to_owned();
-        let local = req.header("From").ok_or_else(|| missing("From"))?.to_owned();
+        let local = req
+            .header("From")
+            .ok_or_else(|| missing("From"))?
+            .to_owned();
         let remote = resp.header("To").ok_or_else(|| missing("To"))?.to_owned();
-        let local_tag = req.from_tag().ok_or_else(|| missing("From tag"))?.to_owned();
+        let local_tag = req
+            .from_tag()
+            .ok_or_else(|| missing("From tag"))?
+            .to_owned();
         let remote_tag = resp.to_tag().ok_or_else(|| missing("To tag"))?.to_owned();
         let remote_target = resp
             .header("Contact")
@@ -765,7 +779,8 @@ impl SipUa {
 
     /// The next request (any method), waiting at most `wait` (default [`UaConfig::wait`]).
     pub async fn recv_request(&mut self, wait: Option<Duration>) -> Result<ServerTx, UaError> {
-        self.recv_request_matching(wait, "a request", |_| true).await
+        self.recv_request_matching(wait, "a request", |_| true)
+            .await
     }
 
     /// The next request with `method`.
@@ -837,7 +852,10 @@ impl SipUa {
             for rr in tx.request.header_all("Record-Route") {
                 resp.push_header("Record-Route", rr)?;
             }
-            if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("Contact")) {
+            if !headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case("Contact"))
+            {
                 resp.push_header("Contact", &format!("<{}>", self.contact_uri()))?;
             }
         }
@@ -897,7 +915,11 @@ impl SipUa {
         let mut interval = self.cfg.t1;
         let udp = self.shared.transport == Transport::Udp;
         loop {
-            let next = if udp { Instant::now() + interval } else { give_up };
+            let next = if udp {
+                Instant::now() + interval
+            } else {
+                give_up
+            };
             let until = next.min(give_up);
             let got = self
                 .poll_until(until, |r| {
@@ -924,14 +946,20 @@ impl SipUa {
     pub fn dialog_from_request(&self, tx: &ServerTx) -> Result<Dialog, UaError> {
         let req = &tx.request;
         let call_id = req.call_id().ok_or_else(|| missing("Call-ID"))?.to_owned();
-        let remote = req.header("From").ok_or_else(|| missing("From"))?.to_owned();
+        let remote = req
+            .header("From")
+            .ok_or_else(|| missing("From"))?
+            .to_owned();
         let to = req.header("To").ok_or_else(|| missing("To"))?;
         let local = if req.to_tag().is_some() {
             to.to_owned()
         } else {
             format!("{to};tag={}", tx.to_tag)
         };
-        let remote_tag = req.from_tag().ok_or_else(|| missing("From tag"))?.to_owned();
+        let remote_tag = req
+            .from_tag()
+            .ok_or_else(|| missing("From tag"))?
+            .to_owned();
         let remote_target = req
             .header("Contact")
             .and_then(uri_of)
@@ -1021,7 +1049,8 @@ impl SipUa {
         // §13.2.2.4: a retransmitted 2xx to an INVITE we ACKed gets the ACK again.
         let code = msg.status_code().unwrap_or(0);
         if (200..300).contains(&code)
-            && let (Some(cseq), Some(call_id), Some(tag)) = (msg.cseq(), msg.call_id(), msg.to_tag())
+            && let (Some(cseq), Some(call_id), Some(tag)) =
+                (msg.cseq(), msg.call_id(), msg.to_tag())
             && cseq.method == "INVITE"
         {
             let key = (call_id.to_owned(), cseq.seq, tag.to_owned());
@@ -1139,7 +1168,11 @@ async fn tcp_acceptor(listener: TcpListener, shared: Arc<Shared>) {
 }
 
 /// Register a connection under `peer` and start its reader and writer tasks.
-fn start_connection(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) -> mpsc::Sender<Bytes> {
+fn start_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: &Arc<Shared>,
+) -> mpsc::Sender<Bytes> {
     let _ = stream.set_nodelay(true);
     let (read, mut write) = stream.into_split();
     let (queue, mut rx) = mpsc::channel::<Bytes>(CONN_QUEUE);
