@@ -68,9 +68,23 @@ fn run_pair(
     rate: u32,
     env: &[(&str, &str)],
 ) -> Run {
+    let target = format!("127.0.0.1:{}", free_port(transport));
+    run_script(name, &target, &target, pair, transport, calls, rate, env)
+}
+
+/// Run one pair with run.sh: the UAC sends to `target`, the UAS listens on `listen`.
+#[allow(clippy::too_many_arguments)]
+fn run_script(
+    name: &str,
+    target: &str,
+    listen: &str,
+    pair: &str,
+    transport: &str,
+    calls: u32,
+    rate: u32,
+    env: &[(&str, &str)],
+) -> Run {
     require_sipp();
-    let port = free_port(transport);
-    let target = format!("127.0.0.1:{port}");
     let logs = std::env::temp_dir().join(format!("cpm-iwf-sipp-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&logs);
     std::fs::create_dir_all(&logs).expect("create the log directory");
@@ -80,7 +94,7 @@ fn run_pair(
     let err_file = out_file.try_clone().expect("clone run.out");
     let mut cmd = Command::new("bash");
     cmd.arg(script())
-        .args([&target, &target, pair, transport])
+        .args([target, listen, pair, transport])
         .arg(calls.to_string())
         .arg(rate.to_string())
         .env("SIPP_TIMEOUT", SIPP_TIMEOUT_S.to_string())
@@ -213,4 +227,138 @@ fn invite_uas_fails_on_an_unexpected_offer_path() {
         "the INVITE's a=path is not the expected one",
         "expect_msrp:\"127.0.0.1:1\"",
     );
+}
+
+// --- the real translator between the SIPp UAC and the SIPp UAS ---------------------------------
+//
+// A stand-in for the node, built from the test UA (tests/peers/sip_ua.rs) and the translator
+// (`translate::pager`, `translate::session`): it shows that the strict SIMPLE-side checks pass
+// what the gateway really produces, and that the a=path checks hold for its rewritten SDP.
+// The real node replaces this stand-in in the node's own tests.
+
+#[path = "peers/sip_ua.rs"]
+mod sip_ua;
+
+use bytes::Bytes;
+use cpm_iwf::correlate::{Table, TableLimits};
+use cpm_iwf::mapping::Mappings;
+use cpm_iwf::time::Millis;
+use cpm_iwf::translate::Env;
+use cpm_iwf::translate::conversation::IdSource;
+use cpm_iwf::translate::state::Side;
+use rsip::Method;
+use sip_ua::{SipUa, Transport};
+
+/// Fresh identities for the translator.
+struct Ids(u64);
+
+impl IdSource for Ids {
+    fn fresh_id(&mut self) -> Bytes {
+        self.0 += 1;
+        Bytes::from(format!("mid-{}", self.0))
+    }
+}
+
+const NOW: Millis = Millis(1_000);
+const DATETIME: &str = "2026-11-25T10:00:00.000Z";
+/// How long the stand-in waits for SIPp to send the next request.
+const PEER_WAIT: Duration = Duration::from_secs(20);
+
+fn ua_transport(transport: &str) -> Transport {
+    if transport == "t1" {
+        Transport::Tcp
+    } else {
+        Transport::Udp
+    }
+}
+
+/// Relay `calls` pager MESSAGEs from the CPM-side UA to the UAS at `uas`, translated.
+async fn relay_pagers(cpm: &mut SipUa, simple: &mut SipUa, uas: std::net::SocketAddr, calls: u32) {
+    let mappings = Mappings::embedded().expect("embedded mappings");
+    let table = Table::new(TableLimits::default());
+    let mut ids = Ids(0);
+    for _ in 0..calls {
+        let tx = cpm
+            .recv_method(Method::Message, Some(PEER_WAIT))
+            .await
+            .expect("a MESSAGE from the SIPp UAC");
+        let outcome = {
+            let mut env = Env {
+                now: NOW,
+                ids: &mut ids,
+                datetime: DATETIME,
+            };
+            cpm_iwf::translate::pager::message_request(
+                &tx.request,
+                Side::Cpm,
+                &table.view(NOW),
+                &mappings,
+                &mut env,
+            )
+            .expect("the translator takes pager_uac.xml's MESSAGE")
+        };
+        table.apply(&outcome.changes, NOW).expect("table room");
+        let [(Side::Simple, out)] = <[_; 1]>::try_from(outcome.send).expect("one message") else {
+            panic!("the MESSAGE must go to the SIMPLE side");
+        };
+        let resp = simple
+            .request(uas, out)
+            .await
+            .expect("the SIPp UAS answers");
+        let code = resp.status_code().expect("a response");
+        cpm.respond(&tx, code, "OK", &[], None)
+            .await
+            .expect("answer the SIPp UAC");
+    }
+}
+
+async fn pager_through_translator(transport: &str, calls: u32, rate: u32) {
+    require_sipp();
+    let mut cpm = SipUa::bind(ua_transport(transport), "iwf")
+        .await
+        .expect("bind");
+    let mut simple = SipUa::bind(ua_transport(transport), "iwf")
+        .await
+        .expect("bind");
+    let uas: std::net::SocketAddr = format!("127.0.0.1:{}", free_port(transport))
+        .parse()
+        .expect("address");
+    let target = cpm.local_addr().to_string();
+    let transport_arg = transport.to_owned();
+    let runner = tokio::task::spawn_blocking(move || {
+        run_script(
+            &format!("mid-pager-{transport_arg}"),
+            &target,
+            &uas.to_string(),
+            "pager-simple",
+            &transport_arg,
+            calls,
+            rate,
+            &[],
+        )
+    });
+    tokio::time::timeout(
+        HARNESS_DEADLINE,
+        relay_pagers(&mut cpm, &mut simple, uas, calls),
+    )
+    .await
+    .expect("relay finished in time");
+    let run = tokio::time::timeout(HARNESS_DEADLINE, runner)
+        .await
+        .expect("run.sh finished in time")
+        .expect("run.sh thread");
+    assert_passes(run);
+}
+
+/// pager_uas_simple.xml (strict) passes `translate::pager`'s SIMPLE-side MESSAGE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs SIPp (apt-get install sip-tester); cargo test --test sipp_scenarios -- --ignored"]
+async fn strict_simple_uas_passes_the_translated_message_udp() {
+    pager_through_translator("u1", 50, 50).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs SIPp (apt-get install sip-tester); cargo test --test sipp_scenarios -- --ignored"]
+async fn strict_simple_uas_passes_the_translated_message_tcp() {
+    pager_through_translator("t1", 20, 20).await;
 }
