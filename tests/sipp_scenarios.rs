@@ -9,10 +9,25 @@
 //! Each run is bounded: SIPp's own `-timeout` with `-timeout_error`, timeout(1) around each
 //! SIPp, and a deadline here around the script.
 
+#[path = "peers/sip_ua.rs"]
+mod sip_ua;
+
 use std::net::{TcpListener, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cpm_iwf::correlate::{Table, TableLimits};
+use cpm_iwf::mapping::Mappings;
+use cpm_iwf::time::Millis;
+use cpm_iwf::translate::Env;
+use cpm_iwf::translate::conversation::IdSource;
+use cpm_iwf::translate::sdp::MsrpEndpoint;
+use cpm_iwf::translate::session::{LocalLeg, invite_answer, invite_request};
+use cpm_iwf::translate::state::Side;
+use rsip::Method;
+use sip_ua::{SipUa, Transport};
 
 /// Seconds each SIPp may run (run.sh's SIPP_TIMEOUT).
 const SIPP_TIMEOUT_S: u64 = 40;
@@ -236,19 +251,6 @@ fn invite_uas_fails_on_an_unexpected_offer_path() {
 // what the gateway really produces, and that the a=path checks hold for its rewritten SDP.
 // The real node replaces this stand-in in the node's own tests.
 
-#[path = "peers/sip_ua.rs"]
-mod sip_ua;
-
-use bytes::Bytes;
-use cpm_iwf::correlate::{Table, TableLimits};
-use cpm_iwf::mapping::Mappings;
-use cpm_iwf::time::Millis;
-use cpm_iwf::translate::Env;
-use cpm_iwf::translate::conversation::IdSource;
-use cpm_iwf::translate::state::Side;
-use rsip::Method;
-use sip_ua::{SipUa, Transport};
-
 /// Fresh identities for the translator.
 struct Ids(u64);
 
@@ -361,4 +363,139 @@ async fn strict_simple_uas_passes_the_translated_message_udp() {
 #[ignore = "needs SIPp (apt-get install sip-tester); cargo test --test sipp_scenarios -- --ignored"]
 async fn strict_simple_uas_passes_the_translated_message_tcp() {
     pager_through_translator("t1", 20, 20).await;
+}
+
+/// The stand-in's MSRP addresses (text in the SDP only: SIPp does not speak MSRP).
+const MID_CPM_MSRP: &str = "127.0.0.1:2855";
+const MID_SIMPLE_MSRP: &str = "127.0.0.1:2856";
+
+fn leg(ua: &SipUa, msrp: &str, session: String) -> LocalLeg {
+    LocalLeg {
+        contact: format!("sip:iwf@{}", ua.local_addr()),
+        msrp: MsrpEndpoint {
+            addr: msrp.parse().expect("MSRP address"),
+            session_id: Bytes::from(session),
+            secure: false,
+        },
+    }
+}
+
+/// B2BUA `calls` chat INVITEs from the CPM-side UA to the UAS at `uas`, translated: INVITE,
+/// 200 (answered by the UAS, ACKed here), 200 to the UAC until its ACK, its BYE relayed.
+async fn relay_invites(cpm: &mut SipUa, simple: &mut SipUa, uas: std::net::SocketAddr, calls: u32) {
+    let mappings = Mappings::embedded().expect("embedded mappings");
+    let table = Table::new(TableLimits::default());
+    let mut ids = Ids(0);
+    for call in 0..calls {
+        let inv = cpm
+            .recv_method(Method::Invite, Some(PEER_WAIT))
+            .await
+            .expect("an INVITE from the SIPp UAC");
+        let out_leg = leg(simple, MID_SIMPLE_MSRP, format!("simple{call}"));
+        let in_leg = leg(cpm, MID_CPM_MSRP, format!("cpm{call}"));
+        let mut env = Env {
+            now: NOW,
+            ids: &mut ids,
+            datetime: DATETIME,
+        };
+        let offer = invite_request(
+            &inv.request,
+            Side::Cpm,
+            &table.view(NOW),
+            &mappings,
+            &out_leg,
+            in_leg.msrp.session_id.clone(),
+            &mut env,
+        )
+        .expect("the translator takes invite_msrp_uac.xml's INVITE");
+        table
+            .apply(&offer.outcome.changes, NOW)
+            .expect("table room");
+        let [(Side::Simple, out)] = <[_; 1]>::try_from(offer.outcome.send).expect("one INVITE")
+        else {
+            panic!("the INVITE must go to the SIMPLE side");
+        };
+        let (_, far_ok, dialog) = simple.call(uas, out).await.expect("the SIPp UAS answers");
+        let mut far_dialog = dialog.expect("a 2xx from the SIPp UAS");
+        let (ok, _far_media) = invite_answer(
+            &inv.request,
+            &far_ok,
+            Side::Cpm,
+            &in_leg,
+            offer.received_media.setup,
+            offer.service,
+            Some(&inv.to_tag),
+            &mappings,
+            &mut env,
+        )
+        .expect("the translator answers the caller");
+        cpm.send_response_until_ack(&inv, &ok)
+            .await
+            .expect("the SIPp UAC ACKs");
+        let bye = cpm
+            .recv_method(Method::Bye, Some(PEER_WAIT))
+            .await
+            .expect("a BYE from the SIPp UAC");
+        let bye_ok = simple.bye(&mut far_dialog).await.expect("BYE answered");
+        assert_eq!(bye_ok.status_code(), Some(200));
+        cpm.respond(&bye, 200, "OK", &[], None)
+            .await
+            .expect("answer the BYE");
+    }
+}
+
+async fn invite_through_translator(transport: &str, calls: u32) {
+    require_sipp();
+    let mut cpm = SipUa::bind(ua_transport(transport), "iwf")
+        .await
+        .expect("bind");
+    let mut simple = SipUa::bind(ua_transport(transport), "iwf")
+        .await
+        .expect("bind");
+    let uas: std::net::SocketAddr = format!("127.0.0.1:{}", free_port(transport))
+        .parse()
+        .expect("address");
+    let target = cpm.local_addr().to_string();
+    let transport_arg = transport.to_owned();
+    let runner = tokio::task::spawn_blocking(move || {
+        run_script(
+            &format!("mid-invite-{transport_arg}"),
+            &target,
+            &uas.to_string(),
+            "invite",
+            &transport_arg,
+            calls,
+            5,
+            // The UAC must see the stand-in's CPM-side MSRP address, the UAS its SIMPLE-side one.
+            &[
+                ("UAC_EXPECT_MSRP", MID_CPM_MSRP),
+                ("UAS_EXPECT_MSRP", MID_SIMPLE_MSRP),
+            ],
+        )
+    });
+    tokio::time::timeout(
+        HARNESS_DEADLINE,
+        relay_invites(&mut cpm, &mut simple, uas, calls),
+    )
+    .await
+    .expect("relay finished in time");
+    let run = tokio::time::timeout(HARNESS_DEADLINE, runner)
+        .await
+        .expect("run.sh finished in time")
+        .expect("run.sh thread");
+    assert_passes(run);
+}
+
+/// Both a=path checks pass `translate::session`'s rewritten SDP, each side seeing the
+/// gateway's MSRP address of its own leg.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs SIPp (apt-get install sip-tester); cargo test --test sipp_scenarios -- --ignored"]
+async fn invite_path_checks_pass_the_translated_sdp_udp() {
+    invite_through_translator("u1", 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs SIPp (apt-get install sip-tester); cargo test --test sipp_scenarios -- --ignored"]
+async fn invite_path_checks_pass_the_translated_sdp_tcp() {
+    invite_through_translator("t1", 3).await;
 }

@@ -906,10 +906,26 @@ impl SipUa {
         body: Option<(&str, Bytes)>,
     ) -> Result<(Dialog, SipMessage), UaError> {
         let resp = self.response(tx, code, "OK", headers, body)?;
-        self.send_response(tx, &resp).await?;
         let dialog = self.dialog_from_request(tx)?;
-        let call_id = dialog.call_id.clone();
-        let seq = dialog.invite_cseq;
+        let ack = self.send_response_until_ack(tx, &resp).await?;
+        Ok((dialog, ack))
+    }
+
+    /// Send a 2xx built by the test (e.g. a translated one) to an INVITE and retransmit it over
+    /// UDP until its ACK (same Call-ID and CSeq number) arrives (§13.3.1.4); returns the ACK.
+    pub async fn send_response_until_ack(
+        &mut self,
+        tx: &ServerTx,
+        resp: &SipMessage,
+    ) -> Result<SipMessage, UaError> {
+        self.send_response(tx, resp).await?;
+        let call_id = tx
+            .request
+            .call_id()
+            .ok_or_else(|| missing("Call-ID"))?
+            .to_owned();
+        let seq = tx.request.cseq().map_or(1, |c| c.seq);
+        let bytes = resp.serialize();
         let started = Instant::now();
         let give_up = started + self.cfg.t1 * 64;
         let mut interval = self.cfg.t1;
@@ -920,16 +936,15 @@ impl SipUa {
             } else {
                 give_up
             };
-            let until = next.min(give_up);
             let got = self
-                .poll_until(until, |r| {
+                .poll_until(next.min(give_up), |r| {
                     r.msg.method() == Some(&Method::Ack)
                         && r.msg.call_id() == Some(call_id.as_str())
                         && r.msg.cseq().map(|c| c.seq) == Some(seq)
                 })
                 .await?;
             if let Some(r) = got {
-                return Ok((dialog, r.msg));
+                return Ok(r.msg);
             }
             if Instant::now() >= give_up {
                 return Err(UaError::TransactionTimeout {
@@ -937,7 +952,7 @@ impl SipUa {
                     waited: started.elapsed(),
                 });
             }
-            self.send_raw(tx.source, resp.serialize()).await?;
+            self.send_raw(tx.source, bytes.clone()).await?;
             interval = (interval * 2).min(self.cfg.t2);
         }
     }
