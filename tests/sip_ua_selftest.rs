@@ -10,6 +10,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
+use cpm_iwf::wire::sip::{Limits, SipMessage, parse_datagram};
 use rsip::Method;
 use sip_ua::{SipUa, Transport, UaError};
 
@@ -190,6 +191,8 @@ async fn cancel_487(transport: Transport) {
     let cancel_ok = a.final_response(&mut cancel_tx, None).await.expect("200");
     assert_eq!(cancel_ok.status_code(), Some(200));
     assert_eq!(cancel_ok.cseq().map(|c| c.method), Some("CANCEL"));
+    // RFC 3261 §9.2: the CANCEL's response has the To tag of the INVITE's responses.
+    assert_eq!(cancel_ok.to_tag(), Some(inv.to_tag.as_str()));
     let terminated = a.final_response(&mut tx, None).await.expect("487");
     assert_eq!(terminated.status_code(), Some(487));
     assert_eq!(terminated.to_tag(), Some(inv.to_tag.as_str()));
@@ -234,13 +237,15 @@ async fn udp_retransmissions_are_sent_and_absorbed() {
         assert_eq!(resp.status_code(), Some(200));
         // The copies never reached the test as new requests.
         assert!(b.recv_request(short()).await.is_err());
-        // A late copy of the request: bob answers it again by itself.
-        a.send_raw(dest, tx.request.serialize())
-            .await
-            .expect("raw copy");
-        let again = a.recv_response(None).await.expect("200 again");
-        assert_eq!(again.msg.status_code(), Some(200));
-        assert_eq!(again.msg.to_tag(), Some(got.to_tag.as_str()));
+        // A late copy of the request (sent from elsewhere, to see the answer): bob answers it
+        // again by itself, with the same To tag.
+        let raw = RawPeer::bind().await;
+        raw.send(&tx.request, dest).await;
+        // Bob's transaction layer runs while the test awaits bob.
+        let (nothing, (again, _)) = tokio::join!(b.recv_request(short()), raw.recv());
+        assert!(nothing.is_err(), "the copy is not a new request");
+        assert_eq!(again.status_code(), Some(200));
+        assert_eq!(again.to_tag(), Some(got.to_tag.as_str()));
         assert!(b.recv_request(short()).await.is_err());
     })
     .await;
@@ -360,6 +365,110 @@ async fn waits_are_bounded() {
         let r = b.recv_request(Some(Duration::from_millis(100))).await;
         assert!(matches!(r, Err(UaError::Timeout { .. })), "{r:?}");
         assert!(started.elapsed() < Duration::from_secs(2));
+    })
+    .await;
+}
+
+/// A raw UDP peer that answers by hand, to see what the UA's transaction layer does with
+/// retransmitted final responses.
+struct RawPeer {
+    sock: tokio::net::UdpSocket,
+}
+
+impl RawPeer {
+    async fn bind() -> RawPeer {
+        let sock = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("bind raw peer");
+        RawPeer { sock }
+    }
+
+    fn addr(&self) -> std::net::SocketAddr {
+        self.sock.local_addr().expect("raw peer address")
+    }
+
+    async fn recv(&self) -> (SipMessage, std::net::SocketAddr) {
+        let mut buf = vec![0u8; 65_536];
+        let (n, from) = tokio::time::timeout(Duration::from_secs(5), self.sock.recv_from(&mut buf))
+            .await
+            .expect("a datagram in time")
+            .expect("recv");
+        buf.truncate(n);
+        let msg = parse_datagram(Bytes::from(buf), &Limits::default()).expect("valid SIP");
+        (msg, from)
+    }
+
+    async fn send(&self, msg: &SipMessage, to: std::net::SocketAddr) {
+        self.sock.send_to(&msg.serialize(), to).await.expect("send");
+    }
+
+    /// Nothing arrives for a while.
+    async fn quiet(&self) -> bool {
+        let mut buf = vec![0u8; 65_536];
+        tokio::time::timeout(Duration::from_millis(300), self.sock.recv_from(&mut buf))
+            .await
+            .is_err()
+    }
+}
+
+/// RFC 3261 §17.1.1.2: each copy of a non-2xx final response to an INVITE gets the ACK again;
+/// the test sees the response once.
+#[tokio::test]
+async fn a_retransmitted_non_2xx_is_acked_again() {
+    bounded(async {
+        let mut a = SipUa::bind(Transport::Udp, "alice").await.expect("bind");
+        let raw = RawPeer::bind().await;
+        let invite = a
+            .new_request(Method::Invite, "sip:bob@127.0.0.1", "sip:bob@127.0.0.1")
+            .expect("request");
+        let mut tx = a.send_request(raw.addr(), invite).await.expect("sent");
+        let (inv, from) = raw.recv().await;
+        let mut busy = inv.response_to(486, "Busy Here");
+        let to = inv.header("To").expect("To").to_owned();
+        busy.set_header("To", &format!("{to};tag=raw1"))
+            .expect("To tag");
+        raw.send(&busy, from).await;
+        let resp = a.final_response(&mut tx, None).await.expect("486");
+        assert_eq!(resp.status_code(), Some(486));
+        let (ack1, _) = raw.recv().await;
+        assert_eq!(ack1.method(), Some(&Method::Ack));
+        assert_eq!(
+            ack1.top_via_branch(),
+            inv.top_via_branch(),
+            "same transaction"
+        );
+        assert_eq!(ack1.to_tag(), Some("raw1"));
+        raw.send(&busy, from).await;
+        // The copy is absorbed (never shown) and ACKed again.
+        assert!(a.recv_response(short()).await.is_err());
+        let (ack2, _) = raw.recv().await;
+        assert_eq!(ack2.serialize(), ack1.serialize());
+    })
+    .await;
+}
+
+/// RFC 3261 §17.1.2.2: a copy of a non-INVITE final response after the transaction completed
+/// is absorbed, and nothing is sent for it.
+#[tokio::test]
+async fn a_late_copy_of_a_final_response_is_absorbed() {
+    bounded(async {
+        let mut a = SipUa::bind(Transport::Udp, "alice").await.expect("bind");
+        let raw = RawPeer::bind().await;
+        let msg = a
+            .new_request(Method::Message, "sip:bob@127.0.0.1", "sip:bob@127.0.0.1")
+            .expect("request");
+        let mut tx = a.send_request(raw.addr(), msg).await.expect("sent");
+        let (req, from) = raw.recv().await;
+        let ok = req.response_to(200, "OK");
+        raw.send(&ok, from).await;
+        let resp = a.final_response(&mut tx, None).await.expect("200");
+        assert_eq!(resp.status_code(), Some(200));
+        raw.send(&ok, from).await;
+        assert!(a.recv_response(short()).await.is_err());
+        assert!(
+            raw.quiet().await,
+            "no request retransmitted after the final response"
+        );
     })
     .await;
 }

@@ -21,6 +21,11 @@
 //!   connection over TCP (§18.2.2). TCP connections are reused per peer address, framed by
 //!   `SipStreamCodec`, CRLF keep-alive pings answered (RFC 5626 §4.4.1).
 //!
+//! The transaction layer runs inside the UA's async methods: while a test awaits any of them
+//! (a `recv_*`, `next_response`, `request`, ...), what arrives is absorbed or kept; between
+//! awaits it waits in the inbox. A test that must keep answering retransmissions while it
+//! does something else awaits the UA concurrently (`tokio::join!`).
+//!
 //! Bounds: every wait has a deadline ([`UaConfig::wait`] unless given), the inbox is a bounded
 //! channel, the backlog of messages received while waiting for something else and the
 //! retransmission memory are capped, each TCP connection has a bounded write queue.
@@ -227,11 +232,16 @@ pub struct SipUa {
     dropped: u64,
     counter: u64,
     /// (branch, method) of each request received -> the last response sent to it.
-    answered: HashMap<(String, String), Option<Bytes>>,
-    answered_order: VecDeque<(String, String)>,
+    answered: Memory<(String, String), Option<Bytes>>,
+    /// Branch of each INVITE received -> the To tag we answer it with (a CANCEL's response
+    /// carries the same, RFC 3261 §9.2).
+    invite_tags: Memory<String, String>,
     /// (Call-ID, CSeq number, To tag) of each 2xx we ACKed -> the ACK, and where it went.
-    acks: HashMap<(String, u32, String), (SocketAddr, Bytes)>,
-    acks_order: VecDeque<(String, u32, String)>,
+    acks: Memory<(String, u32, String), (SocketAddr, Bytes)>,
+    /// Branch of each INVITE whose non-2xx final we ACKed -> that ACK, and where it went.
+    non_2xx_acks: Memory<String, (SocketAddr, Bytes)>,
+    /// (branch, method) of each non-INVITE client transaction that got its final response.
+    completed: Memory<(String, String), ()>,
 }
 
 impl Drop for SipUa {
@@ -294,10 +304,11 @@ impl SipUa {
             backlog: VecDeque::new(),
             dropped: 0,
             counter: 0,
-            answered: HashMap::new(),
-            answered_order: VecDeque::new(),
-            acks: HashMap::new(),
-            acks_order: VecDeque::new(),
+            answered: Memory::default(),
+            invite_tags: Memory::default(),
+            acks: Memory::default(),
+            non_2xx_acks: Memory::default(),
+            completed: Memory::default(),
         })
     }
 
@@ -521,6 +532,9 @@ impl SipUa {
                     tx.completed = true;
                     if tx.method == Method::Invite && code >= 300 {
                         self.ack_non_2xx(tx, &r.msg).await?;
+                    } else if tx.method != Method::Invite {
+                        // §17.1.2.2 Completed: later copies of the final response are absorbed.
+                        self.completed.insert((branch.clone(), method.clone()), ());
                     }
                 }
                 return Ok(r.msg);
@@ -613,7 +627,12 @@ impl SipUa {
         for route in tx.request.header_all("Route") {
             ack.push_header("Route", route)?;
         }
-        self.send_message(tx.dest, &ack).await
+        let bytes = ack.serialize();
+        self.send_raw(tx.dest, bytes.clone()).await?;
+        // §17.1.1.2 Completed: a retransmitted final response gets this ACK again.
+        self.non_2xx_acks
+            .insert(tx.branch.clone(), (tx.dest, bytes));
+        Ok(())
     }
 
     // --- INVITE, dialogs, CANCEL ---------------------------------------------------------------
@@ -701,12 +720,7 @@ impl SipUa {
             dialog.invite_cseq,
             dialog.remote_tag.clone(),
         );
-        remember(
-            &mut self.acks,
-            &mut self.acks_order,
-            key,
-            (dialog.peer, bytes),
-        );
+        self.acks.insert(key, (dialog.peer, bytes));
         Ok(ack)
     }
 
@@ -808,10 +822,19 @@ impl SipUa {
             .await?
         {
             Some(r) => {
-                let to_tag = match r.msg.to_tag() {
-                    Some(t) => t.to_owned(),
-                    None => self.new_tag(),
+                let branch = r.msg.top_via_branch().unwrap_or_default().to_owned();
+                let known = match r.msg.method() {
+                    Some(Method::Cancel) => self.invite_tags.get(&branch).cloned(),
+                    _ => None,
                 };
+                let to_tag = match (r.msg.to_tag(), known) {
+                    (Some(t), _) => t.to_owned(),
+                    (None, Some(t)) => t,
+                    (None, None) => self.new_tag(),
+                };
+                if r.msg.method() == Some(&Method::Invite) {
+                    self.invite_tags.insert(branch, to_tag.clone());
+                }
                 Ok(ServerTx {
                     request: r.msg,
                     source: r.source,
@@ -1046,7 +1069,7 @@ impl SipUa {
                 let non_2xx = self
                     .answered
                     .get(&key)
-                    .and_then(|last| last.as_ref())
+                    .and_then(|last: &Option<Bytes>| last.as_ref())
                     .is_some_and(|b| !b.starts_with(b"SIP/2.0 2"));
                 return Ok(non_2xx);
             }
@@ -1058,11 +1081,29 @@ impl SipUa {
                 }
                 return Ok(true);
             }
-            remember(&mut self.answered, &mut self.answered_order, key, None);
+            self.answered.insert(key, None);
             return Ok(false);
         }
-        // §13.2.2.4: a retransmitted 2xx to an INVITE we ACKed gets the ACK again.
         let code = msg.status_code().unwrap_or(0);
+        let (Some(branch), Some(cseq)) = (msg.top_via_branch(), msg.cseq()) else {
+            return Ok(false);
+        };
+        if cseq.method == "INVITE" && code >= 300 {
+            // §17.1.1.2: a retransmitted non-2xx final response gets the ACK again.
+            if let Some((peer, bytes)) = self.non_2xx_acks.get(&branch.to_owned()).cloned() {
+                self.send_raw(peer, bytes).await?;
+                return Ok(true);
+            }
+        }
+        if cseq.method != "INVITE"
+            && self
+                .completed
+                .get(&(branch.to_owned(), cseq.method.to_owned()))
+                .is_some()
+        {
+            return Ok(true);
+        }
+        // §13.2.2.4: a retransmitted 2xx to an INVITE we ACKed gets the ACK again.
         if (200..300).contains(&code)
             && let (Some(cseq), Some(call_id), Some(tag)) =
                 (msg.cseq(), msg.call_id(), msg.to_tag())
@@ -1078,20 +1119,39 @@ impl SipUa {
     }
 }
 
-/// Insert into a map with a bounded memory (oldest key forgotten first).
-fn remember<K: std::hash::Hash + Eq + Clone, V>(
-    map: &mut HashMap<K, V>,
-    order: &mut VecDeque<K>,
-    key: K,
-    value: V,
-) {
-    if map.insert(key.clone(), value).is_none() {
-        order.push_back(key);
-        while order.len() > MEMORY {
-            if let Some(old) = order.pop_front() {
-                map.remove(&old);
+/// A map that forgets its oldest keys beyond [`MEMORY`] entries.
+struct Memory<K, V> {
+    map: HashMap<K, V>,
+    order: VecDeque<K>,
+}
+
+impl<K, V> Default for Memory<K, V> {
+    fn default() -> Self {
+        Memory {
+            map: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+}
+
+impl<K: std::hash::Hash + Eq + Clone, V> Memory<K, V> {
+    fn insert(&mut self, key: K, value: V) {
+        if self.map.insert(key.clone(), value).is_none() {
+            self.order.push_back(key);
+            while self.order.len() > MEMORY {
+                if let Some(old) = self.order.pop_front() {
+                    self.map.remove(&old);
+                }
             }
         }
+    }
+
+    fn get(&self, key: &K) -> Option<&V> {
+        self.map.get(key)
+    }
+
+    fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        self.map.get_mut(key)
     }
 }
 
@@ -1152,6 +1212,8 @@ async fn udp_reader(sock: Arc<UdpSocket>, shared: Arc<Shared>) {
     let mut buf = vec![0u8; 65_536];
     loop {
         let Ok((n, source)) = sock.recv_from(&mut buf).await else {
+            // Do not spin on a socket error.
+            tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
         let data = Bytes::copy_from_slice(buf.get(..n).unwrap_or_default());
