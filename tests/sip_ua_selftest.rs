@@ -41,11 +41,9 @@ fn short() -> Option<Duration> {
 async fn pager(transport: Transport) {
     let (mut a, mut b) = pair(transport).await;
     let dest = b.local_addr();
-    let mut msg = a
-        .new_request(Method::Message, &b.aor(), &b.aor())
+    let msg = a
+        .new_message(&b.aor(), "text/plain", Bytes::from_static(b"hello bob"))
         .expect("request");
-    msg.set_body_with_type(Some("text/plain"), Bytes::from_static(b"hello bob"))
-        .expect("body");
     let (resp, got) = tokio::join!(a.request(dest, msg), async {
         let tx = b.recv_method(Method::Message, None).await?;
         b.respond(&tx, 200, "OK", &[], None).await?;
@@ -76,15 +74,9 @@ async fn pager_over_tcp() {
 async fn invite_ack_bye(transport: Transport, callee_hangs_up: bool) {
     let (mut a, mut b) = pair(transport).await;
     let dest = b.local_addr();
-    let mut invite = a
-        .new_request(Method::Invite, &b.aor(), &b.aor())
+    let invite = a
+        .new_invite(&b.aor(), Bytes::from_static(SDP_OFFER.as_bytes()))
         .expect("request");
-    invite
-        .set_body_with_type(
-            Some("application/sdp"),
-            Bytes::from_static(SDP_OFFER.as_bytes()),
-        )
-        .expect("body");
     let (caller, callee) = tokio::join!(a.call(dest, invite), async {
         let tx = b.recv_method(Method::Invite, None).await?;
         b.respond(&tx, 180, "Ringing", &[], None).await?;

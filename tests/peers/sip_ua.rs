@@ -16,7 +16,8 @@
 //! - **Absorbed, never shown to the test**: a retransmitted request (same top Via branch and
 //!   method) gets the last response sent for it again, or nothing when it is still unanswered
 //!   (§17.2.1, §17.2.2); the ACK of a non-2xx final response (§17.2.1); a retransmitted 2xx to
-//!   an INVITE already ACKed gets that ACK again (§13.2.2.4).
+//!   an INVITE already ACKed gets that ACK again (§13.2.2.4), a retransmitted non-2xx final
+//!   response its ACK again (§17.1.1.2); a late copy of a non-INVITE final response (§17.1.2.2).
 //! - Responses go back where the request came from: the datagram's source over UDP, the same
 //!   connection over TCP (§18.2.2). TCP connections are reused per peer address, framed by
 //!   `SipStreamCodec`, CRLF keep-alive pings answered (RFC 5626 §4.4.1).
@@ -408,6 +409,25 @@ impl SipUa {
             req.push_header("Contact", &format!("<{}>", self.contact_uri()))?;
         }
         Ok(req)
+    }
+
+    /// A pager-mode MESSAGE (RFC 3428) to `uri` (also the To URI) with a body.
+    pub fn new_message(
+        &mut self,
+        uri: &str,
+        content_type: &str,
+        body: Bytes,
+    ) -> Result<SipMessage, UaError> {
+        let mut msg = self.new_request(Method::Message, uri, uri)?;
+        msg.set_body_with_type(Some(content_type), body)?;
+        Ok(msg)
+    }
+
+    /// An INVITE to `uri` (also the To URI) with an SDP offer.
+    pub fn new_invite(&mut self, uri: &str, sdp: Bytes) -> Result<SipMessage, UaError> {
+        let mut msg = self.new_request(Method::Invite, uri, uri)?;
+        msg.set_body_with_type(Some("application/sdp"), sdp)?;
+        Ok(msg)
     }
 
     // --- sending -------------------------------------------------------------------------------
