@@ -362,9 +362,14 @@ impl SipUa {
         self.dropped
     }
 
+    /// Unique among the UAs of one test run: transport, port, counter.
     fn next_id(&mut self) -> String {
         self.counter += 1;
-        format!("{}x{}", self.local.port(), self.counter)
+        let t = match self.shared.transport {
+            Transport::Udp => 'u',
+            Transport::Tcp => 't',
+        };
+        format!("{t}{}x{}", self.local.port(), self.counter)
     }
 
     /// A fresh Via branch (RFC 3261 §8.1.1.7: starts with the magic cookie).
