@@ -1,6 +1,6 @@
 //! SIPp interop scenarios (tests/sipp/), proven SIPp-to-SIPp on 127.0.0.1: the CPM-side UAC
 //! straight to the SIMPLE-side UAS, over UDP and TCP, through `tests/sipp/run.sh` (the one
-//! place that knows how to run a pair). The node tests point the same pairs at a running node.
+//! place that knows how to run a pair; `tests/sipp/harness.rs` calls it). The node tests point the same pairs at a running node.
 //!
 //! `#[ignore]`d because they need SIPp: `apt-get install -y sip-tester`, then
 //! `cargo test --test sipp_scenarios -- --ignored` (tests/sipp/README.md). When `sipp` is
@@ -11,11 +11,10 @@
 
 #[path = "peers/sip_ua.rs"]
 mod sip_ua;
+#[path = "sipp/harness.rs"]
+mod sipp_harness;
 
-use std::net::{TcpListener, UdpSocket};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use cpm_iwf::correlate::{Table, TableLimits};
@@ -28,142 +27,9 @@ use cpm_iwf::translate::session::{LocalLeg, invite_answer, invite_request};
 use cpm_iwf::translate::state::Side;
 use rsip::Method;
 use sip_ua::{SipUa, Transport};
-
-/// Seconds each SIPp may run (run.sh's SIPP_TIMEOUT).
-const SIPP_TIMEOUT_S: u64 = 40;
-/// How long this harness waits for run.sh: SIPp's limit, timeout(1)'s grace, and margin.
-const HARNESS_DEADLINE: Duration = Duration::from_secs(SIPP_TIMEOUT_S + 30);
-
-fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/run.sh")
-}
-
-/// Fail (not skip) when SIPp is not installed.
-fn require_sipp() {
-    let found = Command::new("sipp")
-        .arg("-v")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output();
-    match found {
-        Ok(out) => {
-            let text = String::from_utf8_lossy(&out.stdout);
-            assert!(
-                text.contains("SIPp"),
-                "`sipp -v` did not print a SIPp version: {text}"
-            );
-        }
-        Err(e) => panic!("sipp is missing ({e}): apt-get install -y sip-tester"),
-    }
-}
-
-/// A free loopback port for `transport` (u1: UDP, t1: TCP), read back from a port-0 bind.
-fn free_port(transport: &str) -> u16 {
-    if transport == "t1" {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind tcp 127.0.0.1:0");
-        l.local_addr().expect("local addr").port()
-    } else {
-        let s = UdpSocket::bind("127.0.0.1:0").expect("bind udp 127.0.0.1:0");
-        s.local_addr().expect("local addr").port()
-    }
-}
-
-/// What run.sh said, and how it ended.
-struct Run {
-    success: bool,
-    output: String,
-}
-
-/// Run one pair SIPp-to-SIPp: the UAC sends to the UAS's own address.
-fn run_pair(
-    name: &str,
-    pair: &str,
-    transport: &str,
-    calls: u32,
-    rate: u32,
-    env: &[(&str, &str)],
-) -> Run {
-    let target = format!("127.0.0.1:{}", free_port(transport));
-    run_script(name, &target, &target, pair, transport, calls, rate, env)
-}
-
-/// Run one pair with run.sh: the UAC sends to `target`, the UAS listens on `listen`.
-#[allow(clippy::too_many_arguments)]
-fn run_script(
-    name: &str,
-    target: &str,
-    listen: &str,
-    pair: &str,
-    transport: &str,
-    calls: u32,
-    rate: u32,
-    env: &[(&str, &str)],
-) -> Run {
-    require_sipp();
-    let logs = std::env::temp_dir().join(format!("cpm-iwf-sipp-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&logs);
-    std::fs::create_dir_all(&logs).expect("create the log directory");
-    // Output to a file, not a pipe: a full pipe would block run.sh until the deadline.
-    let out_path = logs.join("run.out");
-    let out_file = std::fs::File::create(&out_path).expect("create run.out");
-    let err_file = out_file.try_clone().expect("clone run.out");
-    let mut cmd = Command::new("bash");
-    cmd.arg(script())
-        .args([target, listen, pair, transport])
-        .arg(calls.to_string())
-        .arg(rate.to_string())
-        .env("SIPP_TIMEOUT", SIPP_TIMEOUT_S.to_string())
-        .env("SIPP_LOG_DIR", &logs)
-        .stdin(Stdio::null())
-        .stdout(out_file)
-        .stderr(err_file);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("start bash tests/sipp/run.sh");
-    let started = Instant::now();
-    // Bounded wait: poll until it exits or the deadline passes (then kill it by its id).
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for run.sh") {
-            break Some(status);
-        }
-        if started.elapsed() > HARNESS_DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut output = std::fs::read_to_string(&out_path).unwrap_or_default();
-    if status.is_none() {
-        output.push_str("\n(run.sh killed: harness deadline passed)");
-    }
-    output.push_str(&format!("\n(logs in {})", logs.display()));
-    let success = status.is_some_and(|s| s.success());
-    if success {
-        let _ = std::fs::remove_dir_all(&logs);
-    }
-    Run { success, output }
-}
-
-fn assert_passes(run: Run) {
-    assert!(run.success, "SIPp pair failed:\n{}", run.output);
-    assert!(
-        run.output.contains("uac exit 0, uas exit 0"),
-        "{}",
-        run.output
-    );
-}
-
-/// The pair failed, and for the reason given: `evidence` is in SIPp's error log.
-fn assert_fails(run: Run, why: &str, evidence: &str) {
-    assert!(!run.success, "expected a failure ({why}):\n{}", run.output);
-    assert!(
-        run.output.contains(evidence),
-        "failed, but not with {evidence:?} ({why}):\n{}",
-        run.output
-    );
-}
+use sipp_harness::{
+    HARNESS_DEADLINE, assert_fails, assert_passes, free_port, require_sipp, run_pair, run_script,
+};
 
 // --- pager MESSAGE with CPIM + IMDN request -----------------------------------------------------
 
