@@ -464,3 +464,95 @@ async fn a_late_copy_of_a_final_response_is_absorbed() {
     })
     .await;
 }
+
+/// TCP: a request written in two pieces, the second after a pause, is framed back into one
+/// message by the stream decoder; keep-alive CRLFs around it are not messages.
+#[tokio::test]
+async fn a_request_split_over_two_tcp_writes_arrives_whole() {
+    bounded(async {
+        let (mut a, mut b) = pair(Transport::Tcp).await;
+        let dest = b.local_addr();
+        let msg = a
+            .new_message(&b.aor(), "text/plain", Bytes::from_static(b"in two pieces"))
+            .expect("request");
+        let wire = msg.serialize();
+        let (head, tail) = wire.split_at(wire.len() / 2);
+        a.send_raw(dest, Bytes::from_static(b"\r\n\r\n"))
+            .await
+            .expect("ping");
+        a.send_raw(dest, Bytes::copy_from_slice(head))
+            .await
+            .expect("first piece");
+        assert!(
+            b.recv_request(Some(Duration::from_millis(100)))
+                .await
+                .is_err()
+        );
+        a.send_raw(dest, Bytes::copy_from_slice(tail))
+            .await
+            .expect("second piece");
+        let got = b
+            .recv_method(Method::Message, None)
+            .await
+            .expect("whole MESSAGE");
+        assert_eq!(got.request.body().as_ref(), b"in two pieces");
+        assert_eq!(b.invalid_count(), 0);
+    })
+    .await;
+}
+
+/// TCP: when the connection a request came on is gone, the response goes on a new
+/// connection to the top Via's sent-by (RFC 3261 §18.2.2).
+#[tokio::test]
+async fn a_tcp_response_follows_the_via_when_the_connection_is_gone() {
+    bounded(async {
+        let mut b = SipUa::bind(Transport::Tcp, "bob").await.expect("bind bob");
+        let mut a = SipUa::bind(Transport::Tcp, "alice")
+            .await
+            .expect("bind alice");
+        let msg = a
+            .new_message(&b.aor(), "text/plain", Bytes::from_static(b"hi"))
+            .expect("request");
+        // Sent on a connection of its own that closes at once; the Via names alice's listener.
+        let mut conn = tokio::net::TcpStream::connect(b.local_addr())
+            .await
+            .expect("connect");
+        tokio::io::AsyncWriteExt::write_all(&mut conn, &msg.serialize())
+            .await
+            .expect("write");
+        drop(conn);
+        let tx = b.recv_method(Method::Message, None).await.expect("MESSAGE");
+        // Bob's reader sees the close (bounded wait).
+        for _ in 0..200 {
+            if !b.connected(tx.source) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            !b.connected(tx.source),
+            "the closed connection is forgotten"
+        );
+        b.respond(&tx, 200, "OK", &[], None).await.expect("200");
+        let resp = a
+            .recv_response(None)
+            .await
+            .expect("200 on a new connection");
+        assert_eq!(resp.msg.status_code(), Some(200));
+        assert_eq!(resp.msg.call_id(), msg.call_id());
+    })
+    .await;
+}
+
+#[test]
+fn via_sent_by_reads_the_first_via() {
+    assert_eq!(
+        sip_ua::via_sent_by("SIP/2.0/TCP 127.0.0.1:5060;branch=z9hG4bK1, SIP/2.0/UDP 10.0.0.1:5"),
+        Some("127.0.0.1:5060".parse().expect("addr"))
+    );
+    assert_eq!(
+        sip_ua::via_sent_by("SIP/2.0/UDP host.example;branch=x"),
+        None
+    );
+    assert_eq!(sip_ua::via_sent_by("garbage"), None);
+}

@@ -352,6 +352,15 @@ impl SipUa {
         )
     }
 
+    /// TCP: is a connection with `peer` open (opened by either side)?
+    pub fn connected(&self, peer: SocketAddr) -> bool {
+        self.shared
+            .conns
+            .lock()
+            .ok()
+            .is_some_and(|c| c.get(&peer).is_some_and(|q| !q.is_closed()))
+    }
+
     /// How many received byte runs did not parse as SIP.
     pub fn invalid_count(&self) -> u64 {
         self.shared.invalid.load(Ordering::Relaxed)
@@ -934,7 +943,8 @@ impl SipUa {
     /// Send a response built by the test (any status, any To tag: e.g. forking 2xx).
     pub async fn send_response(&mut self, tx: &ServerTx, resp: &SipMessage) -> Result<(), UaError> {
         let bytes = resp.serialize();
-        self.send_raw(tx.source, bytes.clone()).await?;
+        let dest = self.response_destination(tx);
+        self.send_raw(dest, bytes.clone()).await?;
         if let (Some(branch), Some(method)) = (tx.request.top_via_branch(), tx.method()) {
             let key = (branch.to_owned(), method_name(method).to_owned());
             if let Some(slot) = self.answered.get_mut(&key) {
@@ -942,6 +952,21 @@ impl SipUa {
             }
         }
         Ok(())
+    }
+
+    /// Where a response to `tx` goes (RFC 3261 §18.2.2): where the request came from; over
+    /// TCP, when that connection is gone, a new one to the top Via's sent-by.
+    fn response_destination(&self, tx: &ServerTx) -> SocketAddr {
+        if self.shared.transport == Transport::Udp {
+            return tx.source;
+        }
+        if self.connected(tx.source) {
+            return tx.source;
+        }
+        tx.request
+            .header("Via")
+            .and_then(via_sent_by)
+            .unwrap_or(tx.source)
     }
 
     /// Answer an INVITE with a 2xx and retransmit it over UDP (T1 doubling to T2, for 64·T1,
@@ -1225,6 +1250,15 @@ pub fn split_list(value: &str) -> impl Iterator<Item = &str> {
     }
     items.push(value.get(start..).unwrap_or_default().trim());
     items.into_iter().filter(|s| !s.is_empty())
+}
+
+/// The sent-by of the first Via value as a socket address (`SIP/2.0/TCP 127.0.0.1:5060;...`),
+/// when it is a literal address with a port.
+pub fn via_sent_by(value: &str) -> Option<SocketAddr> {
+    let first = first_item(value);
+    let after_protocol = first.trim_start().split_once(char::is_whitespace)?.1;
+    let sent_by = after_protocol.trim_start().split(';').next()?.trim();
+    sent_by.parse().ok()
 }
 
 fn first_item(value: &str) -> &str {
