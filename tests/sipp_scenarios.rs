@@ -72,6 +72,18 @@ fn invite_msrp_tcp_5_calls() {
     assert_passes(run_pair("invite-tcp", "invite", "t1", 5, 5, &[]));
 }
 
+/// The strict SIMPLE-side INVITE UAS refuses the CPM INVITE as SIPp sends it.
+#[test]
+#[ignore = "needs SIPp (apt-get install sip-tester); cargo test --test sipp_scenarios -- --ignored"]
+fn strict_simple_invite_uas_fails_an_untranslated_cpm_invite() {
+    let run = run_pair("invite-strict", "invite-simple", "u1", 2, 5, &[]);
+    assert_fails(
+        run,
+        "an untranslated CPM INVITE must fail invite_msrp_uas_simple.xml",
+        "Failed regexp match",
+    );
+}
+
 /// The UAC fails a call whose 200 carries another a=path than the one expected.
 #[test]
 #[ignore = "needs SIPp (apt-get install sip-tester); cargo test --test sipp_scenarios -- --ignored"]
@@ -328,7 +340,7 @@ async fn invite_through_translator(transport: &str, calls: u32) {
             &format!("mid-invite-{transport_arg}"),
             &target,
             &uas.to_string(),
-            "invite",
+            "invite-simple",
             &transport_arg,
             calls,
             5,
@@ -353,7 +365,8 @@ async fn invite_through_translator(transport: &str, calls: u32) {
 }
 
 /// Both a=path checks pass `translate::session`'s rewritten SDP, each side seeing the
-/// gateway's MSRP address of its own leg.
+/// gateway's MSRP address of its own leg, and the strict SIMPLE-side UAS
+/// (invite_msrp_uas_simple.xml) passes the translated INVITE.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs SIPp (apt-get install sip-tester); cargo test --test sipp_scenarios -- --ignored"]
 async fn invite_path_checks_pass_the_translated_sdp_udp() {

@@ -8,7 +8,8 @@
 #   UAS_LISTEN  host:port the UAS listens on: the node's SIMPLE-side next hop.
 #   PAIR        pager         pager_uac.xml -> pager_uas.xml (checks valid both ways)
 #               pager-simple  pager_uac.xml -> pager_uas_simple.xml (strict: through the node only)
-#               invite        invite_msrp_uac.xml -> invite_msrp_uas.xml
+#               invite        invite_msrp_uac.xml -> invite_msrp_uas.xml (checks valid both ways)
+#               invite-simple invite_msrp_uac.xml -> invite_msrp_uas_simple.xml (strict: node only)
 #   TRANSPORT   u1 (UDP) or t1 (TCP, one connection).
 #   CALLS RATE  number of calls (-m) and calls per second (-r).
 #
@@ -31,7 +32,7 @@
 # status: 0 when both SIPps exited 0, 1 when either failed or timed out, 2 on bad usage.
 set -u
 
-usage() { sed -n '2,33p' "$0" >&2; exit 2; }
+usage() { sed -n '2,32p' "$0" >&2; exit 2; }
 [ $# -eq 6 ] || usage
 uac_target=$1 uas_listen=$2 pair=$3 transport=$4 calls=$5 rate=$6
 here=$(cd "$(dirname "$0")" && pwd)
@@ -49,8 +50,9 @@ uac_extra=() uas_extra=()
 case $pair in
   pager) uac_sf=pager_uac.xml uas_sf=pager_uas.xml ;;
   pager-simple) uac_sf=pager_uac.xml uas_sf=pager_uas_simple.xml ;;
-  invite)
+  invite|invite-simple)
     uac_sf=invite_msrp_uac.xml uas_sf=invite_msrp_uas.xml
+    [ "$pair" = invite-simple ] && uas_sf=invite_msrp_uas_simple.xml
     uac_msrp=${UAC_MSRP:-127.0.0.1:7001} uas_msrp=${UAS_MSRP:-127.0.0.1:7002}
     uac_extra=(-key local_msrp "$uac_msrp" -set expect_msrp "${UAC_EXPECT_MSRP:-$uas_msrp}"
                -d "${SIPP_PAUSE_MS:-200}")
