@@ -4,8 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the peer tests run: prometheus (promtool, and a real Prometheus for the dashboard).
-PEERS=(prometheus)
+# Debian packages the peer tests run: prometheus (promtool, a real Prometheus for the dashboard), SIPp (tests/sipp/README.md).
+PEERS=(prometheus sip-tester)
 missing=()
 for p in "${PEERS[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -22,8 +22,7 @@ use cpm_iwf::mapping::Mappings;
 use cpm_iwf::time::Millis;
 use cpm_iwf::translate::Env;
 use cpm_iwf::translate::conversation::IdSource;
-use cpm_iwf::translate::sdp::MsrpEndpoint;
-use cpm_iwf::translate::session::{LocalLeg, invite_answer, invite_request};
+use cpm_iwf::translate::session::{Addresses, SideAddresses, invite_request, session_response};
 use cpm_iwf::translate::state::Side;
 use rsip::Method;
 use sip_ua::{SipUa, Transport};
@@ -247,14 +246,15 @@ async fn strict_simple_uas_passes_the_translated_message_tcp() {
 const MID_CPM_MSRP: &str = "127.0.0.1:2855";
 const MID_SIMPLE_MSRP: &str = "127.0.0.1:2856";
 
-fn leg(ua: &SipUa, msrp: &str, session: String) -> LocalLeg {
-    LocalLeg {
+fn addresses(cpm: &SipUa, simple: &SipUa) -> Addresses {
+    let side = |ua: &SipUa, msrp: &str| SideAddresses {
         contact: format!("sip:iwf@{}", ua.local_addr()),
-        msrp: MsrpEndpoint {
-            addr: msrp.parse().expect("MSRP address"),
-            session_id: Bytes::from(session),
-            secure: false,
-        },
+        msrp: msrp.parse().expect("MSRP address"),
+        secure: false,
+    };
+    Addresses {
+        cpm: side(cpm, MID_CPM_MSRP),
+        simple: side(simple, MID_SIMPLE_MSRP),
     }
 }
 
@@ -264,13 +264,12 @@ async fn relay_invites(cpm: &mut SipUa, simple: &mut SipUa, uas: std::net::Socke
     let mappings = Mappings::embedded().expect("embedded mappings");
     let table = Table::new(TableLimits::default());
     let mut ids = Ids(0);
-    for call in 0..calls {
+    let addrs = addresses(cpm, simple);
+    for _ in 0..calls {
         let inv = cpm
             .recv_method(Method::Invite, Some(PEER_WAIT))
             .await
             .expect("an INVITE from the SIPp UAC");
-        let out_leg = leg(simple, MID_SIMPLE_MSRP, format!("simple{call}"));
-        let in_leg = leg(cpm, MID_CPM_MSRP, format!("cpm{call}"));
         let mut env = Env {
             now: NOW,
             ids: &mut ids,
@@ -281,8 +280,7 @@ async fn relay_invites(cpm: &mut SipUa, simple: &mut SipUa, uas: std::net::Socke
             Side::Cpm,
             &table.view(NOW),
             &mappings,
-            &out_leg,
-            in_leg.msrp.session_id.clone(),
+            &addrs,
             &mut env,
         )
         .expect("the translator takes invite_msrp_uac.xml's INVITE");
@@ -295,18 +293,20 @@ async fn relay_invites(cpm: &mut SipUa, simple: &mut SipUa, uas: std::net::Socke
         };
         let (_, far_ok, dialog) = simple.call(uas, out).await.expect("the SIPp UAS answers");
         let mut far_dialog = dialog.expect("a 2xx from the SIPp UAS");
-        let (ok, _far_media) = invite_answer(
+        let answered = session_response(
             &inv.request,
-            &far_ok,
             Side::Cpm,
-            &in_leg,
-            offer.received_media.setup,
-            offer.service,
-            Some(&inv.to_tag),
+            &far_ok,
+            &table.view(NOW),
             &mappings,
+            &addrs,
             &mut env,
         )
         .expect("the translator answers the caller");
+        table.apply(&answered.changes, NOW).expect("table room");
+        let [(Side::Cpm, ok)] = <[_; 1]>::try_from(answered.send).expect("one answer") else {
+            panic!("the answer must go to the CPM side");
+        };
         cpm.send_response_until_ack(&inv, &ok)
             .await
             .expect("the SIPp UAC ACKs");
