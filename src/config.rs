@@ -492,7 +492,8 @@ fn check_distinct_listeners(src: Source<'_>, c: &Config) -> Result<(), FileError
     tcp.push(c.admin_listen);
     for (proto, list) in [("UDP", &udp), ("TCP", &tcp)] {
         for (i, a) in list.iter().enumerate() {
-            if list.iter().skip(i + 1).any(|b| b == a) {
+            // Port 0 asks the system for a free port each time: no clash.
+            if a.port() != 0 && list.iter().skip(i + 1).any(|b| b == a) {
                 return Err(error_at(
                     src,
                     0,

@@ -25,12 +25,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Start the gateway (the node is not built yet: validates the configuration and the
-    /// mappings, prints its version and exits).
+    /// Start the gateway and serve until SIGTERM or Ctrl-C.
     Run {
         /// Configuration file; without it, the embedded loopback defaults.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Log lines as text or as JSON objects (one per line), on standard error. The level
+        /// comes from `RUST_LOG` (default `info`).
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: LogFormat,
     },
     /// Validate a configuration file and the mappings it names; exit 2 on the first fault.
     CheckConfig {
@@ -68,6 +71,13 @@ enum Command {
     },
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 /// The two networks, as named on the command line.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum SideArg {
@@ -102,15 +112,8 @@ macro_rules! outln {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { config } => match load_config(config.as_deref()) {
-            Ok(_) => {
-                outln!(
-                    "cpm-iwf {}: configuration and mappings valid; the node is not built yet \
-                     (`cpm-iwf inspect` parses messages)",
-                    env!("CARGO_PKG_VERSION")
-                );
-                ExitCode::SUCCESS
-            }
+        Command::Run { config, log_format } => match load_config(config.as_deref()) {
+            Ok((config, mappings)) => run_node(config, mappings, log_format),
             Err(e) => fail(&e),
         },
         Command::Conformance {
@@ -198,6 +201,77 @@ fn run_conformance(offline: bool, dir: &std::path::Path) -> ExitCode {
 }
 
 /// The configuration (a file, or the defaults) and the mappings it names, both validated.
+/// `cpm-iwf run`: start the node, print where it listens, serve until SIGTERM or Ctrl-C, then
+/// stop gracefully (RFC 3261 transactions in progress get a few seconds).
+fn run_node(config: Config, mappings: Mappings, log_format: LogFormat) -> ExitCode {
+    use cpm_iwf::node::run::Node;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let _ = match log_format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(&format!("cannot start the runtime: {e}")),
+    };
+    runtime.block_on(async move {
+        let node = match Node::start(config, mappings).await {
+            Ok(n) => n,
+            Err(e) => return fail(&format!("cannot start: {e}")),
+        };
+        let l = &node.listening;
+        outln!(
+            "cpm-iwf {} listening: CPM side SIP udp {:?} tcp {:?} MSRP {}; SIMPLE side SIP udp {:?} \
+             tcp {:?} MSRP {}; metrics http://{}/metrics",
+            env!("CARGO_PKG_VERSION"),
+            l.cpm_udp,
+            l.cpm_tcp,
+            l.cpm_msrp,
+            l.simple_udp,
+            l.simple_tcp,
+            l.simple_msrp,
+            l.admin
+        );
+        tracing::info!("serving");
+        wait_for_stop().await;
+        tracing::info!("stopping");
+        node.shutdown(std::time::Duration::from_secs(5)).await;
+        ExitCode::SUCCESS
+    })
+}
+
+/// SIGTERM (how service managers stop a daemon) or Ctrl-C.
+async fn wait_for_stop() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
 fn load_config(file: Option<&std::path::Path>) -> Result<(Config, Mappings), String> {
     let config = match file {
         Some(f) => Config::load(f).map_err(|e| e.to_string())?,

@@ -20,12 +20,60 @@ fn the_documented_example_is_valid() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = cpm_iwf(&["run", "--config", example]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+}
+
+/// `cpm-iwf run` serves until SIGTERM, then stops cleanly (exit 0). The configuration asks for
+/// ephemeral ports so that the test shares the machine with others.
+#[test]
+fn run_serves_until_sigterm() {
+    use std::io::BufRead;
+    let mut text = String::new();
+    for side in ["cpm", "simple"] {
+        text.push_str(&format!(
+            "[{side}]\nsip_udp = [\"127.0.0.1:0\"]\nsip_tcp = [\"127.0.0.1:0\"]\nmsrp_listen = \"127.0.0.1:0\"\n\n"
+        ));
+    }
+    let cfg = temp_file(
+        "ephemeral.toml",
+        &format!("admin_listen = \"127.0.0.1:0\"\n\n{text}"),
     );
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cpm-iwf"))
+        .args(["run", "--config", cfg.to_str().expect("utf-8 path")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the binary starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .unwrap_or_default();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("cpm-iwf run did not stop on SIGTERM");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(
+        line.contains(" listening: CPM side SIP udp [127.0.0.1:"),
+        "{line}"
+    );
+    assert!(status.success(), "{status:?}");
 }
 
 #[test]

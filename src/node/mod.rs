@@ -13,7 +13,9 @@
 //! - [`ids`]: fresh identities and wall-clock text for the translator.
 
 pub mod admin;
+pub mod b2bua;
 pub mod ids;
 pub mod msrp;
+pub mod run;
 pub mod transaction;
 pub mod transport;

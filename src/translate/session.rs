@@ -575,7 +575,7 @@ fn hang_up_fork(far: &SipMessage, leg: &LegDialog) -> Result<[SipMessage; 2], Tr
 /// the remote target, Route the route set, From/To with the dialog's tags, the leg's Call-ID,
 /// and the end-to-end fields of `incoming` by the direction's rules.
 fn in_dialog(
-    incoming: &SipMessage,
+    incoming: Option<&SipMessage>,
     method: rsip::Method,
     call_id: &[u8],
     leg: &LegDialog,
@@ -598,7 +598,9 @@ fn in_dialog(
     out.push_header("To", &to)?;
     out.push_header("Call-ID", &lossy(call_id))?;
     out.push_header("CSeq", &format!("{seq} {}", method_name(&method)))?;
-    copy_end_to_end(&mut out, incoming, rules, &["Contact"])?;
+    if let Some(incoming) = incoming {
+        copy_end_to_end(&mut out, incoming, rules, &["Contact"])?;
+    }
     Ok(out)
 }
 
@@ -627,7 +629,7 @@ pub fn in_dialog_request(
     } else {
         other.leg.local_cseq.saturating_add(1)
     };
-    let mut out = in_dialog(msg, method, &this.call_id, &other.leg, seq, rules)?;
+    let mut out = in_dialog(Some(msg), method, &this.call_id, &other.leg, seq, rules)?;
     let has_sdp = msg
         .content_type()
         .is_some_and(|ct| media_is(ct.as_bytes(), "application/sdp"))
@@ -688,6 +690,52 @@ pub fn in_dialog_request(
         out.set_body_with_type(ct.as_deref(), msg.body().clone())?;
     }
     outcome.send.push((to, out));
+    Ok(outcome)
+}
+
+/// The gateway ends a session on its own (its MSRP connection failed, RFC 4975 §5.4 leaves the
+/// session unusable): a BYE on each leg's dialog, with a Reason (RFC 3326 §2), and the session
+/// forgotten. `session_id` is the gateway's MSRP session-id on either leg.
+pub fn hang_up(
+    session_id: &[u8],
+    view: &dyn View,
+    mappings: &Mappings,
+    reason: &str,
+) -> Result<Outcome, TranslateError> {
+    let msrp = view.msrp(session_id).ok_or(TranslateError::NoDialog)?;
+    let key = DialogKey {
+        side: msrp.side,
+        call_id: msrp.call_id,
+    };
+    let this = view.dialog(&key).ok_or(TranslateError::NoDialog)?;
+    let other = view
+        .dialog(&DialogKey {
+            side: key.side.other(),
+            call_id: this.call_id.clone(),
+        })
+        .ok_or(TranslateError::NoDialog)?;
+    let mut outcome = Outcome::default();
+    for (side, call_id, dialog) in [
+        (key.side, &key.call_id, &this),
+        (key.side.other(), &this.call_id, &other),
+    ] {
+        // A leg the far end never answered has no dialog to end.
+        if dialog.leg.remote_tag.is_none() {
+            continue;
+        }
+        let rules = match side {
+            Side::Simple => &mappings.cpm_to_simple,
+            Side::Cpm => &mappings.simple_to_cpm,
+        };
+        let seq = dialog.leg.local_cseq.saturating_add(1);
+        let mut bye = in_dialog(None, rsip::Method::Bye, call_id, &dialog.leg, seq, rules)?;
+        let text = reason.replace(['"', '\\', '\r', '\n'], " ");
+        bye.push_header("Reason", &format!("SIP;cause=480;text=\"{text}\""))?;
+        outcome.send.push((side, bye));
+    }
+    outcome
+        .changes
+        .extend(forget_session(key.side.other(), &other, &this));
     Ok(outcome)
 }
 

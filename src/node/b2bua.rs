@@ -1,0 +1,1039 @@
+//! The B2BUA core: the one task that owns every SIP transaction of the node, feeds what the
+//! transports receive through the translator, applies its `Outcome`s to the table, and drives
+//! the MSRP relay (ARCHITECTURE.md layer 5).
+//!
+//! One task owns the transaction maps, so nothing here is locked; the translator is a few
+//! microseconds per message, so one task carries tens of thousands of messages a second. What
+//! may block (a TCP connect to a next hop) is done by one sender task per side, fed by a
+//! bounded queue: a slow peer delays its own side, never the core.
+//!
+//! Requests the node sends go to the side's first next hop (the operator's outbound proxy, RFC
+//! 3261 §8.1.2); responses go back where the request came from (§18.2.2, by the transport's
+//! route).
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use super::ids::{RandomIds, rfc3339_utc};
+use super::msrp::{ChunkTranslator, LegSpec, MsrpRelay, RelayEvent, SessionSpec, Setup};
+use super::transaction::{
+    ClientTransaction, Delivery, Kind, ServerTransaction, TimerConfig, TransactionEvent,
+};
+use super::transport::{Inbound, ResponseRoute, SipTransport, Target, request_via};
+use crate::config::Transport;
+use crate::correlate::Table;
+use crate::mapping::Mappings;
+use crate::metrics;
+use crate::time::Millis;
+use crate::translate::addr::with_tag;
+use crate::translate::conversation::IdSource;
+use crate::translate::session::{self, Addresses, MsrpLeg};
+use crate::translate::state::{Change, Key, Side, View};
+use crate::translate::{self, Env, Outcome, TranslateError};
+use crate::wire::msrp::{Message, MsrpUri};
+use crate::wire::sdp;
+use crate::wire::sip::{SipMessage, method_name};
+
+/// Monotonic time since the node started: the `now` the translator and the table are given.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock(Instant);
+
+impl Clock {
+    /// A clock starting now.
+    pub fn start() -> Self {
+        Clock(Instant::now())
+    }
+
+    /// Milliseconds since the start.
+    pub fn now(&self) -> Millis {
+        Millis(u64::try_from(self.0.elapsed().as_millis()).unwrap_or(u64::MAX))
+    }
+}
+
+/// One side's SIP I/O as the core sees it.
+pub struct SideIo {
+    /// The transport of this side.
+    pub transport: SipTransport,
+    /// Where requests to this side go.
+    pub next_hop: Option<Target>,
+    /// The node's address in the Via of the requests it sends (its listen address for the
+    /// next hop's transport, §18.1.1).
+    pub sent_by: std::net::SocketAddr,
+    /// Timer values for transactions on this side.
+    pub timers: TimerConfig,
+}
+
+/// What the core needs besides its I/O.
+pub struct CoreParts {
+    /// The correlation table (shared with the MSRP translators).
+    pub table: Arc<Table>,
+    /// The rewrite rules.
+    pub mappings: Arc<Mappings>,
+    /// The node's own addresses as the translator writes them.
+    pub addrs: Addresses,
+    /// The time origin.
+    pub clock: Clock,
+    /// The MSRP relay.
+    pub relay: Arc<MsrpRelay>,
+    /// Most server transactions at once: beyond it, new requests get 503 (RFC 3261 §21.5.4).
+    pub max_transactions: usize,
+}
+
+/// A server transaction: RFC 3261 §17.2.3 matches a request by the branch of its top Via,
+/// its sent-by and its method (ACK matching the INVITE).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ServerKey {
+    side: Side,
+    branch: String,
+    sent_by: String,
+    method: String,
+}
+
+/// A client transaction: §17.1.3 matches a response by the branch of its top Via and the
+/// method of its CSeq.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ClientKey {
+    side: Side,
+    branch: String,
+    method: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum TxRef {
+    Server(Side, String, String, String),
+    Client(Side, String, String),
+}
+
+struct ServerEntry {
+    tx: ServerTransaction,
+    route: ResponseRoute,
+    request: SipMessage,
+    /// Whether a final response was sent (the node answers each request once).
+    answered: bool,
+}
+
+struct ClientEntry {
+    tx: ClientTransaction,
+    /// The request as sent, with the node's Via.
+    request: SipMessage,
+    target: Target,
+    /// The server transaction it serves, and the request the node received there.
+    origin: Option<(ServerKey, SipMessage)>,
+}
+
+/// Half of an MSRP session waiting for its other leg's far end.
+struct PendingMedia {
+    leg: MsrpLeg,
+}
+
+/// The core task's state.
+pub struct Core {
+    parts: CoreParts,
+    sides: [SideIo; 2],
+    senders: [mpsc::Sender<(Target, Bytes)>; 2],
+    ids: RandomIds,
+    servers: HashMap<ServerKey, ServerEntry>,
+    clients: HashMap<ClientKey, ClientEntry>,
+    timers: BinaryHeap<Reverse<(Millis, TxRef)>>,
+    media: HashMap<Bytes, PendingMedia>,
+    relay_of: HashMap<Bytes, u64>,
+    sessions: HashMap<u64, [Bytes; 2]>,
+    next_relay_id: u64,
+    /// The ACK the node sent for each session 2xx, resent when the 2xx is retransmitted
+    /// (RFC 3261 §13.2.2.4), keyed by side and Call-ID.
+    acks: HashMap<(Side, String), (Target, Bytes)>,
+    draining: bool,
+}
+
+fn index(side: Side) -> usize {
+    match side {
+        Side::Cpm => 0,
+        Side::Simple => 1,
+    }
+}
+
+fn side_metric(side: Side) -> Side {
+    side
+}
+
+/// What the core is told.
+pub enum CoreEvent {
+    /// A message from a side's transport.
+    Sip(Side, Inbound),
+    /// From the MSRP relay.
+    Relay(RelayEvent),
+    /// Stop taking new requests and end when transactions are done.
+    Drain,
+}
+
+impl Core {
+    /// A core over the two sides' I/O.
+    pub fn new(parts: CoreParts, cpm: SideIo, simple: SideIo, queue_depth: usize) -> Self {
+        let sender = |io: &SideIo, side: Side| {
+            let (tx, mut rx) = mpsc::channel::<(Target, Bytes)>(queue_depth.max(16));
+            let transport = io.transport.clone();
+            tokio::spawn(async move {
+                while let Some((target, bytes)) = rx.recv().await {
+                    if let Err(e) = transport.send(target, bytes).await {
+                        tracing::warn!(?side, addr = %target.addr, error = %e, "SIP send failed");
+                    }
+                }
+            });
+            tx
+        };
+        let senders = [sender(&cpm, Side::Cpm), sender(&simple, Side::Simple)];
+        Core {
+            parts,
+            sides: [cpm, simple],
+            senders,
+            ids: RandomIds::new(),
+            servers: HashMap::new(),
+            clients: HashMap::new(),
+            timers: BinaryHeap::new(),
+            media: HashMap::new(),
+            relay_of: HashMap::new(),
+            sessions: HashMap::new(),
+            next_relay_id: 1,
+            acks: HashMap::new(),
+            draining: false,
+        }
+    }
+
+    /// Transactions in progress.
+    pub fn transactions(&self) -> usize {
+        self.servers.len() + self.clients.len()
+    }
+
+    /// Run until `events` closes, or until draining and no transaction is left.
+    pub async fn run(mut self, mut events: mpsc::Receiver<CoreEvent>) {
+        loop {
+            let deadline = self.timers.peek().map(|Reverse((at, _))| *at);
+            let sleep = async {
+                match deadline {
+                    Some(at) => {
+                        let now = self.parts.clock.now();
+                        let wait = at.0.saturating_sub(now.0);
+                        tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                ev = events.recv() => match ev {
+                    Some(CoreEvent::Sip(side, inbound)) => self.on_sip(side, inbound),
+                    Some(CoreEvent::Relay(ev)) => self.on_relay(ev),
+                    Some(CoreEvent::Drain) => self.draining = true,
+                    None => break,
+                },
+                () = sleep => self.on_timers(),
+            }
+            if self.draining && self.clients.is_empty() {
+                break;
+            }
+        }
+    }
+
+    fn now(&self) -> Millis {
+        self.parts.clock.now()
+    }
+
+    fn fresh(&mut self) -> String {
+        String::from_utf8_lossy(&self.ids.fresh_id()).into_owned()
+    }
+
+    fn on_sip(&mut self, side: Side, inbound: Inbound) {
+        tracing::trace!(?side, source = %inbound.source, transport = ?inbound.transport, "SIP in");
+        if inbound.message.is_request() {
+            self.on_request(side, inbound);
+        } else {
+            self.on_response(side, inbound.message);
+        }
+    }
+
+    // ---- requests -------------------------------------------------------------------------
+
+    fn on_request(&mut self, side: Side, inbound: Inbound) {
+        let msg = inbound.message.clone();
+        let Some(method) = msg.method().copied() else {
+            return;
+        };
+        metrics::sip_request(
+            side_metric(side),
+            metrics::Direction::In,
+            metrics::Method::from(method),
+        );
+        let now = self.now();
+        let is_ack = method == rsip::Method::Ack;
+        let key = ServerKey {
+            side,
+            branch: msg.top_via_branch().unwrap_or_default().to_string(),
+            sent_by: sent_by(&msg),
+            method: if is_ack {
+                "INVITE".to_string()
+            } else {
+                method_name(&method).to_string()
+            },
+        };
+        if let Some(entry) = self.servers.get_mut(&key) {
+            // A retransmission, or the ACK of a non-2xx answer (§17.2.3).
+            let delivery = entry.tx.receive_request(is_ack, now);
+            self.flush_server(&key);
+            if !(is_ack && delivery == Delivery::ToUser) {
+                return;
+            }
+        }
+        if is_ack {
+            // The ACK of a 2xx is its own transaction-less request (§17.1.1.3, §13.2.2.4).
+            self.translate_request(side, &msg, None);
+            return;
+        }
+        if self.draining || self.servers.len() >= self.parts.max_transactions {
+            self.reply_stateless(
+                side,
+                &inbound.response_route(),
+                &msg,
+                503,
+                "Service Unavailable",
+            );
+            return;
+        }
+        let kind = if method == rsip::Method::Invite {
+            Kind::Invite
+        } else {
+            Kind::NonInvite
+        };
+        // §17.2.1: the B2BUA's answer waits on the other network; 100 Trying at once.
+        let trying = (kind == Kind::Invite).then(|| msg.response_to(100, "Trying").serialize());
+        let timers = timer_config(self.sides[index(side)].timers, inbound.transport);
+        let tx = ServerTransaction::new(kind, timers, trying);
+        self.servers.insert(
+            key.clone(),
+            ServerEntry {
+                tx,
+                route: inbound.response_route(),
+                request: msg.clone(),
+                answered: false,
+            },
+        );
+        self.flush_server(&key);
+        self.translate_request(side, &msg, Some(key));
+    }
+
+    fn translate_request(&mut self, from: Side, msg: &SipMessage, key: Option<ServerKey>) {
+        let now = self.now();
+        let datetime = rfc3339_utc(SystemTime::now());
+        let result = {
+            let view = self.parts.table.view(now);
+            let mut env = Env {
+                now,
+                ids: &mut self.ids,
+                datetime: &datetime,
+            };
+            translate::sip_request(
+                msg,
+                from,
+                &view,
+                &self.parts.mappings,
+                &self.parts.addrs,
+                &mut env,
+            )
+        };
+        let kind = translation_kind(msg);
+        let outcome = match result {
+            Ok(o) => o,
+            Err(e) => {
+                metrics::translation_failure(
+                    side_metric(from),
+                    kind,
+                    metrics::FailureReason::of(&e),
+                );
+                tracing::debug!(?from, error = %e, "request refused");
+                if let Some(key) = key {
+                    self.answer(&key, e.status(), &reason_of(&e), None);
+                }
+                return;
+            }
+        };
+        metrics::translation(side_metric(from), kind);
+        if self.parts.table.apply(&outcome.changes, now).is_err() {
+            metrics::translation_failure(
+                side_metric(from),
+                kind,
+                metrics::FailureReason::TableFull,
+            );
+            if let Some(key) = key {
+                // RFC 3261 §21.5.4: overloaded; try again later.
+                self.answer(&key, 503, "Service Unavailable", Some(("Retry-After", "5")));
+            }
+            return;
+        }
+        self.apply_outcome(outcome, key.map(|k| (k, msg.clone())));
+    }
+
+    /// Send what a translation produced; `origin` is the server transaction it answers.
+    fn apply_outcome(&mut self, outcome: Outcome, origin: Option<(ServerKey, SipMessage)>) {
+        self.forget_media(&outcome.changes);
+        for leg in outcome.msrp {
+            self.on_msrp_leg(leg);
+        }
+        if let (Some(reply), Some((key, _))) = (outcome.reply, &origin) {
+            self.answer(key, reply.status, reply.reason, None);
+        }
+        for (to, m) in outcome.send {
+            if m.is_request() {
+                self.send_request(to, m, origin.clone());
+            } else if let Some((key, _)) = &origin {
+                let status = m.status_code().unwrap_or(500);
+                self.respond(key, status, m);
+            }
+        }
+    }
+
+    /// Send a request the translator built to side `to`: with the node's Via, through a
+    /// client transaction (ACK: without one, §17.1.1.3; CANCEL: on its INVITE's branch, §9.1).
+    fn send_request(
+        &mut self,
+        to: Side,
+        mut m: SipMessage,
+        origin: Option<(ServerKey, SipMessage)>,
+    ) {
+        let Some(method) = m.method().copied() else {
+            return;
+        };
+        let io = &self.sides[index(to)];
+        let Some(target) = io.next_hop else {
+            tracing::warn!(?to, "no next hop configured: request not sent");
+            if let Some((key, _)) = origin {
+                self.answer(&key, 503, "Service Unavailable", None);
+            }
+            return;
+        };
+        let sent_by = io.sent_by;
+        let timers = timer_config(io.timers, target.transport);
+        let branch = if method == rsip::Method::Cancel {
+            // The CANCEL goes on the branch of the INVITE it cancels (§9.1).
+            let call_id = m.call_id().unwrap_or_default().to_string();
+            match self.clients.iter().find(|(k, c)| {
+                k.side == to
+                    && k.method == "INVITE"
+                    && c.request.call_id() == Some(call_id.as_str())
+            }) {
+                Some((k, _)) => k.branch.clone(),
+                None => return,
+            }
+        } else {
+            format!("z9hG4bK{}", self.fresh().replace('-', ""))
+        };
+        if m.insert_header(0, "Via", &request_via(target.transport, sent_by, &branch))
+            .is_err()
+        {
+            return;
+        }
+        metrics::sip_request(
+            side_metric(to),
+            metrics::Direction::Out,
+            metrics::Method::from(method),
+        );
+        let bytes = m.serialize();
+        if method == rsip::Method::Ack {
+            if let Some(call_id) = m.call_id() {
+                self.acks
+                    .insert((to, call_id.to_string()), (target, bytes.clone()));
+            }
+            self.transmit(to, target, bytes);
+            return;
+        }
+        if method == rsip::Method::Bye
+            && let Some(call_id) = m.call_id()
+        {
+            self.acks.remove(&(to, call_id.to_string()));
+        }
+        let kind = if method == rsip::Method::Invite {
+            Kind::Invite
+        } else {
+            Kind::NonInvite
+        };
+        let key = ClientKey {
+            side: to,
+            branch,
+            method: method_name(&method).to_string(),
+        };
+        let tx = ClientTransaction::new(kind, bytes, timers, self.now());
+        self.clients.insert(
+            key.clone(),
+            ClientEntry {
+                tx,
+                request: m,
+                target,
+                origin,
+            },
+        );
+        self.flush_client(&key);
+    }
+
+    // ---- responses ------------------------------------------------------------------------
+
+    fn on_response(&mut self, side: Side, msg: SipMessage) {
+        let Some(status) = msg.status_code() else {
+            return;
+        };
+        let Some(cseq) = msg.cseq() else { return };
+        metrics::sip_response(
+            side_metric(side),
+            metrics::Direction::In,
+            metrics::Method::from_token(cseq.method.as_bytes()),
+            status,
+        );
+        let key = ClientKey {
+            side,
+            branch: msg.top_via_branch().unwrap_or_default().to_string(),
+            method: cseq.method.to_string(),
+        };
+        let now = self.now();
+        let Some(entry) = self.clients.get_mut(&key) else {
+            // A 2xx retransmitted after its transaction ended: the ACK is resent (§13.2.2.4).
+            if (200..300).contains(&status)
+                && key.method == "INVITE"
+                && let Some(call_id) = msg.call_id()
+                && let Some((target, ack)) = self.acks.get(&(side, call_id.to_string())).cloned()
+            {
+                self.transmit(side, target, ack);
+            }
+            return;
+        };
+        let request = entry.request.clone();
+        let origin = entry.origin.clone();
+        let delivery = entry
+            .tx
+            .receive_response(status, now, || ack_for(&request, &msg).serialize());
+        // Over TCP the transaction may end at once (Timer K is zero): its origin was taken.
+        self.flush_client(&key);
+        if delivery != Delivery::ToUser || key.method == "CANCEL" {
+            // CANCEL's answer is hop by hop: the node answered the caller's CANCEL itself.
+            return;
+        }
+        self.relay_response(origin, &msg);
+    }
+
+    /// The far side's answer `far` to the client transaction `key`, through the translator
+    /// to the server transaction it serves.
+    fn relay_response(&mut self, origin: Option<(ServerKey, SipMessage)>, far: &SipMessage) {
+        let Some((origin_key, received)) = origin else {
+            // The node's own request (a BYE it sent, a hung-up fork): nothing to relay.
+            return;
+        };
+        let now = self.now();
+        let datetime = rfc3339_utc(SystemTime::now());
+        let result = {
+            let view = self.parts.table.view(now);
+            let mut env = Env {
+                now,
+                ids: &mut self.ids,
+                datetime: &datetime,
+            };
+            session::session_response(
+                &received,
+                origin_key.side,
+                far,
+                &view,
+                &self.parts.mappings,
+                &self.parts.addrs,
+                &mut env,
+            )
+        };
+        match result {
+            Ok(outcome) => {
+                metrics::translation(
+                    side_metric(origin_key.side),
+                    metrics::TranslationKind::Response,
+                );
+                if self.parts.table.apply(&outcome.changes, now).is_err() {
+                    metrics::translation_failure(
+                        side_metric(origin_key.side),
+                        metrics::TranslationKind::Response,
+                        metrics::FailureReason::TableFull,
+                    );
+                }
+                self.apply_outcome(outcome, Some((origin_key, received)));
+            }
+            Err(e) => {
+                metrics::translation_failure(
+                    side_metric(origin_key.side),
+                    metrics::TranslationKind::Response,
+                    metrics::FailureReason::of(&e),
+                );
+                // The far side's answer cannot be relayed as it is: the caller gets a failure
+                // (502 Bad Gateway, RFC 3261 §21.5.3) rather than silence.
+                self.answer(&origin_key, 502, "Bad Gateway", None);
+            }
+        }
+    }
+
+    // ---- answers --------------------------------------------------------------------------
+
+    /// The node's own answer on a server transaction.
+    fn answer(&mut self, key: &ServerKey, status: u16, reason: &str, extra: Option<(&str, &str)>) {
+        let Some(request) = self.servers.get(key).map(|e| e.request.clone()) else {
+            return;
+        };
+        let mut resp = request.response_to(status, reason);
+        if status > 100
+            && request.to_tag().is_none()
+            && let Some(to) = request.header("To")
+        {
+            let tag = self.fresh();
+            if let Ok(tagged) = with_tag(to, Some(&tag)) {
+                let _ = resp.set_header("To", &tagged);
+            }
+        }
+        if let Some((name, value)) = extra {
+            let _ = resp.push_header(name, value);
+        }
+        self.respond(key, status, resp);
+    }
+
+    fn respond(&mut self, key: &ServerKey, status: u16, resp: SipMessage) {
+        let now = self.now();
+        let Some(entry) = self.servers.get_mut(key) else {
+            return;
+        };
+        if entry.answered && status >= 200 && !(200..300).contains(&status) {
+            return;
+        }
+        if status >= 200 {
+            entry.answered = true;
+        }
+        let method = metrics::Method::from_token(key.method.as_bytes());
+        if entry
+            .tx
+            .send_response(status, resp.serialize(), now)
+            .is_ok()
+        {
+            metrics::sip_response(
+                side_metric(key.side),
+                metrics::Direction::Out,
+                method,
+                status,
+            );
+        }
+        self.flush_server(key);
+    }
+
+    /// An answer without a transaction (the node is overloaded or draining).
+    fn reply_stateless(
+        &mut self,
+        side: Side,
+        route: &ResponseRoute,
+        request: &SipMessage,
+        status: u16,
+        reason: &str,
+    ) {
+        let mut resp = request.response_to(status, reason);
+        if let Some(to) = request.header("To")
+            && request.to_tag().is_none()
+        {
+            let tag = self.fresh();
+            if let Ok(tagged) = with_tag(to, Some(&tag)) {
+                let _ = resp.set_header("To", &tagged);
+            }
+        }
+        let _ = resp.push_header("Retry-After", "5");
+        let transport = self.sides[index(side)].transport.clone();
+        let route = *route;
+        let bytes = resp.serialize();
+        tokio::spawn(async move {
+            let _ = transport.send_response(&route, bytes).await;
+        });
+    }
+
+    // ---- transactions' output and timers ---------------------------------------------------
+
+    fn flush_server(&mut self, key: &ServerKey) {
+        let Some(entry) = self.servers.get_mut(key) else {
+            return;
+        };
+        let mut out = Vec::new();
+        while let Some(bytes) = entry.tx.poll_transmit() {
+            out.push(bytes);
+        }
+        let mut done = false;
+        while let Some(ev) = entry.tx.poll_event() {
+            if ev == TransactionEvent::Terminated {
+                done = true;
+            }
+        }
+        let route = entry.route;
+        let deadline = entry.tx.poll_timeout();
+        if done {
+            self.servers.remove(key);
+        } else if let Some(at) = deadline {
+            self.timers.push(Reverse((
+                at,
+                TxRef::Server(
+                    key.side,
+                    key.branch.clone(),
+                    key.sent_by.clone(),
+                    key.method.clone(),
+                ),
+            )));
+        }
+        if !out.is_empty() {
+            let transport = self.sides[index(key.side)].transport.clone();
+            tokio::spawn(async move {
+                for bytes in out {
+                    if transport.send_response(&route, bytes).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    }
+
+    fn flush_client(&mut self, key: &ClientKey) {
+        let Some(entry) = self.clients.get_mut(key) else {
+            return;
+        };
+        let mut out = Vec::new();
+        while let Some(bytes) = entry.tx.poll_transmit() {
+            out.push(bytes);
+        }
+        let mut timed_out = false;
+        let mut done = false;
+        while let Some(ev) = entry.tx.poll_event() {
+            match ev {
+                TransactionEvent::Timeout => timed_out = true,
+                TransactionEvent::Terminated => done = true,
+            }
+        }
+        let target = entry.target;
+        let deadline = entry.tx.poll_timeout();
+        let request = entry.request.clone();
+        let origin = entry.origin.clone();
+        for bytes in out {
+            self.transmit(key.side, target, bytes);
+        }
+        if timed_out {
+            metrics::transaction_timeout(
+                side_metric(key.side),
+                metrics::Method::from_token(key.method.as_bytes()),
+            );
+            // No answer from the far side (Timer B/F): the caller gets 408, through the
+            // translator so that a session being set up is forgotten (§8.1.3.1).
+            let timeout = request.response_to(408, "Request Timeout");
+            self.relay_response(origin, &timeout);
+        }
+        if done {
+            self.clients.remove(key);
+        } else if let Some(at) = deadline {
+            self.timers.push(Reverse((
+                at,
+                TxRef::Client(key.side, key.branch.clone(), key.method.clone()),
+            )));
+        }
+    }
+
+    fn on_timers(&mut self) {
+        let now = self.now();
+        while let Some(Reverse((at, _))) = self.timers.peek() {
+            if *at > now {
+                break;
+            }
+            let Some(Reverse((_, r))) = self.timers.pop() else {
+                break;
+            };
+            match r {
+                TxRef::Server(side, branch, sent_by, method) => {
+                    let key = ServerKey {
+                        side,
+                        branch,
+                        sent_by,
+                        method,
+                    };
+                    if let Some(e) = self.servers.get_mut(&key)
+                        && e.tx.poll_timeout().is_some_and(|t| t <= now)
+                    {
+                        e.tx.handle_timeout(now);
+                        self.flush_server(&key);
+                    }
+                }
+                TxRef::Client(side, branch, method) => {
+                    let key = ClientKey {
+                        side,
+                        branch,
+                        method,
+                    };
+                    if let Some(e) = self.clients.get_mut(&key)
+                        && e.tx.poll_timeout().is_some_and(|t| t <= now)
+                    {
+                        e.tx.handle_timeout(now);
+                        self.flush_client(&key);
+                    }
+                }
+            }
+        }
+    }
+
+    fn transmit(&mut self, side: Side, target: Target, bytes: Bytes) {
+        if self.senders[index(side)].try_send((target, bytes)).is_err() {
+            // The side's queue is full: the datagram is lost as on a congested network; the
+            // transaction's retransmissions (UDP) or its timeout recover (§17.1).
+            tracing::warn!(?side, "outbound SIP queue full");
+        }
+    }
+
+    // ---- MSRP sessions ---------------------------------------------------------------------
+
+    fn on_msrp_leg(&mut self, leg: MsrpLeg) {
+        let now = self.now();
+        let peer_sid = self
+            .parts
+            .table
+            .view(now)
+            .msrp(&leg.local_session)
+            .map(|p| p.peer_session);
+        let Some(peer_sid) = peer_sid else { return };
+        match self.media.remove(&peer_sid) {
+            Some(other) => self.open_relay(other.leg, leg),
+            None => {
+                self.media
+                    .insert(leg.local_session.clone(), PendingMedia { leg });
+            }
+        }
+    }
+
+    fn open_relay(&mut self, a: MsrpLeg, b: MsrpLeg) {
+        let spec = |leg: &MsrpLeg| -> Option<LegSpec> {
+            let remote_path = leg
+                .peer
+                .path
+                .iter()
+                .map(|u| MsrpUri::parse(u.clone()))
+                .collect::<Result<Vec<_>, _>>()
+                .ok()?;
+            Some(LegSpec {
+                side: leg.side,
+                local_session_id: leg.local_session.clone(),
+                remote_path,
+                setup: match leg.setup {
+                    sdp::Setup::Active => Setup::Active,
+                    _ => Setup::Passive,
+                },
+                cema: false,
+            })
+        };
+        let (Some(sa), Some(sb)) = (spec(&a), spec(&b)) else {
+            tracing::warn!("an MSRP path of the session is unusable");
+            return;
+        };
+        let id = self.next_relay_id;
+        self.next_relay_id += 1;
+        let translator = Arc::new(SessionTranslator {
+            table: self.parts.table.clone(),
+            mappings: self.parts.mappings.clone(),
+            addrs: self.parts.addrs.clone(),
+            clock: self.parts.clock,
+            ids: Mutex::new(RandomIds::new()),
+        });
+        match self.parts.relay.open(SessionSpec {
+            id,
+            legs: [sa, sb],
+            translator,
+        }) {
+            Ok(()) => {
+                metrics::msrp_sessions_active(1);
+                self.relay_of.insert(a.local_session.clone(), id);
+                self.relay_of.insert(b.local_session.clone(), id);
+                self.sessions.insert(id, [a.local_session, b.local_session]);
+            }
+            Err(e) => tracing::warn!(error = %e, "MSRP session not opened"),
+        }
+    }
+
+    /// Sessions the translator forgot (BYE, failed INVITE): their relay sessions close.
+    fn forget_media(&mut self, changes: &[Change]) {
+        for c in changes {
+            if let Change::Remove(Key::Msrp(sid)) = c {
+                self.media.remove(sid);
+                if let Some(id) = self.relay_of.remove(sid) {
+                    if let Some(sids) = self.sessions.remove(&id) {
+                        for s in sids {
+                            self.relay_of.remove(&s);
+                        }
+                    }
+                    if self.parts.relay.close(id) {
+                        metrics::msrp_sessions_active(-1);
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_relay(&mut self, ev: RelayEvent) {
+        let RelayEvent::SessionEnded { id, reason, .. } = ev else {
+            return;
+        };
+        let Some(sids) = self.sessions.remove(&id) else {
+            return;
+        };
+        metrics::msrp_sessions_active(-1);
+        for s in &sids {
+            self.relay_of.remove(s);
+        }
+        let now = self.now();
+        let result = {
+            let view = self.parts.table.view(now);
+            session::hang_up(&sids[0], &view, &self.parts.mappings, &reason.to_string())
+        };
+        if let Ok(outcome) = result {
+            let _ = self.parts.table.apply(&outcome.changes, now);
+            self.apply_outcome(outcome, None);
+        }
+    }
+}
+
+/// The chunk translation of one session, for the MSRP relay: the table finds the other leg by
+/// the To-Path (`translate::chat::msrp_request`).
+struct SessionTranslator {
+    table: Arc<Table>,
+    mappings: Arc<Mappings>,
+    addrs: Addresses,
+    clock: Clock,
+    ids: Mutex<RandomIds>,
+}
+
+impl SessionTranslator {
+    fn translate(&self, msg: &Message) -> Result<Message, TranslateError> {
+        let now = self.clock.now();
+        let datetime = rfc3339_utc(SystemTime::now());
+        let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
+        let view = self.table.view(now);
+        let mut env = Env {
+            now,
+            ids: &mut *ids,
+            datetime: &datetime,
+        };
+        let (_, out) =
+            translate::chat::msrp_request(msg, &view, &self.mappings, &self.addrs, &mut env)?;
+        if self.table.apply(&out.changes, now).is_err() {
+            // The chunk still goes; only the notification routing of its message is lost.
+            metrics::table_refused(metrics::TableKind::Message);
+        }
+        Ok(out.send)
+    }
+}
+
+impl ChunkTranslator for SessionTranslator {
+    fn send(&self, from: Side, msg: &Message) -> Result<Message, (u16, &'static str)> {
+        match self.translate(msg) {
+            Ok(m) => {
+                metrics::translation(side_metric(from), metrics::TranslationKind::Chat);
+                Ok(m)
+            }
+            Err(e) => {
+                metrics::translation_failure(
+                    side_metric(from),
+                    metrics::TranslationKind::Chat,
+                    metrics::FailureReason::of(&e),
+                );
+                Err((e.status(), msrp_comment(e.status())))
+            }
+        }
+    }
+
+    fn report(&self, _from: Side, msg: &Message) -> Option<Message> {
+        self.translate(msg).ok()
+    }
+}
+
+/// RFC 4975 §10 comments for the codes the translator gives.
+fn msrp_comment(code: u16) -> &'static str {
+    match code {
+        400 => "Bad Request",
+        403 => "Forbidden",
+        413 => "Message Too Large",
+        415 => "Unsupported Media Type",
+        481 => "Session Does Not Exist",
+        _ => "Error",
+    }
+}
+
+/// The sent-by of the top Via (host and port as written), part of the server transaction key.
+fn sent_by(msg: &SipMessage) -> String {
+    msg.header("Via")
+        .and_then(super::transport::parse_via)
+        .map(|v| format!("{}:{}", v.host, v.port.unwrap_or(5060)))
+        .unwrap_or_default()
+}
+
+fn timer_config(base: TimerConfig, transport: Transport) -> TimerConfig {
+    TimerConfig {
+        reliable: transport != Transport::Udp,
+        ..base
+    }
+}
+
+fn translation_kind(msg: &SipMessage) -> metrics::TranslationKind {
+    match msg.method() {
+        Some(rsip::Method::Message) => {
+            let ct = msg.content_type().unwrap_or_default().to_ascii_lowercase();
+            if ct.contains("imdn") {
+                metrics::TranslationKind::Imdn
+            } else if ct.contains("iscomposing") {
+                metrics::TranslationKind::IsComposing
+            } else {
+                metrics::TranslationKind::Pager
+            }
+        }
+        _ => metrics::TranslationKind::Session,
+    }
+}
+
+/// A reason phrase for a refusal: the error's text, without line breaks.
+fn reason_of(e: &TranslateError) -> String {
+    let text = e.to_string();
+    let reason = match e.status() {
+        400 => "Bad Request",
+        403 => "Forbidden",
+        405 => "Method Not Allowed",
+        413 => "Request Entity Too Large",
+        415 => "Unsupported Media Type",
+        481 => "Call/Transaction Does Not Exist",
+        488 => "Not Acceptable Here",
+        _ => "Server Internal Error",
+    };
+    format!("{reason} ({})", text.replace(['\r', '\n'], " "))
+}
+
+/// The ACK of a non-2xx final answer to `request` (§17.1.1.3): same Request-URI, top Via,
+/// From, Call-ID and CSeq number, the answer's To, the request's Route.
+fn ack_for(request: &SipMessage, response: &SipMessage) -> SipMessage {
+    let uri = request
+        .request_uri()
+        .map(|u| String::from_utf8_lossy(u).into_owned())
+        .unwrap_or_default();
+    let Ok(mut ack) = SipMessage::request(rsip::Method::Ack, &uri) else {
+        return request.clone();
+    };
+    let seq = request.cseq().map_or(1, |c| c.seq);
+    for (name, value) in [
+        ("Via", request.header("Via")),
+        ("Max-Forwards", Some("70")),
+        ("From", request.header("From")),
+        ("To", response.header("To")),
+        ("Call-ID", request.header("Call-ID")),
+    ] {
+        if let Some(v) = value {
+            let _ = ack.push_header(name, v);
+        }
+    }
+    let _ = ack.push_header("CSeq", &format!("{seq} ACK"));
+    for route in request.header_all("Route") {
+        let _ = ack.push_header("Route", route);
+    }
+    ack
+}

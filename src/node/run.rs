@@ -1,0 +1,263 @@
+//! `cpm-iwf run`: the node started from a configuration, every piece bound and wired, and
+//! stopped gracefully.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::admin::{AdminServer, Readiness, ShutdownHandle};
+use super::b2bua::{Clock, Core, CoreEvent, CoreParts, SideIo};
+use super::msrp::{MsrpRelay, RelayConfig};
+use super::transaction::TimerConfig;
+use super::transport::{SipTransport, Target, TransportConfig};
+use crate::config::{Config, SideConfig, Transport};
+use crate::correlate::{KindLimits, Table, TableLimits};
+use crate::mapping::Mappings;
+use crate::metrics;
+use crate::translate::session::{Addresses, SideAddresses};
+use crate::translate::state::Side;
+
+/// Where a started node listens (the configuration may ask for port 0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listening {
+    /// CPM side SIP over UDP.
+    pub cpm_udp: Vec<SocketAddr>,
+    /// CPM side SIP over TCP.
+    pub cpm_tcp: Vec<SocketAddr>,
+    /// SIMPLE side SIP over UDP.
+    pub simple_udp: Vec<SocketAddr>,
+    /// SIMPLE side SIP over TCP.
+    pub simple_tcp: Vec<SocketAddr>,
+    /// CPM side MSRP.
+    pub cpm_msrp: SocketAddr,
+    /// SIMPLE side MSRP.
+    pub simple_msrp: SocketAddr,
+    /// The admin HTTP server.
+    pub admin: SocketAddr,
+}
+
+/// A running node.
+pub struct Node {
+    /// Where it listens.
+    pub listening: Listening,
+    events: mpsc::Sender<CoreEvent>,
+    core: JoinHandle<()>,
+    tasks: Vec<JoinHandle<()>>,
+    transports: [SipTransport; 2],
+    relay: Arc<MsrpRelay>,
+    readiness: Readiness,
+    admin_stop: ShutdownHandle,
+    table: Arc<Table>,
+}
+
+fn table_limits(config: &Config) -> TableLimits {
+    let d = TableLimits::default();
+    let cap = |k: KindLimits| KindLimits {
+        cap: k.cap.min(config.limits.table_cap),
+        ..k
+    };
+    TableLimits {
+        messages: cap(d.messages),
+        conversations: cap(d.conversations),
+        dialogs: cap(d.dialogs),
+        msrp: cap(d.msrp),
+    }
+}
+
+/// The next hop of a side and the node's own address for it.
+fn route_of(side: &SideConfig, transport: &SipTransport) -> (Option<Target>, SocketAddr) {
+    let hop = side.next_hops.first().map(|p| Target {
+        addr: p.address,
+        transport: p.transport,
+    });
+    let udp = transport.udp_addrs();
+    let tcp = transport.tcp_addrs();
+    let own = match hop.map(|h| h.transport) {
+        Some(Transport::Tcp) => tcp.first().or(udp.first()),
+        _ => udp.first().or(tcp.first()),
+    }
+    .copied()
+    .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 5060)));
+    (hop, own)
+}
+
+impl Node {
+    /// Bind every socket the configuration names and start serving.
+    pub async fn start(config: Config, mappings: Mappings) -> io::Result<Node> {
+        let readiness = Readiness::new();
+        let admin = AdminServer::bind(config.admin_listen, readiness.clone()).await?;
+        metrics::describe();
+        let admin_addr = admin.local_addr()?;
+        let admin_stop = admin.shutdown_handle();
+        let mut tasks: Vec<JoinHandle<()>> = vec![tokio::spawn(async move {
+            if let Err(e) = admin.serve().await {
+                tracing::error!(error = %e, "admin server stopped");
+            }
+        })];
+
+        let (cpm, cpm_in) =
+            SipTransport::bind(TransportConfig::for_side(&config.cpm, &config.limits)).await?;
+        let (simple, simple_in) =
+            SipTransport::bind(TransportConfig::for_side(&config.simple, &config.limits)).await?;
+        let (relay, mut relay_events) = MsrpRelay::bind(
+            config.cpm.msrp_listen,
+            config.simple.msrp_listen,
+            RelayConfig::from_config(&config),
+        )
+        .await?;
+        let relay = Arc::new(relay);
+
+        let contact = |t: &SipTransport| {
+            let a = t.udp_addrs().first().or(t.tcp_addrs().first()).copied();
+            a.map_or("sip:iwf@127.0.0.1".to_string(), |a| format!("sip:iwf@{a}"))
+        };
+        let addrs = Addresses {
+            cpm: SideAddresses {
+                contact: contact(&cpm),
+                msrp: relay.local_addr(Side::Cpm),
+                secure: false,
+            },
+            simple: SideAddresses {
+                contact: contact(&simple),
+                msrp: relay.local_addr(Side::Simple),
+                secure: false,
+            },
+        };
+        let timers = TimerConfig {
+            t1_ms: config.timers.t1_ms,
+            t2_ms: config.timers.t2_ms,
+            t4_ms: config.timers.t4_ms,
+            reliable: false,
+        };
+        let (cpm_hop, cpm_own) = route_of(&config.cpm, &cpm);
+        let (simple_hop, simple_own) = route_of(&config.simple, &simple);
+        let table = Arc::new(Table::new(table_limits(&config)));
+        let limits = table_limits(&config);
+        for (kind, k) in [
+            (metrics::TableKind::Message, limits.messages),
+            (metrics::TableKind::Conversation, limits.conversations),
+            (metrics::TableKind::Dialog, limits.dialogs),
+            (metrics::TableKind::Msrp, limits.msrp),
+        ] {
+            metrics::table_capacity(kind, k.cap as u64);
+        }
+        let clock = Clock::start();
+        let core = Core::new(
+            CoreParts {
+                table: table.clone(),
+                mappings: Arc::new(mappings),
+                addrs,
+                clock,
+                relay: relay.clone(),
+                max_transactions: config.limits.max_sessions.max(1024),
+            },
+            SideIo {
+                transport: cpm.clone(),
+                next_hop: cpm_hop,
+                sent_by: cpm_own,
+                timers,
+            },
+            SideIo {
+                transport: simple.clone(),
+                next_hop: simple_hop,
+                sent_by: simple_own,
+                timers,
+            },
+            config.limits.queue_depth,
+        );
+        let (events, events_rx) = mpsc::channel(config.limits.queue_depth.max(64));
+        for (side, mut rx) in [(Side::Cpm, cpm_in), (Side::Simple, simple_in)] {
+            let events = events.clone();
+            tasks.push(tokio::spawn(async move {
+                // Bounded hand-over: a busy core slows the transports (they stop reading).
+                while let Some(inbound) = rx.recv().await {
+                    if events.send(CoreEvent::Sip(side, inbound)).await.is_err() {
+                        break;
+                    }
+                }
+            }));
+        }
+        {
+            let events = events.clone();
+            tasks.push(tokio::spawn(async move {
+                while let Some(ev) = relay_events.recv().await {
+                    if events.send(CoreEvent::Relay(ev)).await.is_err() {
+                        break;
+                    }
+                }
+            }));
+        }
+        {
+            let table = table.clone();
+            let every = Duration::from_millis(config.timers.sweep_interval_ms.max(100));
+            tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                loop {
+                    tick.tick().await;
+                    table.sweep(clock.now());
+                    let stats = table.stats();
+                    for (kind, s) in [
+                        (metrics::TableKind::Message, stats.messages),
+                        (metrics::TableKind::Conversation, stats.conversations),
+                        (metrics::TableKind::Dialog, stats.dialogs),
+                        (metrics::TableKind::Msrp, stats.msrp),
+                    ] {
+                        metrics::table_entries(kind, s.len as u64);
+                    }
+                }
+            }));
+        }
+        let core = tokio::spawn(core.run(events_rx));
+        let listening = Listening {
+            cpm_udp: cpm.udp_addrs(),
+            cpm_tcp: cpm.tcp_addrs(),
+            simple_udp: simple.udp_addrs(),
+            simple_tcp: simple.tcp_addrs(),
+            cpm_msrp: relay.local_addr(Side::Cpm),
+            simple_msrp: relay.local_addr(Side::Simple),
+            admin: admin_addr,
+        };
+        readiness.set(true);
+        metrics::ready(true);
+        Ok(Node {
+            listening,
+            events,
+            core,
+            tasks,
+            transports: [cpm, simple],
+            relay,
+            readiness,
+            admin_stop,
+            table,
+        })
+    }
+
+    /// The correlation table (for tests and the admin view).
+    pub fn table(&self) -> &Arc<Table> {
+        &self.table
+    }
+
+    /// Stop: not ready any more, new requests answered 503, transactions in progress given
+    /// `grace` to finish, then every socket closed.
+    pub async fn shutdown(self, grace: Duration) {
+        self.readiness.set(false);
+        metrics::ready(false);
+        let _ = self.events.send(CoreEvent::Drain).await;
+        let mut core = self.core;
+        if tokio::time::timeout(grace, &mut core).await.is_err() {
+            core.abort();
+        }
+        for t in &self.transports {
+            t.shutdown(Duration::from_secs(1)).await;
+        }
+        self.relay.shutdown();
+        self.admin_stop.shutdown();
+        for t in self.tasks {
+            t.abort();
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! A real node on loopback between a CPM-side and a SIMPLE-side user agent: pager MESSAGEs
+//! with CPIM and an IMDN request one way, the delivery notification back to the device that
+//! sent the message with its CPM conversation identities, over UDP and over TCP; garbage and
+//! half messages between valid ones.
+
+#[path = "peers/gateway.rs"]
+mod gateway;
+#[path = "peers/sip_ua.rs"]
+mod sip_ua;
+
+use bytes::Bytes;
+use gateway::{Bed, bounded};
+use rsip::Method;
+use sip_ua::Transport;
+
+const MSG_ICSI: &str = "urn:urn-7:3gpp-service.ims.icsi.oma.cpm.msg";
+
+fn cpim_message(from: &str, to: &str, id: &str, text: &str) -> Bytes {
+    Bytes::from(format!(
+        "From: <{from}>\r\nTo: <{to}>\r\nNS: imdn <urn:ietf:params:imdn>\r\nimdn.Message-ID: {id}\r\n\
+DateTime: 2026-11-25T10:00:00.000Z\r\nimdn.Disposition-Notification: positive-delivery, display\r\n\
+\r\nContent-Type: text/plain;charset=UTF-8\r\n\r\n{text}"
+    ))
+}
+
+fn cpim_delivered(from: &str, to: &str, id: &str, about: &str) -> Bytes {
+    Bytes::from(format!(
+        "From: <{from}>\r\nTo: <{to}>\r\nNS: imdn <urn:ietf:params:imdn>\r\nimdn.Message-ID: {id}\r\n\
+DateTime: 2026-11-25T10:00:01.000Z\r\n\r\nContent-Type: message/imdn+xml\r\n\
+Content-Disposition: notification\r\n\r\n<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n\
+<imdn xmlns=\"urn:ietf:params:xml:ns:imdn\"><message-id>{about}</message-id>\
+<datetime>2026-11-25T10:00:00.000Z</datetime><delivery-notification><status><delivered/></status>\
+</delivery-notification></imdn>"
+    ))
+}
+
+async fn pager_and_notification(transport: Transport) {
+    let mut bed = Bed::start(transport).await;
+    let (alice, bob) = (bed.cpm.aor(), bed.simple.aor());
+    let node_cpm = bed.node_cpm();
+    let node_simple = bed.node_simple();
+
+    // CPM -> SIMPLE: a CPIM message asking for delivery and display notifications.
+    let mut msg = bed
+        .cpm
+        .new_message(
+            &bob,
+            "message/cpim",
+            cpim_message(&alice, &bob, "Msg-1", "Hello Bob"),
+        )
+        .expect("MESSAGE");
+    msg.push_header("P-Preferred-Service", MSG_ICSI)
+        .expect("header");
+    msg.push_header(
+        "Contact",
+        &format!(
+            "<{}>;+sip.instance=\"<urn:gsma:imei:35-209900-176148-1>\";+g.3gpp.icsi-ref=\"urn%3Aurn-7%3A3gpp-service.ims.icsi.oma.cpm.msg\"",
+            bed.cpm.contact_uri()
+        ),
+    )
+    .expect("header");
+    msg.push_header("Conversation-ID", "conv-1")
+        .expect("header");
+    msg.push_header("Contribution-ID", "contrib-1")
+        .expect("header");
+    let (answer, got) = tokio::join!(bed.cpm.request(node_cpm, msg), async {
+        let tx = bed
+            .simple
+            .recv_method(Method::Message, None)
+            .await
+            .expect("MESSAGE at SIMPLE");
+        bed.simple
+            .respond(&tx, 200, "OK", &[], None)
+            .await
+            .expect("200");
+        tx.request
+    });
+    assert_eq!(answer.expect("answer").status_code(), Some(200));
+    assert_eq!(got.request_uri(), Some(bob.as_bytes()));
+    let contact = got.header("Contact").unwrap_or_default();
+    assert!(
+        contact.contains("+g.oma.sip-im") && !contact.contains("icsi-ref"),
+        "{contact}"
+    );
+    assert_eq!(got.header("P-Preferred-Service"), None);
+    assert_eq!(got.header("Conversation-ID"), None);
+    let body = String::from_utf8_lossy(got.body()).into_owned();
+    assert!(
+        body.contains("imdn.Message-ID: Msg-1") && body.contains("Hello Bob"),
+        "{body}"
+    );
+
+    // SIMPLE -> CPM: the delivery notification, back with the conversation identities and
+    // restricted to the sending device (CPM 2.0 §4.2).
+    let imdn = bed
+        .simple
+        .new_message(
+            &alice,
+            "message/cpim",
+            cpim_delivered(&bob, &alice, "Imdn-1", "Msg-1"),
+        )
+        .expect("MESSAGE");
+    let (answer, got) = tokio::join!(bed.simple.request(node_simple, imdn), async {
+        let tx = bed
+            .cpm
+            .recv_method(Method::Message, None)
+            .await
+            .expect("IMDN at CPM");
+        bed.cpm
+            .respond(&tx, 200, "OK", &[], None)
+            .await
+            .expect("200");
+        tx.request
+    });
+    assert_eq!(answer.expect("answer").status_code(), Some(200));
+    assert_eq!(got.header("Conversation-ID"), Some("conv-1"));
+    assert_eq!(got.header("Contribution-ID"), Some("contrib-1"));
+    assert_eq!(
+        got.header("Accept-Contact"),
+        Some("*;+sip.instance=\"<urn:gsma:imei:35-209900-176148-1>\";require;explicit")
+    );
+    assert!(String::from_utf8_lossy(got.body()).contains("<delivered/>"));
+    bed.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pager_with_imdn_both_ways_over_udp() {
+    bounded(30, pager_and_notification(Transport::Udp)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pager_with_imdn_both_ways_over_tcp() {
+    bounded(30, pager_and_notification(Transport::Tcp)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_from_the_far_side_reaches_the_sender() {
+    bounded(30, async {
+        let mut bed = Bed::start(Transport::Udp).await;
+        let bob = bed.simple.aor();
+        let msg = bed
+            .cpm
+            .new_message(
+                &bob,
+                "message/cpim",
+                cpim_message("sip:a@x", &bob, "M-2", "hi"),
+            )
+            .expect("MESSAGE");
+        let node_cpm = bed.node_cpm();
+        let (answer, _) = tokio::join!(bed.cpm.request(node_cpm, msg), async {
+            let tx = bed
+                .simple
+                .recv_method(Method::Message, None)
+                .await
+                .expect("MESSAGE");
+            bed.simple
+                .respond(
+                    &tx,
+                    415,
+                    "Unsupported Media Type",
+                    &[("Accept", "text/plain")],
+                    None,
+                )
+                .await
+                .expect("415");
+        });
+        let answer = answer.expect("answer");
+        assert_eq!(answer.status_code(), Some(415));
+        assert_eq!(answer.header("Accept"), Some("text/plain"));
+        bed.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_and_half_messages_between_valid_ones_lose_nothing() {
+    bounded(40, async {
+        let mut bed = Bed::start(Transport::Udp).await;
+        let bob = bed.simple.aor();
+        let node_cpm = bed.node_cpm();
+        for i in 0..20 {
+            // Garbage, a truncated request, then a valid MESSAGE: the valid one goes through.
+            bed.cpm
+                .send_raw(node_cpm, Bytes::from_static(b"\x00\xffgarbage\r\n\r\n"))
+                .await
+                .expect("send");
+            bed.cpm
+                .send_raw(
+                    node_cpm,
+                    Bytes::from_static(b"MESSAGE sip:bob@simple.example.net SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKhalf\r\n"),
+                )
+                .await
+                .expect("send");
+            let msg = bed
+                .cpm
+                .new_message(&bob, "text/plain", Bytes::from(format!("message {i}")))
+                .expect("MESSAGE");
+            let (answer, got) = tokio::join!(bed.cpm.request(node_cpm, msg), async {
+                let tx = bed.simple.recv_method(Method::Message, None).await.expect("MESSAGE");
+                bed.simple.respond(&tx, 200, "OK", &[], None).await.expect("200");
+                tx.request
+            });
+            assert_eq!(answer.expect("answer").status_code(), Some(200));
+            assert!(String::from_utf8_lossy(got.body()).contains(&format!("message {i}")));
+        }
+        bed.stop().await;
+    })
+    .await;
+}

@@ -1,0 +1,101 @@
+//! A real node on loopback for the integration tests, with a SIP user agent playing each
+//! network: the CPM side's UA is the node's next hop on the CPM side, the SIMPLE side's on
+//! the SIMPLE side. Every port is ephemeral.
+
+#![allow(dead_code)] // each test file uses its own subset
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use cpm_iwf::config::{Config, Peer, Transport as CfgTransport};
+use cpm_iwf::mapping::Mappings;
+use cpm_iwf::node::run::Node;
+
+use super::sip_ua::{SipUa, Transport, UaConfig};
+
+pub fn lo0() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// The node, the CPM-side UA (user alice at cpm.example.net) and the SIMPLE-side UA (user bob
+/// at simple.example.net), all over `transport`.
+pub struct Bed {
+    pub node: Node,
+    pub cpm: SipUa,
+    pub simple: SipUa,
+    pub transport: Transport,
+}
+
+impl Bed {
+    pub async fn start(transport: Transport) -> Bed {
+        let ua = |user: &str, domain: &str| UaConfig {
+            user: user.into(),
+            domain: domain.into(),
+            t1: Duration::from_millis(200),
+            ..UaConfig::default()
+        };
+        let cpm = SipUa::bind_with(transport, lo0(), ua("alice", "cpm.example.net"))
+            .await
+            .expect("CPM UA");
+        let simple = SipUa::bind_with(transport, lo0(), ua("bob", "simple.example.net"))
+            .await
+            .expect("SIMPLE UA");
+        let hop = |ua: &SipUa| Peer {
+            address: ua.local_addr(),
+            transport: match transport {
+                Transport::Udp => CfgTransport::Udp,
+                Transport::Tcp => CfgTransport::Tcp,
+            },
+        };
+        let mut config = Config::default();
+        for (side, peer) in [
+            (&mut config.cpm, hop(&cpm)),
+            (&mut config.simple, hop(&simple)),
+        ] {
+            side.sip_udp = vec![lo0()];
+            side.sip_tcp = vec![lo0()];
+            side.msrp_listen = lo0();
+            side.next_hops = vec![peer];
+        }
+        config.admin_listen = lo0();
+        config.timers.t1_ms = 200;
+        let node = Node::start(config, Mappings::embedded().expect("mappings"))
+            .await
+            .expect("node starts");
+        Bed {
+            node,
+            cpm,
+            simple,
+            transport,
+        }
+    }
+
+    /// The node's SIP address on the CPM side for this bed's transport.
+    pub fn node_cpm(&self) -> SocketAddr {
+        let l = &self.node.listening;
+        match self.transport {
+            Transport::Udp => l.cpm_udp[0],
+            Transport::Tcp => l.cpm_tcp[0],
+        }
+    }
+
+    /// The node's SIP address on the SIMPLE side.
+    pub fn node_simple(&self) -> SocketAddr {
+        let l = &self.node.listening;
+        match self.transport {
+            Transport::Udp => l.simple_udp[0],
+            Transport::Tcp => l.simple_tcp[0],
+        }
+    }
+
+    pub async fn stop(self) {
+        self.node.shutdown(Duration::from_secs(2)).await;
+    }
+}
+
+/// No test may take longer than this, whatever happens.
+pub async fn bounded<T>(secs: u64, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(secs), f)
+        .await
+        .expect("finished in time")
+}
