@@ -1,0 +1,439 @@
+//! Chat sessions through a real node on loopback: INVITE with an MSRP offer from the CPM side,
+//! the SIMPLE callee's answer, the node as MSRP endpoint of both legs; 100 messages with IMDN
+//! requests, isComposing, delivered and displayed notifications back to the sender, BYE;
+//! CANCEL before the answer; a second 2xx from another fork hung up.
+
+#[path = "peers/gateway.rs"]
+mod gateway;
+#[path = "peers/msrp_endpoint.rs"]
+mod msrp_endpoint;
+#[path = "peers/sip_ua.rs"]
+mod sip_ua;
+
+use bytes::Bytes;
+use cpm_iwf::wire::msrp::{Message, Method as MsrpMethod, MsrpUri};
+use cpm_iwf::wire::sdp::Sdp;
+use cpm_iwf::wire::sip::SipMessage;
+use gateway::{Bed, bounded};
+use msrp_endpoint::{Reader, Writer};
+use rsip::Method;
+use sip_ua::Transport;
+
+const SESSION_ICSI: &str = "urn:urn-7:3gpp-service.ims.icsi.oma.cpm.session";
+
+fn offer(path: &MsrpUri, setup: &str) -> Bytes {
+    Bytes::from(format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+m=message {} TCP/MSRP *\r\na=path:{}\r\na=setup:{setup}\r\n\
+a=accept-types:message/cpim application/im-iscomposing+xml\r\n\
+a=accept-wrapped-types:text/plain message/imdn+xml\r\n",
+        path.port.unwrap_or(9),
+        path
+    ))
+}
+
+/// The first `a=path` URI of a message's SDP.
+fn sdp_path(msg: &SipMessage) -> MsrpUri {
+    let sdp = Sdp::parse(msg.body().clone()).expect("SDP");
+    let m = sdp.require_msrp().expect("MSRP stream");
+    MsrpUri::parse(m.path.first().cloned().expect("a=path")).expect("MSRP URI")
+}
+
+fn cpim_text(id: &str, text: &str) -> Bytes {
+    Bytes::from(format!(
+        "From: <sip:alice@cpm.example.net>\r\nTo: <sip:bob@simple.example.net>\r\n\
+NS: imdn <urn:ietf:params:imdn>\r\nimdn.Message-ID: {id}\r\nDateTime: 2026-11-25T10:00:00.000Z\r\n\
+imdn.Disposition-Notification: positive-delivery, display\r\n\r\n\
+Content-Type: text/plain;charset=UTF-8\r\n\r\n{text}"
+    ))
+}
+
+fn cpim_notification(id: &str, about: &str, status: &str) -> Bytes {
+    let kind = if status == "displayed" {
+        "display-notification"
+    } else {
+        "delivery-notification"
+    };
+    Bytes::from(format!(
+        "From: <sip:bob@simple.example.net>\r\nTo: <sip:alice@cpm.example.net>\r\n\
+NS: imdn <urn:ietf:params:imdn>\r\nimdn.Message-ID: {id}\r\nDateTime: 2026-11-25T10:00:02.000Z\r\n\r\n\
+Content-Type: message/imdn+xml\r\nContent-Disposition: notification\r\n\r\n\
+<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n<imdn xmlns=\"urn:ietf:params:xml:ns:imdn\">\
+<message-id>{about}</message-id><datetime>2026-11-25T10:00:00.000Z</datetime>\
+<{kind}><status><{status}/></status></{kind}></imdn>"
+    ))
+}
+
+const IS_COMPOSING: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n\
+<isComposing xmlns=\"urn:ietf:params:xml:ns:im-iscomposing\"><state>active</state>\
+<contenttype>text/plain</contenttype><refresh>60</refresh></isComposing>";
+
+fn send(w: &mut Writer, id: &str, content_type: &'static str, body: Bytes) -> Message {
+    let mut m = w.request(MsrpMethod::Send);
+    m.set_header("Message-ID", Bytes::copy_from_slice(id.as_bytes()));
+    m.set_header(
+        "Byte-Range",
+        Bytes::from(format!("1-{}/{}", body.len(), body.len())),
+    );
+    m.set_body(content_type, body);
+    m
+}
+
+/// The next request on `r` (the node's answers to our own requests are skipped).
+async fn next_request(r: &mut Reader) -> Message {
+    for _ in 0..8 {
+        let m = r.message().await;
+        if m.method().is_some() {
+            return m;
+        }
+    }
+    panic!("no request from the node");
+}
+
+/// The node's 200 to a request of ours.
+async fn ok(r: &mut Reader) {
+    let m = r.message().await;
+    assert_eq!(m.response_code(), Some(200), "{m:?}");
+}
+
+/// A chat session set up from the CPM side: the SIP dialogs and both MSRP connections bound.
+struct Chat {
+    bed: Bed,
+    cpm_dialog: sip_ua::Dialog,
+    alice: (Reader, Writer),
+    bob: (Reader, Writer),
+}
+
+async fn set_up(transport: Transport) -> Chat {
+    let mut bed = Bed::start(transport).await;
+    let bob_listener = msrp_endpoint::listen(None);
+    let bob_uri = msrp_endpoint::uri(bob_listener.local_addr().expect("addr").port(), "bobsess7");
+    let alice_uri = msrp_endpoint::uri(9, "alicesess3");
+    let bob_aor = bed.simple.aor();
+    let mut invite = bed
+        .cpm
+        .new_invite(&bob_aor, offer(&alice_uri, "active"))
+        .expect("INVITE");
+    invite
+        .push_header("P-Preferred-Service", SESSION_ICSI)
+        .expect("header");
+    invite
+        .push_header("Conversation-ID", "conv-chat-1")
+        .expect("header");
+    invite
+        .push_header("Contribution-ID", "contrib-chat-1")
+        .expect("header");
+    let node_cpm = bed.node_cpm();
+    let mut tx = bed.cpm.send_request(node_cpm, invite).await.expect("sent");
+
+    // The SIMPLE callee sees the node's INVITE: the node's MSRP URI, the node connects.
+    let inv = bed
+        .simple
+        .recv_method(Method::Invite, None)
+        .await
+        .expect("INVITE at SIMPLE");
+    let node_simple_uri = sdp_path(&inv.request);
+    assert_eq!(
+        node_simple_uri.port,
+        Some(bed.node.listening.simple_msrp.port())
+    );
+    assert!(
+        inv.request
+            .header("Contact")
+            .unwrap_or_default()
+            .contains("+g.oma.sip-im")
+    );
+    let sdp_text = String::from_utf8_lossy(inv.request.body()).into_owned();
+    assert!(sdp_text.contains("a=setup:active"), "{sdp_text}");
+    let answer = offer(&bob_uri, "passive");
+    let (simple_side, cpm_side) = tokio::join!(
+        bed.simple
+            .respond_until_ack(&inv, 200, &[], Some(("application/sdp", answer))),
+        async {
+            loop {
+                let resp = bed.cpm.next_response(&mut tx, None).await.expect("answer");
+                if resp.status_code() == Some(200) {
+                    let mut dialog = bed.cpm.dialog_from_response(&tx, &resp).expect("dialog");
+                    bed.cpm.ack(&mut dialog).await.expect("ACK");
+                    return (resp, dialog);
+                }
+            }
+        }
+    );
+    simple_side.expect("the node ACKs the callee's 200");
+    let (ok200, cpm_dialog) = cpm_side;
+    let node_cpm_uri = sdp_path(&ok200);
+    assert_eq!(node_cpm_uri.port, Some(bed.node.listening.cpm_msrp.port()));
+    assert_eq!(ok200.header("Call-ID"), tx.request.call_id());
+
+    // The node is active towards Bob: it connects and binds with a bodiless SEND.
+    let mut bob = msrp_endpoint::accept(&bob_listener, bob_uri, node_simple_uri).await;
+    let bind = next_request(&mut bob.0).await;
+    let reply = bob.1.respond(&bind, 200);
+    bob.1.send(&reply).await.expect("200");
+    // Alice is active towards the node.
+    let mut alice =
+        msrp_endpoint::connect(bed.node.listening.cpm_msrp, alice_uri, node_cpm_uri).await;
+    let b = alice.1.bind();
+    alice.1.send(&b).await.expect("bind");
+    ok(&mut alice.0).await;
+    Chat {
+        bed,
+        cpm_dialog,
+        alice,
+        bob,
+    }
+}
+
+async fn chat_session(transport: Transport) {
+    let mut chat = set_up(transport).await;
+    let (ar, aw) = (&mut chat.alice.0, &mut chat.alice.1);
+    let (br, bw) = (&mut chat.bob.0, &mut chat.bob.1);
+
+    // isComposing: wrapped in CPIM by Alice, bare for SIMPLE (mappings/content.toml).
+    let cpim_iscomposing = format!(
+        "From: <sip:alice@cpm.example.net>\r\nTo: <sip:bob@simple.example.net>\r\n\
+DateTime: 2026-11-25T10:00:00.000Z\r\n\r\nContent-Type: application/im-iscomposing+xml\r\n\r\n{IS_COMPOSING}"
+    );
+    let m = send(
+        aw,
+        "typing-1",
+        "message/cpim",
+        Bytes::from(cpim_iscomposing),
+    );
+    aw.send(&m).await.expect("send");
+    ok(ar).await;
+    let got = next_request(br).await;
+    assert_eq!(
+        got.content_type().map(|c| c.as_ref()),
+        Some(&b"application/im-iscomposing+xml"[..])
+    );
+    bw.send(&bw.respond(&got, 200)).await.expect("200");
+
+    // 100 messages, in order, bodies intact, Message-IDs kept end to end.
+    for i in 0..100 {
+        let id = format!("chat-msg-{i:03}");
+        let m = send(
+            aw,
+            &id,
+            "message/cpim",
+            cpim_text(&format!("Imdn-{i:03}"), &format!("message number {i}")),
+        );
+        aw.send(&m).await.expect("send");
+        ok(ar).await;
+        let got = next_request(br).await;
+        assert_eq!(
+            got.header("Message-ID").map(|v| v.as_ref()),
+            Some(id.as_bytes())
+        );
+        let body = String::from_utf8_lossy(got.body.as_deref().unwrap_or_default()).into_owned();
+        assert!(body.contains(&format!("message number {i}")), "{body}");
+        assert!(
+            body.contains(&format!("imdn.Message-ID: Imdn-{i:03}")),
+            "{body}"
+        );
+        bw.send(&bw.respond(&got, 200)).await.expect("200");
+    }
+
+    // Bob's delivered and displayed notifications for a message reach Alice in the session.
+    for (n, status) in ["delivered", "displayed"].iter().enumerate() {
+        let m = send(
+            bw,
+            &format!("bob-imdn-{n}"),
+            "message/cpim",
+            cpim_notification(&format!("Bob-Imdn-{n}"), "Imdn-042", status),
+        );
+        bw.send(&m).await.expect("send");
+        ok(br).await;
+        let got = next_request(ar).await;
+        let body = String::from_utf8_lossy(got.body.as_deref().unwrap_or_default()).into_owned();
+        assert!(
+            body.contains("<message-id>Imdn-042</message-id>")
+                && body.contains(&format!("<{status}/>")),
+            "{body}"
+        );
+        aw.send(&aw.respond(&got, 200)).await.expect("200");
+    }
+
+    // Alice hangs up: BYE through the node, the MSRP connections close.
+    let mut dialog = chat.cpm_dialog.clone();
+    let (bye_ok, bob_bye) = tokio::join!(chat.bed.cpm.bye(&mut dialog), async {
+        let tx = chat
+            .bed
+            .simple
+            .recv_method(Method::Bye, None)
+            .await
+            .expect("BYE at SIMPLE");
+        chat.bed
+            .simple
+            .respond(&tx, 200, "OK", &[], None)
+            .await
+            .expect("200");
+        tx.request
+    });
+    assert_eq!(bye_ok.expect("BYE answered").status_code(), Some(200));
+    assert_eq!(bob_bye.header("CSeq"), Some("2 BYE"));
+    assert!(br.closed(4).await, "the node closes Bob's MSRP connection");
+    assert!(
+        ar.closed(4).await,
+        "the node closes Alice's MSRP connection"
+    );
+    assert_eq!(chat.bed.node.table().stats().dialogs.len, 0);
+    chat.bed.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_session_with_100_messages_over_udp() {
+    bounded(60, chat_session(Transport::Udp)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_session_with_100_messages_over_tcp() {
+    bounded(60, chat_session(Transport::Tcp)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_before_the_answer() {
+    bounded(30, async {
+        let mut bed = Bed::start(Transport::Udp).await;
+        let bob_aor = bed.simple.aor();
+        let invite = bed
+            .cpm
+            .new_invite(&bob_aor, offer(&msrp_endpoint::uri(9, "a1"), "active"))
+            .expect("INVITE");
+        let node_cpm = bed.node_cpm();
+        let mut tx = bed.cpm.send_request(node_cpm, invite).await.expect("sent");
+        let inv = bed
+            .simple
+            .recv_method(Method::Invite, None)
+            .await
+            .expect("INVITE at SIMPLE");
+        bed.simple
+            .respond(&inv, 180, "Ringing", &[], None)
+            .await
+            .expect("180");
+        let ringing = past_trying(&mut bed.cpm, &mut tx).await;
+        assert_eq!(ringing.status_code(), Some(180));
+        let mut cancel_tx = bed.cpm.cancel(&tx).await.expect("CANCEL");
+        let cancelled = bed
+            .cpm
+            .final_response(&mut cancel_tx, None)
+            .await
+            .expect("200");
+        assert_eq!(cancelled.status_code(), Some(200));
+        let c = bed
+            .simple
+            .recv_method(Method::Cancel, None)
+            .await
+            .expect("CANCEL at SIMPLE");
+        assert_eq!(c.request.call_id(), inv.request.call_id());
+        assert_eq!(c.request.top_via_branch(), inv.request.top_via_branch());
+        bed.simple
+            .respond(&c, 200, "OK", &[], None)
+            .await
+            .expect("200");
+        bed.simple
+            .respond(&inv, 487, "Request Terminated", &[], None)
+            .await
+            .expect("487");
+        let last = bed.cpm.final_response(&mut tx, None).await.expect("487");
+        assert_eq!(last.status_code(), Some(487));
+        // The node ACKs the 487 itself (§17.1.1.3); the test UA absorbs that ACK in its
+        // transaction, as a UAS does.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert_eq!(bed.node.table().stats().dialogs.len, 0);
+        bed.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_2xx_from_another_fork_is_acked_and_hung_up() {
+    bounded(30, async {
+        let mut bed = Bed::start(Transport::Udp).await;
+        let bob_listener = msrp_endpoint::listen(None);
+        let bob_uri = msrp_endpoint::uri(bob_listener.local_addr().expect("addr").port(), "b1");
+        let bob_aor = bed.simple.aor();
+        let invite = bed
+            .cpm
+            .new_invite(&bob_aor, offer(&msrp_endpoint::uri(9, "a1"), "active"))
+            .expect("INVITE");
+        let node_cpm = bed.node_cpm();
+        let mut tx = bed.cpm.send_request(node_cpm, invite).await.expect("sent");
+        let inv = bed
+            .simple
+            .recv_method(Method::Invite, None)
+            .await
+            .expect("INVITE at SIMPLE");
+        // Two devices answer: two 2xx with different tags (CPM 2.0 §4.2).
+        let body = Some(("application/sdp", offer(&bob_uri, "passive")));
+        let first = bed
+            .simple
+            .response(&inv, 200, "OK", &[], body.clone())
+            .expect("200");
+        let mut second = bed
+            .simple
+            .response(&inv, 200, "OK", &[], body)
+            .expect("200");
+        let to = first
+            .header("To")
+            .unwrap_or_default()
+            .replace(&inv.to_tag, "fork2");
+        second.set_header("To", &to).expect("To");
+        bed.simple
+            .send_response(&inv, &first)
+            .await
+            .expect("first 200");
+        let resp = past_trying(&mut bed.cpm, &mut tx).await;
+        assert_eq!(resp.status_code(), Some(200));
+        bed.simple
+            .send_response(&inv, &second)
+            .await
+            .expect("second 200");
+        // The node ACKs the second fork and hangs it up.
+        let ack = bed
+            .simple
+            .recv_request_matching(None, "the ACK of fork2", |m| {
+                m.method() == Some(&Method::Ack) && m.to_tag() == Some("fork2")
+            })
+            .await
+            .expect("ACK for fork2");
+        assert_eq!(ack.request.header("CSeq"), Some("1 ACK"));
+        let bye = bed
+            .simple
+            .recv_request_matching(None, "the BYE of fork2", |m| {
+                m.method() == Some(&Method::Bye) && m.to_tag() == Some("fork2")
+            })
+            .await
+            .expect("BYE for fork2");
+        bed.simple
+            .respond(&bye, 200, "OK", &[], None)
+            .await
+            .expect("200");
+        // The first fork's session stands: Alice's ACK reaches it.
+        let mut dialog = bed.cpm.dialog_from_response(&tx, &resp).expect("dialog");
+        bed.cpm.ack(&mut dialog).await.expect("ACK");
+        let ack = bed
+            .simple
+            .recv_request_matching(None, "the ACK of the first fork", |m| {
+                m.method() == Some(&Method::Ack) && m.to_tag() == Some(inv.to_tag.as_str())
+            })
+            .await
+            .expect("ACK for the first fork");
+        assert_eq!(ack.request.call_id(), inv.request.call_id());
+        assert_eq!(bed.node.table().stats().dialogs.len, 2);
+        drop(bob_listener);
+        bed.stop().await;
+    })
+    .await;
+}
+
+/// The next response after the node's own 100 Trying (RFC 3261 §17.2.1).
+async fn past_trying(ua: &mut sip_ua::SipUa, tx: &mut sip_ua::ClientTx) -> SipMessage {
+    loop {
+        let r = ua.next_response(tx, None).await.expect("a response");
+        if r.status_code() != Some(100) {
+            return r;
+        }
+    }
+}
