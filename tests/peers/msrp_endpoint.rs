@@ -60,6 +60,15 @@ impl Reader {
         }
     }
 
+    /// The next frame, `None` when the connection closed or could not be framed (no panic:
+    /// for peers that run until the test ends).
+    pub async fn recv_any(&mut self) -> Option<Frame> {
+        match self.recv_inner().await {
+            Read::Frame(f) => Some(f),
+            Read::Closed | Read::Error(_) => None,
+        }
+    }
+
     /// The next whole message; panics on anything else.
     pub async fn message(&mut self) -> Message {
         match self.recv().await {
