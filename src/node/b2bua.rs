@@ -115,6 +115,8 @@ struct ServerEntry {
     request: SipMessage,
     /// Whether a final response was sent (the node answers each request once).
     answered: bool,
+    /// The wake-up already in the timer heap, so that each change is pushed once.
+    scheduled: Option<Millis>,
 }
 
 struct ClientEntry {
@@ -124,6 +126,8 @@ struct ClientEntry {
     target: Target,
     /// The server transaction it serves, and the request the node received there.
     origin: Option<(ServerKey, SipMessage)>,
+    /// The wake-up already in the timer heap.
+    scheduled: Option<Millis>,
 }
 
 /// Half of an MSRP session waiting for its other leg's far end.
@@ -131,11 +135,18 @@ struct PendingMedia {
     leg: MsrpLeg,
 }
 
+/// What a side's sender task writes: a request (or ACK) to a next hop, or a response where
+/// its request came from (§18.2.2).
+enum Outbound {
+    To(Target, Bytes),
+    Back(ResponseRoute, Bytes),
+}
+
 /// The core task's state.
 pub struct Core {
     parts: CoreParts,
     sides: [SideIo; 2],
-    senders: [mpsc::Sender<(Target, Bytes)>; 2],
+    senders: [mpsc::Sender<Outbound>; 2],
     ids: RandomIds,
     servers: HashMap<ServerKey, ServerEntry>,
     clients: HashMap<ClientKey, ClientEntry>,
@@ -161,10 +172,8 @@ fn side_metric(side: Side) -> Side {
     side
 }
 
-/// What the core is told.
+/// What the core is told besides SIP.
 pub enum CoreEvent {
-    /// A message from a side's transport.
-    Sip(Side, Inbound),
     /// From the MSRP relay.
     Relay(RelayEvent),
     /// Stop taking new requests and end when transactions are done.
@@ -175,12 +184,16 @@ impl Core {
     /// A core over the two sides' I/O.
     pub fn new(parts: CoreParts, cpm: SideIo, simple: SideIo, queue_depth: usize) -> Self {
         let sender = |io: &SideIo, side: Side| {
-            let (tx, mut rx) = mpsc::channel::<(Target, Bytes)>(queue_depth.max(16));
+            let (tx, mut rx) = mpsc::channel::<Outbound>(queue_depth.max(16));
             let transport = io.transport.clone();
             tokio::spawn(async move {
-                while let Some((target, bytes)) = rx.recv().await {
-                    if let Err(e) = transport.send(target, bytes).await {
-                        tracing::warn!(?side, addr = %target.addr, error = %e, "SIP send failed");
+                while let Some(out) = rx.recv().await {
+                    let result = match out {
+                        Outbound::To(target, bytes) => transport.send(target, bytes).await,
+                        Outbound::Back(route, bytes) => transport.send_response(&route, bytes).await,
+                    };
+                    if let Err(e) = result {
+                        tracing::warn!(?side, error = %e, "SIP send failed");
                     }
                 }
             });
@@ -209,14 +222,20 @@ impl Core {
         self.servers.len() + self.clients.len()
     }
 
-    /// Run until `events` closes, or until draining and no transaction is left.
-    pub async fn run(mut self, mut events: mpsc::Receiver<CoreEvent>) {
+    /// Run until the control channel closes, or until draining and no client transaction is
+    /// left. The transports' inbound channels are read here directly (no hand-over task).
+    pub async fn run(
+        mut self,
+        mut cpm_in: mpsc::Receiver<Inbound>,
+        mut simple_in: mpsc::Receiver<Inbound>,
+        mut events: mpsc::Receiver<CoreEvent>,
+    ) {
         loop {
             let deadline = self.timers.peek().map(|Reverse((at, _))| *at);
+            let now = self.parts.clock.now();
             let sleep = async {
                 match deadline {
                     Some(at) => {
-                        let now = self.parts.clock.now();
                         let wait = at.0.saturating_sub(now.0);
                         tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
                     }
@@ -224,8 +243,9 @@ impl Core {
                 }
             };
             tokio::select! {
+                Some(inbound) = cpm_in.recv() => self.on_sip(Side::Cpm, inbound),
+                Some(inbound) = simple_in.recv() => self.on_sip(Side::Simple, inbound),
                 ev = events.recv() => match ev {
-                    Some(CoreEvent::Sip(side, inbound)) => self.on_sip(side, inbound),
                     Some(CoreEvent::Relay(ev)) => self.on_relay(ev),
                     Some(CoreEvent::Drain) => self.draining = true,
                     None => break,
@@ -318,6 +338,7 @@ impl Core {
                 route: inbound.response_route(),
                 request: msg.clone(),
                 answered: false,
+                scheduled: None,
             },
         );
         self.flush_server(&key);
@@ -471,6 +492,7 @@ impl Core {
                 request: m,
                 target,
                 origin,
+                scheduled: None,
             },
         );
         self.flush_client(&key);
@@ -643,12 +665,7 @@ impl Core {
             }
         }
         let _ = resp.push_header("Retry-After", "5");
-        let transport = self.sides[index(side)].transport.clone();
-        let route = *route;
-        let bytes = resp.serialize();
-        tokio::spawn(async move {
-            let _ = transport.send_response(&route, bytes).await;
-        });
+        let _ = self.senders[index(side)].try_send(Outbound::Back(*route, resp.serialize()));
     }
 
     // ---- transactions' output and timers ---------------------------------------------------
@@ -668,7 +685,10 @@ impl Core {
             }
         }
         let route = entry.route;
-        let deadline = entry.tx.poll_timeout();
+        let deadline = entry.tx.poll_timeout().filter(|d| entry.scheduled != Some(*d));
+        if let Some(d) = deadline {
+            entry.scheduled = Some(d);
+        }
         if done {
             self.servers.remove(key);
         } else if let Some(at) = deadline {
@@ -682,15 +702,13 @@ impl Core {
                 ),
             )));
         }
-        if !out.is_empty() {
-            let transport = self.sides[index(key.side)].transport.clone();
-            tokio::spawn(async move {
-                for bytes in out {
-                    if transport.send_response(&route, bytes).await.is_err() {
-                        break;
-                    }
-                }
-            });
+        for bytes in out {
+            if self.senders[index(key.side)]
+                .try_send(Outbound::Back(route, bytes))
+                .is_err()
+            {
+                tracing::warn!(side = ?key.side, "outbound SIP queue full");
+            }
         }
     }
 
@@ -711,7 +729,10 @@ impl Core {
             }
         }
         let target = entry.target;
-        let deadline = entry.tx.poll_timeout();
+        let deadline = entry.tx.poll_timeout().filter(|d| entry.scheduled != Some(*d));
+        if let Some(d) = deadline {
+            entry.scheduled = Some(d);
+        }
         let request = entry.request.clone();
         let origin = entry.origin.clone();
         for bytes in out {
@@ -779,7 +800,10 @@ impl Core {
     }
 
     fn transmit(&mut self, side: Side, target: Target, bytes: Bytes) {
-        if self.senders[index(side)].try_send((target, bytes)).is_err() {
+        if self.senders[index(side)]
+            .try_send(Outbound::To(target, bytes))
+            .is_err()
+        {
             // The side's queue is full: the datagram is lost as on a congested network; the
             // transaction's retransmissions (UDP) or its timeout recover (§17.1).
             tracing::warn!(?side, "outbound SIP queue full");

@@ -170,17 +170,6 @@ impl Node {
             config.limits.queue_depth,
         );
         let (events, events_rx) = mpsc::channel(config.limits.queue_depth.max(64));
-        for (side, mut rx) in [(Side::Cpm, cpm_in), (Side::Simple, simple_in)] {
-            let events = events.clone();
-            tasks.push(tokio::spawn(async move {
-                // Bounded hand-over: a busy core slows the transports (they stop reading).
-                while let Some(inbound) = rx.recv().await {
-                    if events.send(CoreEvent::Sip(side, inbound)).await.is_err() {
-                        break;
-                    }
-                }
-            }));
-        }
         {
             let events = events.clone();
             tasks.push(tokio::spawn(async move {
@@ -211,7 +200,7 @@ impl Node {
                 }
             }));
         }
-        let core = tokio::spawn(core.run(events_rx));
+        let core = tokio::spawn(core.run(cpm_in, simple_in, events_rx));
         let listening = Listening {
             cpm_udp: cpm.udp_addrs(),
             cpm_tcp: cpm.tcp_addrs(),
