@@ -100,6 +100,11 @@ pub struct Timers {
     pub t4_ms: u64,
     /// How often expired correlation entries are swept.
     pub sweep_interval_ms: u64,
+    /// How long an MSRP peer may leave a message half sent, or not read what the node writes,
+    /// before its session is ended (a stalled peer must not hold the relay).
+    pub msrp_stall_ms: u64,
+    /// How long an MSRP peer has to connect (passive leg) or accept (active leg).
+    pub msrp_connect_ms: u64,
 }
 
 /// An IP network, `address/prefix-length` (RFC 4632 §3.1 notation; IPv6 as RFC 4291 §2.3).
@@ -222,6 +227,8 @@ struct RawTimers {
     t2_ms: Option<Spanned<u64>>,
     t4_ms: Option<Spanned<u64>>,
     sweep_interval_ms: Option<Spanned<u64>>,
+    msrp_stall_ms: Option<Spanned<u64>>,
+    msrp_connect_ms: Option<Spanned<u64>>,
 }
 
 fn loopback(port: u16) -> SocketAddr {
@@ -267,6 +274,8 @@ impl Default for Config {
                 t2_ms: 4_000,
                 t4_ms: 5_000,
                 sweep_interval_ms: 1_000,
+                msrp_stall_ms: 30_000,
+                msrp_connect_ms: 30_000,
             },
         }
     }
@@ -349,6 +358,14 @@ impl Config {
                 10,
                 3_600_000,
                 &mut tim.sweep_interval_ms,
+            )?;
+            set_ms(src, t.msrp_stall_ms, 100, 600_000, &mut tim.msrp_stall_ms)?;
+            set_ms(
+                src,
+                t.msrp_connect_ms,
+                100,
+                600_000,
+                &mut tim.msrp_connect_ms,
             )?;
             if tim.t2_ms < tim.t1_ms {
                 return Err(error_at(

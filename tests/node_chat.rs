@@ -100,13 +100,23 @@ async fn ok(r: &mut Reader) {
 struct Chat {
     bed: Bed,
     cpm_dialog: sip_ua::Dialog,
+    /// The SIMPLE caller's dialog, when the SIMPLE side called.
+    simple_dialog: Option<sip_ua::Dialog>,
     alice: (Reader, Writer),
     bob: (Reader, Writer),
 }
 
 async fn set_up(transport: Transport) -> Chat {
-    let mut bed = Bed::start(transport).await;
-    let bob_listener = msrp_endpoint::listen(None);
+    set_up_with(transport, |_| {}, None).await
+}
+
+async fn set_up_with(
+    transport: Transport,
+    tweak: impl FnOnce(&mut cpm_iwf::config::Config),
+    bob_recv_buffer: Option<u32>,
+) -> Chat {
+    let mut bed = Bed::start_with(transport, tweak).await;
+    let bob_listener = msrp_endpoint::listen(bob_recv_buffer);
     let bob_uri = msrp_endpoint::uri(bob_listener.local_addr().expect("addr").port(), "bobsess7");
     let alice_uri = msrp_endpoint::uri(9, "alicesess3");
     let bob_aor = bed.simple.aor();
@@ -180,6 +190,7 @@ async fn set_up(transport: Transport) -> Chat {
     Chat {
         bed,
         cpm_dialog,
+        simple_dialog: None,
         alice,
         bob,
     }
@@ -424,6 +435,230 @@ async fn a_second_2xx_from_another_fork_is_acked_and_hung_up() {
         assert_eq!(bed.node.table().stats().dialogs.len, 2);
         drop(bob_listener);
         bed.stop().await;
+    })
+    .await;
+}
+
+/// A chat session set up from the SIMPLE side: a legacy offer without `a=setup` (RFC 4975 §5.4:
+/// the offerer connects), the node active towards the CPM callee, who listens.
+async fn set_up_from_simple(transport: Transport) -> Chat {
+    let mut bed = Bed::start(transport).await;
+    let alice_listener = msrp_endpoint::listen(None);
+    let alice_uri = msrp_endpoint::uri(alice_listener.local_addr().expect("addr").port(), "alice5");
+    let bob_uri = msrp_endpoint::uri(9, "bob5");
+    let alice_aor = bed.cpm.aor();
+    let sdp = String::from_utf8_lossy(&offer(&bob_uri, "active")).replace("a=setup:active\r\n", "");
+    let mut invite = bed
+        .simple
+        .new_invite(&alice_aor, Bytes::from(sdp))
+        .expect("INVITE");
+    let contact = format!("<{}>;+g.oma.sip-im", bed.simple.contact_uri());
+    invite.set_header("Contact", &contact).expect("Contact");
+    let node_simple = bed.node_simple();
+    let mut tx = bed
+        .simple
+        .send_request(node_simple, invite)
+        .await
+        .expect("sent");
+    let inv = bed
+        .cpm
+        .recv_method(Method::Invite, None)
+        .await
+        .expect("INVITE at CPM");
+    assert_eq!(inv.request.header("P-Asserted-Service"), Some(SESSION_ICSI));
+    assert!(
+        inv.request.header("Conversation-ID").is_some(),
+        "CPM identities generated"
+    );
+    assert!(inv.request.header("Contribution-ID").is_some());
+    let node_cpm_uri = sdp_path(&inv.request);
+    let answer = offer(&alice_uri, "passive");
+    let (cpm_side, simple_side) = tokio::join!(
+        bed.cpm
+            .respond_until_ack(&inv, 200, &[], Some(("application/sdp", answer))),
+        async {
+            let resp = past_trying(&mut bed.simple, &mut tx).await;
+            assert_eq!(resp.status_code(), Some(200));
+            let mut dialog = bed.simple.dialog_from_response(&tx, &resp).expect("dialog");
+            bed.simple.ack(&mut dialog).await.expect("ACK");
+            (resp, dialog)
+        }
+    );
+    let (cpm_dialog, _) = cpm_side.expect("the node ACKs the callee's 200");
+    let (simple_side, simple_dialog) = simple_side;
+    let node_simple_uri = sdp_path(&simple_side);
+    let sdp_text = String::from_utf8_lossy(simple_side.body()).into_owned();
+    assert!(sdp_text.contains("a=setup:passive"), "{sdp_text}");
+    // The node connects to Alice; Bob connects to the node.
+    let mut alice = msrp_endpoint::accept(&alice_listener, alice_uri, node_cpm_uri).await;
+    let bind = next_request(&mut alice.0).await;
+    let reply = alice.1.respond(&bind, 200);
+    alice.1.send(&reply).await.expect("200");
+    let mut bob =
+        msrp_endpoint::connect(bed.node.listening.simple_msrp, bob_uri, node_simple_uri).await;
+    let b = bob.1.bind();
+    bob.1.send(&b).await.expect("bind");
+    ok(&mut bob.0).await;
+    Chat {
+        bed,
+        cpm_dialog,
+        simple_dialog: Some(simple_dialog),
+        alice,
+        bob,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_session_from_simple_with_100_messages() {
+    bounded(60, async {
+        let mut chat = set_up_from_simple(Transport::Udp).await;
+        let (ar, aw) = (&mut chat.alice.0, &mut chat.alice.1);
+        let (br, bw) = (&mut chat.bob.0, &mut chat.bob.1);
+        // Bob types (bare isComposing): Alice's side gets it as SIMPLE sent it or wrapped, as
+        // the CPM mapping says; either way the state is there.
+        let m = send(
+            bw,
+            "typing-b",
+            "application/im-iscomposing+xml",
+            Bytes::from_static(IS_COMPOSING.as_bytes()),
+        );
+        bw.send(&m).await.expect("send");
+        ok(br).await;
+        let got = next_request(ar).await;
+        let body = String::from_utf8_lossy(got.body.as_deref().unwrap_or_default()).into_owned();
+        assert!(body.contains("<state>active</state>"), "{body}");
+        aw.send(&aw.respond(&got, 200)).await.expect("200");
+        for i in 0..100 {
+            let m = send(
+                bw,
+                &format!("smsg-{i:03}"),
+                "text/plain",
+                Bytes::from(format!("from SIMPLE {i}")),
+            );
+            bw.send(&m).await.expect("send");
+            ok(br).await;
+            let got = next_request(ar).await;
+            let body =
+                String::from_utf8_lossy(got.body.as_deref().unwrap_or_default()).into_owned();
+            assert!(body.contains(&format!("from SIMPLE {i}")), "{body}");
+            aw.send(&aw.respond(&got, 200)).await.expect("200");
+        }
+        // Alice reads message 7: her displayed notification reaches Bob.
+        let m = send(
+            aw,
+            "a-imdn",
+            "message/cpim",
+            cpim_notification("Alice-Imdn", "smsg-007", "displayed"),
+        );
+        aw.send(&m).await.expect("send");
+        ok(ar).await;
+        let got = next_request(br).await;
+        assert!(
+            String::from_utf8_lossy(got.body.as_deref().unwrap_or_default())
+                .contains("<displayed/>")
+        );
+        bw.send(&bw.respond(&got, 200)).await.expect("200");
+        // Bob hangs up: the BYE reaches Alice in her dialog with the node.
+        let mut dialog = chat.simple_dialog.clone().expect("Bob's dialog");
+        let (bye_ok, cpm_bye) = tokio::join!(chat.bed.simple.bye(&mut dialog), async {
+            let tx = chat
+                .bed
+                .cpm
+                .recv_method(Method::Bye, None)
+                .await
+                .expect("BYE at CPM");
+            chat.bed
+                .cpm
+                .respond(&tx, 200, "OK", &[], None)
+                .await
+                .expect("200");
+            tx.request
+        });
+        assert_eq!(bye_ok.expect("BYE answered").status_code(), Some(200));
+        assert_eq!(cpm_bye.call_id(), Some(chat.cpm_dialog.call_id.as_str()));
+        assert!(
+            ar.closed(4).await && br.closed(4).await,
+            "both MSRP connections closed"
+        );
+        assert_eq!(chat.bed.node.table().stats().dialogs.len, 0);
+        chat.bed.stop().await;
+    })
+    .await;
+}
+
+/// Bob stops reading: Alice's chunks back up to the node's bounded queue, the relay cuts the
+/// stalled leg off after `msrp_stall_ms`, and the node hangs up both dialogs (BYE to each).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_msrp_peer_ends_the_session_with_bye_on_both_legs() {
+    bounded(60, async {
+        let mut chat = set_up_with(
+            Transport::Udp,
+            |c| c.timers.msrp_stall_ms = 1_000,
+            Some(4096),
+        )
+        .await;
+        let (mut ar, mut aw) = (chat.alice.0, chat.alice.1);
+        // Alice writes 64 KiB chunks (25 MiB at most, more than every buffer on the way); her
+        // writes block when the node stops
+        // reading her (flow control), and end when the node closes her connection.
+        let writer = tokio::spawn(async move {
+            let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+            let mut sent = 0u32;
+            for i in 0..400u32 {
+                let m = send(&mut aw, &format!("big-{i:04}"), "text/plain", chunk.clone());
+                if aw.send(&m).await.is_err() {
+                    break;
+                }
+                sent += 1;
+            }
+            sent
+        });
+        let drain = tokio::spawn(async move { while ar.recv_any().await.is_some() {} });
+        let (cpm_bye, simple_bye) = tokio::join!(
+            async {
+                let tx = chat
+                    .bed
+                    .cpm
+                    .recv_method(Method::Bye, Some(std::time::Duration::from_secs(20)))
+                    .await
+                    .expect("BYE at CPM");
+                chat.bed
+                    .cpm
+                    .respond(&tx, 200, "OK", &[], None)
+                    .await
+                    .expect("200");
+                tx.request
+            },
+            async {
+                let tx = chat
+                    .bed
+                    .simple
+                    .recv_method(Method::Bye, Some(std::time::Duration::from_secs(20)))
+                    .await
+                    .expect("BYE at SIMPLE");
+                chat.bed
+                    .simple
+                    .respond(&tx, 200, "OK", &[], None)
+                    .await
+                    .expect("200");
+                tx.request
+            }
+        );
+        let reason = cpm_bye.header("Reason").unwrap_or_default().to_string();
+        assert!(reason.starts_with("SIP;cause="), "{reason}");
+        assert_eq!(cpm_bye.call_id(), Some(chat.cpm_dialog.call_id.as_str()));
+        assert!(simple_bye.header("Reason").is_some());
+        let sent = tokio::time::timeout(std::time::Duration::from_secs(20), writer)
+            .await
+            .expect("the writer stops")
+            .expect("writer task");
+        assert!(
+            sent < 400,
+            "the node stopped taking chunks from Alice ({sent} written)"
+        );
+        drain.abort();
+        assert_eq!(chat.bed.node.table().stats().dialogs.len, 0);
+        chat.bed.stop().await;
     })
     .await;
 }

@@ -28,6 +28,11 @@ pub struct Bed {
 
 impl Bed {
     pub async fn start(transport: Transport) -> Bed {
+        Self::start_with(transport, |_| {}).await
+    }
+
+    /// A bed whose node configuration `tweak` adjusts (timers, limits).
+    pub async fn start_with(transport: Transport, tweak: impl FnOnce(&mut Config)) -> Bed {
         let ua = |user: &str, domain: &str| UaConfig {
             user: user.into(),
             domain: domain.into(),
@@ -59,6 +64,7 @@ impl Bed {
         }
         config.admin_listen = lo0();
         config.timers.t1_ms = 200;
+        tweak(&mut config);
         let node = Node::start(config, Mappings::embedded().expect("mappings"))
             .await
             .expect("node starts");

@@ -159,6 +159,8 @@ impl RelayConfig {
             },
             max_sessions: c.limits.max_sessions,
             queue_depth: c.limits.queue_depth.clamp(1, 1_024),
+            stall_timeout: Duration::from_millis(c.timers.msrp_stall_ms),
+            connect_timeout: Duration::from_millis(c.timers.msrp_connect_ms),
             ..d
         }
     }
