@@ -599,8 +599,8 @@ async fn a_stalled_msrp_peer_ends_the_session_with_bye_on_both_legs() {
         .await;
         let (mut ar, mut aw) = (chat.alice.0, chat.alice.1);
         // Alice writes 64 KiB chunks (25 MiB at most, more than every buffer on the way); her
-        // writes block when the node stops
-        // reading her (flow control), and end when the node closes her connection.
+        // writes block when the node stops reading her (flow control), and end when the node
+        // closes her connection.
         let writer = tokio::spawn(async move {
             let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
             let mut sent = 0u32;
