@@ -207,3 +207,63 @@ async fn garbage_and_half_messages_between_valid_ones_lose_nothing() {
     })
     .await;
 }
+
+/// GET `path` from the node's admin server (HTTP/1.1, connection closed after).
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.expect("read");
+    out
+}
+
+fn has_sample(text: &str, name: &str, labels: &[&str]) -> bool {
+    text.lines()
+        .any(|l| l.starts_with(&format!("{name}{{")) && labels.iter().all(|want| l.contains(want)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_counts_what_it_does_on_metrics() {
+    bounded(30, async {
+        let mut bed = Bed::start(Transport::Udp).await;
+        let bob = bed.simple.aor();
+        let node_cpm = bed.node_cpm();
+        let msg = bed
+            .cpm
+            .new_message(&bob, "text/plain", Bytes::from_static(b"count me"))
+            .expect("MESSAGE");
+        let (answer, _) = tokio::join!(bed.cpm.request(node_cpm, msg), async {
+            let tx = bed.simple.recv_method(Method::Message, None).await.expect("MESSAGE");
+            bed.simple.respond(&tx, 200, "OK", &[], None).await.expect("200");
+        });
+        assert_eq!(answer.expect("answer").status_code(), Some(200));
+        bed.cpm
+            .send_raw(node_cpm, Bytes::from_static(b"MESSAGE sip:x SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKm\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>\r\nCSeq: 1 MESSAGE\r\n\r\n"))
+            .await
+            .expect("send");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let text = http_get(bed.node.listening.admin, "/metrics").await;
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        assert!(
+            has_sample(&text, "cpm_iwf_sip_requests_total", &["side=\"cpm\"", "direction=\"in\"", "method=\"MESSAGE\""]),
+            "{text}"
+        );
+        assert!(
+            has_sample(&text, "cpm_iwf_sip_requests_total", &["side=\"simple\"", "direction=\"out\"", "method=\"MESSAGE\""]),
+            "{text}"
+        );
+        assert!(
+            has_sample(&text, "cpm_iwf_sip_responses_total", &["side=\"cpm\"", "direction=\"out\""]),
+            "{text}"
+        );
+        assert!(has_sample(&text, "cpm_iwf_translations_total", &["kind=\"pager\""]), "{text}");
+        assert!(has_sample(&text, "cpm_iwf_sip_parse_errors_total", &["side=\"cpm\"", "status=\"400\""]), "{text}");
+        let ready = http_get(bed.node.listening.admin, "/readyz").await;
+        assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+        bed.stop().await;
+    })
+    .await;
+}

@@ -964,6 +964,12 @@ impl ChunkTranslator for SessionTranslator {
         match self.translate(msg) {
             Ok(m) => {
                 metrics::translation(side_metric(from), metrics::TranslationKind::Chat);
+                let direction = match from {
+                    Side::Cpm => metrics::RelayDirection::CpmToSimple,
+                    Side::Simple => metrics::RelayDirection::SimpleToCpm,
+                };
+                let len = m.body.as_ref().map_or(0, |b| b.len() as u64);
+                metrics::msrp_chunk(direction, len);
                 Ok(m)
             }
             Err(e) => {

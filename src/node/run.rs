@@ -99,10 +99,18 @@ impl Node {
             }
         })];
 
-        let (cpm, cpm_in) =
-            SipTransport::bind(TransportConfig::for_side(&config.cpm, &config.limits)).await?;
-        let (simple, simple_in) =
-            SipTransport::bind(TransportConfig::for_side(&config.simple, &config.limits)).await?;
+        let (cpm, cpm_in) = SipTransport::bind(TransportConfig::for_side_named(
+            &config.cpm,
+            &config.limits,
+            Some(Side::Cpm),
+        ))
+        .await?;
+        let (simple, simple_in) = SipTransport::bind(TransportConfig::for_side_named(
+            &config.simple,
+            &config.limits,
+            Some(Side::Simple),
+        ))
+        .await?;
         let (relay, mut relay_events) = MsrpRelay::bind(
             config.cpm.msrp_listen,
             config.simple.msrp_listen,
@@ -185,17 +193,30 @@ impl Node {
             let every = Duration::from_millis(config.timers.sweep_interval_ms.max(100));
             tasks.push(tokio::spawn(async move {
                 let mut tick = tokio::time::interval(every);
+                // Active dialogs are the B2BUA sessions: two table entries (one per leg) each.
+                let mut sessions = 0i64;
+                let mut expired = [0u64; 4];
                 loop {
                     tick.tick().await;
                     table.sweep(clock.now());
                     let stats = table.stats();
-                    for (kind, s) in [
+                    let now_sessions = i64::try_from(stats.dialogs.len / 2).unwrap_or(i64::MAX);
+                    metrics::dialogs_active(now_sessions - sessions);
+                    sessions = now_sessions;
+                    for (i, (kind, s)) in [
                         (metrics::TableKind::Message, stats.messages),
                         (metrics::TableKind::Conversation, stats.conversations),
                         (metrics::TableKind::Dialog, stats.dialogs),
                         (metrics::TableKind::Msrp, stats.msrp),
-                    ] {
+                    ]
+                    .into_iter()
+                    .enumerate()
+                    {
                         metrics::table_entries(kind, s.len as u64);
+                        if let Some(prev) = expired.get_mut(i) {
+                            metrics::table_expired(kind, s.expired.saturating_sub(*prev));
+                            *prev = s.expired;
+                        }
                     }
                 }
             }));

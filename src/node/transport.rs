@@ -83,6 +83,9 @@ pub struct TransportConfig {
     pub stall_timeout: Duration,
     /// Outbound TCP connect. Default 5 s.
     pub connect_timeout: Duration,
+    /// The network this transport serves, for the metrics' `side` label; `None` records no
+    /// metrics (a transport used alone, in tests).
+    pub side: Option<crate::translate::state::Side>,
 }
 
 impl TransportConfig {
@@ -99,11 +102,21 @@ impl TransportConfig {
             idle_timeout: Duration::from_secs(300),
             stall_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
+            side: None,
         }
     }
 
     /// The settings of one side of the node's configuration.
     pub fn for_side(side: &config::SideConfig, limits: &config::Limits) -> Self {
+        Self::for_side_named(side, limits, None)
+    }
+
+    /// [`for_side`](Self::for_side), labelled as the network `name` in the metrics.
+    pub fn for_side_named(
+        side: &config::SideConfig,
+        limits: &config::Limits,
+        name: Option<crate::translate::state::Side>,
+    ) -> Self {
         let mut cfg = Self::new(side.sip_udp.clone(), side.sip_tcp.clone());
         cfg.limits = Limits {
             max_message: limits.sip_max_message,
@@ -112,6 +125,7 @@ impl TransportConfig {
         };
         cfg.allow = side.allow.clone();
         cfg.queue_depth = limits.queue_depth;
+        cfg.side = name;
         cfg
     }
 }
@@ -879,6 +893,9 @@ async fn udp_loop(inner: Arc<Inner>, sock: Arc<UdpSocket>, local: SocketAddr) {
         bump(&inner.stats.udp_datagrams);
         if !allowed(&inner.cfg.allow, source.ip()) {
             bump(&inner.stats.acl_refused);
+            if let Some(side) = inner.cfg.side {
+                crate::metrics::acl_drop(side, crate::metrics::AclTransport::SipUdp);
+            }
             continue;
         }
         if data.iter().all(|b| matches!(b, b'\r' | b'\n')) {
@@ -907,7 +924,7 @@ async fn udp_loop(inner: Arc<Inner>, sock: Arc<UdpSocket>, local: SocketAddr) {
                     Err(mpsc::error::TrySendError::Closed(_)) => return,
                 }
             }
-            Err(error) => match error_answer(&data, &error, &inner.tags) {
+            Err(error) => match parse_failure(&inner, &data, &error) {
                 Some(answer) => {
                     bump(&inner.stats.parse_errors_answered);
                     if let Err(e) = sock.send_to(&answer, source).await {
@@ -918,6 +935,14 @@ async fn udp_loop(inner: Arc<Inner>, sock: Arc<UdpSocket>, local: SocketAddr) {
             },
         }
     }
+}
+
+/// A datagram that did not parse: counted, and the answer it deserves, if any.
+fn parse_failure(inner: &Inner, data: &[u8], error: &SipError) -> Option<Bytes> {
+    if let Some(side) = inner.cfg.side {
+        crate::metrics::sip_parse_error(side, crate::wire::WireError::answer(error));
+    }
+    error_answer(data, error, &inner.tags)
 }
 
 /// Accept connections until aborted.
@@ -934,6 +959,9 @@ async fn accept_loop(inner: Arc<Inner>, listener: TcpListener, local: SocketAddr
         };
         if !allowed(&inner.cfg.allow, peer.ip()) {
             bump(&inner.stats.acl_refused);
+            if let Some(side) = inner.cfg.side {
+                crate::metrics::acl_drop(side, crate::metrics::AclTransport::SipTcp);
+            }
             continue;
         }
         let Ok(permit) = inner.permits.clone().try_acquire_owned() else {
@@ -1091,6 +1119,9 @@ impl Reader {
     }
 
     fn answer(&self, raw: &[u8], error: &SipError) {
+        if let Some(side) = self.inner.cfg.side {
+            crate::metrics::sip_parse_error(side, crate::wire::WireError::answer(error));
+        }
         match error_answer(raw, error, &self.inner.tags) {
             Some(answer) => {
                 bump(&self.inner.stats.parse_errors_answered);
