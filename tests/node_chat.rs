@@ -672,3 +672,51 @@ async fn past_trying(ua: &mut sip_ua::SipUa, tx: &mut sip_ua::ClientTx) -> SipMe
         }
     }
 }
+
+/// An INVITE whose SDP has no MSRP stream is refused with 488 (RFC 3261 §21.4.26), and one
+/// that finds the table full with 503 and Retry-After (§21.5.4): the node refuses rather than
+/// grows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_msrp_is_488_and_a_full_table_is_503_with_retry_after() {
+    bounded(60, async {
+        let mut bed = Bed::start_with(Transport::Udp, |c| c.limits.table_cap = 16).await;
+        let bob_aor = bed.simple.aor();
+        let node_cpm = bed.node_cpm();
+        let audio = Bytes::from_static(
+            b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 49170 RTP/AVP 0\r\n",
+        );
+        let invite = bed.cpm.new_invite(&bob_aor, audio).expect("INVITE");
+        let mut tx = bed.cpm.send_request(node_cpm, invite).await.expect("sent");
+        let r = past_trying(&mut bed.cpm, &mut tx).await;
+        assert_eq!(r.status_code(), Some(488));
+
+        // Sessions the callee never answers hold their table entries: 16 dialog entries are 8
+        // sessions; the next INVITE finds the table full.
+        let mut refused = None;
+        for i in 0..12 {
+            let invite = bed
+                .cpm
+                .new_invite(&bob_aor, offer(&msrp_endpoint::uri(9, &format!("full{i}")), "active"))
+                .expect("INVITE");
+            let mut tx = bed.cpm.send_request(node_cpm, invite).await.expect("sent");
+            let first = bed.cpm.next_response(&mut tx, None).await.expect("a response");
+            assert_eq!(first.status_code(), Some(100), "100 Trying at once");
+            // Accepted: nothing more until the callee answers (it never does here).
+            let wait = Some(std::time::Duration::from_millis(500));
+            if let Ok(next) = bed.cpm.next_response(&mut tx, wait).await {
+                refused = Some((i, next));
+                break;
+            }
+            let _ = bed.simple.recv_method(Method::Invite, None).await.expect("INVITE at SIMPLE");
+        }
+        let (i, resp) = refused.expect("a 503 once the table is full");
+        assert_eq!(resp.status_code(), Some(503));
+        assert_eq!(i, 8, "eight sessions fit in 16 dialog entries");
+        assert_eq!(resp.header("Retry-After"), Some("5"));
+        // The refused session left nothing behind: the eight sessions' legs only.
+        assert_eq!(bed.node.table().stats().dialogs.len, 16);
+        assert_eq!(bed.node.table().stats().msrp.len, 16);
+        bed.stop().await;
+    })
+    .await;
+}

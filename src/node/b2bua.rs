@@ -384,6 +384,21 @@ impl Core {
         };
         metrics::translation(side_metric(from), kind);
         if self.parts.table.apply(&outcome.changes, now).is_err() {
+            // A refused session leaves none of its legs behind: they would hold the table's
+            // room until they expire (the conversation entry stays; it is valid on its own).
+            let undo: Vec<Change> = outcome
+                .changes
+                .iter()
+                .filter_map(|c| match c {
+                    Change::Insert(e) if matches!(e.key(), Key::Dialog(_) | Key::Msrp(_)) => {
+                        Some(Change::Remove(e.key()))
+                    }
+                    _ => None,
+                })
+                .collect();
+            if msg.method() == Some(&rsip::Method::Invite) && msg.to_tag().is_none() {
+                let _ = self.parts.table.apply(&undo, now);
+            }
             metrics::translation_failure(
                 side_metric(from),
                 kind,
