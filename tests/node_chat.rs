@@ -358,85 +358,90 @@ async fn cancel_before_the_answer() {
     .await;
 }
 
+/// Two devices of the callee answer (auto-answer, CPM 2.0 §4.2 "forking in case of
+/// auto-answer"): the first 2xx wins, the second gets ACK and BYE from the node.
+async fn second_fork_hung_up(callee_on_cpm: bool) {
+    let mut bed = Bed::start(Transport::Udp).await;
+    let (node_caller, caller_ua, callee_ua) = if callee_on_cpm {
+        (bed.node_simple(), &mut bed.simple, &mut bed.cpm)
+    } else {
+        (bed.node_cpm(), &mut bed.cpm, &mut bed.simple)
+    };
+    let callee_listener = msrp_endpoint::listen(None);
+    let callee_uri = msrp_endpoint::uri(callee_listener.local_addr().expect("addr").port(), "b1");
+    let callee_aor = callee_ua.aor();
+    let invite = caller_ua
+        .new_invite(&callee_aor, offer(&msrp_endpoint::uri(9, "a1"), "active"))
+        .expect("INVITE");
+    let mut tx = caller_ua
+        .send_request(node_caller, invite)
+        .await
+        .expect("sent");
+    let inv = callee_ua
+        .recv_method(Method::Invite, None)
+        .await
+        .expect("INVITE at the callee");
+    let body = Some(("application/sdp", offer(&callee_uri, "passive")));
+    let first = callee_ua
+        .response(&inv, 200, "OK", &[], body.clone())
+        .expect("200");
+    let mut second = callee_ua.response(&inv, 200, "OK", &[], body).expect("200");
+    let to = first
+        .header("To")
+        .unwrap_or_default()
+        .replace(&inv.to_tag, "fork2");
+    second.set_header("To", &to).expect("To");
+    callee_ua
+        .send_response(&inv, &first)
+        .await
+        .expect("first 200");
+    let resp = past_trying(caller_ua, &mut tx).await;
+    assert_eq!(resp.status_code(), Some(200));
+    callee_ua
+        .send_response(&inv, &second)
+        .await
+        .expect("second 200");
+    // The node ACKs the second fork and hangs it up.
+    let ack = callee_ua
+        .recv_request_matching(None, "the ACK of fork2", |m| {
+            m.method() == Some(&Method::Ack) && m.to_tag() == Some("fork2")
+        })
+        .await
+        .expect("ACK for fork2");
+    assert_eq!(ack.request.header("CSeq"), Some("1 ACK"));
+    let bye = callee_ua
+        .recv_request_matching(None, "the BYE of fork2", |m| {
+            m.method() == Some(&Method::Bye) && m.to_tag() == Some("fork2")
+        })
+        .await
+        .expect("BYE for fork2");
+    callee_ua
+        .respond(&bye, 200, "OK", &[], None)
+        .await
+        .expect("200");
+    // The first fork's session stands: the caller's ACK reaches it.
+    let mut dialog = caller_ua.dialog_from_response(&tx, &resp).expect("dialog");
+    caller_ua.ack(&mut dialog).await.expect("ACK");
+    let ack = callee_ua
+        .recv_request_matching(None, "the ACK of the first fork", |m| {
+            m.method() == Some(&Method::Ack) && m.to_tag() == Some(inv.to_tag.as_str())
+        })
+        .await
+        .expect("ACK for the first fork");
+    assert_eq!(ack.request.call_id(), inv.request.call_id());
+    assert_eq!(bed.node.table().stats().dialogs.len, 2);
+    drop(callee_listener);
+    bed.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_2xx_from_another_fork_is_acked_and_hung_up() {
-    bounded(30, async {
-        let mut bed = Bed::start(Transport::Udp).await;
-        let bob_listener = msrp_endpoint::listen(None);
-        let bob_uri = msrp_endpoint::uri(bob_listener.local_addr().expect("addr").port(), "b1");
-        let bob_aor = bed.simple.aor();
-        let invite = bed
-            .cpm
-            .new_invite(&bob_aor, offer(&msrp_endpoint::uri(9, "a1"), "active"))
-            .expect("INVITE");
-        let node_cpm = bed.node_cpm();
-        let mut tx = bed.cpm.send_request(node_cpm, invite).await.expect("sent");
-        let inv = bed
-            .simple
-            .recv_method(Method::Invite, None)
-            .await
-            .expect("INVITE at SIMPLE");
-        // Two devices answer: two 2xx with different tags (CPM 2.0 §4.2).
-        let body = Some(("application/sdp", offer(&bob_uri, "passive")));
-        let first = bed
-            .simple
-            .response(&inv, 200, "OK", &[], body.clone())
-            .expect("200");
-        let mut second = bed
-            .simple
-            .response(&inv, 200, "OK", &[], body)
-            .expect("200");
-        let to = first
-            .header("To")
-            .unwrap_or_default()
-            .replace(&inv.to_tag, "fork2");
-        second.set_header("To", &to).expect("To");
-        bed.simple
-            .send_response(&inv, &first)
-            .await
-            .expect("first 200");
-        let resp = past_trying(&mut bed.cpm, &mut tx).await;
-        assert_eq!(resp.status_code(), Some(200));
-        bed.simple
-            .send_response(&inv, &second)
-            .await
-            .expect("second 200");
-        // The node ACKs the second fork and hangs it up.
-        let ack = bed
-            .simple
-            .recv_request_matching(None, "the ACK of fork2", |m| {
-                m.method() == Some(&Method::Ack) && m.to_tag() == Some("fork2")
-            })
-            .await
-            .expect("ACK for fork2");
-        assert_eq!(ack.request.header("CSeq"), Some("1 ACK"));
-        let bye = bed
-            .simple
-            .recv_request_matching(None, "the BYE of fork2", |m| {
-                m.method() == Some(&Method::Bye) && m.to_tag() == Some("fork2")
-            })
-            .await
-            .expect("BYE for fork2");
-        bed.simple
-            .respond(&bye, 200, "OK", &[], None)
-            .await
-            .expect("200");
-        // The first fork's session stands: Alice's ACK reaches it.
-        let mut dialog = bed.cpm.dialog_from_response(&tx, &resp).expect("dialog");
-        bed.cpm.ack(&mut dialog).await.expect("ACK");
-        let ack = bed
-            .simple
-            .recv_request_matching(None, "the ACK of the first fork", |m| {
-                m.method() == Some(&Method::Ack) && m.to_tag() == Some(inv.to_tag.as_str())
-            })
-            .await
-            .expect("ACK for the first fork");
-        assert_eq!(ack.request.call_id(), inv.request.call_id());
-        assert_eq!(bed.node.table().stats().dialogs.len, 2);
-        drop(bob_listener);
-        bed.stop().await;
-    })
-    .await;
+async fn a_second_2xx_from_another_simple_fork_is_acked_and_hung_up() {
+    bounded(30, second_fork_hung_up(false)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_2xx_from_another_cpm_device_is_acked_and_hung_up() {
+    bounded(30, second_fork_hung_up(true)).await;
 }
 
 /// A chat session set up from the SIMPLE side: a legacy offer without `a=setup` (RFC 4975 §5.4:
