@@ -30,6 +30,8 @@ pub struct Config {
     pub limits: Limits,
     /// SIP timer bases and table housekeeping.
     pub timers: Timers,
+    /// Log level (`error`, `warn`, `info`, `debug`, `trace`); `RUST_LOG` overrides it.
+    pub log_level: String,
 }
 
 /// SIP transports a next hop is reached over.
@@ -183,6 +185,7 @@ impl std::fmt::Display for Cidr {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     admin_listen: Option<Spanned<String>>,
+    log_level: Option<Spanned<String>>,
     mappings: Option<Spanned<String>>,
     cpm: Option<RawSide>,
     simple: Option<RawSide>,
@@ -259,6 +262,7 @@ impl Default for Config {
             cpm: side(5060, 2855, 5070, "cpm.example.net"),
             simple: side(5062, 2856, 5072, "simple.example.net"),
             admin_listen: loopback(9464),
+            log_level: "info".to_string(),
             mappings: None,
             limits: Limits {
                 sip_max_message: 64 * 1024,
@@ -318,6 +322,18 @@ impl Config {
         }
         if let Some(m) = raw.mappings {
             c.mappings = Some(PathBuf::from(m.into_inner()));
+        }
+        if let Some(level) = raw.log_level {
+            let span = level.span();
+            let v = level.into_inner();
+            if !["error", "warn", "info", "debug", "trace"].contains(&v.as_str()) {
+                return Err(error_at(
+                    src,
+                    span.start,
+                    format!("log_level: {v:?} is not one of error, warn, info, debug, trace"),
+                ));
+            }
+            c.log_level = v;
         }
         if let Some(side) = raw.cpm {
             apply_side(src, side, &mut c.cpm)?;

@@ -30,9 +30,9 @@ enum Command {
         /// Configuration file; without it, the embedded loopback defaults.
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Log lines as text or as JSON objects (one per line), on standard error. The level
-        /// comes from `RUST_LOG` (default `info`).
-        #[arg(long, value_enum, default_value = "text")]
+        /// Log lines as JSON objects (one per line) or as text, on standard error. The level
+        /// comes from `RUST_LOG`, else the configuration's `log_level`.
+        #[arg(long, value_enum, default_value = "json")]
         log_format: LogFormat,
     },
     /// Validate a configuration file and the mappings it names; exit 2 on the first fault.
@@ -206,7 +206,7 @@ fn run_conformance(offline: bool, dir: &std::path::Path) -> ExitCode {
 fn run_node(config: Config, mappings: Mappings, log_format: LogFormat) -> ExitCode {
     use cpm_iwf::node::run::Node;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -28,7 +28,7 @@ use super::transport::{Inbound, ResponseRoute, SipTransport, Target, request_via
 use crate::config::Transport;
 use crate::correlate::Table;
 use crate::mapping::Mappings;
-use crate::metrics;
+use crate::metrics::{self, LabelValue};
 use crate::time::Millis;
 use crate::translate::addr::with_tag;
 use crate::translate::conversation::IdSource;
@@ -119,6 +119,19 @@ struct ServerEntry {
     scheduled: Option<Millis>,
 }
 
+impl ClientEntry {
+    /// Whether the transaction already had its final response (a retransmitted final, or a
+    /// further 2xx from another fork, is not a new duration).
+    fn tx_final_seen(&self) -> bool {
+        matches!(
+            self.tx.state(),
+            super::transaction::ClientState::Completed
+                | super::transaction::ClientState::Accepted
+                | super::transaction::ClientState::Terminated
+        )
+    }
+}
+
 struct ClientEntry {
     tx: ClientTransaction,
     /// The request as sent, with the node's Via.
@@ -128,6 +141,8 @@ struct ClientEntry {
     origin: Option<(ServerKey, SipMessage)>,
     /// The wake-up already in the timer heap.
     scheduled: Option<Millis>,
+    /// When the request was first sent (for the transaction duration histogram).
+    started: Instant,
 }
 
 /// Half of an MSRP session waiting for its other leg's far end.
@@ -270,11 +285,19 @@ impl Core {
 
     fn on_sip(&mut self, side: Side, inbound: Inbound) {
         tracing::trace!(?side, source = %inbound.source, transport = ?inbound.transport, "SIP in");
+        // Time inside the node: from the message taken to what it caused queued for sending.
+        let started = Instant::now();
+        let kind = if inbound.message.is_request() {
+            translation_kind(&inbound.message)
+        } else {
+            metrics::TranslationKind::Response
+        };
         if inbound.message.is_request() {
             self.on_request(side, inbound);
         } else {
             self.on_response(side, inbound.message);
         }
+        metrics::processing_duration(kind, started.elapsed());
     }
 
     // ---- requests -------------------------------------------------------------------------
@@ -303,6 +326,13 @@ impl Core {
         };
         if let Some(entry) = self.servers.get_mut(&key) {
             // A retransmission, or the ACK of a non-2xx answer (§17.2.3).
+            if !is_ack {
+                metrics::retransmission(
+                    side_metric(side),
+                    metrics::Direction::In,
+                    metrics::Method::from(method),
+                );
+            }
             let delivery = entry.tx.receive_request(is_ack, now);
             self.flush_server(&key);
             if !(is_ack && delivery == Delivery::ToUser) {
@@ -375,7 +405,15 @@ impl Core {
                     kind,
                     metrics::FailureReason::of(&e),
                 );
-                tracing::debug!(?from, error = %e, "request refused");
+                // One line per failure: side, kind, reason, the answer; never a body.
+                tracing::info!(
+                    side = ?from,
+                    kind = kind.as_str(),
+                    reason = metrics::FailureReason::of(&e).as_str(),
+                    status = e.status(),
+                    error = %e,
+                    "request refused"
+                );
                 if let Some(key) = key {
                     self.answer(&key, e.status(), &reason_of(&e), None);
                 }
@@ -510,6 +548,7 @@ impl Core {
                 target,
                 origin,
                 scheduled: None,
+                started: Instant::now(),
             },
         );
         self.flush_client(&key);
@@ -547,6 +586,13 @@ impl Core {
         };
         let request = entry.request.clone();
         let origin = entry.origin.clone();
+        if status >= 200 && !entry.tx_final_seen() {
+            metrics::transaction_duration(
+                side_metric(side),
+                metrics::Method::from_token(key.method.as_bytes()),
+                entry.started.elapsed(),
+            );
+        }
         let delivery = entry
             .tx
             .receive_response(status, now, || ack_for(&request, &msg).serialize());
@@ -802,6 +848,14 @@ impl Core {
                         && e.tx.poll_timeout().is_some_and(|t| t <= now)
                     {
                         e.tx.handle_timeout(now);
+                        // Timer G fired: the final response goes again (§17.2.1).
+                        if e.tx.has_transmit() {
+                            metrics::retransmission(
+                                side_metric(key.side),
+                                metrics::Direction::Out,
+                                metrics::Method::from_token(key.method.as_bytes()),
+                            );
+                        }
                         self.flush_server(&key);
                     }
                 }
@@ -815,6 +869,14 @@ impl Core {
                         && e.tx.poll_timeout().is_some_and(|t| t <= now)
                     {
                         e.tx.handle_timeout(now);
+                        // Timer A or E fired: the request goes again (§17.1.1.2, §17.1.2.2).
+                        if e.tx.has_transmit() {
+                            metrics::retransmission(
+                                side_metric(key.side),
+                                metrics::Direction::Out,
+                                metrics::Method::from_token(key.method.as_bytes()),
+                            );
+                        }
                         self.flush_client(&key);
                     }
                 }
@@ -988,7 +1050,14 @@ impl ChunkTranslator for SessionTranslator {
                 Ok(m)
             }
             Err(e) => {
-                tracing::debug!(?from, error = %e, "MSRP chunk refused");
+                tracing::info!(
+                    side = ?from,
+                    kind = "chat",
+                    reason = metrics::FailureReason::of(&e).as_str(),
+                    status = e.status(),
+                    error = %e,
+                    "MSRP chunk refused"
+                );
                 metrics::translation_failure(
                     side_metric(from),
                     metrics::TranslationKind::Chat,

@@ -351,6 +351,11 @@ impl ClientTransaction {
         self.io.timers.next()
     }
 
+    /// Whether bytes wait to be sent (a timer's retransmission, say).
+    pub fn has_transmit(&self) -> bool {
+        !self.io.transmits.is_empty()
+    }
+
     /// Bytes to send to the peer, oldest first.
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
         self.io.transmits.pop_front()
@@ -539,6 +544,11 @@ impl ServerTransaction {
     /// The next instant [`handle_timeout`](Self::handle_timeout) must be called.
     pub fn poll_timeout(&self) -> Option<Millis> {
         self.io.timers.next()
+    }
+
+    /// Whether bytes wait to be sent (a timer's retransmission, say).
+    pub fn has_transmit(&self) -> bool {
+        !self.io.transmits.is_empty()
     }
 
     /// Bytes to send to the peer, oldest first.
