@@ -5,7 +5,8 @@
 //!
 //! Two `#[ignore]`d tests need the Debian `prometheus` package (`.ci/test.sh` installs it and runs
 //! them; they fail when it is missing): `promtool check rules` parses every expression, and a
-//! real Prometheus scraping the admin server returns data for every expression.
+//! real Prometheus scraping a real node (traffic from test peers) returns data for every
+//! expression, while `promtool check metrics` accepts the node's `/metrics`.
 
 use std::collections::{BTreeSet, HashSet};
 use std::net::SocketAddr;
@@ -13,6 +14,15 @@ use std::time::Duration;
 
 use cpm_iwf::metrics::{self, MetricKind};
 use serde_json::Value;
+
+#[path = "peers/chat.rs"]
+mod chat;
+#[path = "peers/gateway.rs"]
+mod gateway;
+#[path = "peers/msrp_endpoint.rs"]
+mod msrp_endpoint;
+#[path = "peers/sip_ua.rs"]
+mod sip_ua;
 
 const DASHBOARD: &str = include_str!("../grafana/cpm-iwf.json");
 
@@ -455,57 +465,106 @@ fn dechunk(body: &str) -> String {
     out
 }
 
+/// One pager MESSAGE CPM -> SIMPLE through the node, answered 200, and a garbage datagram.
+async fn pager_traffic(bed: &mut gateway::Bed, n: u32) {
+    let bob = bed.simple.aor();
+    let node_cpm = bed.node_cpm();
+    let msg = bed
+        .cpm
+        .new_message(
+            &bob,
+            "text/plain",
+            bytes::Bytes::from(format!("scrape me {n}")),
+        )
+        .expect("MESSAGE");
+    let (answer, _) = tokio::join!(bed.cpm.request(node_cpm, msg), async {
+        let tx = bed
+            .simple
+            .recv_method(rsip::Method::Message, None)
+            .await
+            .expect("MESSAGE at SIMPLE");
+        bed.simple
+            .respond(&tx, 200, "OK", &[], None)
+            .await
+            .expect("200");
+    });
+    assert_eq!(answer.expect("answered").status_code(), Some(200));
+    bed.cpm
+        .send_raw(node_cpm, bytes::Bytes::from_static(b"\x00garbage\r\n\r\n"))
+        .await
+        .expect("send");
+    // A MESSAGE whose CPIM is malformed: refused (400, a translation failure), and sent twice
+    // as a UDP retransmission would be (absorbed by the server transaction).
+    let bad = bed
+        .cpm
+        .new_message(&bob, "message/cpim", bytes::Bytes::from_static(b"not CPIM at all"))
+        .expect("MESSAGE")
+        .serialize();
+    for _ in 0..2 {
+        bed.cpm.send_raw(node_cpm, bad.clone()).await.expect("send");
+    }
+}
+
+/// A chat session through the node: a few MSRP messages each way, then BYE.
+async fn chat_traffic(transport: sip_ua::Transport) -> gateway::Bed {
+    let mut c = chat::set_up(transport).await;
+    let (ar, aw) = (&mut c.alice.0, &mut c.alice.1);
+    let (br, bw) = (&mut c.bob.0, &mut c.bob.1);
+    for i in 0..5 {
+        let m = chat::send(
+            aw,
+            &format!("scrape-{i:04}"),
+            "text/plain",
+            bytes::Bytes::from_static(b"hello"),
+        );
+        aw.send(&m).await.expect("send");
+        chat::ok(ar).await;
+        let got = chat::next_request(br).await;
+        bw.send(&bw.respond(&got, 200)).await.expect("200");
+    }
+    let mut dialog = c.cpm_dialog.clone();
+    let (bye, _) = tokio::join!(c.bed.cpm.bye(&mut dialog), async {
+        let tx = c
+            .bed
+            .simple
+            .recv_method(rsip::Method::Bye, None)
+            .await
+            .expect("BYE at SIMPLE");
+        c.bed
+            .simple
+            .respond(&tx, 200, "OK", &[], None)
+            .await
+            .expect("200");
+    });
+    assert_eq!(bye.expect("BYE answered").status_code(), Some(200));
+    c.bed
+}
+
+/// A real node scraped by a real Prometheus while test peers drive traffic through it (pager
+/// MESSAGEs, a chat session with MSRP, malformed input): every expression of every panel must
+/// return data, and `promtool check metrics` must find nothing wrong in `/metrics`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs prometheus (Debian package prometheus); .ci/test.sh installs it and runs it"]
 async fn every_expression_returns_data_from_a_real_prometheus() {
-    use cpm_iwf::metrics::*;
-    use cpm_iwf::node::admin::{AdminServer, Readiness};
-    use cpm_iwf::translate::state::Side;
     use tokio::time::{Instant, sleep, timeout};
 
-    let readiness = Readiness::new();
-    let server = AdminServer::bind("127.0.0.1:0".parse().unwrap(), readiness.clone())
-        .await
-        .unwrap();
-    let target = server.local_addr().unwrap();
-    let stop = server.shutdown_handle();
-    let task = tokio::spawn(server.serve());
-    readiness.set(true);
-
+    let mut bed = timeout(
+        Duration::from_secs(30),
+        chat_traffic(sip_ua::Transport::Udp),
+    )
+    .await
+    .expect("the chat session ran in time");
+    let target = bed.node.listening.admin;
     let prometheus = Prometheus::start(target);
     let deadline = Instant::now() + Duration::from_secs(60);
 
-    // Traffic of every kind, repeated while Prometheus scrapes, so that rates have two points.
-    let record = || {
-        for &side in Side::ALL {
-            sip_request(side, Direction::In, Method::Message);
-            sip_response(side, Direction::Out, Method::Message, 200);
-            sip_response(side, Direction::In, Method::Invite, 486);
-            retransmission(side, Direction::Out, Method::Invite);
-            sip_parse_error(side, cpm_iwf::wire::Answer::Status(400));
-            transaction_duration(side, Method::Message, Duration::from_millis(20));
-            transaction_timeout(side, Method::Message);
-            acl_drop(side, AclTransport::SipTcp);
-            translation(side, TranslationKind::Pager);
-            translation_failure(side, TranslationKind::Pager, FailureReason::Cpim);
-            msrp_chunk(RelayDirection::from_side(side), 512);
-        }
-        processing_duration(TranslationKind::Pager, Duration::from_micros(30));
-        dialogs_active(0);
-        msrp_sessions_active(0);
-        table_entries(TableKind::Dialog, 2);
-        table_capacity(TableKind::Dialog, 1000);
-        table_capacity(TableKind::Message, 1000);
-        table_capacity(TableKind::Conversation, 1000);
-        table_capacity(TableKind::Msrp, 1000);
-        table_refused(TableKind::Dialog);
-        table_expired(TableKind::Message, 1);
-        admin_connection_refused();
-    };
-
-    // Prometheus up and scraping the admin server.
+    // Prometheus up and scraping the node, traffic going on so that rates have two points.
+    let mut n = 0;
     loop {
-        record();
+        n += 1;
+        timeout(Duration::from_secs(10), pager_traffic(&mut bed, n))
+            .await
+            .expect("pager traffic in time");
         assert!(
             Instant::now() < deadline,
             "prometheus never scraped cpm-iwf:\n{}",
@@ -521,16 +580,46 @@ async fn every_expression_returns_data_from_a_real_prometheus() {
         .await
         {
             let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-            let n = v["data"]["result"][0]["value"][1]
+            let count = v["data"]["result"][0]["value"][1]
                 .as_str()
                 .and_then(|s| s.parse::<u32>().ok())
                 .unwrap_or(0);
-            if n >= 4 {
+            if count >= 4 {
                 break;
             }
         }
         sleep(Duration::from_millis(500)).await;
     }
+
+    // The node's own exposition passes promtool.
+    let (status, body) = timeout(Duration::from_secs(5), http_get(target, "/metrics"))
+        .await
+        .expect("metrics in time")
+        .expect("metrics");
+    assert_eq!(status, 200);
+    let mut check = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool must be installed (Debian package prometheus)");
+    {
+        use std::io::Write;
+        check
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(dechunk(&body).as_bytes())
+            .expect("write");
+    }
+    let out = check.wait_with_output().expect("promtool ran");
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let d = dashboard();
     let mut empty = Vec::new();
@@ -555,9 +644,8 @@ async fn every_expression_returns_data_from_a_real_prometheus() {
             empty.push(format!("{title}: {q}"));
         }
     }
-    stop.shutdown();
-    let _ = timeout(Duration::from_secs(5), task).await;
     drop(prometheus);
+    bed.stop().await;
     assert!(
         empty.is_empty(),
         "expressions with no data:\n{}",
