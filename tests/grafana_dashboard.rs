@@ -497,7 +497,11 @@ async fn pager_traffic(bed: &mut gateway::Bed, n: u32) {
     // as a UDP retransmission would be (absorbed by the server transaction).
     let bad = bed
         .cpm
-        .new_message(&bob, "message/cpim", bytes::Bytes::from_static(b"not CPIM at all"))
+        .new_message(
+            &bob,
+            "message/cpim",
+            bytes::Bytes::from_static(b"not CPIM at all"),
+        )
         .expect("MESSAGE")
         .serialize();
     for _ in 0..2 {
@@ -651,4 +655,20 @@ async fn every_expression_returns_data_from_a_real_prometheus() {
         "expressions with no data:\n{}",
         empty.join("\n")
     );
+}
+
+/// README's metrics table names every declared metric, with its type and labels.
+#[test]
+fn readme_documents_every_metric() {
+    let readme = include_str!("../README.md");
+    for m in metrics::ALL {
+        let kind = format!("{:?}", m.kind).to_lowercase();
+        let labels = if m.labels.is_empty() {
+            "—".to_string()
+        } else {
+            m.labels.join(", ")
+        };
+        let row = format!("| `{}` | {kind} | {labels} |", m.name);
+        assert!(readme.contains(&row), "README lacks the row starting {row}");
+    }
 }
