@@ -652,3 +652,43 @@ fn invites_without_msrp_are_488() {
         assert_eq!(err.status(), 488, "{err}");
     }
 }
+
+#[test]
+fn hang_up_sends_bye_on_both_answered_legs_and_forgets_the_session() {
+    let mut gw = Gw::new();
+    let (invite, answered) = established(&mut gw);
+    let gw_tag = one(&answered, Side::Cpm)
+        .to_tag()
+        .unwrap_or_default()
+        .to_string();
+    let view = gw.table.view(Millis(0));
+    // gen-1 is the gateway's MSRP session-id on the CPM leg.
+    let out = hang_up(b"gen-1", &view, &mappings(), "the peer stalled").expect("hung up");
+    assert_eq!(out.send.len(), 2);
+    let (cpm, simple) = (&out.send[0], &out.send[1]);
+    assert_eq!((cpm.0, simple.0), (Side::Cpm, Side::Simple));
+    assert_eq!(cpm.1.method(), Some(&rsip::Method::Bye));
+    assert_eq!(
+        cpm.1.request_uri(),
+        Some(&b"sip:+15557654321@192.0.2.10:5060;transport=tcp"[..])
+    );
+    assert_eq!(cpm.1.from_tag(), Some(gw_tag.as_str()));
+    assert_eq!(cpm.1.header("CSeq"), Some("1 BYE"));
+    assert_eq!(simple.1.call_id(), invite.call_id());
+    assert_eq!(simple.1.header("CSeq"), Some("2 BYE"));
+    assert_eq!(simple.1.to_tag(), Some("bob7"));
+    assert_eq!(
+        simple.1.header("Reason"),
+        Some("SIP;cause=480;text=\"the peer stalled\"")
+    );
+    gw.table.apply(&out.changes, Millis(0)).expect("applied");
+    assert_eq!(gw.dialogs(), 0);
+    assert_eq!(gw.table.stats().msrp.len, 0);
+    let view = gw.table.view(Millis(0));
+    assert_eq!(
+        hang_up(b"nope", &view, &mappings(), "x")
+            .expect_err("unknown")
+            .status(),
+        481
+    );
+}
