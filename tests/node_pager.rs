@@ -267,3 +267,33 @@ async fn the_node_counts_what_it_does_on_metrics() {
     })
     .await;
 }
+
+/// `/readyz` answers 503 once a side's SIP listeners are down (and 200 before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_is_503_when_a_listener_is_down() {
+    bounded(30, async {
+        let bed = Bed::start(Transport::Udp).await;
+        let admin = bed.node.listening.admin;
+        assert!(http_get(admin, "/readyz").await.starts_with("HTTP/1.1 200"));
+        bed.node
+            .transport(cpm_iwf::translate::state::Side::Simple)
+            .shutdown(std::time::Duration::from_millis(100))
+            .await;
+        let mut ready = String::new();
+        for _ in 0..50 {
+            ready = http_get(admin, "/readyz").await;
+            if ready.starts_with("HTTP/1.1 503") {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(ready.starts_with("HTTP/1.1 503"), "{ready}");
+        assert!(
+            http_get(admin, "/healthz")
+                .await
+                .starts_with("HTTP/1.1 200")
+        );
+        bed.stop().await;
+    })
+    .await;
+}

@@ -82,6 +82,8 @@ pub struct CoreParts {
     pub relay: Arc<MsrpRelay>,
     /// Most server transactions at once: beyond it, new requests get 503 (RFC 3261 §21.5.4).
     pub max_transactions: usize,
+    /// The node's readiness (`/readyz`): the core clears it when a side stops listening.
+    pub readiness: super::admin::Readiness,
 }
 
 /// A server transaction: RFC 3261 §17.2.3 matches a request by the branch of its top Via,
@@ -247,6 +249,7 @@ impl Core {
         mut simple_in: mpsc::Receiver<Inbound>,
         mut events: mpsc::Receiver<CoreEvent>,
     ) {
+        let (mut cpm_open, mut simple_open) = (true, true);
         loop {
             let deadline = self.timers.peek().map(|Reverse((at, _))| *at);
             let now = self.parts.clock.now();
@@ -260,8 +263,14 @@ impl Core {
                 }
             };
             tokio::select! {
-                Some(inbound) = cpm_in.recv() => self.on_sip(Side::Cpm, inbound),
-                Some(inbound) = simple_in.recv() => self.on_sip(Side::Simple, inbound),
+                inbound = cpm_in.recv(), if cpm_open => match inbound {
+                    Some(inbound) => self.on_sip(Side::Cpm, inbound),
+                    None => cpm_open = self.listener_down(Side::Cpm),
+                },
+                inbound = simple_in.recv(), if simple_open => match inbound {
+                    Some(inbound) => self.on_sip(Side::Simple, inbound),
+                    None => simple_open = self.listener_down(Side::Simple),
+                },
                 ev = events.recv() => match ev {
                     Some(CoreEvent::Relay(ev)) => self.on_relay(ev),
                     Some(CoreEvent::Drain) => self.draining = true,
@@ -273,6 +282,17 @@ impl Core {
                 break;
             }
         }
+    }
+
+    /// A side's transport stopped delivering (its listeners are gone): the node is not ready
+    /// any more (`/readyz` 503) and says so once.
+    fn listener_down(&mut self, side: Side) -> bool {
+        if !self.draining {
+            tracing::error!(?side, "SIP listeners of a side are down: not ready");
+        }
+        self.parts.readiness.set(false);
+        metrics::ready(false);
+        false
     }
 
     fn now(&self) -> Millis {

@@ -162,6 +162,7 @@ impl Node {
                 clock,
                 relay: relay.clone(),
                 max_transactions: config.limits.max_sessions.max(1024),
+                readiness: readiness.clone(),
             },
             SideIo {
                 transport: cpm.clone(),
@@ -184,6 +185,23 @@ impl Node {
                 while let Some(ev) = relay_events.recv().await {
                     if events.send(CoreEvent::Relay(ev)).await.is_err() {
                         break;
+                    }
+                }
+            }));
+        }
+        {
+            // Readiness follows the listeners (RFC-less, operational): a side that stopped
+            // listening makes the node not ready; only start-up makes it ready.
+            let transports = [cpm.clone(), simple.clone()];
+            let readiness = readiness.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(200));
+                loop {
+                    tick.tick().await;
+                    if transports.iter().any(|t| !t.is_listening()) && readiness.is_ready() {
+                        tracing::error!("a side's SIP listeners are down: not ready");
+                        readiness.set(false);
+                        metrics::ready(false);
                     }
                 }
             }));
@@ -244,6 +262,14 @@ impl Node {
             admin_stop,
             table,
         })
+    }
+
+    /// The SIP transport of a side (for tests and the admin view).
+    pub fn transport(&self, side: Side) -> &SipTransport {
+        match side {
+            Side::Cpm => &self.transports[0],
+            Side::Simple => &self.transports[1],
+        }
     }
 
     /// The correlation table (for tests and the admin view).

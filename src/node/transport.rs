@@ -822,6 +822,12 @@ impl SipTransport {
     /// Stop accepting (UDP reception and TCP accept end), stop reading connections, let their
     /// outbound queues drain for at most `drain`, then drop what is left. UDP sends keep
     /// working; new TCP connects are refused.
+    /// Whether the transport still listens and reads (not shut down).
+    pub fn is_listening(&self) -> bool {
+        matches!(*self.inner.phase.borrow(), Phase::Running)
+    }
+
+    /// Stop: no new datagrams or connections, open connections drained for at most `drain`.
     pub async fn shutdown(&self, drain: Duration) {
         let inner = &self.inner;
         inner.phase.send_replace(Phase::Draining);
