@@ -107,6 +107,9 @@ pub struct Timers {
     pub msrp_stall_ms: u64,
     /// How long an MSRP peer has to connect (passive leg) or accept (active leg).
     pub msrp_connect_ms: u64,
+    /// How often the node sends OPTIONS to each side's next hop to know it is reachable
+    /// (`/readyz` is 503 while one does not answer); 0: never.
+    pub probe_interval_ms: u64,
 }
 
 /// An IP network, `address/prefix-length` (RFC 4632 §3.1 notation; IPv6 as RFC 4291 §2.3).
@@ -232,6 +235,7 @@ struct RawTimers {
     sweep_interval_ms: Option<Spanned<u64>>,
     msrp_stall_ms: Option<Spanned<u64>>,
     msrp_connect_ms: Option<Spanned<u64>>,
+    probe_interval_ms: Option<Spanned<u64>>,
 }
 
 fn loopback(port: u16) -> SocketAddr {
@@ -280,6 +284,7 @@ impl Default for Config {
                 sweep_interval_ms: 1_000,
                 msrp_stall_ms: 30_000,
                 msrp_connect_ms: 30_000,
+                probe_interval_ms: 30_000,
             },
         }
     }
@@ -382,6 +387,13 @@ impl Config {
                 100,
                 600_000,
                 &mut tim.msrp_connect_ms,
+            )?;
+            set_ms(
+                src,
+                t.probe_interval_ms,
+                0,
+                3_600_000,
+                &mut tim.probe_interval_ms,
             )?;
             if tim.t2_ms < tim.t1_ms {
                 return Err(error_at(

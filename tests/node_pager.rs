@@ -297,3 +297,59 @@ async fn readyz_is_503_when_a_listener_is_down() {
     })
     .await;
 }
+
+/// With probing on, a next hop that answers OPTIONS keeps the node ready; one that stays
+/// silent past the transaction timeout (64*T1) makes `/readyz` 503, and an answer later makes
+/// it ready again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_follows_the_next_hops_answering_options() {
+    bounded(60, async {
+        let mut bed = Bed::start_with(Transport::Udp, |c| {
+            c.timers.probe_interval_ms = 500;
+            c.timers.t1_ms = 50;
+        })
+        .await;
+        let admin = bed.node.listening.admin;
+        // The SIMPLE next hop answers its probes; the CPM one does not (yet).
+        let tx = bed
+            .simple
+            .recv_method(Method::Options, None)
+            .await
+            .expect("OPTIONS probe");
+        assert_eq!(tx.request.header("CSeq"), Some("1 OPTIONS"));
+        bed.simple
+            .respond(&tx, 200, "OK", &[], None)
+            .await
+            .expect("200");
+        let mut ready = String::new();
+        for _ in 0..100 {
+            ready = http_get(admin, "/readyz").await;
+            if ready.starts_with("HTTP/1.1 503") {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(
+            ready.starts_with("HTTP/1.1 503"),
+            "silent CPM next hop: {ready}"
+        );
+        // The CPM next hop comes back: it answers the probes (405 is an answer too); older,
+        // timed-out probes in its inbox get answers the node no longer waits for.
+        for _ in 0..50 {
+            let wait = Some(std::time::Duration::from_millis(200));
+            if let Ok(tx) = bed.cpm.recv_method(Method::Options, wait).await {
+                bed.cpm
+                    .respond(&tx, 405, "Method Not Allowed", &[], None)
+                    .await
+                    .expect("405");
+            }
+            ready = http_get(admin, "/readyz").await;
+            if ready.starts_with("HTTP/1.1 200") {
+                break;
+            }
+        }
+        assert!(ready.starts_with("HTTP/1.1 200"), "answered again: {ready}");
+        bed.stop().await;
+    })
+    .await;
+}

@@ -22,6 +22,8 @@ cpm_port=$(free_port) simple_port=$(free_port) uas_port=$(free_port)
 cfg=$(mktemp /tmp/cpm-iwf-load.XXXXXX.toml)
 cat >"$cfg" <<CFG
 admin_listen = "127.0.0.1:0"
+[timers]
+probe_interval_ms = 0
 [cpm]
 sip_udp = ["127.0.0.1:$cpm_port"]
 sip_tcp = []

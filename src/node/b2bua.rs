@@ -84,6 +84,8 @@ pub struct CoreParts {
     pub max_transactions: usize,
     /// The node's readiness (`/readyz`): the core clears it when a side stops listening.
     pub readiness: super::admin::Readiness,
+    /// How often to probe each side's next hop with OPTIONS; `None`: never.
+    pub probe_interval: Option<std::time::Duration>,
 }
 
 /// A server transaction: RFC 3261 §17.2.3 matches a request by the branch of its top Via,
@@ -176,6 +178,9 @@ pub struct Core {
     /// (RFC 3261 §13.2.2.4), keyed by side and Call-ID.
     acks: HashMap<(Side, String), (Target, Bytes)>,
     draining: bool,
+    /// Per side: the Call-ID of the OPTIONS probe in flight, and whether the last probe went
+    /// unanswered (the next hop is unreachable).
+    probes: [(Option<String>, bool); 2],
 }
 
 fn index(side: Side) -> usize {
@@ -233,6 +238,7 @@ impl Core {
             next_relay_id: 1,
             acks: HashMap::new(),
             draining: false,
+            probes: [(None, false), (None, false)],
         }
     }
 
@@ -250,7 +256,20 @@ impl Core {
         mut events: mpsc::Receiver<CoreEvent>,
     ) {
         let (mut cpm_open, mut simple_open) = (true, true);
+        // The first probe after one interval: a node just started has not had time to fail.
+        let mut probe = self
+            .parts
+            .probe_interval
+            .map(|every| tokio::time::interval_at(tokio::time::Instant::now() + every, every));
         loop {
+            let probe_tick = async {
+                match probe.as_mut() {
+                    Some(p) => {
+                        p.tick().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
             let deadline = self.timers.peek().map(|Reverse((at, _))| *at);
             let now = self.parts.clock.now();
             let sleep = async {
@@ -273,14 +292,83 @@ impl Core {
                 },
                 ev = events.recv() => match ev {
                     Some(CoreEvent::Relay(ev)) => self.on_relay(ev),
-                    Some(CoreEvent::Drain) => self.draining = true,
+                    Some(CoreEvent::Drain) => {
+                        self.draining = true;
+                        self.update_readiness();
+                    }
                     None => break,
                 },
                 () = sleep => self.on_timers(),
+                () = probe_tick => self.probe(),
             }
             if self.draining && self.clients.is_empty() {
                 break;
             }
+        }
+    }
+
+    /// Send an OPTIONS to each side's next hop (RFC 3261 §11: any final answer, even 405,
+    /// shows the peer is there), unless the last one is still in flight.
+    fn probe(&mut self) {
+        for side in [Side::Cpm, Side::Simple] {
+            let i = index(side);
+            let Some(hop) = self.sides[i].next_hop else {
+                continue;
+            };
+            if self.probes[i].0.is_some() {
+                continue;
+            }
+            let call_id = format!("probe-{}", self.fresh());
+            let tag = self.fresh();
+            let uri = format!("sip:{}", hop.addr);
+            let local = &self.parts.addrs.side(side).contact;
+            let Ok(mut m) = SipMessage::request(rsip::Method::Options, &uri) else {
+                continue;
+            };
+            let built = [
+                ("Max-Forwards", "70".to_string()),
+                ("From", format!("<{local}>;tag={tag}")),
+                ("To", format!("<{uri}>")),
+                ("Call-ID", call_id.clone()),
+                ("CSeq", "1 OPTIONS".to_string()),
+            ]
+            .iter()
+            .all(|(n, v)| m.push_header(n, v).is_ok());
+            if built {
+                self.probes[i].0 = Some(call_id);
+                self.send_request(side, m, None);
+            }
+        }
+    }
+
+    fn probe_answered(&mut self, side: Side, call_id: &str) {
+        let p = &mut self.probes[index(side)];
+        if p.0.as_deref() == Some(call_id) {
+            *p = (None, false);
+            self.update_readiness();
+        }
+    }
+
+    fn probe_failed(&mut self, side: Side, call_id: &str) {
+        let p = &mut self.probes[index(side)];
+        if p.0.as_deref() == Some(call_id) {
+            if !p.1 {
+                tracing::error!(?side, "the next hop does not answer OPTIONS: not ready");
+            }
+            *p = (None, true);
+            self.update_readiness();
+        }
+    }
+
+    /// Ready when both sides listen, every next hop answered its last probe, and the node is
+    /// not stopping.
+    fn update_readiness(&mut self) {
+        let ready = !self.draining
+            && self.sides.iter().all(|s| s.transport.is_listening())
+            && self.probes.iter().all(|(_, failed)| !failed);
+        if self.parts.readiness.is_ready() != ready {
+            self.parts.readiness.set(ready);
+            metrics::ready(ready);
         }
     }
 
@@ -592,6 +680,9 @@ impl Core {
             branch: msg.top_via_branch().unwrap_or_default().to_string(),
             method: cseq.method.to_string(),
         };
+        if key.method == "OPTIONS" && status >= 200 {
+            self.probe_answered(side, msg.call_id().unwrap_or_default());
+        }
         let now = self.now();
         let Some(entry) = self.clients.get_mut(&key) else {
             // A 2xx retransmitted after its transaction ended: the ACK is resent (§13.2.2.4).
@@ -826,6 +917,9 @@ impl Core {
         let origin = entry.origin.clone();
         for bytes in out {
             self.transmit(key.side, target, bytes);
+        }
+        if timed_out && key.method == "OPTIONS" {
+            self.probe_failed(key.side, request.call_id().unwrap_or_default());
         }
         if timed_out {
             metrics::transaction_timeout(

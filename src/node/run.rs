@@ -163,6 +163,8 @@ impl Node {
                 relay: relay.clone(),
                 max_transactions: config.limits.max_sessions.max(1024),
                 readiness: readiness.clone(),
+                probe_interval: (config.timers.probe_interval_ms > 0)
+                    .then(|| Duration::from_millis(config.timers.probe_interval_ms)),
             },
             SideIo {
                 transport: cpm.clone(),

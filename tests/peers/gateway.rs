@@ -64,6 +64,8 @@ impl Bed {
         }
         config.admin_listen = lo0();
         config.timers.t1_ms = 200;
+        // The test UAs do not answer OPTIONS: probing is turned on by the tests about it.
+        config.timers.probe_interval_ms = 0;
         tweak(&mut config);
         let node = Node::start(config, Mappings::embedded().expect("mappings"))
             .await
