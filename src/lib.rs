@@ -10,9 +10,12 @@
 //!    the dependency runs this way). It owns the model of what is remembered
 //!    ([`translate::state`]) and reads it through a `View`.
 //! 4. [`correlate`]: the sharded in-memory table that stores [`translate::state`] entries.
-//! 5. [`node`]: the tokio shell that owns every socket and timer.
+//! 5. [`node`]: the tokio shell that owns every socket and timer: SIP transports, the
+//!    transaction layer, the B2BUA core, the MSRP relay, the admin server. [`metrics`] declares
+//!    what it records.
 //!
-//! [`inspect`] renders parsed wire messages as JSON for the `cpm-iwf inspect` command.
+//! [`inspect`] renders parsed wire messages as JSON for the `cpm-iwf inspect` command;
+//! [`conformance`] runs the conformance cases through the translator.
 
 pub mod config;
 pub mod conformance;
