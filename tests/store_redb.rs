@@ -11,9 +11,13 @@ use cpm_iwf::store::{Limits, Store, unix_ms_now};
 use store_common::*;
 
 async fn open(path: &Path, limits: Limits) -> RedbStore {
-    step(RedbStore::open(path.to_path_buf(), limits, RedbOptions::default()))
-        .await
-        .unwrap()
+    step(RedbStore::open(
+        path.to_path_buf(),
+        limits,
+        RedbOptions::default(),
+    ))
+    .await
+    .unwrap()
 }
 
 async fn fresh(limits: Limits) -> (tempfile::TempDir, RedbStore) {
@@ -48,7 +52,11 @@ async fn quotas_and_sizes() {
 
 #[tokio::test]
 async fn store_full() {
-    let (_d, s) = fresh(Limits { max_total_bytes: 300, ..Limits::default() }).await;
+    let (_d, s) = fresh(Limits {
+        max_total_bytes: 300,
+        ..Limits::default()
+    })
+    .await;
     check_store_full(&s).await;
 }
 
@@ -64,8 +72,13 @@ async fn origin_mapping() {
     check_origin(&s, unix_ms_now()).await;
     // Expired origins are not answered, and take_expired forgets them.
     let id = Bytes::from_static(b"short");
-    step(s.put_origin(id.clone(), origin(), 1_000)).await.unwrap();
-    assert_eq!(step(s.origin(id.clone(), 999)).await.unwrap(), Some(origin()));
+    step(s.put_origin(id.clone(), origin(), 1_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        step(s.origin(id.clone(), 999)).await.unwrap(),
+        Some(origin())
+    );
     assert_eq!(step(s.origin(id.clone(), 1_001)).await.unwrap(), None);
     step(s.take_expired(1_001, 100)).await.unwrap();
     assert_eq!(step(s.origin(id.clone(), 0)).await.unwrap(), None);
@@ -79,25 +92,59 @@ async fn reopen_after_drop_keeps_everything() {
     let last_seq = {
         let s = open(&path, Limits::default()).await;
         for i in 0..5 {
-            step(s.put(msg("sip:bob@x", Some(&format!("r{i}")), "x", 10 + i, 10_000))).await.unwrap();
+            step(s.put(msg(
+                "sip:bob@x",
+                Some(&format!("r{i}")),
+                "x",
+                10 + i,
+                10_000,
+            )))
+            .await
+            .unwrap();
         }
-        step(s.put_origin(Bytes::from_static(b"r0"), origin(), now + 60_000)).await.unwrap();
-        let p = step(s.pending(Bytes::from_static(b"sip:bob@x"), 0, 10)).await.unwrap();
+        step(s.put_origin(Bytes::from_static(b"r0"), origin(), now + 60_000))
+            .await
+            .unwrap();
+        let p = step(s.pending(Bytes::from_static(b"sip:bob@x"), 0, 10))
+            .await
+            .unwrap();
         step(s.ack_delivered(p[0].key.clone())).await.unwrap();
         p[4].key.seq
     };
     let s = open(&path, Limits::default()).await;
-    let p = step(s.pending(Bytes::from_static(b"sip:bob@x"), 0, 10)).await.unwrap();
-    let ids: Vec<_> = p.iter().map(|p| p.message.message_id.clone().unwrap()).collect();
-    assert_eq!(ids, ["r1", "r2", "r3", "r4"].map(|s| Bytes::from_static(s.as_bytes())).to_vec());
-    assert_eq!(step(s.origin(Bytes::from_static(b"r0"), now)).await.unwrap(), Some(origin()));
+    let p = step(s.pending(Bytes::from_static(b"sip:bob@x"), 0, 10))
+        .await
+        .unwrap();
+    let ids: Vec<_> = p
+        .iter()
+        .map(|p| p.message.message_id.clone().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        ["r1", "r2", "r3", "r4"]
+            .map(|s| Bytes::from_static(s.as_bytes()))
+            .to_vec()
+    );
+    assert_eq!(
+        step(s.origin(Bytes::from_static(b"r0"), now))
+            .await
+            .unwrap(),
+        Some(origin())
+    );
     let stats = step(s.stats(10)).await.unwrap();
     assert_eq!((stats.messages, stats.users), (4, 1));
     assert_eq!(stats.oldest_received_unix_ms, Some(11));
     // Sequence numbers go on growing after a reopen; dedup state survived.
-    let r = step(s.put(msg("sip:bob@x", Some("r5"), "x", 1, 10_000))).await.unwrap();
+    let r = step(s.put(msg("sip:bob@x", Some("r5"), "x", 1, 10_000)))
+        .await
+        .unwrap();
     assert!(r.key.seq > last_seq);
-    assert!(step(s.put(msg("sip:bob@x", Some("r2"), "x", 1, 10_000))).await.unwrap().duplicate);
+    assert!(
+        step(s.put(msg("sip:bob@x", Some("r2"), "x", 1, 10_000)))
+            .await
+            .unwrap()
+            .duplicate
+    );
 }
 
 #[tokio::test]
@@ -111,7 +158,15 @@ async fn concurrent_puts_are_all_durable_and_ordered() {
         tasks.push(tokio::spawn(async move {
             let mut seqs = Vec::new();
             for i in 0..25 {
-                let r = step(s.put(msg(&format!("sip:u{w}@x"), Some(&format!("{i}")), "x", 1, 10_000))).await.unwrap();
+                let r = step(s.put(msg(
+                    &format!("sip:u{w}@x"),
+                    Some(&format!("{i}")),
+                    "x",
+                    1,
+                    10_000,
+                )))
+                .await
+                .unwrap();
                 seqs.push(r.key.seq);
             }
             seqs
@@ -130,12 +185,25 @@ async fn concurrent_puts_are_all_durable_and_ordered() {
 /// The crash test's child half: only runs when re-executed by `sigkill_loses_no_receipt`.
 #[test]
 fn crash_child() {
-    let Ok(path) = std::env::var(CHILD_ENV) else { return };
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let Ok(path) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async move {
-        let store = RedbStore::open(path.into(), Limits { max_user_messages: 100_000, ..Limits::default() }, RedbOptions::default())
-            .await
-            .unwrap();
+        let store = RedbStore::open(
+            path.into(),
+            Limits {
+                max_user_messages: 100_000,
+                ..Limits::default()
+            },
+            RedbOptions::default(),
+        )
+        .await
+        .unwrap();
         child_puts(Arc::new(store)).await;
     });
 }
@@ -149,13 +217,24 @@ async fn sigkill_loses_no_receipt() {
     for round in 0..3 {
         let child = spawn_child("crash_child", path.to_str().unwrap(), false);
         let kill_after = random_ms(20, 400);
-        let receipts = tokio::task::spawn_blocking(move || run_and_kill(child, kill_after, |c| c.kill().unwrap()))
-            .await
-            .unwrap();
+        let receipts = tokio::task::spawn_blocking(move || {
+            run_and_kill(child, kill_after, |c| c.kill().unwrap())
+        })
+        .await
+        .unwrap();
         seen.extend(receipts.iter().cloned());
-        let store = open(&path, Limits { max_user_messages: 100_000, ..Limits::default() }).await;
+        let store = open(
+            &path,
+            Limits {
+                max_user_messages: 100_000,
+                ..Limits::default()
+            },
+        )
+        .await;
         let (printed, stored) = check_after_crash(&store, &seen, &receipts).await;
-        eprintln!("crash round {round}: killed after {kill_after} ms; {printed} receipts printed, {stored} messages stored");
+        eprintln!(
+            "crash round {round}: killed after {kill_after} ms; {printed} receipts printed, {stored} messages stored"
+        );
         drop(store);
     }
 }
