@@ -73,8 +73,16 @@ impl Default for RedbOptions {
     }
 }
 
+/// A put as the writer needs it: the record is encoded by the caller, off the writer thread.
+struct NewRecord {
+    recipient: Bytes,
+    message_id: Option<Bytes>,
+    expires_at: u64,
+    record: Vec<u8>,
+}
+
 enum Op {
-    Put(StoredMessage),
+    Put(NewRecord),
     Ack(MessageKey),
     TakeExpired(u64, usize),
     PutOrigin(Bytes, Vec<u8>, u64),
@@ -217,8 +225,7 @@ impl<'t> Tables<'t> {
             .map_or(0, |g| g.value()))
     }
 
-    fn put(&mut self, m: &StoredMessage, limits: &Limits) -> Result<StoreReceipt> {
-        check_sizes(m, limits)?;
+    fn put(&mut self, m: &NewRecord, limits: &Limits) -> Result<StoreReceipt> {
         let rec = m.recipient.as_ref();
         if let Some(id) = &m.message_id
             && let Some(seq) = self.ids.get((rec, id.as_ref())).map_err(redb_err)?
@@ -237,7 +244,7 @@ impl<'t> Tables<'t> {
             .map_err(redb_err)?
             .map_or((0, 0), |g| g.value());
         let total_bytes = self.meta(TOTAL_BYTES)?;
-        let record = encode_message(m);
+        let record = &m.record;
         let len = record.len() as u64;
         check_quota(
             Usage {
@@ -267,9 +274,7 @@ impl<'t> Tables<'t> {
         if let Some(id) = &m.message_id {
             self.ids.insert((rec, id.as_ref()), seq).map_err(ins)?;
         }
-        self.expiry
-            .insert((m.expires_at_unix_ms, seq), rec)
-            .map_err(ins)?;
+        self.expiry.insert((m.expires_at, seq), rec).map_err(ins)?;
         Ok(StoreReceipt {
             key: MessageKey {
                 recipient: m.recipient.clone(),
@@ -474,7 +479,14 @@ impl Store for RedbStore {
         Box::pin(async move {
             // Refuse what is too large before it takes a place in the writer's queue.
             check_sizes(&message, &self.limits)?;
-            match self.write(Op::Put(message)).await? {
+            let record = encode_message(&message);
+            let new = NewRecord {
+                recipient: message.recipient,
+                message_id: message.message_id,
+                expires_at: message.expires_at_unix_ms,
+                record,
+            };
+            match self.write(Op::Put(new)).await? {
                 Done::Receipt(r) => Ok(r),
                 _ => Err(unexpected()),
             }
