@@ -210,12 +210,18 @@ fn crash_child() {
 
 #[tokio::test]
 async fn sigkill_loses_no_receipt() {
-    // Three rounds on the same file: each kills the writer at a random point, then checks.
+    // Four rounds on the same file: each kills the writer at a random point, then checks.
+    // Rounds 1 and 3 run the writer in the mode shared with readers.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("crash.redb");
     let mut seen = Vec::new();
-    for round in 0..3 {
-        let child = spawn_child("crash_child", path.to_str().unwrap(), false);
+    for round in 0..4 {
+        let env: &[(&str, &str)] = if round % 2 == 1 {
+            &[("CPM_IWF_STORE_CRASH_SHARED", "1")]
+        } else {
+            &[]
+        };
+        let child = spawn_child("crash_child", path.to_str().unwrap(), false, env);
         let kill_after = random_ms(20, 400);
         let receipts = tokio::task::spawn_blocking(move || {
             run_and_kill(child, kill_after, |c| c.kill().unwrap())
@@ -237,4 +243,54 @@ async fn sigkill_loses_no_receipt() {
         );
         drop(store);
     }
+}
+
+#[tokio::test]
+async fn read_only_view_while_the_store_is_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.redb");
+    let options = RedbOptions {
+        share_with_readers: true,
+        ..RedbOptions::default()
+    };
+    let s = step(RedbStore::open(path.clone(), Limits::default(), options))
+        .await
+        .unwrap();
+    step(s.put(msg("sip:bob@x", Some("a"), "x", 5, 10_000)))
+        .await
+        .unwrap();
+    let p2 = path.clone();
+    let reader = tokio::task::spawn_blocking(move || cpm_iwf::store::redb::RedbReader::open(&p2))
+        .await
+        .unwrap()
+        .unwrap();
+    let stats = reader.stats(10).unwrap();
+    assert_eq!((stats.messages, stats.users), (1, 1));
+    // It follows the writer's later commits.
+    step(s.put(msg("sip:bob@x", Some("b"), "x", 6, 10_000)))
+        .await
+        .unwrap();
+    assert_eq!(
+        reader
+            .pending(Bytes::from_static(b"sip:bob@x"), 0, 10)
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        reader.users_with_pending(None, 10).unwrap(),
+        vec![Bytes::from_static(b"sip:bob@x")]
+    );
+}
+
+#[tokio::test]
+async fn read_only_view_refused_when_not_shared() {
+    let (dir, _s) = fresh(Limits::default()).await;
+    let path = dir.path().join("store.redb");
+    let r = tokio::task::spawn_blocking(move || {
+        cpm_iwf::store::redb::RedbReader::open(&path).map(|_| ())
+    })
+    .await
+    .unwrap();
+    assert!(r.is_err());
 }

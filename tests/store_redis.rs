@@ -272,7 +272,7 @@ async fn sigkill_loses_no_receipt() {
     let mut server = RedisServer::start(dir.path(), "always");
     let mut seen = Vec::new();
     for round in 0..3 {
-        let child = spawn_child("crash_child", &server.url(), true);
+        let child = spawn_child("crash_child", &server.url(), true, &[]);
         let kill_after = random_ms(20, 400);
         let receipts = tokio::task::spawn_blocking(move || {
             let mut server = server;

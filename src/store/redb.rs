@@ -168,6 +168,40 @@ impl Drop for RedbStore {
     }
 }
 
+/// A read-only view of a redb store file, for `cpm-iwf store stats|list`: it never writes,
+/// and it may be opened while the node runs when the node opened the file with
+/// [`RedbOptions::share_with_readers`] (redb's `SingleWriter` mode; each read sees the node's
+/// last commit). Synchronous: the command has nothing else to do meanwhile.
+pub struct RedbReader {
+    db: ::redb::ReadOnlyDatabase,
+}
+
+impl RedbReader {
+    /// Opens the file at `path` read-only. Fails with [`StoreError::Redb`]
+    /// (`DatabaseAlreadyOpen`) if a node holds it without sharing.
+    pub fn open(path: &std::path::Path) -> Result<RedbReader> {
+        let mut builder = Database::builder();
+        builder.set_concurrency_mode(ConcurrencyMode::SingleWriter);
+        let db = builder.open_read_only(path).map_err(redb_err)?;
+        Ok(RedbReader { db })
+    }
+
+    /// As [`Store::stats`].
+    pub fn stats(&self, limit: usize) -> Result<StoreStats> {
+        read_stats(&self.db, limit)
+    }
+
+    /// As [`Store::pending`].
+    pub fn pending(&self, recipient: Bytes, after: u64, limit: usize) -> Result<Vec<Pending>> {
+        read_pending(&self.db, recipient, after, limit)
+    }
+
+    /// As [`Store::users_with_pending`].
+    pub fn users_with_pending(&self, after: Option<Bytes>, limit: usize) -> Result<Vec<Bytes>> {
+        read_users(&self.db, after, limit)
+    }
+}
+
 fn redb_err<E: Into<::redb::Error>>(e: E) -> StoreError {
     StoreError::Redb(e.into())
 }
@@ -474,6 +508,119 @@ fn unexpected() -> StoreError {
     StoreError::Unavailable("writer answered another request kind".into())
 }
 
+fn read_pending(
+    db: &impl ReadableDatabase,
+    recipient: Bytes,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<Pending>> {
+    let txn = db.begin_read().map_err(redb_err)?;
+    let messages = txn.open_table(MESSAGES).map_err(redb_err)?;
+    let rec = recipient.as_ref();
+    let mut out = Vec::new();
+    let from = after.saturating_add(1);
+    for entry in messages
+        .range((rec, from)..=(rec, u64::MAX))
+        .map_err(redb_err)?
+        .take(limit)
+    {
+        let (k, v) = entry.map_err(redb_err)?;
+        let seq = k.value().1;
+        let message = decode_message(Bytes::copy_from_slice(v.value()))?;
+        out.push(Pending {
+            key: MessageKey {
+                recipient: recipient.clone(),
+                seq,
+            },
+            message,
+        });
+    }
+    Ok(out)
+}
+
+fn read_stats(db: &impl ReadableDatabase, limit: usize) -> Result<StoreStats> {
+    let txn = db.begin_read().map_err(redb_err)?;
+    let meta = txn.open_table(META).map_err(redb_err)?;
+    let users = txn.open_table(USERS).map_err(redb_err)?;
+    let messages = txn.open_table(MESSAGES).map_err(redb_err)?;
+    let get =
+        |k: &str| -> Result<u64> { Ok(meta.get(k).map_err(redb_err)?.map_or(0, |g| g.value())) };
+    let mut stats = StoreStats {
+        messages: get(TOTAL_MESSAGES)?,
+        bytes: get(TOTAL_BYTES)?,
+        users: users.len().map_err(redb_err)?,
+        ..StoreStats::default()
+    };
+    for entry in users.iter().map_err(redb_err)?.take(limit) {
+        let (k, v) = entry.map_err(redb_err)?;
+        let rec = k.value();
+        let (count, bytes) = v.value();
+        let oldest = match messages
+            .range((rec, 0)..=(rec, u64::MAX))
+            .map_err(redb_err)?
+            .next()
+        {
+            Some(first) => {
+                let (_, v) = first.map_err(redb_err)?;
+                Some(decode_message(Bytes::copy_from_slice(v.value()))?.received_at_unix_ms)
+            }
+            None => None,
+        };
+        if let Some(at) = oldest {
+            stats.oldest_received_unix_ms =
+                Some(stats.oldest_received_unix_ms.map_or(at, |o| o.min(at)));
+        }
+        stats.per_user.push(UserStats {
+            recipient: Bytes::copy_from_slice(rec),
+            messages: count,
+            bytes,
+            oldest_received_unix_ms: oldest,
+        });
+    }
+    Ok(stats)
+}
+
+fn read_users(
+    db: &impl ReadableDatabase,
+    after: Option<Bytes>,
+    limit: usize,
+) -> Result<Vec<Bytes>> {
+    let txn = db.begin_read().map_err(redb_err)?;
+    let users = txn.open_table(USERS).map_err(redb_err)?;
+    let lower = match &after {
+        Some(a) => Bound::Excluded(a.as_ref()),
+        None => Bound::Unbounded,
+    };
+    let mut out = Vec::new();
+    for entry in users
+        .range::<&[u8]>((lower, Bound::Unbounded))
+        .map_err(redb_err)?
+        .take(limit)
+    {
+        let (k, _) = entry.map_err(redb_err)?;
+        out.push(Bytes::copy_from_slice(k.value()));
+    }
+    Ok(out)
+}
+
+fn read_origin(
+    db: &impl ReadableDatabase,
+    message_id: Bytes,
+    now_unix_ms: u64,
+) -> Result<Option<MessageOrigin>> {
+    let txn = db.begin_read().map_err(redb_err)?;
+    let origins = txn.open_table(ORIGINS).map_err(redb_err)?;
+    let Some(value) = origins.get(message_id.as_ref()).map_err(redb_err)? else {
+        return Ok(None);
+    };
+    let value = value.value();
+    let at = expiry_prefix(value).ok_or(StoreError::Corrupt("origin"))?;
+    if at < now_unix_ms {
+        return Ok(None);
+    }
+    decode_origin(value.get(8..).unwrap_or_default()).map(Some)
+}
+
 impl Store for RedbStore {
     fn put(&self, message: StoredMessage) -> StoreFuture<'_, StoreReceipt> {
         Box::pin(async move {
@@ -494,30 +641,7 @@ impl Store for RedbStore {
     }
 
     fn pending(&self, recipient: Bytes, after: u64, limit: usize) -> StoreFuture<'_, Vec<Pending>> {
-        Box::pin(self.read(move |db| {
-            let txn = db.begin_read().map_err(redb_err)?;
-            let messages = txn.open_table(MESSAGES).map_err(redb_err)?;
-            let rec = recipient.as_ref();
-            let mut out = Vec::new();
-            let from = after.saturating_add(1);
-            for entry in messages
-                .range((rec, from)..=(rec, u64::MAX))
-                .map_err(redb_err)?
-                .take(limit)
-            {
-                let (k, v) = entry.map_err(redb_err)?;
-                let seq = k.value().1;
-                let message = decode_message(Bytes::copy_from_slice(v.value()))?;
-                out.push(Pending {
-                    key: MessageKey {
-                        recipient: recipient.clone(),
-                        seq,
-                    },
-                    message,
-                });
-            }
-            Ok(out)
-        }))
+        Box::pin(self.read(move |db| read_pending(db, recipient, after, limit)))
     }
 
     fn ack_delivered(&self, key: MessageKey) -> StoreFuture<'_, bool> {
@@ -539,48 +663,7 @@ impl Store for RedbStore {
     }
 
     fn stats(&self, limit: usize) -> StoreFuture<'_, StoreStats> {
-        Box::pin(self.read(move |db| {
-            let txn = db.begin_read().map_err(redb_err)?;
-            let meta = txn.open_table(META).map_err(redb_err)?;
-            let users = txn.open_table(USERS).map_err(redb_err)?;
-            let messages = txn.open_table(MESSAGES).map_err(redb_err)?;
-            let get = |k: &str| -> Result<u64> {
-                Ok(meta.get(k).map_err(redb_err)?.map_or(0, |g| g.value()))
-            };
-            let mut stats = StoreStats {
-                messages: get(TOTAL_MESSAGES)?,
-                bytes: get(TOTAL_BYTES)?,
-                users: users.len().map_err(redb_err)?,
-                ..StoreStats::default()
-            };
-            for entry in users.iter().map_err(redb_err)?.take(limit) {
-                let (k, v) = entry.map_err(redb_err)?;
-                let rec = k.value();
-                let (count, bytes) = v.value();
-                let oldest = match messages
-                    .range((rec, 0)..=(rec, u64::MAX))
-                    .map_err(redb_err)?
-                    .next()
-                {
-                    Some(first) => {
-                        let (_, v) = first.map_err(redb_err)?;
-                        Some(decode_message(Bytes::copy_from_slice(v.value()))?.received_at_unix_ms)
-                    }
-                    None => None,
-                };
-                if let Some(at) = oldest {
-                    stats.oldest_received_unix_ms =
-                        Some(stats.oldest_received_unix_ms.map_or(at, |o| o.min(at)));
-                }
-                stats.per_user.push(UserStats {
-                    recipient: Bytes::copy_from_slice(rec),
-                    messages: count,
-                    bytes,
-                    oldest_received_unix_ms: oldest,
-                });
-            }
-            Ok(stats)
-        }))
+        Box::pin(self.read(move |db| read_stats(db, limit)))
     }
 
     fn users_with_pending(
@@ -588,24 +671,7 @@ impl Store for RedbStore {
         after: Option<Bytes>,
         limit: usize,
     ) -> StoreFuture<'_, Vec<Bytes>> {
-        Box::pin(self.read(move |db| {
-            let txn = db.begin_read().map_err(redb_err)?;
-            let users = txn.open_table(USERS).map_err(redb_err)?;
-            let lower = match &after {
-                Some(a) => Bound::Excluded(a.as_ref()),
-                None => Bound::Unbounded,
-            };
-            let mut out = Vec::new();
-            for entry in users
-                .range::<&[u8]>((lower, Bound::Unbounded))
-                .map_err(redb_err)?
-                .take(limit)
-            {
-                let (k, _) = entry.map_err(redb_err)?;
-                out.push(Bytes::copy_from_slice(k.value()));
-            }
-            Ok(out)
-        }))
+        Box::pin(self.read(move |db| read_users(db, after, limit)))
     }
 
     fn put_origin(
@@ -639,18 +705,6 @@ impl Store for RedbStore {
         message_id: Bytes,
         now_unix_ms: u64,
     ) -> StoreFuture<'_, Option<MessageOrigin>> {
-        Box::pin(self.read(move |db| {
-            let txn = db.begin_read().map_err(redb_err)?;
-            let origins = txn.open_table(ORIGINS).map_err(redb_err)?;
-            let Some(value) = origins.get(message_id.as_ref()).map_err(redb_err)? else {
-                return Ok(None);
-            };
-            let value = value.value();
-            let at = expiry_prefix(value).ok_or(StoreError::Corrupt("origin"))?;
-            if at < now_unix_ms {
-                return Ok(None);
-            }
-            decode_origin(value.get(8..).unwrap_or_default()).map(Some)
-        }))
+        Box::pin(self.read(move |db| read_origin(db, message_id, now_unix_ms)))
     }
 }

@@ -394,7 +394,7 @@ pub fn worker_recipient(w: usize) -> String {
 }
 
 /// The child: WORKERS concurrent writers put messages and print one line per receipt
-/// (`RECEIPT worker seq message-id`) only after `put` returned, until killed or done.
+/// (`RECEIPT worker seq message-id END`) only after `put` returned, until killed or done.
 pub async fn child_puts(store: Arc<dyn Store>) {
     let mut tasks = Vec::new();
     for w in 0..WORKERS {
@@ -411,7 +411,7 @@ pub async fn child_puts(store: Arc<dyn Store>) {
                 );
                 let Ok(r) = store.put(m).await else { return };
                 let mut out = std::io::stdout().lock();
-                let _ = writeln!(out, "RECEIPT {w} {} {id}", r.key.seq);
+                let _ = writeln!(out, "RECEIPT {w} {} {id} END", r.key.seq);
                 let _ = out.flush();
             }
         }));
@@ -421,22 +421,29 @@ pub async fn child_puts(store: Arc<dyn Store>) {
     }
 }
 
-/// A pseudo-random delay in `lo..hi` ms (from the clock: no rand crate).
+/// A pseudo-random delay in `lo..hi` ms (the clock and pid through a 64-bit mix: no rand
+/// crate). Printed by the tests, so a failing point can be told.
 pub fn random_ms(lo: u64, hi: u64) -> u64 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos() as u64);
-    lo + (nanos ^ (nanos >> 7)) % (hi - lo).max(1)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut x = nanos ^ (u64::from(std::process::id()) << 32);
+    // splitmix64's finaliser.
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^= x >> 31;
+    lo + x % (hi - lo).max(1)
 }
 
 /// Starts this test binary again as the child (`test_name`, env `CHILD_ENV=location`).
-pub fn spawn_child(test_name: &str, location: &str, ignored: bool) -> Child {
+pub fn spawn_child(test_name: &str, location: &str, ignored: bool, env: &[(&str, &str)]) -> Child {
     let exe = std::env::current_exe().unwrap();
     let mut cmd = Command::new(exe);
     cmd.args(["--exact", test_name, "--nocapture", "--test-threads=1"]);
     if ignored {
         cmd.arg("--include-ignored");
     }
+    cmd.envs(env.iter().copied());
     cmd.env(CHILD_ENV, location)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -496,12 +503,11 @@ pub fn run_and_kill(
         .iter()
         .filter_map(|l| {
             let mut it = l.split(' ').skip(1);
-            // A line cut by the kill (no newline) never reaches here: lines() yields only
-            // what ended, or the last piece at EOF, which then fails to parse or is checked.
+            // A line cut by the kill lacks its END: it is not a receipt.
             let w = it.next()?.parse().ok()?;
             let seq = it.next()?.parse().ok()?;
             let id = it.next()?.to_string();
-            Some((w, seq, id))
+            (it.next()? == "END").then_some((w, seq, id))
         })
         .collect()
 }
