@@ -50,6 +50,12 @@ async fn quotas_and_sizes() {
     check_quota(&s).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_quota() {
+    let (_d, s) = fresh(small_limits()).await;
+    check_concurrent_quota(Arc::new(s)).await;
+}
+
 #[tokio::test]
 async fn store_full() {
     let (_d, s) = fresh(Limits {

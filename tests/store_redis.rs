@@ -5,6 +5,7 @@
 
 mod store_common;
 
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -21,6 +22,17 @@ struct RedisServer {
     child: Child,
     port: u16,
     dir: PathBuf,
+}
+
+fn pong(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut buf = [0u8; 64];
+    s.write_all(b"PING\r\n").is_ok()
+        && s.read(&mut buf)
+            .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
 }
 
 fn free_port() -> u16 {
@@ -59,8 +71,9 @@ impl RedisServer {
             port,
             dir: dir.to_path_buf(),
         };
+        // Ready when it answers PING with PONG (not -LOADING while it reads its AOF).
         let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while !pong(port) {
             assert!(
                 start.elapsed() < Duration::from_secs(10),
                 "redis-server did not start on {port}"
@@ -131,6 +144,7 @@ async fn contract() {
     )
     .await;
     check_stats(&store(&server, Limits::default()).await).await;
+    check_concurrent_quota(Arc::new(store(&server, small_limits()).await)).await;
     check_origin(&store(&server, Limits::default()).await, unix_ms_now()).await;
 }
 

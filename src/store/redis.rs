@@ -182,7 +182,8 @@ impl RedisStore {
             ConnectionManager::new_with_config(client, config),
         )
         .await
-        .map_err(|_| StoreError::Unavailable(format!("connect to {url}: timed out")))??;
+        .map_err(|_| StoreError::Unavailable(format!("connect to {url}: timed out")))?
+        .map_err(classify)?;
         let store = RedisStore {
             con,
             limits,
@@ -202,7 +203,7 @@ impl RedisStore {
             cmd.arg("GET").arg(name);
             let mut con = con.clone();
             async move {
-                let pairs: Vec<String> = cmd.query_async(&mut con).await?;
+                let pairs: Vec<String> = cmd.query_async(&mut con).await.map_err(classify)?;
                 Ok::<_, StoreError>(pairs.get(1).cloned().unwrap_or_default())
             }
         };
@@ -217,7 +218,8 @@ impl RedisStore {
         let _: () = ::redis::cmd("PING")
             .query_async(&mut con)
             .await
-            .map(|_: String| ())?;
+            .map(|_: String| ())
+            .map_err(classify)?;
         match verdict {
             Ok(()) => Ok(()),
             Err(why) if self.options.require_durable => Err(StoreError::NotDurable(why)),
@@ -242,8 +244,7 @@ impl RedisStore {
     ) -> Result<T> {
         match tokio::time::timeout(self.options.op_timeout, f).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) if is_unavailable(&e) => Err(StoreError::Unavailable(e.to_string())),
-            Ok(Err(e)) => Err(StoreError::Redis(e)),
+            Ok(Err(e)) => Err(classify(e)),
             Err(_) => Err(StoreError::Unavailable("redis timed out".into())),
         }
     }
@@ -277,8 +278,20 @@ impl RedisStore {
     }
 }
 
-fn is_unavailable(e: &::redis::RedisError) -> bool {
-    e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
+/// A Redis error as a store error: one that a later try may not meet (the server down, slow,
+/// loading its AOF after a restart, ...) is [`StoreError::Unavailable`] (503 with Retry-After);
+/// the rest (a script or protocol fault) stays [`StoreError::Redis`].
+fn classify(e: ::redis::RedisError) -> StoreError {
+    let transient = e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || !matches!(e.retry_method(), ::redis::RetryMethod::NoRetry);
+    if transient {
+        StoreError::Unavailable(e.to_string())
+    } else {
+        StoreError::Redis(e)
+    }
 }
 
 fn parse_seq(raw: &[u8]) -> Result<u64> {

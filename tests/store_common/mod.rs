@@ -580,3 +580,47 @@ pub async fn check_after_crash(
     }
     (round.len(), stored_total)
 }
+
+/// Concurrent puts against one quota (small_limits: 3 per user): exactly 3 are stored, the
+/// others refused, and a refusal in a commit group spoils none of the others.
+pub async fn check_concurrent_quota(store: Arc<dyn Store>) {
+    let tasks: Vec<_> = (0..12)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                // Every other one to a user with room, so each group mixes both.
+                let user = if i % 2 == 0 {
+                    "sip:full@x"
+                } else {
+                    "sip:roomy@x"
+                };
+                let user = if i % 2 == 1 && i > 5 {
+                    "sip:roomy2@x"
+                } else {
+                    user
+                };
+                step(store.put(msg(user, Some(&format!("cq{i}")), "x", 1, 10_000))).await
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    let mut refused = 0;
+    for t in tasks {
+        match step(t).await.unwrap() {
+            Ok(r) => {
+                assert!(!r.duplicate);
+                ok += 1;
+            }
+            Err(StoreError::UserQuota { .. }) => refused += 1,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    // full@x: 6 tries, 3 stored; roomy@x: i = 1, 3, 5; roomy2@x: i = 7, 9, 11.
+    assert_eq!((ok, refused), (9, 3));
+    for (user, n) in [("sip:full@x", 3), ("sip:roomy@x", 3), ("sip:roomy2@x", 3)] {
+        let p = step(store.pending(Bytes::from(user), 0, 10)).await.unwrap();
+        assert_eq!(p.len(), n, "{user}");
+    }
+    let s = step(store.stats(10)).await.unwrap();
+    assert_eq!((s.messages, s.users), (9, 3));
+}
