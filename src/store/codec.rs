@@ -203,6 +203,46 @@ mod tests {
         assert!(decode_message(Bytes::from(longer)).is_err());
     }
 
+    fn opt(v: Option<Vec<u8>>) -> Option<Bytes> {
+        v.map(Bytes::from)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_message_round_trips(
+            rec in proptest::collection::vec(proptest::num::u8::ANY, 1..40),
+            payload in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+            id in proptest::option::of(proptest::collection::vec(proptest::num::u8::ANY, 0..40)),
+            conv in proptest::option::of(proptest::collection::vec(proptest::num::u8::ANY, 0..40)),
+            gruu in proptest::option::of(proptest::collection::vec(proptest::num::u8::ANY, 0..40)),
+            kind in 1u8..=4,
+            side in proptest::bool::ANY,
+            times in (proptest::num::u64::ANY, proptest::num::u64::ANY),
+        ) {
+            let m = StoredMessage {
+                recipient: Bytes::from(rec),
+                to_side: if side { Side::Cpm } else { Side::Simple },
+                kind: Kind::from_code(kind).unwrap(),
+                payload: Bytes::from(payload),
+                message_id: opt(id),
+                conversation_id: opt(conv.clone()),
+                contribution_id: opt(conv),
+                date_time: None,
+                received_at_unix_ms: times.0,
+                expires_at_unix_ms: times.1,
+                sender: Device { aor: Bytes::from_static(b"sip:a@x"), gruu: opt(gruu), instance: None },
+            };
+            let bytes = encode_message(&m);
+            proptest::prop_assert_eq!(bytes.len(), encoded_len(&m));
+            proptest::prop_assert_eq!(decode_message(Bytes::from(bytes)).unwrap(), m);
+        }
+
+        #[test]
+        fn any_bytes_decode_without_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let _ = decode_message(Bytes::from(bytes));
+        }
+    }
+
     #[test]
     fn garbage_never_panics() {
         // A cheap deterministic generator: every byte value in every position of a short

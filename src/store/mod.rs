@@ -18,6 +18,23 @@
 //! chosen at start from the configuration. redb is synchronous: its writes go to one writer
 //! thread that commits them in groups (one fsync for all the puts waiting), its reads to
 //! `spawn_blocking`; no runtime thread ever waits for a disk.
+//!
+//! How the node uses it (issue 7):
+//! - start: `let store = store::open(&Location::parse(&cfg)?, limits).await?` (an
+//!   `Arc<dyn Store>`); a Redis that is down or loading is [`StoreError::Unavailable`]: retry
+//!   with backoff, stay not ready meanwhile.
+//! - a pager MESSAGE towards an unavailable user: build a [`StoredMessage`] (payload: the
+//!   translated request's wire bytes, `expires_at` = now + the side's max age), `put` it, answer
+//!   202 only on `Ok`; on `Err(e)` answer `e.sip_status()`. A chat message in a session the node
+//!   answered itself: the same with the CPIM body, the MSRP 200 only on `Ok`
+//!   (`e.msrp_status()` otherwise). `put_origin` for its Message-ID like the table's entry.
+//! - the user is back: page through `pending(user, after, n)`, send each in order, and
+//!   `ack_delivered(key)` on its 2xx (MSRP 200). After a crash between send and ack the message
+//!   is sent again with the same Message-ID: the recipient's device deduplicates by it.
+//! - a timer: `take_expired(now, n)` and send the `failed` IMDNs the removed ones asked for.
+//! - an IMDN whose Message-ID the in-memory table does not know: `origin(id, now)`.
+//! - `cpm-iwf store stats|list`: [`redb::RedbReader`] on the file (the node must run with
+//!   [`redb::RedbOptions::share_with_readers`]), or a [`redis::RedisStore`] opened on the URL.
 
 pub mod codec;
 pub mod redb;
