@@ -106,6 +106,18 @@ fn bench(c: &mut Criterion) {
         ))
         .unwrap();
     puts(c, "store_redb", &rt, Arc::new(redb));
+    // The mode that lets `cpm-iwf store stats` read while the node runs.
+    let shared = rt
+        .block_on(RedbStore::open(
+            dir.path().join("bench-shared.redb"),
+            limits(),
+            RedbOptions {
+                share_with_readers: true,
+                ..RedbOptions::default()
+            },
+        ))
+        .unwrap();
+    puts(c, "store_redb_shared", &rt, Arc::new(shared));
     if let Ok(url) = std::env::var("CPM_IWF_BENCH_REDIS_URL") {
         let options = RedisOptions {
             prefix: format!("bench{}:", std::process::id()),
