@@ -24,7 +24,7 @@ use super::msrp::{ChunkTranslator, LegSpec, MsrpRelay, RelayEvent, SessionSpec, 
 use super::transaction::{
     ClientTransaction, Delivery, Kind, ServerTransaction, TimerConfig, TransactionEvent,
 };
-use super::transport::{Inbound, ResponseRoute, SipTransport, Target, request_via};
+use super::transport::{Inbound, ResponseRoute, SipTransport, Target, TryRoute, request_via};
 use crate::config::Transport;
 use crate::correlate::Table;
 use crate::mapping::Mappings;
@@ -839,7 +839,7 @@ impl Core {
             }
         }
         let _ = resp.push_header("Retry-After", "5");
-        let _ = self.senders[index(side)].try_send(Outbound::Back(*route, resp.serialize()));
+        self.queue(side, Outbound::Back(*route, resp.serialize()));
     }
 
     // ---- transactions' output and timers ---------------------------------------------------
@@ -880,12 +880,7 @@ impl Core {
             )));
         }
         for bytes in out {
-            if self.senders[index(key.side)]
-                .try_send(Outbound::Back(route, bytes))
-                .is_err()
-            {
-                tracing::warn!(side = ?key.side, "outbound SIP queue full");
-            }
+            self.queue(key.side, Outbound::Back(route, bytes));
         }
     }
 
@@ -999,10 +994,26 @@ impl Core {
     }
 
     fn transmit(&mut self, side: Side, target: Target, bytes: Bytes) {
-        if self.senders[index(side)]
-            .try_send(Outbound::To(target, bytes))
-            .is_err()
-        {
+        self.queue(side, Outbound::To(target, bytes));
+    }
+
+    /// Send at once when the transport can without waiting (the usual case: a datagram, an
+    /// open connection); else through the side's sender task, which may wait (a TCP connect).
+    fn queue(&mut self, side: Side, out: Outbound) {
+        let transport = &self.sides[index(side)].transport;
+        let (route, bytes) = match &out {
+            Outbound::To(t, b) => (TryRoute::To(*t), b),
+            Outbound::Back(r, b) => (TryRoute::Back(*r), b),
+        };
+        match transport.try_send(route, bytes) {
+            Ok(true) => return,
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(?side, error = %e, "SIP send failed");
+                return;
+            }
+        }
+        if self.senders[index(side)].try_send(out).is_err() {
             // The side's queue is full: the datagram is lost as on a congested network; the
             // transaction's retransmissions (UDP) or its timeout recover (§17.1).
             tracing::warn!(?side, "outbound SIP queue full");
