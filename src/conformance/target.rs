@@ -665,6 +665,8 @@ struct CaseState {
     seen_responses: HashSet<(usize, String, String, u16, String)>,
     /// Branches of INVITEs the runner answered with a non-2xx: their ACK is absorbed.
     auto_rejected: HashSet<String>,
+    /// What the node sent in this case, as text, by side.
+    history: Vec<(Side, String)>,
     not_checked: Vec<String>,
 }
 
@@ -828,6 +830,8 @@ impl Runner {
             }
             cs.call_ids.insert(call_id);
             cs.last_sent[idx(side)] = Some(msg.clone());
+            cs.history
+                .push((side, String::from_utf8_lossy(&msg.serialize()).into_owned()));
             if method != "ACK" {
                 cs.pending.push((side, msg.clone()));
                 let n = msg.cseq().map(|c| c.seq).unwrap_or_default();
@@ -860,6 +864,8 @@ impl Runner {
         }
         cs.call_ids.insert(call_id);
         cs.last_sent[idx(side)] = Some(msg.clone());
+        cs.history
+            .push((side, String::from_utf8_lossy(&msg.serialize()).into_owned()));
         let is_ours = ours.is_some_and(|b| b == branch);
         Some((is_ours, false, msg))
     }
@@ -980,6 +986,9 @@ impl Runner {
         cs.map.insert(lo(5062), n.simple_sip.to_string());
         cs.map.insert(lo(2855), n.cpm_msrp.to_string());
         cs.map.insert(lo(2856), n.simple_msrp.to_string());
+        // The MSRP port in the node's m= lines (RFC 4975 §8.1).
+        cs.map.insert("m=message 2855".into(), format!("m=message {}", n.cpm_msrp.port()));
+        cs.map.insert("m=message 2856".into(), format!("m=message {}", n.simple_msrp.port()));
         let node_msrp = [lo(2855), lo(2856)];
         let tag = format!("{}c{case_no}", self.nonce);
         for (step, text) in case.steps.iter().zip(inputs) {
@@ -1023,6 +1032,7 @@ impl Runner {
     ) -> Result<(), String> {
         let from = Side::from(step.from);
         let text = cs.map.apply(template);
+        bind_from_history(&text, from, cs);
         let text = substitute_vars(&text, &cs.bindings)?;
         let text = fill(&text, from, cs)?;
         if text.starts_with("MSRP ") {
@@ -1046,16 +1056,30 @@ impl Runner {
                 ));
             };
             let vias: Vec<String> = req.header_all("Via").map(str::to_string).collect();
+            // The node ACKs a non-2xx final response to its INVITE itself (§17.1.1.3): that
+            // ACK is the transaction's, not a message the case checks.
+            if parsed.status_code().is_some_and(|c| c >= 300)
+                && matches!(req.method(), Some(rsip::Method::Invite))
+                && let Some(b) = req.top_via_branch()
+            {
+                cs.auto_rejected.insert(b.to_string());
+            }
             (wire_bytes(&set_vias(&text, &vias)), None, None)
         } else {
             let call_id = header_line(&text, &["Call-ID", "i"]).unwrap_or_default().to_string();
             let (n, _) = cseq_of(&text).unwrap_or((0, String::new()));
             let key = (first_branch(&text), call_id.clone(), n);
-            let branch = match cs.branches.get(&key) {
+            // Only a CANCEL and a non-2xx ACK share their INVITE's branch (RFC 3261 §9.1,
+            // §17.1.1.3); every other request of a case is a new transaction on the wire even
+            // when the case reuses a branch.
+            let shares = text.starts_with("CANCEL ") || text.starts_with("ACK ");
+            let branch = match cs.branches.get(&key).filter(|_| shares) {
                 Some(b) => b.clone(),
                 None => {
                     let b = format!("z9hG4bK-{}", self.fresh("cr"));
-                    cs.branches.insert(key, b.clone());
+                    if !shares {
+                        cs.branches.insert(key, b.clone());
+                    }
                     b
                 }
             };
@@ -1088,13 +1112,14 @@ impl Runner {
             answer: ours.is_some() && !method_ack,
         };
         let mut answer: Option<SipMessage> = None;
+        let mut answer_raw: Option<u16> = None;
         let mut got: Vec<(Side, Out)> = Vec::new();
         let mut left_for_later = false;
         let mut deadline = Instant::now() + self.opts.wait;
         let mut settling = false;
         loop {
             let done = got.len() >= want.n_sent
-                && (!want.answer || answer.is_some() || left_for_later);
+                && (!want.answer || answer.is_some() || answer_raw.is_some() || left_for_later);
             if done && !settling {
                 settling = true;
                 deadline = deadline.min(Instant::now() + self.opts.settle);
@@ -1104,6 +1129,21 @@ impl Runner {
             };
             match ev {
                 Event::Sip(side, data) => {
+                    // An answer the codec cannot parse (a 400 to a request without Call-ID
+                    // has none either): matched by its Via branch.
+                    if parse_datagram(data.clone(), &Limits::default()).is_err() {
+                        let t = String::from_utf8_lossy(&data);
+                        if side == from
+                            && answer_raw.is_none()
+                            && ours.as_deref() == Some(first_branch(&t).as_str())
+                        {
+                            answer_raw = t
+                                .strip_prefix("SIP/2.0 ")
+                                .and_then(|r| r.get(..3))
+                                .and_then(|c| c.parse::<u16>().ok());
+                        }
+                        continue;
+                    }
                     let Some((is_ours, left, msg)) =
                         self.on_sip(cs, side, data, ours.as_deref(), later).await
                     else {
@@ -1132,7 +1172,7 @@ impl Runner {
                 }
             }
         }
-        let answer_status = answer.as_ref().and_then(SipMessage::status_code);
+        let answer_status = answer.as_ref().and_then(SipMessage::status_code).or(answer_raw);
         check_step(e, cs, answer_status, &got, &sent_body)
     }
 
@@ -1248,6 +1288,42 @@ impl Runner {
             })?;
         }
         check_step_sent(e, cs, &got, &body)
+    }
+}
+
+/// A `gen-N` an input uses that no expectation has bound yet: bound from what the node sent
+/// to that side (newest first), by the input line around it: the whole line as a header line
+/// of the node's message (`Call-ID: gen-4`), else its value anywhere in it (an MSRP To-Path
+/// naming the node's `a=path`).
+fn bind_from_history(text: &str, from: Side, cs: &mut CaseState) {
+    for line in text.lines() {
+        if gen_tokens(line)
+            .iter()
+            .all(|(_, _, n)| cs.bindings.vars.contains_key(n))
+        {
+            continue;
+        }
+        let line = line.trim_end();
+        let value = line.split_once(':').map_or(line, |(_, v)| v.trim());
+        'found: for pat in [line, value] {
+            for (side, msg) in cs.history.iter().rev() {
+                if *side != from {
+                    continue;
+                }
+                for l in msg.lines() {
+                    let mut trial = cs.bindings.clone();
+                    let hit = if std::ptr::eq(pat, line) {
+                        match_exact(pat, l.trim_end(), &mut trial)
+                    } else {
+                        match_contains(pat, l, &mut trial)
+                    };
+                    if hit {
+                        cs.bindings = trial;
+                        break 'found;
+                    }
+                }
+            }
+        }
     }
 }
 
