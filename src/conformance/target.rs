@@ -667,6 +667,8 @@ struct CaseState {
     auto_rejected: HashSet<String>,
     /// What the node sent in this case, as text, by side.
     history: Vec<(Side, String)>,
+    /// The runner's own `a=path` on each side (from the case's SDP it sent).
+    our_path: [Option<String>; 2],
     not_checked: Vec<String>,
 }
 
@@ -1097,6 +1099,11 @@ impl Runner {
             let invite = text.starts_with("INVITE ").then_some(uri);
             (wire_bytes(&push_via(&text, &via)), Some(branch), invite)
         };
+        if let Some(p) = sdp_path(&text)
+            && let Some(slot) = cs.our_path.get_mut(idx(from))
+        {
+            *slot = Some(p);
+        }
         let sent_body = parse_datagram(wire.clone(), &Limits::default())
             .map(|m| m.body().clone())
             .unwrap_or_default();
@@ -1188,47 +1195,14 @@ impl Runner {
         let parsed = msrp::parse(wire.clone(), &msrp::Limits::default())
             .map_err(|err| format!("the case's MSRP request does not parse: {err}"))?;
         let tid = parsed.transaction_id.clone();
-        // The connection of this side: the one the node opened (it is active when its SDP to
-        // this side says so, RFC 6135) or the one the runner opens to the To-Path.
-        let node_active = cs.last_sdp_active(from);
-        let deadline = Instant::now() + self.opts.wait;
-        while node_active && cs.msrp.get(idx(from)).is_some_and(Option::is_none) {
-            let Some(ev) = self.next(deadline).await else {
-                return Err("the node did not open its MSRP connection".into());
-            };
-            match ev {
-                Event::Sip(side, data) => {
-                    let _ = self.on_sip(cs, side, data, None, &[]).await;
-                }
-                other => {
-                    let _ = self.on_msrp(cs, other).await;
-                }
-            }
-        }
-        if cs.msrp.get(idx(from)).is_some_and(Option::is_none) {
-            let to = parsed
-                .to_path()
-                .ok()
-                .and_then(|p| p.into_iter().next())
-                .ok_or("no To-Path")?;
-            let addr: SocketAddr = format!(
-                "{}:{}",
-                String::from_utf8_lossy(&to.host),
-                to.port.unwrap_or(2855)
-            )
-            .parse()
-            .map_err(|err| format!("To-Path host: {err}"))?;
-            let stream = tokio::time::timeout(self.opts.wait, TcpStream::connect(addr))
-                .await
-                .map_err(|_| format!("MSRP connect to {addr} timed out"))?
-                .map_err(|err| format!("MSRP connect to {addr}: {err}"))?;
-            let (rd, wr) = stream.into_split();
-            let id = self.conn_ids.fetch_add(1, Ordering::Relaxed);
-            spawn_reader(from, id, rd, self.tx.clone(), &self.tasks);
-            if let Some(slot) = cs.msrp.get_mut(idx(from)) {
-                *slot = Some((id, wr));
-            }
-        }
+        let to_addr = parsed
+            .to_path()
+            .ok()
+            .and_then(|p| p.into_iter().next())
+            .and_then(|u| uri_addr(&u));
+        self.ensure_conn(cs, from, to_addr).await?;
+        // The other leg must be up for the node to relay (the runner plays its peer too).
+        self.ensure_conn(cs, from.other(), None).await?;
         if let Some(Some((_, wr))) = cs.msrp.get_mut(idx(from)) {
             wr.write_all(&wire)
                 .await
@@ -1327,13 +1301,91 @@ fn bind_from_history(text: &str, from: Side, cs: &mut CaseState) {
     }
 }
 
-impl CaseState {
-    /// Did the last SDP the node sent to `side` make it the active party (`a=setup:active`)?
-    fn last_sdp_active(&self, side: Side) -> bool {
-        self.last_sent
-            .get(idx(side))
-            .and_then(|m| m.as_ref())
-            .is_some_and(|m| memchr::memmem::find(m.body(), b"a=setup:active").is_some())
+fn uri_addr(u: &msrp::MsrpUri) -> Option<SocketAddr> {
+    format!("{}:{}", String::from_utf8_lossy(&u.host), u.port?)
+        .parse()
+        .ok()
+}
+
+/// The first `a=path:` URI in an SDP text.
+fn sdp_path(text: &str) -> Option<String> {
+    text.lines()
+        .find_map(|l| l.trim_end().strip_prefix("a=path:"))
+        .map(|p| p.split_whitespace().next().unwrap_or_default().to_string())
+}
+
+impl Runner {
+    /// The MSRP connection of `side` (RFC 4975 §5.4, RFC 6135): the one the node opened when
+    /// its SDP to that side says `a=setup:active` (waited for), else one the runner opens to
+    /// the node's `a=path` (or `own`, the To-Path of the step's request), bound by a bodiless
+    /// SEND when the step's request does not bind it.
+    async fn ensure_conn(
+        &mut self,
+        cs: &mut CaseState,
+        side: Side,
+        own: Option<SocketAddr>,
+    ) -> Result<(), String> {
+        if cs.msrp.get(idx(side)).is_some_and(Option::is_some) {
+            return Ok(());
+        }
+        let sdp = cs
+            .history
+            .iter()
+            .rev()
+            .find(|(s, t)| *s == side && t.contains("a=path:"))
+            .map(|(_, t)| t.clone());
+        let node_active = sdp.as_deref().is_some_and(|t| t.contains("a=setup:active"));
+        if node_active {
+            let deadline = Instant::now() + self.opts.wait;
+            while cs.msrp.get(idx(side)).is_some_and(Option::is_none) {
+                let Some(ev) = self.next(deadline).await else {
+                    return Err(format!("the node did not open its MSRP connection on {side:?}"));
+                };
+                match ev {
+                    Event::Sip(s, data) => {
+                        let _ = self.on_sip(cs, s, data, None, &[]).await;
+                    }
+                    other => {
+                        let _ = self.on_msrp(cs, other).await;
+                    }
+                }
+            }
+            return Ok(());
+        }
+        let node_path = sdp.as_deref().and_then(sdp_path);
+        let addr = match own {
+            Some(a) => a,
+            None => match node_path
+                .as_deref()
+                .and_then(|p| msrp::MsrpUri::parse_str(p).ok())
+                .and_then(|u| uri_addr(&u))
+            {
+                Some(a) => a,
+                None => return Ok(()),
+            },
+        };
+        let stream = tokio::time::timeout(self.opts.wait, TcpStream::connect(addr))
+            .await
+            .map_err(|_| format!("MSRP connect to {addr} timed out"))?
+            .map_err(|err| format!("MSRP connect to {addr}: {err}"))?;
+        let (rd, mut wr) = stream.into_split();
+        let id = self.conn_ids.fetch_add(1, Ordering::Relaxed);
+        spawn_reader(side, id, rd, self.tx.clone(), &self.tasks);
+        if own.is_none()
+            && let (Some(to), Some(from)) = (node_path, cs.our_path.get(idx(side)).cloned().flatten())
+        {
+            let tid = self.fresh("b");
+            let bind = format!(
+                "MSRP {tid} SEND\r\nTo-Path: {to}\r\nFrom-Path: {from}\r\nMessage-ID: {tid}\r\nByte-Range: 1-0/0\r\n-------{tid}$\r\n"
+            );
+            wr.write_all(bind.as_bytes())
+                .await
+                .map_err(|err| format!("MSRP write: {err}"))?;
+        }
+        if let Some(slot) = cs.msrp.get_mut(idx(side)) {
+            *slot = Some((id, wr));
+        }
+        Ok(())
     }
 }
 
@@ -1480,14 +1532,8 @@ fn check_message(e: &Expect, cs: &mut CaseState, sent_body: &Bytes, out: &Out) -
     Ok(())
 }
 
-/// Play every `*.toml` case in `dir`, in name order, against the node at `node`, the runner
-/// being its peers (`peers`; the node's next hops must be `peers.sip_addrs()`).
-pub async fn run_target_dir(
-    dir: &Path,
-    peers: Peers,
-    node: NodeAddrs,
-    opts: TargetOptions,
-) -> Result<Vec<TargetResult>, FileError> {
+/// The `*.toml` case files of `dir`, in name order.
+pub fn case_files(dir: &Path) -> Result<Vec<PathBuf>, FileError> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| FileError {
             file: dir.display().to_string(),
@@ -1499,93 +1545,130 @@ pub async fn run_target_dir(
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
         .collect();
     files.sort();
-    let io_err = |e: io::Error| FileError {
-        file: "peers".into(),
-        line: 1,
-        column: 1,
-        reason: e.to_string(),
-    };
-    let (cpm_addr, simple_addr) = peers.sip_addrs().map_err(io_err)?;
-    let msrp_addr = [
-        peers.msrp[0].local_addr().map_err(io_err)?,
-        peers.msrp[1].local_addr().map_err(io_err)?,
-    ];
-    let (tx, events) = mpsc::channel(EVENT_QUEUE);
-    let tasks = Tasks::default();
-    let conn_ids = Arc::new(AtomicU64::new(1));
-    let Peers { sip, msrp: listeners } = peers;
-    for (i, sock) in sip.iter().enumerate() {
-        let sock = sock.clone();
-        let tx = tx.clone();
-        let side = side_of(i);
-        let h = tokio::spawn(async move {
-            let mut buf = vec![0u8; MAX_DATAGRAM];
-            while let Ok((n, _)) = sock.recv_from(&mut buf).await {
-                let data = Bytes::copy_from_slice(buf.get(..n).unwrap_or_default());
-                if tx.send(Event::Sip(side, data)).await.is_err() {
-                    break;
+    Ok(files)
+}
+
+/// The runner of a target run: the peers' sockets serving, cases played one after the other.
+pub struct TargetRunner {
+    runner: Runner,
+    end: Instant,
+    cases: usize,
+}
+
+impl TargetRunner {
+    /// Start serving the peers' sockets (within a tokio runtime) for the node at `node`; the
+    /// node's next hops must be `peers.sip_addrs()`.
+    pub fn start(peers: Peers, node: NodeAddrs, opts: TargetOptions) -> io::Result<TargetRunner> {
+        let (cpm_addr, simple_addr) = peers.sip_addrs()?;
+        let msrp_addr = [peers.msrp[0].local_addr()?, peers.msrp[1].local_addr()?];
+        let (tx, events) = mpsc::channel(EVENT_QUEUE);
+        let tasks = Tasks::default();
+        let conn_ids = Arc::new(AtomicU64::new(1));
+        let Peers { sip, msrp: listeners } = peers;
+        for (i, sock) in sip.iter().enumerate() {
+            let sock = sock.clone();
+            let tx = tx.clone();
+            let side = side_of(i);
+            let h = tokio::spawn(async move {
+                let mut buf = vec![0u8; MAX_DATAGRAM];
+                while let Ok((n, _)) = sock.recv_from(&mut buf).await {
+                    let data = Bytes::copy_from_slice(buf.get(..n).unwrap_or_default());
+                    if tx.send(Event::Sip(side, data)).await.is_err() {
+                        break;
+                    }
                 }
-            }
-        });
-        tasks.push(h.abort_handle());
-    }
-    for (i, listener) in listeners.into_iter().enumerate() {
-        let tx = tx.clone();
-        let side = side_of(i);
-        let t = tasks.clone();
-        let ids = conn_ids.clone();
-        let h = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let (rd, wr) = stream.into_split();
-                let id = ids.fetch_add(1, Ordering::Relaxed);
-                if tx.send(Event::MsrpConn(side, id, wr)).await.is_err() {
-                    break;
+            });
+            tasks.push(h.abort_handle());
+        }
+        for (i, listener) in listeners.into_iter().enumerate() {
+            let tx = tx.clone();
+            let side = side_of(i);
+            let t = tasks.clone();
+            let ids = conn_ids.clone();
+            let h = tokio::spawn(async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    let (rd, wr) = stream.into_split();
+                    let id = ids.fetch_add(1, Ordering::Relaxed);
+                    if tx.send(Event::MsrpConn(side, id, wr)).await.is_err() {
+                        break;
+                    }
+                    spawn_reader(side, id, rd, tx.clone(), &t);
                 }
-                spawn_reader(side, id, rd, tx.clone(), &t);
-            }
-        });
-        tasks.push(h.abort_handle());
+            });
+            tasks.push(h.abort_handle());
+        }
+        // Per run, so that a second run against the same node meets none of the first's
+        // Call-IDs or branches.
+        let nonce = {
+            use crate::translate::conversation::IdSource;
+            let id = crate::node::ids::RandomIds::new().fresh_id();
+            String::from_utf8_lossy(id.get(..8).unwrap_or_default()).into_owned()
+        };
+        Ok(TargetRunner {
+            runner: Runner {
+                sip,
+                sip_addr: [cpm_addr, simple_addr],
+                msrp_addr,
+                node,
+                opts,
+                events,
+                tx,
+                tasks,
+                conn_ids,
+                nonce,
+                counter: 0,
+                old_call_ids: HashSet::new(),
+            },
+            end: Instant::now() + opts.run_timeout,
+            cases: 0,
+        })
     }
-    let nonce = {
-        use crate::translate::conversation::IdSource;
-        let id = crate::node::ids::RandomIds::new().fresh_id();
-        String::from_utf8_lossy(id.get(..8).unwrap_or_default()).into_owned()
-    };
-    let mut runner = Runner {
-        sip,
-        sip_addr: [cpm_addr, simple_addr],
-        msrp_addr,
-        node,
-        opts,
-        events,
-        tx,
-        tasks: tasks.clone(),
-        conn_ids,
-        nonce,
-        counter: 0,
-        old_call_ids: HashSet::new(),
-    };
-    let end = Instant::now() + opts.run_timeout;
-    let mut results = Vec::with_capacity(files.len());
-    for (i, f) in files.iter().enumerate() {
-        if Instant::now() >= end {
-            results.push(TargetResult {
-                name: f.display().to_string(),
+
+    /// Play the next cases against another node (same peers).
+    pub fn set_node(&mut self, node: NodeAddrs) {
+        self.runner.node = node;
+    }
+
+    /// Play one case file. A case that would start after the run's time limit fails.
+    pub async fn run_case(&mut self, path: &Path) -> Result<TargetResult, FileError> {
+        self.cases += 1;
+        if Instant::now() >= self.end {
+            return Ok(TargetResult {
+                name: path.display().to_string(),
                 clause: String::new(),
                 outcome: Outcome::Failed("the run's time limit was reached first".into()),
                 not_checked: Vec::new(),
             });
-            continue;
         }
-        match runner.run_case(f, i).await {
-            Ok(r) => results.push(r),
-            Err(e) => {
-                tasks.abort_all();
-                return Err(e);
-            }
-        }
+        self.runner.run_case(path, self.cases).await
     }
-    tasks.abort_all();
+}
+
+impl Drop for TargetRunner {
+    fn drop(&mut self) {
+        self.runner.tasks.abort_all();
+    }
+}
+
+/// Play every `*.toml` case in `dir`, in name order, against the node at `node`, the runner
+/// being its peers (`peers`; the node's next hops must be `peers.sip_addrs()`).
+pub async fn run_target_dir(
+    dir: &Path,
+    peers: Peers,
+    node: NodeAddrs,
+    opts: TargetOptions,
+) -> Result<Vec<TargetResult>, FileError> {
+    let files = case_files(dir)?;
+    let mut runner = TargetRunner::start(peers, node, opts).map_err(|e| FileError {
+        file: "peers".into(),
+        line: 1,
+        column: 1,
+        reason: e.to_string(),
+    })?;
+    let mut results = Vec::with_capacity(files.len());
+    for f in &files {
+        results.push(runner.run_case(f).await?);
+    }
     Ok(results)
 }
 
