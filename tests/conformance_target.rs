@@ -145,3 +145,142 @@ async fn one_node_for_all_cases() {
     assert!(failed.iter().all(|f| f.starts_with("p013-")), "{report}");
     assert_skips(&results, &report);
 }
+
+/// A temporary directory of cases: p006 as it is, and altered copies.
+fn temp_cases(tag: &str, cases: &[(&str, &str)]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "cpm-iwf-conformance-target-{tag}-{}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    for (name, text) in cases {
+        std::fs::write(dir.join(name), text).expect("write case");
+    }
+    dir
+}
+
+fn p006() -> String {
+    std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/conformance/cases/p006-cpm-pager-new-leg.toml"
+    ))
+    .expect("case file")
+    .replace(
+        "input_file = \"../../tests/",
+        &format!("input_file = \"{}/tests/", env!("CARGO_MANIFEST_DIR")),
+    )
+}
+
+/// A wrong expectation fails against the node too, and so does a `gen-N` unified with two
+/// different tokens (the From tag and the Call-ID the node drew are not the same).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_expectation_fails_against_the_node() {
+    let good = p006();
+    let wrong_value = good.replace("\"Max-Forwards\" = \"70\"", "\"Max-Forwards\" = \"69\"");
+    let one_var_two_tokens = good.replace("tag=gen-1", "tag=gen-2");
+    assert_ne!(good, wrong_value);
+    assert_ne!(good, one_var_two_tokens);
+    let dir = temp_cases(
+        "wrong",
+        &[
+            ("a-good.toml", &good),
+            ("b-wrong-value.toml", &wrong_value),
+            ("c-one-var-two-tokens.toml", &one_var_two_tokens),
+        ],
+    );
+    let peers = Peers::bind(lo0(), lo0()).await.expect("peers bind");
+    let (node, addrs) = node(peers.sip_addrs().expect("peer addresses")).await;
+    let results = tokio::time::timeout(
+        Duration::from_secs(60),
+        cpm_iwf::conformance::target::run_target_dir(&dir, peers, addrs, opts()),
+    )
+    .await
+    .expect("in time")
+    .expect("cases readable");
+    node.shutdown(Duration::from_millis(100)).await;
+    let (report, failed) = summary(&results);
+    assert_eq!(
+        failed,
+        vec!["b-wrong-value.toml", "c-one-var-two-tokens.toml"],
+        "{report}"
+    );
+    assert!(
+        report.contains("Max-Forwards: Some(\"70\"), expected \"69\""),
+        "{report}"
+    );
+    assert!(report.contains("From: Some("), "{report}");
+    // The Via the node writes cannot be checked absent from outside: said, not passed.
+    assert!(
+        results[0]
+            .not_checked
+            .iter()
+            .any(|n| n == "step 1: absent Via"),
+        "{:?}",
+        results[0].not_checked
+    );
+}
+
+/// The binary as an operator runs it: `--target` names a live node's SIP addresses, `--peers`
+/// the next hops it was configured with; one line per case, skipped cases and the summary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_runs_cases_against_a_node() {
+    // Ephemeral peer ports for the node's configuration, released for the command to bind.
+    let hops = {
+        let a = std::net::UdpSocket::bind(lo0()).expect("bind");
+        let b = std::net::UdpSocket::bind(lo0()).expect("bind");
+        (a.local_addr().expect("addr"), b.local_addr().expect("addr"))
+    };
+    let (node, addrs) = node(hops).await;
+    let lone_chunk = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/conformance/cases/c001-text-chunk-relayed.toml"
+    ))
+    .expect("case file");
+    let dir = temp_cases(
+        "cli",
+        &[("a-p006.toml", &p006()), ("b-c001.toml", &lone_chunk)],
+    );
+    let pair = |a: SocketAddr, b: SocketAddr| format!("{a},{b}");
+    let args = vec![
+        "conformance".to_string(),
+        "run".into(),
+        "--target".into(),
+        pair(addrs.cpm_sip, addrs.simple_sip),
+        "--target-msrp".into(),
+        pair(addrs.cpm_msrp, addrs.simple_msrp),
+        "--peers".into(),
+        pair(hops.0, hops.1),
+        "--wait-ms".into(),
+        "2000".into(),
+        "--run-timeout-s".into(),
+        "30".into(),
+        dir.display().to_string(),
+    ];
+    // The command bounds its own run (--run-timeout-s); the test bounds the wait for it too.
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_cpm-iwf"))
+                .args(&args)
+                .output()
+        }),
+    )
+    .await
+    .expect("in time")
+    .expect("joined")
+    .expect("the binary runs");
+    node.shutdown(Duration::from_millis(100)).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("ok   a-p006.toml"), "{stdout}");
+    assert!(
+        stdout.contains("not checked: step 1: absent Via"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("skip b-c001.toml"), "{stdout}");
+    assert!(
+        stdout.contains("\n1 skipped (offline only: b-c001.toml)\n"),
+        "{stdout}"
+    );
+    assert!(stdout.ends_with("\n1 passed, 0 failed\n"), "{stdout}");
+}
