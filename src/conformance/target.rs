@@ -33,7 +33,7 @@ use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -136,6 +136,9 @@ const MAX_OLD_CALL_IDS: usize = 100_000;
 const EVENT_QUEUE: usize = 1024;
 /// Largest datagram read.
 const MAX_DATAGRAM: usize = 65_535;
+/// Most MSRP connections open at once (the node opens one per session leg; a case has at
+/// most two): more are closed at once.
+const MAX_MSRP_CONNECTIONS: usize = 256;
 
 // ---------------------------------------------------------------------------------------------
 // Pure parts: variables, address mapping, text edits.
@@ -576,8 +579,11 @@ fn spawn_reader(
     mut rd: tokio::net::tcp::OwnedReadHalf,
     tx: mpsc::Sender<Event>,
     tasks: &Tasks,
+    open: Arc<AtomicUsize>,
 ) {
+    open.fetch_add(1, Ordering::AcqRel);
     let h = tokio::spawn(async move {
+        let _open = OpenGuard(open);
         let mut codec = MsrpCodec::new(msrp::Limits::default());
         let mut buf = BytesMut::with_capacity(16 * 1024);
         loop {
@@ -600,6 +606,15 @@ fn spawn_reader(
         let _ = tx.send(Event::MsrpClosed(side, id)).await;
     });
     tasks.push(h.abort_handle());
+}
+
+/// Counts a connection as open until its reader ends.
+struct OpenGuard(Arc<AtomicUsize>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// What the node sent during a step.
@@ -688,6 +703,7 @@ struct Runner {
     tx: mpsc::Sender<Event>,
     tasks: Tasks,
     conn_ids: Arc<AtomicU64>,
+    open: Arc<AtomicUsize>,
     nonce: String,
     counter: u64,
     old_call_ids: HashSet<String>,
@@ -1412,7 +1428,14 @@ impl Runner {
             .map_err(|err| format!("MSRP connect to {addr}: {err}"))?;
         let (rd, mut wr) = stream.into_split();
         let id = self.conn_ids.fetch_add(1, Ordering::Relaxed);
-        spawn_reader(side, id, rd, self.tx.clone(), &self.tasks);
+        spawn_reader(
+            side,
+            id,
+            rd,
+            self.tx.clone(),
+            &self.tasks,
+            self.open.clone(),
+        );
         if own.is_none()
             && let (Some(to), Some(from)) =
                 (node_path, cs.our_path.get(idx(side)).cloned().flatten())
@@ -1614,10 +1637,12 @@ impl TargetRunner {
     /// node's next hops must be `peers.sip_addrs()`.
     pub fn start(peers: Peers, node: NodeAddrs, opts: TargetOptions) -> io::Result<TargetRunner> {
         let (cpm_addr, simple_addr) = peers.sip_addrs()?;
-        let msrp_addr = [peers.msrp[0].local_addr()?, peers.msrp[1].local_addr()?];
+        let [mc, ms] = &peers.msrp;
+        let msrp_addr = [mc.local_addr()?, ms.local_addr()?];
         let (tx, events) = mpsc::channel(EVENT_QUEUE);
         let tasks = Tasks::default();
         let conn_ids = Arc::new(AtomicU64::new(1));
+        let open = Arc::new(AtomicUsize::new(0));
         let Peers {
             sip,
             msrp: listeners,
@@ -1642,14 +1667,18 @@ impl TargetRunner {
             let side = side_of(i);
             let t = tasks.clone();
             let ids = conn_ids.clone();
+            let open = open.clone();
             let h = tokio::spawn(async move {
                 while let Ok((stream, _)) = listener.accept().await {
+                    if open.load(Ordering::Acquire) >= MAX_MSRP_CONNECTIONS {
+                        continue;
+                    }
                     let (rd, wr) = stream.into_split();
                     let id = ids.fetch_add(1, Ordering::Relaxed);
                     if tx.send(Event::MsrpConn(side, id, wr)).await.is_err() {
                         break;
                     }
-                    spawn_reader(side, id, rd, tx.clone(), &t);
+                    spawn_reader(side, id, rd, tx.clone(), &t, open.clone());
                 }
             });
             tasks.push(h.abort_handle());
@@ -1672,6 +1701,7 @@ impl TargetRunner {
                 tx,
                 tasks,
                 conn_ids,
+                open,
                 nonce,
                 counter: 0,
                 old_call_ids: HashSet::new(),
