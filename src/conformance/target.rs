@@ -1858,4 +1858,26 @@ mod tests {
         assert_eq!(literal_call_id("M x\nCall-ID: {{last.Call-ID}}\n"), None);
         assert_eq!(literal_call_id("M x\ni: abc\n"), Some("abc".into()));
     }
+
+    #[test]
+    fn an_input_variable_is_bound_from_what_the_node_sent_to_that_side() {
+        let mut cs = CaseState::default();
+        cs.history.push((
+            Side::Simple,
+            "INVITE sip:b@h SIP/2.0\r\nFrom: <sip:a@h>;tag=t-77\r\nCall-ID: c-55\r\n\r\n".into(),
+        ));
+        cs.history.push((
+            Side::Cpm,
+            "SIP/2.0 200 OK\r\nCall-ID: other\r\n\r\na=path:msrp://127.0.0.1:9/s-1;tcp\r\n".into(),
+        ));
+        let input = "ACK x SIP/2.0\nFrom: <sip:a@h>;tag=gen-3\nCall-ID: gen-4\n";
+        bind_from_history(input, Side::Simple, &mut cs);
+        assert_eq!(
+            substitute_vars(input, &cs.bindings).as_deref(),
+            Ok("ACK x SIP/2.0\nFrom: <sip:a@h>;tag=t-77\nCall-ID: c-55\n")
+        );
+        let msrp = "MSRP a SEND\nTo-Path: msrp://127.0.0.1:9/gen-1;tcp\n";
+        bind_from_history(msrp, Side::Cpm, &mut cs);
+        assert_eq!(cs.bindings.vars.get(&1).map(String::as_str), Some("s-1"));
+    }
 }
