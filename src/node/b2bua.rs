@@ -190,9 +190,7 @@ impl Core {
                 while let Some(out) = rx.recv().await {
                     let result = match out {
                         Outbound::To(target, bytes) => transport.send(target, bytes).await,
-                        Outbound::Back(route, bytes) => {
-                            transport.send_response(&route, bytes).await
-                        }
+                        Outbound::Back(route, bytes) => transport.send_response(&route, bytes).await,
                     };
                     if let Err(e) = result {
                         tracing::warn!(?side, error = %e, "SIP send failed");
@@ -687,10 +685,7 @@ impl Core {
             }
         }
         let route = entry.route;
-        let deadline = entry
-            .tx
-            .poll_timeout()
-            .filter(|d| entry.scheduled != Some(*d));
+        let deadline = entry.tx.poll_timeout().filter(|d| entry.scheduled != Some(*d));
         if let Some(d) = deadline {
             entry.scheduled = Some(d);
         }
@@ -734,10 +729,7 @@ impl Core {
             }
         }
         let target = entry.target;
-        let deadline = entry
-            .tx
-            .poll_timeout()
-            .filter(|d| entry.scheduled != Some(*d));
+        let deadline = entry.tx.poll_timeout().filter(|d| entry.scheduled != Some(*d));
         if let Some(d) = deadline {
             entry.scheduled = Some(d);
         }
