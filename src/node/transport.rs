@@ -774,11 +774,7 @@ impl SipTransport {
     /// TCP message queued on an open connection. `Ok(false)`: it would have to wait (a full
     /// socket buffer, no connection yet): use [`send`](Self::send) or
     /// [`send_response`](Self::send_response).
-    pub fn try_send(
-        &self,
-        route: TryRoute,
-        bytes: &Bytes,
-    ) -> Result<bool, SendError> {
+    pub fn try_send(&self, route: TryRoute, bytes: &Bytes) -> Result<bool, SendError> {
         let (transport, addr, local, connection) = match route {
             TryRoute::To(t) => (t.transport, t.addr, None, None),
             TryRoute::Back(r) => (r.transport, r.addr, Some(r.local), r.connection),
