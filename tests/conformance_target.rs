@@ -231,11 +231,28 @@ async fn the_command_runs_cases_against_a_node() {
         (a.local_addr().expect("addr"), b.local_addr().expect("addr"))
     };
     let (node, addrs) = node(hops).await;
-    let lone_chunk = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/conformance/cases/c001-text-chunk-relayed.toml"
-    ))
-    .expect("case file");
+    // A case about one chunk alone (`msrp_leg`): offline only.
+    let lone_chunk = r#"clause = "RFC 4975 §7.1"
+description = "A lone chunk, its other leg named by msrp_leg."
+
+[[step]]
+from = "cpm"
+input = '''
+MSRP tx000001 SEND
+To-Path: msrp://127.0.0.1:2855/gen-1;tcp
+From-Path: msrp://192.0.2.10:9/s111271x;tcp
+Message-ID: chat-0001
+Byte-Range: 1-*/*
+Content-Type: text/plain
+
+Hey Bob
+-------tx000001$
+'''
+msrp_leg = { local = "msrp://127.0.0.1:2856/gen-2;tcp", remote_path = "msrp://203.0.113.5:7394/bobsess;tcp", sender = "sip:+15557654321@ims.example.net", recipient = "sip:+15551234567@ims.example.net" }
+[step.expect]
+send = "simple"
+"#
+    .to_string();
     let dir = temp_cases(
         "cli",
         &[("a-p006.toml", &p006()), ("b-c001.toml", &lone_chunk)],
