@@ -35,6 +35,9 @@ enum Command {
         /// comes from `RUST_LOG`, else the configuration's `log_level`.
         #[arg(long, value_enum, default_value = "json")]
         log_format: LogFormat,
+        /// Runtime threads (default: one per core; 1 runs everything on one thread).
+        #[arg(long)]
+        workers: Option<usize>,
     },
     /// Validate a configuration file and the mappings it names; exit 2 on the first fault.
     CheckConfig {
@@ -136,8 +139,12 @@ macro_rules! outln {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { config, log_format } => match load_config(config.as_deref()) {
-            Ok((config, mappings)) => run_node(config, mappings, log_format),
+        Command::Run {
+            config,
+            log_format,
+            workers,
+        } => match load_config(config.as_deref()) {
+            Ok((config, mappings)) => run_node(config, mappings, log_format, workers),
             Err(e) => fail(&e),
         },
         Command::Conformance {
@@ -348,7 +355,12 @@ fn run_conformance(offline: bool, dir: &std::path::Path) -> ExitCode {
 /// The configuration (a file, or the defaults) and the mappings it names, both validated.
 /// `cpm-iwf run`: start the node, print where it listens, serve until SIGTERM or Ctrl-C, then
 /// stop gracefully (RFC 3261 transactions in progress get a few seconds).
-fn run_node(config: Config, mappings: Mappings, log_format: LogFormat) -> ExitCode {
+fn run_node(
+    config: Config,
+    mappings: Mappings,
+    log_format: LogFormat,
+    workers: Option<usize>,
+) -> ExitCode {
     use cpm_iwf::node::run::Node;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log_level));
@@ -360,10 +372,19 @@ fn run_node(config: Config, mappings: Mappings, log_format: LogFormat) -> ExitCo
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match workers {
+        Some(0 | 1) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        Some(n) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build(),
+        None => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+    };
+    let runtime = match runtime {
         Ok(r) => r,
         Err(e) => return fail(&format!("cannot start the runtime: {e}")),
     };
