@@ -169,7 +169,9 @@ pub struct Core {
     ids: RandomIds,
     servers: HashMap<ServerKey, ServerEntry>,
     clients: HashMap<ClientKey, ClientEntry>,
-    timers: BinaryHeap<Reverse<(Millis, TxRef)>>,
+    /// Wake-ups: when, a sequence number (unique: the transaction is never compared), which.
+    timers: BinaryHeap<Reverse<(Millis, u64, TxRef)>>,
+    timer_seq: u64,
     media: HashMap<Bytes, PendingMedia>,
     relay_of: HashMap<Bytes, u64>,
     sessions: HashMap<u64, [Bytes; 2]>,
@@ -232,6 +234,7 @@ impl Core {
             servers: HashMap::new(),
             clients: HashMap::new(),
             timers: BinaryHeap::new(),
+            timer_seq: 0,
             media: HashMap::new(),
             relay_of: HashMap::new(),
             sessions: HashMap::new(),
@@ -270,7 +273,7 @@ impl Core {
                     None => std::future::pending::<()>().await,
                 }
             };
-            let deadline = self.timers.peek().map(|Reverse((at, _))| *at);
+            let deadline = self.timers.peek().map(|Reverse((at, _, _))| *at);
             let now = self.parts.clock.now();
             let sleep = async {
                 match deadline {
@@ -869,8 +872,10 @@ impl Core {
         if done {
             self.servers.remove(key);
         } else if let Some(at) = deadline {
+            self.timer_seq += 1;
             self.timers.push(Reverse((
                 at,
+                self.timer_seq,
                 TxRef::Server(
                     key.side,
                     key.branch.clone(),
@@ -929,8 +934,10 @@ impl Core {
         if done {
             self.clients.remove(key);
         } else if let Some(at) = deadline {
+            self.timer_seq += 1;
             self.timers.push(Reverse((
                 at,
+                self.timer_seq,
                 TxRef::Client(key.side, key.branch.clone(), key.method.clone()),
             )));
         }
@@ -938,11 +945,11 @@ impl Core {
 
     fn on_timers(&mut self) {
         let now = self.now();
-        while let Some(Reverse((at, _))) = self.timers.peek() {
+        while let Some(Reverse((at, _, _))) = self.timers.peek() {
             if *at > now {
                 break;
             }
-            let Some(Reverse((_, r))) = self.timers.pop() else {
+            let Some(Reverse((_, _, r))) = self.timers.pop() else {
                 break;
             };
             match r {
