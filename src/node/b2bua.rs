@@ -427,7 +427,7 @@ impl Core {
         let is_ack = method == rsip::Method::Ack;
         let key = ServerKey {
             side,
-            branch: msg.top_via_branch().unwrap_or_default().to_string(),
+            branch: transaction_branch(&msg),
             sent_by: sent_by(&msg),
             method: if is_ack {
                 "INVITE".to_string()
@@ -449,6 +449,12 @@ impl Core {
             if !(is_ack && delivery == Delivery::ToUser) {
                 return;
             }
+        }
+        if method == rsip::Method::Bye
+            && let Some(call_id) = msg.call_id()
+        {
+            // The dialog ends: the ACK kept for its 2xx retransmissions is not needed any more.
+            self.acks.remove(&(side, call_id.to_string()));
         }
         if is_ack {
             // The ACK of a 2xx is its own transaction-less request (§17.1.1.3, §13.2.2.4).
@@ -629,6 +635,20 @@ impl Core {
         let bytes = m.serialize();
         if method == rsip::Method::Ack {
             if let Some(call_id) = m.call_id() {
+                // Bounded: one per session; at the session limit half of them are forgotten at
+                // once (a 2xx retransmitted for one of those then goes unanswered, and the far
+                // end's timer ends it, §13.3.1.4).
+                if self.acks.len() >= self.parts.max_transactions {
+                    let forget: Vec<_> = self
+                        .acks
+                        .keys()
+                        .take(self.acks.len() / 2)
+                        .cloned()
+                        .collect();
+                    for k in forget {
+                        self.acks.remove(&k);
+                    }
+                }
                 self.acks
                     .insert((to, call_id.to_string()), (target, bytes.clone()));
             }
@@ -1214,6 +1234,21 @@ fn msrp_comment(code: u16) -> &'static str {
         415 => "Unsupported Media Type",
         481 => "Session Does Not Exist",
         _ => "Error",
+    }
+}
+
+/// The branch that names a request's server transaction (RFC 3261 §17.2.3): the top Via's
+/// branch when it has the magic cookie; for an older client without one, its Call-ID, CSeq and
+/// From tag, so that two such requests never share a transaction.
+fn transaction_branch(msg: &SipMessage) -> String {
+    match msg.top_via_branch() {
+        Some(b) if b.starts_with("z9hG4bK") => b.to_string(),
+        _ => format!(
+            "{}|{}|{}",
+            msg.call_id().unwrap_or_default(),
+            msg.cseq().map_or(0, |c| c.seq),
+            msg.from_tag().unwrap_or_default()
+        ),
     }
 }
 
