@@ -1,6 +1,7 @@
 //! The `cpm-iwf` command.
 
 use std::io::Read;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -34,6 +35,9 @@ enum Command {
         /// comes from `RUST_LOG`, else the configuration's `log_level`.
         #[arg(long, value_enum, default_value = "json")]
         log_format: LogFormat,
+        /// Runtime threads (default: one per core; 1 runs everything on one thread).
+        #[arg(long)]
+        workers: Option<usize>,
     },
     /// Validate a configuration file and the mappings it names; exit 2 on the first fault.
     CheckConfig {
@@ -89,9 +93,32 @@ enum SideArg {
 enum ConformanceAction {
     /// Run the cases and print one line per case, then `N passed, M failed`.
     Run {
-        /// Run them through the translator alone, with no network (the only mode so far).
-        #[arg(long)]
+        /// Run them through the translator alone, with no network.
+        #[arg(long, conflicts_with = "target")]
         offline: bool,
+        /// Play them against a running node (`cpm-iwf run`) whose SIP addresses (UDP) are
+        /// `<cpm-addr>,<simple-addr>`, the runner acting as both networks' peers.
+        #[arg(long, value_name = "CPM-ADDR,SIMPLE-ADDR", value_parser = parse_addr_pair)]
+        target: Option<(SocketAddr, SocketAddr)>,
+        /// Target mode: the node's MSRP listeners; default the `--target` hosts, ports 2855
+        /// and 2856 (the default configuration's).
+        #[arg(long, value_name = "CPM-ADDR,SIMPLE-ADDR", value_parser = parse_addr_pair, requires = "target")]
+        target_msrp: Option<(SocketAddr, SocketAddr)>,
+        /// Target mode: the addresses the runner binds as the node's next hops (SIP over UDP).
+        #[arg(
+            long,
+            value_name = "CPM-PEER,SIMPLE-PEER",
+            value_parser = parse_addr_pair,
+            default_value = "127.0.0.1:5070,127.0.0.1:5072",
+            requires = "target"
+        )]
+        peers: (SocketAddr, SocketAddr),
+        /// Target mode: how long a step waits for what the node sends, in milliseconds.
+        #[arg(long, default_value_t = 2000, requires = "target")]
+        wait_ms: u64,
+        /// Target mode: the whole run's limit, in seconds.
+        #[arg(long, default_value_t = 600, requires = "target")]
+        run_timeout_s: u64,
         /// The directory of case files.
         #[arg(default_value = "conformance/cases")]
         dir: PathBuf,
@@ -112,13 +139,42 @@ macro_rules! outln {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { config, log_format } => match load_config(config.as_deref()) {
-            Ok((config, mappings)) => run_node(config, mappings, log_format),
+        Command::Run {
+            config,
+            log_format,
+            workers,
+        } => match load_config(config.as_deref()) {
+            Ok((config, mappings)) => run_node(config, mappings, log_format, workers),
             Err(e) => fail(&e),
         },
         Command::Conformance {
-            action: ConformanceAction::Run { offline, dir },
-        } => run_conformance(offline, &dir),
+            action:
+                ConformanceAction::Run {
+                    offline,
+                    target,
+                    target_msrp,
+                    peers,
+                    wait_ms,
+                    run_timeout_s,
+                    dir,
+                },
+        } => match target {
+            Some((cpm, simple)) => {
+                let mut node =
+                    cpm_iwf::conformance::target::NodeAddrs::with_default_msrp(cpm, simple);
+                if let Some((cpm_msrp, simple_msrp)) = target_msrp {
+                    node.cpm_msrp = cpm_msrp;
+                    node.simple_msrp = simple_msrp;
+                }
+                let opts = cpm_iwf::conformance::target::TargetOptions {
+                    wait: std::time::Duration::from_millis(wait_ms),
+                    run_timeout: std::time::Duration::from_secs(run_timeout_s),
+                    ..Default::default()
+                };
+                run_conformance_target(node, peers, opts, &dir)
+            }
+            None => run_conformance(offline, &dir),
+        },
         Command::Translate {
             from,
             state,
@@ -173,9 +229,105 @@ fn fail(e: &dyn std::fmt::Display) -> ExitCode {
     ExitCode::from(2)
 }
 
+/// `<addr>,<addr>`.
+fn parse_addr_pair(s: &str) -> Result<(SocketAddr, SocketAddr), String> {
+    let (a, b) = s
+        .split_once(',')
+        .ok_or_else(|| format!("{s:?}: expected <cpm-addr>,<simple-addr>"))?;
+    let addr = |x: &str| {
+        x.trim()
+            .parse::<SocketAddr>()
+            .map_err(|e| format!("{x:?}: {e}"))
+    };
+    Ok((addr(a)?, addr(b)?))
+}
+
+/// `conformance run --target`: the cases against a live node; `N passed, M failed` last,
+/// skipped cases and expectations not checked on lines of their own before it.
+fn run_conformance_target(
+    node: cpm_iwf::conformance::target::NodeAddrs,
+    peers: (SocketAddr, SocketAddr),
+    opts: cpm_iwf::conformance::target::TargetOptions,
+    dir: &std::path::Path,
+) -> ExitCode {
+    use cpm_iwf::conformance::target::{Outcome, Peers, run_target_dir};
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(&format!("cannot start the runtime: {e}")),
+    };
+    let results = runtime.block_on(async move {
+        let peers = Peers::bind(peers.0, peers.1)
+            .await
+            .map_err(|e| format!("cannot bind the peers {peers:?}: {e}"))?;
+        // The run's own limit, and a little more for the case in progress.
+        let limit = opts.run_timeout + opts.wait * 8;
+        tokio::time::timeout(limit, run_target_dir(dir, peers, node, opts))
+            .await
+            .map_err(|_| "the run did not finish in time".to_string())?
+            .map_err(|e| e.to_string())
+    });
+    let results = match results {
+        Ok(r) => r,
+        Err(e) => return fail(&e),
+    };
+    let (mut passed, mut failed, mut not_checked) = (0usize, 0usize, 0usize);
+    let mut skipped = Vec::new();
+    for r in &results {
+        not_checked += r.not_checked.len();
+        match &r.outcome {
+            Outcome::Passed => {
+                passed += 1;
+                if r.not_checked.is_empty() {
+                    outln!("ok   {} ({})", r.name, r.clause);
+                } else {
+                    outln!(
+                        "ok   {} ({}); not checked: {}",
+                        r.name,
+                        r.clause,
+                        r.not_checked.join(", ")
+                    );
+                }
+            }
+            Outcome::Failed(why) => {
+                failed += 1;
+                outln!("FAIL {} ({}): {why}", r.name, r.clause);
+            }
+            Outcome::Skipped(why) => {
+                skipped.push(r.name.as_str());
+                outln!("skip {} ({}): {why}", r.name, r.clause);
+            }
+        }
+    }
+    if not_checked > 0 {
+        outln!(
+            "{not_checked} expectations not checked (the node's table and the Via it writes \
+             cannot be seen from outside)"
+        );
+    }
+    if !skipped.is_empty() {
+        outln!(
+            "{} skipped (offline only: {})",
+            skipped.len(),
+            skipped.join(", ")
+        );
+    }
+    outln!("{passed} passed, {failed} failed");
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
 fn run_conformance(offline: bool, dir: &std::path::Path) -> ExitCode {
     if !offline {
-        return fail(&"only `--offline` runs exist so far (the node is not built yet)");
+        return fail(
+            &"say how to run the cases: `--offline`, or `--target <cpm-addr>,<simple-addr>`",
+        );
     }
     let mappings = match Mappings::embedded() {
         Ok(m) => m,
@@ -203,7 +355,12 @@ fn run_conformance(offline: bool, dir: &std::path::Path) -> ExitCode {
 /// The configuration (a file, or the defaults) and the mappings it names, both validated.
 /// `cpm-iwf run`: start the node, print where it listens, serve until SIGTERM or Ctrl-C, then
 /// stop gracefully (RFC 3261 transactions in progress get a few seconds).
-fn run_node(config: Config, mappings: Mappings, log_format: LogFormat) -> ExitCode {
+fn run_node(
+    config: Config,
+    mappings: Mappings,
+    log_format: LogFormat,
+    workers: Option<usize>,
+) -> ExitCode {
     use cpm_iwf::node::run::Node;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log_level));
@@ -215,10 +372,19 @@ fn run_node(config: Config, mappings: Mappings, log_format: LogFormat) -> ExitCo
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match workers {
+        Some(0 | 1) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        Some(n) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build(),
+        None => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+    };
+    let runtime = match runtime {
         Ok(r) => r,
         Err(e) => return fail(&format!("cannot start the runtime: {e}")),
     };

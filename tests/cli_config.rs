@@ -40,7 +40,7 @@ fn run_serves_until_sigterm() {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cpm-iwf"))
         .args(["run", "--config", cfg.to_str().expect("utf-8 path")])
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("the binary starts");
     let stdout = child.stdout.take().expect("stdout");

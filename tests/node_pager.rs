@@ -353,3 +353,39 @@ async fn readyz_follows_the_next_hops_answering_options() {
     })
     .await;
 }
+
+/// Requests from an RFC 2543 client (a Via without the `z9hG4bK` branch) are told apart by
+/// Call-ID, CSeq and From tag (RFC 3261 §17.2.3): two of them from one address both go through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_without_a_magic_cookie_branch_are_not_merged() {
+    bounded(30, async {
+        let mut bed = Bed::start(Transport::Udp).await;
+        let bob = bed.simple.aor();
+        let node_cpm = bed.node_cpm();
+        let via = format!("SIP/2.0/UDP {}", bed.cpm.local_addr());
+        for i in 0..2 {
+            let mut msg = bed
+                .cpm
+                .new_message(&bob, "text/plain", Bytes::from(format!("old client {i}")))
+                .expect("MESSAGE");
+            msg.set_header("Via", &via).expect("Via");
+            bed.cpm
+                .send_raw(node_cpm, msg.serialize())
+                .await
+                .expect("send");
+        }
+        for _ in 0..2 {
+            let tx = bed
+                .simple
+                .recv_method(Method::Message, None)
+                .await
+                .expect("MESSAGE");
+            bed.simple
+                .respond(&tx, 200, "OK", &[], None)
+                .await
+                .expect("200");
+        }
+        bed.stop().await;
+    })
+    .await;
+}

@@ -34,7 +34,8 @@ sip_tcp = []
 msrp_listen = "127.0.0.1:0"
 next_hops = [{ address = "127.0.0.1:$uas_port", transport = "udp" }]
 CFG
-RUST_LOG=warn "$bin" run --config "$cfg" >/dev/null 2>&1 &
+# WORKERS: the node's runtime threads (`run --workers`; default one per core).
+RUST_LOG=warn "$bin" run --config "$cfg" ${WORKERS:+--workers "$WORKERS"} >/dev/null 2>&1 &
 node=$!
 trap 'kill $node 2>/dev/null; rm -f "$cfg"' EXIT
 sleep 1
@@ -42,7 +43,7 @@ kill -0 $node 2>/dev/null || { echo "the node did not start"; exit 1; }
 tck=$(getconf CLK_TCK)
 cpu() { awk '{print $14 + $15}' "/proc/$node/stat"; }
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
-printf '%8s %8s %8s %12s\n' rate result wall_s cpu_us/msg
+printf '%8s %8s %8s %10s %12s\n' rate result wall_s achieved cpu_us/msg
 for rate in "${rates[@]}"; do
   before=$(cpu); start=$(date +%s.%N)
   if SIPP_TIMEOUT=$((calls / rate + 30)) bash "$here/tests/sipp/run.sh" "127.0.0.1:$cpm_port" \
@@ -54,6 +55,7 @@ for rate in "${rates[@]}"; do
   end=$(date +%s.%N); after=$(cpu)
   wall=$(echo "$end - $start" | bc)
   per=$(echo "scale=1; ($after - $before) * 1000000 / $tck / $calls" | bc)
-  printf '%8s %8s %8.1f %12s\n' "$rate" "$result" "$wall" "$per"
+  achieved=$(echo "$calls / $wall" | bc)
+  printf '%8s %8s %8.1f %10s %12s\n' "$rate" "$result" "$wall" "$achieved" "$per"
   [ "$result" = ok ] || { echo "(run.sh output: /tmp/cpm-iwf-load-$rate.out)"; break; }
 done

@@ -24,7 +24,7 @@ use super::msrp::{ChunkTranslator, LegSpec, MsrpRelay, RelayEvent, SessionSpec, 
 use super::transaction::{
     ClientTransaction, Delivery, Kind, ServerTransaction, TimerConfig, TransactionEvent,
 };
-use super::transport::{Inbound, ResponseRoute, SipTransport, Target, request_via};
+use super::transport::{Inbound, ResponseRoute, SipTransport, Target, TryRoute, request_via};
 use crate::config::Transport;
 use crate::correlate::Table;
 use crate::mapping::Mappings;
@@ -169,7 +169,9 @@ pub struct Core {
     ids: RandomIds,
     servers: HashMap<ServerKey, ServerEntry>,
     clients: HashMap<ClientKey, ClientEntry>,
-    timers: BinaryHeap<Reverse<(Millis, TxRef)>>,
+    /// Wake-ups: when, a sequence number (unique: the transaction is never compared), which.
+    timers: BinaryHeap<Reverse<(Millis, u64, TxRef)>>,
+    timer_seq: u64,
     media: HashMap<Bytes, PendingMedia>,
     relay_of: HashMap<Bytes, u64>,
     sessions: HashMap<u64, [Bytes; 2]>,
@@ -232,6 +234,7 @@ impl Core {
             servers: HashMap::new(),
             clients: HashMap::new(),
             timers: BinaryHeap::new(),
+            timer_seq: 0,
             media: HashMap::new(),
             relay_of: HashMap::new(),
             sessions: HashMap::new(),
@@ -270,7 +273,7 @@ impl Core {
                     None => std::future::pending::<()>().await,
                 }
             };
-            let deadline = self.timers.peek().map(|Reverse((at, _))| *at);
+            let deadline = self.timers.peek().map(|Reverse((at, _, _))| *at);
             let now = self.parts.clock.now();
             let sleep = async {
                 match deadline {
@@ -424,7 +427,7 @@ impl Core {
         let is_ack = method == rsip::Method::Ack;
         let key = ServerKey {
             side,
-            branch: msg.top_via_branch().unwrap_or_default().to_string(),
+            branch: transaction_branch(&msg),
             sent_by: sent_by(&msg),
             method: if is_ack {
                 "INVITE".to_string()
@@ -446,6 +449,12 @@ impl Core {
             if !(is_ack && delivery == Delivery::ToUser) {
                 return;
             }
+        }
+        if method == rsip::Method::Bye
+            && let Some(call_id) = msg.call_id()
+        {
+            // The dialog ends: the ACK kept for its 2xx retransmissions is not needed any more.
+            self.acks.remove(&(side, call_id.to_string()));
         }
         if is_ack {
             // The ACK of a 2xx is its own transaction-less request (§17.1.1.3, §13.2.2.4).
@@ -626,6 +635,20 @@ impl Core {
         let bytes = m.serialize();
         if method == rsip::Method::Ack {
             if let Some(call_id) = m.call_id() {
+                // Bounded: one per session; at the session limit half of them are forgotten at
+                // once (a 2xx retransmitted for one of those then goes unanswered, and the far
+                // end's timer ends it, §13.3.1.4).
+                if self.acks.len() >= self.parts.max_transactions {
+                    let forget: Vec<_> = self
+                        .acks
+                        .keys()
+                        .take(self.acks.len() / 2)
+                        .cloned()
+                        .collect();
+                    for k in forget {
+                        self.acks.remove(&k);
+                    }
+                }
                 self.acks
                     .insert((to, call_id.to_string()), (target, bytes.clone()));
             }
@@ -839,7 +862,7 @@ impl Core {
             }
         }
         let _ = resp.push_header("Retry-After", "5");
-        let _ = self.senders[index(side)].try_send(Outbound::Back(*route, resp.serialize()));
+        self.queue(side, Outbound::Back(*route, resp.serialize()));
     }
 
     // ---- transactions' output and timers ---------------------------------------------------
@@ -869,8 +892,10 @@ impl Core {
         if done {
             self.servers.remove(key);
         } else if let Some(at) = deadline {
+            self.timer_seq += 1;
             self.timers.push(Reverse((
                 at,
+                self.timer_seq,
                 TxRef::Server(
                     key.side,
                     key.branch.clone(),
@@ -880,12 +905,7 @@ impl Core {
             )));
         }
         for bytes in out {
-            if self.senders[index(key.side)]
-                .try_send(Outbound::Back(route, bytes))
-                .is_err()
-            {
-                tracing::warn!(side = ?key.side, "outbound SIP queue full");
-            }
+            self.queue(key.side, Outbound::Back(route, bytes));
         }
     }
 
@@ -934,8 +954,10 @@ impl Core {
         if done {
             self.clients.remove(key);
         } else if let Some(at) = deadline {
+            self.timer_seq += 1;
             self.timers.push(Reverse((
                 at,
+                self.timer_seq,
                 TxRef::Client(key.side, key.branch.clone(), key.method.clone()),
             )));
         }
@@ -943,11 +965,11 @@ impl Core {
 
     fn on_timers(&mut self) {
         let now = self.now();
-        while let Some(Reverse((at, _))) = self.timers.peek() {
+        while let Some(Reverse((at, _, _))) = self.timers.peek() {
             if *at > now {
                 break;
             }
-            let Some(Reverse((_, r))) = self.timers.pop() else {
+            let Some(Reverse((_, _, r))) = self.timers.pop() else {
                 break;
             };
             match r {
@@ -999,10 +1021,26 @@ impl Core {
     }
 
     fn transmit(&mut self, side: Side, target: Target, bytes: Bytes) {
-        if self.senders[index(side)]
-            .try_send(Outbound::To(target, bytes))
-            .is_err()
-        {
+        self.queue(side, Outbound::To(target, bytes));
+    }
+
+    /// Send at once when the transport can without waiting (the usual case: a datagram, an
+    /// open connection); else through the side's sender task, which may wait (a TCP connect).
+    fn queue(&mut self, side: Side, out: Outbound) {
+        let transport = &self.sides[index(side)].transport;
+        let (route, bytes) = match &out {
+            Outbound::To(t, b) => (TryRoute::To(*t), b),
+            Outbound::Back(r, b) => (TryRoute::Back(*r), b),
+        };
+        match transport.try_send(route, bytes) {
+            Ok(true) => return,
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(?side, error = %e, "SIP send failed");
+                return;
+            }
+        }
+        if self.senders[index(side)].try_send(out).is_err() {
             // The side's queue is full: the datagram is lost as on a congested network; the
             // transaction's retransmissions (UDP) or its timeout recover (§17.1).
             tracing::warn!(?side, "outbound SIP queue full");
@@ -1196,6 +1234,21 @@ fn msrp_comment(code: u16) -> &'static str {
         415 => "Unsupported Media Type",
         481 => "Session Does Not Exist",
         _ => "Error",
+    }
+}
+
+/// The branch that names a request's server transaction (RFC 3261 §17.2.3): the top Via's
+/// branch when it has the magic cookie; for an older client without one, its Call-ID, CSeq and
+/// From tag, so that two such requests never share a transaction.
+fn transaction_branch(msg: &SipMessage) -> String {
+    match msg.top_via_branch() {
+        Some(b) if b.starts_with("z9hG4bK") => b.to_string(),
+        _ => format!(
+            "{}|{}|{}",
+            msg.call_id().unwrap_or_default(),
+            msg.cseq().map_or(0, |c| c.seq),
+            msg.from_tag().unwrap_or_default()
+        ),
     }
 }
 

@@ -130,6 +130,16 @@ impl TransportConfig {
     }
 }
 
+/// Where [`SipTransport::try_send`] sends: a request to a target, or a response back along a
+/// request's route.
+#[derive(Debug, Clone, Copy)]
+pub enum TryRoute {
+    /// To a next hop.
+    To(Target),
+    /// Back where a request came from.
+    Back(ResponseRoute),
+}
+
 /// Identity of one TCP connection for the life of the transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnectionId(u64);
@@ -756,6 +766,49 @@ impl SipTransport {
             Err(mpsc::error::TrySendError::Closed(_)) => {
                 inner.forget(id);
                 Err(SendError::Closed)
+            }
+        }
+    }
+
+    /// Send without waiting when that is possible: a datagram the socket takes at once, or a
+    /// TCP message queued on an open connection. `Ok(false)`: it would have to wait (a full
+    /// socket buffer, no connection yet): use [`send`](Self::send) or
+    /// [`send_response`](Self::send_response).
+    pub fn try_send(&self, route: TryRoute, bytes: &Bytes) -> Result<bool, SendError> {
+        let (transport, addr, local, connection) = match route {
+            TryRoute::To(t) => (t.transport, t.addr, None, None),
+            TryRoute::Back(r) => (r.transport, r.addr, Some(r.local), r.connection),
+        };
+        match transport {
+            Transport::Udp => {
+                let sock = local
+                    .and_then(|l| self.inner.udp.iter().find(|(a, _)| *a == l))
+                    .or_else(|| {
+                        self.inner
+                            .udp
+                            .iter()
+                            .find(|(a, _)| a.is_ipv4() == addr.is_ipv4())
+                    })
+                    .map(|(_, s)| s)
+                    .ok_or(SendError::NoSocket(addr))?;
+                match sock.try_send_to(bytes, addr) {
+                    Ok(_) => Ok(true),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(false),
+                    Err(source) => {
+                        bump(&self.inner.stats.send_errors);
+                        Err(SendError::Io { addr, source })
+                    }
+                }
+            }
+            Transport::Tcp => {
+                let Some(id) = connection.or_else(|| self.connection_to(addr)) else {
+                    return Ok(false);
+                };
+                match self.send_on(id, bytes.clone()) {
+                    Ok(()) => Ok(true),
+                    Err(SendError::Closed) => Ok(false),
+                    Err(e) => Err(e),
+                }
             }
         }
     }

@@ -40,6 +40,8 @@
 //! counter per case), the wall-clock time is `2026-11-25T10:00:05.000Z`, so that expected
 //! values are exact.
 
+pub mod target;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -62,7 +64,7 @@ pub const DATETIME: &str = "2026-11-25T10:00:05.000Z";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-enum SideName {
+pub(crate) enum SideName {
     Cpm,
     Simple,
 }
@@ -78,28 +80,28 @@ impl From<SideName> for Side {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CaseFile {
-    clause: String,
-    description: String,
+pub(crate) struct CaseFile {
+    pub(crate) clause: String,
+    pub(crate) description: String,
     #[serde(rename = "step")]
-    steps: Vec<Step>,
+    pub(crate) steps: Vec<Step>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Step {
-    from: SideName,
-    input: Option<String>,
-    input_file: Option<String>,
+pub(crate) struct Step {
+    pub(crate) from: SideName,
+    pub(crate) input: Option<String>,
+    pub(crate) input_file: Option<String>,
     /// For an MSRP input: the other leg as the gateway writes to it.
-    msrp_leg: Option<MsrpLegSpec>,
+    pub(crate) msrp_leg: Option<MsrpLegSpec>,
     #[serde(default)]
-    expect: Expect,
+    pub(crate) expect: Expect,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct MsrpLegSpec {
+pub(crate) struct MsrpLegSpec {
     /// The gateway's URI on the other leg.
     local: String,
     /// The peer's path on the other leg, space separated.
@@ -112,35 +114,35 @@ struct MsrpLegSpec {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Expect {
-    error: Option<u16>,
-    reply: Option<u16>,
-    send: Option<SideName>,
+pub(crate) struct Expect {
+    pub(crate) error: Option<u16>,
+    pub(crate) reply: Option<u16>,
+    pub(crate) send: Option<SideName>,
     /// What was sent, in order: methods of requests, status codes of responses.
     #[serde(default)]
-    sent: Vec<String>,
+    pub(crate) sent: Vec<String>,
     /// The status code of the (first) message sent, a response.
-    status: Option<u16>,
-    request_uri: Option<String>,
+    pub(crate) status: Option<u16>,
+    pub(crate) request_uri: Option<String>,
     #[serde(default)]
-    headers: BTreeMap<String, String>,
+    pub(crate) headers: BTreeMap<String, String>,
     #[serde(default)]
-    header_contains: BTreeMap<String, String>,
+    pub(crate) header_contains: BTreeMap<String, String>,
     #[serde(default)]
-    absent: Vec<String>,
-    content_type: Option<String>,
+    pub(crate) absent: Vec<String>,
+    pub(crate) content_type: Option<String>,
     #[serde(default)]
-    body_contains: Vec<String>,
+    pub(crate) body_contains: Vec<String>,
     #[serde(default)]
-    body_lacks: Vec<String>,
-    body_unchanged: Option<bool>,
+    pub(crate) body_lacks: Vec<String>,
+    pub(crate) body_unchanged: Option<bool>,
     #[serde(default)]
-    remembered: Vec<String>,
+    pub(crate) remembered: Vec<String>,
     #[serde(default)]
-    forgotten: Vec<String>,
-    conversations: Option<usize>,
-    messages: Option<usize>,
-    dialogs: Option<usize>,
+    pub(crate) forgotten: Vec<String>,
+    pub(crate) conversations: Option<usize>,
+    pub(crate) messages: Option<usize>,
+    pub(crate) dialogs: Option<usize>,
 }
 
 /// The result of one case.
@@ -165,7 +167,7 @@ impl IdSource for Counter {
 
 /// Turn case text into wire bytes: `\n` line ends become CRLF, and a Content-Length is written
 /// for the body (any Content-Length in the text is replaced).
-fn wire_bytes(text: &str) -> Bytes {
+pub(crate) fn wire_bytes(text: &str) -> Bytes {
     let text = text.replace("\r\n", "\n");
     let (head, body) = text.split_once("\n\n").unwrap_or((&text, ""));
     let mut out = String::with_capacity(text.len() + 64);
