@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the peer tests run: prometheus (promtool, a real Prometheus for the dashboard), SIPp (tests/sipp/README.md).
-PEERS=(prometheus sip-tester)
+# redis-server: tests/store_redis.rs starts its own instances on free loopback ports.
+PEERS=(prometheus sip-tester redis-server)
 missing=()
 for p in "${PEERS[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -16,6 +17,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}"
 fi
+# The redis package may start a system redis on 6379; the tests run their own instances.
+service redis-server stop >/dev/null 2>&1 || true
 
 # Unit, property, integration and conformance tests, plus one pass over each benchmark
 # (criterion runs a bench once in test mode, so benches cannot rot).
