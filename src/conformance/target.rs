@@ -195,10 +195,12 @@ fn gen_tokens(text: &str) -> Vec<(usize, usize, u32)> {
             .get(end..)
             .and_then(|s| s.chars().next())
             .is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_'));
-        if end > digits_start && before_ok && after_ok {
-            if let Some(n) = text.get(digits_start..end).and_then(|d| d.parse().ok()) {
-                out.push((start, end, n));
-            }
+        if end > digits_start
+            && before_ok
+            && after_ok
+            && let Some(n) = text.get(digits_start..end).and_then(|d| d.parse().ok())
+        {
+            out.push((start, end, n));
         }
         i = end.max(start + 1);
     }

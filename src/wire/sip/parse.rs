@@ -222,13 +222,13 @@ pub(super) fn parse_head(data: &Bytes, blank: usize, limits: &Limits) -> Result<
     if trimmed.len() < line.len() {
         // RFC 4475 §3.1.2.10 "trws": SP after the SIP-Version. The line is otherwise
         // readable, so the request can be answered.
-        if let Some(Shape::Request { version, .. }) = shape(trimmed) {
-            if is_sip2(version) {
-                return Err(SipError::Request {
-                    fault: Fault::StartLine("white space at the end of the request line"),
-                    offset: Some(trimmed.len()),
-                });
-            }
+        if let Some(Shape::Request { version, .. }) = shape(trimmed)
+            && is_sip2(version)
+        {
+            return Err(SipError::Request {
+                fault: Fault::StartLine("white space at the end of the request line"),
+                offset: Some(trimmed.len()),
+            });
         }
     }
     let Some(shape) = shape(line) else {
@@ -513,10 +513,10 @@ impl<'a> Utf8Block<'a> {
     fn str(&self, sub: &'a [u8]) -> Option<&'a str> {
         if let Some(text) = self.text {
             let off = (sub.as_ptr() as usize).wrapping_sub(self.block.as_ptr() as usize);
-            if let Some(s) = text.get(off..off.saturating_add(sub.len())) {
-                if s.as_ptr() == sub.as_ptr() {
-                    return Some(s);
-                }
+            if let Some(s) = text.get(off..off.saturating_add(sub.len()))
+                && s.as_ptr() == sub.as_ptr()
+            {
+                return Some(s);
             }
         }
         std::str::from_utf8(sub).ok()
