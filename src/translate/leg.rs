@@ -4,12 +4,12 @@
 
 use bytes::Bytes;
 
-use super::addr::with_tag;
+use super::addr::{with_new_tag, without_tag};
 use super::feature_tags;
 use super::state::{ConversationIds, ConversationKey, Side};
 use super::{Env, TranslateError};
 use crate::mapping::{HeaderRules, Mappings, Service};
-use crate::wire::sip::SipMessage;
+use crate::wire::sip::{SipMessage, Text};
 
 /// Header fields that belong to one hop or one leg and are never copied to the other side:
 /// routing and transaction fields the node writes itself (RFC 3261 §16.6, §8.1.1), framing,
@@ -154,30 +154,54 @@ pub(crate) fn new_leg(
     rules: &HeaderRules,
     env: &mut Env<'_>,
 ) -> Result<SipMessage, TranslateError> {
+    new_leg_shared(
+        incoming,
+        method,
+        Bytes::copy_from_slice(request_uri.as_bytes()),
+        rules,
+        env,
+    )
+}
+
+/// An identity from an [`IdSource`](super::conversation::IdSource) as header text (shared;
+/// a lossy copy in the unlikely case it is not UTF-8).
+pub(crate) fn id_text(id: Bytes) -> Text {
+    match Text::from_utf8(id.clone()) {
+        Some(t) => t,
+        None => Text::from(lossy(&id).into_owned()),
+    }
+}
+
+/// [`new_leg`] with the Request-URI shared: the values of the new leg are shared with
+/// `incoming` (To without a tag, the end-to-end fields), static (Max-Forwards, CSeq) or the
+/// fresh Call-ID as it is; From with its new tag is the one allocation.
+pub(crate) fn new_leg_shared(
+    incoming: &SipMessage,
+    method: rsip::Method,
+    request_uri: Bytes,
+    rules: &HeaderRules,
+    env: &mut Env<'_>,
+) -> Result<SipMessage, TranslateError> {
     let from = incoming
-        .header("From")
+        .header_text("From")
         .ok_or(TranslateError::Missing("From"))?;
-    let to = incoming.header("To").ok_or(TranslateError::Missing("To"))?;
-    let mut out = SipMessage::request(method, request_uri)?;
-    out.push_header("Max-Forwards", "70")?;
+    let to = incoming
+        .header_text("To")
+        .ok_or(TranslateError::Missing("To"))?;
+    let mut out = SipMessage::request_shared(method, request_uri)?;
+    out.push_header_text("Max-Forwards", Text::from_static("70"))?;
     let tag = env.ids.fresh_id();
-    out.push_header(
-        "From",
-        &with_tag(from, Some(&lossy(&tag))).map_err(|e| TranslateError::header("From", e))?,
-    )?;
-    out.push_header(
-        "To",
-        &with_tag(to, None).map_err(|e| TranslateError::header("To", e))?,
-    )?;
-    out.push_header("Call-ID", &lossy(&env.ids.fresh_id()))?;
-    out.push_header(
-        "CSeq",
-        match method {
-            rsip::Method::Message => "1 MESSAGE",
-            rsip::Method::Invite => "1 INVITE",
-            _ => return Err(TranslateError::Missing("a method that opens a leg")),
-        },
-    )?;
+    let from = with_new_tag(&from, &lossy(&tag)).map_err(|e| TranslateError::header("From", e))?;
+    out.push_header_text("From", from)?;
+    let to = without_tag(&to).map_err(|e| TranslateError::header("To", e))?;
+    out.push_header_text("To", to)?;
+    out.push_header_text("Call-ID", id_text(env.ids.fresh_id()))?;
+    let cseq = match method {
+        rsip::Method::Message => "1 MESSAGE",
+        rsip::Method::Invite => "1 INVITE",
+        _ => return Err(TranslateError::Missing("a method that opens a leg")),
+    };
+    out.push_header_text("CSeq", Text::from_static(cseq))?;
     copy_end_to_end(&mut out, incoming, rules, &[])?;
     Ok(out)
 }
@@ -202,7 +226,8 @@ pub(crate) fn copy_end_to_end(
     Ok(())
 }
 
-/// Rewrite `Contact` and `Accept-Contact` of a request going to `to`.
+/// Rewrite `Contact` and `Accept-Contact` of a request going to `to`: they move to the end,
+/// Contact first, each value rewritten (shared when nothing changes).
 pub(crate) fn rewrite_service_tags(
     out: &mut SipMessage,
     to: Side,
@@ -210,19 +235,13 @@ pub(crate) fn rewrite_service_tags(
     mappings: &Mappings,
 ) -> Result<(), TranslateError> {
     for name in ["Contact", "Accept-Contact"] {
-        let values: Vec<String> = out.header_all(name).map(str::to_string).collect();
-        if values.is_empty() {
-            continue;
-        }
-        out.remove_header(name);
-        for v in values {
-            let new = match to {
-                Side::Simple => feature_tags::to_simple(&v, mappings).map(|(v, _)| v),
-                Side::Cpm => feature_tags::to_cpm(&v, service, mappings),
+        out.rewrite_to_end(name, |v| {
+            match to {
+                Side::Simple => feature_tags::to_simple_text(v, mappings),
+                Side::Cpm => feature_tags::to_cpm(v, service, mappings).map(Text::from),
             }
-            .map_err(|e| TranslateError::header(name, e))?;
-            out.push_header(name, &new)?;
-        }
+            .map_err(|e| TranslateError::header(name, e))
+        })?;
     }
     if to == Side::Cpm {
         // RFC 6050 §4: the network asserts the service; the CPM side expects its ICSI.

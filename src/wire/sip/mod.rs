@@ -1107,6 +1107,36 @@ impl SipMessage {
         Ok(())
     }
 
+    /// Move every `name` field (`'static`; compact form accepted) to the end, in order, its
+    /// value replaced by what `rewrite` makes of it (checked as
+    /// [`push_header`](Self::push_header) would).
+    pub fn rewrite_to_end<E: From<SipError>>(
+        &mut self,
+        name: &'static str,
+        mut rewrite: impl FnMut(&Text) -> Result<Text, E>,
+    ) -> Result<(), E> {
+        let long = expand_compact(name.as_bytes()).unwrap_or(name);
+        let all = self.fields_mut();
+        let before = all.len();
+        for i in 0..before {
+            let Some(f) = all.get(i) else { break };
+            if !f.name.as_str().eq_ignore_ascii_case(long) {
+                continue;
+            }
+            let new = rewrite(&f.value)?;
+            all.push(checked_field(long, new)?);
+        }
+        if all.len() > before {
+            let mut i = 0usize;
+            all.retain(|f| {
+                let keep = i >= before || !f.name.as_str().eq_ignore_ascii_case(long);
+                i += 1;
+                keep
+            });
+        }
+        Ok(())
+    }
+
     /// Append the header fields of `from` that `name_for` keeps, in their order: it is given
     /// each field's name and returns the name to write it under, or `None` to leave it out. A
     /// field kept under its own name is copied as it is (it was checked when `from` was
