@@ -9,7 +9,7 @@
 
 use bytes::Bytes;
 
-use super::params::{ContactParams, ParamError, param_name, param_value, split_top};
+use super::params::{Contact, ParamError, check_split, param_name, param_value, split_top_iter};
 use super::state::Device;
 
 /// The instance-id feature tag (RFC 5626 §4.1).
@@ -31,11 +31,9 @@ pub fn device_of(aor: Bytes, contact: Option<&Bytes>) -> Result<Device, ParamErr
         // A Contact that is not UTF-8 names no device we could address: the AOR it is.
         return Ok(device);
     };
-    let first = split_top(text, b',')?
-        .into_iter()
-        .next()
-        .unwrap_or_default();
-    let parsed = ContactParams::parse(first)?;
+    check_split(text, b',')?;
+    let first = split_top_iter(text, b',').next().unwrap_or(Ok(""))?;
+    let parsed = Contact::parse(first)?;
     let uri = parsed
         .head
         .split_once('<')
@@ -50,8 +48,7 @@ pub fn device_of(aor: Bytes, contact: Option<&Bytes>) -> Result<Device, ParamErr
         device.gruu = Some(contact.slice_ref(uri.as_bytes()));
     }
     device.instance = parsed
-        .params
-        .iter()
+        .params()
         .find(|p| param_name(p).eq_ignore_ascii_case(SIP_INSTANCE))
         .and_then(|p| param_value(p))
         .map(|v| v.trim_start_matches('<').trim_end_matches('>'))

@@ -105,6 +105,74 @@ pub(crate) fn id_header(
     }
 }
 
+/// The identity header values of a request as they are, unchecked.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct RawIds<'a> {
+    pub conversation_id: Option<&'a str>,
+    pub contribution_id: Option<&'a str>,
+    pub in_reply_to: Option<&'a str>,
+}
+
+/// The identity header values of `msg`.
+pub(crate) fn raw_cpm_ids(msg: &SipMessage) -> RawIds<'_> {
+    RawIds {
+        conversation_id: msg.header(CONVERSATION_ID),
+        contribution_id: msg.header(CONTRIBUTION_ID),
+        in_reply_to: msg.header(IN_REPLY_TO_CONTRIBUTION_ID),
+    }
+}
+
+/// The bound on an identity ([`id_header`]'s check, without the copy).
+pub(crate) fn check_id(name: &'static str, v: Option<&str>) -> Result<(), TranslateError> {
+    match v {
+        Some(v) if v.is_empty() || v.len() > MAX_ID_LEN => Err(TranslateError::Header {
+            header: name,
+            reason: format!("must be 1 to {MAX_ID_LEN} characters"),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Identities and addresses the table keeps from one message, copied into one buffer: one
+/// allocation (and its shared header), and the table does not keep the message alive through
+/// slices of it. Every value pushed is a range of the frozen buffer.
+#[derive(Debug, Default)]
+pub(crate) struct IdBuffer {
+    text: String,
+}
+
+impl IdBuffer {
+    pub fn with_capacity(n: usize) -> Self {
+        IdBuffer {
+            text: String::with_capacity(n),
+        }
+    }
+
+    /// Append `s`; where it is.
+    pub fn push(&mut self, s: &str) -> std::ops::Range<usize> {
+        let at = self.text.len();
+        self.text.push_str(s);
+        at..self.text.len()
+    }
+
+    /// Append the address of record of `uri` ([`aor`](super::addr::aor)); where it is.
+    pub fn push_aor(&mut self, uri: &str) -> std::ops::Range<usize> {
+        let at = self.text.len();
+        super::addr::aor_into(uri, &mut self.text);
+        at..self.text.len()
+    }
+
+    /// The buffer, to slice the ranges from.
+    pub fn freeze(self) -> Bytes {
+        Bytes::from(self.text)
+    }
+}
+
+/// A range of a frozen [`IdBuffer`] (empty when out of it, which does not happen).
+pub(crate) fn slice(buf: &Bytes, r: std::ops::Range<usize>) -> Bytes {
+    buf.get(r.clone()).map_or_else(Bytes::new, |_| buf.slice(r))
+}
+
 /// The identities a CPM request carries, when it carries the two that are required together.
 pub(crate) fn cpm_ids(msg: &SipMessage) -> Result<Option<ConversationIds>, TranslateError> {
     let conversation_id = id_header(msg, CONVERSATION_ID)?;
