@@ -2,7 +2,7 @@
 //! `name-addr` or `addr-spec`, the canonical address of record, and the `tag` parameter a
 //! back-to-back user agent writes anew on each leg.
 
-use super::params::{Contact, ParamError, param_name};
+use super::params::{Contact, ParamError, before_ascii, param_name};
 use crate::wire::sip::Text;
 
 /// The URI of a `From` / `To` / `Contact` value: inside `<...>` when present; otherwise the
@@ -17,12 +17,12 @@ pub fn uri_of(value: &str) -> &str {
             (_, false, b'"') => in_quotes = !in_quotes,
             (false, _, b'<') => {
                 let rest = value.get(i + 1..).unwrap_or_default();
-                return rest.split('>').next().unwrap_or_default().trim();
+                return before_ascii(rest, b'>').trim();
             }
             _ => {}
         }
     }
-    value.split(';').next().unwrap_or_default().trim()
+    before_ascii(value, b';').trim()
 }
 
 /// The canonical address of record of a URI: scheme and host lower-cased, without port, URI
@@ -43,12 +43,13 @@ pub fn aor_into(uri: &str, out: &mut String) {
             added.make_ascii_lowercase();
         }
     };
-    let no_headers = uri.split('?').next().unwrap_or_default();
-    let no_params = no_headers.split(';').next().unwrap_or_default();
-    let Some((scheme, rest)) = no_params.split_once(':') else {
+    let no_params = before_ascii(before_ascii(uri, b'?'), b';');
+    let Some(colon) = memchr::memchr(b':', no_params.as_bytes()) else {
         lower(no_params, out);
         return;
     };
+    let scheme = no_params.get(..colon).unwrap_or_default();
+    let rest = no_params.get(colon + 1..).unwrap_or_default();
     lower(scheme, out);
     out.push(':');
     let sip = scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips");
@@ -57,11 +58,11 @@ pub fn aor_into(uri: &str, out: &mut String) {
         out.push_str(rest);
         return;
     }
-    let hostport = match rest.rsplit_once('@') {
-        Some((u, h)) => {
-            out.push_str(u.split(':').next().unwrap_or_default());
+    let hostport = match memchr::memrchr(b'@', rest.as_bytes()) {
+        Some(at) => {
+            out.push_str(before_ascii(rest.get(..at).unwrap_or_default(), b':'));
             out.push('@');
-            h
+            rest.get(at + 1..).unwrap_or_default()
         }
         None => rest,
     };
@@ -69,10 +70,10 @@ pub fn aor_into(uri: &str, out: &mut String) {
     match hostport.strip_prefix('[') {
         Some(v6) => {
             out.push('[');
-            lower(v6.split(']').next().unwrap_or_default(), out);
+            lower(before_ascii(v6, b']'), out);
             out.push(']');
         }
-        None => lower(hostport.split(':').next().unwrap_or_default(), out),
+        None => lower(before_ascii(hostport, b':'), out),
     }
 }
 

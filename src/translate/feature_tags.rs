@@ -10,7 +10,9 @@
 //! `expires`, `q`, `require`, `explicit`, RCS IARIs, ...). Which tags to write is data
 //! ([`Mappings`]); only the mechanism is here.
 
-use super::params::{Contact, ParamError, check_split, param_name, param_value, split_top_iter};
+use super::params::{
+    Contact, ParamError, check_split, param_name, param_value, split_ascii, split_top_iter,
+};
 use crate::mapping::{Mappings, Service};
 use crate::wire::sip::Text;
 
@@ -54,7 +56,7 @@ impl ServiceList {
 /// The services named by a `+g.3gpp.icsi-ref` value: a comma-separated list of ICSIs, escaped
 /// or not (PROTOCOL-NOTES.md: some clients write the raw URN). Unknown ICSIs are skipped.
 fn services_in_icsi_ref(value: &str, mappings: &Mappings, found: &mut ServiceList) {
-    for icsi in value.split(',').map(str::trim) {
+    for icsi in split_ascii(value, b',').map(str::trim) {
         if let Some(s) = mappings.service_by_icsi(icsi) {
             found.push(s);
         }

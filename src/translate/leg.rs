@@ -35,6 +35,25 @@ pub(crate) const LEG_HEADERS: [&str; 17] = [
     "P-Visited-Network-ID",
 ];
 
+/// Bit `n` set when a name in [`LEG_HEADERS`] is `n` bytes long (all are under 64).
+const LEG_LENGTHS: u64 = {
+    let mut mask = 0u64;
+    let mut i = 0;
+    while i < LEG_HEADERS.len() {
+        mask |= 1 << LEG_HEADERS[i].len();
+        i += 1;
+    }
+    mask
+};
+
+/// Is `name` one of [`LEG_HEADERS`] (ASCII case ignored)? Most names are ruled out by their
+/// length alone.
+fn is_leg_header(name: &str) -> bool {
+    name.len() < 64
+        && LEG_LENGTHS & (1 << name.len()) != 0
+        && LEG_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(name))
+}
+
 /// The CPM conversation header fields (CPM 2.0 SD 5.2.1.1).
 pub const CONVERSATION_ID: &str = "Conversation-ID";
 /// See [`CONVERSATION_ID`].
@@ -234,10 +253,7 @@ pub(crate) fn new_leg(
 /// An identity from an [`IdSource`](super::conversation::IdSource) as header text (shared;
 /// a lossy copy in the unlikely case it is not UTF-8).
 pub(crate) fn id_text(id: Bytes) -> Text {
-    match Text::from_utf8(id.clone()) {
-        Some(t) => t,
-        None => Text::from(lossy(&id).into_owned()),
-    }
+    Text::from_utf8(id).unwrap_or_else(|id| Text::from(lossy(&id).into_owned()))
 }
 
 /// [`new_leg`] with the Request-URI shared: the values of the new leg are shared with
@@ -284,8 +300,7 @@ pub(crate) fn copy_end_to_end(
     also_leg: &[&str],
 ) -> Result<(), TranslateError> {
     out.copy_headers(incoming, |name| {
-        let leg = LEG_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(name))
-            || also_leg.iter().any(|h| h.eq_ignore_ascii_case(name));
+        let leg = is_leg_header(name) || also_leg.iter().any(|h| h.eq_ignore_ascii_case(name));
         if leg || rules.drops(name) {
             return None;
         }

@@ -109,7 +109,7 @@ fn wrap_in_cpim(
 
 /// Text shared from `b` when it is UTF-8, else a lossy copy.
 fn text_of(b: &Bytes) -> Text {
-    Text::from_utf8(b.clone()).unwrap_or_else(|| Text::from(lossy(b).into_owned()))
+    Text::from_utf8(b.clone()).unwrap_or_else(|b| Text::from(lossy(&b).into_owned()))
 }
 
 /// Put `content` on `out` in the form `carriage` says: the CPIM as received (no copy), its

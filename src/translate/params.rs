@@ -212,13 +212,48 @@ impl<'a> ContactParams<'a> {
 
 /// The name of a parameter `name[=value]`.
 pub fn param_name(p: &str) -> &str {
-    p.split_once('=').map_or(p, |(n, _)| n).trim()
+    let name = match memchr::memchr(b'=', p.as_bytes()) {
+        Some(eq) => p.get(..eq).unwrap_or(p),
+        None => p,
+    };
+    name.trim()
+}
+
+/// `s` split at every byte `sep` (an ASCII byte: the parts are `str`s), like `str::split`
+/// but with memchr.
+pub fn split_ascii(s: &str, sep: u8) -> impl Iterator<Item = &str> {
+    let mut start = 0usize;
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        let rest = s.get(start..).unwrap_or_default();
+        match memchr::memchr(sep, rest.as_bytes()) {
+            Some(i) => {
+                start += i + 1;
+                rest.get(..i)
+            }
+            None => {
+                done = true;
+                Some(rest)
+            }
+        }
+    })
+}
+
+/// `s` up to the first byte `sep` (all of it when there is none).
+pub fn before_ascii(s: &str, sep: u8) -> &str {
+    match memchr::memchr(sep, s.as_bytes()) {
+        Some(i) => s.get(..i).unwrap_or(s),
+        None => s,
+    }
 }
 
 /// The value of a parameter with its surrounding quotes removed.
 pub fn param_value(p: &str) -> Option<&str> {
-    let (_, v) = p.split_once('=')?;
-    let v = v.trim();
+    let eq = memchr::memchr(b'=', p.as_bytes())?;
+    let v = p.get(eq + 1..)?.trim();
     Some(
         v.strip_prefix('"')
             .and_then(|v| v.strip_suffix('"'))

@@ -237,13 +237,26 @@ fn line_at(input: &[u8], start: usize) -> Option<LineAt<'_>> {
 
 /// RFC 3862 §3.2 NAMECHAR: `%x21 / %x23-27 / %x2a-2b / %x2d / %x5e-60 / %x7c / %x7e / ALPHA /
 /// DIGIT` (no `.`, which separates the prefix).
-fn is_namechar(b: u8) -> bool {
+const fn is_namechar(b: u8) -> bool {
     matches!(b, 0x21 | 0x23..=0x27 | 0x2a | 0x2b | 0x2d | 0x5e..=0x60 | 0x7c | 0x7e)
         || b.is_ascii_alphanumeric()
 }
 
+/// [`is_namechar`] as a table: it runs for every byte of every header name.
+static NAMECHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = is_namechar(i as u8);
+        i += 1;
+    }
+    t
+};
+
 fn is_name(s: &[u8]) -> bool {
-    !s.is_empty() && s.iter().all(|b| is_namechar(*b))
+    !s.is_empty()
+        && s.iter()
+            .all(|b| NAMECHAR.get(usize::from(*b)).copied().unwrap_or(false))
 }
 
 impl Cpim {
@@ -1015,7 +1028,7 @@ fn parse_cpim_header<'a>(l: &LineAt<'a>) -> Result<RawHeader<'a>, CpimError> {
     } else {
         (&rest[..0], rest)
     };
-    if value.iter().any(|b| *b == b'\r' || *b == 0) {
+    if memchr::memchr2(b'\r', 0, value).is_some() {
         return Err(bad(format!(
             "header {:?} has a control character in its value",
             String::from_utf8_lossy(full_name)

@@ -245,10 +245,12 @@ impl Text {
         Text(Bytes::copy_from_slice(s.as_bytes()))
     }
 
-    /// `bytes` when they are UTF-8 (no copy); `None` otherwise.
-    pub fn from_utf8(bytes: Bytes) -> Option<Text> {
-        std::str::from_utf8(&bytes).ok()?;
-        Some(Text(bytes))
+    /// `bytes` when they are UTF-8 (no copy); given back otherwise.
+    pub fn from_utf8(bytes: Bytes) -> Result<Text, Bytes> {
+        match std::str::from_utf8(&bytes) {
+            Ok(_) => Ok(Text(bytes)),
+            Err(_) => Err(bytes),
+        }
     }
 
     /// The text.
@@ -621,12 +623,36 @@ macro_rules! known_headers {
     };
 }
 
+/// Indices into [`KNOWN_NAMES`] by name length (`u8::MAX`: none), built at compile time, so
+/// that a lookup compares a name with the few known names of its length only.
+static KNOWN_BY_LEN: [[u8; 12]; 25] = {
+    let mut t = [[u8::MAX; 12]; 25];
+    let mut i = 0;
+    while i < KNOWN_NAMES.len() {
+        let len = KNOWN_NAMES[i].len();
+        let mut j = 0;
+        while t[len][j] != u8::MAX {
+            j += 1;
+        }
+        t[len][j] = i as u8;
+        i += 1;
+    }
+    t
+};
+
 /// The canonical spelling of `name` when it is one of [`KNOWN_NAMES`] (ASCII case ignored).
 #[inline]
 fn canonical_name(name: &[u8]) -> Option<&'static str> {
-    KNOWN_NAMES
+    let first = name.first()?.to_ascii_lowercase();
+    KNOWN_BY_LEN
+        .get(name.len())?
         .iter()
-        .find(|k| k.len() == name.len() && k.as_bytes().eq_ignore_ascii_case(name))
+        .take_while(|i| **i != u8::MAX)
+        .filter_map(|i| KNOWN_NAMES.get(usize::from(*i)))
+        .find(|k| {
+            k.as_bytes().first().map(u8::to_ascii_lowercase) == Some(first)
+                && k.as_bytes().eq_ignore_ascii_case(name)
+        })
         .copied()
 }
 
@@ -1330,12 +1356,13 @@ fn check_name_value(name: &str, value: &str) -> Result<(), SipError> {
 
 /// `value` without surrounding SP / HTAB (shared).
 fn trimmed(value: Text) -> Text {
-    let t = value.trim_matches([' ', '\t']);
-    if t.len() == value.len() {
-        value
-    } else {
-        value.slice_ref(t)
+    let b = value.as_bytes();
+    let ws = |c: &u8| *c == b' ' || *c == b'\t';
+    if !b.first().is_some_and(ws) && !b.last().is_some_and(ws) {
+        return value;
     }
+    let t = value.trim_matches([' ', '\t']);
+    value.slice_ref(t)
 }
 
 /// A reason phrase without CR/LF (RFC 3261 §25.1: Reason-Phrase has no line breaks).
