@@ -4,7 +4,7 @@
 use std::hint::black_box;
 
 use bytes::Bytes;
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 
 use cpm_iwf::correlate::{Millis, Table, TableLimits};
 use cpm_iwf::mapping::Mappings;
@@ -196,4 +196,42 @@ fn bench(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+/// `CPM_IWF_PAGER_ITERS=N`: translate the parsed pager MESSAGE N times and exit, for
+/// `perf stat -e instructions:u` (a count the other loads of a shared machine do not change;
+/// run with 0 too and subtract the setup).
+fn pager_iterations(n: u64) {
+    let mappings = Mappings::embedded().expect("mappings");
+    let table = Table::new(TableLimits::default());
+    let parsed = parse_datagram(Bytes::from_static(PAGER), &Limits::default()).expect("vector");
+    let mut ids = Counter(0);
+    for _ in 0..n {
+        let mut env = Env {
+            now: Millis(0),
+            ids: &mut ids,
+            datetime: "2026-11-25T10:00:05.000Z",
+        };
+        let out = pager::message_request(
+            black_box(&parsed),
+            Side::Cpm,
+            &table.view(Millis(0)),
+            &mappings,
+            &mut env,
+        );
+        black_box(out).expect("translates");
+    }
+}
+
+fn main() {
+    if let Some(n) = std::env::var("CPM_IWF_PAGER_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        pager_iterations(n);
+        return;
+    }
+    benches();
+    criterion::Criterion::default()
+        .configure_from_args()
+        .final_summary();
+}

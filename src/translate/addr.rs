@@ -83,7 +83,7 @@ fn is_tag(p: &str) -> bool {
 }
 
 /// `contact` written back without its `tag` parameter.
-fn write_without_tag(contact: &Contact<'_>, out: &mut String) {
+pub(crate) fn write_without_tag(contact: &Contact<'_>, out: &mut String) {
     out.push_str(contact.head.trim_end());
     for p in contact.params().filter(|p| !is_tag(p)) {
         out.push(';');

@@ -11,7 +11,8 @@
 //! ([`Mappings`]); only the mechanism is here.
 
 use super::params::{
-    Contact, ParamError, check_split, param_name, param_value, split_ascii, split_top_iter,
+    Contact, MAX_PARAMS, ParamError, check_split, param_name, param_value, split_ascii,
+    split_top_iter,
 };
 use crate::mapping::{Mappings, Service};
 use crate::wire::sip::Text;
@@ -133,53 +134,97 @@ pub fn to_simple(value: &str, mappings: &Mappings) -> Result<(String, Vec<Servic
 /// rewrite (no `+g.3gpp.icsi-ref`, written as the rewrite would write it), else one new
 /// string.
 pub fn to_simple_text(value: &Text, mappings: &Mappings) -> Result<Text, ParamError> {
-    if !mentions_icsi_ref(value) {
-        check_split(value, b',')?;
-        let mut canonical = true;
-        for part in split_top_iter(value, b',') {
-            canonical &= Contact::parse(part?)?.is_canonical();
-        }
-        if canonical {
-            return Ok(value.clone());
-        }
+    if to_simple_keeps(value)? {
+        return Ok(value.clone());
     }
     let mut out = String::with_capacity(value.len() + 16);
     to_simple_into(value, mappings, &mut out)?;
     Ok(Text::from(out))
 }
 
-/// [`to_simple`] appending to `out`, returning the services found.
+/// Whether [`to_simple`] gives `value` back unchanged: no `+g.3gpp.icsi-ref`, and written as
+/// the rewrite writes (the errors of [`to_simple`] when it has some).
+pub fn to_simple_keeps(value: &str) -> Result<bool, ParamError> {
+    if mentions_icsi_ref(value) {
+        return Ok(false);
+    }
+    check_split(value, b',')?;
+    let mut canonical = true;
+    for part in split_top_iter(value, b',') {
+        canonical &= Contact::parse(part?)?.is_canonical();
+    }
+    Ok(canonical)
+}
+
+/// [`to_simple`] appending to `out`, returning the services found. One pass over each
+/// contact's parameters (after one over the value for its separators): the parameters are
+/// written as they are read, the tags to add follow.
 pub fn to_simple_into(
     value: &str,
     mappings: &Mappings,
     out: &mut String,
 ) -> Result<ServiceList, ParamError> {
+    /// Feature tags kept from one contact, remembered by name; past this many the parameters
+    /// are read again.
+    const PLUS_KEPT: usize = 8;
     let mut all = ServiceList::default();
+    // An unterminated quote or `<` anywhere is the error, whatever comes before it.
     check_split(value, b',')?;
     for (i, part) in split_top_iter(value, b',').enumerate() {
-        let contact = Contact::parse(part?)?;
-        let mut services = ServiceList::default();
+        let part = part?;
         if i > 0 {
             out.push(',');
         }
-        out.push_str(contact.head.trim_end());
-        for p in contact.params() {
-            if param_name(p).eq_ignore_ascii_case(ICSI_REF) {
+        let mut params = split_top_iter(part, b';');
+        let head = params.next().unwrap_or(Ok(""))?;
+        out.push_str(head.trim_end());
+        let mut services = ServiceList::default();
+        let mut plus: [&str; PLUS_KEPT] = [""; PLUS_KEPT];
+        let (mut plus_len, mut plus_overflow) = (0usize, false);
+        let mut count = 0usize;
+        for p in params {
+            // Separators are balanced inside a part (checked above): no error here.
+            let p = p?.trim();
+            if p.is_empty() {
+                continue;
+            }
+            count += 1;
+            let name = param_name(p);
+            if name.eq_ignore_ascii_case(ICSI_REF) {
                 if let Some(v) = param_value(p) {
                     services_in_icsi_ref(v, mappings, &mut services);
                 }
                 continue;
             }
+            if name.starts_with('+') {
+                match plus.get_mut(plus_len) {
+                    Some(slot) => {
+                        *slot = name;
+                        plus_len += 1;
+                    }
+                    None => plus_overflow = true,
+                }
+            }
             out.push(';');
             out.push_str(p);
+        }
+        if count > MAX_PARAMS {
+            return Err(ParamError::TooManyParams);
         }
         let mut written = ServiceList::default();
         for s in services.iter() {
             let tag = &mappings.service(s).simple_feature_tag;
-            let kept = contact.params().any(|p| {
-                let name = param_name(p);
-                !name.eq_ignore_ascii_case(ICSI_REF) && name.eq_ignore_ascii_case(tag)
-            });
+            let kept = if plus_overflow {
+                Contact::parse(part)?.params().any(|p| {
+                    let name = param_name(p);
+                    !name.eq_ignore_ascii_case(ICSI_REF) && name.eq_ignore_ascii_case(tag)
+                })
+            } else {
+                plus.get(..plus_len)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|n| n.eq_ignore_ascii_case(tag))
+            };
             // Services that share a tag (chat and pager: +g.oma.sip-im) write it once.
             let again = written.iter().any(|w| {
                 mappings
@@ -205,6 +250,18 @@ pub fn to_simple_into(
 pub fn to_cpm(value: &str, service: Service, mappings: &Mappings) -> Result<String, ParamError> {
     let escaped = &mappings.service(service).cpm_icsi_escaped;
     let mut out = String::with_capacity(value.len() + ICSI_REF.len() + escaped.len() + 3);
+    to_cpm_into(value, service, mappings, &mut out)?;
+    Ok(out)
+}
+
+/// [`to_cpm`] appending to `out`.
+pub fn to_cpm_into(
+    value: &str,
+    service: Service,
+    mappings: &Mappings,
+    out: &mut String,
+) -> Result<(), ParamError> {
+    let escaped = &mappings.service(service).cpm_icsi_escaped;
     check_split(value, b',')?;
     for (i, part) in split_top_iter(value, b',').enumerate() {
         let contact = Contact::parse(part?)?;
@@ -227,13 +284,12 @@ pub fn to_cpm(value: &str, service: Service, mappings: &Mappings) -> Result<Stri
         out.push_str(escaped);
         out.push('"');
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::translate::params::MAX_PARAMS;
 
     fn m() -> Mappings {
         Mappings::embedded().expect("embedded mappings")

@@ -4,8 +4,9 @@
 
 use bytes::Bytes;
 
-use super::addr::{with_new_tag, without_tag};
+use super::addr::{with_new_tag, without_tag, write_without_tag};
 use super::feature_tags;
+use super::params::Contact;
 use super::state::{ConversationIds, ConversationKey, Side};
 use super::{Env, TranslateError};
 use crate::mapping::{HeaderRules, Mappings, Service};
@@ -51,7 +52,16 @@ const LEG_LENGTHS: u64 = {
 fn is_leg_header(name: &str) -> bool {
     name.len() < 64
         && LEG_LENGTHS & (1 << name.len()) != 0
-        && LEG_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(name))
+        && LEG_HEADERS.iter().any(|h| same_name(h, name))
+}
+
+/// ASCII case-insensitive equality of two header names, the cheap tests first.
+#[inline]
+pub(crate) fn same_name(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.as_bytes().first().map(u8::to_ascii_lowercase)
+            == b.as_bytes().first().map(u8::to_ascii_lowercase)
+        && a.eq_ignore_ascii_case(b)
 }
 
 /// The CPM conversation header fields (CPM 2.0 SD 5.2.1.1).
@@ -290,6 +300,118 @@ pub(crate) fn new_leg_shared(
     Ok(out)
 }
 
+/// A value of the new leg: shared with the incoming request, or written into the leg's buffer.
+enum LegValue {
+    Shared(Text),
+    Written(std::ops::Range<usize>),
+}
+
+/// Contact and Accept-Contact values [`new_leg_rewritten`] rewrites into its buffer; a request
+/// with more goes the way of [`rewrite_service_tags`].
+const MAX_BUFFERED_CONTACTS: usize = 8;
+
+/// [`new_leg_shared`] then [`rewrite_service_tags`] (same result, same errors in the same
+/// order), with every value the gateway writes (From with its new tag, the rewritten Contact
+/// and Accept-Contact values) in one buffer: one allocation for all of them.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn new_leg_rewritten(
+    incoming: &SipMessage,
+    method: rsip::Method,
+    request_uri: Bytes,
+    rules: &HeaderRules,
+    to_side: Side,
+    service: Service,
+    mappings: &Mappings,
+    env: &mut Env<'_>,
+) -> Result<SipMessage, TranslateError> {
+    let from = incoming
+        .header_text("From")
+        .ok_or(TranslateError::Missing("From"))?;
+    let to = incoming
+        .header_text("To")
+        .ok_or(TranslateError::Missing("To"))?;
+    let mut out = SipMessage::request_shared(method, request_uri)?;
+    out.push_header_text("Max-Forwards", Text::from_static("70"))?;
+    let tag = env.ids.fresh_id();
+    let tag = lossy(&tag);
+    let contacts = || {
+        incoming
+            .header_all("Contact")
+            .chain(incoming.header_all("Accept-Contact"))
+    };
+    let mut buf = String::with_capacity(
+        from.len() + tag.len() + 5 + contacts().map(|v| v.len() + 48).sum::<usize>(),
+    );
+    let contact = Contact::parse(&from).map_err(|e| TranslateError::header("From", e))?;
+    write_without_tag(&contact, &mut buf);
+    buf.push_str(";tag=");
+    buf.push_str(&tag);
+    let from_range = 0..buf.len();
+    // Its place, filled when the buffer is complete.
+    let from_index = out.headers().count();
+    out.push_header_text("From", Text::default())?;
+    let to = without_tag(&to).map_err(|e| TranslateError::header("To", e))?;
+    out.push_header_text("To", to)?;
+    out.push_header_text("Call-ID", id_text(env.ids.fresh_id()))?;
+    let cseq = match method {
+        rsip::Method::Message => "1 MESSAGE",
+        rsip::Method::Invite => "1 INVITE",
+        _ => return Err(TranslateError::Missing("a method that opens a leg")),
+    };
+    out.push_header_text("CSeq", Text::from_static(cseq))?;
+    copy_end_to_end(&mut out, incoming, rules, &[])?;
+
+    let mut values: [Option<LegValue>; MAX_BUFFERED_CONTACTS] = Default::default();
+    let mut count = 0usize;
+    for name in ["Contact", "Accept-Contact"] {
+        for v in out.header_texts(name) {
+            let Some(slot) = values.get_mut(count) else {
+                break;
+            };
+            count += 1;
+            let err = |e| TranslateError::header(name, e);
+            *slot = Some(match to_side {
+                Side::Simple if feature_tags::to_simple_keeps(&v).map_err(err)? => {
+                    LegValue::Shared(v)
+                }
+                Side::Simple => {
+                    let at = buf.len();
+                    feature_tags::to_simple_into(&v, mappings, &mut buf).map_err(err)?;
+                    LegValue::Written(at..buf.len())
+                }
+                Side::Cpm => {
+                    let at = buf.len();
+                    feature_tags::to_cpm_into(&v, service, mappings, &mut buf).map_err(err)?;
+                    LegValue::Written(at..buf.len())
+                }
+            });
+        }
+    }
+    let buf = Text::from(buf);
+    let part = |r: &std::ops::Range<usize>| buf.slice_ref(buf.get(r.clone()).unwrap_or_default());
+    out.set_value_at(from_index, part(&from_range))?;
+    let buffered = out
+        .header_all("Contact")
+        .chain(out.header_all("Accept-Contact"))
+        .count();
+    if buffered > MAX_BUFFERED_CONTACTS {
+        return rewrite_service_tags(&mut out, to_side, service, mappings).map(|()| out);
+    }
+    let mut next = values.iter_mut().map_while(Option::take);
+    for name in ["Contact", "Accept-Contact"] {
+        out.rewrite_to_end(name, |_| match next.next() {
+            Some(LegValue::Shared(t)) => Ok::<Text, TranslateError>(t),
+            Some(LegValue::Written(r)) => Ok(part(&r)),
+            None => Ok(Text::default()),
+        })?;
+    }
+    if to_side == Side::Cpm {
+        // RFC 6050 §4: the network asserts the service; the CPM side expects its ICSI.
+        out.push_header(P_ASSERTED_SERVICE, &mappings.service(service).cpm_icsi)?;
+    }
+    Ok(out)
+}
+
 /// Copy the end-to-end header fields of `incoming` to `out` by the direction's rules: the
 /// fields of one leg ([`LEG_HEADERS`]) and `also_leg` stay behind, dropped ones too, renamed
 /// ones change name.
@@ -300,7 +422,7 @@ pub(crate) fn copy_end_to_end(
     also_leg: &[&str],
 ) -> Result<(), TranslateError> {
     out.copy_headers(incoming, |name| {
-        let leg = is_leg_header(name) || also_leg.iter().any(|h| h.eq_ignore_ascii_case(name));
+        let leg = is_leg_header(name) || also_leg.iter().any(|h| same_name(h, name));
         if leg || rules.drops(name) {
             return None;
         }

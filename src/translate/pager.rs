@@ -20,8 +20,7 @@ use super::conversation::{for_simple_contribution, remember_cpm_contribution};
 use super::device::{device_of, route_to};
 use super::leg::{
     CONTRIBUTION_ID, CONVERSATION_ID, IN_REPLY_TO_CONTRIBUTION_ID, IdBuffer, MAX_ID_LEN, RawIds,
-    check_id, cpm_service, lossy, new_leg_shared, raw_cpm_ids, rewrite_service_tags, slice,
-    write_ids,
+    check_id, cpm_service, lossy, new_leg_rewritten, raw_cpm_ids, slice, write_ids,
 };
 use super::state::{Change, ConversationIds, ConversationKey, Key, MessageOrigin, Side, View};
 use super::{Env, Outcome, Reply, TranslateError};
@@ -247,8 +246,16 @@ pub fn message_request(
                 outcome.reply = Some(Reply::OK);
                 return Ok(outcome);
             }
-            let mut out = new_leg_shared(msg, rsip::Method::Message, request_uri, rules, env)?;
-            rewrite_service_tags(&mut out, to, service, mappings)?;
+            let mut out = new_leg_rewritten(
+                msg,
+                rsip::Method::Message,
+                request_uri,
+                rules,
+                to,
+                service,
+                mappings,
+                env,
+            )?;
             if to == Side::Cpm
                 && let Some(state) = view.conversation(&key)
             {
@@ -264,8 +271,16 @@ pub fn message_request(
             outcome.send.push((to, out));
         }
         Content::Message { cpim } => {
-            let mut out = new_leg_shared(msg, rsip::Method::Message, request_uri, rules, env)?;
-            rewrite_service_tags(&mut out, to, service, mappings)?;
+            let mut out = new_leg_rewritten(
+                msg,
+                rsip::Method::Message,
+                request_uri,
+                rules,
+                to,
+                service,
+                mappings,
+                env,
+            )?;
             let ids = match to {
                 Side::Simple => {
                     check_id(CONVERSATION_ID, raw.conversation_id)?;
@@ -335,8 +350,16 @@ pub fn message_request(
             let target_uri = route
                 .as_ref()
                 .map_or(request_uri, |r| text_of(&r.request_uri).as_bytes().clone());
-            let mut out = new_leg_shared(msg, rsip::Method::Message, target_uri, rules, env)?;
-            rewrite_service_tags(&mut out, to, service, mappings)?;
+            let mut out = new_leg_rewritten(
+                msg,
+                rsip::Method::Message,
+                target_uri,
+                rules,
+                to,
+                service,
+                mappings,
+                env,
+            )?;
             if let Some(ac) = route.as_ref().and_then(|r| r.accept_contact.as_deref()) {
                 out.remove_header("Accept-Contact");
                 out.push_header("Accept-Contact", ac)?;

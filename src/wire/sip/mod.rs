@@ -1093,6 +1093,42 @@ impl SipMessage {
         }
     }
 
+    /// [`set_header`](Self::set_header) with a `'static` name and a shared value.
+    pub fn set_header_text(&mut self, name: &'static str, value: Text) -> Result<(), SipError> {
+        let new = checked_field(name, value)?;
+        self.set_field(new);
+        Ok(())
+    }
+
+    /// Replace the value of the header field at `index` (in [`headers`](Self::headers)
+    /// order; nothing happens past the end), checked as [`push_header`](Self::push_header)
+    /// checks a value.
+    pub(crate) fn set_value_at(&mut self, index: usize, value: Text) -> Result<(), SipError> {
+        let all = self.fields_mut();
+        if let Some(f) = all.get_mut(index) {
+            check_value(f.name.as_str(), &value)?;
+            f.value = trimmed(value);
+        }
+        Ok(())
+    }
+
+    /// Every value of header `name` as shared [`Text`], in order.
+    pub fn header_texts<'a>(&'a self, name: &'a str) -> impl Iterator<Item = Text> + 'a {
+        let wanted = expand_compact(name.as_bytes()).unwrap_or(name);
+        let own = match &self.rsip {
+            None => self.headers.as_slice(),
+            Some(_) => &[],
+        };
+        let copies = self
+            .rsip
+            .as_ref()
+            .map(|_| self.header_all(name).map(Text::copy_from_str));
+        own.iter()
+            .filter(move |f| f.name.as_str().eq_ignore_ascii_case(wanted))
+            .map(|f| f.value.clone())
+            .chain(copies.into_iter().flatten())
+    }
+
     /// Replace the first `name` header with `value` in place and remove the other ones; append
     /// it when absent.
     pub fn set_header(&mut self, name: &str, value: &str) -> Result<(), SipError> {
@@ -1326,10 +1362,20 @@ fn checked_header(name: &str, value: &str) -> Result<Field, SipError> {
 
 /// [`checked_header`] with a `'static` name and a shared value: nothing copied.
 fn checked_field(name: &'static str, value: Text) -> Result<Field, SipError> {
-    check_name_value(name, &value)?;
     let long = expand_compact(name.as_bytes()).unwrap_or(name);
+    let name = match canonical_name(long.as_bytes()) {
+        // A known name is a token: only the value needs checking.
+        Some(c) => {
+            check_value(name, &value)?;
+            Name::Static(c)
+        }
+        None => {
+            check_name_value(name, &value)?;
+            Name::Static(long)
+        }
+    };
     Ok(Field {
-        name: Name::of(long, || Text::from_static(long)),
+        name,
         value: trimmed(value),
     })
 }
@@ -1348,6 +1394,10 @@ fn check_name_value(name: &str, value: &str) -> Result<(), SipError> {
     if name.is_empty() || !name.bytes().all(parse::is_token_char) {
         return Err(invalid(name));
     }
+    check_value(name, value)
+}
+
+fn check_value(name: &str, value: &str) -> Result<(), SipError> {
     if memchr::memchr2(b'\r', b'\n', value.as_bytes()).is_some() {
         return Err(invalid(name));
     }
