@@ -334,14 +334,8 @@ pub(crate) fn new_leg_rewritten(
     out.push_header_text("Max-Forwards", Text::from_static("70"))?;
     let tag = env.ids.fresh_id();
     let tag = lossy(&tag);
-    let contacts = || {
-        incoming
-            .header_all("Contact")
-            .chain(incoming.header_all("Accept-Contact"))
-    };
-    let mut buf = String::with_capacity(
-        from.len() + tag.len() + 5 + contacts().map(|v| v.len() + 48).sum::<usize>(),
-    );
+    // From, and room for a Contact and an Accept-Contact of ordinary length with their tags.
+    let mut buf = String::with_capacity(from.len() + tag.len() + 5 + 320);
     let contact = Contact::parse(&from).map_err(|e| TranslateError::header("From", e))?;
     write_without_tag(&contact, &mut buf);
     buf.push_str(";tag=");
@@ -363,9 +357,11 @@ pub(crate) fn new_leg_rewritten(
 
     let mut values: [Option<LegValue>; MAX_BUFFERED_CONTACTS] = Default::default();
     let mut count = 0usize;
+    let mut overflow = false;
     for name in ["Contact", "Accept-Contact"] {
         for v in out.header_texts(name) {
             let Some(slot) = values.get_mut(count) else {
+                overflow = true;
                 break;
             };
             count += 1;
@@ -390,11 +386,7 @@ pub(crate) fn new_leg_rewritten(
     let buf = Text::from(buf);
     let part = |r: &std::ops::Range<usize>| buf.slice_ref(buf.get(r.clone()).unwrap_or_default());
     out.set_value_at(from_index, part(&from_range))?;
-    let buffered = out
-        .header_all("Contact")
-        .chain(out.header_all("Accept-Contact"))
-        .count();
-    if buffered > MAX_BUFFERED_CONTACTS {
+    if overflow {
         return rewrite_service_tags(&mut out, to_side, service, mappings).map(|()| out);
     }
     let mut next = values.iter_mut().map_while(Option::take);
@@ -421,10 +413,20 @@ pub(crate) fn copy_end_to_end(
     rules: &HeaderRules,
     also_leg: &[&str],
 ) -> Result<(), TranslateError> {
+    // Lengths of the names the rules drop or rename: most names are ruled out by it alone.
+    let lengths = |names: &mut dyn Iterator<Item = &String>| {
+        names.fold(0u64, |m, n| m | 1 << n.len().min(63))
+    };
+    let dropped = lengths(&mut rules.drop.iter());
+    let renamed = lengths(&mut rules.rename.iter().map(|(old, _)| old));
+    let may = |mask: u64, name: &str| mask & (1 << name.len().min(63)) != 0;
     out.copy_headers(incoming, |name| {
         let leg = is_leg_header(name) || also_leg.iter().any(|h| same_name(h, name));
-        if leg || rules.drops(name) {
+        if leg || (may(dropped, name) && rules.drops(name)) {
             return None;
+        }
+        if !may(renamed, name) {
+            return Some(name);
         }
         Some(rules.renamed(name).unwrap_or(name))
     })?;
@@ -453,4 +455,80 @@ pub(crate) fn rewrite_service_tags(
         out.push_header(P_ASSERTED_SERVICE, &mappings.service(service).cpm_icsi)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::Millis;
+    use crate::translate::conversation::IdSource;
+    use crate::wire::sip::{Limits, parse_datagram};
+
+    struct Counter(u32);
+    impl IdSource for Counter {
+        fn fresh_id(&mut self) -> Bytes {
+            self.0 += 1;
+            Bytes::from(format!("id-{}", self.0))
+        }
+    }
+
+    fn message(contacts: &str) -> SipMessage {
+        let text = format!(
+            "MESSAGE sip:b@y SIP/2.0\r\nVia: SIP/2.0/TCP x;branch=z9hG4bK1\r\nMax-Forwards: 70\r\n\
+From: \"A\" <sip:a@x> ;tag=1 ;foo\r\nTo: <sip:b@y>\r\nCall-ID: c\r\nCSeq: 1 MESSAGE\r\n{contacts}\
+X-Other: 1\r\nContent-Length: 0\r\n\r\n"
+        );
+        parse_datagram(Bytes::from(text), &Limits::default()).unwrap()
+    }
+
+    /// The one-buffer leg is the leg built field by field, whatever the Contacts.
+    #[test]
+    fn rewritten_leg_is_the_plain_leg() {
+        let mappings = Mappings::embedded().unwrap();
+        let icsi = "+g.3gpp.icsi-ref=\"urn%3Aurn-7%3A3gpp-service.ims.icsi.oma.cpm.msg\"";
+        let one =
+            format!("Contact: <sip:a@1.2.3.4>;{icsi}\r\nAccept-Contact: *;{icsi};require\r\n");
+        let shared = "Contact: <sip:a@1.2.3.4>;+g.oma.sip-im\r\n".to_string();
+        let many = (0..MAX_BUFFERED_CONTACTS + 2)
+            .map(|i| format!("Contact: <sip:a{i}@x>;{icsi}\r\n"))
+            .collect::<String>();
+        let bad = "Contact: <sip:a@x>;ok\r\nAccept-Contact: *;x=\"open\r\n".to_string();
+        for contacts in [one, shared, many, bad, String::new()] {
+            let msg = message(&contacts);
+            for side in [Side::Simple, Side::Cpm] {
+                let run = |plain: bool| {
+                    let mut ids = Counter(0);
+                    let mut env = Env {
+                        now: Millis(0),
+                        ids: &mut ids,
+                        datetime: "",
+                    };
+                    let uri = Bytes::from_static(b"sip:b@y");
+                    let rules = &mappings.cpm_to_simple;
+                    if plain {
+                        new_leg_shared(&msg, rsip::Method::Message, uri, rules, &mut env).and_then(
+                            |mut out| {
+                                rewrite_service_tags(&mut out, side, Service::Pager, &mappings)
+                                    .map(|()| out)
+                            },
+                        )
+                    } else {
+                        new_leg_rewritten(
+                            &msg,
+                            rsip::Method::Message,
+                            uri,
+                            rules,
+                            side,
+                            Service::Pager,
+                            &mappings,
+                            &mut env,
+                        )
+                    }
+                    .map(|m| m.serialize())
+                    .map_err(|e| e.to_string())
+                };
+                assert_eq!(run(false), run(true), "{contacts:?} to {side:?}");
+            }
+        }
+    }
 }
