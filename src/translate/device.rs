@@ -9,7 +9,7 @@
 
 use bytes::Bytes;
 
-use super::params::{MAX_PARAMS, ParamError, param_name, param_value, split_top_iter};
+use super::params::{MAX_PARAMS, ParamError, param_name, param_value, split_top_iter, trim};
 use super::state::Device;
 
 /// The instance-id feature tag (RFC 5626 §4.1).
@@ -55,7 +55,7 @@ pub fn device_of(aor: Bytes, contact: Option<&Bytes>) -> Result<Device, ParamErr
     let mut count = 0usize;
     let mut instance = None;
     for p in params {
-        let p = p?.trim();
+        let p = trim(p?);
         if p.is_empty() {
             continue;
         }

@@ -12,7 +12,7 @@
 
 use super::params::{
     Contact, MAX_PARAMS, ParamError, check_split, param_name, param_value, split_ascii,
-    split_top_iter,
+    split_top_iter, trim,
 };
 use crate::mapping::{Mappings, Service};
 use crate::wire::sip::Text;
@@ -57,7 +57,7 @@ impl ServiceList {
 /// The services named by a `+g.3gpp.icsi-ref` value: a comma-separated list of ICSIs, escaped
 /// or not (PROTOCOL-NOTES.md: some clients write the raw URN). Unknown ICSIs are skipped.
 fn services_in_icsi_ref(value: &str, mappings: &Mappings, found: &mut ServiceList) {
-    for icsi in split_ascii(value, b',').map(str::trim) {
+    for icsi in split_ascii(value, b',').map(trim) {
         if let Some(s) = mappings.service_by_icsi(icsi) {
             found.push(s);
         }
@@ -184,7 +184,7 @@ pub fn to_simple_into(
         let mut count = 0usize;
         for p in params {
             // Separators are balanced inside a part (checked above): no error here.
-            let p = p?.trim();
+            let p = trim(p?);
             if p.is_empty() {
                 continue;
             }

@@ -139,7 +139,7 @@ impl<'a> Contact<'a> {
         let had_sep = head.len() < s.len();
         let mut count = 0usize;
         for p in parts {
-            if !p?.trim().is_empty() {
+            if !trim(p?).is_empty() {
                 count += 1;
             }
         }
@@ -158,7 +158,7 @@ impl<'a> Contact<'a> {
         split_top_iter(self.rest, b';')
             .take(if self.had_sep { usize::MAX } else { 0 })
             .filter_map(Result::ok)
-            .map(str::trim)
+            .map(trim)
             .filter(|p| !p.is_empty())
     }
 
@@ -188,7 +188,7 @@ impl<'a> ContactParams<'a> {
     pub fn parse(s: &'a str) -> Result<Self, ParamError> {
         let mut parts = split_top(s, b';')?.into_iter();
         let head = parts.next().unwrap_or_default();
-        let params: Vec<&str> = parts.map(str::trim).filter(|p| !p.is_empty()).collect();
+        let params: Vec<&str> = parts.map(trim).filter(|p| !p.is_empty()).collect();
         if params.len() > MAX_PARAMS {
             return Err(ParamError::TooManyParams);
         }
@@ -210,13 +210,23 @@ impl<'a> ContactParams<'a> {
     }
 }
 
+/// `s.trim()`, without the Unicode white space tables when both ends are printable ASCII (the
+/// usual case: nothing to trim).
+#[inline]
+pub fn trim(s: &str) -> &str {
+    match (s.as_bytes().first(), s.as_bytes().last()) {
+        (Some(f), Some(l)) if f.is_ascii_graphic() && l.is_ascii_graphic() => s,
+        _ => s.trim(),
+    }
+}
+
 /// The name of a parameter `name[=value]`.
 pub fn param_name(p: &str) -> &str {
     let name = match memchr::memchr(b'=', p.as_bytes()) {
         Some(eq) => p.get(..eq).unwrap_or(p),
         None => p,
     };
-    name.trim()
+    trim(name)
 }
 
 /// `s` split at every byte `sep` (an ASCII byte: the parts are `str`s), like `str::split`
@@ -253,7 +263,7 @@ pub fn before_ascii(s: &str, sep: u8) -> &str {
 /// The value of a parameter with its surrounding quotes removed.
 pub fn param_value(p: &str) -> Option<&str> {
     let eq = memchr::memchr(b'=', p.as_bytes())?;
-    let v = p.get(eq + 1..)?.trim();
+    let v = trim(p.get(eq + 1..)?);
     Some(
         v.strip_prefix('"')
             .and_then(|v| v.strip_suffix('"'))
