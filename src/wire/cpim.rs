@@ -621,7 +621,8 @@ fn scan<'a, S: Sink<'a>>(
                 offset: input.len(),
             });
         }
-        let name_end = memchr::memchr(b':', l.content).unwrap_or(l.content.len());
+        let colon = memchr::memchr(b':', l.content);
+        let name_end = colon.unwrap_or(l.content.len());
         let raw_name = text::trim_ws(l.content.get(..name_end).unwrap_or_default());
         let looks_mime = raw_name.len() >= 8
             && raw_name
@@ -632,7 +633,7 @@ fn scan<'a, S: Sink<'a>>(
             layout = Layout::Errata3013;
             break;
         }
-        sink.cpim_header(parse_cpim_header(&l)?);
+        sink.cpim_header(parse_cpim_header(&l, colon)?);
         headers += 1;
         pos = l.next;
     }
@@ -992,14 +993,14 @@ pub fn escape(v: &[u8]) -> Cow<'_, [u8]> {
 }
 
 /// One CPIM header line (RFC 3862 §3.2).
-fn parse_cpim_header<'a>(l: &LineAt<'a>) -> Result<RawHeader<'a>, CpimError> {
+/// `colon`: where the first `:` of the line is, when it has one.
+fn parse_cpim_header<'a>(l: &LineAt<'a>, colon: Option<usize>) -> Result<RawHeader<'a>, CpimError> {
     let bad = |what: String| CpimError::Malformed {
         what,
         offset: l.start,
     };
     let shown = || String::from_utf8_lossy(l.content.get(..60).unwrap_or(l.content)).into_owned();
-    let colon = memchr::memchr(b':', l.content)
-        .ok_or_else(|| bad(format!("header line {:?} has no colon", shown())))?;
+    let colon = colon.ok_or_else(|| bad(format!("header line {:?} has no colon", shown())))?;
     let full_name = text::trim_ws(l.content.get(..colon).unwrap_or_default());
     let (prefix, name) = match memchr::memchr(b'.', full_name) {
         Some(dot) => (
