@@ -650,8 +650,11 @@ fn canonical_name(name: &[u8]) -> Option<&'static str> {
         .take_while(|i| **i != u8::MAX)
         .filter_map(|i| KNOWN_NAMES.get(usize::from(*i)))
         .find(|k| {
-            k.as_bytes().first().map(u8::to_ascii_lowercase) == Some(first)
-                && k.as_bytes().eq_ignore_ascii_case(name)
+            let k = k.as_bytes();
+            // Names mostly come in the canonical spelling: an exact compare first.
+            k == name
+                || (k.first().map(u8::to_ascii_lowercase) == Some(first)
+                    && k.eq_ignore_ascii_case(name))
         })
         .copied()
 }
