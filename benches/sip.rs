@@ -69,9 +69,15 @@ criterion_group!(benches, bench);
 /// `CPM_IWF_SIP_ITERS=N`: parse and serialize the pager MESSAGE N times and exit, for an
 /// instruction count with callgrind (a figure the other loads of a shared machine do not
 /// change; run with 0 too and subtract the setup).
+/// `CPM_IWF_SIP_VECTOR=invite|wsinv` picks another vector.
 fn pager_iterations(n: u64) {
     let limits = Limits::default();
-    let input = Bytes::from_static(PAGER);
+    let raw = match std::env::var("CPM_IWF_SIP_VECTOR").as_deref() {
+        Ok("invite") => INVITE,
+        Ok("wsinv") => WSINV,
+        _ => PAGER,
+    };
+    let input = Bytes::from_static(raw);
     for _ in 0..n {
         black_box(
             parse_datagram(black_box(input.clone()), &limits)
