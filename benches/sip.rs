@@ -3,7 +3,7 @@
 //! the same bytes for comparison.
 
 use bytes::{Bytes, BytesMut};
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use std::hint::black_box;
 use tokio_util::codec::Decoder;
 
@@ -66,4 +66,37 @@ fn bench(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches);
+/// `CPM_IWF_SIP_ITERS=N`: parse and serialize the pager MESSAGE N times and exit, for an
+/// instruction count with callgrind (a figure the other loads of a shared machine do not
+/// change; run with 0 too and subtract the setup).
+/// `CPM_IWF_SIP_VECTOR=invite|wsinv` picks another vector.
+fn pager_iterations(n: u64) {
+    let limits = Limits::default();
+    let raw = match std::env::var("CPM_IWF_SIP_VECTOR").as_deref() {
+        Ok("invite") => INVITE,
+        Ok("wsinv") => WSINV,
+        _ => PAGER,
+    };
+    let input = Bytes::from_static(raw);
+    for _ in 0..n {
+        black_box(
+            parse_datagram(black_box(input.clone()), &limits)
+                .expect("vector")
+                .serialize(),
+        );
+    }
+}
+
+fn main() {
+    if let Some(n) = std::env::var("CPM_IWF_SIP_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        pager_iterations(n);
+        return;
+    }
+    benches();
+    criterion::Criterion::default()
+        .configure_from_args()
+        .final_summary();
+}

@@ -4,7 +4,7 @@
 use std::hint::black_box;
 
 use bytes::Bytes;
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 
 use cpm_iwf::correlate::{Millis, Table, TableLimits};
 use cpm_iwf::mapping::Mappings;
@@ -15,12 +15,56 @@ use cpm_iwf::translate::{Env, pager};
 use cpm_iwf::wire::msrp::{self, MsrpUri};
 use cpm_iwf::wire::sip::{Limits, parse_datagram};
 
-/// A counter rendered as text: ids cost what the node's would (one small allocation).
+/// Counts allocations, so that the bench can say how many one translation makes.
+struct CountingAlloc;
+static ALLOCATIONS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+// SAFETY: forwards to the system allocator unchanged; only counts calls.
+unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { std::alloc::System.realloc(ptr, layout, new) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAlloc = CountingAlloc;
+
+/// Allocations (and reallocations) `f` makes.
+fn allocations<T>(f: impl FnOnce() -> T) -> (usize, T) {
+    let before = ALLOCATIONS.load(std::sync::atomic::Ordering::Relaxed);
+    let out = f();
+    let after = ALLOCATIONS.load(std::sync::atomic::Ordering::Relaxed);
+    (after - before, out)
+}
+
+/// A counter rendered as 32 hex digits: ids cost one small allocation each (written by hand:
+/// `format!("{:032x}")` pads one `char` at a time and grows its `String` twice, 3 allocations
+/// and ~75 ns an id, which would measure `fmt` rather than the translator).
 struct Counter(u64);
 impl IdSource for Counter {
     fn fresh_id(&mut self) -> Bytes {
         self.0 += 1;
-        Bytes::from(format!("{:032x}", self.0))
+        let mut hex = [b'0'; 32];
+        let mut n = self.0;
+        for slot in hex.iter_mut().rev() {
+            *slot = b"0123456789abcdef"[(n & 15) as usize];
+            n >>= 4;
+            if n == 0 {
+                break;
+            }
+        }
+        Bytes::copy_from_slice(&hex)
     }
 }
 
@@ -51,6 +95,28 @@ fn bench(c: &mut Criterion) {
     let limits = Limits::default();
     let mut ids = Counter(0);
     let parsed = parse_datagram(Bytes::from_static(PAGER), &limits).expect("vector");
+
+    {
+        let mut env = Env {
+            now: Millis(0),
+            ids: &mut ids,
+            datetime: "2026-11-25T10:00:05.000Z",
+        };
+        let (n, out) = allocations(|| {
+            pager::message_request(
+                &parsed,
+                Side::Cpm,
+                &table.view(Millis(0)),
+                &mappings,
+                &mut env,
+            )
+        });
+        drop(out);
+        let (ids_n, _) = allocations(|| (env.ids.fresh_id(), env.ids.fresh_id()));
+        eprintln!(
+            "translate/pager_cpm_to_simple/parsed: {n} allocations per translation ({ids_n} of them by the two fresh ids)"
+        );
+    }
 
     let mut group = c.benchmark_group("translate");
     group.bench_function("pager_cpm_to_simple/parsed", |b| {
@@ -130,4 +196,42 @@ fn bench(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+/// `CPM_IWF_PAGER_ITERS=N`: translate the parsed pager MESSAGE N times and exit, for
+/// `perf stat -e instructions:u` (a count the other loads of a shared machine do not change;
+/// run with 0 too and subtract the setup).
+fn pager_iterations(n: u64) {
+    let mappings = Mappings::embedded().expect("mappings");
+    let table = Table::new(TableLimits::default());
+    let parsed = parse_datagram(Bytes::from_static(PAGER), &Limits::default()).expect("vector");
+    let mut ids = Counter(0);
+    for _ in 0..n {
+        let mut env = Env {
+            now: Millis(0),
+            ids: &mut ids,
+            datetime: "2026-11-25T10:00:05.000Z",
+        };
+        let out = pager::message_request(
+            black_box(&parsed),
+            Side::Cpm,
+            &table.view(Millis(0)),
+            &mappings,
+            &mut env,
+        );
+        black_box(out).expect("translates");
+    }
+}
+
+fn main() {
+    if let Some(n) = std::env::var("CPM_IWF_PAGER_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        pager_iterations(n);
+        return;
+    }
+    benches();
+    criterion::Criterion::default()
+        .configure_from_args()
+        .final_summary();
+}

@@ -2,7 +2,8 @@
 //! `name-addr` or `addr-spec`, the canonical address of record, and the `tag` parameter a
 //! back-to-back user agent writes anew on each leg.
 
-use super::params::{ContactParams, ParamError, param_name};
+use super::params::{Contact, ParamError, before_ascii, param_name};
+use crate::wire::sip::Text;
 
 /// The URI of a `From` / `To` / `Contact` value: inside `<...>` when present; otherwise the
 /// `addr-spec` up to its first `;` (header parameters then follow it, RFC 3261 §20.10).
@@ -16,58 +17,112 @@ pub fn uri_of(value: &str) -> &str {
             (_, false, b'"') => in_quotes = !in_quotes,
             (false, _, b'<') => {
                 let rest = value.get(i + 1..).unwrap_or_default();
-                return rest.split('>').next().unwrap_or_default().trim();
+                return before_ascii(rest, b'>').trim();
             }
             _ => {}
         }
     }
-    value.split(';').next().unwrap_or_default().trim()
+    before_ascii(value, b';').trim()
 }
 
 /// The canonical address of record of a URI: scheme and host lower-cased, without port, URI
 /// parameters or headers (`sip:Alice@Example.COM:5060;transport=tcp` ->
 /// `sip:Alice@example.com`). The user part is case-sensitive (RFC 3261 §19.1.4) and kept.
 pub fn aor(uri: &str) -> String {
-    let no_headers = uri.split('?').next().unwrap_or_default();
-    let no_params = no_headers.split(';').next().unwrap_or_default();
-    let Some((scheme, rest)) = no_params.split_once(':') else {
-        return no_params.to_ascii_lowercase();
+    let mut out = String::with_capacity(uri.len());
+    aor_into(uri, &mut out);
+    out
+}
+
+/// [`aor`] appended to `out` (no allocation of its own).
+pub fn aor_into(uri: &str, out: &mut String) {
+    let lower = |s: &str, out: &mut String| {
+        let from = out.len();
+        out.push_str(s);
+        if let Some(added) = out.get_mut(from..) {
+            added.make_ascii_lowercase();
+        }
     };
-    let scheme = scheme.to_ascii_lowercase();
-    if scheme != "sip" && scheme != "sips" {
+    let no_params = before_ascii(before_ascii(uri, b'?'), b';');
+    let Some(colon) = memchr::memchr(b':', no_params.as_bytes()) else {
+        lower(no_params, out);
+        return;
+    };
+    let scheme = no_params.get(..colon).unwrap_or_default();
+    let rest = no_params.get(colon + 1..).unwrap_or_default();
+    lower(scheme, out);
+    out.push(':');
+    let sip = scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips");
+    if !sip {
         // tel:, im:, and others: no host part to normalise.
-        return format!("{scheme}:{rest}");
+        out.push_str(rest);
+        return;
     }
-    let (user, hostport) = match rest.rsplit_once('@') {
-        Some((u, h)) => (Some(u.split(':').next().unwrap_or_default()), h),
-        None => (None, rest),
+    let hostport = match memchr::memrchr(b'@', rest.as_bytes()) {
+        Some(at) => {
+            out.push_str(before_ascii(rest.get(..at).unwrap_or_default(), b':'));
+            out.push('@');
+            rest.get(at + 1..).unwrap_or_default()
+        }
+        None => rest,
     };
     // An IPv6 reference keeps its brackets; the port follows the last `:` outside them.
-    let host = match hostport.strip_prefix('[') {
-        Some(v6) => format!("[{}]", v6.split(']').next().unwrap_or_default()),
-        None => hostport.split(':').next().unwrap_or_default().to_string(),
+    match hostport.strip_prefix('[') {
+        Some(v6) => {
+            out.push('[');
+            lower(before_ascii(v6, b']'), out);
+            out.push(']');
+        }
+        None => lower(before_ascii(hostport, b':'), out),
     }
-    .to_ascii_lowercase();
-    match user {
-        Some(u) => format!("{scheme}:{u}@{host}"),
-        None => format!("{scheme}:{host}"),
+}
+
+/// Whether a parameter is the `tag`.
+fn is_tag(p: &str) -> bool {
+    param_name(p).eq_ignore_ascii_case("tag")
+}
+
+/// `contact` written back without its `tag` parameter.
+pub(crate) fn write_without_tag(contact: &Contact<'_>, out: &mut String) {
+    out.push_str(contact.head.trim_end());
+    for p in contact.params().filter(|p| !is_tag(p)) {
+        out.push(';');
+        out.push_str(p);
     }
 }
 
 /// `value` with its `tag` parameter replaced by `tag`, or removed when `tag` is `None` (a new
 /// leg's To has no tag until the far end answers, RFC 3261 §8.1.1.2).
 pub fn with_tag(value: &str, tag: Option<&str>) -> Result<String, ParamError> {
-    let mut parsed = ContactParams::parse(value)?;
-    parsed
-        .params
-        .retain(|p| !param_name(p).eq_ignore_ascii_case("tag"));
+    let contact = Contact::parse(value)?;
     let mut out = String::with_capacity(value.len() + tag.map_or(0, |t| t.len() + 5));
-    parsed.write(&[], &mut out);
+    write_without_tag(&contact, &mut out);
     if let Some(t) = tag {
         out.push_str(";tag=");
         out.push_str(t);
     }
     Ok(out)
+}
+
+/// [`with_tag`] with a tag: one allocation, exactly the size of the result.
+pub fn with_new_tag(value: &str, tag: &str) -> Result<Text, ParamError> {
+    let contact = Contact::parse(value)?;
+    let mut out = String::with_capacity(value.len() + tag.len() + 5);
+    write_without_tag(&contact, &mut out);
+    out.push_str(";tag=");
+    out.push_str(tag);
+    Ok(Text::from(out.into_boxed_str().into_string()))
+}
+
+/// [`with_tag`] without a tag, sharing `value` when it has no tag and is already written so.
+pub fn without_tag(value: &Text) -> Result<Text, ParamError> {
+    let contact = Contact::parse(value)?;
+    if contact.is_canonical() && !contact.params().any(is_tag) {
+        return Ok(value.clone());
+    }
+    let mut out = String::with_capacity(value.len());
+    write_without_tag(&contact, &mut out);
+    Ok(Text::from(out))
 }
 
 #[cfg(test)]
@@ -108,5 +163,37 @@ mod tests {
             "<sip:a@x;tag=uri>"
         );
         assert_eq!(with_tag("sip:b@y;TAG=z", None).unwrap(), "sip:b@y");
+        let shared = Text::from_static("<sip:a@x>;foo=1");
+        let same = without_tag(&shared).unwrap();
+        assert_eq!(same.as_bytes().as_ptr(), shared.as_bytes().as_ptr());
+        for v in [
+            "<sip:a@x>;tag=1",
+            "<sip:a@x> ;foo",
+            "<sip:a@x>;",
+            "<sip:a@x>;;b",
+            "<sip:a@x>",
+            "<sip:a@x;tag=2>",
+            "sip:b@y;TAG=z",
+            "\"a;b\" <sip:a@x>; x = 1 ;tag=3",
+        ] {
+            let t = Text::copy_from_str(v);
+            assert_eq!(
+                without_tag(&t).unwrap().as_str(),
+                with_tag(v, None).unwrap(),
+                "{v}"
+            );
+            assert_eq!(
+                with_new_tag(v, "n3w").unwrap().as_str(),
+                with_tag(v, Some("n3w")).unwrap(),
+                "{v}"
+            );
+        }
+        for bad in ["<sip:a@x", "\"open <sip:a@x>"] {
+            assert!(without_tag(&Text::copy_from_str(bad)).is_err());
+            assert!(with_new_tag(bad, "t").is_err());
+        }
+        let mut out = String::new();
+        aor_into("SIP:Bob@[::1]:5060", &mut out);
+        assert_eq!(out, "sip:Bob@[::1]");
     }
 }

@@ -9,7 +9,7 @@
 
 use bytes::Bytes;
 
-use super::params::{ContactParams, ParamError, param_name, param_value, split_top};
+use super::params::{MAX_PARAMS, ParamError, param_name, param_value, split_top_iter, trim};
 use super::state::Device;
 
 /// The instance-id feature tag (RFC 5626 §4.1).
@@ -31,16 +31,19 @@ pub fn device_of(aor: Bytes, contact: Option<&Bytes>) -> Result<Device, ParamErr
         // A Contact that is not UTF-8 names no device we could address: the AOR it is.
         return Ok(device);
     };
-    let first = split_top(text, b',')?
-        .into_iter()
-        .next()
-        .unwrap_or_default();
-    let parsed = ContactParams::parse(first)?;
-    let uri = parsed
-        .head
+    // The first contact, the others read for their separators only (an unterminated one is
+    // an error as anywhere).
+    let mut contacts = split_top_iter(text, b',');
+    let first = contacts.next().unwrap_or(Ok(""))?;
+    for rest in contacts {
+        rest?;
+    }
+    let mut params = split_top_iter(first, b';');
+    let head = params.next().unwrap_or(Ok(""))?;
+    let uri = head
         .split_once('<')
         .and_then(|(_, rest)| rest.split_once('>'))
-        .map_or(parsed.head.trim(), |(uri, _)| uri);
+        .map_or(head.trim(), |(uri, _)| uri);
     // RFC 5627 §3.1: a GRUU carries the `gr` URI parameter.
     let is_gruu = uri
         .split(';')
@@ -49,11 +52,23 @@ pub fn device_of(aor: Bytes, contact: Option<&Bytes>) -> Result<Device, ParamErr
     if is_gruu {
         device.gruu = Some(contact.slice_ref(uri.as_bytes()));
     }
-    device.instance = parsed
-        .params
-        .iter()
-        .find(|p| param_name(p).eq_ignore_ascii_case(SIP_INSTANCE))
-        .and_then(|p| param_value(p))
+    let mut count = 0usize;
+    let mut instance = None;
+    for p in params {
+        let p = trim(p?);
+        if p.is_empty() {
+            continue;
+        }
+        count += 1;
+        if instance.is_none() && param_name(p).eq_ignore_ascii_case(SIP_INSTANCE) {
+            instance = Some(p);
+        }
+    }
+    if count > MAX_PARAMS {
+        return Err(ParamError::TooManyParams);
+    }
+    device.instance = instance
+        .and_then(param_value)
         .map(|v| v.trim_start_matches('<').trim_end_matches('>'))
         .filter(|v| !v.is_empty())
         .map(|v| contact.slice_ref(v.as_bytes()));

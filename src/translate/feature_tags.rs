@@ -10,19 +10,55 @@
 //! `expires`, `q`, `require`, `explicit`, RCS IARIs, ...). Which tags to write is data
 //! ([`Mappings`]); only the mechanism is here.
 
-use super::params::{ContactParams, ParamError, param_name, param_value, split_top};
+use super::params::{
+    Contact, MAX_PARAMS, ParamError, check_split, param_name, param_value, split_ascii,
+    split_top_iter, trim,
+};
 use crate::mapping::{Mappings, Service};
+use crate::wire::sip::Text;
 
 /// The CPM feature tag that carries ICSIs (3GPP TS 24.229 §7.2A.8).
 pub const ICSI_REF: &str = "+g.3gpp.icsi-ref";
 
+/// Services in order of first appearance, without repeats (no allocation: there are
+/// [`Service::ALL`] of them).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ServiceList {
+    list: [Option<Service>; Service::ALL.len()],
+}
+
+impl ServiceList {
+    /// Add `s` unless it is there.
+    pub fn push(&mut self, s: Service) {
+        if self.contains(s) {
+            return;
+        }
+        if let Some(slot) = self.list.iter_mut().find(|x| x.is_none()) {
+            *slot = Some(s);
+        }
+    }
+
+    /// Whether `s` is in the list.
+    pub fn contains(&self, s: Service) -> bool {
+        self.list.contains(&Some(s))
+    }
+
+    /// The services, in order.
+    pub fn iter(&self) -> impl Iterator<Item = Service> + '_ {
+        self.list.iter().map_while(|s| *s)
+    }
+
+    /// The first service.
+    pub fn first(&self) -> Option<Service> {
+        self.list.first().copied().flatten()
+    }
+}
+
 /// The services named by a `+g.3gpp.icsi-ref` value: a comma-separated list of ICSIs, escaped
 /// or not (PROTOCOL-NOTES.md: some clients write the raw URN). Unknown ICSIs are skipped.
-fn services_in_icsi_ref(value: &str, mappings: &Mappings, found: &mut Vec<Service>) {
-    for icsi in value.split(',').map(str::trim) {
-        if let Some(s) = mappings.service_by_icsi(icsi)
-            && !found.contains(&s)
-        {
+fn services_in_icsi_ref(value: &str, mappings: &Mappings, found: &mut ServiceList) {
+    for icsi in split_ascii(value, b',').map(trim) {
+        if let Some(s) = mappings.service_by_icsi(icsi) {
             found.push(s);
         }
     }
@@ -30,9 +66,15 @@ fn services_in_icsi_ref(value: &str, mappings: &Mappings, found: &mut Vec<Servic
 
 /// The CPM services a header value names through `+g.3gpp.icsi-ref`, in order of appearance.
 pub fn cpm_services(value: &str, mappings: &Mappings) -> Result<Vec<Service>, ParamError> {
-    let mut found = Vec::new();
-    for contact in split_top(value, b',')? {
-        for p in ContactParams::parse(contact)?.params {
+    Ok(cpm_service_list(value, mappings)?.iter().collect())
+}
+
+/// [`cpm_services`] without allocating.
+pub fn cpm_service_list(value: &str, mappings: &Mappings) -> Result<ServiceList, ParamError> {
+    let mut found = ServiceList::default();
+    check_split(value, b',')?;
+    for contact in split_top_iter(value, b',') {
+        for p in Contact::parse(contact?)?.params() {
             if param_name(p).eq_ignore_ascii_case(ICSI_REF)
                 && let Some(v) = param_value(p)
             {
@@ -46,10 +88,10 @@ pub fn cpm_services(value: &str, mappings: &Mappings) -> Result<Vec<Service>, Pa
 /// Whether a header value carries the SIMPLE IM feature tag `tag` (RFC 3840: boolean tags are
 /// present or absent; names compare case-insensitively, RFC 3261 §7.3.1).
 pub fn has_simple_tag(value: &str, tag: &str) -> Result<bool, ParamError> {
-    for contact in split_top(value, b',')? {
-        if ContactParams::parse(contact)?
-            .params
-            .iter()
+    check_split(value, b',')?;
+    for contact in split_top_iter(value, b',') {
+        if Contact::parse(contact?)?
+            .params()
             .any(|p| param_name(p).eq_ignore_ascii_case(tag))
         {
             return Ok(true);
@@ -68,6 +110,15 @@ fn is_simple_tag(name: &str, mappings: &Mappings) -> bool {
     })
 }
 
+/// Whether `value` holds `+g.3gpp.icsi-ref` anywhere (ASCII case ignored).
+pub fn mentions_icsi_ref(value: &str) -> bool {
+    let b = value.as_bytes();
+    memchr::memchr_iter(b'+', b).any(|at| {
+        b.get(at..at + ICSI_REF.len())
+            .is_some_and(|w| w.eq_ignore_ascii_case(ICSI_REF.as_bytes()))
+    })
+}
+
 /// Rewrite a CPM `Contact` / `Accept-Contact` value for the SIMPLE side: every
 /// `+g.3gpp.icsi-ref` is replaced by the SIMPLE IM tags of the services it names (IR.90 §4.3.3,
 /// docs/interworking-notes.md §1.3). Returns the new value and the services found; an empty list
@@ -75,38 +126,121 @@ fn is_simple_tag(name: &str, mappings: &Mappings) -> bool {
 /// deserves.
 pub fn to_simple(value: &str, mappings: &Mappings) -> Result<(String, Vec<Service>), ParamError> {
     let mut out = String::with_capacity(value.len());
-    let mut all = Vec::new();
-    for (i, part) in split_top(value, b',')?.into_iter().enumerate() {
-        let mut contact = ContactParams::parse(part)?;
-        let mut services = Vec::new();
-        contact.params.retain(|p| {
-            let icsi = param_name(p).eq_ignore_ascii_case(ICSI_REF);
-            if icsi && let Some(v) = param_value(p) {
-                services_in_icsi_ref(v, mappings, &mut services);
-            }
-            !icsi
-        });
-        let mut extra: Vec<String> = Vec::new();
-        for s in &services {
-            let tag = &mappings.service(*s).simple_feature_tag;
-            let present = contact
-                .params
-                .iter()
-                .any(|p| param_name(p).eq_ignore_ascii_case(tag))
-                || extra.iter().any(|e| e.eq_ignore_ascii_case(tag));
-            if !present {
-                extra.push(tag.clone());
-            }
-            if !all.contains(s) {
-                all.push(*s);
-            }
-        }
+    let all = to_simple_into(value, mappings, &mut out)?;
+    Ok((out, all.iter().collect()))
+}
+
+/// [`to_simple`] of a shared value: the value itself (no copy) when there is nothing to
+/// rewrite (no `+g.3gpp.icsi-ref`, written as the rewrite would write it), else one new
+/// string.
+pub fn to_simple_text(value: &Text, mappings: &Mappings) -> Result<Text, ParamError> {
+    if to_simple_keeps(value)? {
+        return Ok(value.clone());
+    }
+    let mut out = String::with_capacity(value.len() + 16);
+    to_simple_into(value, mappings, &mut out)?;
+    Ok(Text::from(out))
+}
+
+/// Whether [`to_simple`] gives `value` back unchanged: no `+g.3gpp.icsi-ref`, and written as
+/// the rewrite writes (the errors of [`to_simple`] when it has some).
+pub fn to_simple_keeps(value: &str) -> Result<bool, ParamError> {
+    if mentions_icsi_ref(value) {
+        return Ok(false);
+    }
+    check_split(value, b',')?;
+    let mut canonical = true;
+    for part in split_top_iter(value, b',') {
+        canonical &= Contact::parse(part?)?.is_canonical();
+    }
+    Ok(canonical)
+}
+
+/// [`to_simple`] appending to `out`, returning the services found. One pass over each
+/// contact's parameters (after one over the value for its separators): the parameters are
+/// written as they are read, the tags to add follow.
+pub fn to_simple_into(
+    value: &str,
+    mappings: &Mappings,
+    out: &mut String,
+) -> Result<ServiceList, ParamError> {
+    /// Feature tags kept from one contact, remembered by name; past this many the parameters
+    /// are read again.
+    const PLUS_KEPT: usize = 8;
+    let mut all = ServiceList::default();
+    // An unterminated quote or `<` anywhere is the error, whatever comes before it.
+    check_split(value, b',')?;
+    for (i, part) in split_top_iter(value, b',').enumerate() {
+        let part = part?;
         if i > 0 {
             out.push(',');
         }
-        contact.write(&extra, &mut out);
+        let mut params = split_top_iter(part, b';');
+        let head = params.next().unwrap_or(Ok(""))?;
+        out.push_str(head.trim_end());
+        let mut services = ServiceList::default();
+        let mut plus: [&str; PLUS_KEPT] = [""; PLUS_KEPT];
+        let (mut plus_len, mut plus_overflow) = (0usize, false);
+        let mut count = 0usize;
+        for p in params {
+            // Separators are balanced inside a part (checked above): no error here.
+            let p = trim(p?);
+            if p.is_empty() {
+                continue;
+            }
+            count += 1;
+            let name = param_name(p);
+            if name.eq_ignore_ascii_case(ICSI_REF) {
+                if let Some(v) = param_value(p) {
+                    services_in_icsi_ref(v, mappings, &mut services);
+                }
+                continue;
+            }
+            if name.starts_with('+') {
+                match plus.get_mut(plus_len) {
+                    Some(slot) => {
+                        *slot = name;
+                        plus_len += 1;
+                    }
+                    None => plus_overflow = true,
+                }
+            }
+            out.push(';');
+            out.push_str(p);
+        }
+        if count > MAX_PARAMS {
+            return Err(ParamError::TooManyParams);
+        }
+        let mut written = ServiceList::default();
+        for s in services.iter() {
+            let tag = &mappings.service(s).simple_feature_tag;
+            let kept = if plus_overflow {
+                Contact::parse(part)?.params().any(|p| {
+                    let name = param_name(p);
+                    !name.eq_ignore_ascii_case(ICSI_REF) && name.eq_ignore_ascii_case(tag)
+                })
+            } else {
+                plus.get(..plus_len)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|n| n.eq_ignore_ascii_case(tag))
+            };
+            // Services that share a tag (chat and pager: +g.oma.sip-im) write it once.
+            let again = written.iter().any(|w| {
+                mappings
+                    .service(w)
+                    .simple_feature_tag
+                    .eq_ignore_ascii_case(tag)
+            });
+            if !kept && !again {
+                out.push(';');
+                out.push_str(tag);
+                written.push(s);
+            }
+            all.push(s);
+        }
     }
-    Ok((out, all))
+    Ok(all)
 }
 
 /// Rewrite a SIMPLE `Contact` / `Accept-Contact` value for the CPM side: the SIMPLE IM feature
@@ -114,30 +248,48 @@ pub fn to_simple(value: &str, mappings: &Mappings) -> Result<(String, Vec<Servic
 /// is written instead. `service` comes from the request's classification
 /// (docs/interworking-notes.md §1.4), since `+g.oma.sip-im` alone names several services.
 pub fn to_cpm(value: &str, service: Service, mappings: &Mappings) -> Result<String, ParamError> {
-    let icsi_ref = format!(
-        "{ICSI_REF}=\"{}\"",
-        mappings.service(service).cpm_icsi_escaped
-    );
-    let mut out = String::with_capacity(value.len() + icsi_ref.len());
-    for (i, part) in split_top(value, b',')?.into_iter().enumerate() {
-        let mut contact = ContactParams::parse(part)?;
-        // An icsi-ref already there (an RCS-lineage SIMPLE client) is replaced, not doubled.
-        contact.params.retain(|p| {
-            let name = param_name(p);
-            !is_simple_tag(name, mappings) && !name.eq_ignore_ascii_case(ICSI_REF)
-        });
+    let escaped = &mappings.service(service).cpm_icsi_escaped;
+    let mut out = String::with_capacity(value.len() + ICSI_REF.len() + escaped.len() + 3);
+    to_cpm_into(value, service, mappings, &mut out)?;
+    Ok(out)
+}
+
+/// [`to_cpm`] appending to `out`.
+pub fn to_cpm_into(
+    value: &str,
+    service: Service,
+    mappings: &Mappings,
+    out: &mut String,
+) -> Result<(), ParamError> {
+    let escaped = &mappings.service(service).cpm_icsi_escaped;
+    check_split(value, b',')?;
+    for (i, part) in split_top_iter(value, b',').enumerate() {
+        let contact = Contact::parse(part?)?;
         if i > 0 {
             out.push(',');
         }
-        contact.write(std::slice::from_ref(&icsi_ref), &mut out);
+        out.push_str(contact.head.trim_end());
+        // An icsi-ref already there (an RCS-lineage SIMPLE client) is replaced, not doubled.
+        for p in contact.params() {
+            let name = param_name(p);
+            if is_simple_tag(name, mappings) || name.eq_ignore_ascii_case(ICSI_REF) {
+                continue;
+            }
+            out.push(';');
+            out.push_str(p);
+        }
+        out.push(';');
+        out.push_str(ICSI_REF);
+        out.push_str("=\"");
+        out.push_str(escaped);
+        out.push('"');
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::translate::params::MAX_PARAMS;
 
     fn m() -> Mappings {
         Mappings::embedded().expect("embedded mappings")
@@ -238,7 +390,66 @@ mod tests {
         }
     }
 
+    /// The rewrite as first written (a `Vec` per split), kept as the reference.
+    fn reference_to_simple(
+        value: &str,
+        mappings: &Mappings,
+    ) -> Result<(String, Vec<Service>), ParamError> {
+        use crate::translate::params::{ContactParams, split_top};
+        let mut out = String::with_capacity(value.len());
+        let mut all = Vec::new();
+        for (i, part) in split_top(value, b',')?.into_iter().enumerate() {
+            let mut contact = ContactParams::parse(part)?;
+            let mut services = Vec::new();
+            contact.params.retain(|p| {
+                let icsi = param_name(p).eq_ignore_ascii_case(ICSI_REF);
+                if icsi && let Some(v) = param_value(p) {
+                    for icsi in v.split(',').map(str::trim) {
+                        if let Some(s) = mappings.service_by_icsi(icsi)
+                            && !services.contains(&s)
+                        {
+                            services.push(s);
+                        }
+                    }
+                }
+                !icsi
+            });
+            let mut extra: Vec<String> = Vec::new();
+            for s in &services {
+                let tag = &mappings.service(*s).simple_feature_tag;
+                let present = contact
+                    .params
+                    .iter()
+                    .any(|p| param_name(p).eq_ignore_ascii_case(tag))
+                    || extra.iter().any(|e| e.eq_ignore_ascii_case(tag));
+                if !present {
+                    extra.push(tag.clone());
+                }
+                if !all.contains(s) {
+                    all.push(*s);
+                }
+            }
+            if i > 0 {
+                out.push(',');
+            }
+            contact.write(&extra, &mut out);
+        }
+        Ok((out, all))
+    }
+
     proptest::proptest! {
+        // The in-place rewrite gives what the reference gives, shared or not.
+        #[test]
+        fn in_place_rewrite_matches_the_reference(
+            v in "(<sip:a@x;lr>|\\*|\"q;,\"|;|,| |\\+g\\.3gpp\\.icsi-ref=\"urn%3Aurn-7%3A3gpp-service\\.ims\\.icsi\\.oma\\.cpm\\.(msg|session|largemsg)(,urn:urn-7:3gpp-service.ims.icsi.oma.cpm.msg)?\"|\\+g\\.oma\\.sip-im|require|x=1|<){0,12}"
+        ) {
+            let mappings = m();
+            let expected = reference_to_simple(&v, &mappings);
+            proptest::prop_assert_eq!(&to_simple(&v, &mappings), &expected);
+            let shared = to_simple_text(&Text::copy_from_str(&v), &mappings);
+            proptest::prop_assert_eq!(shared.map(|t| t.to_string()), expected.map(|(s, _)| s));
+        }
+
         // Any header value: an answer or a typed error, never a panic; and a value the CPM
         // rewrite accepted is accepted again by the SIMPLE rewrite with the service kept.
         #[test]

@@ -4,12 +4,13 @@
 
 use bytes::Bytes;
 
-use super::addr::with_tag;
+use super::addr::{with_new_tag, without_tag, write_without_tag};
 use super::feature_tags;
+use super::params::Contact;
 use super::state::{ConversationIds, ConversationKey, Side};
 use super::{Env, TranslateError};
 use crate::mapping::{HeaderRules, Mappings, Service};
-use crate::wire::sip::SipMessage;
+use crate::wire::sip::{SipMessage, Text};
 
 /// Header fields that belong to one hop or one leg and are never copied to the other side:
 /// routing and transaction fields the node writes itself (RFC 3261 §16.6, §8.1.1), framing,
@@ -34,6 +35,34 @@ pub(crate) const LEG_HEADERS: [&str; 17] = [
     "P-Charging-Function-Addresses",
     "P-Visited-Network-ID",
 ];
+
+/// Bit `n` set when a name in [`LEG_HEADERS`] is `n` bytes long (all are under 64).
+const LEG_LENGTHS: u64 = {
+    let mut mask = 0u64;
+    let mut i = 0;
+    while i < LEG_HEADERS.len() {
+        mask |= 1 << LEG_HEADERS[i].len();
+        i += 1;
+    }
+    mask
+};
+
+/// Is `name` one of [`LEG_HEADERS`] (ASCII case ignored)? Most names are ruled out by their
+/// length alone.
+fn is_leg_header(name: &str) -> bool {
+    name.len() < 64
+        && LEG_LENGTHS & (1 << name.len()) != 0
+        && LEG_HEADERS.iter().any(|h| same_name(h, name))
+}
+
+/// ASCII case-insensitive equality of two header names, the cheap tests first.
+#[inline]
+pub(crate) fn same_name(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.as_bytes().first().map(u8::to_ascii_lowercase)
+            == b.as_bytes().first().map(u8::to_ascii_lowercase)
+        && a.eq_ignore_ascii_case(b)
+}
 
 /// The CPM conversation header fields (CPM 2.0 SD 5.2.1.1).
 pub const CONVERSATION_ID: &str = "Conversation-ID";
@@ -105,6 +134,74 @@ pub(crate) fn id_header(
     }
 }
 
+/// The identity header values of a request as they are, unchecked.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct RawIds<'a> {
+    pub conversation_id: Option<&'a str>,
+    pub contribution_id: Option<&'a str>,
+    pub in_reply_to: Option<&'a str>,
+}
+
+/// The identity header values of `msg`.
+pub(crate) fn raw_cpm_ids(msg: &SipMessage) -> RawIds<'_> {
+    RawIds {
+        conversation_id: msg.header(CONVERSATION_ID),
+        contribution_id: msg.header(CONTRIBUTION_ID),
+        in_reply_to: msg.header(IN_REPLY_TO_CONTRIBUTION_ID),
+    }
+}
+
+/// The bound on an identity ([`id_header`]'s check, without the copy).
+pub(crate) fn check_id(name: &'static str, v: Option<&str>) -> Result<(), TranslateError> {
+    match v {
+        Some(v) if v.is_empty() || v.len() > MAX_ID_LEN => Err(TranslateError::Header {
+            header: name,
+            reason: format!("must be 1 to {MAX_ID_LEN} characters"),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Identities and addresses the table keeps from one message, copied into one buffer: one
+/// allocation (and its shared header), and the table does not keep the message alive through
+/// slices of it. Every value pushed is a range of the frozen buffer.
+#[derive(Debug, Default)]
+pub(crate) struct IdBuffer {
+    text: String,
+}
+
+impl IdBuffer {
+    pub fn with_capacity(n: usize) -> Self {
+        IdBuffer {
+            text: String::with_capacity(n),
+        }
+    }
+
+    /// Append `s`; where it is.
+    pub fn push(&mut self, s: &str) -> std::ops::Range<usize> {
+        let at = self.text.len();
+        self.text.push_str(s);
+        at..self.text.len()
+    }
+
+    /// Append the address of record of `uri` ([`aor`](super::addr::aor)); where it is.
+    pub fn push_aor(&mut self, uri: &str) -> std::ops::Range<usize> {
+        let at = self.text.len();
+        super::addr::aor_into(uri, &mut self.text);
+        at..self.text.len()
+    }
+
+    /// The buffer, to slice the ranges from.
+    pub fn freeze(self) -> Bytes {
+        Bytes::from(self.text)
+    }
+}
+
+/// A range of a frozen [`IdBuffer`] (empty when out of it, which does not happen).
+pub(crate) fn slice(buf: &Bytes, r: std::ops::Range<usize>) -> Bytes {
+    buf.get(r.clone()).map_or_else(Bytes::new, |_| buf.slice(r))
+}
+
 /// The identities a CPM request carries, when it carries the two that are required together.
 pub(crate) fn cpm_ids(msg: &SipMessage) -> Result<Option<ConversationIds>, TranslateError> {
     let conversation_id = id_header(msg, CONVERSATION_ID)?;
@@ -154,31 +251,156 @@ pub(crate) fn new_leg(
     rules: &HeaderRules,
     env: &mut Env<'_>,
 ) -> Result<SipMessage, TranslateError> {
+    new_leg_shared(
+        incoming,
+        method,
+        Bytes::copy_from_slice(request_uri.as_bytes()),
+        rules,
+        env,
+    )
+}
+
+/// An identity from an [`IdSource`](super::conversation::IdSource) as header text (shared;
+/// a lossy copy in the unlikely case it is not UTF-8).
+pub(crate) fn id_text(id: Bytes) -> Text {
+    Text::from_utf8(id).unwrap_or_else(|id| Text::from(lossy(&id).into_owned()))
+}
+
+/// [`new_leg`] with the Request-URI shared: the values of the new leg are shared with
+/// `incoming` (To without a tag, the end-to-end fields), static (Max-Forwards, CSeq) or the
+/// fresh Call-ID as it is; From with its new tag is the one allocation.
+pub(crate) fn new_leg_shared(
+    incoming: &SipMessage,
+    method: rsip::Method,
+    request_uri: Bytes,
+    rules: &HeaderRules,
+    env: &mut Env<'_>,
+) -> Result<SipMessage, TranslateError> {
     let from = incoming
-        .header("From")
+        .header_text("From")
         .ok_or(TranslateError::Missing("From"))?;
-    let to = incoming.header("To").ok_or(TranslateError::Missing("To"))?;
-    let mut out = SipMessage::request(method, request_uri)?;
-    out.push_header("Max-Forwards", "70")?;
+    let to = incoming
+        .header_text("To")
+        .ok_or(TranslateError::Missing("To"))?;
+    let mut out = SipMessage::request_shared(method, request_uri)?;
+    out.push_header_text("Max-Forwards", Text::from_static("70"))?;
     let tag = env.ids.fresh_id();
-    out.push_header(
-        "From",
-        &with_tag(from, Some(&lossy(&tag))).map_err(|e| TranslateError::header("From", e))?,
-    )?;
-    out.push_header(
-        "To",
-        &with_tag(to, None).map_err(|e| TranslateError::header("To", e))?,
-    )?;
-    out.push_header("Call-ID", &lossy(&env.ids.fresh_id()))?;
-    out.push_header(
-        "CSeq",
-        match method {
-            rsip::Method::Message => "1 MESSAGE",
-            rsip::Method::Invite => "1 INVITE",
-            _ => return Err(TranslateError::Missing("a method that opens a leg")),
-        },
-    )?;
+    let from = with_new_tag(&from, &lossy(&tag)).map_err(|e| TranslateError::header("From", e))?;
+    out.push_header_text("From", from)?;
+    let to = without_tag(&to).map_err(|e| TranslateError::header("To", e))?;
+    out.push_header_text("To", to)?;
+    out.push_header_text("Call-ID", id_text(env.ids.fresh_id()))?;
+    let cseq = match method {
+        rsip::Method::Message => "1 MESSAGE",
+        rsip::Method::Invite => "1 INVITE",
+        _ => return Err(TranslateError::Missing("a method that opens a leg")),
+    };
+    out.push_header_text("CSeq", Text::from_static(cseq))?;
     copy_end_to_end(&mut out, incoming, rules, &[])?;
+    Ok(out)
+}
+
+/// A value of the new leg: shared with the incoming request, or written into the leg's buffer.
+enum LegValue {
+    Shared(Text),
+    Written(std::ops::Range<usize>),
+}
+
+/// Contact and Accept-Contact values [`new_leg_rewritten`] rewrites into its buffer; a request
+/// with more goes the way of [`rewrite_service_tags`].
+const MAX_BUFFERED_CONTACTS: usize = 8;
+
+/// [`new_leg_shared`] then [`rewrite_service_tags`] (same result, same errors in the same
+/// order), with every value the gateway writes (From with its new tag, the rewritten Contact
+/// and Accept-Contact values) in one buffer: one allocation for all of them.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn new_leg_rewritten(
+    incoming: &SipMessage,
+    method: rsip::Method,
+    request_uri: Bytes,
+    rules: &HeaderRules,
+    to_side: Side,
+    service: Service,
+    mappings: &Mappings,
+    env: &mut Env<'_>,
+) -> Result<SipMessage, TranslateError> {
+    let from = incoming
+        .header_text("From")
+        .ok_or(TranslateError::Missing("From"))?;
+    let to = incoming
+        .header_text("To")
+        .ok_or(TranslateError::Missing("To"))?;
+    let mut out = SipMessage::request_shared(method, request_uri)?;
+    out.push_header_text("Max-Forwards", Text::from_static("70"))?;
+    let tag = env.ids.fresh_id();
+    let tag = lossy(&tag);
+    // From, and room for a Contact and an Accept-Contact of ordinary length with their tags.
+    let mut buf = String::with_capacity(from.len() + tag.len() + 5 + 320);
+    let contact = Contact::parse(&from).map_err(|e| TranslateError::header("From", e))?;
+    write_without_tag(&contact, &mut buf);
+    buf.push_str(";tag=");
+    buf.push_str(&tag);
+    let from_range = 0..buf.len();
+    // Its place, filled when the buffer is complete.
+    let from_index = out.headers().count();
+    out.push_header_text("From", Text::default())?;
+    let to = without_tag(&to).map_err(|e| TranslateError::header("To", e))?;
+    out.push_header_text("To", to)?;
+    out.push_header_text("Call-ID", id_text(env.ids.fresh_id()))?;
+    let cseq = match method {
+        rsip::Method::Message => "1 MESSAGE",
+        rsip::Method::Invite => "1 INVITE",
+        _ => return Err(TranslateError::Missing("a method that opens a leg")),
+    };
+    out.push_header_text("CSeq", Text::from_static(cseq))?;
+    copy_end_to_end(&mut out, incoming, rules, &[])?;
+
+    let mut values: [Option<LegValue>; MAX_BUFFERED_CONTACTS] = Default::default();
+    let mut count = 0usize;
+    let mut overflow = false;
+    for name in ["Contact", "Accept-Contact"] {
+        for v in out.header_texts(name) {
+            let Some(slot) = values.get_mut(count) else {
+                overflow = true;
+                break;
+            };
+            count += 1;
+            let err = |e| TranslateError::header(name, e);
+            *slot = Some(match to_side {
+                Side::Simple if feature_tags::to_simple_keeps(&v).map_err(err)? => {
+                    LegValue::Shared(v)
+                }
+                Side::Simple => {
+                    let at = buf.len();
+                    feature_tags::to_simple_into(&v, mappings, &mut buf).map_err(err)?;
+                    LegValue::Written(at..buf.len())
+                }
+                Side::Cpm => {
+                    let at = buf.len();
+                    feature_tags::to_cpm_into(&v, service, mappings, &mut buf).map_err(err)?;
+                    LegValue::Written(at..buf.len())
+                }
+            });
+        }
+    }
+    let buf = Text::from(buf);
+    let part = |r: &std::ops::Range<usize>| buf.slice_ref(buf.get(r.clone()).unwrap_or_default());
+    out.set_value_at(from_index, part(&from_range))?;
+    if overflow {
+        return rewrite_service_tags(&mut out, to_side, service, mappings).map(|()| out);
+    }
+    let mut next = values.iter_mut().map_while(Option::take);
+    for name in ["Contact", "Accept-Contact"] {
+        out.rewrite_to_end(name, |_| match next.next() {
+            Some(LegValue::Shared(t)) => Ok::<Text, TranslateError>(t),
+            Some(LegValue::Written(r)) => Ok(part(&r)),
+            None => Ok(Text::default()),
+        })?;
+    }
+    if to_side == Side::Cpm {
+        // RFC 6050 §4: the network asserts the service; the CPM side expects its ICSI.
+        out.push_header(P_ASSERTED_SERVICE, &mappings.service(service).cpm_icsi)?;
+    }
     Ok(out)
 }
 
@@ -191,18 +413,28 @@ pub(crate) fn copy_end_to_end(
     rules: &HeaderRules,
     also_leg: &[&str],
 ) -> Result<(), TranslateError> {
+    // Lengths of the names the rules drop or rename: most names are ruled out by it alone.
+    let lengths = |names: &mut dyn Iterator<Item = &String>| {
+        names.fold(0u64, |m, n| m | 1 << n.len().min(63))
+    };
+    let dropped = lengths(&mut rules.drop.iter());
+    let renamed = lengths(&mut rules.rename.iter().map(|(old, _)| old));
+    let may = |mask: u64, name: &str| mask & (1 << name.len().min(63)) != 0;
     out.copy_headers(incoming, |name| {
-        let leg = LEG_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(name))
-            || also_leg.iter().any(|h| h.eq_ignore_ascii_case(name));
-        if leg || rules.drops(name) {
+        let leg = is_leg_header(name) || also_leg.iter().any(|h| same_name(h, name));
+        if leg || (may(dropped, name) && rules.drops(name)) {
             return None;
+        }
+        if !may(renamed, name) {
+            return Some(name);
         }
         Some(rules.renamed(name).unwrap_or(name))
     })?;
     Ok(())
 }
 
-/// Rewrite `Contact` and `Accept-Contact` of a request going to `to`.
+/// Rewrite `Contact` and `Accept-Contact` of a request going to `to`: they move to the end,
+/// Contact first, each value rewritten (shared when nothing changes).
 pub(crate) fn rewrite_service_tags(
     out: &mut SipMessage,
     to: Side,
@@ -210,23 +442,93 @@ pub(crate) fn rewrite_service_tags(
     mappings: &Mappings,
 ) -> Result<(), TranslateError> {
     for name in ["Contact", "Accept-Contact"] {
-        let values: Vec<String> = out.header_all(name).map(str::to_string).collect();
-        if values.is_empty() {
-            continue;
-        }
-        out.remove_header(name);
-        for v in values {
-            let new = match to {
-                Side::Simple => feature_tags::to_simple(&v, mappings).map(|(v, _)| v),
-                Side::Cpm => feature_tags::to_cpm(&v, service, mappings),
+        out.rewrite_to_end(name, |v| {
+            match to {
+                Side::Simple => feature_tags::to_simple_text(v, mappings),
+                Side::Cpm => feature_tags::to_cpm(v, service, mappings).map(Text::from),
             }
-            .map_err(|e| TranslateError::header(name, e))?;
-            out.push_header(name, &new)?;
-        }
+            .map_err(|e| TranslateError::header(name, e))
+        })?;
     }
     if to == Side::Cpm {
         // RFC 6050 §4: the network asserts the service; the CPM side expects its ICSI.
         out.push_header(P_ASSERTED_SERVICE, &mappings.service(service).cpm_icsi)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::Millis;
+    use crate::translate::conversation::IdSource;
+    use crate::wire::sip::{Limits, parse_datagram};
+
+    struct Counter(u32);
+    impl IdSource for Counter {
+        fn fresh_id(&mut self) -> Bytes {
+            self.0 += 1;
+            Bytes::from(format!("id-{}", self.0))
+        }
+    }
+
+    fn message(contacts: &str) -> SipMessage {
+        let text = format!(
+            "MESSAGE sip:b@y SIP/2.0\r\nVia: SIP/2.0/TCP x;branch=z9hG4bK1\r\nMax-Forwards: 70\r\n\
+From: \"A\" <sip:a@x> ;tag=1 ;foo\r\nTo: <sip:b@y>\r\nCall-ID: c\r\nCSeq: 1 MESSAGE\r\n{contacts}\
+X-Other: 1\r\nContent-Length: 0\r\n\r\n"
+        );
+        parse_datagram(Bytes::from(text), &Limits::default()).unwrap()
+    }
+
+    /// The one-buffer leg is the leg built field by field, whatever the Contacts.
+    #[test]
+    fn rewritten_leg_is_the_plain_leg() {
+        let mappings = Mappings::embedded().unwrap();
+        let icsi = "+g.3gpp.icsi-ref=\"urn%3Aurn-7%3A3gpp-service.ims.icsi.oma.cpm.msg\"";
+        let one =
+            format!("Contact: <sip:a@1.2.3.4>;{icsi}\r\nAccept-Contact: *;{icsi};require\r\n");
+        let shared = "Contact: <sip:a@1.2.3.4>;+g.oma.sip-im\r\n".to_string();
+        let many = (0..MAX_BUFFERED_CONTACTS + 2)
+            .map(|i| format!("Contact: <sip:a{i}@x>;{icsi}\r\n"))
+            .collect::<String>();
+        let bad = "Contact: <sip:a@x>;ok\r\nAccept-Contact: *;x=\"open\r\n".to_string();
+        for contacts in [one, shared, many, bad, String::new()] {
+            let msg = message(&contacts);
+            for side in [Side::Simple, Side::Cpm] {
+                let run = |plain: bool| {
+                    let mut ids = Counter(0);
+                    let mut env = Env {
+                        now: Millis(0),
+                        ids: &mut ids,
+                        datetime: "",
+                    };
+                    let uri = Bytes::from_static(b"sip:b@y");
+                    let rules = &mappings.cpm_to_simple;
+                    if plain {
+                        new_leg_shared(&msg, rsip::Method::Message, uri, rules, &mut env).and_then(
+                            |mut out| {
+                                rewrite_service_tags(&mut out, side, Service::Pager, &mappings)
+                                    .map(|()| out)
+                            },
+                        )
+                    } else {
+                        new_leg_rewritten(
+                            &msg,
+                            rsip::Method::Message,
+                            uri,
+                            rules,
+                            side,
+                            Service::Pager,
+                            &mappings,
+                            &mut env,
+                        )
+                    }
+                    .map(|m| m.serialize())
+                    .map_err(|e| e.to_string())
+                };
+                assert_eq!(run(false), run(true), "{contacts:?} to {side:?}");
+            }
+        }
+    }
 }

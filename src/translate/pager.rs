@@ -15,46 +15,50 @@
 
 use bytes::Bytes;
 
-use super::addr::{aor, uri_of};
+use super::addr::uri_of;
 use super::conversation::{for_simple_contribution, remember_cpm_contribution};
 use super::device::{device_of, route_to};
 use super::leg::{
-    CONVERSATION_ID, MAX_ID_LEN, conversation_key, cpm_ids, cpm_service, lossy, new_leg,
-    rewrite_service_tags, write_ids,
+    CONTRIBUTION_ID, CONVERSATION_ID, IN_REPLY_TO_CONTRIBUTION_ID, IdBuffer, MAX_ID_LEN, RawIds,
+    check_id, cpm_service, lossy, new_leg_rewritten, raw_cpm_ids, slice, write_ids,
 };
-use super::state::{Change, Key, MessageOrigin, Side, View};
+use super::state::{Change, ConversationIds, ConversationKey, Key, MessageOrigin, Side, View};
 use super::{Env, Outcome, Reply, TranslateError};
 use crate::mapping::{Carriage, Mappings, Service};
-use crate::wire::cpim::{Cpim, CpimHeader, NS_IMDN};
+use crate::wire::cpim::{Cpim, CpimHeader, CpimSummary, NS_IMDN};
 use crate::wire::imdn::{self, DeliveryStatus, Imdn, Notification};
 use crate::wire::iscomposing;
-use crate::wire::sip::SipMessage;
+use crate::wire::sip::{SipMessage, Text};
 use crate::wire::text::media_type_is as media_is;
 
-/// What a MESSAGE carries.
+/// What a MESSAGE carries. A CPIM body is read for what the translation needs
+/// ([`Cpim::summarize_with`]: checked as a full parse would, no header lists built).
 enum Content {
     /// A CPIM-wrapped IMDN (RFC 5438 §7.2.1.1), or a bare one.
-    Imdn { imdn: Box<Imdn>, cpim: Option<Cpim> },
+    Imdn {
+        imdn: Box<Imdn>,
+        cpim: Option<CpimSummary>,
+    },
     /// isComposing, bare or CPIM-wrapped (RFC 3994 §3.3).
-    IsComposing { cpim: Option<Cpim> },
+    IsComposing { cpim: Option<CpimSummary> },
     /// A message: CPIM-wrapped or bare content.
-    Message { cpim: Option<Cpim> },
+    Message { cpim: Option<CpimSummary> },
 }
 
 fn classify(msg: &SipMessage) -> Result<Content, TranslateError> {
     let ct = msg.content_type().unwrap_or("text/plain").as_bytes();
     let body = msg.body().clone();
     if media_is(ct, "message/cpim") {
-        let cpim = Cpim::parse(body)?;
-        let inner = cpim.content_type().cloned().unwrap_or_default();
-        if media_is(&inner, imdn::CONTENT_TYPE) {
+        let cpim = Cpim::summarize(body)?;
+        let inner = cpim.content_type.as_deref().unwrap_or_default();
+        if media_is(inner, imdn::CONTENT_TYPE) {
             let parsed = Imdn::parse(cpim.body.clone())?;
             return Ok(Content::Imdn {
                 imdn: Box::new(parsed),
                 cpim: Some(cpim),
             });
         }
-        if media_is(&inner, iscomposing::CONTENT_TYPE) {
+        if media_is(inner, iscomposing::CONTENT_TYPE) {
             iscomposing::parse(cpim.body.clone())?;
             return Ok(Content::IsComposing { cpim: Some(cpim) });
         }
@@ -102,29 +106,51 @@ fn wrap_in_cpim(
     cpim
 }
 
+/// Text shared from `b` when it is UTF-8, else a lossy copy.
+fn text_of(b: &Bytes) -> Text {
+    Text::from_utf8(b.clone()).unwrap_or_else(|b| Text::from(lossy(&b).into_owned()))
+}
+
 /// Put `content` on `out` in the form `carriage` says: the CPIM as received (no copy), its
 /// content alone, or newly wrapped.
 fn set_content(
     out: &mut SipMessage,
     incoming: &SipMessage,
-    cpim: Option<&Cpim>,
+    cpim: Option<&CpimSummary>,
     carriage: Carriage,
     wrap: impl FnOnce() -> Cpim,
 ) -> Result<(), TranslateError> {
     match (cpim, carriage) {
         (Some(_), Carriage::Cpim) | (None, Carriage::Bare | Carriage::Drop) => {
-            let ct = incoming.content_type().unwrap_or("text/plain");
-            out.set_body_with_type(Some(ct), incoming.body().clone())?;
+            let ct = incoming
+                .header_text("Content-Type")
+                .unwrap_or(Text::from_static("text/plain"));
+            out.set_body_with_type_text(ct, incoming.body().clone())?;
         }
         (Some(c), Carriage::Bare | Carriage::Drop) => {
-            let ct = c.content_type().map_or("text/plain".into(), |c| lossy(c));
-            out.set_body_with_type(Some(&ct), c.body.clone())?;
+            let ct = c
+                .content_type
+                .as_ref()
+                .map_or(Text::from_static("text/plain"), text_of);
+            out.set_body_with_type_text(ct, c.body.clone())?;
         }
         (None, Carriage::Cpim) => {
-            out.set_body_with_type(Some("message/cpim"), wrap().to_bytes())?;
+            out.set_body_with_type_text(Text::from_static("message/cpim"), wrap().to_bytes())?;
         }
     }
     Ok(())
+}
+
+/// Where the values the table keeps are in the one [`IdBuffer`] of a message.
+#[derive(Default)]
+struct Kept {
+    from_aor: std::ops::Range<usize>,
+    to_aor: std::ops::Range<usize>,
+    conversation_id: Option<std::ops::Range<usize>>,
+    contribution_id: Option<std::ops::Range<usize>>,
+    in_reply_to: Option<std::ops::Range<usize>>,
+    message_id: Option<std::ops::Range<usize>>,
+    contact: Option<std::ops::Range<usize>>,
 }
 
 /// Translate a pager-mode MESSAGE that arrived from `from`.
@@ -146,19 +172,71 @@ pub fn message_request(
         // (docs/interworking-notes.md §1.4).
         Side::Simple => Service::Pager,
     };
-    let from_uri = uri_of(msg.header("From").ok_or(TranslateError::Missing("From"))?).to_string();
-    let to_uri = uri_of(msg.header("To").ok_or(TranslateError::Missing("To"))?).to_string();
+    let from_uri = uri_of(msg.header("From").ok_or(TranslateError::Missing("From"))?);
+    let to_uri = uri_of(msg.header("To").ok_or(TranslateError::Missing("To"))?);
     let request_uri = msg
-        .request_uri()
-        .map(|u| lossy(u).into_owned())
+        .request_uri_bytes()
+        .map(|u| text_of(u).as_bytes().clone())
         .ok_or(TranslateError::Missing("Request-URI"))?;
-    let key = conversation_key(from, &aor(&from_uri), &aor(&to_uri));
-    // The pair's addresses of record, shared with the key (reference counts, not copies).
-    let (from_aor, to_aor) = match from {
-        Side::Cpm => (key.cpm_user.clone(), key.simple_user.clone()),
-        Side::Simple => (key.simple_user.clone(), key.cpm_user.clone()),
-    };
     let content = classify(msg)?;
+
+    // What the table keeps of this message, copied once into one buffer: the pair's addresses
+    // of record, and for a message the identities and the sender's Contact (CPM 2.0 §4.2).
+    let message_cpim = match &content {
+        Content::Message { cpim } => Some(cpim.as_ref()),
+        _ => None,
+    };
+    let raw = match (to, message_cpim) {
+        (Side::Simple, Some(_)) => raw_cpm_ids(msg),
+        _ => RawIds::default(),
+    };
+    // The Message-ID of a message that asks for notifications is remembered with the device
+    // that sent it.
+    let message_id = message_cpim
+        .flatten()
+        .filter(|c| c.disposition_requested)
+        .and_then(|c| c.imdn_message_id.clone());
+    let message_id_text = message_id.as_ref().map(|id| std::str::from_utf8(id));
+    let contact = message_id.as_ref().and_then(|_| msg.header("Contact"));
+    let mut ids = IdBuffer::with_capacity(
+        from_uri.len()
+            + to_uri.len()
+            + [
+                raw.conversation_id,
+                raw.contribution_id,
+                raw.in_reply_to,
+                contact,
+            ]
+            .iter()
+            .map(|v| v.map_or(0, str::len))
+            .sum::<usize>()
+            + message_id.as_ref().map_or(0, |m| m.len()),
+    );
+    let mut kept = Kept {
+        from_aor: ids.push_aor(from_uri),
+        to_aor: ids.push_aor(to_uri),
+        ..Kept::default()
+    };
+    kept.conversation_id = raw.conversation_id.map(|v| ids.push(v));
+    kept.contribution_id = raw.contribution_id.map(|v| ids.push(v));
+    kept.in_reply_to = raw.in_reply_to.map(|v| ids.push(v));
+    if let Some(Ok(id)) = message_id_text {
+        kept.message_id = Some(ids.push(id));
+    }
+    kept.contact = contact.map(|c| ids.push(c));
+    let ids_buf = ids.freeze();
+    let part = |r: &std::ops::Range<usize>| slice(&ids_buf, r.clone());
+    let (from_aor, to_aor) = (part(&kept.from_aor), part(&kept.to_aor));
+    let key = match from {
+        Side::Cpm => ConversationKey {
+            cpm_user: from_aor.clone(),
+            simple_user: to_aor.clone(),
+        },
+        Side::Simple => ConversationKey {
+            cpm_user: to_aor.clone(),
+            simple_user: from_aor.clone(),
+        },
+    };
     let mut outcome = Outcome::default();
 
     match content {
@@ -168,8 +246,16 @@ pub fn message_request(
                 outcome.reply = Some(Reply::OK);
                 return Ok(outcome);
             }
-            let mut out = new_leg(msg, rsip::Method::Message, &request_uri, rules, env)?;
-            rewrite_service_tags(&mut out, to, service, mappings)?;
+            let mut out = new_leg_rewritten(
+                msg,
+                rsip::Method::Message,
+                request_uri,
+                rules,
+                to,
+                service,
+                mappings,
+                env,
+            )?;
             if to == Side::Cpm
                 && let Some(state) = view.conversation(&key)
             {
@@ -180,15 +266,35 @@ pub fn message_request(
                 msg,
                 cpim.as_ref(),
                 target.iscomposing_pager,
-                || wrap_in_cpim(msg, &from_uri, &to_uri, None, env),
+                || wrap_in_cpim(msg, from_uri, to_uri, None, env),
             )?;
             outcome.send.push((to, out));
         }
         Content::Message { cpim } => {
-            let mut out = new_leg(msg, rsip::Method::Message, &request_uri, rules, env)?;
-            rewrite_service_tags(&mut out, to, service, mappings)?;
+            let mut out = new_leg_rewritten(
+                msg,
+                rsip::Method::Message,
+                request_uri,
+                rules,
+                to,
+                service,
+                mappings,
+                env,
+            )?;
             let ids = match to {
-                Side::Simple => cpm_ids(msg)?,
+                Side::Simple => {
+                    check_id(CONVERSATION_ID, raw.conversation_id)?;
+                    check_id(CONTRIBUTION_ID, raw.contribution_id)?;
+                    check_id(IN_REPLY_TO_CONTRIBUTION_ID, raw.in_reply_to)?;
+                    match (&kept.conversation_id, &kept.contribution_id) {
+                        (Some(conversation), Some(contribution)) => Some(ConversationIds {
+                            conversation_id: part(conversation),
+                            contribution_id: part(contribution),
+                            in_reply_to: kept.in_reply_to.as_ref().map(part),
+                        }),
+                        _ => None,
+                    }
+                }
                 Side::Cpm => {
                     let (ids, change) = for_simple_contribution(view, key.clone(), env.ids);
                     write_ids(&mut out, &ids)?;
@@ -201,18 +307,11 @@ pub fn message_request(
                     .changes
                     .push(remember_cpm_contribution(key.clone(), ids));
             }
-            // The Message-ID of a message that asks for notifications is remembered with the
-            // device that sent it; a wrapped bare message gets a fresh one.
+            // A wrapped bare message gets a fresh Message-ID.
             let fresh_id =
                 (cpim.is_none() && target.pager_body == Carriage::Cpim).then(|| env.ids.fresh_id());
-            let message_id = match &cpim {
-                Some(c) if !c.imdn_disposition_notification().is_empty() => {
-                    c.imdn_message_id().map(|id| Bytes::copy_from_slice(id))
-                }
-                _ => None,
-            };
             set_content(&mut out, msg, cpim.as_ref(), target.pager_body, || {
-                wrap_in_cpim(msg, &from_uri, &to_uri, fresh_id.as_deref(), env)
+                wrap_in_cpim(msg, from_uri, to_uri, fresh_id.as_deref(), env)
             })?;
             if let Some(id) = message_id {
                 if id.is_empty() || id.len() > MAX_ID_LEN {
@@ -221,9 +320,12 @@ pub fn message_request(
                         reason: format!("must be 1 to {MAX_ID_LEN} characters"),
                     });
                 }
-                let contact = msg
-                    .header("Contact")
-                    .map(|c| Bytes::copy_from_slice(c.as_bytes()));
+                let id = match &kept.message_id {
+                    Some(r) => part(r),
+                    // Not UTF-8: kept as it came, on its own.
+                    None => Bytes::copy_from_slice(&id),
+                };
+                let contact = kept.contact.as_ref().map(part);
                 let device = device_of(from_aor, contact.as_ref())
                     .map_err(|e| TranslateError::header("Contact", e))?;
                 outcome
@@ -247,9 +349,17 @@ pub fn message_request(
             let route = origin.as_ref().map(|o| route_to(&o.device));
             let target_uri = route
                 .as_ref()
-                .map_or(request_uri.clone(), |r| lossy(&r.request_uri).into_owned());
-            let mut out = new_leg(msg, rsip::Method::Message, &target_uri, rules, env)?;
-            rewrite_service_tags(&mut out, to, service, mappings)?;
+                .map_or(request_uri, |r| text_of(&r.request_uri).as_bytes().clone());
+            let mut out = new_leg_rewritten(
+                msg,
+                rsip::Method::Message,
+                target_uri,
+                rules,
+                to,
+                service,
+                mappings,
+                env,
+            )?;
             if let Some(ac) = route.as_ref().and_then(|r| r.accept_contact.as_deref()) {
                 out.remove_header("Accept-Contact");
                 out.push_header("Accept-Contact", ac)?;
@@ -269,7 +379,7 @@ pub fn message_request(
             }
             set_content(&mut out, msg, cpim.as_ref(), target.pager_body, || {
                 let id = env.ids.fresh_id();
-                let mut c = wrap_in_cpim(msg, &from_uri, &to_uri, Some(&id), env);
+                let mut c = wrap_in_cpim(msg, from_uri, to_uri, Some(&id), env);
                 c.content_headers.push((
                     Bytes::from_static(b"Content-Disposition"),
                     Bytes::from_static(b"notification"),

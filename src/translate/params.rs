@@ -20,53 +20,159 @@ pub enum ParamError {
 /// Split `s` at every `sep` that is outside a quoted string (RFC 3261 §25.1 `quoted-string`,
 /// with `\` escapes) and outside `<...>` (where a URI may carry `;` and `,`).
 pub fn split_top(s: &str, sep: u8) -> Result<Vec<&str>, ParamError> {
-    let bytes = s.as_bytes();
-    let mut parts = Vec::new();
-    let mut start = 0;
-    let mut i = 0;
-    // Jump from one byte that matters to the next with memchr instead of looking at every byte:
-    // header values are mostly URI and token characters.
-    while let Some(off) = bytes
-        .get(i..)
-        .and_then(|rest| memchr::memchr3(b'"', b'<', sep, rest))
-    {
-        let at = i + off;
-        match bytes.get(at) {
-            Some(b'"') => {
-                // A quoted string ends at the next `"` not escaped by `\`.
-                let mut j = at + 1;
-                loop {
-                    let Some(q) = bytes
-                        .get(j..)
-                        .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
-                    else {
-                        return Err(ParamError::Unterminated);
-                    };
-                    let k = j + q;
-                    if bytes.get(k) == Some(&b'\\') {
-                        j = k + 2;
-                        continue;
-                    }
-                    i = k + 1;
-                    break;
-                }
-            }
-            Some(b'<') => {
-                let close = bytes
-                    .get(at + 1..)
-                    .and_then(|rest| memchr::memchr(b'>', rest))
-                    .ok_or(ParamError::Unterminated)?;
-                i = at + 1 + close + 1;
-            }
-            _ => {
-                parts.push(s.get(start..at).unwrap_or_default());
-                start = at + 1;
-                i = at + 1;
-            }
+    split_top_iter(s, sep).collect()
+}
+
+/// [`split_top`] as an iterator (no `Vec`): the parts in order, then an error in place of the
+/// last part when a quoted string or `<URI>` is left open (nothing after it).
+pub fn split_top_iter(s: &str, sep: u8) -> TopSplit<'_> {
+    TopSplit {
+        s,
+        sep,
+        start: 0,
+        done: false,
+    }
+}
+
+/// The error [`split_top`] would give, without collecting the parts.
+pub fn check_split(s: &str, sep: u8) -> Result<(), ParamError> {
+    split_top_iter(s, sep).try_for_each(|p| p.map(drop))
+}
+
+/// See [`split_top_iter`].
+pub struct TopSplit<'a> {
+    s: &'a str,
+    sep: u8,
+    start: usize,
+    done: bool,
+}
+
+impl<'a> TopSplit<'a> {
+    /// What is left to split (after the last part returned).
+    pub fn rest(&self) -> &'a str {
+        if self.done {
+            ""
+        } else {
+            self.s.get(self.start..).unwrap_or_default()
         }
     }
-    parts.push(s.get(start..).unwrap_or_default());
-    Ok(parts)
+}
+
+impl<'a> Iterator for TopSplit<'a> {
+    type Item = Result<&'a str, ParamError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let bytes = self.s.as_bytes();
+        let mut i = self.start;
+        // Jump from one byte that matters to the next with memchr instead of looking at every
+        // byte: header values are mostly URI and token characters.
+        while let Some(off) = bytes
+            .get(i..)
+            .and_then(|rest| memchr::memchr3(b'"', b'<', self.sep, rest))
+        {
+            let at = i + off;
+            match bytes.get(at) {
+                Some(b'"') => {
+                    // A quoted string ends at the next `"` not escaped by `\`.
+                    let mut j = at + 1;
+                    loop {
+                        let Some(q) = bytes
+                            .get(j..)
+                            .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
+                        else {
+                            self.done = true;
+                            return Some(Err(ParamError::Unterminated));
+                        };
+                        let k = j + q;
+                        if bytes.get(k) == Some(&b'\\') {
+                            j = k + 2;
+                            continue;
+                        }
+                        i = k + 1;
+                        break;
+                    }
+                }
+                Some(b'<') => {
+                    let Some(close) = bytes
+                        .get(at + 1..)
+                        .and_then(|rest| memchr::memchr(b'>', rest))
+                    else {
+                        self.done = true;
+                        return Some(Err(ParamError::Unterminated));
+                    };
+                    i = at + 1 + close + 1;
+                }
+                _ => {
+                    let part = self.s.get(self.start..at).unwrap_or_default();
+                    self.start = at + 1;
+                    return Some(Ok(part));
+                }
+            }
+        }
+        self.done = true;
+        Some(Ok(self.s.get(self.start..).unwrap_or_default()))
+    }
+}
+
+/// One contact (or `ac-value`) checked once, its parameters read in place (no `Vec`): the
+/// same reading as [`ContactParams`].
+#[derive(Debug, Clone, Copy)]
+pub struct Contact<'a> {
+    /// `<uri>`, `name-addr` or `*`, as written.
+    pub head: &'a str,
+    /// What follows the head's `;`, empty when none.
+    rest: &'a str,
+    /// Whether the head is followed by a `;`.
+    had_sep: bool,
+}
+
+impl<'a> Contact<'a> {
+    /// Split one contact into its head and parameters: the errors of
+    /// [`ContactParams::parse`].
+    pub fn parse(s: &'a str) -> Result<Self, ParamError> {
+        let mut parts = split_top_iter(s, b';');
+        let head = parts.next().unwrap_or(Ok(""))?;
+        let rest = parts.rest();
+        let had_sep = head.len() < s.len();
+        let mut count = 0usize;
+        for p in parts {
+            if !trim(p?).is_empty() {
+                count += 1;
+            }
+        }
+        if count > MAX_PARAMS {
+            return Err(ParamError::TooManyParams);
+        }
+        Ok(Contact {
+            head,
+            rest,
+            had_sep,
+        })
+    }
+
+    /// The `name[=value]` parameters, trimmed, as written, empty ones left out.
+    pub fn params(&self) -> impl Iterator<Item = &'a str> + 'a {
+        split_top_iter(self.rest, b';')
+            .take(if self.had_sep { usize::MAX } else { 0 })
+            .filter_map(Result::ok)
+            .map(trim)
+            .filter(|p| !p.is_empty())
+    }
+
+    /// Whether writing this contact back ([`ContactParams::write`] with nothing removed or
+    /// added) gives `self` exactly as it came: no white space around the `;`s, no empty
+    /// parameter.
+    pub fn is_canonical(&self) -> bool {
+        if self.head.len() != self.head.trim_end().len() {
+            return false;
+        }
+        !self.had_sep
+            || split_top_iter(self.rest, b';')
+                .all(|p| p.is_ok_and(|p| !p.is_empty() && p.trim().len() == p.len()))
+    }
 }
 
 /// One contact (or `ac-value`): what precedes the parameters, and the parameters as written.
@@ -82,7 +188,7 @@ impl<'a> ContactParams<'a> {
     pub fn parse(s: &'a str) -> Result<Self, ParamError> {
         let mut parts = split_top(s, b';')?.into_iter();
         let head = parts.next().unwrap_or_default();
-        let params: Vec<&str> = parts.map(str::trim).filter(|p| !p.is_empty()).collect();
+        let params: Vec<&str> = parts.map(trim).filter(|p| !p.is_empty()).collect();
         if params.len() > MAX_PARAMS {
             return Err(ParamError::TooManyParams);
         }
@@ -104,15 +210,60 @@ impl<'a> ContactParams<'a> {
     }
 }
 
+/// `s.trim()`, without the Unicode white space tables when both ends are printable ASCII (the
+/// usual case: nothing to trim).
+#[inline]
+pub fn trim(s: &str) -> &str {
+    match (s.as_bytes().first(), s.as_bytes().last()) {
+        (Some(f), Some(l)) if f.is_ascii_graphic() && l.is_ascii_graphic() => s,
+        _ => s.trim(),
+    }
+}
+
 /// The name of a parameter `name[=value]`.
 pub fn param_name(p: &str) -> &str {
-    p.split_once('=').map_or(p, |(n, _)| n).trim()
+    let name = match memchr::memchr(b'=', p.as_bytes()) {
+        Some(eq) => p.get(..eq).unwrap_or(p),
+        None => p,
+    };
+    trim(name)
+}
+
+/// `s` split at every byte `sep` (an ASCII byte: the parts are `str`s), like `str::split`
+/// but with memchr.
+pub fn split_ascii(s: &str, sep: u8) -> impl Iterator<Item = &str> {
+    let mut start = 0usize;
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        let rest = s.get(start..).unwrap_or_default();
+        match memchr::memchr(sep, rest.as_bytes()) {
+            Some(i) => {
+                start += i + 1;
+                rest.get(..i)
+            }
+            None => {
+                done = true;
+                Some(rest)
+            }
+        }
+    })
+}
+
+/// `s` up to the first byte `sep` (all of it when there is none).
+pub fn before_ascii(s: &str, sep: u8) -> &str {
+    match memchr::memchr(sep, s.as_bytes()) {
+        Some(i) => s.get(..i).unwrap_or(s),
+        None => s,
+    }
 }
 
 /// The value of a parameter with its surrounding quotes removed.
 pub fn param_value(p: &str) -> Option<&str> {
-    let (_, v) = p.split_once('=')?;
-    let v = v.trim();
+    let eq = memchr::memchr(b'=', p.as_bytes())?;
+    let v = trim(p.get(eq + 1..)?);
     Some(
         v.strip_prefix('"')
             .and_then(|v| v.strip_suffix('"'))

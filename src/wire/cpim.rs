@@ -237,13 +237,26 @@ fn line_at(input: &[u8], start: usize) -> Option<LineAt<'_>> {
 
 /// RFC 3862 §3.2 NAMECHAR: `%x21 / %x23-27 / %x2a-2b / %x2d / %x5e-60 / %x7c / %x7e / ALPHA /
 /// DIGIT` (no `.`, which separates the prefix).
-fn is_namechar(b: u8) -> bool {
+const fn is_namechar(b: u8) -> bool {
     matches!(b, 0x21 | 0x23..=0x27 | 0x2a | 0x2b | 0x2d | 0x5e..=0x60 | 0x7c | 0x7e)
         || b.is_ascii_alphanumeric()
 }
 
+/// [`is_namechar`] as a table: it runs for every byte of every header name.
+static NAMECHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = is_namechar(i as u8);
+        i += 1;
+    }
+    t
+};
+
 fn is_name(s: &[u8]) -> bool {
-    !s.is_empty() && s.iter().all(|b| is_namechar(*b))
+    !s.is_empty()
+        && s.iter()
+            .all(|b| NAMECHAR.get(usize::from(*b)).copied().unwrap_or(false))
 }
 
 impl Cpim {
@@ -254,159 +267,44 @@ impl Cpim {
 
     /// Parse a `message/cpim` body within `limits`.
     pub fn parse_with(input: Bytes, limits: &Limits) -> Result<Cpim, CpimError> {
-        if input.len() > limits.max_size {
-            return Err(CpimError::TooLarge {
-                size: input.len(),
-                limit: limits.max_size,
-            });
-        }
-        if input.is_empty() {
-            return Err(CpimError::Malformed {
-                what: "empty message, no CPIM headers".into(),
-                offset: 0,
-            });
-        }
-        let mut headers = Vec::new();
-        let mut content_headers: Vec<(Bytes, Bytes)> = Vec::new();
-        let mut layout = Layout::Rfc3862;
-        let mut pos = 0usize;
-        let count_check = |n: usize, offset: usize| {
-            if n >= limits.max_headers {
-                Err(CpimError::TooManyHeaders {
-                    limit: limits.max_headers,
-                    offset,
-                })
-            } else {
-                Ok(())
-            }
+        let mut sink = FullSink {
+            input: &input,
+            headers: Vec::new(),
+            content_headers: Vec::new(),
         };
-        let len_check = |l: &LineAt<'_>| {
-            if l.content.len() > limits.max_line_len {
-                Err(CpimError::LineTooLong {
-                    len: l.content.len(),
-                    limit: limits.max_line_len,
-                    offset: l.start,
-                })
-            } else {
-                Ok(())
-            }
-        };
-
-        // CPIM message headers, up to the blank line or the first Content-* header.
-        loop {
-            let Some(l) = line_at(&input, pos) else {
-                return Err(CpimError::MissingBlankLine {
-                    section: "CPIM",
-                    offset: input.len(),
-                });
-            };
-            if l.content.is_empty() {
-                if headers.is_empty() {
-                    return Err(CpimError::Malformed {
-                        what: "no CPIM headers before the blank line".into(),
-                        offset: l.start,
-                    });
-                }
-                pos = l.next;
-                break;
-            }
-            len_check(&l)?;
-            count_check(headers.len(), l.start)?;
-            if !l.terminated {
-                return Err(CpimError::MissingBlankLine {
-                    section: "CPIM",
-                    offset: input.len(),
-                });
-            }
-            let name_end = memchr::memchr(b':', l.content).unwrap_or(l.content.len());
-            let raw_name = text::trim_ws(l.content.get(..name_end).unwrap_or_default());
-            let looks_mime = raw_name.len() >= 8
-                && raw_name
-                    .get(..8)
-                    .is_some_and(|p| p.eq_ignore_ascii_case(b"Content-"));
-            if looks_mime && !headers.is_empty() {
-                // Errata 3013 layout: the content headers follow without a blank line.
-                layout = Layout::Errata3013;
-                break;
-            }
-            headers.push(parse_cpim_header(&input, &l)?);
-            pos = l.next;
-        }
-
-        // MIME headers of the content, up to the blank line (or the end: empty content).
-        let mut body_start = None;
-        let mut last_value_start = pos;
-        while let Some(l) = line_at(&input, pos) {
-            if l.content.is_empty() {
-                body_start = Some(l.next);
-                break;
-            }
-            len_check(&l)?;
-            if text::trim_ws(l.content).is_empty() {
-                // Would read as a blank line once the value is trimmed (RFC 5322 §3.2.2: a
-                // folded line has something besides white space).
-                return Err(CpimError::Malformed {
-                    what: "content headers: a line of only white space".into(),
-                    offset: l.start,
-                });
-            }
-            if let (Some(b' ' | b'\t'), Some(last)) =
-                (l.content.first().copied(), content_headers.last_mut())
-            {
-                // RFC 5322 §2.2.3 folding: the value runs on, CRLF and white space kept.
-                let end = l.start.saturating_add(l.content.len());
-                if let Some(v) = input.get(last_value_start..end) {
-                    last.1 = input.slice_ref(text::trim_ws(v));
-                }
-                pos = l.next;
-                continue;
-            }
-            count_check(headers.len().saturating_add(content_headers.len()), l.start)?;
-            let Some((name, value)) = text::split_header(l.content) else {
-                return Err(CpimError::Malformed {
-                    what: format!(
-                        "content header {:?} is not Name: value",
-                        String::from_utf8_lossy(l.content.get(..40).unwrap_or(l.content))
-                    ),
-                    offset: l.start,
-                });
-            };
-            if name.iter().any(|b| !b.is_ascii_graphic()) {
-                return Err(CpimError::Malformed {
-                    what: format!(
-                        "content header name {:?} has spaces or control characters",
-                        String::from_utf8_lossy(name)
-                    ),
-                    offset: l.start,
-                });
-            }
-            last_value_start = offset_in(&input, value).unwrap_or(l.next);
-            content_headers.push((input.slice_ref(name), input.slice_ref(value)));
-            pos = l.next;
-            if !l.terminated {
-                break;
-            }
-        }
-        // Content headers running to the end of the input: an empty content (lenient).
-        let body = match body_start {
-            Some(b) => input.slice(b.min(input.len())..),
-            None => Bytes::new(),
-        };
-        if !body.is_empty()
-            && !content_headers
-                .iter()
-                .any(|(n, _)| n.eq_ignore_ascii_case(b"Content-Type"))
-        {
-            return Err(CpimError::MissingContentType {
-                offset: body_start.unwrap_or(pos),
-            });
-        }
+        let (body, layout) = scan(&input, limits, &mut sink)?;
         Ok(Cpim {
-            headers,
-            content_headers,
+            headers: sink.headers,
+            content_headers: sink.content_headers,
             body,
             layout,
         })
+    }
+
+    /// What a gateway relaying a message reads of it ([`CpimSummary`]), found in one pass that
+    /// checks the body exactly as [`parse_with`](Self::parse_with) does (same errors) but
+    /// builds no header lists: no allocation for a message with up to
+    /// [`CpimSummary::MAX_NS`] NS declarations (a full parse beyond).
+    pub fn summarize_with(input: Bytes, limits: &Limits) -> Result<CpimSummary, CpimError> {
+        let mut sink = SummarySink::default();
+        let (body, layout) = scan(&input, limits, &mut sink)?;
+        if sink.overflow {
+            let full = Cpim::parse_with(input, limits)?;
+            return Ok(CpimSummary::of(&full));
+        }
+        let slice = |s: Option<&[u8]>| s.map(|s| input.slice_ref(s));
+        Ok(CpimSummary {
+            content_type: slice(sink.content_type),
+            imdn_message_id: slice(sink.message_id),
+            disposition_requested: sink.disposition,
+            body,
+            layout,
+        })
+    }
+
+    /// [`summarize_with`](Self::summarize_with) with the default [`Limits`].
+    pub fn summarize(input: Bytes) -> Result<CpimSummary, CpimError> {
+        Self::summarize_with(input, &Limits::default())
     }
 
     /// Write the message in the RFC 3862 layout with CRLF line ends.
@@ -651,6 +549,322 @@ impl Cpim {
     }
 }
 
+/// The one CPIM reader (RFC 3862 §2, errata 3013): checks `input` within `limits` and hands
+/// every header to `sink`; returns the content and the layout.
+fn scan<'a, S: Sink<'a>>(
+    input: &'a Bytes,
+    limits: &Limits,
+    sink: &mut S,
+) -> Result<(Bytes, Layout), CpimError> {
+    if input.len() > limits.max_size {
+        return Err(CpimError::TooLarge {
+            size: input.len(),
+            limit: limits.max_size,
+        });
+    }
+    if input.is_empty() {
+        return Err(CpimError::Malformed {
+            what: "empty message, no CPIM headers".into(),
+            offset: 0,
+        });
+    }
+    let mut headers = 0usize;
+    let mut content_headers = 0usize;
+    let mut has_content_type = false;
+    let mut layout = Layout::Rfc3862;
+    let mut pos = 0usize;
+    let count_check = |n: usize, offset: usize| {
+        if n >= limits.max_headers {
+            Err(CpimError::TooManyHeaders {
+                limit: limits.max_headers,
+                offset,
+            })
+        } else {
+            Ok(())
+        }
+    };
+    let len_check = |l: &LineAt<'_>| {
+        if l.content.len() > limits.max_line_len {
+            Err(CpimError::LineTooLong {
+                len: l.content.len(),
+                limit: limits.max_line_len,
+                offset: l.start,
+            })
+        } else {
+            Ok(())
+        }
+    };
+
+    // CPIM message headers, up to the blank line or the first Content-* header.
+    loop {
+        let Some(l) = line_at(input, pos) else {
+            return Err(CpimError::MissingBlankLine {
+                section: "CPIM",
+                offset: input.len(),
+            });
+        };
+        if l.content.is_empty() {
+            if headers == 0 {
+                return Err(CpimError::Malformed {
+                    what: "no CPIM headers before the blank line".into(),
+                    offset: l.start,
+                });
+            }
+            pos = l.next;
+            break;
+        }
+        len_check(&l)?;
+        count_check(headers, l.start)?;
+        if !l.terminated {
+            return Err(CpimError::MissingBlankLine {
+                section: "CPIM",
+                offset: input.len(),
+            });
+        }
+        let colon = memchr::memchr(b':', l.content);
+        let name_end = colon.unwrap_or(l.content.len());
+        let raw_name = text::trim_ws(l.content.get(..name_end).unwrap_or_default());
+        let looks_mime = raw_name.len() >= 8
+            && raw_name
+                .get(..8)
+                .is_some_and(|p| p.eq_ignore_ascii_case(b"Content-"));
+        if looks_mime && headers > 0 {
+            // Errata 3013 layout: the content headers follow without a blank line.
+            layout = Layout::Errata3013;
+            break;
+        }
+        sink.cpim_header(parse_cpim_header(&l, colon)?);
+        headers += 1;
+        pos = l.next;
+    }
+
+    // MIME headers of the content, up to the blank line (or the end: empty content).
+    let mut body_start = None;
+    let mut last_value_start = pos;
+    while let Some(l) = line_at(input, pos) {
+        if l.content.is_empty() {
+            body_start = Some(l.next);
+            break;
+        }
+        len_check(&l)?;
+        if text::trim_ws(l.content).is_empty() {
+            // Would read as a blank line once the value is trimmed (RFC 5322 §3.2.2: a
+            // folded line has something besides white space).
+            return Err(CpimError::Malformed {
+                what: "content headers: a line of only white space".into(),
+                offset: l.start,
+            });
+        }
+        if let (Some(b' ' | b'\t'), true) = (l.content.first().copied(), content_headers > 0) {
+            // RFC 5322 §2.2.3 folding: the value runs on, CRLF and white space kept.
+            let end = l.start.saturating_add(l.content.len());
+            if let Some(v) = input.get(last_value_start..end) {
+                sink.fold_content_value(text::trim_ws(v));
+            }
+            pos = l.next;
+            continue;
+        }
+        count_check(headers.saturating_add(content_headers), l.start)?;
+        let Some((name, value)) = text::split_header(l.content) else {
+            return Err(CpimError::Malformed {
+                what: format!(
+                    "content header {:?} is not Name: value",
+                    String::from_utf8_lossy(l.content.get(..40).unwrap_or(l.content))
+                ),
+                offset: l.start,
+            });
+        };
+        if name.iter().any(|b| !b.is_ascii_graphic()) {
+            return Err(CpimError::Malformed {
+                what: format!(
+                    "content header name {:?} has spaces or control characters",
+                    String::from_utf8_lossy(name)
+                ),
+                offset: l.start,
+            });
+        }
+        last_value_start = offset_in(input, value).unwrap_or(l.next);
+        has_content_type |= name.eq_ignore_ascii_case(b"Content-Type");
+        sink.content_header(name, value);
+        content_headers += 1;
+        pos = l.next;
+        if !l.terminated {
+            break;
+        }
+    }
+    // Content headers running to the end of the input: an empty content (lenient).
+    let body = match body_start {
+        Some(b) => input.slice(b.min(input.len())..),
+        None => Bytes::new(),
+    };
+    if !body.is_empty() && !has_content_type {
+        return Err(CpimError::MissingContentType {
+            offset: body_start.unwrap_or(pos),
+        });
+    }
+    Ok((body, layout))
+}
+
+/// One CPIM header as read, slices of the input.
+struct RawHeader<'a> {
+    prefix: Option<&'a [u8]>,
+    name: &'a [u8],
+    params: &'a [u8],
+    value: &'a [u8],
+}
+
+/// Where [`scan`] puts what it reads.
+trait Sink<'a> {
+    /// A CPIM message header, in order.
+    fn cpim_header(&mut self, h: RawHeader<'a>);
+    /// A content header, in order.
+    fn content_header(&mut self, name: &'a [u8], value: &'a [u8]);
+    /// The value of the last content header runs on (folding): its whole value now.
+    fn fold_content_value(&mut self, value: &'a [u8]);
+}
+
+/// The sink of [`Cpim::parse_with`]: every header, as `Bytes` slices.
+struct FullSink<'a> {
+    input: &'a Bytes,
+    headers: Vec<CpimHeader>,
+    content_headers: Vec<(Bytes, Bytes)>,
+}
+
+impl<'a> Sink<'a> for FullSink<'a> {
+    fn cpim_header(&mut self, h: RawHeader<'a>) {
+        let input = self.input;
+        self.headers.push(CpimHeader {
+            prefix: h.prefix.map(|p| input.slice_ref(p)),
+            name: input.slice_ref(h.name),
+            params: input.slice_ref(h.params),
+            value: input.slice_ref(h.value),
+        });
+    }
+
+    fn content_header(&mut self, name: &'a [u8], value: &'a [u8]) {
+        self.content_headers
+            .push((self.input.slice_ref(name), self.input.slice_ref(value)));
+    }
+
+    fn fold_content_value(&mut self, value: &'a [u8]) {
+        if let Some(last) = self.content_headers.last_mut() {
+            last.1 = self.input.slice_ref(value);
+        }
+    }
+}
+
+/// What the pager and chat translations read of a CPIM body (see [`Cpim::summarize_with`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CpimSummary {
+    /// [`Cpim::content_type`].
+    pub content_type: Option<Bytes>,
+    /// [`Cpim::imdn_message_id`].
+    pub imdn_message_id: Option<Bytes>,
+    /// Whether [`Cpim::imdn_disposition_notification`] is not empty.
+    pub disposition_requested: bool,
+    /// The encapsulated content.
+    pub body: Bytes,
+    /// The layout of the input.
+    pub layout: Layout,
+}
+
+impl CpimSummary {
+    /// NS declarations followed without allocating; a body with more is read in full.
+    pub const MAX_NS: usize = 8;
+
+    /// The summary of a parsed message.
+    pub fn of(c: &Cpim) -> CpimSummary {
+        CpimSummary {
+            content_type: c.content_type().cloned(),
+            imdn_message_id: c.imdn_message_id().cloned(),
+            disposition_requested: !c.imdn_disposition_notification().is_empty(),
+            body: c.body.clone(),
+            layout: c.layout,
+        }
+    }
+}
+
+/// The sink of [`Cpim::summarize_with`]: namespaces resolved as they are declared
+/// ([`Cpim::namespace_of`]: the nearest declaration before the header), the few values kept.
+#[derive(Default)]
+struct SummarySink<'a> {
+    ns: [(Option<&'a [u8]>, &'a [u8]); CpimSummary::MAX_NS],
+    ns_len: usize,
+    overflow: bool,
+    message_id: Option<&'a [u8]>,
+    disposition: bool,
+    content_type: Option<&'a [u8]>,
+    last_is_content_type: bool,
+}
+
+impl<'a> SummarySink<'a> {
+    /// The namespace URI a header with `prefix` read now belongs to.
+    fn namespace(&self, prefix: Option<&[u8]>) -> Option<&'a [u8]> {
+        let declared = self
+            .ns
+            .get(..self.ns_len)
+            .unwrap_or_default()
+            .iter()
+            .rev()
+            .find(|(p, _)| match (p, prefix) {
+                (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+                (None, None) => true,
+                _ => false,
+            })
+            .map(|(_, uri)| *uri);
+        match (declared, prefix) {
+            (None, None) => Some(NS_CPIM.as_bytes()),
+            (d, _) => d,
+        }
+    }
+}
+
+impl<'a> Sink<'a> for SummarySink<'a> {
+    fn cpim_header(&mut self, h: RawHeader<'a>) {
+        if h.prefix.is_none() && h.name.eq_ignore_ascii_case(b"NS") {
+            match (parse_ns_raw(h.value), self.ns.get_mut(self.ns_len)) {
+                (Some(decl), Some(slot)) => {
+                    *slot = decl;
+                    self.ns_len += 1;
+                }
+                (Some(_), None) => self.overflow = true,
+                // Refused by the reader before it gets here.
+                (None, _) => {}
+            }
+        }
+        let imdn = |s: &Self| {
+            s.namespace(h.prefix)
+                .is_some_and(|u| u.eq_ignore_ascii_case(NS_IMDN.as_bytes()))
+        };
+        if self.message_id.is_none() && h.name.eq_ignore_ascii_case(b"Message-ID") && imdn(self) {
+            self.message_id = Some(h.value);
+        }
+        if !self.disposition
+            && h.name.eq_ignore_ascii_case(b"Disposition-Notification")
+            && imdn(self)
+        {
+            self.disposition = h
+                .value
+                .split(|b| *b == b',')
+                .any(|t| !text::trim_ws(t).is_empty());
+        }
+    }
+
+    fn content_header(&mut self, name: &'a [u8], value: &'a [u8]) {
+        self.last_is_content_type = false;
+        if self.content_type.is_none() && name.eq_ignore_ascii_case(b"Content-Type") {
+            self.content_type = Some(value);
+            self.last_is_content_type = true;
+        }
+    }
+
+    fn fold_content_value(&mut self, value: &'a [u8]) {
+        if self.last_is_content_type {
+            self.content_type = Some(value);
+        }
+    }
+}
+
 fn is_default_ns_header(h: &CpimHeader, name: &[u8]) -> bool {
     h.prefix.is_none() && h.name.eq_ignore_ascii_case(name)
 }
@@ -665,6 +879,12 @@ fn comma_list(v: &Bytes) -> Vec<Bytes> {
 
 /// `NS` value: `[Name-prefix SP] "<" URI ">"` (RFC 3862 §3.3.6). (prefix, URI).
 pub fn parse_ns(v: &Bytes) -> Option<(Option<Bytes>, Bytes)> {
+    let (prefix, uri) = parse_ns_raw(v)?;
+    Some((prefix.map(|p| v.slice_ref(p)), v.slice_ref(uri)))
+}
+
+/// [`parse_ns`] on slices.
+fn parse_ns_raw(v: &[u8]) -> Option<(Option<&[u8]>, &[u8])> {
     let lt = memchr::memchr(b'<', v)?;
     let prefix = text::trim_ws(v.get(..lt)?);
     let rest = v.get(lt + 1..)?;
@@ -676,10 +896,7 @@ pub fn parse_ns(v: &Bytes) -> Option<(Option<Bytes>, Bytes)> {
     if !prefix.is_empty() && !is_name(prefix) {
         return None;
     }
-    Some((
-        (!prefix.is_empty()).then(|| v.slice_ref(prefix)),
-        v.slice_ref(uri),
-    ))
+    Some(((!prefix.is_empty()).then_some(prefix), uri))
 }
 
 /// `From`/`To`/`cc` value: `[Formal-name] "<" URI ">"` (RFC 3862 §3.3.1).
@@ -776,14 +993,14 @@ pub fn escape(v: &[u8]) -> Cow<'_, [u8]> {
 }
 
 /// One CPIM header line (RFC 3862 §3.2).
-fn parse_cpim_header(input: &Bytes, l: &LineAt<'_>) -> Result<CpimHeader, CpimError> {
+/// `colon`: where the first `:` of the line is, when it has one.
+fn parse_cpim_header<'a>(l: &LineAt<'a>, colon: Option<usize>) -> Result<RawHeader<'a>, CpimError> {
     let bad = |what: String| CpimError::Malformed {
         what,
         offset: l.start,
     };
     let shown = || String::from_utf8_lossy(l.content.get(..60).unwrap_or(l.content)).into_owned();
-    let colon = memchr::memchr(b':', l.content)
-        .ok_or_else(|| bad(format!("header line {:?} has no colon", shown())))?;
+    let colon = colon.ok_or_else(|| bad(format!("header line {:?} has no colon", shown())))?;
     let full_name = text::trim_ws(l.content.get(..colon).unwrap_or_default());
     let (prefix, name) = match memchr::memchr(b'.', full_name) {
         Some(dot) => (
@@ -812,21 +1029,21 @@ fn parse_cpim_header(input: &Bytes, l: &LineAt<'_>) -> Result<CpimHeader, CpimEr
     } else {
         (&rest[..0], rest)
     };
-    if value.iter().any(|b| *b == b'\r' || *b == 0) {
+    if memchr::memchr2(b'\r', 0, value).is_some() {
         return Err(bad(format!(
             "header {:?} has a control character in its value",
             String::from_utf8_lossy(full_name)
         )));
     }
     let value = text::trim_ws(value);
-    let header = CpimHeader {
-        prefix: prefix.map(|p| input.slice_ref(p)),
-        name: input.slice_ref(name),
-        params: input.slice_ref(params),
-        value: input.slice_ref(value),
+    let header = RawHeader {
+        prefix,
+        name,
+        params,
+        value,
     };
     // Every NS header must be `[prefix SP] "<" URI ">"` (RFC 3862 §3.3.6).
-    if is_default_ns_header(&header, b"NS") && parse_ns(&header.value).is_none() {
+    if prefix.is_none() && name.eq_ignore_ascii_case(b"NS") && parse_ns_raw(value).is_none() {
         return Err(bad(format!(
             "NS header {:?} is not [prefix] <URI> (RFC 3862 §3.3.6)",
             String::from_utf8_lossy(value)
@@ -1115,6 +1332,66 @@ Hello World\r\n";
             c.to_bytes(),
             &b"Subject:;lang=de;x=1 Hallo Welt\r\nX: no-space\r\n\r\n\r\n"[..]
         );
+    }
+
+    /// The summary agrees with the full parse, errors included.
+    fn same_summary(input: &[u8]) {
+        let b = Bytes::copy_from_slice(input);
+        let full = Cpim::parse(b.clone()).map(|c| CpimSummary::of(&c));
+        assert_eq!(
+            Cpim::summarize(b),
+            full,
+            "{:?}",
+            String::from_utf8_lossy(input)
+        );
+    }
+
+    #[test]
+    fn summary_reads_what_the_full_parse_reads() {
+        for input in [
+            RFC3862,
+            ERRATA,
+            b"From: <sip:a@x>\r\nNS: IM <URN:ietf:params:imdn>\r\nim.message-id: abc\r\nNS: cpm <http://www.openmobilealliance.org/cpm/>\r\ncpm.Payload-Type: x\r\n\r\nContent-Type: text/plain\r\n\r\nhi",
+            b"From: <sip:a@x>\r\nimdn.Message-ID: early\r\nNS: imdn <urn:ietf:params:imdn>\r\nimdn.Message-ID: late\r\nimdn.Disposition-Notification: , \r\n\r\n",
+            b"From: <sip:a@x>\r\nNS: i <urn:ietf:params:imdn>\r\nNS: i <mid:other>\r\ni.Message-ID: no\r\nNS: <urn:ietf:params:imdn>\r\nMessage-ID: yes\r\nDisposition-Notification: display\r\n\r\n",
+            b"From: <sip:a@x>\n\nContent-Type: text/plain;\n charset=utf-8\nContent-type: other\n\nhi\n",
+            b"From: <sip:a@x>\r\n\r\nContent-ID: <x>\r\n\r\nbody",
+            b"From: x\r\nContent-Type: a\r\n folded\r\n",
+            b"From: <sip:a@x>\r\nNS: imdn urn:ietf:params:imdn\r\n\r\n",
+        ] {
+            same_summary(input);
+        }
+        // More NS declarations than the summary follows: read in full, same answer.
+        let mut many = b"From: <sip:a@x>\r\n".to_vec();
+        for i in 0..CpimSummary::MAX_NS + 2 {
+            many.extend_from_slice(format!("NS: p{i} <mid:{i}>\r\n").as_bytes());
+        }
+        many.extend_from_slice(
+            b"NS: imdn <urn:ietf:params:imdn>\r\nimdn.Message-ID: m\r\n\r\nContent-Type: t\r\n\r\nx",
+        );
+        same_summary(&many);
+        assert_eq!(
+            Cpim::summarize(Bytes::from(many))
+                .unwrap()
+                .imdn_message_id
+                .unwrap(),
+            "m"
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn summary_matches_full_parse_on_any_input(
+            lines in proptest::collection::vec(
+                "(From: <sip:a@x>|NS: (imdn |i |IMDN )?<(urn:ietf:params:imdn|mid:x)>|(imdn\\.|i\\.|x\\.)?(Message-ID|Disposition-Notification|message-id): (a|, ?|display)|Content-(Type|ID): t|  folded|x|)",
+                0..12,
+            ),
+            crlf in proptest::bool::ANY,
+        ) {
+            let eol = if crlf { "\r\n" } else { "\n" };
+            let input = lines.join(eol) + eol + "body";
+            same_summary(input.as_bytes());
+        }
     }
 
     #[test]

@@ -1,10 +1,10 @@
-//! SIP (RFC 3261) message codec: parsing with limits, a model built on rsip's header types, and a
-//! serializer that always writes a correct `Content-Length`.
+//! SIP (RFC 3261) message codec: parsing with limits, a model of header fields that share the
+//! received bytes, and a serializer that always writes a correct `Content-Length`.
 //!
 //! What this adds to rsip 0.4, and why:
 //! - **framing**: UDP datagrams ([`parse_datagram`], RFC 3261 §18.3) and a TCP stream decoder
 //!   ([`SipStreamCodec`]) with CRLF keep-alives (RFC 5626 §4.4.1);
-//! - **normalisation before rsip sees a header**: compact names (`v f t i l c m k s e o r u`, RFC
+//! - **normalisation of header fields**: compact names (`v f t i l c m k s e o r u`, RFC
 //!   3261 §7.3.3, plus those of the extensions) become long names, folded lines are unfolded into
 //!   one SP (§7.3.1), white space around the colon is dropped;
 //! - **limits** ([`Limits`]) on message size, header count and line length;
@@ -14,11 +14,15 @@
 //!   is a [`Bytes`] slice of the input, and the start line is kept as received (rsip drops the
 //!   Request-URI's `?headers`, replaces known reason phrases with its own and cannot represent
 //!   `tel:` URIs faithfully), so that a parsed message re-serializes to its canonical form
-//!   without loss. Header fields are rsip's [`rsip::Header`] values, in received order, unknown
-//!   ones as `Header::Other(name, value)`. rsip's method enum is used as is (other methods are
+//!   without loss. Header fields are kept in received order as (name, value): the name in its
+//!   canonical spelling for the names rsip knows (rsip's spelling) and the long form of a
+//!   compact one, else as received; the value a [`Text`], a slice of the input checked as
+//!   UTF-8 once (a folded value is the one copy). No `String` per header, no rsip enum chosen
+//!   by name. rsip's method enum is used as is (other methods are
 //!   answered 501). A `sip:`/`sips:` Request-URI is checked against RFC 3261 §25.1 by this
 //!   module (rsip's URI parser refuses valid URIs such as RFC 4475 "semiuri"); rsip parses it
-//!   on demand ([`SipMessage::uri`]).
+//!   on demand ([`SipMessage::uri`]); [`SipMessage::to_rsip`] and
+//!   [`SipMessage::rsip_headers_mut`] give rsip's model when a caller wants it.
 //!
 //! The canonical form written by [`SipMessage::encode`]: the start line as received, then one
 //! `Name: value` line per header field (long names; rsip's spelling for the known ones, the
@@ -224,14 +228,194 @@ pub struct CSeq<'a> {
     pub method: &'a str,
 }
 
-/// A parsed SIP message: start line, rsip header fields in received order, body as a slice of
-/// the input.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// UTF-8 text held in a [`Bytes`]: a header value shared with the buffer it was read from (a
+/// reference count, not a copy), or text the gateway wrote. Checked once when made, so that
+/// reading it back as `&str` costs nothing.
+#[derive(Clone, PartialEq, Eq, Hash, Default)]
+pub struct Text(Bytes);
+
+impl Text {
+    /// Text of a string that lives for the whole program (no copy).
+    pub const fn from_static(s: &'static str) -> Text {
+        Text(Bytes::from_static(s.as_bytes()))
+    }
+
+    /// A copy of `s`.
+    pub fn copy_from_str(s: &str) -> Text {
+        Text(Bytes::copy_from_slice(s.as_bytes()))
+    }
+
+    /// `bytes` when they are UTF-8 (no copy); given back otherwise.
+    pub fn from_utf8(bytes: Bytes) -> Result<Text, Bytes> {
+        match std::str::from_utf8(&bytes) {
+            Ok(_) => Ok(Text(bytes)),
+            Err(_) => Err(bytes),
+        }
+    }
+
+    /// The text.
+    #[inline]
+    pub fn as_str(&self) -> &str {
+        debug_assert!(std::str::from_utf8(&self.0).is_ok());
+        // SAFETY: every constructor of `Text` either checks the bytes with
+        // `std::str::from_utf8` or takes them from a `&str` / `String` (`from_static`,
+        // `copy_from_str`, `From<String>`, `slice_ref` of a `&str` inside this text, and the
+        // parser, which hands over sub-slices of a block it validated as UTF-8); the bytes are
+        // never changed afterwards (`Bytes` is immutable and the field is private).
+        unsafe { std::str::from_utf8_unchecked(&self.0) }
+    }
+
+    /// The bytes (shared).
+    pub fn as_bytes(&self) -> &Bytes {
+        &self.0
+    }
+
+    /// The part `sub` of this text (a `&str` taken from [`as_str`](Self::as_str)) sharing
+    /// the buffer; a copy when `sub` lies elsewhere.
+    pub fn slice_ref(&self, sub: &str) -> Text {
+        let base = self.0.as_ptr() as usize;
+        let at = (sub.as_ptr() as usize).wrapping_sub(base);
+        match at.checked_add(sub.len()) {
+            Some(end) if end <= self.0.len() && !sub.is_empty() => Text(self.0.slice(at..end)),
+            _ => Text::copy_from_str(sub),
+        }
+    }
+
+    /// Text from a sub-slice of `data` that the caller has checked to be UTF-8 (the parser).
+    fn from_checked(data: &Bytes, sub: &str) -> Text {
+        let base = data.as_ptr() as usize;
+        let at = (sub.as_ptr() as usize).wrapping_sub(base);
+        match at.checked_add(sub.len()) {
+            Some(end) if end <= data.len() && !sub.is_empty() => Text(data.slice(at..end)),
+            _ => Text::copy_from_str(sub),
+        }
+    }
+}
+
+impl From<String> for Text {
+    fn from(s: String) -> Text {
+        Text(Bytes::from(s))
+    }
+}
+
+impl From<&'static str> for Text {
+    fn from(s: &'static str) -> Text {
+        Text::from_static(s)
+    }
+}
+
+impl std::ops::Deref for Text {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Debug for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl std::fmt::Display for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The name of a header field as it is written: the canonical spelling of a name the codec
+/// knows (and the long form of a compact one), or the name as received.
+#[derive(Clone, Debug)]
+enum Name {
+    Static(&'static str),
+    Other(Text),
+}
+
+impl Name {
+    #[inline]
+    fn as_str(&self) -> &str {
+        match self {
+            Name::Static(s) => s,
+            Name::Other(t) => t.as_str(),
+        }
+    }
+
+    /// The name for `long` (compact forms already expanded): the canonical spelling when it
+    /// is a known name, else `make` of it.
+    fn of(long: &str, make: impl FnOnce() -> Text) -> Name {
+        match canonical_name(long.as_bytes()) {
+            Some(c) => Name::Static(c),
+            None => Name::Other(make()),
+        }
+    }
+}
+
+// Equal when written the same: a compact name expanded here and the same long name received
+// are one name.
+impl PartialEq for Name {
+    fn eq(&self, other: &Name) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+impl Eq for Name {}
+
+/// One header field: its name and its value (unfolded, trimmed), in received order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Field {
+    name: Name,
+    value: Text,
+}
+
+/// A field copied from strings.
+fn field_of(name: &str, value: &str) -> Field {
+    Field {
+        name: Name::of(name, || Text::copy_from_str(name)),
+        value: Text::copy_from_str(value),
+    }
+}
+
+/// Iterator over (name, value) of the header fields.
+enum Pairs<'a> {
+    Own(std::slice::Iter<'a, Field>),
+    Rsip(Box<dyn Iterator<Item = &'a Header> + 'a>),
+}
+
+impl<'a> Iterator for Pairs<'a> {
+    type Item = (&'a str, &'a str);
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Pairs::Own(it) => it.next().map(|f| (f.name.as_str(), f.value.as_str())),
+            Pairs::Rsip(it) => it.next().map(|h| (header_name(h), header_value(h))),
+        }
+    }
+}
+
+/// A parsed SIP message: start line, header fields in received order (values are slices of
+/// the input), body as a slice of the input.
+#[derive(Debug, Clone)]
 pub struct SipMessage {
     start: StartLine,
-    headers: rsip::Headers,
+    headers: Vec<Field>,
+    /// rsip's model of the header fields while a caller of
+    /// [`rsip_headers_mut`](SipMessage::rsip_headers_mut) changes them: when present it is the
+    /// truth, and the next other change converts it back into `headers`.
+    rsip: Option<rsip::Headers>,
     body: Bytes,
 }
+
+impl PartialEq for SipMessage {
+    fn eq(&self, other: &SipMessage) -> bool {
+        self.start == other.start
+            && self.body == other.body
+            && match (&self.rsip, &other.rsip) {
+                (None, None) => self.headers == other.headers,
+                _ => self.pairs().eq(other.pairs()),
+            }
+    }
+}
+impl Eq for SipMessage {}
 
 /// The size check and the header block common to both framings: the parsed head and where the
 /// body starts.
@@ -432,7 +616,47 @@ macro_rules! known_headers {
                 Header::Other(_, value) => value,
             }
         }
+
+        /// The names written in their canonical spelling whatever the case received (rsip's
+        /// spelling), most frequent first.
+        const KNOWN_NAMES: &[&str] = &[$($name),*];
     };
+}
+
+/// Indices into [`KNOWN_NAMES`] by name length (`u8::MAX`: none), built at compile time, so
+/// that a lookup compares a name with the few known names of its length only.
+static KNOWN_BY_LEN: [[u8; 12]; 25] = {
+    let mut t = [[u8::MAX; 12]; 25];
+    let mut i = 0;
+    while i < KNOWN_NAMES.len() {
+        let len = KNOWN_NAMES[i].len();
+        let mut j = 0;
+        while t[len][j] != u8::MAX {
+            j += 1;
+        }
+        t[len][j] = i as u8;
+        i += 1;
+    }
+    t
+};
+
+/// The canonical spelling of `name` when it is one of [`KNOWN_NAMES`] (ASCII case ignored).
+#[inline]
+fn canonical_name(name: &[u8]) -> Option<&'static str> {
+    let first = name.first()?.to_ascii_lowercase();
+    KNOWN_BY_LEN
+        .get(name.len())?
+        .iter()
+        .take_while(|i| **i != u8::MAX)
+        .filter_map(|i| KNOWN_NAMES.get(usize::from(*i)))
+        .find(|k| {
+            let k = k.as_bytes();
+            // Names mostly come in the canonical spelling: an exact compare first.
+            k == name
+                || (k.first().map(u8::to_ascii_lowercase) == Some(first)
+                    && k.eq_ignore_ascii_case(name))
+        })
+        .copied()
 }
 
 // Most frequent first: the lookup is a chain of length-checked case-insensitive compares.
@@ -483,12 +707,6 @@ known_headers! {
     Unsupported => "Unsupported",
     Warning => "Warning",
     WwwAuthenticate => "WWW-Authenticate",
-}
-
-/// Does header `h` have name `name` (long or compact form, any case)?
-fn name_matches(h: &Header, name: &str) -> bool {
-    let wanted = expand_compact(name.as_bytes()).unwrap_or(name);
-    header_name(h).eq_ignore_ascii_case(wanted)
 }
 
 /// The request methods rsip models, as written on the wire (RFC 3261 §7.1 and extensions).
@@ -580,44 +798,80 @@ fn param<'a>(params: &'a str, name: &str) -> Option<&'a str> {
 impl SipMessage {
     /// A new request with no header fields and an empty body.
     pub fn request(method: rsip::Method, uri: &str) -> Result<Self, SipError> {
-        if uri.is_empty() || uri.bytes().any(|b| b <= b' ') {
+        Self::request_shared(method, Bytes::copy_from_slice(uri.as_bytes()))
+    }
+
+    /// [`request`](Self::request) with a Request-URI shared, not copied (a slice of a received
+    /// message, say).
+    pub fn request_shared(method: rsip::Method, uri: Bytes) -> Result<Self, SipError> {
+        if uri.is_empty() || uri.iter().any(|b| *b <= b' ') {
             return Err(SipError::Request {
                 fault: Fault::RequestUri("empty or contains white space"),
                 offset: None,
             });
         }
         Ok(SipMessage {
-            start: StartLine::Request {
-                method,
-                uri: Bytes::copy_from_slice(uri.as_bytes()),
-            },
-            headers: rsip::Headers::default(),
+            start: StartLine::Request { method, uri },
+            headers: Vec::with_capacity(16),
+            rsip: None,
             body: Bytes::new(),
         })
+    }
+
+    /// (name, value) of every header field, in order.
+    #[inline]
+    fn pairs(&self) -> Pairs<'_> {
+        match &self.rsip {
+            Some(h) => Pairs::Rsip(Box::new(h.iter())),
+            None => Pairs::Own(self.headers.iter()),
+        }
+    }
+
+    /// Run `f` on every header field in order (shared values; copies after a change through
+    /// rsip's model).
+    fn try_each_field<E>(&self, mut f: impl FnMut(&Field) -> Result<(), E>) -> Result<(), E> {
+        match &self.rsip {
+            None => self.headers.iter().try_for_each(f),
+            Some(h) => h
+                .iter()
+                .try_for_each(|h| f(&field_of(header_name(h), header_value(h)))),
+        }
+    }
+
+    /// The header fields to change (converted back from rsip's model when needed).
+    fn fields_mut(&mut self) -> &mut Vec<Field> {
+        if let Some(h) = self.rsip.take() {
+            self.headers = h
+                .iter()
+                .map(|h| field_of(header_name(h), header_value(h)))
+                .collect();
+        }
+        &mut self.headers
+    }
+
+    /// The first value of the field written `canonical` (one of the known names).
+    #[inline]
+    fn known(&self, canonical: &str) -> Option<&str> {
+        self.pairs().find(|(n, _)| *n == canonical).map(|(_, v)| v)
     }
 
     /// A response to this request with its Via, From, To, Call-ID and CSeq copied in order
     /// (RFC 3261 §8.2.6.2), empty body. Adding a To tag is the caller's job.
     pub fn response_to(&self, code: u16, reason: &str) -> SipMessage {
-        let mut headers = rsip::Headers::default();
-        for h in self.headers.iter() {
-            if matches!(
-                h,
-                Header::Via(_)
-                    | Header::From(_)
-                    | Header::To(_)
-                    | Header::CallId(_)
-                    | Header::CSeq(_)
-            ) {
-                headers.push(h.clone());
+        let mut headers = Vec::with_capacity(8);
+        let _ = self.try_each_field(|f| {
+            if matches!(f.name.as_str(), "Via" | "From" | "To" | "Call-ID" | "CSeq") {
+                headers.push(f.clone());
             }
-        }
+            Ok::<(), ()>(())
+        });
         SipMessage {
             start: StartLine::Response {
                 code,
                 reason: Bytes::copy_from_slice(sanitize_reason(reason).as_bytes()),
             },
             headers,
+            rsip: None,
             body: Bytes::new(),
         }
     }
@@ -642,6 +896,11 @@ impl SipMessage {
 
     /// The Request-URI as received, for a request.
     pub fn request_uri(&self) -> Option<&[u8]> {
+        self.request_uri_bytes().map(|u| &u[..])
+    }
+
+    /// The Request-URI as received (shared), for a request.
+    pub fn request_uri_bytes(&self) -> Option<&Bytes> {
         match &self.start {
             StartLine::Request { uri, .. } => Some(uri),
             StartLine::Response { .. } => None,
@@ -690,67 +949,72 @@ impl SipMessage {
         }
     }
 
-    /// Header fields in order, as rsip values.
-    pub fn rsip_headers(&self) -> &rsip::Headers {
-        &self.headers
-    }
-
     /// Header fields in order, as rsip values, to change freely (Content-Length is rewritten
-    /// on serialize whatever is here). Values must not contain CR or LF.
+    /// on serialize whatever is here). Values must not contain CR or LF. A compatibility
+    /// path (it converts every field to rsip's model and back); prefer the other mutators.
     pub fn rsip_headers_mut(&mut self) -> &mut rsip::Headers {
-        &mut self.headers
+        let headers = &self.headers;
+        self.rsip.get_or_insert_with(|| {
+            headers
+                .iter()
+                .map(|f| make_header(f.name.as_str(), f.value.as_str().to_owned()))
+                .collect::<Vec<_>>()
+                .into()
+        })
     }
 
     /// Header fields in order as (name, value).
     pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.headers
-            .iter()
-            .map(|h| (header_name(h), header_value(h)))
+        self.pairs()
     }
 
     /// The first value of header `name` (case-insensitive; compact forms accepted).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|h| name_matches(h, name))
-            .map(header_value)
+        let wanted = expand_compact(name.as_bytes()).unwrap_or(name);
+        self.pairs()
+            .find(|(n, _)| n.eq_ignore_ascii_case(wanted))
+            .map(|(_, v)| v)
+    }
+
+    /// [`header`](Self::header) as shared [`Text`] (no copy; a copy after a change through
+    /// rsip's model).
+    pub fn header_text(&self, name: &str) -> Option<Text> {
+        let wanted = expand_compact(name.as_bytes()).unwrap_or(name);
+        match &self.rsip {
+            None => self
+                .headers
+                .iter()
+                .find(|f| f.name.as_str().eq_ignore_ascii_case(wanted))
+                .map(|f| f.value.clone()),
+            Some(_) => self.header(name).map(Text::copy_from_str),
+        }
     }
 
     /// Every value of header `name`, in order.
     pub fn header_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.headers
-            .iter()
-            .filter(move |h| name_matches(h, name))
-            .map(header_value)
+        let wanted = expand_compact(name.as_bytes()).unwrap_or(name);
+        self.pairs()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(wanted))
+            .map(|(_, v)| v)
     }
 
     /// Call-ID (RFC 3261 §20.8).
     pub fn call_id(&self) -> Option<&str> {
-        self.headers.iter().find_map(|h| match h {
-            Header::CallId(v) => Some(v.value()),
-            _ => None,
-        })
+        self.known("Call-ID")
     }
 
     /// CSeq (RFC 3261 §20.16), `None` when absent or malformed.
     pub fn cseq(&self) -> Option<CSeq<'_>> {
-        self.headers.iter().find_map(|h| match h {
-            Header::CSeq(v) => parse::cseq(v.value().as_bytes()).ok().and_then(|(seq, m)| {
-                Some(CSeq {
-                    seq,
-                    method: std::str::from_utf8(m).ok()?,
-                })
-            }),
-            _ => None,
+        let (seq, m) = parse::cseq(self.known("CSeq")?.as_bytes()).ok()?;
+        Some(CSeq {
+            seq,
+            method: std::str::from_utf8(m).ok()?,
         })
     }
 
     /// The `branch` of the topmost Via (RFC 3261 §8.1.1.7): first value of the first Via.
     pub fn top_via_branch(&self) -> Option<&str> {
-        let via = self.headers.iter().find_map(|h| match h {
-            Header::Via(v) => Some(v.value()),
-            _ => None,
-        })?;
+        let via = self.known("Via")?;
         let first = first_list_item(via);
         let params = first.split_once(';').map(|(_, p)| p)?;
         param(params, "branch")
@@ -758,28 +1022,17 @@ impl SipMessage {
 
     /// The `tag` of From (RFC 3261 §19.3).
     pub fn from_tag(&self) -> Option<&str> {
-        let v = self.headers.iter().find_map(|h| match h {
-            Header::From(v) => Some(v.value()),
-            _ => None,
-        })?;
-        param(header_params(v), "tag")
+        param(header_params(self.known("From")?), "tag")
     }
 
     /// The `tag` of To (RFC 3261 §19.3).
     pub fn to_tag(&self) -> Option<&str> {
-        let v = self.headers.iter().find_map(|h| match h {
-            Header::To(v) => Some(v.value()),
-            _ => None,
-        })?;
-        param(header_params(v), "tag")
+        param(header_params(self.known("To")?), "tag")
     }
 
     /// Content-Type value, parameters included.
     pub fn content_type(&self) -> Option<&str> {
-        self.headers.iter().find_map(|h| match h {
-            Header::ContentType(v) => Some(v.value()),
-            _ => None,
-        })
+        self.known("Content-Type")
     }
 
     /// The body (a slice of the parsed input, or what [`set_body`](Self::set_body) put there).
@@ -808,85 +1061,193 @@ impl SipMessage {
         Ok(())
     }
 
+    /// [`set_body_with_type`](Self::set_body_with_type) with a Content-Type shared, not
+    /// copied.
+    pub fn set_body_with_type_text(
+        &mut self,
+        content_type: Text,
+        body: Bytes,
+    ) -> Result<(), SipError> {
+        let new = checked_field("Content-Type", content_type)?;
+        self.set_field(new);
+        self.body = body;
+        Ok(())
+    }
+
+    /// Replace the first field of `new`'s name in place and remove the other ones; append it
+    /// when absent.
+    fn set_field(&mut self, new: Field) {
+        let all = self.fields_mut();
+        let same = |h: &Field, n: &Name| h.name.as_str().eq_ignore_ascii_case(n.as_str());
+        match all.iter().position(|h| same(h, &new.name)) {
+            Some(first) => {
+                let name = new.name.clone();
+                if let Some(slot) = all.get_mut(first) {
+                    *slot = new;
+                }
+                let mut i = 0usize;
+                all.retain(|h| {
+                    let keep = i <= first || !same(h, &name);
+                    i += 1;
+                    keep
+                });
+            }
+            None => all.push(new),
+        }
+    }
+
+    /// [`set_header`](Self::set_header) with a `'static` name and a shared value.
+    pub fn set_header_text(&mut self, name: &'static str, value: Text) -> Result<(), SipError> {
+        let new = checked_field(name, value)?;
+        self.set_field(new);
+        Ok(())
+    }
+
+    /// Replace the value of the header field at `index` (in [`headers`](Self::headers)
+    /// order; nothing happens past the end), checked as [`push_header`](Self::push_header)
+    /// checks a value.
+    pub(crate) fn set_value_at(&mut self, index: usize, value: Text) -> Result<(), SipError> {
+        let all = self.fields_mut();
+        if let Some(f) = all.get_mut(index) {
+            check_value(f.name.as_str(), &value)?;
+            f.value = trimmed(value);
+        }
+        Ok(())
+    }
+
+    /// Every value of header `name` as shared [`Text`], in order.
+    pub fn header_texts<'a>(&'a self, name: &'a str) -> impl Iterator<Item = Text> + 'a {
+        let wanted = expand_compact(name.as_bytes()).unwrap_or(name);
+        let own = match &self.rsip {
+            None => self.headers.as_slice(),
+            Some(_) => &[],
+        };
+        let copies = self
+            .rsip
+            .as_ref()
+            .map(|_| self.header_all(name).map(Text::copy_from_str));
+        own.iter()
+            .filter(move |f| f.name.as_str().eq_ignore_ascii_case(wanted))
+            .map(|f| f.value.clone())
+            .chain(copies.into_iter().flatten())
+    }
+
     /// Replace the first `name` header with `value` in place and remove the other ones; append
     /// it when absent.
     pub fn set_header(&mut self, name: &str, value: &str) -> Result<(), SipError> {
         let new = checked_header(name, value)?;
-        let mut all: Vec<Header> = std::mem::take(&mut self.headers).into();
-        let mut placed = false;
-        all.retain_mut(|h| {
-            if !name_matches(h, name) {
-                return true;
-            }
-            if placed {
-                return false;
-            }
-            *h = new.clone();
-            placed = true;
-            true
-        });
-        if !placed {
-            all.push(new);
-        }
-        self.headers = all.into();
+        self.set_field(new);
         Ok(())
     }
 
     /// Remove every `name` header; how many were removed.
     pub fn remove_header(&mut self, name: &str) -> usize {
-        let mut removed = 0;
-        self.headers.retain(|h| {
-            let hit = name_matches(h, name);
-            removed += usize::from(hit);
-            !hit
-        });
-        removed
+        let wanted = expand_compact(name.as_bytes()).unwrap_or(name);
+        let all = self.fields_mut();
+        let before = all.len();
+        all.retain(|h| !h.name.as_str().eq_ignore_ascii_case(wanted));
+        before - all.len()
     }
 
     /// Insert a header at position `index` (clamped to the end).
     pub fn insert_header(&mut self, index: usize, name: &str, value: &str) -> Result<(), SipError> {
         let new = checked_header(name, value)?;
-        let mut all: Vec<Header> = std::mem::take(&mut self.headers).into();
+        let all = self.fields_mut();
         all.insert(index.min(all.len()), new);
-        self.headers = all.into();
         Ok(())
     }
 
     /// Append a header.
     pub fn push_header(&mut self, name: &str, value: &str) -> Result<(), SipError> {
         let new = checked_header(name, value)?;
-        self.headers.push(new);
+        self.fields_mut().push(new);
+        Ok(())
+    }
+
+    /// Append a header whose name is a `'static` string and whose value is shared (no copy of
+    /// either): the same checks as [`push_header`](Self::push_header).
+    pub fn push_header_text(&mut self, name: &'static str, value: Text) -> Result<(), SipError> {
+        let new = checked_field(name, value)?;
+        self.fields_mut().push(new);
+        Ok(())
+    }
+
+    /// Move every `name` field (`'static`; compact form accepted) to the end, in order, its
+    /// value replaced by what `rewrite` makes of it (checked as
+    /// [`push_header`](Self::push_header) would).
+    pub fn rewrite_to_end<E: From<SipError>>(
+        &mut self,
+        name: &'static str,
+        mut rewrite: impl FnMut(&Text) -> Result<Text, E>,
+    ) -> Result<(), E> {
+        let long = expand_compact(name.as_bytes()).unwrap_or(name);
+        let all = self.fields_mut();
+        let before = all.len();
+        for i in 0..before {
+            let Some(f) = all.get(i) else { break };
+            if !f.name.as_str().eq_ignore_ascii_case(long) {
+                continue;
+            }
+            let new = rewrite(&f.value)?;
+            all.push(checked_field(long, new)?);
+        }
+        if all.len() > before {
+            let mut i = 0usize;
+            all.retain(|f| {
+                let keep = i >= before || !f.name.as_str().eq_ignore_ascii_case(long);
+                i += 1;
+                keep
+            });
+        }
         Ok(())
     }
 
     /// Append the header fields of `from` that `name_for` keeps, in their order: it is given
     /// each field's name and returns the name to write it under, or `None` to leave it out. A
     /// field kept under its own name is copied as it is (it was checked when `from` was
-    /// parsed or built); a renamed one is checked anew.
+    /// parsed or built; its value is shared, not copied); a renamed one is checked anew.
     pub fn copy_headers<'a>(
         &mut self,
         from: &'a SipMessage,
         mut name_for: impl FnMut(&'a str) -> Option<&'a str>,
     ) -> Result<(), SipError> {
-        for h in from.headers.iter() {
-            let name = header_name(h);
-            match name_for(name) {
-                None => {}
-                Some(new) if std::ptr::eq(new, name) => self.headers.push(h.clone()),
-                Some(new) => self.headers.push(checked_header(new, header_value(h))?),
+        let out = self.fields_mut();
+        match &from.rsip {
+            None => {
+                for f in &from.headers {
+                    let name = f.name.as_str();
+                    match name_for(name) {
+                        None => {}
+                        Some(new) if std::ptr::eq(new, name) => out.push(f.clone()),
+                        Some(new) => out.push(checked_field_named(new, f.value.clone())?),
+                    }
+                }
+            }
+            Some(h) => {
+                for h in h.iter() {
+                    let name = header_name(h);
+                    match name_for(name) {
+                        None => {}
+                        Some(new) => out.push(checked_header(new, header_value(h))?),
+                    }
+                }
             }
         }
         Ok(())
     }
 
     /// The same message as an rsip `SipMessage` (body copied into rsip's `Vec<u8>`; header
-    /// fields cloned). `None` when rsip cannot model the Request-URI.
+    /// fields copied). `None` when rsip cannot model the Request-URI.
     pub fn to_rsip(&self) -> Option<rsip::SipMessage> {
-        let mut headers = self.headers.clone();
-        headers.retain(|h| !matches!(h, Header::ContentLength(_)));
+        let mut headers: Vec<Header> = self
+            .pairs()
+            .filter(|(n, _)| *n != "Content-Length")
+            .map(|(n, v)| make_header(n, v.to_owned()))
+            .collect();
         headers.push(Header::ContentLength(rsip::headers::ContentLength::new(
             self.body.len().to_string(),
         )));
+        let headers: rsip::Headers = headers.into();
         Some(match &self.start {
             StartLine::Request { method, .. } => rsip::SipMessage::Request(rsip::Request {
                 method: *method,
@@ -910,11 +1271,7 @@ impl SipMessage {
             StartLine::Request { method, uri } => method_name(method).len() + uri.len() + 11,
             StartLine::Response { reason, .. } => reason.len() + 14,
         };
-        let headers: usize = self
-            .headers
-            .iter()
-            .map(|h| header_name(h).len() + header_value(h).len() + 4)
-            .sum();
+        let headers: usize = self.pairs().map(|(n, v)| n.len() + v.len() + 4).sum();
         start + headers + 40 + self.body.len()
     }
 
@@ -937,8 +1294,8 @@ impl SipMessage {
             }
         }
         let mut length_written = false;
-        for h in self.headers.iter() {
-            if let Header::ContentLength(_) = h {
+        for (name, value) in self.pairs() {
+            if name == "Content-Length" {
                 // RFC 3261 §20.14: the real body length, once, where the first one was.
                 if !length_written {
                     put_content_length(dst, self.body.len());
@@ -946,9 +1303,9 @@ impl SipMessage {
                 }
                 continue;
             }
-            dst.put_slice(header_name(h).as_bytes());
+            dst.put_slice(name.as_bytes());
             dst.put_slice(b": ");
-            dst.put_slice(header_value(h).as_bytes());
+            dst.put_slice(value.as_bytes());
             dst.put_slice(b"\r\n");
         }
         if !length_written {
@@ -997,18 +1354,68 @@ fn invalid(name: &str) -> SipError {
 
 /// A header built from caller input: the name must be a token, the value must not contain
 /// CR or LF (it would inject header fields).
-fn checked_header(name: &str, value: &str) -> Result<Header, SipError> {
+fn checked_header(name: &str, value: &str) -> Result<Field, SipError> {
+    check_name_value(name, value)?;
+    let long = expand_compact(name.as_bytes()).unwrap_or(name);
+    Ok(Field {
+        name: Name::of(long, || Text::copy_from_str(long)),
+        value: Text::copy_from_str(value.trim_matches([' ', '\t'])),
+    })
+}
+
+/// [`checked_header`] with a `'static` name and a shared value: nothing copied.
+fn checked_field(name: &'static str, value: Text) -> Result<Field, SipError> {
+    let long = expand_compact(name.as_bytes()).unwrap_or(name);
+    let name = match canonical_name(long.as_bytes()) {
+        // A known name is a token: only the value needs checking.
+        Some(c) => {
+            check_value(name, &value)?;
+            Name::Static(c)
+        }
+        None => {
+            check_name_value(name, &value)?;
+            Name::Static(long)
+        }
+    };
+    Ok(Field {
+        name,
+        value: trimmed(value),
+    })
+}
+
+/// [`checked_header`] with a shared value.
+fn checked_field_named(name: &str, value: Text) -> Result<Field, SipError> {
+    check_name_value(name, &value)?;
+    let long = expand_compact(name.as_bytes()).unwrap_or(name);
+    Ok(Field {
+        name: Name::of(long, || Text::copy_from_str(long)),
+        value: trimmed(value),
+    })
+}
+
+fn check_name_value(name: &str, value: &str) -> Result<(), SipError> {
     if name.is_empty() || !name.bytes().all(parse::is_token_char) {
         return Err(invalid(name));
     }
-    if value.bytes().any(|b| b == b'\r' || b == b'\n') {
+    check_value(name, value)
+}
+
+fn check_value(name: &str, value: &str) -> Result<(), SipError> {
+    if memchr::memchr2(b'\r', b'\n', value.as_bytes()).is_some() {
         return Err(invalid(name));
     }
-    let long = expand_compact(name.as_bytes()).unwrap_or(name);
-    Ok(make_header(
-        long,
-        value.trim_matches([' ', '\t']).to_owned(),
-    ))
+    Ok(())
+}
+
+/// `value` without surrounding SP / HTAB (shared).
+fn trimmed(value: Text) -> Text {
+    let b = value.as_bytes();
+    let ws = |c: &u8| *c == b' ' || *c == b'\t';
+    if !b.first().is_some_and(ws) && !b.last().is_some_and(ws) {
+        return value;
+    }
+    let t = value.trim_matches([' ', '\t']);
+    value.slice_ref(t)
 }
 
 /// A reason phrase without CR/LF (RFC 3261 §25.1: Reason-Phrase has no line breaks).

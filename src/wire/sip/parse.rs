@@ -1,10 +1,11 @@
 //! Start line and header block parsing: limits, unfolding, compact forms, mandatory headers.
 
 use bytes::Bytes;
-use rsip::Header;
-use rsip::headers::UntypedHeader;
 
-use super::{Fault, Limits, SipError, SipMessage, StartLine, expand_compact, make_header};
+use super::{
+    Fault, Field, Limits, Name, SipError, SipMessage, StartLine, Text, canonical_name,
+    expand_compact,
+};
 use crate::wire::text::{find_crlf, trim_ws};
 
 /// RFC 3261 §25.1 `token` characters, as a table (this runs for every header-name byte).
@@ -149,7 +150,7 @@ fn decimal(digits: &[u8]) -> Option<u64> {
 #[derive(Debug)]
 pub(super) struct Head {
     pub start: StartLine,
-    pub headers: rsip::Headers,
+    pub headers: Vec<Field>,
     pub content_length: Option<usize>,
     pub content_length_offset: Option<usize>,
     pub is_request: bool,
@@ -168,6 +169,7 @@ impl Head {
         SipMessage {
             start: self.start,
             headers: self.headers,
+            rsip: None,
             body,
         }
     }
@@ -331,7 +333,7 @@ pub(super) fn parse_head(data: &Bytes, blank: usize, limits: &Limits) -> Result<
     }
     .peekable();
     let utf8 = Utf8Block::new(block);
-    let mut headers: Vec<Header> = Vec::with_capacity(16);
+    let mut headers: Vec<Field> = Vec::with_capacity(16);
     let mut seen = Seen::default();
     let mut folded = String::new();
     while let Some((at, line)) = lines.next() {
@@ -355,11 +357,16 @@ pub(super) fn parse_head(data: &Bytes, blank: usize, limits: &Limits) -> Result<
             return Err(fail(Fault::HeaderSyntax, at));
         }
         let first = trim_ws(rest.get(1..).unwrap_or_default());
-        let long: &str = match expand_compact(name) {
-            Some(long) => long,
-            // Token characters are ASCII: always UTF-8.
-            None => utf8.str(name).unwrap_or_default(),
+        // Known names in their canonical spelling, compact ones expanded, others as received
+        // (token characters are ASCII: always UTF-8).
+        let name = match expand_compact(name) {
+            Some(long) => Name::Static(canonical_name(long.as_bytes()).unwrap_or(long)),
+            None => match canonical_name(name) {
+                Some(c) => Name::Static(c),
+                None => Name::Other(Text::from_checked(data, utf8.str(name).unwrap_or_default())),
+            },
         };
+        let long = name.as_str();
         if headers.len() >= limits.max_headers {
             return Err(fail(
                 Fault::TooManyHeaders {
@@ -371,7 +378,7 @@ pub(super) fn parse_head(data: &Bytes, blank: usize, limits: &Limits) -> Result<
         let bad_break = |v: &[u8]| memchr::memchr2(b'\r', b'\n', v).is_some();
         // RFC 3261 §7.3.1: a line starting with SP/HTAB continues the previous one; the
         // folding is equivalent to one SP.
-        let value: String = if lines
+        let value: Text = if lines
             .peek()
             .is_some_and(|(_, l)| l.first().is_some_and(|b| is_ws(*b)))
         {
@@ -405,14 +412,15 @@ pub(super) fn parse_head(data: &Bytes, blank: usize, limits: &Limits) -> Result<
                 }
                 push(trim_ws(cont), cat)?;
             }
-            folded.clone()
+            Text::from(folded.clone())
         } else {
             if bad_break(first) {
                 return Err(fail(Fault::BareLineBreak(long.to_owned()), at));
             }
-            utf8.str(first)
-                .ok_or_else(|| fail(Fault::NotUtf8(long.to_owned()), at))?
-                .to_owned()
+            let text = utf8
+                .str(first)
+                .ok_or_else(|| fail(Fault::NotUtf8(long.to_owned()), at))?;
+            Text::from_checked(data, text)
         };
         // The unfolded line is what gets written: it must fit the line limit too.
         if long.len().saturating_add(2).saturating_add(value.len()) > limits.max_line {
@@ -423,20 +431,21 @@ pub(super) fn parse_head(data: &Bytes, blank: usize, limits: &Limits) -> Result<
                 at,
             ));
         }
-        let header = make_header(long, value);
         let index = headers.len();
-        match &header {
-            Header::CallId(_) => bump(&mut seen.call_id, index, at),
-            Header::CSeq(_) => bump(&mut seen.cseq, index, at),
-            Header::From(_) => bump(&mut seen.from, index, at),
-            Header::To(_) => bump(&mut seen.to, index, at),
-            Header::MaxForwards(_) => bump(&mut seen.max_forwards, index, at),
-            Header::ContentLength(_) => bump(&mut seen.content_length, index, at),
-            Header::ContentType(_) => bump(&mut seen.content_type, index, at),
-            Header::Via(_) => bump(&mut seen.via, index, at),
-            _ => {}
+        if let Name::Static(n) = &name {
+            match *n {
+                "Call-ID" => bump(&mut seen.call_id, index, at),
+                "CSeq" => bump(&mut seen.cseq, index, at),
+                "From" => bump(&mut seen.from, index, at),
+                "To" => bump(&mut seen.to, index, at),
+                "Max-Forwards" => bump(&mut seen.max_forwards, index, at),
+                "Content-Length" => bump(&mut seen.content_length, index, at),
+                "Content-Type" => bump(&mut seen.content_type, index, at),
+                "Via" => bump(&mut seen.via, index, at),
+                _ => {}
+            }
         }
-        headers.push(header);
+        headers.push(Field { name, value });
     }
     let content_length = validate(&headers, &seen, &start, blank).map_err(|(fault, offset)| {
         if is_request {
@@ -448,7 +457,7 @@ pub(super) fn parse_head(data: &Bytes, blank: usize, limits: &Limits) -> Result<
     let content_length_offset = (seen.content_length.0 > 0).then_some(seen.content_length.2);
     Ok(Head {
         start,
-        headers: headers.into(),
+        headers,
         content_length,
         content_length_offset,
         is_request,
@@ -711,7 +720,7 @@ type Invalid = (Fault, Option<usize>);
 /// gateway reads. Returns Content-Length.
 /// `block_end` (the offset of the empty line) is where a missing header is reported.
 fn validate(
-    headers: &[Header],
+    headers: &[Field],
     seen: &Seen,
     start: &StartLine,
     block_end: usize,
@@ -751,7 +760,7 @@ fn validate(
     let value = |slot: &Slot| {
         headers
             .get(slot.1)
-            .map(|h| super::header_value(h).as_bytes())
+            .map(|h| h.value.as_bytes().as_ref())
             .unwrap_or_default()
     };
     let malformed = |header: &'static str, why: &'static str, slot: &Slot| {
@@ -791,13 +800,13 @@ fn validate(
     check_name_addr(value(&seen.from)).map_err(|why| malformed("From", why, &seen.from))?;
     check_name_addr(value(&seen.to)).map_err(|why| malformed("To", why, &seen.to))?;
     for h in headers {
-        match h {
-            Header::Via(v) => {
-                check_via(v.value().as_bytes()).map_err(|why| malformed("Via", why, &seen.via))?;
+        match h.name.as_str() {
+            "Via" => {
+                check_via(h.value.as_bytes()).map_err(|why| malformed("Via", why, &seen.via))?;
             }
-            Header::ContentEncoding(v) => {
+            "Content-Encoding" => {
                 // RFC 3261 §20.12, §21.4.13: what we can decode or pass on.
-                for coding in v.value().split(',') {
+                for coding in h.value.split(',') {
                     let coding = coding.trim_matches([' ', '\t']);
                     let known = ["identity", "deflate", "gzip"]
                         .iter()

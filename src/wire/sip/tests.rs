@@ -636,3 +636,87 @@ fn canonical_form_may_need_one_more_header() {
     let e = parse_datagram(Bytes::from(raw), &short).unwrap_err();
     assert_eq!(e.to_string(), "Bad Request: line longer than 60 bytes");
 }
+
+#[test]
+fn text_is_shared_and_checked() {
+    assert!(Text::from_utf8(Bytes::from_static(b"\xff")).is_err());
+    let t = Text::from_utf8(Bytes::from_static("h\u{e9}llo wörld".as_bytes())).unwrap();
+    assert_eq!(t.as_str(), "h\u{e9}llo wörld");
+    let part = t.slice_ref(&t[7..]);
+    assert_eq!(part.as_str(), "wörld");
+    assert_eq!(part.as_bytes().as_ptr(), t.as_bytes()[7..].as_ptr());
+    // A str from elsewhere is copied, not sliced.
+    let other = String::from("abc");
+    assert_eq!(t.slice_ref(&other).as_str(), "abc");
+    assert_eq!(t.slice_ref("").as_str(), "");
+    assert_eq!(Text::from(String::from("x")), Text::from_static("x"));
+    // Parsed values are slices of the input.
+    let input = Bytes::copy_from_slice(PAGER);
+    let m = parse_datagram(input.clone(), &Limits::default()).unwrap();
+    let from = m.header_text("f").unwrap();
+    let at = from.as_bytes().as_ptr() as usize - input.as_ptr() as usize;
+    assert_eq!(&input[at..at + from.len()], from.as_bytes());
+}
+
+#[test]
+fn rsip_headers_mut_is_a_compatible_path() {
+    let mut m = dgram(BASE.as_bytes()).unwrap();
+    let before = m.serialize();
+    let Some(Header::Via(via)) = m
+        .rsip_headers_mut()
+        .iter_mut()
+        .find(|h| matches!(h, Header::Via(_)))
+    else {
+        panic!("no Via");
+    };
+    let new = format!("{};received=192.0.2.1", via.value());
+    *via = rsip::headers::Via::new(new);
+    assert_eq!(
+        m.top_via_branch(),
+        Some("z9hG4bK1"),
+        "readers see the change"
+    );
+    assert!(m.header("Via").unwrap().ends_with(";received=192.0.2.1"));
+    let changed = m.serialize();
+    assert_eq!(changed.len(), before.len() + ";received=192.0.2.1".len());
+    assert_eq!(dgram(&changed).unwrap(), m);
+    // The next change goes back to the codec's own fields, the edit kept.
+    m.push_header("X-A", "1").unwrap();
+    assert!(m.header("Via").unwrap().ends_with(";received=192.0.2.1"));
+    assert_eq!(m.header("x-a"), Some("1"));
+    let mut copy = SipMessage::request(rsip::Method::Message, "sip:x@y").unwrap();
+    copy.copy_headers(&m, |n| (n == "Via").then_some(n))
+        .unwrap();
+    assert_eq!(copy.headers().count(), 1);
+}
+
+#[test]
+fn shared_values_are_checked_like_copied_ones() {
+    let mut m = SipMessage::request(rsip::Method::Message, "sip:x@y").unwrap();
+    assert!(
+        m.push_header_text("X-B", Text::from_static("a\r\nEvil: 1"))
+            .is_err()
+    );
+    assert!(
+        m.push_header_text("Bad Name", Text::from_static("a"))
+            .is_err()
+    );
+    m.push_header_text("X-B", Text::from_static("  padded\t"))
+        .unwrap();
+    m.push_header_text("i", Text::from_static("cid")).unwrap();
+    assert_eq!(m.header("x-b"), Some("padded"));
+    assert_eq!(m.call_id(), Some("cid"));
+    m.set_body_with_type_text(Text::from_static("text/plain"), Bytes::from_static(b"hi"))
+        .unwrap();
+    m.set_body_with_type_text(Text::from_static("text/html"), Bytes::from_static(b"<p>"))
+        .unwrap();
+    assert_eq!(
+        m.header_all("content-type").collect::<Vec<_>>(),
+        ["text/html"]
+    );
+    let out = m.serialize();
+    assert_eq!(
+        &out[..],
+        b"MESSAGE sip:x@y SIP/2.0\r\nX-B: padded\r\nCall-ID: cid\r\nContent-Type: text/html\r\nContent-Length: 3\r\n\r\n<p>"
+    );
+}
