@@ -33,8 +33,6 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use dashmap::DashMap;
-use rsip::Header;
-use rsip::headers::UntypedHeader;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -45,7 +43,9 @@ use tokio_util::codec::Decoder;
 
 pub use crate::config::Transport;
 use crate::config::{self, Cidr};
-use crate::wire::sip::{self, Limits, SipError, SipFrame, SipMessage, SipStreamCodec, StreamError};
+use crate::wire::sip::{
+    self, Limits, SipError, SipFrame, SipMessage, SipStreamCodec, StreamError, Text,
+};
 
 /// RFC 3261 §8.1.1.7: every branch the node creates starts with this.
 pub const BRANCH_MAGIC: &str = "z9hG4bK";
@@ -447,19 +447,16 @@ pub fn stamp_via(value: &str, source: SocketAddr) -> Option<String> {
 
 /// Apply [`stamp_via`] to the top Via of a request; whether it changed.
 pub fn stamp_received(message: &mut SipMessage, source: SocketAddr) -> bool {
-    let Some(h) = message
-        .rsip_headers_mut()
-        .iter_mut()
-        .find(|h| matches!(h, Header::Via(_)))
+    let Some((index, stamped)) = message
+        .headers()
+        .enumerate()
+        .find(|(_, (name, _))| *name == "Via")
+        .map(|(i, (_, via))| (i, stamp_via(via, source)))
     else {
         return false;
     };
-    let Header::Via(via) = h else { return false };
-    match stamp_via(via.value(), source) {
-        Some(new) => {
-            *h = Header::Via(rsip::headers::Via::new(new));
-            true
-        }
+    match stamped {
+        Some(new) => message.set_value_at(index, Text::from(new)).is_ok(),
         None => false,
     }
 }
