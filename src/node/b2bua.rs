@@ -985,13 +985,7 @@ impl Core {
                     {
                         e.tx.handle_timeout(now);
                         // Timer G fired: the final response goes again (§17.2.1).
-                        if e.tx.has_transmit() {
-                            metrics::retransmission(
-                                side_metric(key.side),
-                                metrics::Direction::Out,
-                                metrics::Method::from_token(key.method.as_bytes()),
-                            );
-                        }
+                        count_retransmission(e.tx.has_transmit(), key.side, &key.method);
                         self.flush_server(&key);
                     }
                 }
@@ -1006,13 +1000,7 @@ impl Core {
                     {
                         e.tx.handle_timeout(now);
                         // Timer A or E fired: the request goes again (§17.1.1.2, §17.1.2.2).
-                        if e.tx.has_transmit() {
-                            metrics::retransmission(
-                                side_metric(key.side),
-                                metrics::Direction::Out,
-                                metrics::Method::from_token(key.method.as_bytes()),
-                            );
-                        }
+                        count_retransmission(e.tx.has_transmit(), key.side, &key.method);
                         self.flush_client(&key);
                     }
                 }
@@ -1222,6 +1210,17 @@ impl ChunkTranslator for SessionTranslator {
 
     fn report(&self, _from: Side, msg: &Message) -> Option<Message> {
         self.translate(msg).ok()
+    }
+}
+
+/// A timer made a transaction send again: counted as the node's own retransmission.
+fn count_retransmission(sent: bool, side: Side, method: &str) {
+    if sent {
+        metrics::retransmission(
+            side_metric(side),
+            metrics::Direction::Out,
+            metrics::Method::from_token(method.as_bytes()),
+        );
     }
 }
 
