@@ -187,14 +187,14 @@ fn check(cond: bool, what: impl FnOnce() -> String) -> Result<(), String> {
     if cond { Ok(()) } else { Err(what()) }
 }
 
-/// What a step sent: a SIP message or an MSRP request.
-enum Sent {
+/// What a step sent: a SIP message or an MSRP message (both runners check it).
+pub(crate) enum Sent {
     Sip(SipMessage),
     Msrp(crate::wire::msrp::Message),
 }
 
 impl Sent {
-    fn header(&self, name: &str) -> Option<String> {
+    pub(crate) fn header(&self, name: &str) -> Option<String> {
         match self {
             Sent::Sip(m) => m.header(name).map(str::to_string),
             Sent::Msrp(m) => m
@@ -202,7 +202,7 @@ impl Sent {
                 .map(|v| String::from_utf8_lossy(v).into_owned()),
         }
     }
-    fn header_all(&self, name: &str) -> Vec<String> {
+    pub(crate) fn header_all(&self, name: &str) -> Vec<String> {
         match self {
             Sent::Sip(m) => m.header_all(name).map(str::to_string).collect(),
             Sent::Msrp(m) => m
@@ -211,21 +211,40 @@ impl Sent {
                 .collect(),
         }
     }
-    fn content_type(&self) -> Option<String> {
+    pub(crate) fn content_type(&self) -> Option<String> {
         self.header("Content-Type")
     }
-    fn body(&self) -> Bytes {
+    pub(crate) fn body(&self) -> Bytes {
         match self {
             Sent::Sip(m) => m.body().clone(),
             Sent::Msrp(m) => m.body.clone().unwrap_or_default(),
         }
     }
-    fn request_uri(&self) -> Option<String> {
+    pub(crate) fn request_uri(&self) -> Option<String> {
         match self {
             Sent::Sip(m) => m
                 .request_uri()
                 .map(|u| String::from_utf8_lossy(u).into_owned()),
             Sent::Msrp(_) => None,
+        }
+    }
+    /// How `sent = [...]` names it: the method of a request, the status code of a response.
+    pub(crate) fn what(&self) -> String {
+        match self {
+            Sent::Sip(m) => match m.status_code() {
+                Some(c) => c.to_string(),
+                None => m
+                    .method()
+                    .map(|m| crate::wire::sip::method_name(m).to_string())
+                    .unwrap_or_default(),
+            },
+            Sent::Msrp(m) => match m.response_code() {
+                Some(c) => c.to_string(),
+                None => m
+                    .method()
+                    .map(|m| String::from_utf8_lossy(m.as_bytes()).into_owned())
+                    .unwrap_or_default(),
+            },
         }
     }
 }
@@ -506,23 +525,7 @@ fn run_step(
     check(e.reply == produced.reply, || {
         format!("reply: expected {:?}, got {:?}", e.reply, produced.reply)
     })?;
-    let what: Vec<String> = produced
-        .sent
-        .iter()
-        .map(|(_, m)| match m {
-            Sent::Sip(m) => match m.status_code() {
-                Some(code) => code.to_string(),
-                None => m
-                    .method()
-                    .map(|m| crate::wire::sip::method_name(m).to_string())
-                    .unwrap_or_default(),
-            },
-            Sent::Msrp(m) => m
-                .method()
-                .map(|m| format!("{m:?}").to_uppercase())
-                .unwrap_or_default(),
-        })
-        .collect();
+    let what: Vec<String> = produced.sent.iter().map(|(_, m)| m.what()).collect();
     if !e.sent.is_empty() {
         check(what == e.sent, || {
             format!("sent {what:?}, expected {:?}", e.sent)

@@ -46,7 +46,7 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 
-use super::{CaseFile, DATETIME, Expect, Step, wire_bytes};
+use super::{CaseFile, DATETIME, Expect, Sent, Step, wire_bytes};
 use crate::tomlfile::{FileError, parse_toml};
 use crate::translate::state::Side;
 use crate::wire::msrp::{self, Frame, Method, MsrpCodec};
@@ -619,56 +619,6 @@ impl Drop for OpenGuard {
     }
 }
 
-/// What the node sent during a step.
-enum Out {
-    Sip(SipMessage),
-    Msrp(msrp::Message),
-}
-
-impl Out {
-    fn header(&self, name: &str) -> Option<String> {
-        match self {
-            Out::Sip(m) => m.header(name).map(str::to_string),
-            Out::Msrp(m) => m
-                .header(name)
-                .map(|v| String::from_utf8_lossy(v).into_owned()),
-        }
-    }
-    fn header_all(&self, name: &str) -> Vec<String> {
-        match self {
-            Out::Sip(m) => m.header_all(name).map(str::to_string).collect(),
-            Out::Msrp(m) => m
-                .headers_named(name)
-                .map(|v| String::from_utf8_lossy(v).into_owned())
-                .collect(),
-        }
-    }
-    fn body(&self) -> Bytes {
-        match self {
-            Out::Sip(m) => m.body().clone(),
-            Out::Msrp(m) => m.body.clone().unwrap_or_default(),
-        }
-    }
-    fn what(&self) -> String {
-        match self {
-            Out::Sip(m) => match m.status_code() {
-                Some(c) => c.to_string(),
-                None => m
-                    .method()
-                    .map(|m| crate::wire::sip::method_name(m).to_string())
-                    .unwrap_or_default(),
-            },
-            Out::Msrp(m) => match m.response_code() {
-                Some(c) => c.to_string(),
-                None => m
-                    .method()
-                    .map(|m| String::from_utf8_lossy(m.as_bytes()).into_owned())
-                    .unwrap_or_default(),
-            },
-        }
-    }
-}
-
 /// State of the case being played.
 #[derive(Default)]
 struct CaseState {
@@ -1170,7 +1120,7 @@ impl Runner {
         };
         let mut answer: Option<SipMessage> = None;
         let mut answer_raw: Option<u16> = None;
-        let mut got: Vec<(Side, Out)> = Vec::new();
+        let mut got: Vec<(Side, Sent)> = Vec::new();
         let mut left_for_later = false;
         let mut deadline = Instant::now() + self.opts.wait;
         let mut settling = false;
@@ -1218,13 +1168,13 @@ impl Runner {
                         continue;
                     }
                     left_for_later |= left;
-                    got.push((side, Out::Sip(msg)));
+                    got.push((side, Sent::Sip(msg)));
                 }
                 other => {
                     if let Some((side, _, m)) = self.on_msrp(cs, other).await
                         && m.response_code().is_none()
                     {
-                        got.push((side, Out::Msrp(m)));
+                        got.push((side, Sent::Msrp(m)));
                     }
                 }
             }
@@ -1285,7 +1235,7 @@ impl Runner {
             usize::from(e.send.is_some())
         };
         let mut answer: Option<u16> = None;
-        let mut got: Vec<(Side, Out)> = Vec::new();
+        let mut got: Vec<(Side, Sent)> = Vec::new();
         let mut deadline = Instant::now() + self.opts.wait;
         let mut settling = false;
         let mut closed = false;
@@ -1300,7 +1250,7 @@ impl Runner {
             match ev {
                 Event::Sip(side, data) => {
                     if let Some((_, _, m)) = self.on_sip(cs, side, data, None, &[]).await {
-                        got.push((side, Out::Sip(m)));
+                        got.push((side, Sent::Sip(m)));
                     }
                 }
                 Event::MsrpClosed(side, id) if Some(id) == my_conn && side == from => {
@@ -1320,7 +1270,7 @@ impl Runner {
                     if let Some((side, _, m)) = self.on_msrp(cs, other).await
                         && m.response_code().is_none()
                     {
-                        got.push((side, Out::Msrp(m)));
+                        got.push((side, Sent::Msrp(m)));
                     }
                 }
             }
@@ -1504,7 +1454,7 @@ fn check_step(
     e: &Expect,
     cs: &mut CaseState,
     answer: Option<u16>,
-    got: &[(Side, Out)],
+    got: &[(Side, Sent)],
     sent_body: &Bytes,
 ) -> Result<(), String> {
     if let Some(code) = e.error {
@@ -1523,7 +1473,7 @@ fn check_step(
 fn check_step_sent(
     e: &Expect,
     cs: &mut CaseState,
-    got: &[(Side, Out)],
+    got: &[(Side, Sent)],
     sent_body: &Bytes,
 ) -> Result<(), String> {
     let what: Vec<String> = got.iter().map(|(_, m)| m.what()).collect();
@@ -1557,18 +1507,13 @@ fn check_message(
     e: &Expect,
     cs: &mut CaseState,
     sent_body: &Bytes,
-    out: &Out,
+    out: &Sent,
 ) -> Result<(), String> {
     let map = cs.map.clone();
     let b = &mut cs.bindings;
     if let Some(uri) = &e.request_uri {
         let want = map.apply(uri);
-        let got = match out {
-            Out::Sip(m) => m
-                .request_uri()
-                .map(|u| String::from_utf8_lossy(u).into_owned()),
-            Out::Msrp(_) => None,
-        };
+        let got = out.request_uri();
         check(
             got.as_deref().is_some_and(|g| match_exact(&want, g, b)),
             || format!("Request-URI {got:?}, expected {want}"),
