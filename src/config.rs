@@ -32,6 +32,75 @@ pub struct Config {
     pub timers: Timers,
     /// Log level (`error`, `warn`, `info`, `debug`, `trace`); `RUST_LOG` overrides it.
     pub log_level: String,
+    /// Store-and-forward for users who are not available (issue 7).
+    pub store: StoreConfig,
+}
+
+/// Store-and-forward (CPM 2.0 §4.2): where messages for unavailable users are kept, when a
+/// message counts as undeliverable now, and how delivery is retried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// `None`: off (every answer is relayed as it came). Else a redb file path (created with
+    /// its directory) or a `redis://` URL (`crate::store::Location::parse`).
+    pub location: Option<String>,
+    /// Policy for messages towards CPM users.
+    pub cpm: StorePolicy,
+    /// Policy for messages towards SIMPLE IM users.
+    pub simple: StorePolicy,
+    /// Most messages kept for one user; beyond it the sender gets 480.
+    pub max_user_messages: u64,
+    /// Most bytes kept for one user.
+    pub max_user_bytes: u64,
+    /// Most bytes kept in all.
+    pub max_total_bytes: u64,
+    /// First delivery retry after a failed attempt (ms); doubled each time, up to the max.
+    pub retry_initial_ms: u64,
+    /// Longest wait between two delivery attempts (ms).
+    pub retry_max_ms: u64,
+    /// How often expired messages are looked for (ms).
+    pub expiry_check_ms: u64,
+    /// Most store writes in flight; more pager MESSAGEs to store get 503.
+    pub max_in_flight: usize,
+}
+
+/// When a message towards one side's users is kept rather than refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorePolicy {
+    /// Final responses of the next hop that mean "not available now" (RFC 3261 §21.4.18 480,
+    /// §21.4.9 408, §21.4.5 404): the message is stored and the sender gets 202. Empty: this
+    /// side's messages are never stored.
+    pub unavailable: Vec<u16>,
+    /// How long a message is kept before it is given up (s); then a `failed` IMDN goes to its
+    /// sender when it asked for negative delivery notifications (RFC 5438 §7.2.1.1).
+    pub max_age_s: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        let policy = StorePolicy {
+            unavailable: vec![480, 408, 404],
+            max_age_s: 7 * 24 * 3600,
+        };
+        StoreConfig {
+            location: Some("data/cpm-iwf.redb".to_string()),
+            cpm: policy.clone(),
+            simple: policy,
+            max_user_messages: 1_000,
+            max_user_bytes: 16 * 1024 * 1024,
+            max_total_bytes: 4 * 1024 * 1024 * 1024,
+            retry_initial_ms: 30_000,
+            retry_max_ms: 3_600_000,
+            expiry_check_ms: 10_000,
+            max_in_flight: 4_096,
+        }
+    }
+}
+
+impl StorePolicy {
+    /// Whether `status` from the next hop means the user is not available now.
+    pub fn is_unavailable(&self, status: u16) -> bool {
+        self.unavailable.contains(&status)
+    }
 }
 
 /// SIP transports a next hop is reached over.
@@ -194,6 +263,29 @@ struct RawConfig {
     simple: Option<RawSide>,
     limits: Option<RawLimits>,
     timers: Option<RawTimers>,
+    store: Option<RawStore>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    location: Option<Spanned<String>>,
+    cpm: Option<RawStorePolicy>,
+    simple: Option<RawStorePolicy>,
+    max_user_messages: Option<Spanned<u64>>,
+    max_user_bytes: Option<Spanned<u64>>,
+    max_total_bytes: Option<Spanned<u64>>,
+    retry_initial_ms: Option<Spanned<u64>>,
+    retry_max_ms: Option<Spanned<u64>>,
+    expiry_check_ms: Option<Spanned<u64>>,
+    max_in_flight: Option<Spanned<u64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStorePolicy {
+    unavailable: Option<Vec<Spanned<u64>>>,
+    max_age_s: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -286,6 +378,7 @@ impl Default for Config {
                 msrp_connect_ms: 30_000,
                 probe_interval_ms: 30_000,
             },
+            store: StoreConfig::default(),
         }
     }
 }
@@ -403,6 +496,9 @@ impl Config {
                 ));
             }
         }
+        if let Some(st) = raw.store {
+            apply_store(src, st, &mut c.store)?;
+        }
         check_distinct_listeners(src, &c)?;
         Ok(c)
     }
@@ -420,6 +516,105 @@ fn addr(src: Source<'_>, s: &Spanned<String>) -> Result<SocketAddr, FileError> {
 
 fn addrs(src: Source<'_>, list: &[Spanned<String>]) -> Result<Vec<SocketAddr>, FileError> {
     list.iter().map(|s| addr(src, s)).collect()
+}
+
+fn apply_store(src: Source<'_>, raw: RawStore, store: &mut StoreConfig) -> Result<(), FileError> {
+    if let Some(loc) = raw.location {
+        let span = loc.span();
+        let text = loc.into_inner();
+        store.location = if text.trim().is_empty() {
+            None
+        } else {
+            if let Err(e) = crate::store::Location::parse(&text) {
+                return Err(error_at(src, span.start, format!("store.location: {e}")));
+            }
+            Some(text)
+        };
+    }
+    for (raw, policy) in [(raw.cpm, &mut store.cpm), (raw.simple, &mut store.simple)] {
+        let Some(raw) = raw else { continue };
+        if let Some(list) = raw.unavailable {
+            let mut codes = Vec::with_capacity(list.len());
+            for code in list {
+                let span = code.span();
+                let n = code.into_inner();
+                // Only failures can mean "not available"; a 2xx/1xx is never stored over.
+                if !(300..=699).contains(&n) {
+                    return Err(error_at(
+                        src,
+                        span.start,
+                        format!("store: unavailable status {n} is not a SIP failure (300-699)"),
+                    ));
+                }
+                codes.push(u16::try_from(n).unwrap_or(699));
+            }
+            policy.unavailable = codes;
+        }
+        set_ms(
+            src,
+            raw.max_age_s,
+            1,
+            365 * 24 * 3600,
+            &mut policy.max_age_s,
+        )?;
+    }
+    set_ms(
+        src,
+        raw.max_user_messages,
+        1,
+        10_000_000,
+        &mut store.max_user_messages,
+    )?;
+    set_ms(
+        src,
+        raw.max_user_bytes,
+        1_024,
+        1 << 40,
+        &mut store.max_user_bytes,
+    )?;
+    set_ms(
+        src,
+        raw.max_total_bytes,
+        1_024,
+        1 << 50,
+        &mut store.max_total_bytes,
+    )?;
+    set_ms(
+        src,
+        raw.retry_initial_ms,
+        10,
+        86_400_000,
+        &mut store.retry_initial_ms,
+    )?;
+    set_ms(
+        src,
+        raw.retry_max_ms,
+        10,
+        86_400_000,
+        &mut store.retry_max_ms,
+    )?;
+    set_ms(
+        src,
+        raw.expiry_check_ms,
+        10,
+        86_400_000,
+        &mut store.expiry_check_ms,
+    )?;
+    set_count(
+        src,
+        raw.max_in_flight,
+        1,
+        1_000_000,
+        &mut store.max_in_flight,
+    )?;
+    if store.retry_max_ms < store.retry_initial_ms {
+        return Err(error_at(
+            src,
+            0,
+            "store: retry_max_ms must not be below retry_initial_ms",
+        ));
+    }
+    Ok(())
 }
 
 fn apply_side(src: Source<'_>, raw: RawSide, side: &mut SideConfig) -> Result<(), FileError> {

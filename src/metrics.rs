@@ -274,7 +274,7 @@ pub const ADMIN_CONNECTIONS_REFUSED: Metric = Metric {
 };
 
 /// Every metric the node exposes.
-pub const ALL: [Metric; 25] = [
+pub const ALL: [Metric; 28] = [
     SIP_REQUESTS,
     SIP_RESPONSES,
     SIP_RETRANSMISSIONS,
@@ -300,6 +300,9 @@ pub const ALL: [Metric; 25] = [
     PROCESS_OPEN_FDS,
     ADMIN_REQUESTS,
     ADMIN_CONNECTIONS_REFUSED,
+    STORE_OPERATIONS,
+    STORE_DELIVERIES,
+    STORE_EXPIRED,
 ];
 
 /// The names of [`ALL`], in the same order.
@@ -327,6 +330,35 @@ pub const TRANSACTION_BUCKETS: [f64; 14] = [
 ];
 
 // ---------------------------------------------------------------------------------------------
+/// Store-and-forward: operations on the durable store (issue 7).
+pub const STORE_OPERATIONS: Metric = Metric {
+    name: "cpm_iwf_store_operations_total",
+    kind: MetricKind::Counter,
+    labels: &["op", "result"],
+    help: "Store-and-forward operations on the durable store: put (a message kept for an \
+           unavailable user, answered 202 only once durable), read, remove (after delivery), by \
+           result (refused: too many puts in flight, 503).",
+};
+
+/// Store-and-forward: delivery attempts of kept messages and how they ended.
+pub const STORE_DELIVERIES: Metric = Metric {
+    name: "cpm_iwf_store_deliveries_total",
+    kind: MetricKind::Counter,
+    labels: &["side", "result"],
+    help: "Deliveries of kept messages to a side: attempts, and their ends (delivered, \
+           unavailable: retried later, rejected: removed), plus failed notifications sent to \
+           senders (RFC 5438).",
+};
+
+/// Store-and-forward: kept messages given up at their maximum age.
+pub const STORE_EXPIRED: Metric = Metric {
+    name: "cpm_iwf_store_expired_total",
+    kind: MetricKind::Counter,
+    labels: &[],
+    help: "Kept messages removed unsent at their maximum age (a failed notification goes to the \
+           sender when one was requested).",
+};
+
 // Label values.
 
 /// A label whose values are a fixed list.
@@ -788,6 +820,9 @@ struct Registry {
     open_fds: Gauge,
     admin_requests: Slots<Counter>,
     admin_connections_refused: Counter,
+    store_operations: Slots<Counter>,
+    store_deliveries: Slots<Counter>,
+    store_expired: Counter,
 }
 
 impl Registry {
@@ -816,6 +851,9 @@ impl Registry {
             open_fds: metrics::gauge!(PROCESS_OPEN_FDS.name),
             admin_requests: Slots::new(size(&[AdminPath::ALL.len(), AdminStatus::ALL.len()])),
             admin_connections_refused: metrics::counter!(ADMIN_CONNECTIONS_REFUSED.name),
+            store_operations: Slots::new(size(&[StoreOp::ALL.len(), StoreResult::ALL.len()])),
+            store_deliveries: Slots::new(size(&[SIDES, DeliveryResult::ALL.len()])),
+            store_expired: metrics::counter!(STORE_EXPIRED.name),
         }
     }
 }
@@ -1202,6 +1240,83 @@ pub fn table_expired(kind: TableKind, n: u64) {
             c.increment(n);
         }
     });
+}
+
+label_enum! {
+    /// A store-and-forward operation.
+    StoreOp {
+        /// A message kept.
+        Put => "put",
+        /// Messages read for delivery.
+        Read => "read",
+        /// A delivered message removed.
+        Remove => "remove",
+    }
+}
+
+label_enum! {
+    /// How a store operation ended.
+    StoreResult {
+        /// Done (durable, for a put).
+        Ok => "ok",
+        /// The store failed (the sender got the store's error status for a put).
+        Failed => "failed",
+        /// Not tried: too many in flight.
+        Refused => "refused",
+    }
+}
+
+label_enum! {
+    /// A delivery attempt of a kept message, or how it ended.
+    DeliveryResult {
+        /// Sent.
+        Attempt => "attempt",
+        /// Answered 2xx.
+        Delivered => "delivered",
+        /// Still unavailable: retried later.
+        Unavailable => "unavailable",
+        /// Refused for good: removed.
+        Rejected => "rejected",
+        /// A failed notification sent to the sender (expired or rejected).
+        FailedNotification => "failed_notification",
+    }
+}
+
+/// A store-and-forward operation ended with `result`.
+pub fn store_operation(op: StoreOp, result: StoreResult) {
+    with(|r| {
+        let i = position(&[part(op), part(result)]);
+        let make = || {
+            metrics::counter!(
+                STORE_OPERATIONS.name,
+                vec![label("op", op), label("result", result)]
+            )
+        };
+        if let Some(c) = r.store_operations.get(i, make) {
+            c.increment(1);
+        }
+    });
+}
+
+/// A kept message's delivery to `side`: an attempt or how it ended.
+pub fn stored_delivery(side: Side, result: DeliveryResult) {
+    with(|r| {
+        let i = position(&[part(side), part(result)]);
+        let make = || {
+            metrics::counter!(
+                STORE_DELIVERIES.name,
+                vec![label("side", side), label("result", result)]
+            )
+        };
+        if let Some(c) = r.store_deliveries.get(i, make) {
+            c.increment(1);
+        }
+    });
+}
+
+/// A kept message expired unsent.
+pub fn stored_expired() {
+    with(|r| r.store_expired.increment(1));
 }
 
 /// Whether the node is ready (the admin server's readiness flag sets it).

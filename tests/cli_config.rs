@@ -33,6 +33,11 @@ fn run_serves_until_sigterm() {
             "[{side}]\nsip_udp = [\"127.0.0.1:0\"]\nsip_tcp = [\"127.0.0.1:0\"]\nmsrp_listen = \"127.0.0.1:0\"\n\n"
         ));
     }
+    let store = temp_file("store-dir-marker", "")
+        .with_file_name("store.redb")
+        .display()
+        .to_string();
+    text.push_str(&format!("[store]\nlocation = \"{store}\"\n"));
     let cfg = temp_file(
         "ephemeral.toml",
         &format!("admin_listen = \"127.0.0.1:0\"\n\n{text}"),

@@ -36,6 +36,8 @@ async fn node(peers: (SocketAddr, SocketAddr)) -> (Node, NodeAddrs) {
         }];
     }
     config.admin_listen = lo0();
+    // Each node would share the default store file: these tests are not about the store.
+    config.store.location = None;
     let node = Node::start(config, Mappings::embedded().expect("mappings"))
         .await
         .expect("node starts");

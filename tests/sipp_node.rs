@@ -38,6 +38,8 @@ async fn node_towards(uas: SocketAddr, transport: Transport) -> Node {
     }];
     config.cpm.next_hops = Vec::new();
     config.admin_listen = lo0();
+    // Each node would share the default store file: these tests are not about the store.
+    config.store.location = None;
     // SIPp's UAS would count an OPTIONS probe as an unexpected message.
     config.timers.probe_interval_ms = 0;
     Node::start(config, Mappings::embedded().expect("mappings"))

@@ -19,21 +19,23 @@ use std::time::{Instant, SystemTime};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+use super::deferred::{self, Action, Answer, ScheduleConfig, Scheduler};
 use super::ids::{RandomIds, rfc3339_utc};
 use super::msrp::{ChunkTranslator, LegSpec, MsrpRelay, RelayEvent, SessionSpec, Setup};
 use super::transaction::{
     ClientTransaction, Delivery, Kind, ServerTransaction, TimerConfig, TransactionEvent,
 };
 use super::transport::{Inbound, ResponseRoute, SipTransport, Target, TryRoute, request_via};
-use crate::config::Transport;
+use crate::config::{StoreConfig, StorePolicy, Transport};
 use crate::correlate::Table;
 use crate::mapping::Mappings;
 use crate::metrics::{self, LabelValue};
+use crate::store::{MessageKey, Pending, Store, StoreError};
 use crate::time::Millis;
 use crate::translate::addr::with_tag;
 use crate::translate::conversation::IdSource;
 use crate::translate::session::{self, Addresses, MsrpLeg};
-use crate::translate::state::{Change, Key, Side, View};
+use crate::translate::state::{Change, Entry, Key, MessageOrigin, Side, View};
 use crate::translate::{self, Env, Outcome, TranslateError};
 use crate::wire::msrp::{Message, MsrpUri};
 use crate::wire::sdp;
@@ -86,6 +88,74 @@ pub struct CoreParts {
     pub readiness: super::admin::Readiness,
     /// How often to probe each side's next hop with OPTIONS; `None`: never.
     pub probe_interval: Option<std::time::Duration>,
+    /// Store-and-forward; `None`: off.
+    pub store: Option<StoreParts>,
+}
+
+/// What store-and-forward needs (issue 7).
+pub struct StoreParts {
+    /// The durable store.
+    pub store: Arc<dyn Store>,
+    /// Its policy.
+    pub config: StoreConfig,
+    /// The core's own event queue: store calls run on spawned tasks and post their results
+    /// here, so the core never waits on a disk or a Redis.
+    pub events: mpsc::Sender<CoreEvent>,
+    /// SIP limits for reading stored messages back.
+    pub sip_limits: crate::wire::sip::Limits,
+}
+
+/// The result of a store call, back on the core.
+pub enum StoreEvent {
+    /// A pager MESSAGE was stored (or not) for the server transaction `token` names.
+    Put {
+        /// The put's token.
+        token: u64,
+        /// The recipient.
+        user: Bytes,
+        /// Stored (durably), or why not.
+        result: Result<(), StoreError>,
+    },
+    /// Messages of `user` to deliver, with what is remembered of their senders.
+    Fetched {
+        /// The recipient.
+        user: Bytes,
+        /// The messages, or the store failed.
+        result: Result<Vec<(Pending, Option<MessageOrigin>)>, StoreError>,
+    },
+    /// A delivered message was removed (or the store failed to).
+    Acked {
+        /// The recipient.
+        user: Bytes,
+        /// Removed.
+        ok: bool,
+    },
+    /// Messages that expired unsent.
+    Expired(Vec<Pending>),
+    /// Users with messages waiting (start-up scan).
+    Resume(Vec<Bytes>),
+}
+
+/// The core's store-and-forward state.
+struct Deferred {
+    parts: StoreParts,
+    schedule: Scheduler,
+    /// Server transactions waiting for their message to be stored, by put token.
+    puts: HashMap<u64, ServerKey>,
+    next_token: u64,
+    /// When expired messages were last looked for.
+    expiry_checked: Millis,
+    /// Whether an expiry check is in flight.
+    expiry_busy: bool,
+}
+
+impl Deferred {
+    fn policy(&self, side: Side) -> &StorePolicy {
+        match side {
+            Side::Cpm => &self.parts.config.cpm,
+            Side::Simple => &self.parts.config.simple,
+        }
+    }
 }
 
 /// A server transaction: RFC 3261 §17.2.3 matches a request by the branch of its top Via,
@@ -147,6 +217,8 @@ struct ClientEntry {
     scheduled: Option<Millis>,
     /// When the request was first sent (for the transaction duration histogram).
     started: Instant,
+    /// The stored message this request delivers (its recipient and key).
+    delivery: Option<(Bytes, MessageKey)>,
 }
 
 /// Half of an MSRP session waiting for its other leg's far end.
@@ -183,6 +255,8 @@ pub struct Core {
     /// Per side: the Call-ID of the OPTIONS probe in flight, and whether the last probe went
     /// unanswered (the next hop is unreachable).
     probes: [(Option<String>, bool); 2],
+    /// Store-and-forward, when on.
+    deferred: Option<Deferred>,
 }
 
 fn index(side: Side) -> usize {
@@ -200,6 +274,8 @@ fn side_metric(side: Side) -> Side {
 pub enum CoreEvent {
     /// From the MSRP relay.
     Relay(RelayEvent),
+    /// A store call finished.
+    Store(StoreEvent),
     /// Stop taking new requests and end when transactions are done.
     Drain,
 }
@@ -226,6 +302,21 @@ impl Core {
             tx
         };
         let senders = [sender(&cpm, Side::Cpm), sender(&simple, Side::Simple)];
+        let mut parts = parts;
+        let deferred = parts.store.take().map(|p| Deferred {
+            schedule: Scheduler::new(ScheduleConfig {
+                retry_initial_ms: p.config.retry_initial_ms,
+                retry_max_ms: p.config.retry_max_ms,
+                max_active: 256,
+                max_users: 1_000_000,
+                batch: 32,
+            }),
+            parts: p,
+            puts: HashMap::new(),
+            next_token: 1,
+            expiry_checked: Millis(0),
+            expiry_busy: false,
+        });
         Core {
             parts,
             sides: [cpm, simple],
@@ -242,6 +333,7 @@ impl Core {
             acks: HashMap::new(),
             draining: false,
             probes: [(None, false), (None, false)],
+            deferred,
         }
     }
 
@@ -264,7 +356,21 @@ impl Core {
             .parts
             .probe_interval
             .map(|every| tokio::time::interval_at(tokio::time::Instant::now() + every, every));
+        // Store-and-forward housekeeping: retries due, expired messages.
+        let mut store_tick = self
+            .deferred
+            .as_ref()
+            .map(|_| tokio::time::interval(std::time::Duration::from_millis(100)));
+        self.resume_stored();
         loop {
+            let store_tick_fut = async {
+                match store_tick.as_mut() {
+                    Some(t) => {
+                        t.tick().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
             let probe_tick = async {
                 match probe.as_mut() {
                     Some(p) => {
@@ -295,6 +401,7 @@ impl Core {
                 },
                 ev = events.recv() => match ev {
                     Some(CoreEvent::Relay(ev)) => self.on_relay(ev),
+                    Some(CoreEvent::Store(ev)) => self.on_store(ev),
                     Some(CoreEvent::Drain) => {
                         self.draining = true;
                         self.update_readiness();
@@ -303,6 +410,7 @@ impl Core {
                 },
                 () = sleep => self.on_timers(),
                 () = probe_tick => self.probe(),
+                () = store_tick_fut => self.on_store_tick(),
             }
             if self.draining && self.clients.is_empty() {
                 break;
@@ -594,17 +702,15 @@ impl Core {
         to: Side,
         mut m: SipMessage,
         origin: Option<(ServerKey, SipMessage)>,
-    ) {
-        let Some(method) = m.method().copied() else {
-            return;
-        };
+    ) -> Option<ClientKey> {
+        let method = m.method().copied()?;
         let io = &self.sides[index(to)];
         let Some(target) = io.next_hop else {
             tracing::warn!(?to, "no next hop configured: request not sent");
             if let Some((key, _)) = origin {
                 self.answer(&key, 503, "Service Unavailable", None);
             }
-            return;
+            return None;
         };
         let sent_by = io.sent_by;
         let timers = timer_config(io.timers, target.transport);
@@ -617,7 +723,7 @@ impl Core {
                     && c.request.call_id() == Some(call_id.as_str())
             }) {
                 Some((k, _)) => k.branch.clone(),
-                None => return,
+                None => return None,
             }
         } else {
             format!("z9hG4bK{}", self.fresh().replace('-', ""))
@@ -625,7 +731,7 @@ impl Core {
         if m.insert_header(0, "Via", &request_via(target.transport, sent_by, &branch))
             .is_err()
         {
-            return;
+            return None;
         }
         metrics::sip_request(
             side_metric(to),
@@ -653,7 +759,7 @@ impl Core {
                     .insert((to, call_id.to_string()), (target, bytes.clone()));
             }
             self.transmit(to, target, bytes);
-            return;
+            return None;
         }
         if method == rsip::Method::Bye
             && let Some(call_id) = m.call_id()
@@ -680,9 +786,11 @@ impl Core {
                 origin,
                 scheduled: None,
                 started: Instant::now(),
+                delivery: None,
             },
         );
         self.flush_client(&key);
+        Some(key)
     }
 
     // ---- responses ------------------------------------------------------------------------
@@ -720,6 +828,7 @@ impl Core {
         };
         let request = entry.request.clone();
         let origin = entry.origin.clone();
+        let delivered = entry.delivery.clone();
         if status >= 200 && !entry.tx_final_seen() {
             metrics::transaction_duration(
                 side_metric(side),
@@ -736,16 +845,32 @@ impl Core {
             // CANCEL's answer is hop by hop: the node answered the caller's CANCEL itself.
             return;
         }
-        self.relay_response(origin, &msg);
+        if status >= 200
+            && let Some((user, stored)) = delivered
+        {
+            self.delivery_answered(side, &user, &stored, status);
+            return;
+        }
+        self.relay_response(origin, &msg, Some(&request));
     }
 
     /// The far side's answer `far` to the client transaction `key`, through the translator
     /// to the server transaction it serves.
-    fn relay_response(&mut self, origin: Option<(ServerKey, SipMessage)>, far: &SipMessage) {
+    fn relay_response(
+        &mut self,
+        origin: Option<(ServerKey, SipMessage)>,
+        far: &SipMessage,
+        sent: Option<&SipMessage>,
+    ) {
         let Some((origin_key, received)) = origin else {
             // The node's own request (a BYE it sent, a hung-up fork): nothing to relay.
             return;
         };
+        if let (Some(sent), Some(status)) = (sent, far.status_code())
+            && self.store_instead(&origin_key, &received, sent, status)
+        {
+            return;
+        }
         let now = self.now();
         let datetime = rfc3339_utc(SystemTime::now());
         let result = {
@@ -791,6 +916,363 @@ impl Core {
                 self.answer(&origin_key, 502, "Bad Gateway", None);
             }
         }
+    }
+
+    // ---- store-and-forward (issue 7) -------------------------------------------------------
+
+    /// The next hop answered the pager MESSAGE `sent` (translated from `received`) with
+    /// `status`: when the policy of its side says the user is not available, keep the message
+    /// and answer the sender 202 once it is durably stored (RFC 3428 §7: 202 says accepted,
+    /// not delivered). Returns whether it took the answer over.
+    fn store_instead(
+        &mut self,
+        origin_key: &ServerKey,
+        received: &SipMessage,
+        sent: &SipMessage,
+        status: u16,
+    ) -> bool {
+        let to = origin_key.side.other();
+        let Some(d) = self.deferred.as_mut() else {
+            return false;
+        };
+        if !deferred::should_store(sent, status, d.policy(to)) {
+            return false;
+        }
+        if d.puts.len() >= d.parts.config.max_in_flight {
+            metrics::store_operation(metrics::StoreOp::Put, metrics::StoreResult::Refused);
+            // RFC 3261 §21.5.4: the node cannot take more now.
+            self.answer(
+                origin_key,
+                503,
+                "Service Unavailable",
+                Some(("Retry-After", "5")),
+            );
+            return true;
+        }
+        let now = self.parts.clock.now();
+        let origin = crate::wire::cpim::Cpim::parse(sent.body().clone())
+            .ok()
+            .and_then(|c| c.imdn_message_id().cloned())
+            .and_then(|id| self.parts.table.view(now).message(&id).map(|o| (id, o)));
+        let unix_now = crate::store::unix_ms_now();
+        let message = deferred::stored_message(
+            sent,
+            to,
+            origin.as_ref().map(|(_, o)| o),
+            received,
+            unix_now,
+            d.policy(to),
+        );
+        let user = message.recipient.clone();
+        let token = d.next_token;
+        d.next_token += 1;
+        d.puts.insert(token, origin_key.clone());
+        let store = d.parts.store.clone();
+        let events = d.parts.events.clone();
+        // The origin (where its notifications go) lives as long again as the message: a
+        // display notification may come well after delivery.
+        let origin_until = message
+            .expires_at_unix_ms
+            .saturating_add(message.expires_at_unix_ms.saturating_sub(unix_now));
+        tokio::spawn(async move {
+            let mut result = store.put(message).await.map(|_| ());
+            if result.is_ok()
+                && let Some((id, o)) = origin
+            {
+                result = store.put_origin(id, o, origin_until).await;
+            }
+            let _ = events
+                .send(CoreEvent::Store(StoreEvent::Put {
+                    token,
+                    user,
+                    result,
+                }))
+                .await;
+        });
+        true
+    }
+
+    fn on_store(&mut self, ev: StoreEvent) {
+        let now = self.now();
+        let Some(d) = self.deferred.as_mut() else {
+            return;
+        };
+        let actions = match ev {
+            StoreEvent::Put {
+                token,
+                user,
+                result,
+            } => {
+                let Some(key) = d.puts.remove(&token) else {
+                    return;
+                };
+                match result {
+                    Ok(()) => {
+                        metrics::store_operation(metrics::StoreOp::Put, metrics::StoreResult::Ok);
+                        d.schedule.stored(user, now);
+                        self.answer(&key, 202, "Accepted", None);
+                    }
+                    Err(e) => {
+                        metrics::store_operation(
+                            metrics::StoreOp::Put,
+                            metrics::StoreResult::Failed,
+                        );
+                        tracing::warn!(error = %e, "message for an unavailable user not stored");
+                        let status = e.sip_status();
+                        let retry = (status == 503).then_some(("Retry-After", "5"));
+                        self.answer(&key, status, &e.to_string(), retry);
+                    }
+                }
+                return;
+            }
+            StoreEvent::Fetched { user, result } => match result {
+                Ok(list) => {
+                    // Where their notifications go, for messages whose table entry is gone (a
+                    // restart, or a long wait): back from the store (SD 5.2.1.1, issue 7).
+                    let changes: Vec<Change> = list
+                        .iter()
+                        .filter_map(|(p, o)| {
+                            let id = p.message.message_id.clone()?;
+                            let o = o.clone()?;
+                            Some(Change::Insert(Entry::Message(id, o)))
+                        })
+                        .collect();
+                    if self.parts.table.apply(&changes, now).is_err() {
+                        metrics::translation_failure(
+                            Side::Cpm,
+                            metrics::TranslationKind::Pager,
+                            metrics::FailureReason::TableFull,
+                        );
+                    }
+                    let list = list.into_iter().map(|(p, _)| p).collect();
+                    d.schedule.fetched(&user, Ok(list), now)
+                }
+                Err(e) => {
+                    metrics::store_operation(metrics::StoreOp::Read, metrics::StoreResult::Failed);
+                    tracing::warn!(error = %e, "stored messages not read");
+                    d.schedule.fetched(&user, Err(()), now)
+                }
+            },
+            StoreEvent::Acked { user, ok } => {
+                metrics::store_operation(
+                    metrics::StoreOp::Remove,
+                    if ok {
+                        metrics::StoreResult::Ok
+                    } else {
+                        metrics::StoreResult::Failed
+                    },
+                );
+                d.schedule.acked(&user, ok, now)
+            }
+            StoreEvent::Expired(list) => {
+                d.expiry_busy = false;
+                for p in list {
+                    metrics::stored_expired();
+                    self.give_up(&p);
+                }
+                return;
+            }
+            StoreEvent::Resume(users) => {
+                let mut actions = Vec::new();
+                for u in users {
+                    actions.extend(d.schedule.resume(u, now));
+                }
+                actions
+            }
+        };
+        self.run_store_actions(actions);
+    }
+
+    /// Every 100 ms: retries due, and (each `expiry_check_ms`) the messages that expired.
+    fn on_store_tick(&mut self) {
+        let now = self.now();
+        let Some(d) = self.deferred.as_mut() else {
+            return;
+        };
+        let actions = d.schedule.on_time(now);
+        if !d.expiry_busy
+            && now.0.saturating_sub(d.expiry_checked.0) >= d.parts.config.expiry_check_ms
+        {
+            d.expiry_checked = now;
+            d.expiry_busy = true;
+            let store = d.parts.store.clone();
+            let events = d.parts.events.clone();
+            tokio::spawn(async move {
+                let list = match store.take_expired(crate::store::unix_ms_now(), 256).await {
+                    Ok(list) => list,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "expired messages not read");
+                        Vec::new()
+                    }
+                };
+                let _ = events
+                    .send(CoreEvent::Store(StoreEvent::Expired(list)))
+                    .await;
+            });
+        }
+        self.run_store_actions(actions);
+    }
+
+    /// At start: every user with messages waiting gets a delivery attempt (a node restarted
+    /// does not wait for their next registration).
+    fn resume_stored(&mut self) {
+        let Some(d) = self.deferred.as_ref() else {
+            return;
+        };
+        let store = d.parts.store.clone();
+        let events = d.parts.events.clone();
+        tokio::spawn(async move {
+            let mut after = None;
+            // Bounded: 10,000 pages of 256 users.
+            for _ in 0..10_000 {
+                match store.users_with_pending(after.clone(), 256).await {
+                    Ok(users) if users.is_empty() => break,
+                    Ok(users) => {
+                        after = users.last().cloned();
+                        if events
+                            .send(CoreEvent::Store(StoreEvent::Resume(users)))
+                            .await
+                            .is_err()
+                        {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "stored users not read at start");
+                        break;
+                    }
+                }
+            }
+        });
+    }
+
+    /// `user` is available now (a registration seen): deliver what is kept for them.
+    pub fn user_available(&mut self, user: Bytes) {
+        let now = self.now();
+        let Some(d) = self.deferred.as_mut() else {
+            return;
+        };
+        let actions = d.schedule.available(user, now);
+        self.run_store_actions(actions);
+    }
+
+    fn run_store_actions(&mut self, actions: Vec<Action>) {
+        for action in actions {
+            let Some(d) = self.deferred.as_ref() else {
+                return;
+            };
+            let store = d.parts.store.clone();
+            let events = d.parts.events.clone();
+            match action {
+                Action::Fetch { user, after, limit } => {
+                    tokio::spawn(async move {
+                        let now = crate::store::unix_ms_now();
+                        let result = match store.pending(user.clone(), after, limit).await {
+                            Ok(list) => {
+                                let mut out = Vec::with_capacity(list.len());
+                                for p in list {
+                                    let origin = match p.message.message_id.clone() {
+                                        Some(id) => store.origin(id, now).await.unwrap_or(None),
+                                        None => None,
+                                    };
+                                    out.push((p, origin));
+                                }
+                                Ok(out)
+                            }
+                            Err(e) => Err(e),
+                        };
+                        let _ = events
+                            .send(CoreEvent::Store(StoreEvent::Fetched { user, result }))
+                            .await;
+                    });
+                }
+                Action::Ack(key) => {
+                    tokio::spawn(async move {
+                        let user = key.recipient.clone();
+                        // Ok(false): already gone (expired meanwhile): nothing to redo.
+                        let ok = store.ack_delivered(key).await.is_ok();
+                        let _ = events
+                            .send(CoreEvent::Store(StoreEvent::Acked { user, ok }))
+                            .await;
+                    });
+                }
+                Action::Send(p) => self.send_stored(*p),
+                Action::GiveUp(p) => self.give_up(&p),
+            }
+        }
+    }
+
+    fn send_stored(&mut self, p: Pending) {
+        let now = self.now();
+        let Some(d) = self.deferred.as_mut() else {
+            return;
+        };
+        let user = p.key.recipient.clone();
+        let to = p.message.to_side;
+        let request = deferred::delivery_request(&p.message, &mut self.ids, &d.parts.sip_limits);
+        match request {
+            Ok(m) => {
+                metrics::stored_delivery(to, metrics::DeliveryResult::Attempt);
+                match self.send_request(to, m, None) {
+                    Some(key) => {
+                        if let Some(c) = self.clients.get_mut(&key) {
+                            c.delivery = Some((user, p.key));
+                        }
+                    }
+                    None => {
+                        // No next hop: as if unavailable.
+                        if let Some(d) = self.deferred.as_mut() {
+                            let actions =
+                                d.schedule.answered(&user, &p.key, Answer::Unavailable, now);
+                            self.run_store_actions(actions);
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "a stored message cannot be delivered: removed");
+                let actions = d.schedule.answered(&user, &p.key, Answer::Rejected, now);
+                self.run_store_actions(actions);
+            }
+        }
+    }
+
+    /// The final answer `status` of the delivery of stored message `key` to `user`.
+    fn delivery_answered(&mut self, side: Side, user: &Bytes, key: &MessageKey, status: u16) {
+        let now = self.now();
+        let Some(d) = self.deferred.as_mut() else {
+            return;
+        };
+        let answer = Answer::of(status, d.policy(side));
+        metrics::stored_delivery(
+            side,
+            match answer {
+                Answer::Delivered => metrics::DeliveryResult::Delivered,
+                Answer::Unavailable => metrics::DeliveryResult::Unavailable,
+                Answer::Rejected => metrics::DeliveryResult::Rejected,
+            },
+        );
+        let actions = d.schedule.answered(user, key, answer, now);
+        self.run_store_actions(actions);
+    }
+
+    /// A kept message will not be delivered (expired, or refused for good): its sender gets
+    /// the `failed` notification it asked for, carried by the translator like one from the
+    /// recipient's network (to the sender's device, SD 5.2.1.1 ids).
+    fn give_up(&mut self, p: &Pending) {
+        let from = p.message.to_side;
+        let contact = match from {
+            Side::Cpm => self.parts.addrs.cpm.contact.clone(),
+            Side::Simple => self.parts.addrs.simple.contact.clone(),
+        };
+        let datetime = rfc3339_utc(SystemTime::now());
+        let Some(notification) =
+            deferred::failed_notification(&p.message, &mut self.ids, &datetime, &contact)
+        else {
+            return;
+        };
+        metrics::stored_delivery(from, metrics::DeliveryResult::FailedNotification);
+        self.translate_request(from, &notification, None);
     }
 
     // ---- answers --------------------------------------------------------------------------
@@ -935,6 +1417,7 @@ impl Core {
         }
         let request = entry.request.clone();
         let origin = entry.origin.clone();
+        let entry_delivery = entry.delivery.clone();
         for bytes in out {
             self.transmit(key.side, target, bytes);
         }
@@ -949,7 +1432,11 @@ impl Core {
             // No answer from the far side (Timer B/F): the caller gets 408, through the
             // translator so that a session being set up is forgotten (§8.1.3.1).
             let timeout = request.response_to(408, "Request Timeout");
-            self.relay_response(origin, &timeout);
+            if let Some((user, stored)) = entry_delivery {
+                self.delivery_answered(key.side, &user, &stored, 408);
+            } else {
+                self.relay_response(origin, &timeout, Some(&request));
+            }
         }
         if done {
             self.clients.remove(key);

@@ -1,7 +1,7 @@
 //! The node (ARCHITECTURE.md layer 5): the shell that owns sockets and timers.
 //!
-//! Built so far, each piece tested on loopback but not yet driven by a B2BUA core (the
-//! `cpm-iwf run` loop that ties them to the translator and the table comes next):
+//! [`run::Node`] starts the pieces; [`b2bua::Core`] is the one task that ties them to the
+//! translator, the table and the store:
 //! - [`transaction`]: the RFC 3261 §17 transaction state machines, sans-IO;
 //! - [`transport`]: SIP over UDP and TCP per side (RFC 3261 §18): framing by `wire::sip`,
 //!   connection reuse, response routing by Via, source ACL, stall and idle cut-offs, bounded
@@ -10,10 +10,12 @@
 //!   chunks are translated and forwarded as they arrive, with flow control and session end
 //!   events;
 //! - [`admin`]: the HTTP server for `/metrics`, `/healthz`, `/readyz`;
-//! - [`ids`]: fresh identities and wall-clock text for the translator.
+//! - [`ids`]: fresh identities and wall-clock text for the translator;
+//! - [`deferred`]: store-and-forward decisions and the per-user delivery schedule, sans-IO.
 
 pub mod admin;
 pub mod b2bua;
+pub mod deferred;
 pub mod ids;
 pub mod msrp;
 pub mod run;

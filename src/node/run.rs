@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::admin::{AdminServer, Readiness, ShutdownHandle};
-use super::b2bua::{Clock, Core, CoreEvent, CoreParts, SideIo};
+use super::b2bua::{Clock, Core, CoreEvent, CoreParts, SideIo, StoreParts};
 use super::msrp::{MsrpRelay, RelayConfig};
 use super::transaction::TimerConfig;
 use super::transport::{SipTransport, Target, TransportConfig};
@@ -18,6 +18,7 @@ use crate::config::{Config, SideConfig, Transport};
 use crate::correlate::{KindLimits, Table, TableLimits};
 use crate::mapping::Mappings;
 use crate::metrics;
+use crate::store::{Limits as StoreLimits, Location};
 use crate::translate::session::{Addresses, SideAddresses};
 use crate::translate::state::Side;
 
@@ -83,6 +84,47 @@ fn route_of(side: &SideConfig, transport: &SipTransport) -> (Option<Target>, Soc
     .copied()
     .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 5060)));
     (hop, own)
+}
+
+/// Opens the store-and-forward store the configuration names (issue 7), creating a redb
+/// file's directory. A store that cannot be opened stops the start: a node that would answer
+/// 202 without a durable store must not run.
+async fn open_store(
+    config: &Config,
+    events: mpsc::Sender<CoreEvent>,
+) -> io::Result<Option<StoreParts>> {
+    let Some(text) = config.store.location.as_deref() else {
+        return Ok(None);
+    };
+    let location = Location::parse(text).map_err(|e| io::Error::other(e.to_string()))?;
+    if let Location::Redb(path) = &location
+        && let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir)?;
+    }
+    let c = &config.store;
+    let limits = StoreLimits {
+        max_payload_bytes: config.limits.sip_max_message.max(4096),
+        max_user_messages: c.max_user_messages,
+        max_user_bytes: c.max_user_bytes,
+        max_total_bytes: c.max_total_bytes,
+        ..StoreLimits::default()
+    };
+    let store = crate::store::open(&location, limits)
+        .await
+        .map_err(|e| io::Error::other(format!("store {text}: {e}")))?;
+    tracing::info!(store = %text, "store-and-forward on");
+    Ok(Some(StoreParts {
+        store,
+        config: config.store.clone(),
+        events,
+        sip_limits: crate::wire::sip::Limits {
+            max_message: config.limits.sip_max_message,
+            max_headers: config.limits.sip_max_headers,
+            max_line: config.limits.sip_max_line,
+        },
+    }))
 }
 
 impl Node {
@@ -154,6 +196,8 @@ impl Node {
             metrics::table_capacity(kind, k.cap as u64);
         }
         let clock = Clock::start();
+        let (events, events_rx) = mpsc::channel(config.limits.queue_depth.max(64));
+        let store = open_store(&config, events.clone()).await?;
         let core = Core::new(
             CoreParts {
                 table: table.clone(),
@@ -165,6 +209,7 @@ impl Node {
                 readiness: readiness.clone(),
                 probe_interval: (config.timers.probe_interval_ms > 0)
                     .then(|| Duration::from_millis(config.timers.probe_interval_ms)),
+                store,
             },
             SideIo {
                 transport: cpm.clone(),
@@ -180,7 +225,6 @@ impl Node {
             },
             config.limits.queue_depth,
         );
-        let (events, events_rx) = mpsc::channel(config.limits.queue_depth.max(64));
         {
             let events = events.clone();
             tasks.push(tokio::spawn(async move {

@@ -398,7 +398,11 @@ pub async fn open(location: &Location, limits: Limits) -> Result<Arc<dyn Store>>
             let store = self::redb::RedbStore::open(
                 path.clone(),
                 limits,
-                self::redb::RedbOptions::default(),
+                // `cpm-iwf store stats|list` reads the file while the node runs.
+                self::redb::RedbOptions {
+                    share_with_readers: true,
+                    ..self::redb::RedbOptions::default()
+                },
             )
             .await?;
             Ok(Arc::new(store))

@@ -21,6 +21,8 @@ pub fn lo0() -> SocketAddr {
 /// at simple.example.net), all over `transport`.
 pub struct Bed {
     pub node: Node,
+    /// The node's store-and-forward directory (removed with the bed).
+    pub store_dir: tempfile::TempDir,
     pub cpm: SipUa,
     pub simple: SipUa,
     pub transport: Transport,
@@ -63,6 +65,8 @@ impl Bed {
             side.next_hops = vec![peer];
         }
         config.admin_listen = lo0();
+        let store_dir = tempfile::tempdir().expect("store dir");
+        config.store.location = Some(store_dir.path().join("store.redb").display().to_string());
         config.timers.t1_ms = 200;
         // The test UAs do not answer OPTIONS: probing is turned on by the tests about it.
         config.timers.probe_interval_ms = 0;
@@ -72,6 +76,7 @@ impl Bed {
             .expect("node starts");
         Bed {
             node,
+            store_dir,
             cpm,
             simple,
             transport,

@@ -1,0 +1,603 @@
+//! Store-and-forward in the node (issue 7; CPM 2.0 §4.2: "storing of chat messages and
+//! associated notifications while a chat participant is not available" and their "delivery
+//! ... once the recipient becomes available").
+//!
+//! The decisions are here, free of I/O, the way the translator is: which answer of a next hop
+//! means "not available now" ([`should_store`]), what is kept of the message
+//! ([`stored_message`]), how a kept message goes out again ([`delivery_request`]), the
+//! `failed` notification owed when one expires ([`failed_notification`]), and the per-user
+//! delivery schedule ([`Scheduler`]). The B2BUA core (`node::b2bua`) runs the store calls they
+//! ask for on spawned tasks and feeds the results back; nothing here awaits.
+//!
+//! Delivery is stop-and-wait per user: the next message goes only after the previous one got
+//! its 2xx and was removed from the store, so messages arrive in the order they were stored
+//! (issue 7: "in the original order per conversation"). A crash between the 2xx and the
+//! removal sends that message again with the same `imdn.Message-ID` (RFC 5438 §6.3), which the
+//! recipient's device uses to drop the copy.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+
+use bytes::Bytes;
+
+use crate::config::StorePolicy;
+use crate::store::{Kind, MessageKey, Pending, StoredMessage};
+use crate::time::Millis;
+use crate::translate::addr::{aor, uri_of};
+use crate::translate::conversation::IdSource;
+use crate::translate::state::{Device, MessageOrigin, Side};
+use crate::wire::cpim::Cpim;
+use crate::wire::imdn::{DeliveryStatus, Imdn};
+use crate::wire::sip::{self, SipMessage};
+use crate::wire::text::media_type_is;
+
+const IMDN_NS: &str = "urn:ietf:params:imdn";
+const CPIM_TYPE: &str = "message/cpim";
+const IMDN_TYPE: &str = "message/imdn+xml";
+const ISCOMPOSING_TYPE: &str = "application/im-iscomposing+xml";
+
+/// Whether the node keeps the pager MESSAGE `sent` (the translated request it sent to side
+/// `to`) on its recipient's behalf, given the next hop's final answer `status`.
+///
+/// Only a request outside a dialog (no To tag: a pager MESSAGE, RFC 3428) is kept, and not an
+/// isComposing indication: RFC 3994 §4 makes an indication stale after its refresh interval, so
+/// one delivered later would say something false.
+pub fn should_store(sent: &SipMessage, status: u16, policy: &StorePolicy) -> bool {
+    sent.method() == Some(&rsip::Method::Message)
+        && sent.to_tag().is_none()
+        && policy.is_unavailable(status)
+        && !is_iscomposing(sent)
+}
+
+fn is_iscomposing(msg: &SipMessage) -> bool {
+    let Some(ct) = msg.content_type() else {
+        return false;
+    };
+    if media_type_is(ct.as_bytes(), ISCOMPOSING_TYPE) {
+        return true;
+    }
+    media_type_is(ct.as_bytes(), CPIM_TYPE)
+        && Cpim::parse(msg.body().clone()).is_ok_and(|c| {
+            c.content_type()
+                .is_some_and(|t| media_type_is(t, ISCOMPOSING_TYPE))
+        })
+}
+
+/// The record kept for the pager MESSAGE `sent` towards side `to` (its wire bytes as sent; the
+/// node's Via is replaced at each delivery attempt, a new transaction, RFC 3261 §17.1), with
+/// what the table remembers of its sender (`origin`, by its `imdn.Message-ID`).
+pub fn stored_message(
+    sent: &SipMessage,
+    to: Side,
+    origin: Option<&MessageOrigin>,
+    received_from: &SipMessage,
+    now_unix_ms: u64,
+    policy: &StorePolicy,
+) -> StoredMessage {
+    let recipient = Bytes::from(aor(uri_of(sent.header("To").unwrap_or_default())));
+    let cpim = sent
+        .content_type()
+        .filter(|ct| media_type_is(ct.as_bytes(), CPIM_TYPE))
+        .and_then(|_| Cpim::parse(sent.body().clone()).ok());
+    let kind = match cpim.as_ref().and_then(|c| c.content_type()) {
+        Some(t) if media_type_is(t, IMDN_TYPE) => Kind::Imdn,
+        _ => Kind::Pager,
+    };
+    let header = |name: &str| {
+        sent.header(name)
+            .map(|v| Bytes::copy_from_slice(v.as_bytes()))
+    };
+    let ids = origin.and_then(|o| o.conversation.as_ref());
+    let sender = match origin {
+        Some(o) => o.device.clone(),
+        None => Device {
+            aor: Bytes::from(aor(uri_of(
+                received_from.header("From").unwrap_or_default(),
+            ))),
+            gruu: None,
+            instance: None,
+        },
+    };
+    StoredMessage {
+        recipient,
+        to_side: to,
+        kind,
+        payload: sent.serialize(),
+        message_id: cpim.as_ref().and_then(|c| c.imdn_message_id().cloned()),
+        conversation_id: header("Conversation-ID")
+            .or_else(|| ids.map(|i| i.conversation_id.clone())),
+        contribution_id: header("Contribution-ID")
+            .or_else(|| ids.map(|i| i.contribution_id.clone())),
+        date_time: cpim.as_ref().and_then(|c| c.datetime().cloned()),
+        received_at_unix_ms: now_unix_ms,
+        expires_at_unix_ms: now_unix_ms.saturating_add(policy.max_age_s.saturating_mul(1000)),
+        sender,
+    }
+}
+
+/// Why a kept message cannot be sent again.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    /// The stored bytes are not a SIP request any more (a store written by something else).
+    #[error("stored payload is not a SIP request: {0}")]
+    Payload(#[from] sip::SipError),
+    /// A stored chat message has no request form yet.
+    #[error("stored {0:?} cannot be delivered as a pager MESSAGE")]
+    Kind(Kind),
+    /// The stored bytes are a response.
+    #[error("stored payload is a response")]
+    NotRequest,
+}
+
+/// The request that delivers the kept message `m` now: its original request with a fresh
+/// Call-ID and From tag, so that the recipient does not take a retry for a merged request
+/// (RFC 3261 §8.2.2.2: same From tag, Call-ID and CSeq on a new branch gets 482).
+pub fn delivery_request(
+    m: &StoredMessage,
+    ids: &mut dyn IdSource,
+    limits: &sip::Limits,
+) -> Result<SipMessage, DeliveryError> {
+    if !matches!(m.kind, Kind::Pager | Kind::Imdn) {
+        return Err(DeliveryError::Kind(m.kind));
+    }
+    let mut msg = sip::parse_message(m.payload.clone(), limits)?;
+    if msg.method().is_none() {
+        return Err(DeliveryError::NotRequest);
+    }
+    // The node's Via of the first attempt: the sender adds its own.
+    msg.remove_header("Via");
+    let call_id = ids.fresh_id();
+    msg.set_header("Call-ID", std::str::from_utf8(&call_id).unwrap_or("x"))?;
+    if let Some(from) = msg.header("From")
+        && let Ok(tagged) = crate::translate::addr::with_tag(from, Some(&text(&ids.fresh_id())))
+    {
+        msg.set_header("From", &tagged)?;
+    }
+    Ok(msg)
+}
+
+fn text(b: &Bytes) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// The `failed` delivery notification (RFC 5438 §7.2.1.1) owed to the sender of the kept
+/// message `m` that expired unsent, as a pager MESSAGE in the recipient's network's form (from
+/// the recipient to the sender), for the translator to carry back to the sender's device like
+/// any notification. `None` when the message did not ask for negative delivery notifications
+/// (or is itself a notification: RFC 5438 §7.1.1, no notification about a notification).
+pub fn failed_notification(
+    m: &StoredMessage,
+    ids: &mut dyn IdSource,
+    datetime: &str,
+    node_contact: &str,
+) -> Option<SipMessage> {
+    if m.kind != Kind::Pager {
+        return None;
+    }
+    let msg = sip::parse_message(m.payload.clone(), &sip::Limits::default()).ok()?;
+    let ct = msg.content_type()?;
+    if !media_type_is(ct.as_bytes(), CPIM_TYPE) {
+        return None;
+    }
+    let cpim = Cpim::parse(msg.body().clone()).ok()?;
+    let wants_negative = cpim.imdn_disposition_notification().iter().any(|v| {
+        v.split(|b| *b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"negative-delivery"))
+    });
+    let message_id = cpim.imdn_message_id()?.clone();
+    if !wants_negative {
+        return None;
+    }
+    let recipient = text(&m.recipient);
+    let sender = text(&m.sender.aor);
+    let original_dt = cpim
+        .datetime()
+        .cloned()
+        .or_else(|| m.date_time.clone())
+        .unwrap_or_else(|| Bytes::copy_from_slice(datetime.as_bytes()));
+    let imdn = Imdn::delivery_failed(
+        message_id,
+        original_dt,
+        Some(m.recipient.clone()),
+        DeliveryStatus::Failed,
+    );
+    let mut body = Cpim {
+        headers: Vec::new(),
+        content_headers: vec![
+            (
+                Bytes::from_static(b"Content-Type"),
+                Bytes::from_static(IMDN_TYPE.as_bytes()),
+            ),
+            (
+                Bytes::from_static(b"Content-Disposition"),
+                Bytes::from_static(b"notification"),
+            ),
+        ],
+        body: imdn.to_bytes(),
+        layout: Default::default(),
+    };
+    body.headers.push(crate::wire::cpim::CpimHeader::new(
+        None,
+        b"From",
+        format!("<{recipient}>").as_bytes(),
+    ));
+    body.headers.push(crate::wire::cpim::CpimHeader::new(
+        None,
+        b"To",
+        format!("<{sender}>").as_bytes(),
+    ));
+    body.headers.push(crate::wire::cpim::CpimHeader::new(
+        None,
+        b"DateTime",
+        datetime.as_bytes(),
+    ));
+    body.set_ns(IMDN_NS, "imdn", "Message-ID", &ids.fresh_id());
+    let mut out = SipMessage::request(rsip::Method::Message, &sender).ok()?;
+    let call_id = ids.fresh_id();
+    let tag = ids.fresh_id();
+    out.push_header("Max-Forwards", "70").ok()?;
+    out.push_header("From", &format!("<{recipient}>;tag={}", text(&tag)))
+        .ok()?;
+    out.push_header("To", &format!("<{sender}>")).ok()?;
+    out.push_header("Call-ID", &text(&call_id)).ok()?;
+    out.push_header("CSeq", "1 MESSAGE").ok()?;
+    out.push_header("Contact", &format!("<{node_contact}>"))
+        .ok()?;
+    out.set_body_with_type(Some(CPIM_TYPE), body.to_bytes())
+        .ok()?;
+    Some(out)
+}
+
+/// How a delivery attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// A 2xx: delivered; remove it and go on.
+    Delivered,
+    /// Still not available (the policy's statuses, a timeout, a 5xx/6xx that may pass): wait
+    /// and retry with backoff.
+    Unavailable,
+    /// Refused for good (a 4xx outside the policy, e.g. 403, 415, 488): remove it; the sender
+    /// gets a `failed` notification when they asked for one.
+    Rejected,
+}
+
+impl Answer {
+    /// How the final status `status` of a delivery attempt towards a side with `policy` ends.
+    pub fn of(status: u16, policy: &StorePolicy) -> Answer {
+        match status {
+            200..=299 => Answer::Delivered,
+            s if policy.is_unavailable(s) => Answer::Unavailable,
+            // 5xx/6xx: the far network's trouble, not the message's (RFC 3261 §21.5, §21.6).
+            s if s >= 500 => Answer::Unavailable,
+            _ => Answer::Rejected,
+        }
+    }
+}
+
+/// What the scheduler asks the core to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Read up to `limit` messages of `user` after sequence number `after`
+    /// ([`crate::store::Store::pending`]), then call [`Scheduler::fetched`].
+    Fetch {
+        /// The recipient.
+        user: Bytes,
+        /// The last sequence number seen.
+        after: u64,
+        /// How many.
+        limit: usize,
+    },
+    /// Send this message now, then call [`Scheduler::answered`].
+    Send(Box<Pending>),
+    /// Remove this message ([`crate::store::Store::ack_delivered`]), then call
+    /// [`Scheduler::acked`].
+    Ack(MessageKey),
+    /// The message was refused for good: send its `failed` notification if it asked for one.
+    GiveUp(Box<Pending>),
+}
+
+#[derive(Debug)]
+enum State {
+    /// Nothing in flight; the next attempt is due at `due` (or when the user comes back).
+    Waiting { due: Millis },
+    /// In `ready`, waiting for room among the active users.
+    Ready,
+    /// A fetch is in flight.
+    Fetching,
+    /// This message was sent; its answer is awaited.
+    Sending(Box<Pending>),
+    /// Its removal is in flight.
+    Acking,
+}
+
+#[derive(Debug)]
+struct UserQueue {
+    state: State,
+    /// Failed attempts in a row (the backoff exponent).
+    attempt: u32,
+    /// Messages read and not sent yet, oldest first.
+    buffer: VecDeque<Pending>,
+    /// The last sequence number read.
+    after: u64,
+    /// The user came back while an attempt was in flight: go on at once after it.
+    again: bool,
+}
+
+/// Limits and timings of the delivery schedule.
+#[derive(Debug, Clone, Copy)]
+pub struct ScheduleConfig {
+    /// First retry after a failed attempt (ms).
+    pub retry_initial_ms: u64,
+    /// Longest wait between attempts (ms).
+    pub retry_max_ms: u64,
+    /// Users being delivered to at once (the rest wait their turn): bounds the store reads
+    /// and requests a mass return (a node restart, a registrar coming back) sets off.
+    pub max_active: usize,
+    /// Most users followed; beyond it a user is picked up again by the periodic scan.
+    pub max_users: usize,
+    /// Messages read per fetch.
+    pub batch: usize,
+}
+
+/// The per-user delivery schedule: who is waiting for what, as plain data.
+#[derive(Debug)]
+pub struct Scheduler {
+    config: ScheduleConfig,
+    users: HashMap<Bytes, UserQueue>,
+    /// Retry wake-ups (a user's entry is current only if its state still has that `due`).
+    due: BinaryHeap<Reverse<(Millis, Bytes)>>,
+    ready: VecDeque<Bytes>,
+    active: usize,
+}
+
+impl Scheduler {
+    /// An empty schedule.
+    pub fn new(config: ScheduleConfig) -> Self {
+        Scheduler {
+            config,
+            users: HashMap::new(),
+            due: BinaryHeap::new(),
+            ready: VecDeque::new(),
+            active: 0,
+        }
+    }
+
+    /// Users followed.
+    pub fn users(&self) -> usize {
+        self.users.len()
+    }
+
+    /// A message was stored for `user` (the next hop said unavailable): try again after the
+    /// first backoff, unless something is already planned.
+    pub fn stored(&mut self, user: Bytes, now: Millis) {
+        if self.users.contains_key(&user) || self.users.len() >= self.config.max_users {
+            return;
+        }
+        let due = Millis(now.0.saturating_add(self.config.retry_initial_ms));
+        self.users
+            .insert(user.clone(), queue(State::Waiting { due }));
+        self.due.push(Reverse((due, user)));
+    }
+
+    /// `user` has messages waiting (found at start-up or by a scan): try now.
+    pub fn resume(&mut self, user: Bytes, now: Millis) -> Vec<Action> {
+        self.available(user, now)
+    }
+
+    /// `user` is available now (a registration, RFC 3680 NOTIFY or third-party REGISTER):
+    /// deliver at once, whatever the backoff said.
+    pub fn available(&mut self, user: Bytes, now: Millis) -> Vec<Action> {
+        match self.users.get_mut(&user) {
+            None => {
+                if self.users.len() >= self.config.max_users {
+                    return Vec::new();
+                }
+                self.users.insert(user.clone(), queue(State::Ready));
+                self.ready.push_back(user);
+            }
+            Some(q) => {
+                q.attempt = 0;
+                match q.state {
+                    State::Waiting { .. } => {
+                        q.state = State::Ready;
+                        self.ready.push_back(user);
+                    }
+                    State::Ready => {}
+                    _ => q.again = true,
+                }
+            }
+        }
+        self.start_ready(now)
+    }
+
+    /// Wake-ups due at `now`.
+    pub fn on_time(&mut self, now: Millis) -> Vec<Action> {
+        while let Some(Reverse((at, _))) = self.due.peek() {
+            if *at > now {
+                break;
+            }
+            let Some(Reverse((at, user))) = self.due.pop() else {
+                break;
+            };
+            if let Some(q) = self.users.get_mut(&user)
+                && matches!(q.state, State::Waiting { due } if due == at)
+            {
+                q.state = State::Ready;
+                self.ready.push_back(user);
+            }
+        }
+        self.start_ready(now)
+    }
+
+    /// When the next wake-up is due.
+    pub fn next_due(&self) -> Option<Millis> {
+        self.due.peek().map(|Reverse((at, _))| *at)
+    }
+
+    fn start_ready(&mut self, now: Millis) -> Vec<Action> {
+        let mut actions = Vec::new();
+        while self.active < self.config.max_active {
+            let Some(user) = self.ready.pop_front() else {
+                break;
+            };
+            let Some(q) = self.users.get_mut(&user) else {
+                continue;
+            };
+            if !matches!(q.state, State::Ready) {
+                continue;
+            }
+            self.active += 1;
+            q.state = State::Fetching;
+            q.after = 0;
+            q.buffer.clear();
+            actions.push(Action::Fetch {
+                user,
+                after: 0,
+                limit: self.config.batch,
+            });
+        }
+        let _ = now;
+        actions
+    }
+
+    /// The answer to a [`Action::Fetch`] for `user`: `Ok(messages)` or the store failed.
+    pub fn fetched(
+        &mut self,
+        user: &Bytes,
+        result: Result<Vec<Pending>, ()>,
+        now: Millis,
+    ) -> Vec<Action> {
+        let Some(q) = self.users.get_mut(user) else {
+            return Vec::new();
+        };
+        if !matches!(q.state, State::Fetching) {
+            return Vec::new();
+        }
+        match result {
+            Ok(list) if list.is_empty() => {
+                // Nothing (more) waiting: done with this user.
+                self.users.remove(user);
+                self.active = self.active.saturating_sub(1);
+                self.start_ready(now)
+            }
+            Ok(list) => {
+                q.after = list.last().map_or(q.after, |p| p.key.seq);
+                q.buffer.extend(list);
+                self.send_next(user, now)
+            }
+            Err(()) => self.back_off(user, now),
+        }
+    }
+
+    fn send_next(&mut self, user: &Bytes, now: Millis) -> Vec<Action> {
+        let batch = self.config.batch;
+        let Some(q) = self.users.get_mut(user) else {
+            return Vec::new();
+        };
+        match q.buffer.pop_front() {
+            Some(p) => {
+                let p = Box::new(p);
+                q.state = State::Sending(p.clone());
+                vec![Action::Send(p)]
+            }
+            None => {
+                q.state = State::Fetching;
+                let _ = now;
+                vec![Action::Fetch {
+                    user: user.clone(),
+                    after: q.after,
+                    limit: batch,
+                }]
+            }
+        }
+    }
+
+    fn back_off(&mut self, user: &Bytes, now: Millis) -> Vec<Action> {
+        let Some(q) = self.users.get_mut(user) else {
+            return Vec::new();
+        };
+        self.active = self.active.saturating_sub(1);
+        q.buffer.clear();
+        if std::mem::take(&mut q.again) {
+            q.attempt = 0;
+            q.state = State::Ready;
+            self.ready.push_back(user.clone());
+        } else {
+            let wait = backoff(
+                self.config.retry_initial_ms,
+                self.config.retry_max_ms,
+                q.attempt,
+            );
+            q.attempt = q.attempt.saturating_add(1);
+            let due = Millis(now.0.saturating_add(wait));
+            q.state = State::Waiting { due };
+            self.due.push(Reverse((due, user.clone())));
+        }
+        self.start_ready(now)
+    }
+
+    /// The final answer to the [`Action::Send`] of message `key` of `user`.
+    pub fn answered(
+        &mut self,
+        user: &Bytes,
+        key: &MessageKey,
+        answer: Answer,
+        now: Millis,
+    ) -> Vec<Action> {
+        let Some(q) = self.users.get_mut(user) else {
+            return Vec::new();
+        };
+        let pending = match &q.state {
+            State::Sending(p) if p.key == *key => p.clone(),
+            _ => return Vec::new(),
+        };
+        match answer {
+            Answer::Delivered => {
+                q.attempt = 0;
+                q.state = State::Acking;
+                vec![Action::Ack(key.clone())]
+            }
+            Answer::Rejected => {
+                q.state = State::Acking;
+                vec![Action::Ack(key.clone()), Action::GiveUp(pending)]
+            }
+            Answer::Unavailable => self.back_off(user, now),
+        }
+    }
+
+    /// The answer to an [`Action::Ack`]: go on with the next message, or back off when the
+    /// store could not remove it (it is sent again later; the recipient drops the copy).
+    pub fn acked(&mut self, user: &Bytes, ok: bool, now: Millis) -> Vec<Action> {
+        let Some(q) = self.users.get_mut(user) else {
+            return Vec::new();
+        };
+        if !matches!(q.state, State::Acking) {
+            return Vec::new();
+        }
+        if ok {
+            self.send_next(user, now)
+        } else {
+            self.back_off(user, now)
+        }
+    }
+}
+
+fn queue(state: State) -> UserQueue {
+    UserQueue {
+        state,
+        attempt: 0,
+        buffer: VecDeque::new(),
+        after: 0,
+        again: false,
+    }
+}
+
+/// The wait before retry number `attempt` (from 0): `initial` doubled each time, capped.
+pub fn backoff(initial_ms: u64, max_ms: u64, attempt: u32) -> u64 {
+    let factor = 1u64.checked_shl(attempt.min(32)).unwrap_or(u64::MAX);
+    initial_ms.saturating_mul(factor).min(max_ms)
+}
+
+#[cfg(test)]
+#[path = "deferred_tests.rs"]
+mod tests;

@@ -1,0 +1,225 @@
+//! Store-and-forward through a real node on loopback (issue 7): pager MESSAGEs to a SIMPLE IM
+//! user who is not available are answered 202 once stored, delivered in order when the user is
+//! back, and the delivery notification finds the device that sent the message; a message kept
+//! past its maximum age earns its sender a `failed` notification (RFC 5438 §7.2.1.1).
+
+#[path = "peers/gateway.rs"]
+mod gateway;
+#[path = "peers/sip_ua.rs"]
+mod sip_ua;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use gateway::{Bed, bounded};
+use rsip::Method;
+use sip_ua::Transport;
+
+const DEVICE: &str = "<urn:gsma:imei:35-209900-176148-1>";
+
+fn cpim_message(from: &str, to: &str, id: &str, text: &str, disposition: &str) -> Bytes {
+    Bytes::from(format!(
+        "From: <{from}>\r\nTo: <{to}>\r\nNS: imdn <urn:ietf:params:imdn>\r\nimdn.Message-ID: {id}\r\n\
+DateTime: 2026-11-25T10:00:00.000Z\r\nimdn.Disposition-Notification: {disposition}\r\n\
+\r\nContent-Type: text/plain;charset=UTF-8\r\n\r\n{text}"
+    ))
+}
+
+fn cpim_delivered(from: &str, to: &str, id: &str, about: &str) -> Bytes {
+    Bytes::from(format!(
+        "From: <{from}>\r\nTo: <{to}>\r\nNS: imdn <urn:ietf:params:imdn>\r\nimdn.Message-ID: {id}\r\n\
+DateTime: 2026-11-25T10:00:01.000Z\r\n\r\nContent-Type: message/imdn+xml\r\n\
+Content-Disposition: notification\r\n\r\n<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n\
+<imdn xmlns=\"urn:ietf:params:xml:ns:imdn\"><message-id>{about}</message-id>\
+<datetime>2026-11-25T10:00:00.000Z</datetime><delivery-notification><status><delivered/></status>\
+</delivery-notification></imdn>"
+    ))
+}
+
+/// Alice (CPM, one device of several) sends `id` to Bob; Bob's network answers `status`;
+/// returns what Alice got.
+async fn send_while_bob_answers(
+    bed: &mut Bed,
+    id: &str,
+    text: &str,
+    disposition: &str,
+    status: u16,
+) -> u16 {
+    let (alice, bob) = (bed.cpm.aor(), bed.simple.aor());
+    let node_cpm = bed.node_cpm();
+    let mut msg = bed
+        .cpm
+        .new_message(
+            &bob,
+            "message/cpim",
+            cpim_message(&alice, &bob, id, text, disposition),
+        )
+        .expect("MESSAGE");
+    msg.push_header(
+        "Contact",
+        &format!("<{}>;+sip.instance=\"{DEVICE}\"", bed.cpm.contact_uri()),
+    )
+    .expect("Contact");
+    msg.push_header("Conversation-ID", "conv-s")
+        .expect("header");
+    msg.push_header("Contribution-ID", &format!("contrib-{id}"))
+        .expect("header");
+    let (answer, ()) = tokio::join!(bed.cpm.request(node_cpm, msg), async {
+        let tx = bed
+            .simple
+            .recv_method(Method::Message, None)
+            .await
+            .expect("MESSAGE at SIMPLE");
+        bed.simple
+            .respond(&tx, status, "Temporarily Unavailable", &[], None)
+            .await
+            .expect("answer");
+    });
+    answer.expect("answer").status_code().unwrap_or(0)
+}
+
+fn message_id(m: &cpm_iwf::wire::sip::SipMessage) -> String {
+    let body = String::from_utf8_lossy(m.body());
+    body.lines()
+        .find_map(|l| l.strip_prefix("imdn.Message-ID: "))
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unavailable_user_gets_messages_in_order_and_the_notification_reaches_the_device() {
+    bounded(60, async {
+        let mut bed = Bed::start_with(Transport::Udp, |c| {
+            c.store.retry_initial_ms = 500;
+            c.store.retry_max_ms = 1_000;
+        })
+        .await;
+        let (alice, bob) = (bed.cpm.aor(), bed.simple.aor());
+        // Bob is offline: his network answers 480 (and 404, 408 through the policy).
+        for (i, status) in [480u16, 404, 480].into_iter().enumerate() {
+            let id = format!("S-{i}");
+            let got = send_while_bob_answers(
+                &mut bed,
+                &id,
+                &format!("text {i}"),
+                "positive-delivery",
+                status,
+            )
+            .await;
+            assert_eq!(got, 202, "message {i} kept: 202 Accepted (RFC 3428 §7)");
+        }
+        // A refusal that is not "unavailable" is relayed as it came.
+        let got = send_while_bob_answers(&mut bed, "S-x", "no", "positive-delivery", 403).await;
+        assert_eq!(got, 403);
+
+        // Bob is back: the retry delivers the three, one after the other, in order.
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            let tx = bed
+                .simple
+                .recv_method(Method::Message, Some(Duration::from_secs(10)))
+                .await
+                .expect("stored MESSAGE delivered");
+            ids.push(message_id(&tx.request));
+            assert_eq!(tx.request.request_uri(), Some(bob.as_bytes()));
+            bed.simple
+                .respond(&tx, 200, "OK", &[], None)
+                .await
+                .expect("200");
+        }
+        assert_eq!(ids, ["S-0", "S-1", "S-2"]);
+        // Nothing delivered twice.
+        assert!(
+            bed.simple
+                .recv_method(Method::Message, Some(Duration::from_millis(1_500)))
+                .await
+                .is_err(),
+            "a message delivered again"
+        );
+
+        // Bob's device says delivered: the notification reaches Alice's sending device.
+        let node_simple = bed.node_simple();
+        let imdn = bed
+            .simple
+            .new_message(
+                &alice,
+                "message/cpim",
+                cpim_delivered(&bob, &alice, "Imdn-S1", "S-1"),
+            )
+            .expect("MESSAGE");
+        let (answer, got) = tokio::join!(bed.simple.request(node_simple, imdn), async {
+            let tx = bed
+                .cpm
+                .recv_method(Method::Message, None)
+                .await
+                .expect("IMDN at CPM");
+            bed.cpm
+                .respond(&tx, 200, "OK", &[], None)
+                .await
+                .expect("200");
+            tx.request
+        });
+        assert_eq!(answer.expect("answer").status_code(), Some(200));
+        assert_eq!(
+            got.header("Accept-Contact"),
+            Some(format!("*;+sip.instance=\"{DEVICE}\";require;explicit").as_str())
+        );
+        assert_eq!(got.header("Conversation-ID"), Some("conv-s"));
+        assert_eq!(got.header("Contribution-ID"), Some("contrib-S-1"));
+        assert!(String::from_utf8_lossy(got.body()).contains("<delivered/>"));
+        bed.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_kept_past_its_age_earns_a_failed_notification() {
+    bounded(60, async {
+        let mut bed = Bed::start_with(Transport::Udp, |c| {
+            c.store.simple.max_age_s = 1;
+            c.store.expiry_check_ms = 100;
+            // No retry within the test.
+            c.store.retry_initial_ms = 600_000;
+            c.store.retry_max_ms = 600_000;
+        })
+        .await;
+        let got = send_while_bob_answers(
+            &mut bed,
+            "E-1",
+            "too late",
+            "positive-delivery, negative-delivery",
+            480,
+        )
+        .await;
+        assert_eq!(got, 202);
+        let got = send_while_bob_answers(&mut bed, "E-2", "quiet", "positive-delivery", 480).await;
+        assert_eq!(got, 202);
+        let tx = bed
+            .cpm
+            .recv_method(Method::Message, Some(Duration::from_secs(10)))
+            .await
+            .expect("failed notification at CPM");
+        bed.cpm
+            .respond(&tx, 200, "OK", &[], None)
+            .await
+            .expect("200");
+        let body = String::from_utf8_lossy(tx.request.body()).into_owned();
+        assert!(body.contains("<message-id>E-1</message-id>"), "{body}");
+        assert!(body.contains("<failed/>"), "{body}");
+        assert_eq!(
+            tx.request.header("Accept-Contact"),
+            Some(format!("*;+sip.instance=\"{DEVICE}\";require;explicit").as_str()),
+            "to the device that sent it"
+        );
+        assert_eq!(tx.request.header("Contribution-ID"), Some("contrib-E-1"));
+        // E-2 did not ask for negative notifications: nothing more.
+        assert!(
+            bed.cpm
+                .recv_method(Method::Message, Some(Duration::from_millis(1_500)))
+                .await
+                .is_err()
+        );
+        bed.stop().await;
+    })
+    .await;
+}
