@@ -65,6 +65,11 @@ enum Command {
         /// The message, or `-` for standard input.
         input: PathBuf,
     },
+    /// Read the store-and-forward store (read-only, safe while the node runs).
+    Store {
+        #[command(subcommand)]
+        action: StoreAction,
+    },
     /// Parse one message and print it as JSON.
     Inspect {
         /// The format of the input.
@@ -87,6 +92,31 @@ enum LogFormat {
 enum SideArg {
     Cpm,
     Simple,
+}
+
+#[derive(Subcommand)]
+enum StoreAction {
+    /// Messages, bytes and users kept, and the oldest message's age; then per user.
+    Stats {
+        /// The node's configuration file (its `[store] location`); without it, the defaults.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Most users listed.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// The users with messages kept, or with `--user`, that user's messages, oldest first.
+    List {
+        /// The node's configuration file; without it, the defaults.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// A user's address of record (`sip:bob@example.net`).
+        #[arg(long)]
+        user: Option<String>,
+        /// Most lines.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -196,6 +226,13 @@ fn main() -> ExitCode {
         Command::CheckConfig { file } => match load_config(Some(&file)) {
             Ok(_) => {
                 outln!("{}: valid", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        },
+        Command::Store { action } => match run_store(action) {
+            Ok(text) => {
+                out(format_args!("{text}"));
                 ExitCode::SUCCESS
             }
             Err(e) => fail(&e),
@@ -436,6 +473,60 @@ async fn wait_for_stop() {
     {
         let _ = ctrl_c.await;
     }
+}
+
+/// `cpm-iwf store stats|list`.
+fn run_store(action: StoreAction) -> Result<String, String> {
+    use cpm_iwf::store::{self, Location, Reader};
+    let (config, limit) = match &action {
+        StoreAction::Stats { config, limit } | StoreAction::List { config, limit, .. } => {
+            (config.clone(), *limit)
+        }
+    };
+    let config = match &config {
+        Some(f) => Config::load(f).map_err(|e| e.to_string())?,
+        None => Config::default(),
+    };
+    let location = config
+        .store
+        .location
+        .as_deref()
+        .ok_or("store-and-forward is off in this configuration ([store] location = \"\")")?;
+    let location = Location::parse(location).map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let reader = Reader::open(&location).await.map_err(|e| e.to_string())?;
+        let now = store::unix_ms_now();
+        match action {
+            StoreAction::Stats { .. } => {
+                let stats = reader.stats(limit).await.map_err(|e| e.to_string())?;
+                Ok(store::format_stats(&stats, now))
+            }
+            StoreAction::List {
+                user: Some(user), ..
+            } => {
+                let user = cpm_iwf::translate::addr::aor(&user);
+                let list = reader
+                    .pending(Bytes::from(user), 0, limit)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(store::format_pending(&list, now))
+            }
+            StoreAction::List { user: None, .. } => {
+                let users = reader
+                    .users_with_pending(None, limit)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(users
+                    .iter()
+                    .map(|u| format!("{}\n", String::from_utf8_lossy(u)))
+                    .collect())
+            }
+        }
+    })
 }
 
 fn load_config(file: Option<&std::path::Path>) -> Result<(Config, Mappings), String> {

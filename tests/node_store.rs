@@ -223,3 +223,53 @@ async fn a_message_kept_past_its_age_earns_a_failed_notification() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offline_cpm_user_gets_the_message_as_a_deferred_message() {
+    bounded(60, async {
+        let mut bed = Bed::start_with(Transport::Tcp, |c| {
+            c.store.retry_initial_ms = 300;
+        })
+        .await;
+        let (alice, bob) = (bed.cpm.aor(), bed.simple.aor());
+        let node_simple = bed.node_simple();
+        let msg = bed
+            .simple
+            .new_message(
+                &alice,
+                "message/cpim",
+                cpim_message(&bob, &alice, "D-1", "are you there?", "positive-delivery"),
+            )
+            .expect("MESSAGE");
+        let (answer, ()) = tokio::join!(bed.simple.request(node_simple, msg), async {
+            let tx = bed
+                .cpm
+                .recv_method(Method::Message, None)
+                .await
+                .expect("MESSAGE at CPM");
+            bed.cpm
+                .respond(&tx, 408, "Request Timeout", &[], None)
+                .await
+                .expect("408");
+        });
+        assert_eq!(answer.expect("answer").status_code(), Some(202));
+        let tx = bed
+            .cpm
+            .recv_method(Method::Message, Some(Duration::from_secs(10)))
+            .await
+            .expect("delivered later");
+        bed.cpm
+            .respond(&tx, 200, "OK", &[], None)
+            .await
+            .expect("200");
+        assert_eq!(message_id(&tx.request), "D-1");
+        assert_eq!(
+            tx.request.header("P-Asserted-Service"),
+            Some("urn:urn-7:3gpp-service.ims.icsi.oma.cpm.deferred"),
+            "CPM: a stored message is a deferred message"
+        );
+        assert!(tx.request.header("Conversation-ID").is_some());
+        bed.stop().await;
+    })
+    .await;
+}

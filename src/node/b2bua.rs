@@ -1209,7 +1209,17 @@ impl Core {
         };
         let user = p.key.recipient.clone();
         let to = p.message.to_side;
-        let request = deferred::delivery_request(&p.message, &mut self.ids, &d.parts.sip_limits);
+        let deferred_icsi = &self
+            .parts
+            .mappings
+            .service(crate::mapping::Service::Deferred)
+            .cpm_icsi;
+        let request = deferred::delivery_request(
+            &p.message,
+            &mut self.ids,
+            &d.parts.sip_limits,
+            deferred_icsi,
+        );
         match request {
             Ok(m) => {
                 metrics::stored_delivery(to, metrics::DeliveryResult::Attempt);

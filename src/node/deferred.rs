@@ -131,11 +131,14 @@ pub enum DeliveryError {
 
 /// The request that delivers the kept message `m` now: its original request with a fresh
 /// Call-ID and From tag, so that the recipient does not take a retry for a merged request
-/// (RFC 3261 §8.2.2.2: same From tag, Call-ID and CSeq on a new branch gets 482).
+/// (RFC 3261 §8.2.2.2: same From tag, Call-ID and CSeq on a new branch gets 482). Towards the
+/// CPM side it names the deferred-delivery service (`deferred_icsi`, from the mappings) in
+/// P-Asserted-Service (RFC 6050): CPM 2.0 delivers stored messages as deferred messages.
 pub fn delivery_request(
     m: &StoredMessage,
     ids: &mut dyn IdSource,
     limits: &sip::Limits,
+    deferred_icsi: &str,
 ) -> Result<SipMessage, DeliveryError> {
     if !matches!(m.kind, Kind::Pager | Kind::Imdn) {
         return Err(DeliveryError::Kind(m.kind));
@@ -152,6 +155,10 @@ pub fn delivery_request(
         && let Ok(tagged) = crate::translate::addr::with_tag(from, Some(&text(&ids.fresh_id())))
     {
         msg.set_header("From", &tagged)?;
+    }
+    if m.to_side == Side::Cpm && m.kind == Kind::Pager {
+        msg.remove_header("P-Preferred-Service");
+        msg.set_header("P-Asserted-Service", deferred_icsi)?;
     }
     Ok(msg)
 }

@@ -9,6 +9,8 @@ impl IdSource for Seq {
     }
 }
 
+const DEFERRED: &str = "urn:urn-7:3gpp-service.ims.icsi.oma.cpm.deferred";
+
 fn policy() -> StorePolicy {
     StorePolicy {
         unavailable: vec![480, 408, 404],
@@ -121,7 +123,8 @@ fn stored_record_keeps_ids() {
 fn delivery_request_is_a_new_transaction_with_the_same_message() {
     let m = pager("positive-delivery");
     let s = stored_message(&m, Side::Simple, None, &m, 0, &policy());
-    let out = delivery_request(&s, &mut Seq(0), &sip::Limits::default()).expect("request");
+    let out =
+        delivery_request(&s, &mut Seq(0), &sip::Limits::default(), DEFERRED).expect("request");
     assert_eq!(out.method(), Some(&rsip::Method::Message));
     assert_eq!(out.call_id(), Some("id1"));
     assert_eq!(
@@ -135,11 +138,23 @@ fn delivery_request_is_a_new_transaction_with_the_same_message() {
         "the body, with its Message-ID, as it was"
     );
     assert_eq!(out.header("Via"), None, "the sender writes its own Via");
+    assert_eq!(
+        out.header("P-Asserted-Service"),
+        None,
+        "towards SIMPLE: no ICSI"
+    );
+    let to_cpm = StoredMessage {
+        to_side: Side::Cpm,
+        ..s.clone()
+    };
+    let out =
+        delivery_request(&to_cpm, &mut Seq(0), &sip::Limits::default(), DEFERRED).expect("request");
+    assert_eq!(out.header("P-Asserted-Service"), Some(DEFERRED));
     let mut response = s.clone();
     response.payload = Bytes::from_static(b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n");
-    assert!(delivery_request(&response, &mut Seq(0), &sip::Limits::default()).is_err());
+    assert!(delivery_request(&response, &mut Seq(0), &sip::Limits::default(), DEFERRED).is_err());
     response.payload = Bytes::from_static(b"garbage");
-    assert!(delivery_request(&response, &mut Seq(0), &sip::Limits::default()).is_err());
+    assert!(delivery_request(&response, &mut Seq(0), &sip::Limits::default(), DEFERRED).is_err());
 }
 
 #[test]
