@@ -869,7 +869,8 @@ static INSTALL_LOCK: Mutex<()> = Mutex::new(());
 /// Installs the Prometheus recorder as the process's global `metrics` recorder, registers every
 /// description ([`describe`]) and the series that exist from the start (gauges at their
 /// initial values; at 0 the counters whose label sets are small and whose events are rare:
-/// ACL drops, parse errors, transaction timeouts, table refusals and expiries, MSRP relay, so
+/// ACL drops, parse errors, transaction timeouts, table refusals and expiries, MSRP relay,
+/// store-and-forward, so
 /// that `rate()` sees their first increment and dashboards show 0 rather than no data), and
 /// returns the handle that renders the exposition. Idempotent: later calls
 /// return the same handle.
@@ -938,7 +939,17 @@ fn initial_series(r: &Registry) {
         for &m in Method::ALL {
             timeout_counter(r, side, m);
         }
+        for &d in DeliveryResult::ALL {
+            store_delivery_counter(r, side, d);
+        }
     }
+    // Store-and-forward is rare traffic: its series exist from the start at 0.
+    for &op in StoreOp::ALL {
+        for &result in StoreResult::ALL {
+            store_operation_counter(r, op, result);
+        }
+    }
+    r.store_expired.increment(0);
     for &d in RelayDirection::ALL {
         msrp_counters(r, d);
     }
@@ -1282,17 +1293,32 @@ label_enum! {
     }
 }
 
+fn store_operation_counter(r: &Registry, op: StoreOp, result: StoreResult) -> Option<&Counter> {
+    let i = position(&[part(op), part(result)]);
+    let make = || {
+        metrics::counter!(
+            STORE_OPERATIONS.name,
+            vec![label("op", op), label("result", result)]
+        )
+    };
+    r.store_operations.get(i, make)
+}
+
+fn store_delivery_counter(r: &Registry, side: Side, result: DeliveryResult) -> Option<&Counter> {
+    let i = position(&[part(side), part(result)]);
+    let make = || {
+        metrics::counter!(
+            STORE_DELIVERIES.name,
+            vec![label("side", side), label("result", result)]
+        )
+    };
+    r.store_deliveries.get(i, make)
+}
+
 /// A store-and-forward operation ended with `result`.
 pub fn store_operation(op: StoreOp, result: StoreResult) {
     with(|r| {
-        let i = position(&[part(op), part(result)]);
-        let make = || {
-            metrics::counter!(
-                STORE_OPERATIONS.name,
-                vec![label("op", op), label("result", result)]
-            )
-        };
-        if let Some(c) = r.store_operations.get(i, make) {
+        if let Some(c) = store_operation_counter(r, op, result) {
             c.increment(1);
         }
     });
@@ -1301,14 +1327,7 @@ pub fn store_operation(op: StoreOp, result: StoreResult) {
 /// A kept message's delivery to `side`: an attempt or how it ended.
 pub fn stored_delivery(side: Side, result: DeliveryResult) {
     with(|r| {
-        let i = position(&[part(side), part(result)]);
-        let make = || {
-            metrics::counter!(
-                STORE_DELIVERIES.name,
-                vec![label("side", side), label("result", result)]
-            )
-        };
-        if let Some(c) = r.store_deliveries.get(i, make) {
+        if let Some(c) = store_delivery_counter(r, side, result) {
             c.increment(1);
         }
     });
