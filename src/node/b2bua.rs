@@ -103,6 +103,8 @@ pub struct StoreParts {
     pub events: mpsc::Sender<CoreEvent>,
     /// SIP limits for reading stored messages back.
     pub sip_limits: crate::wire::sip::Limits,
+    /// The MSRP endpoint that answers chat sessions for callees who are not available.
+    pub mailbox: super::mailbox::Mailbox,
 }
 
 /// The result of a store call, back on the core.
@@ -132,6 +134,11 @@ pub enum StoreEvent {
     },
     /// Messages that expired unsent.
     Expired(Vec<Pending>),
+    /// A chat message of a session answered for `user` was kept (`node::mailbox`).
+    Kept {
+        /// The recipient.
+        user: Bytes,
+    },
     /// Users with messages waiting (start-up scan).
     Resume(Vec<Bytes>),
 }
@@ -147,6 +154,9 @@ struct Deferred {
     expiry_checked: Millis,
     /// Whether an expiry check is in flight.
     expiry_busy: bool,
+    /// The callee legs the mailbox stands in for (side, Call-ID) -> its MSRP session-id:
+    /// requests in those dialogs are answered here, never sent.
+    sunk: HashMap<(Side, String), Bytes>,
 }
 
 impl Deferred {
@@ -316,6 +326,7 @@ impl Core {
             next_token: 1,
             expiry_checked: Millis(0),
             expiry_busy: false,
+            sunk: HashMap::new(),
         });
         Core {
             parts,
@@ -704,6 +715,14 @@ impl Core {
         origin: Option<(ServerKey, SipMessage)>,
     ) -> Option<ClientKey> {
         let method = m.method().copied()?;
+        if m.call_id().is_some_and(|c| {
+            self.deferred
+                .as_ref()
+                .is_some_and(|d| d.sunk.contains_key(&(to, c.to_string())))
+        }) {
+            self.in_sunk_dialog(to, &m, method, origin);
+            return None;
+        }
         let io = &self.sides[index(to)];
         let Some(target) = io.next_hop else {
             tracing::warn!(?to, "no next hop configured: request not sent");
@@ -871,6 +890,13 @@ impl Core {
         {
             return;
         }
+        let stand_in = match (sent, far.status_code()) {
+            (Some(sent), Some(status)) => {
+                self.answer_for_callee(sent, status, origin_key.side.other())
+            }
+            _ => None,
+        };
+        let far = stand_in.as_ref().unwrap_or(far);
         let now = self.now();
         let datetime = rfc3339_utc(SystemTime::now());
         let result = {
@@ -1072,6 +1098,10 @@ impl Core {
                 }
                 return;
             }
+            StoreEvent::Kept { user } => {
+                d.schedule.stored(user, now);
+                return;
+            }
             StoreEvent::Resume(users) => {
                 let mut actions = Vec::new();
                 for u in users {
@@ -1144,6 +1174,89 @@ impl Core {
                 }
             }
         });
+    }
+
+    /// The callee's network answered the INVITE `sent` with `status`: when its policy says the
+    /// callee is not available, the node answers for them (issue 7): a 200 whose SDP names the
+    /// mailbox's MSRP endpoint, returned in place of the far answer, so the session is set up
+    /// as usual and its messages are kept. `None`: relay the far answer as it is.
+    fn answer_for_callee(
+        &mut self,
+        sent: &SipMessage,
+        status: u16,
+        side: Side,
+    ) -> Option<SipMessage> {
+        if sent.method() != Some(&rsip::Method::Invite) || sent.to_tag().is_some() {
+            return None;
+        }
+        let call_id = sent.call_id()?.to_string();
+        let contact = match side {
+            Side::Cpm => self.parts.addrs.cpm.contact.clone(),
+            Side::Simple => self.parts.addrs.simple.contact.clone(),
+        };
+        let sid = Bytes::from(self.fresh().replace('-', ""));
+        let tag = self.fresh();
+        let id = self.timer_seq;
+        let d = self.deferred.as_mut()?;
+        if !d.policy(side).is_unavailable(status) || d.sunk.len() >= self.parts.max_transactions {
+            return None;
+        }
+        let session = deferred::MailboxSession::of(sent, side, &contact, d.policy(side));
+        let path = d.parts.mailbox.uri(&sid).to_string();
+        if !d.parts.mailbox.expect(sid.clone(), session) {
+            return None;
+        }
+        d.sunk.insert((side, call_id), sid);
+        let mut ok = sent.response_to(200, "OK");
+        let to_value = sent.header("To")?;
+        let tagged = with_tag(to_value, Some(&tag)).ok()?;
+        ok.set_header("To", &tagged).ok()?;
+        ok.push_header("Contact", &format!("<{contact}>")).ok()?;
+        ok.set_body_with_type(
+            Some("application/sdp"),
+            deferred::mailbox_answer(sent.body(), &path, id),
+        )
+        .ok()?;
+        tracing::info!(
+            ?side,
+            status,
+            "callee not available: the node answers and keeps the session's messages"
+        );
+        Some(ok)
+    }
+
+    /// A request in a dialog the mailbox stands in for: answered here as the callee would
+    /// (ACK: nothing; BYE: 200 and the mailbox forgets it; re-INVITE: 488, the session stays as
+    /// it is, RFC 3261 §14.2; anything else: 200).
+    fn in_sunk_dialog(
+        &mut self,
+        to: Side,
+        m: &SipMessage,
+        method: rsip::Method,
+        origin: Option<(ServerKey, SipMessage)>,
+    ) {
+        let status = match method {
+            rsip::Method::Ack => return,
+            rsip::Method::Invite => 488,
+            _ => 200,
+        };
+        // The mailbox forgets the session itself once the relay's connection closes (what
+        // was queued before the BYE is still kept).
+        if method == rsip::Method::Bye
+            && let Some(d) = self.deferred.as_mut()
+            && let Some(c) = m.call_id()
+        {
+            d.sunk.remove(&(to, c.to_string()));
+        }
+        let resp = m.response_to(
+            status,
+            if status == 200 {
+                "OK"
+            } else {
+                "Not Acceptable Here"
+            },
+        );
+        self.relay_response(origin, &resp, None);
     }
 
     /// `user` is available now (a registration seen): deliver what is kept for them.

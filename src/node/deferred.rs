@@ -115,6 +115,149 @@ pub fn stored_message(
     }
 }
 
+/// A chat session the node answered on behalf of a callee who is not available
+/// (`node::mailbox`): what each of its messages is kept as.
+#[derive(Debug, Clone)]
+pub struct MailboxSession {
+    /// The callee's network.
+    pub to_side: Side,
+    /// The callee's address of record (the store's queue).
+    pub recipient: Bytes,
+    /// The Request-URI of the INVITE the node sent the callee.
+    pub request_uri: String,
+    /// Its From, without tag (the caller as written in the callee's network).
+    pub from: String,
+    /// The node's Contact in the callee's network.
+    pub contact: String,
+    /// The session's `Conversation-ID` and `Contribution-ID` (CPM 2.0 SD 5.2.1.1), written on
+    /// each message delivered to a CPM user.
+    pub conversation_id: Option<String>,
+    /// See `conversation_id`.
+    pub contribution_id: Option<String>,
+    /// The caller.
+    pub sender: Device,
+    /// How long a message is kept (ms).
+    pub max_age_ms: u64,
+}
+
+impl MailboxSession {
+    /// What is kept of the session the node answered with `sent` (the INVITE it sent the
+    /// callee's network `to`), by `policy`.
+    pub fn of(sent: &SipMessage, to: Side, contact: &str, policy: &StorePolicy) -> MailboxSession {
+        let from = sent.header("From").unwrap_or_default();
+        let caller = aor(uri_of(from));
+        MailboxSession {
+            to_side: to,
+            recipient: Bytes::from(aor(uri_of(sent.header("To").unwrap_or_default()))),
+            request_uri: sent
+                .request_uri()
+                .map(|u| String::from_utf8_lossy(u).into_owned())
+                .unwrap_or_default(),
+            from: crate::translate::addr::with_tag(from, None)
+                .unwrap_or_else(|_| format!("<{caller}>")),
+            contact: contact.to_string(),
+            conversation_id: sent.header("Conversation-ID").map(str::to_string),
+            contribution_id: sent.header("Contribution-ID").map(str::to_string),
+            sender: Device {
+                aor: Bytes::from(caller),
+                gruu: None,
+                instance: None,
+            },
+            max_age_ms: policy.max_age_s.saturating_mul(1000),
+        }
+    }
+}
+
+/// The record kept for one message (`body`, of MSRP Content-Type `content_type`) of a session
+/// the node answered for its callee: the pager MESSAGE that will deliver it. `None` for what
+/// is not kept (isComposing, RFC 3994 §4: stale later; an empty body).
+pub fn session_message(
+    session: &MailboxSession,
+    content_type: &[u8],
+    body: Bytes,
+    now_unix_ms: u64,
+) -> Option<StoredMessage> {
+    if body.is_empty() || media_type_is(content_type, ISCOMPOSING_TYPE) {
+        return None;
+    }
+    let cpim = media_type_is(content_type, CPIM_TYPE)
+        .then(|| Cpim::parse(body.clone()).ok())
+        .flatten();
+    let inner = cpim.as_ref().and_then(|c| c.content_type());
+    if inner.is_some_and(|t| media_type_is(t, ISCOMPOSING_TYPE)) {
+        return None;
+    }
+    let kind = if inner.is_some_and(|t| media_type_is(t, IMDN_TYPE)) {
+        Kind::Imdn
+    } else {
+        Kind::Pager
+    };
+    let content_type = std::str::from_utf8(content_type).ok()?;
+    let mut m = SipMessage::request(rsip::Method::Message, &session.request_uri).ok()?;
+    // Placeholders: every delivery writes its own Via, Call-ID and From tag.
+    m.push_header("Via", "SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKkept")
+        .ok()?;
+    m.push_header("Max-Forwards", "70").ok()?;
+    m.push_header("From", &format!("{};tag=kept", session.from))
+        .ok()?;
+    m.push_header(
+        "To",
+        &format!("<{}>", String::from_utf8_lossy(&session.recipient)),
+    )
+    .ok()?;
+    m.push_header("Call-ID", "kept").ok()?;
+    m.push_header("CSeq", "1 MESSAGE").ok()?;
+    m.push_header("Contact", &format!("<{}>", session.contact))
+        .ok()?;
+    if session.to_side == Side::Cpm {
+        if let Some(c) = &session.conversation_id {
+            m.push_header("Conversation-ID", c).ok()?;
+        }
+        if let Some(c) = &session.contribution_id {
+            m.push_header("Contribution-ID", c).ok()?;
+        }
+    }
+    m.set_body_with_type(Some(content_type), body).ok()?;
+    Some(StoredMessage {
+        recipient: session.recipient.clone(),
+        to_side: session.to_side,
+        kind,
+        payload: m.serialize(),
+        message_id: cpim.as_ref().and_then(|c| c.imdn_message_id().cloned()),
+        conversation_id: session.conversation_id.clone().map(Bytes::from),
+        contribution_id: session.contribution_id.clone().map(Bytes::from),
+        date_time: cpim.as_ref().and_then(|c| c.datetime().cloned()),
+        received_at_unix_ms: now_unix_ms,
+        expires_at_unix_ms: now_unix_ms.saturating_add(session.max_age_ms),
+        sender: session.sender.clone(),
+    })
+}
+
+/// The SDP answer (RFC 3264) of the node standing in for a callee: its MSRP endpoint `path`,
+/// passive (the relay connects, RFC 6135), accepting what the offer `offer` accepts.
+pub fn mailbox_answer(offer: &[u8], path: &str, id: u64) -> Bytes {
+    let text = String::from_utf8_lossy(offer);
+    let mut accept = String::new();
+    for line in text.lines() {
+        if line.starts_with("a=accept-types:") || line.starts_with("a=accept-wrapped-types:") {
+            accept.push_str(line.trim_end());
+            accept.push_str("\r\n");
+        }
+    }
+    if accept.is_empty() {
+        accept.push_str("a=accept-types:message/cpim text/plain\r\n");
+    }
+    let port = path
+        .split(':')
+        .nth(2)
+        .and_then(|p| p.split('/').next())
+        .unwrap_or("9");
+    Bytes::from(format!(
+        "v=0\r\no=- {id} {id} IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=message {port} TCP/MSRP *\r\n{accept}a=path:{path}\r\na=setup:passive\r\n"
+    ))
+}
+
 /// Why a kept message cannot be sent again.
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {

@@ -11,12 +11,15 @@
 //!   events;
 //! - [`admin`]: the HTTP server for `/metrics`, `/healthz`, `/readyz`;
 //! - [`ids`]: fresh identities and wall-clock text for the translator;
-//! - [`deferred`]: store-and-forward decisions and the per-user delivery schedule, sans-IO.
+//! - [`deferred`]: store-and-forward decisions and the per-user delivery schedule, sans-IO;
+//! - [`mailbox`]: the MSRP endpoint that answers chat sessions for callees who are not
+//!   available and keeps their messages.
 
 pub mod admin;
 pub mod b2bua;
 pub mod deferred;
 pub mod ids;
+pub mod mailbox;
 pub mod msrp;
 pub mod run;
 pub mod transaction;

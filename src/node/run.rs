@@ -92,6 +92,8 @@ fn route_of(side: &SideConfig, transport: &SipTransport) -> (Option<Target>, Soc
 async fn open_store(
     config: &Config,
     events: mpsc::Sender<CoreEvent>,
+    table: Arc<Table>,
+    clock: Clock,
 ) -> io::Result<Option<StoreParts>> {
     let Some(text) = config.store.location.as_deref() else {
         return Ok(None);
@@ -114,6 +116,14 @@ async fn open_store(
     let store = crate::store::open(&location, limits)
         .await
         .map_err(|e| io::Error::other(format!("store {text}: {e}")))?;
+    let mailbox = super::mailbox::Mailbox::bind(
+        store.clone(),
+        table,
+        clock,
+        events.clone(),
+        limits.max_payload_bytes,
+    )
+    .await?;
     tracing::info!(store = %text, "store-and-forward on");
     Ok(Some(StoreParts {
         store,
@@ -124,6 +134,7 @@ async fn open_store(
             max_headers: config.limits.sip_max_headers,
             max_line: config.limits.sip_max_line,
         },
+        mailbox,
     }))
 }
 
@@ -197,7 +208,7 @@ impl Node {
         }
         let clock = Clock::start();
         let (events, events_rx) = mpsc::channel(config.limits.queue_depth.max(64));
-        let store = open_store(&config, events.clone()).await?;
+        let store = open_store(&config, events.clone(), table.clone(), clock).await?;
         let core = Core::new(
             CoreParts {
                 table: table.clone(),

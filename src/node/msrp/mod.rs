@@ -855,6 +855,10 @@ fn reserve(buf: &mut BytesMut) {
 const WRITE_BATCH: usize = 64 * 1024;
 
 /// Drain a leg's queue to its socket, several messages per write when they are queued.
+///
+/// When the session is closed (a BYE) what is already queued is still written, within
+/// [`FLUSH_ON_CLOSE`]: those messages were answered 200 to their sender, so they must reach
+/// the other leg (nothing accepted is lost); a write in progress is finished, never cut.
 async fn write_loop(
     inner: Arc<Inner>,
     session: Arc<Session>,
@@ -864,11 +868,18 @@ async fn write_loop(
 ) {
     let mut out = BytesMut::with_capacity(16 * 1024);
     let mut batch: Vec<Out> = Vec::with_capacity(16);
+    let mut closing: Option<tokio::time::Instant> = None;
     loop {
-        let first = tokio::select! {
-            biased;
-            _ = session.cancel.cancelled() => break,
-            m = rx.recv() => m,
+        let first = match closing {
+            Some(_) => rx.try_recv().ok(),
+            None => tokio::select! {
+                biased;
+                _ = session.cancel.cancelled() => {
+                    closing = Some(tokio::time::Instant::now() + FLUSH_ON_CLOSE);
+                    rx.try_recv().ok()
+                }
+                m = rx.recv() => m,
+            },
         };
         let Some(first) = first else { break };
         out.clear();
@@ -883,10 +894,11 @@ async fn write_loop(
                 Err(_) => break,
             }
         }
-        let written = tokio::select! {
-            _ = session.cancel.cancelled() => break,
-            r = timeout(inner.cfg.stall_timeout, wr.write_all(&out)) => r,
+        let limit = match closing {
+            Some(until) => until.saturating_duration_since(tokio::time::Instant::now()),
+            None => inner.cfg.stall_timeout,
         };
+        let written = timeout(limit, wr.write_all(&out)).await;
         // The byte budget is released once the bytes are in the socket.
         batch.clear();
         match written {
@@ -909,6 +921,9 @@ async fn write_loop(
     }
     let _ = timeout(Duration::from_millis(200), wr.shutdown()).await;
 }
+
+/// How long a closed session's writer may take to write what was already queued.
+const FLUSH_ON_CLOSE: Duration = Duration::from_secs(2);
 
 /// One bound connection's reading side.
 struct Conn<'a> {

@@ -1,0 +1,296 @@
+//! The node's own MSRP endpoint for chat sessions whose callee is not available (issue 7: "a
+//! chat-session INVITE towards a user who is not available ... the node answers the INVITE
+//! itself and stores the chat messages and isComposing/IMDN that follow").
+//!
+//! The B2BUA answers such an INVITE as if the callee had: its SDP answer names this endpoint
+//! (`a=path`, `a=setup:passive`), so the ordinary back-to-back relay connects to it as the
+//! callee's leg and translates every chunk for the callee's network as usual. Here each
+//! message is reassembled from its chunks (RFC 4975 §5.1, bounded), kept in the store as the
+//! pager MESSAGE that will deliver it (in the callee's network's form), and only then answered
+//! 200 (durable before acknowledged). isComposing is answered and dropped (RFC 3994 §4: stale
+//! later). The relay is unchanged: this is one more MSRP peer, on loopback.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::codec::Decoder;
+
+use super::b2bua::{Clock, CoreEvent, StoreEvent};
+use super::deferred::{self, MailboxSession};
+use crate::correlate::Table;
+use crate::store::{Store, StoreError};
+use crate::translate::state::View;
+use crate::wire::msrp::{Continuation, Frame, Limits, Message, Method, MsrpCodec, MsrpUri};
+
+/// Most sessions answered on a callee's behalf at once.
+const MAX_SESSIONS: usize = 10_000;
+/// Most connections from the relay at once.
+const MAX_CONNECTIONS: usize = 1_024;
+/// Most messages being reassembled per connection.
+const MAX_PARTIAL: usize = 16;
+/// A connection silent this long is closed (the relay's own idle limit is longer).
+const IDLE: Duration = Duration::from_secs(3_600);
+
+/// The endpoint.
+pub struct Mailbox {
+    addr: SocketAddr,
+    sessions: Sessions,
+}
+
+/// Sessions by MSRP session-id, with when each was taken.
+type Sessions = Arc<Mutex<HashMap<Bytes, (MailboxSession, Instant)>>>;
+
+/// A session the relay never connected for is forgotten after this.
+const UNUSED: Duration = Duration::from_secs(120);
+
+struct Shared {
+    store: Arc<dyn Store>,
+    table: Arc<Table>,
+    clock: Clock,
+    events: mpsc::Sender<CoreEvent>,
+    sessions: Sessions,
+    max_payload: usize,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Mailbox {
+    /// Listens on loopback; messages go to `store`, their recipients to the core by `events`.
+    pub async fn bind(
+        store: Arc<dyn Store>,
+        table: Arc<Table>,
+        clock: Clock,
+        events: mpsc::Sender<CoreEvent>,
+        max_payload: usize,
+    ) -> std::io::Result<Mailbox> {
+        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        let addr = listener.local_addr()?;
+        let sessions = Arc::new(Mutex::new(HashMap::new()));
+        let shared = Arc::new(Shared {
+            store,
+            table,
+            clock,
+            events,
+            sessions: sessions.clone(),
+            max_payload,
+        });
+        tokio::spawn(accept_loop(listener, shared));
+        Ok(Mailbox { addr, sessions })
+    }
+
+    /// The endpoint's URI for session `session_id` (RFC 4975 §6).
+    pub fn uri(&self, session_id: &Bytes) -> MsrpUri {
+        MsrpUri {
+            secure: false,
+            userinfo: None,
+            host: Bytes::from(self.addr.ip().to_string()),
+            port: Some(self.addr.port()),
+            session_id: Some(session_id.clone()),
+            transport: Bytes::from_static(b"tcp"),
+            params: Bytes::new(),
+        }
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Takes session `session_id` for a callee; `false` when full. It is forgotten when the
+    /// relay's connection for it closes (after the last message queued before a BYE was kept),
+    /// or after [`UNUSED`] if the relay never connects.
+    pub fn expect(&self, session_id: Bytes, session: MailboxSession) -> bool {
+        let mut s = lock(&self.sessions);
+        if s.len() >= MAX_SESSIONS {
+            let now = Instant::now();
+            s.retain(|_, (_, at)| now.duration_since(*at) < UNUSED);
+            if s.len() >= MAX_SESSIONS {
+                return false;
+            }
+        }
+        s.insert(session_id, (session, Instant::now()));
+        true
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            continue;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            serve(stream, shared).await;
+            drop(permit);
+        });
+    }
+}
+
+/// One connection from the relay: SENDs in, responses out, one transaction at a time.
+async fn serve(stream: TcpStream, shared: Arc<Shared>) {
+    let mut seen = HashSet::new();
+    serve_frames(stream, &shared, &mut seen).await;
+    let mut s = lock(&shared.sessions);
+    for sid in seen {
+        s.remove(&sid);
+    }
+}
+
+async fn serve_frames(mut stream: TcpStream, shared: &Shared, seen: &mut HashSet<Bytes>) {
+    let mut codec = MsrpCodec::new(Limits::default());
+    let mut buf = BytesMut::with_capacity(8 * 1024);
+    let mut out = BytesMut::new();
+    let mut partial: HashMap<Bytes, BytesMut> = HashMap::new();
+
+    // The relay stops reading when the session closes; what it already wrote is still kept.
+    let mut can_write = true;
+    loop {
+        let frame = match codec.decode(&mut buf) {
+            Ok(Some(f)) => f,
+            Ok(None) => match tokio::time::timeout(IDLE, stream.read_buf(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => continue,
+                _ => return,
+            },
+            // Cannot be framed any more: close (the relay ends the session).
+            Err(_) => return,
+        };
+        let reply = match frame {
+            Frame::Message(m) => on_message(shared, &mut partial, seen, &m).await,
+            Frame::Rejected {
+                transaction_id,
+                error,
+            } => {
+                tracing::debug!(%error, "mailbox: bad MSRP message");
+                let _ = transaction_id;
+                None
+            }
+        };
+        if let Some(r) = reply
+            && can_write
+        {
+            out.clear();
+            r.encode(&mut out);
+            can_write = tokio::time::timeout(Duration::from_secs(5), stream.write_all(&out))
+                .await
+                .is_ok_and(|r| r.is_ok());
+        }
+    }
+}
+
+async fn on_message(
+    shared: &Shared,
+    partial: &mut HashMap<Bytes, BytesMut>,
+    seen: &mut HashSet<Bytes>,
+    m: &Message,
+) -> Option<Message> {
+    // Responses and REPORTs get no response (RFC 4975 §7.1.2).
+    match m.method() {
+        Some(Method::Send) => {}
+        Some(Method::Report) | None => return None,
+        Some(_) => return Message::response_to(m, 501, None).ok(),
+    }
+    let answer = |code: u16| Message::response_to(m, code, None).ok();
+    let session_id = m
+        .to_path()
+        .ok()
+        .and_then(|p| p.last().and_then(|u| u.session_id.clone()));
+    let Some(sid) = session_id else {
+        return answer(400);
+    };
+    let Some(session) = lock(&shared.sessions).get_mut(&sid).map(|(s, at)| {
+        // In use: not forgotten as unused.
+        *at = Instant::now();
+        s.clone()
+    }) else {
+        // RFC 4975 §7.3.1: not a session here.
+        return answer(481);
+    };
+    seen.insert(sid);
+    let Some(body) = m.body.as_ref() else {
+        // The bodiless SEND that opens the connection (§5.4).
+        return answer(200);
+    };
+    let id = m.message_id().cloned().unwrap_or_default();
+    let whole = match m.continuation {
+        Continuation::Complete if !partial.contains_key(&id) => body.clone(),
+        Continuation::Aborted => {
+            partial.remove(&id);
+            return answer(200);
+        }
+        c => {
+            if !partial.contains_key(&id) && partial.len() >= MAX_PARTIAL {
+                return answer(413);
+            }
+            let buf = partial.entry(id.clone()).or_default();
+            if buf.len() + body.len() > shared.max_payload {
+                partial.remove(&id);
+                return answer(413);
+            }
+            buf.extend_from_slice(body);
+            if c == Continuation::More {
+                return answer(200);
+            }
+            partial
+                .remove(&id)
+                .map(BytesMut::freeze)
+                .unwrap_or_default()
+        }
+    };
+    let content_type = m.content_type().cloned().unwrap_or_default();
+    let unix_now = crate::store::unix_ms_now();
+    let Some(stored) = deferred::session_message(&session, &content_type, whole, unix_now) else {
+        // isComposing, or nothing worth keeping: answered, not kept.
+        return answer(200);
+    };
+    let user = stored.recipient.clone();
+    let origin = stored.message_id.clone().and_then(|id| {
+        shared
+            .table
+            .view(shared.clock.now())
+            .message(&id)
+            .map(|o| (id, o))
+    });
+    let origin_until = stored
+        .expires_at_unix_ms
+        .saturating_add(stored.expires_at_unix_ms.saturating_sub(unix_now));
+    let mut result: Result<(), StoreError> = shared.store.put(stored).await.map(|_| ());
+    if result.is_ok()
+        && let Some((id, o)) = origin
+    {
+        result = shared.store.put_origin(id, o, origin_until).await;
+    }
+    match result {
+        Ok(()) => {
+            let _ = shared
+                .events
+                .send(CoreEvent::Store(StoreEvent::Kept { user }))
+                .await;
+            crate::metrics::store_operation(
+                crate::metrics::StoreOp::Put,
+                crate::metrics::StoreResult::Ok,
+            );
+            answer(200)
+        }
+        Err(e) => {
+            crate::metrics::store_operation(
+                crate::metrics::StoreOp::Put,
+                crate::metrics::StoreResult::Failed,
+            );
+            tracing::warn!(error = %e, "chat message for an unavailable user not stored");
+            answer(e.msrp_status())
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! A chat session towards a user who is not available (issue 7): the node answers the INVITE
+//! itself, keeps every chat message and disposition notification that follows (answering each
+//! MSRP SEND 200 only once it is durable), drops isComposing, and when the user is back
+//! delivers them in order as pager MESSAGEs; the callee's notification then reaches the
+//! caller.
+
+#[path = "peers/chat.rs"]
+mod chat;
+#[path = "peers/gateway.rs"]
+mod gateway;
+#[path = "peers/msrp_endpoint.rs"]
+mod msrp_endpoint;
+#[path = "peers/sip_ua.rs"]
+mod sip_ua;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use gateway::{Bed, bounded};
+use rsip::Method;
+use sip_ua::Transport;
+
+fn message_id(m: &cpm_iwf::wire::sip::SipMessage) -> String {
+    String::from_utf8_lossy(m.body())
+        .lines()
+        .find_map(|l| l.strip_prefix("imdn.Message-ID: "))
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_with_an_offline_callee_is_kept_and_delivered_later() {
+    bounded(60, async {
+        let mut bed = Bed::start_with(Transport::Udp, |c| {
+            c.store.retry_initial_ms = 1_000;
+            c.store.retry_max_ms = 1_000;
+        })
+        .await;
+        let bob = bed.simple.aor();
+        let alice_uri = msrp_endpoint::uri(9, "alicesess5");
+        let mut invite = bed
+            .cpm
+            .new_invite(&bob, chat::offer(&alice_uri, "active"))
+            .expect("INVITE");
+        invite
+            .push_header("P-Preferred-Service", chat::SESSION_ICSI)
+            .expect("header");
+        invite
+            .push_header("Conversation-ID", "conv-off-1")
+            .expect("header");
+        invite
+            .push_header("Contribution-ID", "contrib-off-1")
+            .expect("header");
+        let node_cpm = bed.node_cpm();
+        let mut tx = bed.cpm.send_request(node_cpm, invite).await.expect("sent");
+        // Bob's network: not available.
+        let inv = bed
+            .simple
+            .recv_method(Method::Invite, None)
+            .await
+            .expect("INVITE at SIMPLE");
+        bed.simple
+            .respond(&inv, 480, "Temporarily Unavailable", &[], None)
+            .await
+            .expect("480");
+        // The node answers for Bob.
+        let ok = chat::past_trying(&mut bed.cpm, &mut tx).await;
+        assert_eq!(
+            ok.status_code(),
+            Some(200),
+            "the node stands in for the callee"
+        );
+        let mut dialog = bed.cpm.dialog_from_response(&tx, &ok).expect("dialog");
+        bed.cpm.ack(&mut dialog).await.expect("ACK");
+        let node_cpm_uri = chat::sdp_path(&ok);
+        let (mut ar, mut aw) =
+            msrp_endpoint::connect(bed.node.listening.cpm_msrp, alice_uri, node_cpm_uri).await;
+        let b = aw.bind();
+        aw.send(&b).await.expect("bind");
+        chat::ok(&mut ar).await;
+        // Three messages and an isComposing; each SEND answered 200 once kept.
+        for i in 0..3 {
+            let m = chat::send(
+                &mut aw,
+                &format!("ch-{i}"),
+                "message/cpim",
+                chat::cpim_text(&format!("Off-{i}"), &format!("while you were away {i}")),
+            );
+            aw.send(&m).await.expect("SEND");
+            chat::ok(&mut ar).await;
+        }
+        let m = chat::send(
+            &mut aw,
+            "typing",
+            "application/im-iscomposing+xml",
+            Bytes::from_static(chat::IS_COMPOSING.as_bytes()),
+        );
+        aw.send(&m).await.expect("SEND");
+        chat::ok(&mut ar).await;
+        // Alice hangs up: the node answers the BYE for Bob; nothing goes to Bob's network.
+        let bye = bed.cpm.bye(&mut dialog).await.expect("BYE answered");
+        assert_eq!(bye.status_code(), Some(200));
+
+        // Bob is back: the three chat messages arrive as pager MESSAGEs, in order.
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            let tx = bed
+                .simple
+                .recv_method(Method::Message, Some(Duration::from_secs(10)))
+                .await
+                .expect("kept chat message delivered");
+            ids.push(message_id(&tx.request));
+            assert_eq!(tx.request.request_uri(), Some(bob.as_bytes()));
+            assert!(
+                tx.request
+                    .header("From")
+                    .unwrap_or_default()
+                    .contains("alice@cpm.example.net"),
+                "{:?}",
+                tx.request.header("From")
+            );
+            bed.simple
+                .respond(&tx, 200, "OK", &[], None)
+                .await
+                .expect("200");
+        }
+        assert_eq!(ids, ["Off-0", "Off-1", "Off-2"]);
+        assert!(
+            bed.simple
+                .recv_request(Some(Duration::from_millis(1_500)))
+                .await
+                .is_err(),
+            "nothing else reaches Bob's network (no isComposing, no BYE)"
+        );
+
+        // Bob's delivered notification for Off-1 reaches Alice.
+        let alice = bed.cpm.aor();
+        let node_simple = bed.node_simple();
+        let imdn = bed
+            .simple
+            .new_message(
+                &alice,
+                "message/cpim",
+                chat::cpim_notification("Imdn-off", "Off-1", "delivered"),
+            )
+            .expect("MESSAGE");
+        let (answer, got) = tokio::join!(bed.simple.request(node_simple, imdn), async {
+            let tx = bed
+                .cpm
+                .recv_method(Method::Message, None)
+                .await
+                .expect("IMDN at CPM");
+            bed.cpm
+                .respond(&tx, 200, "OK", &[], None)
+                .await
+                .expect("200");
+            tx.request
+        });
+        assert_eq!(answer.expect("answer").status_code(), Some(200));
+        assert_eq!(got.header("Conversation-ID"), Some("conv-off-1"));
+        assert!(String::from_utf8_lossy(got.body()).contains("<delivered/>"));
+        bed.stop().await;
+    })
+    .await;
+}
