@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio_util::codec::Decoder;
 
 use super::b2bua::{Clock, CoreEvent, StoreEvent};
@@ -41,6 +41,15 @@ const IDLE: Duration = Duration::from_secs(3_600);
 pub struct Mailbox {
     addr: SocketAddr,
     sessions: Sessions,
+    /// The accept loop (it owns the connection tasks): stopped with the mailbox, so that the
+    /// store it holds is released when the node stops.
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Mailbox {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// Sessions by MSRP session-id, with when each was taken.
@@ -82,8 +91,12 @@ impl Mailbox {
             sessions: sessions.clone(),
             max_payload,
         });
-        tokio::spawn(accept_loop(listener, shared));
-        Ok(Mailbox { addr, sessions })
+        let task = tokio::spawn(accept_loop(listener, shared));
+        Ok(Mailbox {
+            addr,
+            sessions,
+            task,
+        })
     }
 
     /// The endpoint's URI for session `session_id` (RFC 4975 §6).
@@ -122,20 +135,22 @@ impl Mailbox {
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    // Dropped (aborting every connection task) when this task is aborted.
+    let mut connections = tokio::task::JoinSet::new();
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            continue;
-        };
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            serve(stream, shared).await;
-            drop(permit);
-        });
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                if connections.len() >= MAX_CONNECTIONS {
+                    continue;
+                }
+                connections.spawn(serve(stream, shared.clone()));
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
     }
 }
 

@@ -53,6 +53,8 @@ pub struct Node {
     readiness: Readiness,
     admin_stop: ShutdownHandle,
     table: Arc<Table>,
+    /// The store-and-forward store, released last on shutdown.
+    store: Option<Arc<dyn crate::store::Store>>,
 }
 
 fn table_limits(config: &Config) -> TableLimits {
@@ -209,6 +211,7 @@ impl Node {
         let clock = Clock::start();
         let (events, events_rx) = mpsc::channel(config.limits.queue_depth.max(64));
         let store = open_store(&config, events.clone(), table.clone(), clock).await?;
+        let store_handle = store.as_ref().map(|s| s.store.clone());
         let core = Core::new(
             CoreParts {
                 table: table.clone(),
@@ -318,6 +321,7 @@ impl Node {
             readiness,
             admin_stop,
             table,
+            store: store_handle,
         })
     }
 
@@ -343,6 +347,8 @@ impl Node {
         let mut core = self.core;
         if tokio::time::timeout(grace, &mut core).await.is_err() {
             core.abort();
+            // Wait for it to be dropped: it holds the store (a redb file stays locked until).
+            let _ = core.await;
         }
         for t in &self.transports {
             t.shutdown(Duration::from_secs(1)).await;
@@ -351,6 +357,15 @@ impl Node {
         self.admin_stop.shutdown();
         for t in self.tasks {
             t.abort();
+        }
+        // The store is closed only when the last task holding it (the mailbox's, a put in
+        // flight) has gone, so that a node started next on the same redb file can open it.
+        if let Some(store) = self.store {
+            let until = tokio::time::Instant::now() + Duration::from_secs(3);
+            while Arc::strong_count(&store) > 1 && tokio::time::Instant::now() < until {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            drop(store);
         }
     }
 }
