@@ -13,6 +13,7 @@
 //! - [`ids`]: fresh identities and wall-clock text for the translator.
 
 pub mod admin;
+pub mod availability;
 pub mod b2bua;
 pub mod ids;
 pub mod msrp;
