@@ -869,6 +869,45 @@ pub struct WatcherConfig {
     pub max_subscriptions: usize,
 }
 
+impl RetrySchedule {
+    /// The schedule the `[availability]` section configures.
+    pub fn from_config(a: &crate::config::AvailabilityConfig) -> Self {
+        RetrySchedule {
+            initial_ms: a.retry_initial_ms,
+            max_ms: a.retry_max_ms,
+        }
+    }
+}
+
+impl WatcherConfig {
+    /// The watcher the `[availability]` section configures, with the node's identity `from`
+    /// and its `contact` on the registrar's side; `None` when `reg_event = "off"` (or "list"
+    /// without a registrar, which the config check already refuses).
+    pub fn from_config(
+        a: &crate::config::AvailabilityConfig,
+        from: &str,
+        contact: &str,
+    ) -> Option<Self> {
+        use crate::config::RegEventMode;
+        let mode = match a.reg_event {
+            RegEventMode::Off => return None,
+            RegEventMode::PerUser => WatchMode::PerUser,
+            RegEventMode::List => WatchMode::List(a.registrar.clone()?),
+        };
+        Some(WatcherConfig {
+            subscribe: SubscribeConfig {
+                from: from.to_string(),
+                contact: contact.to_string(),
+                expires_s: a.subscribe_expires_s,
+                refresh_margin_s: a.refresh_margin_s,
+                retry: RetrySchedule::from_config(a),
+            },
+            mode,
+            max_subscriptions: a.max_subscriptions,
+        })
+    }
+}
+
 /// Why a watch was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WatchError {
@@ -1560,6 +1599,23 @@ mod tests {
             due >= Millis(120_030 + 30_000),
             "rejected waits the longest backoff: {due:?}"
         );
+    }
+
+    #[test]
+    fn built_from_the_config() {
+        use crate::config::{Config, RegEventMode};
+        let mut a = Config::default().availability;
+        assert!(WatcherConfig::from_config(&a, "sip:iwf@x", "sip:iwf@1.2.3.4").is_none());
+        a.reg_event = RegEventMode::List;
+        assert!(WatcherConfig::from_config(&a, "sip:iwf@x", "sip:iwf@1.2.3.4").is_none());
+        a.registrar = Some("sip:reg@x".into());
+        let w = WatcherConfig::from_config(&a, "sip:iwf@x", "sip:iwf@1.2.3.4").unwrap();
+        assert_eq!(w.mode, WatchMode::List("sip:reg@x".into()));
+        assert_eq!(w.subscribe.expires_s, 3_761);
+        assert_eq!(w.subscribe.retry.initial_ms, 30_000);
+        a.reg_event = RegEventMode::PerUser;
+        let w = WatcherConfig::from_config(&a, "sip:iwf@x", "sip:iwf@1.2.3.4").unwrap();
+        assert_eq!(w.mode, WatchMode::PerUser);
     }
 
     #[test]
