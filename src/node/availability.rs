@@ -16,6 +16,31 @@
 //! runs the client transaction), the status to answer a NOTIFY or REGISTER with, and
 //! [`AvailabilityEvent`]s. Addresses of record in events are canonical
 //! ([`crate::translate::addr::aor`]: scheme and host lower-cased, no port or parameters).
+//!
+//! # How the core drives it
+//! - Start: `WatcherConfig::from_config(&config.availability, from, contact)`; when `Some`,
+//!   `RegEventWatcher::new(cfg, random_seed, &mut ids, now)`. `from` is the node's identity
+//!   and `contact` its Contact on the registrar's side (`registrar_on_cpm`).
+//! - Timer: after every call below, `handle_timeout(now, &mut ids)` and send each SUBSCRIBE
+//!   it returns with `send_request(registrar_side, m, None)` (the core adds Via and runs the
+//!   client transaction); then arm one timer at `poll_timeout()` that does the same.
+//! - A final response of such a SUBSCRIBE client transaction: `on_response(&resp, now)`; Timer
+//!   F without one: `on_request_timeout(call_id, now)`.
+//! - A NOTIFY for which `owns(&req)` is true (checked before the translator sees it):
+//!   `let out = on_notify(&req, now)`, answer with `out.response(&req)` through the server
+//!   transaction, then apply `out.events`.
+//! - A REGISTER: `third_party_register(&req, config.availability.third_party_register)`,
+//!   answer `out.response(&req)` plus the node's To tag, apply `out.event`.
+//! - Per-user mode: `watch(aor, ..)` when the store first keeps a message for a user,
+//!   `unwatch(aor)` (send what it returns) when the user's queue is empty again.
+//! - Events: `Registered { aor, .. }` -> deliver what is stored for `aor` now and reset its
+//!   [`UserRetry`]; `Unregistered` -> keep storing. Without either (no registrar, no
+//!   third-party REGISTER), a failed delivery calls `UserRetry::failed` and the next attempt
+//!   waits for `due`. [`RegEventWatcher::is_available`] answers "no registration known" for the
+//!   store policy.
+//!
+//! Cost: `poll_timeout` and `handle_timeout` walk every subscription (fine for thousands; a
+//! timer wheel would be needed for millions of per-user subscriptions).
 
 use std::collections::HashMap;
 
@@ -24,6 +49,7 @@ use bytes::Bytes;
 use crate::time::Millis;
 use crate::translate::addr::{aor, uri_of};
 use crate::translate::conversation::IdSource;
+use crate::translate::params::split_top_iter;
 use crate::wire::reginfo::{self, Contact, ContactState, DocState, Reginfo, RegistrationState};
 use crate::wire::sip::SipMessage;
 use crate::wire::{Answer, WireError};
@@ -179,15 +205,13 @@ fn delta_seconds(s: &str) -> Option<u32> {
     )
 }
 
-/// The value of header parameter `name` in a From/To/Contact value (after the URI).
+/// The value of header parameter `name` of the first element of a From/To/Contact value:
+/// the parameters after `<URI>` or after an `addr-spec` (RFC 3261 §20.10); commas and
+/// semicolons inside quotes or `<...>` do not split.
 fn header_param<'a>(value: &'a str, name: &str) -> Option<&'a str> {
-    let after = match value.find('>') {
-        Some(gt) if value.trim_start().starts_with(['<', '"']) || value.contains('<') => {
-            value.get(gt + 1..).unwrap_or_default()
-        }
-        _ => value.split_once(';').map_or("", |(_, p)| p),
-    };
-    after.split(';').find_map(|p| {
+    let first = split_top_iter(value, b',').next()?.ok()?;
+    split_top_iter(first, b';').skip(1).find_map(|p| {
+        let p = p.ok()?;
         let (n, v) = p.split_once('=').unwrap_or((p, ""));
         n.trim()
             .eq_ignore_ascii_case(name)
@@ -1264,6 +1288,19 @@ mod tests {
             out.event,
             Some(AvailabilityEvent::Unregistered {
                 aor: "tel:+1555".into()
+            })
+        );
+        // Only the first Contact's parameters count; a quoted comma does not split.
+        let out = third_party_register(
+            &reg(
+                "To: <sip:a@b>\nContact: <sip:s;x=1>;p=\"a,b\";expires=0, <sip:t>;expires=9\nExpires: 5\n",
+            ),
+            true,
+        );
+        assert_eq!(
+            out.event,
+            Some(AvailabilityEvent::Unregistered {
+                aor: "sip:a@b".into()
             })
         );
         let out = third_party_register(&reg("To: <sip:a@b>\nContact: *\nExpires: 0\n"), true);
