@@ -1639,6 +1639,65 @@ mod tests {
     }
 
     #[test]
+    fn remaining_transitions() {
+        let list = || WatchMode::List("sip:registrar@example.com".into());
+        let sub_state =
+            |w: &RegEventWatcher| w.subscription("sip:registrar@example.com").unwrap().state();
+        // Waiting -> Subscribing -> (NOTIFY pending) Pending -> (NOTIFY active) Active.
+        let (mut w, mut ids) = watcher(list());
+        assert_eq!(sub_state(&w), SubState::Waiting);
+        let s = w.handle_timeout(Millis(0), &mut ids).remove(0);
+        assert_eq!(sub_state(&w), SubState::Subscribing);
+        assert_eq!(
+            w.on_notify(&notify(&s, 1, "pending", ""), Millis(1)).status,
+            200
+        );
+        assert_eq!(sub_state(&w), SubState::Pending);
+        assert!(w.on_response(&answer(&s, 202, "Expires: 600"), Millis(2)));
+        assert_eq!(sub_state(&w), SubState::Pending);
+        assert_eq!(
+            w.on_notify(&notify(&s, 2, "active", ""), Millis(3)).status,
+            200
+        );
+        assert_eq!(sub_state(&w), SubState::Active);
+        // A NOTIFY that shortens the subscription moves the refresh earlier.
+        w.on_notify(&notify(&s, 3, "active;expires=100", ""), Millis(4));
+        assert_eq!(w.poll_timeout(), Some(Millis(4 + 50_000)));
+        // 423 to a refresh: asked again in the same dialog with Min-Expires.
+        let r = w.handle_timeout(Millis(50_004), &mut ids).remove(0);
+        assert!(w.on_response(&answer(&r, 423, "Min-Expires: 7200"), Millis(50_005)));
+        let r2 = w.handle_timeout(Millis(50_005), &mut ids).remove(0);
+        assert_eq!((r2.call_id(), r2.to_tag()), (s.call_id(), Some("reg1")));
+        assert_eq!(r2.header("Expires"), Some("7200"));
+        assert_eq!(sub_state(&w), SubState::Active);
+        // A 2xx granting 0 s: over at once, retried after backoff.
+        assert!(w.on_response(&answer(&r2, 200, "Expires: 0"), Millis(50_006)));
+        assert_eq!(sub_state(&w), SubState::Terminated);
+        assert!(w.poll_timeout().unwrap() >= Millis(50_006 + 500));
+
+        // terminated;reason=timeout: at once; giveup: after retry-after; noresource: longest.
+        for (reason, min_wait, max_wait) in [
+            ("timeout", 0, 0),
+            ("giveup;retry-after=7", 7_000, 7_000),
+            ("noresource", 30_000, 60_000),
+            ("invariant", 30_000, 60_000),
+            ("some-extension", 500, 1_000),
+        ] {
+            let (mut w, mut ids) = watcher(list());
+            let s = w.handle_timeout(Millis(0), &mut ids).remove(0);
+            assert!(w.on_response(&answer(&s, 200, "Expires: 600"), Millis(0)));
+            let state = format!("terminated;reason={reason}");
+            assert_eq!(
+                w.on_notify(&notify(&s, 1, &state, ""), Millis(100)).status,
+                200
+            );
+            assert_eq!(sub_state(&w), SubState::Terminated, "{reason}");
+            let due = w.poll_timeout().unwrap().0 - 100;
+            assert!((min_wait..=max_wait).contains(&due), "{reason}: {due}");
+        }
+    }
+
+    #[test]
     fn built_from_the_config() {
         use crate::config::{Config, RegEventMode};
         let mut a = Config::default().availability;
