@@ -356,8 +356,8 @@ pub fn parse(input: Bytes) -> Result<Reginfo, ReginfoError> {
 /// Parse a reginfo body.
 pub fn parse_with(input: Bytes, limits: &Limits) -> Result<Reginfo, ReginfoError> {
     let mut p = Parser::new(&input, limits)?;
-    let root = p.root()?;
-    let r = p.reginfo(&root)?;
+    let (root, at) = p.root()?;
+    let r = p.reginfo(&root, at)?;
     p.finish()?;
     Ok(r)
 }
@@ -631,7 +631,7 @@ impl<'a> Parser<'a> {
     }
 
     /// The prolog and the root start tag, which must be `<reginfo>` in our namespace.
-    fn root(&mut self) -> Result<BytesStart<'a>, ReginfoError> {
+    fn root(&mut self) -> Result<(BytesStart<'a>, usize), ReginfoError> {
         let mut first = true;
         loop {
             let start = self.pos;
@@ -663,7 +663,7 @@ impl<'a> Parser<'a> {
                     self.enter(start)?;
                     let ours = matches!(self.classify(&e, start)?, Ns::Ours);
                     if ours && e.local_name().as_ref() == "reginfo" {
-                        return Ok(e);
+                        return Ok((e, start));
                     }
                     return Err(XmlError::WrongRoot {
                         offset: start,
@@ -911,15 +911,15 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
-    fn reginfo(&mut self, root: &BytesStart<'a>) -> Result<Reginfo, ReginfoError> {
-        let [version, state] = self.attrs(root, "reginfo", ["version", "state"], 0)?;
+    fn reginfo(&mut self, root: &BytesStart<'a>, at: usize) -> Result<Reginfo, ReginfoError> {
+        let [version, state] = self.attrs(root, "reginfo", ["version", "state"], at)?;
         let version =
-            number(version, "reginfo", "version", 0)?.ok_or(ReginfoError::MissingAttribute {
+            number(version, "reginfo", "version", at)?.ok_or(ReginfoError::MissingAttribute {
                 element: "reginfo",
                 attribute: "version",
-                offset: 0,
+                offset: at,
             })?;
-        let state = required(state, "reginfo", "state", 0, DocState::from_bytes)?;
+        let state = required(state, "reginfo", "state", at, DocState::from_bytes)?;
         let mut registrations = Vec::new();
         loop {
             match self.next("reginfo")? {
@@ -1344,6 +1344,12 @@ mod tests {
             (&format!("{head} version='0' state='full'>"), 400),
             ("", 400),
         ];
+        // The offset of a root attribute fault is the root's.
+        let err = p(
+            "<?xml version='1.0'?>\n<reginfo xmlns='urn:ietf:params:xml:ns:reginfo' state='full'/>",
+        )
+        .unwrap_err();
+        assert_eq!(err.offset(), Some(22), "{err}");
         for (doc, status) in cases {
             let err = p(doc).unwrap_err();
             assert_eq!(err.answer(), Answer::Status(*status), "{doc}: {err}");
