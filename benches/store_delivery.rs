@@ -109,8 +109,8 @@ fn main() {
             let location = location.clone();
             move |c: &mut cpm_iwf::config::Config| {
                 c.store.location = Some(location);
-                c.store.retry_initial_ms = retry_ms;
-                c.store.retry_max_ms = retry_ms;
+                c.availability.retry_initial_ms = retry_ms;
+                c.availability.retry_max_ms = retry_ms;
                 c.store.max_user_messages = 100_000;
             }
         };

@@ -34,6 +34,8 @@ pub struct Config {
     pub log_level: String,
     /// Store-and-forward for users who are not available (issue 7).
     pub store: StoreConfig,
+    /// How the node learns that a user is back (store-and-forward).
+    pub availability: AvailabilityConfig,
 }
 
 /// Store-and-forward (CPM 2.0 §4.2): where messages for unavailable users are kept, when a
@@ -53,10 +55,6 @@ pub struct StoreConfig {
     pub max_user_bytes: u64,
     /// Most bytes kept in all.
     pub max_total_bytes: u64,
-    /// First delivery retry after a failed attempt (ms); doubled each time, up to the max.
-    pub retry_initial_ms: u64,
-    /// Longest wait between two delivery attempts (ms).
-    pub retry_max_ms: u64,
     /// How often expired messages are looked for (ms).
     pub expiry_check_ms: u64,
     /// Most store writes in flight; more pager MESSAGEs to store get 503.
@@ -88,8 +86,6 @@ impl Default for StoreConfig {
             max_user_messages: 1_000,
             max_user_bytes: 16 * 1024 * 1024,
             max_total_bytes: 4 * 1024 * 1024 * 1024,
-            retry_initial_ms: 30_000,
-            retry_max_ms: 3_600_000,
             expiry_check_ms: 10_000,
             max_in_flight: 4_096,
         }
@@ -181,6 +177,41 @@ pub struct Timers {
     pub probe_interval_ms: u64,
 }
 
+/// How reg event subscriptions (RFC 3680) are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegEventMode {
+    /// No subscription.
+    Off,
+    /// One subscription to `registrar` that reports every user.
+    List,
+    /// One subscription per user with messages waiting, to the user's AOR.
+    PerUser,
+}
+
+/// Where availability comes from (issue 7): reg event subscriptions, third-party REGISTER
+/// (3GPP TS 24.229 §5.4.1.7) and, as the fallback, retries with backoff.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AvailabilityConfig {
+    /// Reg event subscriptions: off, one list subscription, or one per user.
+    pub reg_event: RegEventMode,
+    /// The registrar's SIP URI (Request-URI of the list subscription).
+    pub registrar: Option<String>,
+    /// The side whose next hop reaches the registrar (`true`: CPM, `false`: SIMPLE).
+    pub registrar_on_cpm: bool,
+    /// Expires asked for in SUBSCRIBE, seconds (RFC 3680 §4.4 suggests 3761).
+    pub subscribe_expires_s: u32,
+    /// Refresh a subscription this many seconds before it expires.
+    pub refresh_margin_s: u32,
+    /// Whether a third-party REGISTER to the node is accepted (else 403).
+    pub third_party_register: bool,
+    /// First delay of the retry backoff (delivery attempts and failed subscriptions), ms.
+    pub retry_initial_ms: u64,
+    /// Longest delay of the retry backoff, ms.
+    pub retry_max_ms: u64,
+    /// Most reg event subscriptions at once (per-user mode).
+    pub max_subscriptions: usize,
+}
+
 /// An IP network, `address/prefix-length` (RFC 4632 §3.1 notation; IPv6 as RFC 4291 §2.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cidr {
@@ -264,6 +295,7 @@ struct RawConfig {
     limits: Option<RawLimits>,
     timers: Option<RawTimers>,
     store: Option<RawStore>,
+    availability: Option<RawAvailability>,
 }
 
 #[derive(Deserialize, Default)]
@@ -275,8 +307,6 @@ struct RawStore {
     max_user_messages: Option<Spanned<u64>>,
     max_user_bytes: Option<Spanned<u64>>,
     max_total_bytes: Option<Spanned<u64>>,
-    retry_initial_ms: Option<Spanned<u64>>,
-    retry_max_ms: Option<Spanned<u64>>,
     expiry_check_ms: Option<Spanned<u64>>,
     max_in_flight: Option<Spanned<u64>>,
 }
@@ -286,6 +316,20 @@ struct RawStore {
 struct RawStorePolicy {
     unavailable: Option<Vec<Spanned<u64>>>,
     max_age_s: Option<Spanned<u64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAvailability {
+    reg_event: Option<Spanned<String>>,
+    registrar: Option<Spanned<String>>,
+    registrar_side: Option<Spanned<String>>,
+    subscribe_expires_s: Option<Spanned<u64>>,
+    refresh_margin_s: Option<Spanned<u64>>,
+    third_party_register: Option<bool>,
+    retry_initial_ms: Option<Spanned<u64>>,
+    retry_max_ms: Option<Spanned<u64>>,
+    max_subscriptions: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -379,6 +423,17 @@ impl Default for Config {
                 probe_interval_ms: 30_000,
             },
             store: StoreConfig::default(),
+            availability: AvailabilityConfig {
+                reg_event: RegEventMode::Off,
+                registrar: None,
+                registrar_on_cpm: true,
+                subscribe_expires_s: 3_761,
+                refresh_margin_s: 60,
+                third_party_register: true,
+                retry_initial_ms: 30_000,
+                retry_max_ms: 3_600_000,
+                max_subscriptions: 100_000,
+            },
         }
     }
 }
@@ -499,6 +554,9 @@ impl Config {
         if let Some(st) = raw.store {
             apply_store(src, st, &mut c.store)?;
         }
+        if let Some(a) = raw.availability {
+            apply_availability(src, a, &mut c.availability)?;
+        }
         check_distinct_listeners(src, &c)?;
         Ok(c)
     }
@@ -581,20 +639,6 @@ fn apply_store(src: Source<'_>, raw: RawStore, store: &mut StoreConfig) -> Resul
     )?;
     set_ms(
         src,
-        raw.retry_initial_ms,
-        10,
-        86_400_000,
-        &mut store.retry_initial_ms,
-    )?;
-    set_ms(
-        src,
-        raw.retry_max_ms,
-        10,
-        86_400_000,
-        &mut store.retry_max_ms,
-    )?;
-    set_ms(
-        src,
         raw.expiry_check_ms,
         10,
         86_400_000,
@@ -607,13 +651,6 @@ fn apply_store(src: Source<'_>, raw: RawStore, store: &mut StoreConfig) -> Resul
         1_000_000,
         &mut store.max_in_flight,
     )?;
-    if store.retry_max_ms < store.retry_initial_ms {
-        return Err(error_at(
-            src,
-            0,
-            "store: retry_max_ms must not be below retry_initial_ms",
-        ));
-    }
     Ok(())
 }
 
@@ -671,6 +708,109 @@ fn apply_side(src: Source<'_>, raw: RawSide, side: &mut SideConfig) -> Result<()
             ));
         }
         side.domain = d.into_inner();
+    }
+    Ok(())
+}
+
+fn apply_availability(
+    src: Source<'_>,
+    raw: RawAvailability,
+    a: &mut AvailabilityConfig,
+) -> Result<(), FileError> {
+    if let Some(m) = raw.reg_event {
+        a.reg_event = match m.get_ref().as_str() {
+            "off" => RegEventMode::Off,
+            "list" => RegEventMode::List,
+            "per-user" => RegEventMode::PerUser,
+            v => {
+                return Err(error_at(
+                    src,
+                    m.span().start,
+                    format!("reg_event: {v:?} is not one of off, list, per-user"),
+                ));
+            }
+        };
+    }
+    if let Some(r) = raw.registrar {
+        let v = r.get_ref();
+        let ok = ["sip:", "sips:"].iter().any(|s| {
+            v.get(..s.len()).is_some_and(|p| p.eq_ignore_ascii_case(s)) && v.len() > s.len()
+        }) && !v.bytes().any(|b| b <= b' ' || b == b'<' || b == b'>');
+        if !ok {
+            return Err(error_at(
+                src,
+                r.span().start,
+                format!("registrar: {v:?} is not a SIP or SIPS URI"),
+            ));
+        }
+        a.registrar = Some(r.into_inner());
+    }
+    if let Some(side) = raw.registrar_side {
+        a.registrar_on_cpm = match side.get_ref().as_str() {
+            "cpm" => true,
+            "simple" => false,
+            v => {
+                return Err(error_at(
+                    src,
+                    side.span().start,
+                    format!("registrar_side: {v:?} is not cpm or simple"),
+                ));
+            }
+        };
+    }
+    let secs = |v: Option<Spanned<u64>>, min: u64, max: u64, t: &mut u32| {
+        in_range(src, v, min, max).map(|n| {
+            if let Some(n) = n {
+                *t = u32::try_from(n).unwrap_or(u32::MAX);
+            }
+        })
+    };
+    // RFC 6665 §4.1.2.1 leaves the duration to the subscriber; a week bounds a lost NOTIFY.
+    secs(
+        raw.subscribe_expires_s,
+        60,
+        604_800,
+        &mut a.subscribe_expires_s,
+    )?;
+    secs(raw.refresh_margin_s, 1, 86_400, &mut a.refresh_margin_s)?;
+    if let Some(b) = raw.third_party_register {
+        a.third_party_register = b;
+    }
+    set_ms(
+        src,
+        raw.retry_initial_ms,
+        100,
+        86_400_000,
+        &mut a.retry_initial_ms,
+    )?;
+    set_ms(src, raw.retry_max_ms, 100, 604_800_000, &mut a.retry_max_ms)?;
+    set_count(
+        src,
+        raw.max_subscriptions,
+        1,
+        10_000_000,
+        &mut a.max_subscriptions,
+    )?;
+    if a.retry_max_ms < a.retry_initial_ms {
+        return Err(error_at(
+            src,
+            0,
+            "availability: retry_max_ms must not be below retry_initial_ms",
+        ));
+    }
+    if a.refresh_margin_s >= a.subscribe_expires_s {
+        return Err(error_at(
+            src,
+            0,
+            "availability: refresh_margin_s must be below subscribe_expires_s",
+        ));
+    }
+    if a.reg_event == RegEventMode::List && a.registrar.is_none() {
+        return Err(error_at(
+            src,
+            0,
+            "availability: reg_event = \"list\" needs a registrar URI",
+        ));
     }
     Ok(())
 }
@@ -805,6 +945,50 @@ mod tests {
 
         let e = parse("[timers]\nt1_ms = 5000\n").unwrap_err();
         assert!(e.reason.contains("t2_ms"), "{e}");
+    }
+
+    #[test]
+    fn availability_section() {
+        let a = Config::default().availability;
+        assert_eq!(a.reg_event, RegEventMode::Off);
+        assert!(a.third_party_register);
+        let c = parse(
+            "[availability]\nreg_event = \"list\"\nregistrar = \"sip:registrar@cpm.example.net\"\n\
+             registrar_side = \"simple\"\nsubscribe_expires_s = 600\nrefresh_margin_s = 30\n\
+             third_party_register = false\nretry_initial_ms = 1000\nretry_max_ms = 8000\n\
+             max_subscriptions = 10\n",
+        )
+        .unwrap()
+        .availability;
+        assert_eq!(c.reg_event, RegEventMode::List);
+        assert_eq!(
+            c.registrar.as_deref(),
+            Some("sip:registrar@cpm.example.net")
+        );
+        assert!(!c.registrar_on_cpm && !c.third_party_register);
+        assert_eq!((c.subscribe_expires_s, c.refresh_margin_s), (600, 30));
+        assert_eq!((c.retry_initial_ms, c.retry_max_ms), (1000, 8000));
+        assert_eq!(c.max_subscriptions, 10);
+        for (text, fault) in [
+            ("reg_event = \"sometimes\"", "off, list, per-user"),
+            ("registrar = \"http://x\"", "SIP or SIPS URI"),
+            ("registrar = \"sip:a b\"", "SIP or SIPS URI"),
+            ("registrar_side = \"left\"", "cpm or simple"),
+            ("subscribe_expires_s = 5", "out of range"),
+            (
+                "retry_initial_ms = 5000\nretry_max_ms = 1000",
+                "retry_max_ms",
+            ),
+            (
+                "subscribe_expires_s = 60\nrefresh_margin_s = 60",
+                "refresh_margin_s",
+            ),
+            ("reg_event = \"list\"", "needs a registrar"),
+            ("registrar_port = 1", "registrar_port"),
+        ] {
+            let e = parse(&format!("[availability]\n{text}\n")).unwrap_err();
+            assert!(e.reason.contains(fault), "{text}: {e}");
+        }
     }
 
     #[test]

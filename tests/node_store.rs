@@ -1,10 +1,14 @@
 //! Store-and-forward through a real node on loopback (issue 7): pager MESSAGEs to a SIMPLE IM
 //! user who is not available are answered 202 once stored, delivered in order when the user is
-//! back, and the delivery notification finds the device that sent the message; a message kept
-//! past its maximum age earns its sender a `failed` notification (RFC 5438 §7.2.1.1).
+//! back (learnt from a retry, an RFC 3680 reg event NOTIFY of a test registrar, or a 3GPP
+//! third-party REGISTER), and the delivery notification finds the device that sent the
+//! message; a message kept past its maximum age earns its sender a `failed` notification (RFC
+//! 5438 §7.2.1.1).
 
 #[path = "peers/gateway.rs"]
 mod gateway;
+#[path = "peers/registrar.rs"]
+mod registrar;
 #[path = "peers/sip_ua.rs"]
 mod sip_ua;
 
@@ -90,8 +94,8 @@ fn message_id(m: &cpm_iwf::wire::sip::SipMessage) -> String {
 async fn unavailable_user_gets_messages_in_order_and_the_notification_reaches_the_device() {
     bounded(60, async {
         let mut bed = Bed::start_with(Transport::Udp, |c| {
-            c.store.retry_initial_ms = 500;
-            c.store.retry_max_ms = 1_000;
+            c.availability.retry_initial_ms = 500;
+            c.availability.retry_max_ms = 1_000;
         })
         .await;
         let (alice, bob) = (bed.cpm.aor(), bed.simple.aor());
@@ -179,8 +183,8 @@ async fn a_message_kept_past_its_age_earns_a_failed_notification() {
             c.store.simple.max_age_s = 1;
             c.store.expiry_check_ms = 100;
             // No retry within the test.
-            c.store.retry_initial_ms = 600_000;
-            c.store.retry_max_ms = 600_000;
+            c.availability.retry_initial_ms = 600_000;
+            c.availability.retry_max_ms = 600_000;
         })
         .await;
         let got = send_while_bob_answers(
@@ -228,7 +232,7 @@ async fn a_message_kept_past_its_age_earns_a_failed_notification() {
 async fn an_offline_cpm_user_gets_the_message_as_a_deferred_message() {
     bounded(60, async {
         let mut bed = Bed::start_with(Transport::Tcp, |c| {
-            c.store.retry_initial_ms = 300;
+            c.availability.retry_initial_ms = 300;
         })
         .await;
         let (alice, bob) = (bed.cpm.aor(), bed.simple.aor());
@@ -269,6 +273,129 @@ async fn an_offline_cpm_user_gets_the_message_as_a_deferred_message() {
             "CPM: a stored message is a deferred message"
         );
         assert!(tx.request.header("Conversation-ID").is_some());
+        bed.stop().await;
+    })
+    .await;
+}
+
+/// Bob's network gets the kept messages `ids` in order (answering 200), then Bob's delivered
+/// notification for the first reaches Alice's sending device.
+async fn bob_gets_them_and_notifies(bed: &mut Bed, ids: &[&str]) {
+    let (alice, bob) = (bed.cpm.aor(), bed.simple.aor());
+    let mut got = Vec::new();
+    for _ in ids {
+        let tx = bed
+            .simple
+            .recv_method(Method::Message, Some(Duration::from_secs(10)))
+            .await
+            .expect("kept MESSAGE delivered");
+        got.push(message_id(&tx.request));
+        bed.simple
+            .respond(&tx, 200, "OK", &[], None)
+            .await
+            .expect("200");
+    }
+    assert_eq!(got, ids);
+    let node_simple = bed.node_simple();
+    let imdn = bed
+        .simple
+        .new_message(
+            &alice,
+            "message/cpim",
+            cpim_delivered(&bob, &alice, "Imdn-R", ids[0]),
+        )
+        .expect("MESSAGE");
+    let (answer, got) = tokio::join!(bed.simple.request(node_simple, imdn), async {
+        let tx = bed
+            .cpm
+            .recv_method(Method::Message, None)
+            .await
+            .expect("IMDN at CPM");
+        bed.cpm
+            .respond(&tx, 200, "OK", &[], None)
+            .await
+            .expect("200");
+        tx.request
+    });
+    assert_eq!(answer.expect("answer").status_code(), Some(200));
+    assert_eq!(
+        got.header("Accept-Contact"),
+        Some(format!("*;+sip.instance=\"{DEVICE}\";require;explicit").as_str())
+    );
+    assert!(String::from_utf8_lossy(got.body()).contains("<delivered/>"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reg_event_notify_from_the_registrar_triggers_delivery() {
+    bounded(60, async {
+        let registrar = registrar::Registrar::start(registrar::RegistrarConfig {
+            uri: "sip:registrar@127.0.0.1".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("registrar");
+        let uri = format!("sip:registrar@{}", registrar.addr());
+        let mut bed = Bed::start_with(Transport::Udp, |c| {
+            c.availability.reg_event = cpm_iwf::config::RegEventMode::List;
+            c.availability.registrar = Some(uri);
+            c.availability.registrar_on_cpm = false;
+            // No retry within the test: only the NOTIFY can bring Bob back.
+            c.availability.retry_initial_ms = 600_000;
+            c.availability.retry_max_ms = 600_000;
+        })
+        .await;
+        // The node subscribes to the registrar's reg event list at start (RFC 3680 §4).
+        let started = std::time::Instant::now();
+        while !registrar.subscribes().iter().any(|s| s.status == 200) {
+            assert!(started.elapsed() < Duration::from_secs(10), "no SUBSCRIBE");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for id in ["R-1", "R-2"] {
+            let got = send_while_bob_answers(&mut bed, id, "later", "positive-delivery", 480).await;
+            assert_eq!(got, 202);
+        }
+        assert!(
+            bed.simple
+                .recv_method(Method::Message, Some(Duration::from_millis(800)))
+                .await
+                .is_err(),
+            "nothing before Bob registers"
+        );
+        // Bob registers: the registrar NOTIFYs the node, which answers 200 and delivers.
+        let bob = bed.simple.aor();
+        let contact = bed.simple.contact_uri();
+        let statuses = registrar.register(&bob, &contact).await.expect("NOTIFY");
+        assert_eq!(statuses, vec![200], "the node accepts the NOTIFY");
+        bob_gets_them_and_notifies(&mut bed, &["R-1", "R-2"]).await;
+        bed.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_third_party_register_triggers_delivery() {
+    bounded(60, async {
+        let registrar = registrar::Registrar::start(registrar::RegistrarConfig::default())
+            .await
+            .expect("S-CSCF");
+        let mut bed = Bed::start_with(Transport::Udp, |c| {
+            c.availability.third_party_register = true;
+            c.availability.retry_initial_ms = 600_000;
+            c.availability.retry_max_ms = 600_000;
+        })
+        .await;
+        for id in ["T-1", "T-2", "T-3"] {
+            let got = send_while_bob_answers(&mut bed, id, "later", "positive-delivery", 404).await;
+            assert_eq!(got, 202);
+        }
+        // The S-CSCF tells the node (an AS) that Bob registered (TS 24.229 §5.4.1.7).
+        let bob = bed.simple.aor();
+        let status = registrar
+            .third_party_register(bed.node_simple(), &bob, 3600)
+            .await
+            .expect("REGISTER");
+        assert_eq!(status, 200);
+        bob_gets_them_and_notifies(&mut bed, &["T-1", "T-2", "T-3"]).await;
         bed.stop().await;
     })
     .await;

@@ -32,8 +32,8 @@ fn message_id(m: &cpm_iwf::wire::sip::SipMessage) -> String {
 async fn chat_with_an_offline_callee_is_kept_and_delivered_later() {
     bounded(60, async {
         let mut bed = Bed::start_with(Transport::Udp, |c| {
-            c.store.retry_initial_ms = 1_000;
-            c.store.retry_max_ms = 1_000;
+            c.availability.retry_initial_ms = 1_000;
+            c.availability.retry_max_ms = 1_000;
         })
         .await;
         let bob = bed.simple.aor();

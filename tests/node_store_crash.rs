@@ -93,7 +93,7 @@ fn config_text(
          next_hops = [{{ address = \"{cpm_ua}\", transport = \"udp\" }}]\n\
          [simple]\nsip_udp = [\"127.0.0.1:{simple_port}\"]\nsip_tcp = []\nmsrp_listen = \"127.0.0.1:0\"\n\
          next_hops = [{{ address = \"{simple_ua}\", transport = \"udp\" }}]\n\
-         [store]\nlocation = \"{location}\"\nretry_initial_ms = 300\nretry_max_ms = 600\n"
+         [store]\nlocation = \"{location}\"\n[availability]\nretry_initial_ms = 300\nretry_max_ms = 600\n"
     )
 }
 

@@ -19,6 +19,7 @@ use std::time::{Instant, SystemTime};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+use super::availability::{AvailabilityEvent, RegEventWatcher, WatcherConfig};
 use super::deferred::{self, Action, Answer, ScheduleConfig, Scheduler};
 use super::ids::{RandomIds, rfc3339_utc};
 use super::msrp::{ChunkTranslator, LegSpec, MsrpRelay, RelayEvent, SessionSpec, Setup};
@@ -101,6 +102,10 @@ pub struct StoreParts {
     /// The core's own event queue: store calls run on spawned tasks and post their results
     /// here, so the core never waits on a disk or a Redis.
     pub events: mpsc::Sender<CoreEvent>,
+    /// The delivery retry backoff (`[availability]`).
+    pub retry: super::availability::RetrySchedule,
+    /// How the node learns that users are back (`[availability]`).
+    pub availability: crate::config::AvailabilityConfig,
     /// SIP limits for reading stored messages back.
     pub sip_limits: crate::wire::sip::Limits,
     /// The MSRP endpoint that answers chat sessions for callees who are not available.
@@ -157,6 +162,10 @@ struct Deferred {
     /// The callee legs the mailbox stands in for (side, Call-ID) -> its MSRP session-id:
     /// requests in those dialogs are answered here, never sent.
     sunk: HashMap<(Side, String), Bytes>,
+    /// RFC 3680 reg event subscriptions, when configured: the watcher, the side of the
+    /// registrar, and its address when the registrar URI names one (else the side's next hop
+    /// routes the SUBSCRIBEs).
+    watcher: Option<(RegEventWatcher, Side, Option<Target>)>,
 }
 
 impl Deferred {
@@ -313,10 +322,36 @@ impl Core {
         };
         let senders = [sender(&cpm, Side::Cpm), sender(&simple, Side::Simple)];
         let mut parts = parts;
+        let mut ids = RandomIds::new();
+        let watcher = parts.store.as_ref().and_then(|p| {
+            let side = if p.availability.registrar_on_cpm {
+                Side::Cpm
+            } else {
+                Side::Simple
+            };
+            // The node subscribes as itself: its Contact on the registrar's side is also its
+            // identity there (RFC 6665 §4.1.2: From names the subscriber).
+            let contact = match side {
+                Side::Cpm => &parts.addrs.cpm.contact,
+                Side::Simple => &parts.addrs.simple.contact,
+            };
+            let cfg = WatcherConfig::from_config(&p.availability, contact, contact)?;
+            let seed = parts.clock.now().0 ^ u64::from(std::process::id());
+            let target = p
+                .availability
+                .registrar
+                .as_deref()
+                .and_then(registrar_target);
+            Some((
+                RegEventWatcher::new(cfg, seed, &mut ids, parts.clock.now()),
+                side,
+                target,
+            ))
+        });
         let deferred = parts.store.take().map(|p| Deferred {
             schedule: Scheduler::new(ScheduleConfig {
-                retry_initial_ms: p.config.retry_initial_ms,
-                retry_max_ms: p.config.retry_max_ms,
+                retry: p.retry,
+                jitter: true,
                 max_active: 256,
                 max_users: 1_000_000,
                 batch: 32,
@@ -327,12 +362,13 @@ impl Core {
             expiry_checked: Millis(0),
             expiry_busy: false,
             sunk: HashMap::new(),
+            watcher,
         });
         Core {
             parts,
             sides: [cpm, simple],
             senders,
-            ids: RandomIds::new(),
+            ids,
             servers: HashMap::new(),
             clients: HashMap::new(),
             timers: BinaryHeap::new(),
@@ -610,6 +646,9 @@ impl Core {
             },
         );
         self.flush_server(&key);
+        if self.availability_request(&key, method, &msg) {
+            return;
+        }
         self.translate_request(side, &msg, Some(key));
     }
 
@@ -711,8 +750,19 @@ impl Core {
     fn send_request(
         &mut self,
         to: Side,
+        m: SipMessage,
+        origin: Option<(ServerKey, SipMessage)>,
+    ) -> Option<ClientKey> {
+        self.send_request_to(to, m, origin, None)
+    }
+
+    /// [`Self::send_request`] to `target` rather than the side's next hop when given.
+    fn send_request_to(
+        &mut self,
+        to: Side,
         mut m: SipMessage,
         origin: Option<(ServerKey, SipMessage)>,
+        target: Option<Target>,
     ) -> Option<ClientKey> {
         let method = m.method().copied()?;
         if m.call_id().is_some_and(|c| {
@@ -724,7 +774,7 @@ impl Core {
             return None;
         }
         let io = &self.sides[index(to)];
-        let Some(target) = io.next_hop else {
+        let Some(target) = target.or(io.next_hop) else {
             tracing::warn!(?to, "no next hop configured: request not sent");
             if let Some((key, _)) = origin {
                 self.answer(&key, 503, "Service Unavailable", None);
@@ -868,6 +918,14 @@ impl Core {
             && let Some((user, stored)) = delivered
         {
             self.delivery_answered(side, &user, &stored, status);
+            return;
+        }
+        if key.method == "SUBSCRIBE"
+            && origin.is_none()
+            && let Some((w, _, _)) = self.deferred.as_mut().and_then(|d| d.watcher.as_mut())
+        {
+            w.on_response(&msg, now);
+            self.drive_watcher();
             return;
         }
         self.relay_response(origin, &msg, Some(&request));
@@ -1035,8 +1093,9 @@ impl Core {
                 match result {
                     Ok(()) => {
                         metrics::store_operation(metrics::StoreOp::Put, metrics::StoreResult::Ok);
-                        d.schedule.stored(user, now);
+                        d.schedule.stored(user.clone(), now);
                         self.answer(&key, 202, "Accepted", None);
+                        self.watch_user(&user);
                     }
                     Err(e) => {
                         metrics::store_operation(
@@ -1099,7 +1158,8 @@ impl Core {
                 return;
             }
             StoreEvent::Kept { user } => {
-                d.schedule.stored(user, now);
+                d.schedule.stored(user.clone(), now);
+                self.watch_user(&user);
                 return;
             }
             StoreEvent::Resume(users) => {
@@ -1120,6 +1180,11 @@ impl Core {
             return;
         };
         let actions = d.schedule.on_time(now);
+        let watcher_due = d
+            .watcher
+            .as_ref()
+            .and_then(|(w, _, _)| w.poll_timeout())
+            .is_some_and(|t| t <= now);
         if !d.expiry_busy
             && now.0.saturating_sub(d.expiry_checked.0) >= d.parts.config.expiry_check_ms
         {
@@ -1141,6 +1206,9 @@ impl Core {
             });
         }
         self.run_store_actions(actions);
+        if watcher_due {
+            self.drive_watcher();
+        }
     }
 
     /// At start: every user with messages waiting gets a delivery attempt (a node restarted
@@ -1259,6 +1327,102 @@ impl Core {
         self.relay_response(origin, &resp, None);
     }
 
+    /// A NOTIFY of the node's reg event subscriptions (RFC 3680) or a third-party REGISTER
+    /// (3GPP TS 24.229 §5.4.1.7): answered here, and what it says of users applied. Returns
+    /// whether it was one (else it goes to the translator).
+    fn availability_request(
+        &mut self,
+        key: &ServerKey,
+        method: rsip::Method,
+        msg: &SipMessage,
+    ) -> bool {
+        let now = self.now();
+        let Some(d) = self.deferred.as_mut() else {
+            return false;
+        };
+        let (resp, events) = match method {
+            rsip::Method::Notify => {
+                let Some((w, _, _)) = d.watcher.as_mut().filter(|(w, _, _)| w.owns(msg)) else {
+                    return false;
+                };
+                let out = w.on_notify(msg, now);
+                (out.response(msg), out.events)
+            }
+            rsip::Method::Register => {
+                let out = super::availability::third_party_register(
+                    msg,
+                    d.parts.availability.third_party_register,
+                );
+                let mut resp = out.response(msg);
+                if let Some(to) = msg.header("To")
+                    && msg.to_tag().is_none()
+                {
+                    let tag = self.fresh();
+                    if let Ok(tagged) = with_tag(to, Some(&tag)) {
+                        let _ = resp.set_header("To", &tagged);
+                    }
+                }
+                (resp, out.event.into_iter().collect())
+            }
+            _ => return false,
+        };
+        let status = resp.status_code().unwrap_or(500);
+        self.respond(key, status, resp);
+        for ev in events {
+            match ev {
+                AvailabilityEvent::Registered { aor, .. } => {
+                    tracing::debug!(%aor, "user registered: delivering what is kept");
+                    self.user_available(Bytes::from(aor));
+                }
+                AvailabilityEvent::Unregistered { aor } => {
+                    tracing::debug!(%aor, "user unregistered");
+                }
+            }
+        }
+        self.drive_watcher();
+        true
+    }
+
+    /// Send the SUBSCRIBEs (new, refreshes, retries) the watcher has due.
+    fn drive_watcher(&mut self) {
+        let now = self.now();
+        let Some((w, side, target)) = self.deferred.as_mut().and_then(|d| d.watcher.as_mut())
+        else {
+            return;
+        };
+        let (side, target) = (*side, *target);
+        let requests = w.handle_timeout(now, &mut self.ids);
+        for m in requests {
+            self.send_request_to(side, m, None, target);
+        }
+    }
+
+    /// Per-user mode: subscribe to `user`'s registrations once something is kept for them.
+    fn watch_user(&mut self, user: &Bytes) {
+        let now = self.now();
+        let Some((w, _, _)) = self.deferred.as_mut().and_then(|d| d.watcher.as_mut()) else {
+            return;
+        };
+        let user = String::from_utf8_lossy(user);
+        match w.watch(&user, &mut self.ids, now) {
+            Ok(true) => self.drive_watcher(),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(%user, error = %e, "registrations of a user not watched"),
+        }
+    }
+
+    /// Per-user mode: nothing is kept for `user` any more: end the subscription.
+    fn unwatch_user(&mut self, user: &Bytes) {
+        let Some((w, side, target)) = self.deferred.as_mut().and_then(|d| d.watcher.as_mut())
+        else {
+            return;
+        };
+        let (side, target) = (*side, *target);
+        if let Some(m) = w.unwatch(&String::from_utf8_lossy(user)) {
+            self.send_request_to(side, m, None, target);
+        }
+    }
+
     /// `user` is available now (a registration seen): deliver what is kept for them.
     pub fn user_available(&mut self, user: Bytes) {
         let now = self.now();
@@ -1310,6 +1474,7 @@ impl Core {
                     });
                 }
                 Action::Send(p) => self.send_stored(*p),
+                Action::Drained(user) => self.unwatch_user(&user),
                 Action::GiveUp(p) => self.give_up(&p),
             }
         }
@@ -1557,6 +1722,15 @@ impl Core {
             let timeout = request.response_to(408, "Request Timeout");
             if let Some((user, stored)) = entry_delivery {
                 self.delivery_answered(key.side, &user, &stored, 408);
+            } else if key.method == "SUBSCRIBE"
+                && origin.is_none()
+                && let Some((w, _, _)) = self.deferred.as_mut().and_then(|d| d.watcher.as_mut())
+            {
+                w.on_request_timeout(
+                    request.call_id().unwrap_or_default(),
+                    self.parts.clock.now(),
+                );
+                self.drive_watcher();
             } else {
                 self.relay_response(origin, &timeout, Some(&request));
             }
@@ -1824,6 +1998,24 @@ impl ChunkTranslator for SessionTranslator {
 }
 
 /// A timer made a transaction send again: counted as the node's own retransmission.
+/// The address a registrar URI names when its host is an IP literal with a port
+/// (`sip:registrar@192.0.2.7:5060;transport=tcp`): the node sends its SUBSCRIBEs there
+/// directly (RFC 3261 §8.1.2 leaves the first hop to the UA's configuration). `None`: a name,
+/// routed by the side's next hop.
+fn registrar_target(uri: &str) -> Option<Target> {
+    let rest = uri.trim().strip_prefix("sip:")?;
+    let host_part = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    let (hostport, params) = host_part.split_once(';').unwrap_or((host_part, ""));
+    let addr: std::net::SocketAddr = hostport.parse().ok()?;
+    let tcp = params
+        .split(';')
+        .any(|p| p.trim().eq_ignore_ascii_case("transport=tcp"));
+    Some(Target {
+        addr,
+        transport: if tcp { Transport::Tcp } else { Transport::Udp },
+    })
+}
+
 fn count_retransmission(sent: bool, side: Side, method: &str) {
     if sent {
         metrics::retransmission(

@@ -20,6 +20,7 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 
 use bytes::Bytes;
 
+use super::availability::{Jitter, RetrySchedule};
 use crate::config::StorePolicy;
 use crate::store::{Kind, MessageKey, Pending, StoredMessage};
 use crate::time::Millis;
@@ -444,6 +445,8 @@ pub enum Action {
     Ack(MessageKey),
     /// The message was refused for good: send its `failed` notification if it asked for one.
     GiveUp(Box<Pending>),
+    /// Nothing is kept for this user any more (a reg event subscription for them may end).
+    Drained(Bytes),
 }
 
 #[derive(Debug)]
@@ -477,9 +480,10 @@ struct UserQueue {
 #[derive(Debug, Clone, Copy)]
 pub struct ScheduleConfig {
     /// First retry after a failed attempt (ms).
-    pub retry_initial_ms: u64,
+    pub retry: RetrySchedule,
+    /// Whether retry times are jittered per user (off: the full delay, for tests).
     /// Longest wait between attempts (ms).
-    pub retry_max_ms: u64,
+    pub jitter: bool,
     /// Users being delivered to at once (the rest wait their turn): bounds the store reads
     /// and requests a mass return (a node restart, a registrar coming back) sets off.
     pub max_active: usize,
@@ -523,7 +527,10 @@ impl Scheduler {
         if self.users.contains_key(&user) || self.users.len() >= self.config.max_users {
             return;
         }
-        let due = Millis(now.0.saturating_add(self.config.retry_initial_ms));
+        let due = self
+            .config
+            .retry
+            .next_due(now, 0, jitter(self.config.jitter, &user, 0));
         self.users
             .insert(user.clone(), queue(State::Waiting { due }));
         self.due.push(Reverse((due, user)));
@@ -628,7 +635,9 @@ impl Scheduler {
                 // Nothing (more) waiting: done with this user.
                 self.users.remove(user);
                 self.active = self.active.saturating_sub(1);
-                self.start_ready(now)
+                let mut actions = vec![Action::Drained(user.clone())];
+                actions.extend(self.start_ready(now));
+                actions
             }
             Ok(list) => {
                 q.after = list.last().map_or(q.after, |p| p.key.seq);
@@ -673,13 +682,9 @@ impl Scheduler {
             q.state = State::Ready;
             self.ready.push_back(user.clone());
         } else {
-            let wait = backoff(
-                self.config.retry_initial_ms,
-                self.config.retry_max_ms,
-                q.attempt,
-            );
+            let jitter = jitter(self.config.jitter, user, q.attempt);
+            let due = self.config.retry.next_due(now, q.attempt, jitter);
             q.attempt = q.attempt.saturating_add(1);
-            let due = Millis(now.0.saturating_add(wait));
             q.state = State::Waiting { due };
             self.due.push(Reverse((due, user.clone())));
         }
@@ -742,10 +747,19 @@ fn queue(state: State) -> UserQueue {
     }
 }
 
-/// The wait before retry number `attempt` (from 0): `initial` doubled each time, capped.
-pub fn backoff(initial_ms: u64, max_ms: u64, attempt: u32) -> u64 {
-    let factor = 1u64.checked_shl(attempt.min(32)).unwrap_or(u64::MAX);
-    initial_ms.saturating_mul(factor).min(max_ms)
+/// The jitter of `user`'s retry number `attempt`: a hash, so that users who failed together
+/// spread out (equal jitter, `availability::RetrySchedule`); off: the full delay.
+fn jitter(enabled: bool, user: &Bytes, attempt: u32) -> Jitter {
+    if !enabled {
+        return Jitter(u16::MAX);
+    }
+    use std::hash::{BuildHasher, Hasher};
+    let mut h =
+        std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+            .build_hasher();
+    h.write(user);
+    h.write_u32(attempt);
+    Jitter(u16::try_from(h.finish() & 0xffff).unwrap_or(u16::MAX))
 }
 
 #[cfg(test)]

@@ -20,8 +20,11 @@ fn policy() -> StorePolicy {
 
 fn config() -> ScheduleConfig {
     ScheduleConfig {
-        retry_initial_ms: 1_000,
-        retry_max_ms: 8_000,
+        retry: RetrySchedule {
+            initial_ms: 1_000,
+            max_ms: 8_000,
+        },
+        jitter: false,
         max_active: 2,
         max_users: 10,
         batch: 2,
@@ -195,11 +198,30 @@ fn answers_by_status() {
 }
 
 #[test]
-fn backoff_doubles_to_the_cap() {
-    assert_eq!(backoff(1_000, 8_000, 0), 1_000);
-    assert_eq!(backoff(1_000, 8_000, 2), 4_000);
-    assert_eq!(backoff(1_000, 8_000, 10), 8_000);
-    assert_eq!(backoff(1_000, 8_000, u32::MAX), 8_000);
+fn retries_are_jittered_per_user() {
+    let mut s = Scheduler::new(ScheduleConfig {
+        jitter: true,
+        ..config()
+    });
+    let users: Vec<Bytes> = (0..8).map(|i| Bytes::from(format!("u{i}"))).collect();
+    for u in &users {
+        s.stored(u.clone(), Millis(0));
+    }
+    let mut due = Vec::new();
+    while let Some(d) = s.next_due() {
+        due.push(d.0);
+        s.on_time(d);
+        for u in &users {
+            let _ = s.fetched(u, Err(()), d);
+        }
+        if due.len() > 64 {
+            break;
+        }
+    }
+    // Equal jitter: each first wait in [500, 1000] ms, and not all the same.
+    let first: Vec<u64> = due.iter().copied().take(8).collect();
+    assert!(first.iter().all(|d| (500..=1_000).contains(d)), "{first:?}");
+    assert!(first.windows(2).any(|w| w[0] != w[1]), "spread: {first:?}");
 }
 
 #[test]
@@ -253,7 +275,10 @@ fn delivers_in_order_one_at_a_time_then_forgets_the_user() {
         }],
         "the next page after the last one read"
     );
-    assert!(s.fetched(&bob, Ok(vec![]), Millis(1_006)).is_empty());
+    assert_eq!(
+        s.fetched(&bob, Ok(vec![]), Millis(1_006)),
+        vec![Action::Drained(bob.clone())]
+    );
     assert_eq!(s.users(), 0);
 }
 
@@ -334,7 +359,9 @@ fn at_most_max_active_users_at_once() {
     }
     assert_eq!(fetches, 2, "two active, two ready");
     let a = s.fetched(&users[0], Ok(vec![]), Millis(1));
-    assert!(matches!(a.as_slice(), [Action::Fetch { user, .. }] if *user == users[2]));
+    assert!(
+        matches!(a.as_slice(), [Action::Drained(_), Action::Fetch { user, .. }] if *user == users[2])
+    );
     let a = s.fetched(&users[1], Err(()), Millis(1));
     assert!(matches!(a.as_slice(), [Action::Fetch { user, .. }] if *user == users[3]));
 }

@@ -16,6 +16,7 @@
 //!   available and keeps their messages.
 
 pub mod admin;
+pub mod availability;
 pub mod b2bua;
 pub mod deferred;
 pub mod ids;

@@ -130,6 +130,8 @@ async fn open_store(
     Ok(Some(StoreParts {
         store,
         config: config.store.clone(),
+        retry: super::availability::RetrySchedule::from_config(&config.availability),
+        availability: config.availability.clone(),
         events,
         sip_limits: crate::wire::sip::Limits {
             max_message: config.limits.sip_max_message,

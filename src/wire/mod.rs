@@ -12,6 +12,7 @@ pub mod cpim;
 pub mod imdn;
 pub mod iscomposing;
 pub mod msrp;
+pub mod reginfo;
 pub mod sdp;
 pub mod sip;
 pub mod text;
