@@ -32,6 +32,58 @@ pub struct Config {
     pub timers: Timers,
     /// Log level (`error`, `warn`, `info`, `debug`, `trace`); `RUST_LOG` overrides it.
     pub log_level: String,
+    /// Recording to the users' Message Storage Server (issue 8, CPM 2.0 SD 5.2.1.2).
+    pub record: RecordConfig,
+}
+
+/// `[record]`: recording conversations to the Message Storage Server over IMAP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordConfig {
+    /// Off by default: nothing is recorded and no MSS is contacted.
+    pub enabled: bool,
+    /// The per-user preferences file (TOML, reloaded on SIGHUP); `None`: the default policy
+    /// (record nothing) for everyone.
+    pub preferences: Option<PathBuf>,
+    /// The durable upload queue (redb), its own file.
+    pub queue_path: PathBuf,
+    /// The MSS's IMAP address (plain TCP).
+    pub imap: SocketAddr,
+    /// When set, every user's mailbox is opened as `<user>*<master_user>` with `password`
+    /// (Dovecot master user); else each user logs in as itself with `password`.
+    pub master_user: Option<String>,
+    /// The password of the master user, or of every user.
+    pub password: String,
+    /// How long a standalone message waits for its upload before it is delivered anyway.
+    pub upload_wait_ms: u64,
+    /// Time allowed to one IMAP exchange (connect, login, one command).
+    pub imap_timeout_ms: u64,
+    /// First retry delay of a failed upload; doubled each time up to `retry_max_ms`.
+    pub retry_base_ms: u64,
+    /// Longest retry delay.
+    pub retry_max_ms: u64,
+    /// Most uploads waiting in the durable queue; more are refused (counted, logged).
+    pub queue_capacity: usize,
+    /// Largest object (a session history, a reassembled message); larger ones are cut.
+    pub max_object_bytes: usize,
+}
+
+impl Default for RecordConfig {
+    fn default() -> Self {
+        RecordConfig {
+            enabled: false,
+            preferences: None,
+            queue_path: PathBuf::from("cpm-iwf-record.redb"),
+            imap: loopback(143),
+            master_user: None,
+            password: String::new(),
+            upload_wait_ms: 2_000,
+            imap_timeout_ms: 5_000,
+            retry_base_ms: 500,
+            retry_max_ms: 60_000,
+            queue_capacity: 100_000,
+            max_object_bytes: 16 * 1024 * 1024,
+        }
+    }
 }
 
 /// SIP transports a next hop is reached over.
@@ -194,6 +246,24 @@ struct RawConfig {
     simple: Option<RawSide>,
     limits: Option<RawLimits>,
     timers: Option<RawTimers>,
+    record: Option<RawRecord>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRecord {
+    enabled: Option<bool>,
+    preferences: Option<String>,
+    queue_path: Option<String>,
+    imap: Option<Spanned<String>>,
+    master_user: Option<String>,
+    password: Option<String>,
+    upload_wait_ms: Option<Spanned<u64>>,
+    imap_timeout_ms: Option<Spanned<u64>>,
+    retry_base_ms: Option<Spanned<u64>>,
+    retry_max_ms: Option<Spanned<u64>>,
+    queue_capacity: Option<Spanned<u64>>,
+    max_object_bytes: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -286,6 +356,7 @@ impl Default for Config {
                 msrp_connect_ms: 30_000,
                 probe_interval_ms: 30_000,
             },
+            record: RecordConfig::default(),
         }
     }
 }
@@ -402,6 +473,9 @@ impl Config {
                     "timers: t2_ms must not be below t1_ms (RFC 3261 §17.1.2.2)",
                 ));
             }
+        }
+        if let Some(r) = raw.record {
+            apply_record(src, r, &mut c.record)?;
         }
         check_distinct_listeners(src, &c)?;
         Ok(c)
@@ -522,6 +596,40 @@ fn set_ms(
     if let Some(n) = in_range(src, value, min, max)? {
         *target = n;
     }
+    Ok(())
+}
+
+fn apply_record(src: Source<'_>, raw: RawRecord, r: &mut RecordConfig) -> Result<(), FileError> {
+    if let Some(v) = raw.enabled {
+        r.enabled = v;
+    }
+    if let Some(v) = raw.preferences {
+        r.preferences = Some(PathBuf::from(v));
+    }
+    if let Some(v) = raw.queue_path {
+        r.queue_path = PathBuf::from(v);
+    }
+    if let Some(v) = raw.imap {
+        r.imap = addr(src, &v)?;
+    }
+    if let Some(v) = raw.master_user {
+        r.master_user = (!v.is_empty()).then_some(v);
+    }
+    if let Some(v) = raw.password {
+        r.password = v;
+    }
+    set_ms(src, raw.upload_wait_ms, 0, 60_000, &mut r.upload_wait_ms)?;
+    set_ms(src, raw.imap_timeout_ms, 100, 600_000, &mut r.imap_timeout_ms)?;
+    set_ms(src, raw.retry_base_ms, 10, 600_000, &mut r.retry_base_ms)?;
+    set_ms(src, raw.retry_max_ms, 10, 86_400_000, &mut r.retry_max_ms)?;
+    set_count(src, raw.queue_capacity, 1, 100_000_000, &mut r.queue_capacity)?;
+    set_count(
+        src,
+        raw.max_object_bytes,
+        1_024,
+        1024 * 1024 * 1024,
+        &mut r.max_object_bytes,
+    )?;
     Ok(())
 }
 

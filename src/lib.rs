@@ -22,6 +22,7 @@ pub mod conformance;
 pub mod correlate;
 pub mod inspect;
 pub mod mapping;
+pub mod record;
 pub mod metrics;
 pub mod node;
 pub mod store;

@@ -273,8 +273,48 @@ pub const ADMIN_CONNECTIONS_REFUSED: Metric = Metric {
     help: "Connections the admin HTTP server closed at once because it had its maximum open.",
 };
 
+/// Objects recorded in a Message Storage Server (issue 8).
+pub const RECORD_OBJECTS: Metric = Metric {
+    name: "cpm_iwf_record_objects_total",
+    kind: MetricKind::Counter,
+    labels: &["kind"],
+    help: "Objects the MSS confirmed recorded (IMAP APPEND OK), by kind (standalone, session).",
+};
+
+/// Bytes of the objects recorded.
+pub const RECORD_BYTES: Metric = Metric {
+    name: "cpm_iwf_record_bytes_total",
+    kind: MetricKind::Counter,
+    labels: &[],
+    help: "Bytes of the objects the MSS confirmed recorded.",
+};
+
+/// Failed recording attempts and refusals.
+pub const RECORD_FAILURES: Metric = Metric {
+    name: "cpm_iwf_record_failures_total",
+    kind: MetricKind::Counter,
+    labels: &["reason"],
+    help: "Recording jobs that failed an attempt (connect, timeout, login, imap) or were refused (queue_full, queue_error, too_large).",
+};
+
+/// Jobs waiting in the durable upload queue.
+pub const RECORD_QUEUE_DEPTH: Metric = Metric {
+    name: "cpm_iwf_record_queue_depth",
+    kind: MetricKind::Gauge,
+    labels: &[],
+    help: "Recording jobs (uploads, deletions) waiting in the durable queue for the MSS.",
+};
+
+/// Recorded objects deleted because the delivery of their message failed.
+pub const RECORD_DELETIONS: Metric = Metric {
+    name: "cpm_iwf_record_deletions_total",
+    kind: MetricKind::Counter,
+    labels: &[],
+    help: "Recorded standalone messages deleted from the MSS (or dropped before upload) because their delivery failed.",
+};
+
 /// Every metric the node exposes.
-pub const ALL: [Metric; 25] = [
+pub const ALL: [Metric; 30] = [
     SIP_REQUESTS,
     SIP_RESPONSES,
     SIP_RETRANSMISSIONS,
@@ -300,6 +340,11 @@ pub const ALL: [Metric; 25] = [
     PROCESS_OPEN_FDS,
     ADMIN_REQUESTS,
     ADMIN_CONNECTIONS_REFUSED,
+    RECORD_OBJECTS,
+    RECORD_BYTES,
+    RECORD_FAILURES,
+    RECORD_QUEUE_DEPTH,
+    RECORD_DELETIONS,
 ];
 
 /// The names of [`ALL`], in the same order.
@@ -1422,5 +1467,38 @@ mod tests {
             table_refused(TableKind::Dialog);
             assert!(handle().is_none());
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Recording (issue 8): rare events next to the message path, so the macros' own lookup is
+// enough (no cached handles). Label values are fixed strings of `node::record`.
+
+/// One object of `kind` (`standalone`, `session`) of `bytes` recorded.
+pub fn record_object(kind: &'static str, bytes: u64) {
+    if INSTALLED.get().is_some() {
+        metrics::counter!(RECORD_OBJECTS.name, "kind" => kind).increment(1);
+        metrics::counter!(RECORD_BYTES.name).increment(bytes);
+    }
+}
+
+/// A recording job failed an attempt, or was refused, for `reason`.
+pub fn record_failure(reason: &'static str) {
+    if INSTALLED.get().is_some() {
+        metrics::counter!(RECORD_FAILURES.name, "reason" => reason).increment(1);
+    }
+}
+
+/// The durable queue holds `n` jobs.
+pub fn record_queue_depth(n: u64) {
+    if INSTALLED.get().is_some() {
+        metrics::gauge!(RECORD_QUEUE_DEPTH.name).set(n as f64);
+    }
+}
+
+/// A recorded object deleted after its message's delivery failed.
+pub fn record_deletion() {
+    if INSTALLED.get().is_some() {
+        metrics::counter!(RECORD_DELETIONS.name).increment(1);
     }
 }

@@ -16,6 +16,7 @@ pub mod admin;
 pub mod b2bua;
 pub mod ids;
 pub mod msrp;
+pub mod record;
 pub mod run;
 pub mod transaction;
 pub mod transport;
