@@ -1,0 +1,125 @@
+//! A test's own Dovecot (PEERS.md: `dovecot-imapd` 2.3.19): a config written into a fresh
+//! directory, IMAP on a free loopback port, plain auth, static passdb (a master user
+//! `master`/`mastersecret` and every user with `usersecret`), Maildir per user. Run as root
+//! (what `.ci/test.sh` does): the mail directory belongs to `dovecot`.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+pub const MASTER: &str = "master";
+pub const MASTER_PASSWORD: &str = "mastersecret";
+
+pub struct Dovecot {
+    pub dir: tempfile::TempDir,
+    pub addr: SocketAddr,
+    conf: PathBuf,
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e} (is dovecot-imapd installed?)"));
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+impl Dovecot {
+    /// Write the config and start Dovecot; panics (the test fails) when it cannot run.
+    pub fn start() -> Dovecot {
+        let dir = tempfile::tempdir().expect("dir");
+        let d = dir.path();
+        run(Command::new("chmod").arg("755").arg(d));
+        for sub in ["run", "mail"] {
+            std::fs::create_dir_all(d.join(sub)).expect("mkdir");
+        }
+        run(Command::new("chown").arg("dovecot:dovecot").arg(d.join("mail")));
+        let port = free_port();
+        let conf = d.join("dovecot.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "base_dir = {d}/run\n\
+log_path = {d}/dovecot.log\n\
+protocols = imap\n\
+listen = 127.0.0.1\n\
+ssl = no\n\
+disable_plaintext_auth = no\n\
+auth_mechanisms = plain login\n\
+default_internal_user = dovecot\n\
+default_login_user = dovenull\n\
+first_valid_uid = 1\n\
+mail_location = maildir:{d}/mail/%u\n\
+auth_master_user_separator = *\n\
+passdb {{\n  driver = static\n  args = password={MASTER_PASSWORD}\n  master = yes\n}}\n\
+passdb {{\n  driver = static\n  args = password=usersecret\n}}\n\
+userdb {{\n  driver = static\n  args = uid=dovecot gid=dovecot home={d}/mail/%u\n}}\n\
+service imap-login {{\n  inet_listener imap {{\n    address = 127.0.0.1\n    port = {port}\n  }}\n  inet_listener imaps {{\n    port = 0\n  }}\n}}\n",
+                d = d.display()
+            ),
+        )
+        .expect("config");
+        let dc = Dovecot {
+            dir,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            conf,
+        };
+        dc.run();
+        dc
+    }
+
+    fn run(&self) {
+        run(Command::new("dovecot").arg("-c").arg(&self.conf));
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(self.addr).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("dovecot does not listen on {}: {}", self.addr, self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("dovecot.log")).unwrap_or_default()
+    }
+
+    fn pid(&self) -> Option<String> {
+        std::fs::read_to_string(self.dir.path().join("run/master.pid"))
+            .ok()
+            .map(|s| s.trim().to_string())
+    }
+
+    /// Stop it (the mail stays).
+    pub fn stop(&self) {
+        if let Some(pid) = self.pid() {
+            let _ = Command::new("kill").arg(&pid).status();
+            for _ in 0..100 {
+                if !Path::new(&format!("/proc/{pid}")).exists()
+                    && std::net::TcpStream::connect(self.addr).is_err()
+                {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            panic!("dovecot {pid} does not stop");
+        }
+    }
+
+    /// Start it again on the same port with the same mail.
+    pub fn restart(&self) {
+        self.run();
+    }
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid() {
+            let _ = Command::new("kill").arg(&pid).status();
+        }
+    }
+}
