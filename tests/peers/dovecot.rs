@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -25,8 +25,10 @@ fn free_port() -> u16 {
 }
 
 fn run(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e} (is dovecot-imapd installed?)"));
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let st = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (is dovecot-imapd installed?)"));
+    assert!(st.success(), "{cmd:?}: {st}");
 }
 
 impl Dovecot {
@@ -74,7 +76,12 @@ service imap-login {{\n  inet_listener imap {{\n    address = 127.0.0.1\n    por
     }
 
     fn run(&self) {
-        run(Command::new("dovecot").arg("-c").arg(&self.conf));
+        // The master daemonizes: its output must not be a pipe we wait on.
+        run(Command::new("dovecot")
+            .arg("-c")
+            .arg(&self.conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null()));
         for _ in 0..100 {
             if std::net::TcpStream::connect(self.addr).is_ok() {
                 return;
@@ -98,15 +105,17 @@ service imap-login {{\n  inet_listener imap {{\n    address = 127.0.0.1\n    por
     pub fn stop(&self) {
         if let Some(pid) = self.pid() {
             let _ = Command::new("kill").arg(&pid).status();
-            for _ in 0..100 {
-                if !Path::new(&format!("/proc/{pid}")).exists()
-                    && std::net::TcpStream::connect(self.addr).is_err()
-                {
+            for _ in 0..300 {
+                // Gone, or a zombie its (container) parent has not reaped yet.
+                let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                let gone = state.is_empty() || state.contains(") Z ");
+                if gone && std::net::TcpStream::connect(self.addr).is_err() {
                     return;
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
-            panic!("dovecot {pid} does not stop");
+            let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            panic!("dovecot {pid} does not stop: {state}\n{}", self.log());
         }
     }
 
