@@ -375,3 +375,65 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     let _ = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// No MSS at all (a closed port): the message is delivered after the bounded wait, the upload
+/// stays queued (queue depth 1) and the failure is counted. Needs no peer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_mss_down_a_message_is_delivered_after_the_bounded_wait() {
+    let dir = tempfile::tempdir().expect("dir");
+    let prefs = dir.path().join("prefs.toml");
+    std::fs::write(&prefs, ALICE_RECORDS).expect("prefs");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let gone = closed.local_addr().expect("addr");
+    drop(closed);
+    let cfg = RecordConfig {
+        enabled: true,
+        preferences: Some(prefs),
+        queue_path: dir.path().join("queue.redb"),
+        imap: gone,
+        upload_wait_ms: 1_000,
+        retry_base_ms: 60_000,
+        ..RecordConfig::default()
+    };
+    bounded(30, async {
+        let mut bed = Bed::start_with(Transport::Udp, move |c| c.record = cfg).await;
+        let bob = bed.simple.aor();
+        let started = std::time::Instant::now();
+        let (status, _) = pager(&mut bed, &bob, "conv-down", "Msg-D", 200, || async {}).await;
+        assert_eq!(status, 200, "delivered although the MSS is down");
+        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+        let metrics = http_get(bed.node.listening.admin, "/metrics").await;
+        assert!(metrics.contains("cpm_iwf_record_queue_depth 1"), "{metrics}");
+        assert!(
+            metrics.lines().any(|l| l.starts_with("cpm_iwf_record_failures_total{reason=\"connect\"}")),
+            "{metrics}"
+        );
+        bed.stop().await;
+    })
+    .await;
+}
+
+/// A job queued while the MSS is down survives a node restart: the next node uploads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs dovecot-imapd (and root): .ci/test.sh installs it"]
+async fn a_queued_upload_survives_a_node_restart() {
+    let dc = Dovecot::start();
+    dc.stop();
+    bounded(60, async {
+        let mut bed = Bed::start_with(Transport::Udp, record_config(&dc, ALICE_RECORDS)).await;
+        let bob = bed.simple.aor();
+        let (status, body) = pager(&mut bed, &bob, "conv-restart", "Msg-R", 200, || async {}).await;
+        assert_eq!(status, 200);
+        bed.stop().await;
+        // The first node's tasks (and its queue file) are gone once aborted tasks are dropped.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        dc.restart();
+        let bed = Bed::start_with(Transport::Udp, record_config(&dc, ALICE_RECORDS)).await;
+        let o = wait_objects(&dc, "conv-restart", 1).await;
+        let (head, rest) = split(&o[0]);
+        assert_eq!(field(head, "IMDN-Message-ID"), Some("Msg-R"));
+        assert_eq!(rest.as_bytes(), body.as_ref());
+        bed.stop().await;
+    })
+    .await;
+}

@@ -37,7 +37,8 @@ use crate::record::prefs::{Direction, Kind, Preferences, Subject, media_type};
 use crate::record::queue::{Job, Queue, QueueError};
 use crate::record::reassembly::Reassembly;
 use crate::translate::Outcome;
-use crate::translate::state::{Side, View};
+use crate::mapping::Service;
+use crate::translate::state::{DialogKey, Side, View};
 use crate::wire::cpim::Cpim;
 use crate::wire::msrp::{Message, Method as MsrpMethod};
 use crate::wire::sip::SipMessage;
@@ -395,10 +396,22 @@ impl Recorder {
     /// The relay opened session `id` over the legs `sids`: its record, when its CPM user wants
     /// chat sessions recorded.
     pub fn session_opened(&self, id: u64, sids: [&Bytes; 2], view: &impl View) -> Option<Arc<SessionRecord>> {
-        let call_ids: Vec<Bytes> = sids
-            .iter()
-            .filter_map(|s| view.msrp(s).map(|p| p.call_id))
-            .collect();
+        let peers: Vec<_> = sids.iter().filter_map(|s| view.msrp(s)).collect();
+        let call_ids: Vec<Bytes> = peers.iter().map(|p| p.call_id.clone()).collect();
+        // What the session carries decides which switch applies (SD 5.2.1.2.1-3): a large
+        // message is a standalone message, reassembled into one object.
+        let service = peers.iter().find_map(|p| {
+            view.dialog(&DialogKey {
+                side: p.side,
+                call_id: p.call_id.clone(),
+            })
+            .map(|d| d.service)
+        });
+        let kind = match service {
+            Some(Service::LargeMessage) => Kind::Standalone,
+            Some(Service::FileTransfer) => Kind::FileTransfer,
+            _ => Kind::Session,
+        };
         let inv = {
             let mut map = self.invites.lock().unwrap_or_else(|e| e.into_inner());
             let found = call_ids
@@ -417,14 +430,17 @@ impl Recorder {
             Side::Cpm => (&inv.from, &inv.to, Direction::Outgoing),
             Side::Simple => (&inv.to, &inv.from, Direction::Incoming),
         };
-        let account = self.prefs().decide(&Subject {
+        let prefs = self.prefs();
+        let account = prefs.decide(&Subject {
             user,
             peer,
-            kind: Kind::Session,
+            kind,
             direction,
             content_type: None,
         })?;
         let rec = Arc::new(SessionRecord {
+            kind,
+            content_types: prefs.of(user).content_types.iter().map(|c| media_type(c)).collect(),
             info: SessionInfo {
                 object_id: self.object_id(),
                 established: inv.established,
@@ -458,11 +474,39 @@ impl Recorder {
             .remove(&id);
         let Some(rec) = rec else { return };
         let entries = std::mem::take(&mut rec.state.lock().unwrap_or_else(|e| e.into_inner()).entries);
+        let folder = object::folder(rec.info.ids.conversation_id.as_deref());
+        if rec.kind == Kind::Standalone {
+            // A large message (MSRP): each whole message its own standalone object.
+            for e in entries {
+                let object_id = self.object_id();
+                let obj = object::standalone(&Standalone {
+                    object_id: &object_id,
+                    from: &rec.info.inviting,
+                    to: rec.info.invited.first().map_or("", String::as_str),
+                    date: e.date,
+                    ids: &rec.info.ids,
+                    imdn_message_id: e.imdn_message_id.as_deref(),
+                    direction: e.direction,
+                    content_type: &e.content_type,
+                    body: &e.body,
+                });
+                self.push(
+                    Job::Append {
+                        account: rec.account.clone(),
+                        folder: folder.clone(),
+                        object_id,
+                        object: Bytes::from(obj),
+                    },
+                    None,
+                );
+            }
+            return;
+        }
         let obj = object::session_history(&rec.info, &entries);
         self.push(
             Job::Append {
                 account: rec.account.clone(),
-                folder: object::folder(rec.info.ids.conversation_id.as_deref()),
+                folder,
                 object_id: rec.info.object_id.clone(),
                 object: Bytes::from(obj),
             },
@@ -479,6 +523,9 @@ struct SessionState {
 
 /// One chat session being recorded: the chunk translator hands it every SEND.
 pub struct SessionRecord {
+    kind: Kind,
+    /// The user's content type filter (empty: all); notifications always pass.
+    content_types: Vec<String>,
     info: SessionInfo,
     account: String,
     max_bytes: usize,
@@ -514,7 +561,14 @@ impl SessionRecord {
             .as_ref()
             .map_or_else(|| "text/plain".to_string(), |c| String::from_utf8_lossy(c).into_owned());
         let (inner, imdn_id) = cpim_facts(&ct, &whole.body);
-        if is_not_a_message(inner.as_deref().unwrap_or(&ct)) {
+        let shown = media_type(inner.as_deref().unwrap_or(&ct));
+        if is_not_a_message(&shown) {
+            return;
+        }
+        if !self.content_types.is_empty()
+            && shown != "message/imdn+xml"
+            && !self.content_types.contains(&shown)
+        {
             return;
         }
         let total = self.bytes.fetch_add(whole.body.len(), Ordering::Relaxed) + whole.body.len();
@@ -615,11 +669,17 @@ async fn attempt(queue: &Arc<Queue>, mss: &Mss, id: u64, job: &Job) -> bool {
 async fn uploader(queue: Arc<Queue>, mss: Mss, mut rx: mpsc::Receiver<Work>, backoff: Backoff) {
     // Jobs waiting for a retry: when, and how many attempts failed.
     let mut due: HashMap<u64, (tokio::time::Instant, u32)> = HashMap::new();
+    // Uploads not yet confirmed, by object: a failed delivery then removes the upload instead
+    // of deleting from the MSS.
+    let mut appends: HashMap<String, u64> = HashMap::new();
     // After a restart everything queued is due at once.
     {
         let q = queue.clone();
         if let Ok(list) = blocking(move || q.list(usize::MAX)).await {
-            for (id, _) in list {
+            for (id, job) in list {
+                if let Some(Job::Append { object_id, .. }) = job {
+                    appends.insert(object_id, id);
+                }
                 due.insert(id, (tokio::time::Instant::now(), 0));
             }
         }
@@ -629,6 +689,7 @@ async fn uploader(queue: Arc<Queue>, mss: Mss, mut rx: mpsc::Receiver<Work>, bac
             metrics::record_queue_depth(n);
         }
     };
+    depth(&queue);
     loop {
         let next = due.values().map(|(at, _)| *at).min();
         let sleep = async {
@@ -648,6 +709,9 @@ async fn uploader(queue: Arc<Queue>, mss: Mss, mut rx: mpsc::Receiver<Work>, bac
                             Ok(id) => {
                                 let ok = attempt(&queue, &mss, id, &job).await;
                                 if !ok {
+                                    if let Job::Append { object_id, .. } = &job {
+                                        appends.insert(object_id.clone(), id);
+                                    }
                                     due.insert(id, (tokio::time::Instant::now() + backoff.after(1), 1));
                                 }
                                 if let Some(d) = done {
@@ -665,19 +729,14 @@ async fn uploader(queue: Arc<Queue>, mss: Mss, mut rx: mpsc::Receiver<Work>, bac
                     }
                     Work::Undo { account, folder, object_id } => {
                         // Not uploaded yet: it never reaches the MSS.
-                        let q = queue.clone();
-                        let oid = object_id.clone();
-                        let queued = blocking(move || {
-                            let found = q.list(usize::MAX)?.into_iter().find(|(_, j)| {
-                                matches!(j, Some(Job::Append { object_id, .. }) if *object_id == oid)
-                            });
-                            match found {
-                                Some((id, _)) => Ok(q.remove(id)?.then_some(id)),
-                                None => Ok(None),
+                        let queued = match appends.remove(&object_id) {
+                            Some(id) => {
+                                let q = queue.clone();
+                                matches!(blocking(move || q.remove(id)).await, Ok(true)).then_some(id)
                             }
-                        })
-                        .await;
-                        if let Ok(Some(id)) = queued {
+                            None => None,
+                        };
+                        if let Some(id) = queued {
                             due.remove(&id);
                             metrics::record_deletion();
                         } else {
@@ -711,6 +770,9 @@ async fn uploader(queue: Arc<Queue>, mss: Mss, mut rx: mpsc::Receiver<Work>, bac
                     };
                     if attempt(&queue, &mss, id, &job).await {
                         due.remove(&id);
+                        if let Job::Append { object_id, .. } = &job {
+                            appends.remove(object_id);
+                        }
                     } else {
                         let n = n + 1;
                         due.insert(id, (tokio::time::Instant::now() + backoff.after(n), n));
@@ -725,6 +787,46 @@ async fn uploader(queue: Arc<Queue>, mss: Mss, mut rx: mpsc::Receiver<Work>, bac
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn preferences_reload_on_sighup_and_a_bad_file_keeps_the_old() {
+        let dir = tempfile::tempdir().expect("dir");
+        let prefs = dir.path().join("prefs.toml");
+        let user = "sip:alice@cpm.example.net";
+        std::fs::write(&prefs, "[users.\"sip:alice@cpm.example.net\"]\nstandalone = false\n")
+            .expect("write");
+        let cfg = RecordConfig {
+            enabled: true,
+            preferences: Some(prefs.clone()),
+            queue_path: dir.path().join("q.redb"),
+            ..RecordConfig::default()
+        };
+        let (r, tasks) = Recorder::start(&cfg).expect("start");
+        assert!(!r.prefs().of(user).standalone);
+        std::fs::write(&prefs, "[users.\"sip:alice@cpm.example.net\"]\nstandalone = true\n")
+            .expect("write");
+        let pid = std::process::id().to_string();
+        let hup = std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .expect("kill");
+        assert!(hup.success());
+        let mut reloaded = false;
+        for _ in 0..100 {
+            if r.prefs().of(user).standalone {
+                reloaded = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(reloaded, "SIGHUP reloads the preferences");
+        std::fs::write(&prefs, "[users.\"alice\"]\nstandalone = false\n").expect("write");
+        assert!(r.reload().is_err());
+        assert!(r.prefs().of(user).standalone, "the old preferences stay");
+        for t in tasks {
+            t.abort();
+        }
+    }
 
     #[test]
     fn backoff_doubles_up_to_its_cap() {
