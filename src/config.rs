@@ -619,10 +619,22 @@ fn apply_record(src: Source<'_>, raw: RawRecord, r: &mut RecordConfig) -> Result
         r.password = v;
     }
     set_ms(src, raw.upload_wait_ms, 0, 60_000, &mut r.upload_wait_ms)?;
-    set_ms(src, raw.imap_timeout_ms, 100, 600_000, &mut r.imap_timeout_ms)?;
+    set_ms(
+        src,
+        raw.imap_timeout_ms,
+        100,
+        600_000,
+        &mut r.imap_timeout_ms,
+    )?;
     set_ms(src, raw.retry_base_ms, 10, 600_000, &mut r.retry_base_ms)?;
     set_ms(src, raw.retry_max_ms, 10, 86_400_000, &mut r.retry_max_ms)?;
-    set_count(src, raw.queue_capacity, 1, 100_000_000, &mut r.queue_capacity)?;
+    set_count(
+        src,
+        raw.queue_capacity,
+        1,
+        100_000_000,
+        &mut r.queue_capacity,
+    )?;
     set_count(
         src,
         raw.max_object_bytes,
@@ -679,6 +691,36 @@ mod tests {
                 .allow
                 .iter()
                 .any(|n| n.contains("127.0.0.1".parse().unwrap()))
+        );
+    }
+
+    #[test]
+    fn the_record_section_is_read_and_checked() {
+        let c = parse(
+            "[record]\nenabled = true\npreferences = \"p.toml\"\nimap = \"127.0.0.1:1143\"\n\
+             master_user = \"m\"\npassword = \"s\"\nupload_wait_ms = 0\nretry_base_ms = 50\n",
+        )
+        .unwrap();
+        assert!(c.record.enabled);
+        assert_eq!(c.record.preferences, Some(PathBuf::from("p.toml")));
+        assert_eq!(c.record.imap.port(), 1143);
+        assert_eq!(c.record.master_user.as_deref(), Some("m"));
+        assert_eq!(c.record.upload_wait_ms, 0);
+        assert_eq!(c.record.retry_max_ms, RecordConfig::default().retry_max_ms);
+        assert_eq!(
+            parse("[record]\nmaster_user = \"\"\n")
+                .unwrap()
+                .record
+                .master_user,
+            None
+        );
+        let e = parse("[record]\nimap = \"nowhere\"\n").unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+        let e = parse("[record]\nqueue_capacity = 0\n").unwrap_err();
+        assert!(e.reason.contains("out of range"), "{e}");
+        assert!(
+            parse("[record]\nenable = true\n").is_err(),
+            "a typo is an error"
         );
     }
 

@@ -294,7 +294,7 @@ pub const RECORD_FAILURES: Metric = Metric {
     name: "cpm_iwf_record_failures_total",
     kind: MetricKind::Counter,
     labels: &["reason"],
-    help: "Recording jobs that failed an attempt (connect, timeout, login, imap) or were refused (queue_full, queue_error, too_large).",
+    help: "Recording jobs that failed an attempt (connect, timeout, login, imap) or were refused (queue_full, queue_error, too_large, reassembly).",
 };
 
 /// Jobs waiting in the durable upload queue.

@@ -82,7 +82,11 @@ async fn wait_objects(dc: &Dovecot, folder: &str, n: usize) -> Vec<String> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("{folder}: not {n} objects: {:?}\n{}", objects(dc, folder).await, dc.log());
+    panic!(
+        "{folder}: not {n} objects: {:?}\n{}",
+        objects(dc, folder).await,
+        dc.log()
+    );
 }
 
 /// The header block and the body of an RFC 5322 object.
@@ -92,7 +96,10 @@ fn split(o: &str) -> (&str, &str) {
 
 fn field<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     head.split("\r\n")
-        .find_map(|l| l.split_once(": ").filter(|(n, _)| n.eq_ignore_ascii_case(name)))
+        .find_map(|l| {
+            l.split_once(": ")
+                .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        })
         .map(|(_, v)| v)
 }
 
@@ -106,22 +113,41 @@ imdn.Disposition-Notification: positive-delivery\r\n\r\nContent-Type: text/plain
 
 /// Alice sends a pager MESSAGE to `to` in conversation `conv`; the SIMPLE side answers
 /// `status` after `at_delivery` ran (what the MSS holds when the message is delivered).
-async fn pager<F, Fut>(bed: &mut Bed, to: &str, conv: &str, id: &str, status: u16, at_delivery: F) -> (u16, Bytes)
+async fn pager<F, Fut>(
+    bed: &mut Bed,
+    to: &str,
+    conv: &str,
+    id: &str,
+    status: u16,
+    at_delivery: F,
+) -> (u16, Bytes)
 where
     F: FnOnce() -> Fut,
     Fut: Future<Output = ()>,
 {
     let body = cpim_message(to, id, &format!("hello {id}"));
-    let mut msg = bed.cpm.new_message(to, "message/cpim", body.clone()).expect("MESSAGE");
-    msg.push_header("P-Preferred-Service", MSG_ICSI).expect("header");
+    let mut msg = bed
+        .cpm
+        .new_message(to, "message/cpim", body.clone())
+        .expect("MESSAGE");
+    msg.push_header("P-Preferred-Service", MSG_ICSI)
+        .expect("header");
     msg.push_header("Conversation-ID", conv).expect("header");
-    msg.push_header("Contribution-ID", &format!("contrib-{id}")).expect("header");
+    msg.push_header("Contribution-ID", &format!("contrib-{id}"))
+        .expect("header");
     let node_cpm = bed.node_cpm();
     let (answer, ()) = tokio::join!(bed.cpm.request(node_cpm, msg), async {
-        let tx = bed.simple.recv_method(Method::Message, None).await.expect("MESSAGE at SIMPLE");
+        let tx = bed
+            .simple
+            .recv_method(Method::Message, None)
+            .await
+            .expect("MESSAGE at SIMPLE");
         at_delivery().await;
         let reason = if status == 200 { "OK" } else { "Not Found" };
-        bed.simple.respond(&tx, status, reason, &[], None).await.expect("answer");
+        bed.simple
+            .respond(&tx, status, reason, &[], None)
+            .await
+            .expect("answer");
     });
     (answer.expect("answer").status_code().unwrap_or(0), body)
 }
@@ -147,7 +173,11 @@ async fn a_standalone_message_is_recorded_before_it_is_delivered() {
         assert_eq!(status, 200);
         let o = wait_objects(&dc, "conv-pager-1", 1).await;
         let (head, rest) = split(&o[0]);
-        assert!(field(head, "From").expect("From").contains("sip:alice@cpm.example.net"));
+        assert!(
+            field(head, "From")
+                .expect("From")
+                .contains("sip:alice@cpm.example.net")
+        );
         assert!(field(head, "To").expect("To").contains(&bob));
         assert_eq!(field(head, "Conversation-ID"), Some("conv-pager-1"));
         assert_eq!(field(head, "Contribution-ID"), Some("contrib-Msg-1"));
@@ -195,11 +225,25 @@ standalone = true
 exclude_peers = ["sip:bob@simple.example.net"]
 "#;
         let mut bed = Bed::start_with(Transport::Udp, record_config(&dc, prefs)).await;
-        let (status, _) =
-            pager(&mut bed, "sip:bob@simple.example.net", "conv-excl", "Msg-B", 200, || async {}).await;
+        let (status, _) = pager(
+            &mut bed,
+            "sip:bob@simple.example.net",
+            "conv-excl",
+            "Msg-B",
+            200,
+            || async {},
+        )
+        .await;
         assert_eq!(status, 200, "delivered, not recorded");
-        let (status, _) =
-            pager(&mut bed, "sip:carol@simple.example.net", "conv-excl", "Msg-C", 200, || async {}).await;
+        let (status, _) = pager(
+            &mut bed,
+            "sip:carol@simple.example.net",
+            "conv-excl",
+            "Msg-C",
+            200,
+            || async {},
+        )
+        .await;
         assert_eq!(status, 200);
         // Carol's is recorded (the uploads are in order: Bob's would be there first).
         let o = wait_objects(&dc, "conv-excl", 1).await;
@@ -218,14 +262,24 @@ async fn converse(chat: &mut Chat, n: usize) -> Vec<String> {
         let (ar, aw) = (&mut chat.alice.0, &mut chat.alice.1);
         let (br, bw) = (&mut chat.bob.0, &mut chat.bob.1);
         let id = format!("A-{i:02}");
-        let m = send(aw, &format!("msrp-a-{i}"), "message/cpim", cpim_text(&id, &format!("alice says {i}")));
+        let m = send(
+            aw,
+            &format!("msrp-a-{i}"),
+            "message/cpim",
+            cpim_text(&id, &format!("alice says {i}")),
+        );
         aw.send(&m).await.expect("send");
         ok(ar).await;
         let got = next_request(br).await;
         bw.send(&bw.respond(&got, 200)).await.expect("200");
         order.push(format!("alice says {i}"));
         // Bob's delivery notification, then his own message.
-        let m = send(bw, &format!("msrp-n-{i}"), "message/cpim", cpim_notification(&format!("N-{i:02}"), &id, "delivered"));
+        let m = send(
+            bw,
+            &format!("msrp-n-{i}"),
+            "message/cpim",
+            cpim_notification(&format!("N-{i:02}"), &id, "delivered"),
+        );
         bw.send(&m).await.expect("send");
         ok(br).await;
         let got = next_request(ar).await;
@@ -249,8 +303,17 @@ Content-Type: text/plain;charset=UTF-8\r\n\r\nbob says {i}"
 async fn hang_up(chat: &mut Chat) {
     let mut dialog = chat.cpm_dialog.clone();
     let (bye_ok, ()) = tokio::join!(chat.bed.cpm.bye(&mut dialog), async {
-        let tx = chat.bed.simple.recv_method(Method::Bye, None).await.expect("BYE at SIMPLE");
-        chat.bed.simple.respond(&tx, 200, "OK", &[], None).await.expect("200");
+        let tx = chat
+            .bed
+            .simple
+            .recv_method(Method::Bye, None)
+            .await
+            .expect("BYE at SIMPLE");
+        chat.bed
+            .simple
+            .respond(&tx, 200, "OK", &[], None)
+            .await
+            .expect("200");
     });
     assert_eq!(bye_ok.expect("BYE answered").status_code(), Some(200));
 }
@@ -259,14 +322,28 @@ fn check_session(o: &str, order: &[String]) {
     let (head, body) = split(o);
     assert_eq!(field(head, "Conversation-ID"), Some("conv-chat-1"));
     assert_eq!(field(head, "Contribution-ID"), Some("contrib-chat-1"));
-    assert!(field(head, "From").expect("From").contains("sip:alice@cpm.example.net"));
-    assert!(field(head, "To").expect("To").contains("sip:bob@simple.example.net"));
-    assert!(field(head, "Content-Type").expect("type").starts_with("Multipart/Related;"));
+    assert!(
+        field(head, "From")
+            .expect("From")
+            .contains("sip:alice@cpm.example.net")
+    );
+    assert!(
+        field(head, "To")
+            .expect("To")
+            .contains("sip:bob@simple.example.net")
+    );
+    assert!(
+        field(head, "Content-Type")
+            .expect("type")
+            .starts_with("Multipart/Related;")
+    );
     assert!(body.contains("Content-Type: Application/X-CPM-Session\r\n"));
     assert!(body.contains("<inviting>"), "{body}");
     let mut at = 0;
     for want in order {
-        let pos = body[at..].find(want.as_str()).unwrap_or_else(|| panic!("{want} missing or out of order"));
+        let pos = body[at..]
+            .find(want.as_str())
+            .unwrap_or_else(|| panic!("{want} missing or out of order"));
         at += pos + want.len();
     }
 }
@@ -279,7 +356,10 @@ async fn a_chat_session_of_20_messages_with_imdns_is_one_object_on_bye() {
         let mut chat = set_up_with(Transport::Udp, record_config(&dc, ALICE_RECORDS), None).await;
         let order = converse(&mut chat, 10).await;
         assert_eq!(order.len(), 30, "20 messages and 10 notifications");
-        assert!(objects(&dc, "conv-chat-1").await.is_empty(), "nothing before the end");
+        assert!(
+            objects(&dc, "conv-chat-1").await.is_empty(),
+            "nothing before the end"
+        );
         hang_up(&mut chat).await;
         let o = wait_objects(&dc, "conv-chat-1", 1).await;
         check_session(&o[0], &order);
@@ -312,7 +392,10 @@ async fn a_300_kib_message_in_chunks_is_recorded_whole() {
                 let end = (start + chunk).min(total);
                 let mut m = aw.request(MsrpMethod::Send);
                 m.set_header("Message-ID", Bytes::from_static(b"big-msrp-1"));
-                m.set_header("Byte-Range", Bytes::from(format!("{}-{}/{}", start + 1, end, total)));
+                m.set_header(
+                    "Byte-Range",
+                    Bytes::from(format!("{}-{}/{}", start + 1, end, total)),
+                );
                 m.set_body("message/cpim", body.slice(start..end));
                 if end < total {
                     m.continuation = Continuation::More;
@@ -357,7 +440,9 @@ async fn the_mss_down_at_session_end_gets_the_object_when_it_is_back() {
         check_session(&o[0], &order);
         let metrics = http_get(admin, "/metrics").await;
         assert!(
-            metrics.lines().any(|l| l.starts_with("cpm_iwf_record_failures_total{reason=\"connect\"}")),
+            metrics
+                .lines()
+                .any(|l| l.starts_with("cpm_iwf_record_failures_total{reason=\"connect\"}")),
             "{metrics}"
         );
         chat.bed.stop().await;
@@ -401,11 +486,20 @@ async fn with_the_mss_down_a_message_is_delivered_after_the_bounded_wait() {
         let started = std::time::Instant::now();
         let (status, _) = pager(&mut bed, &bob, "conv-down", "Msg-D", 200, || async {}).await;
         assert_eq!(status, 200, "delivered although the MSS is down");
-        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
-        let metrics = http_get(bed.node.listening.admin, "/metrics").await;
-        assert!(metrics.contains("cpm_iwf_record_queue_depth 1"), "{metrics}");
         assert!(
-            metrics.lines().any(|l| l.starts_with("cpm_iwf_record_failures_total{reason=\"connect\"}")),
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+        let metrics = http_get(bed.node.listening.admin, "/metrics").await;
+        assert!(
+            metrics.contains("cpm_iwf_record_queue_depth 1"),
+            "{metrics}"
+        );
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("cpm_iwf_record_failures_total{reason=\"connect\"}")),
             "{metrics}"
         );
         bed.stop().await;

@@ -30,6 +30,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::config::RecordConfig;
+use crate::mapping::Service;
 use crate::metrics;
 use crate::record::mss::{Mss, MssConfig};
 use crate::record::object::{self, Entry, Ids, SessionInfo, Standalone};
@@ -37,7 +38,6 @@ use crate::record::prefs::{Direction, Kind, Preferences, Subject, media_type};
 use crate::record::queue::{Job, Queue, QueueError};
 use crate::record::reassembly::Reassembly;
 use crate::translate::Outcome;
-use crate::mapping::Service;
 use crate::translate::state::{DialogKey, Side, View};
 use crate::wire::cpim::Cpim;
 use crate::wire::msrp::{Message, Method as MsrpMethod};
@@ -138,8 +138,10 @@ fn cpim_facts(content_type: &str, body: &Bytes) -> (Option<String>, Option<Strin
     }
     match Cpim::summarize(body.clone()) {
         Ok(s) => (
-            s.content_type.map(|c| String::from_utf8_lossy(&c).into_owned()),
-            s.imdn_message_id.map(|c| String::from_utf8_lossy(&c).into_owned()),
+            s.content_type
+                .map(|c| String::from_utf8_lossy(&c).into_owned()),
+            s.imdn_message_id
+                .map(|c| String::from_utf8_lossy(&c).into_owned()),
         ),
         Err(_) => (None, None),
     }
@@ -157,7 +159,8 @@ impl Recorder {
             Some(p) => Preferences::load(p).map_err(|e| e.to_string())?,
             None => Preferences::default(),
         };
-        let queue = Arc::new(Queue::open(&cfg.queue_path, cfg.queue_capacity).map_err(|e| e.to_string())?);
+        let queue =
+            Arc::new(Queue::open(&cfg.queue_path, cfg.queue_capacity).map_err(|e| e.to_string())?);
         let mss = Mss::new(MssConfig {
             addr: cfg.imap,
             master_user: cfg.master_user.clone(),
@@ -196,7 +199,9 @@ impl Recorder {
                     while hup.recv().await.is_some() {
                         match r.reload() {
                             Ok(()) => tracing::info!("recording preferences reloaded"),
-                            Err(e) => tracing::error!(error = %e, "recording preferences not reloaded"),
+                            Err(e) => {
+                                tracing::error!(error = %e, "recording preferences not reloaded")
+                            }
                         }
                     }
                 }));
@@ -317,7 +322,9 @@ impl Recorder {
             if p.len() < MAX_PENDING {
                 p.insert(pager_key(msg), recorded);
             } else {
-                tracing::warn!("too many recorded messages awaiting delivery: no deletion on failure");
+                tracing::warn!(
+                    "too many recorded messages awaiting delivery: no deletion on failure"
+                );
             }
         }
         let wait = self.wait;
@@ -383,9 +390,16 @@ impl Recorder {
             }
         }
         // Both legs' Call-IDs name it: the MSRP table entries carry their own leg's.
-        for m in [Some(msg), outcome.send.iter().find(|(_, m)| m.is_request()).map(|(_, m)| m)]
-            .into_iter()
-            .flatten()
+        for m in [
+            Some(msg),
+            outcome
+                .send
+                .iter()
+                .find(|(_, m)| m.is_request())
+                .map(|(_, m)| m),
+        ]
+        .into_iter()
+        .flatten()
         {
             if let Some(c) = m.call_id() {
                 map.insert(c.to_string(), inv.clone());
@@ -395,7 +409,12 @@ impl Recorder {
 
     /// The relay opened session `id` over the legs `sids`: its record, when its CPM user wants
     /// chat sessions recorded.
-    pub fn session_opened(&self, id: u64, sids: [&Bytes; 2], view: &impl View) -> Option<Arc<SessionRecord>> {
+    pub fn session_opened(
+        &self,
+        id: u64,
+        sids: [&Bytes; 2],
+        view: &impl View,
+    ) -> Option<Arc<SessionRecord>> {
         let peers: Vec<_> = sids.iter().filter_map(|s| view.msrp(s)).collect();
         let call_ids: Vec<Bytes> = peers.iter().map(|p| p.call_id.clone()).collect();
         // What the session carries decides which switch applies (SD 5.2.1.2.1-3): a large
@@ -440,7 +459,12 @@ impl Recorder {
         })?;
         let rec = Arc::new(SessionRecord {
             kind,
-            content_types: prefs.of(user).content_types.iter().map(|c| media_type(c)).collect(),
+            content_types: prefs
+                .of(user)
+                .content_types
+                .iter()
+                .map(|c| media_type(c))
+                .collect(),
             info: SessionInfo {
                 object_id: self.object_id(),
                 established: inv.established,
@@ -473,7 +497,8 @@ impl Recorder {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&id);
         let Some(rec) = rec else { return };
-        let entries = std::mem::take(&mut rec.state.lock().unwrap_or_else(|e| e.into_inner()).entries);
+        let entries =
+            std::mem::take(&mut rec.state.lock().unwrap_or_else(|e| e.into_inner()).entries);
         let folder = object::folder(rec.info.ids.conversation_id.as_deref());
         if rec.kind == Kind::Standalone {
             // A large message (MSRP): each whole message its own standalone object.
@@ -556,10 +581,10 @@ impl SessionRecord {
                 return;
             }
         };
-        let ct = whole
-            .content_type
-            .as_ref()
-            .map_or_else(|| "text/plain".to_string(), |c| String::from_utf8_lossy(c).into_owned());
+        let ct = whole.content_type.as_ref().map_or_else(
+            || "text/plain".to_string(),
+            |c| String::from_utf8_lossy(c).into_owned(),
+        );
         let (inner, imdn_id) = cpim_facts(&ct, &whole.body);
         let shown = media_type(inner.as_deref().unwrap_or(&ct));
         if is_not_a_message(&shown) {
@@ -576,7 +601,9 @@ impl SessionRecord {
             if !st.cut {
                 st.cut = true;
                 metrics::record_failure("too_large");
-                tracing::warn!("session history larger than max_object_bytes: later messages not recorded");
+                tracing::warn!(
+                    "session history larger than max_object_bytes: later messages not recorded"
+                );
             }
             return;
         }
@@ -610,7 +637,11 @@ impl Backoff {
 fn kind_of(job: &Job) -> &'static str {
     match job {
         Job::Append { object, .. }
-            if memchr::memmem::find(object.get(..4096.min(object.len())).unwrap_or_default(), b"Application/X-CPM-Session").is_some() =>
+            if memchr::memmem::find(
+                object.get(..4096.min(object.len())).unwrap_or_default(),
+                b"Application/X-CPM-Session",
+            )
+            .is_some() =>
         {
             "session"
         }
@@ -645,7 +676,9 @@ async fn attempt(queue: &Arc<Queue>, mss: &Mss, id: u64, job: &Job) -> bool {
     match result {
         Ok(found) => {
             match job {
-                Job::Append { object, .. } => metrics::record_object(kind_of(job), object.len() as u64),
+                Job::Append { object, .. } => {
+                    metrics::record_object(kind_of(job), object.len() as u64)
+                }
                 Job::Delete { .. } => {
                     if found {
                         metrics::record_deletion();
@@ -793,8 +826,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let prefs = dir.path().join("prefs.toml");
         let user = "sip:alice@cpm.example.net";
-        std::fs::write(&prefs, "[users.\"sip:alice@cpm.example.net\"]\nstandalone = false\n")
-            .expect("write");
+        std::fs::write(
+            &prefs,
+            "[users.\"sip:alice@cpm.example.net\"]\nstandalone = false\n",
+        )
+        .expect("write");
         let cfg = RecordConfig {
             enabled: true,
             preferences: Some(prefs.clone()),
@@ -803,8 +839,11 @@ mod tests {
         };
         let (r, tasks) = Recorder::start(&cfg).expect("start");
         assert!(!r.prefs().of(user).standalone);
-        std::fs::write(&prefs, "[users.\"sip:alice@cpm.example.net\"]\nstandalone = true\n")
-            .expect("write");
+        std::fs::write(
+            &prefs,
+            "[users.\"sip:alice@cpm.example.net\"]\nstandalone = true\n",
+        )
+        .expect("write");
         let pid = std::process::id().to_string();
         let hup = std::process::Command::new("kill")
             .args(["-HUP", &pid])
@@ -847,7 +886,12 @@ mod tests {
             object_id: "o".into(),
             object: Bytes::from_static(o),
         };
-        assert_eq!(kind_of(&j(b"Content-Type: Multipart/Related; type=\"Application/X-CPM-Session\"")), "session");
+        assert_eq!(
+            kind_of(&j(
+                b"Content-Type: Multipart/Related; type=\"Application/X-CPM-Session\""
+            )),
+            "session"
+        );
         assert_eq!(kind_of(&j(b"Content-Type: message/cpim")), "standalone");
     }
 }

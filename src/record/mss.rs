@@ -140,7 +140,12 @@ impl Mss {
     }
 
     /// UIDs in `folder` of the objects whose RFC 5322 `Message-ID` is `<object_id>`.
-    async fn find(&self, s: &mut Session, folder: &str, object_id: &str) -> Result<HashSet<u32>, MssError> {
+    async fn find(
+        &self,
+        s: &mut Session,
+        folder: &str,
+        object_id: &str,
+    ) -> Result<HashSet<u32>, MssError> {
         s.select(folder).await.map_err(imap)?;
         let id: String = object_id
             .chars()
@@ -152,14 +157,21 @@ impl Mss {
     }
 
     /// Delete the object `object_id` from `folder` of `account`; whether one was found.
-    pub async fn delete(&self, account: &str, folder: &str, object_id: &str) -> Result<bool, MssError> {
+    pub async fn delete(
+        &self,
+        account: &str,
+        folder: &str,
+        object_id: &str,
+    ) -> Result<bool, MssError> {
         let mut s = self.open(account).await?;
         let r = self
             .bounded(async {
                 let uids = match self.find(&mut s, folder, object_id).await {
                     Ok(u) => u,
                     // No folder: nothing was recorded there.
-                    Err(MssError::Imap(e)) if e.contains("NONEXISTENT") || e.contains("doesn't exist") => {
+                    Err(MssError::Imap(e))
+                        if e.contains("NONEXISTENT") || e.contains("doesn't exist") =>
+                    {
                         return Ok(false);
                     }
                     Err(e) => return Err(e),
@@ -189,7 +201,12 @@ impl Mss {
 
     /// Every object of `folder` of `account` matching the IMAP SEARCH `criteria`, whole
     /// (`BODY.PEEK[]`), in UID order: what an operator or a test reads back.
-    pub async fn fetch(&self, account: &str, folder: &str, criteria: &str) -> Result<Vec<Vec<u8>>, MssError> {
+    pub async fn fetch(
+        &self,
+        account: &str,
+        folder: &str,
+        criteria: &str,
+    ) -> Result<Vec<Vec<u8>>, MssError> {
         let mut s = self.open(account).await?;
         let r = self
             .bounded(async {
@@ -237,7 +254,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_silent_server_is_a_timeout_and_no_server_a_connect_failure() {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = l.local_addr().expect("addr");
         let held = tokio::spawn(async move {
             let (s, _) = l.accept().await.expect("accept");
@@ -256,7 +275,10 @@ mod tests {
         let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let gone = closed.local_addr().expect("addr");
         drop(closed);
-        let mss = Mss::new(MssConfig { addr: gone, ..mss.cfg.clone() });
+        let mss = Mss::new(MssConfig {
+            addr: gone,
+            ..mss.cfg.clone()
+        });
         let e = mss.append("a", "f", b"x").await.expect_err("refused");
         assert_eq!(e.reason(), "connect");
     }

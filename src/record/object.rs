@@ -215,7 +215,11 @@ pub fn standalone(m: &Standalone<'_>) -> Vec<u8> {
     identities(&mut h, m.ids);
     header(&mut h, "IMDN-Message-ID", m.imdn_message_id);
     header(&mut h, "Message-ID", Some(&format!("<{}>", m.object_id)));
-    header(&mut h, "Message-Direction", Some(direction_name(m.direction)));
+    header(
+        &mut h,
+        "Message-Direction",
+        Some(direction_name(m.direction)),
+    );
     h.push_str("MIME-Version: 1.0\r\n");
     header(&mut h, "Content-Type", Some(m.content_type));
     let mut out = Vec::with_capacity(h.len() + m.body.len() + 8);
@@ -257,7 +261,10 @@ pub fn session_info_xml(info: &SessionInfo) -> String {
 /// The RFC 5322 object of a chat session's history: session information, then every entry
 /// in order.
 pub fn session_history(info: &SessionInfo, entries: &[Entry]) -> Vec<u8> {
-    let mut boundary = format!("=_cpm-iwf_{}", info.object_id.replace(['"', '\r', '\n'], ""));
+    let mut boundary = format!(
+        "=_cpm-iwf_{}",
+        info.object_id.replace(['"', '\r', '\n'], "")
+    );
     // RFC 2046 §5.1.1: the boundary must not occur in any part.
     while entries
         .iter()
@@ -287,7 +294,11 @@ pub fn session_history(info: &SessionInfo, entries: &[Entry]) -> Vec<u8> {
         header(&mut ph, "Content-Type", Some(&e.content_type));
         header(&mut ph, "Date", Some(&rfc5322_date(e.date)));
         header(&mut ph, "IMDN-Message-ID", e.imdn_message_id.as_deref());
-        header(&mut ph, "Message-Direction", Some(direction_name(e.direction)));
+        header(
+            &mut ph,
+            "Message-Direction",
+            Some(direction_name(e.direction)),
+        );
         body_part(&mut out, &ph, &e.body);
     }
     let _ = write!(Sink(&mut out), "\r\n--{boundary}--\r\n");
@@ -329,7 +340,10 @@ pub fn rfc5322_date(t: SystemTime) -> String {
     format!(
         "{}, {d:02} {} {y:04} {:02}:{:02}:{:02} +0000",
         DAYS.get((days % 7) as usize).copied().unwrap_or("Thu"),
-        MONTHS.get(m.saturating_sub(1) as usize).copied().unwrap_or("Jan"),
+        MONTHS
+            .get(m.saturating_sub(1) as usize)
+            .copied()
+            .unwrap_or("Jan"),
         rem / 3600,
         (rem / 60) % 60,
         rem % 60
@@ -371,7 +385,10 @@ mod tests {
     fn dates_in_rfc5322_form() {
         assert_eq!(rfc5322_date(at(0)), "Thu, 01 Jan 1970 00:00:00 +0000");
         // 2026-11-25T10:00:00Z, a Wednesday.
-        assert_eq!(rfc5322_date(at(1_795_600_800)), "Wed, 25 Nov 2026 10:00:00 +0000");
+        assert_eq!(
+            rfc5322_date(at(1_795_600_800)),
+            "Wed, 25 Nov 2026 10:00:00 +0000"
+        );
         assert_eq!(rfc3339(at(1_795_600_800)), "2026-11-25T10:00:00Z");
     }
 
@@ -428,13 +445,20 @@ Content-Type: message/cpim"
             body: &[0, 1, 2, 255],
         });
         let text = String::from_utf8(o).expect("ascii");
-        assert!(text.ends_with("Content-Transfer-Encoding: base64\r\n\r\nAAEC/w==\r\n"), "{text}");
+        assert!(
+            text.ends_with("Content-Transfer-Encoding: base64\r\n\r\nAAEC/w==\r\n"),
+            "{text}"
+        );
         let mut out = Vec::new();
         base64_lines(&mut out, b"Man");
         assert_eq!(out, b"TWFu\r\n");
         out.clear();
         base64_lines(&mut out, &[7u8; 60]);
-        assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 2, "76 per line");
+        assert_eq!(
+            out.iter().filter(|&&b| b == b'\n').count(),
+            2,
+            "76 per line"
+        );
     }
 
     #[test]
@@ -449,10 +473,16 @@ Content-Type: message/cpim"
         let entries: Vec<Entry> = (0..3)
             .map(|i| Entry {
                 date: at(1_795_600_801 + i),
-                direction: if i % 2 == 0 { Direction::Outgoing } else { Direction::Incoming },
+                direction: if i % 2 == 0 {
+                    Direction::Outgoing
+                } else {
+                    Direction::Incoming
+                },
                 imdn_message_id: Some(format!("m{i}")),
                 content_type: "message/cpim".into(),
-                body: Bytes::from(format!("From: <sip:a@x>\r\n\r\nContent-Type: text/plain\r\n\r\nmessage {i}")),
+                body: Bytes::from(format!(
+                    "From: <sip:a@x>\r\n\r\nContent-Type: text/plain\r\n\r\nmessage {i}"
+                )),
             })
             .collect();
         let text = String::from_utf8(session_history(&info, &entries)).expect("utf-8");

@@ -227,7 +227,11 @@ pub fn default_account(aor: &str) -> String {
 
 /// `type/subtype` of a Content-Type value, lowercased, without parameters.
 pub fn media_type(ct: &str) -> String {
-    ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
+    ct.split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
 }
 
 #[cfg(test)]
@@ -267,29 +271,70 @@ account = "carol-box"
         );
         assert_eq!(aor("sip:Bob@x.org;tag=1"), "sip:Bob@x.org");
         assert_eq!(aor("tel:+4912345"), "tel:+4912345");
-        assert_eq!(default_account("sip:alice@cpm.example.net"), "alice@cpm.example.net");
+        assert_eq!(
+            default_account("sip:alice@cpm.example.net"),
+            "alice@cpm.example.net"
+        );
     }
 
     #[test]
     fn listed_users_get_their_filters() {
         let p = Preferences::parse(("p.toml", FILE)).expect("valid");
         let a = "<sip:alice@cpm.example.net>";
-        let ok = p.decide(&subject(a, "sip:bob@simple.example.net", Direction::Outgoing, "message/cpim"));
+        let ok = p.decide(&subject(
+            a,
+            "sip:bob@simple.example.net",
+            Direction::Outgoing,
+            "message/cpim",
+        ));
         assert_eq!(ok.as_deref(), Some("alice@cpm.example.net"));
         // The excluded peer, however written.
-        let spam = p.decide(&subject(a, "sip:spam@SIMPLE.example.net", Direction::Outgoing, "text/plain"));
+        let spam = p.decide(&subject(
+            a,
+            "sip:spam@SIMPLE.example.net",
+            Direction::Outgoing,
+            "text/plain",
+        ));
         assert_eq!(spam, None);
         // Direction and content type filters.
-        let incoming = p.decide(&subject(a, "sip:bob@simple.example.net", Direction::Incoming, "text/plain"));
+        let incoming = p.decide(&subject(
+            a,
+            "sip:bob@simple.example.net",
+            Direction::Incoming,
+            "text/plain",
+        ));
         assert_eq!(incoming, None);
-        let image = p.decide(&subject(a, "sip:bob@simple.example.net", Direction::Outgoing, "Image/PNG"));
+        let image = p.decide(&subject(
+            a,
+            "sip:bob@simple.example.net",
+            Direction::Outgoing,
+            "Image/PNG",
+        ));
         assert_eq!(image, None);
-        let param = p.decide(&subject(a, "sip:bob@simple.example.net", Direction::Outgoing, "Text/Plain;charset=UTF-8"));
+        let param = p.decide(&subject(
+            a,
+            "sip:bob@simple.example.net",
+            Direction::Outgoing,
+            "Text/Plain;charset=UTF-8",
+        ));
         assert!(param.is_some());
         // Account override; unlisted users follow the default policy.
-        let c = p.decide(&subject("sip:carol@cpm.example.net", "sip:bob@x", Direction::Incoming, "text/plain"));
+        let c = p.decide(&subject(
+            "sip:carol@cpm.example.net",
+            "sip:bob@x",
+            Direction::Incoming,
+            "text/plain",
+        ));
         assert_eq!(c.as_deref(), Some("carol-box"));
-        assert_eq!(p.decide(&subject("sip:dave@cpm.example.net", "sip:bob@x", Direction::Outgoing, "text/plain")), None);
+        assert_eq!(
+            p.decide(&subject(
+                "sip:dave@cpm.example.net",
+                "sip:bob@x",
+                Direction::Outgoing,
+                "text/plain"
+            )),
+            None
+        );
     }
 
     #[test]
@@ -305,19 +350,27 @@ account = "carol-box"
         assert!(p.decide(&s).is_some());
         p.may_stay_in_media_path = false;
         assert_eq!(p.decide(&s), None);
-        let ft = Subject { kind: Kind::FileTransfer, ..s };
+        let ft = Subject {
+            kind: Kind::FileTransfer,
+            ..s
+        };
         p.may_stay_in_media_path = true;
         assert_eq!(p.decide(&ft), None, "file_transfer is off for alice");
     }
 
     #[test]
     fn a_bad_file_names_its_fault() {
-        let e = Preferences::parse(("p.toml", "[users.\"alice\"]\nstandalone = true\n")).unwrap_err();
+        let e =
+            Preferences::parse(("p.toml", "[users.\"alice\"]\nstandalone = true\n")).unwrap_err();
         assert!(e.reason.contains("not a SIP or tel URI"), "{e}");
         let e = Preferences::parse(("p.toml", "[default]\nstandalon = true\n")).unwrap_err();
         assert_eq!(e.line, 2, "{e}");
-        let e = Preferences::parse(("p.toml", "[default]\ndirections = [\"sideways\"]\n")).unwrap_err();
+        let e =
+            Preferences::parse(("p.toml", "[default]\ndirections = [\"sideways\"]\n")).unwrap_err();
         assert_eq!(e.line, 2, "{e}");
-        assert_eq!(Preferences::parse(("p.toml", "")).expect("empty"), Preferences::default());
+        assert_eq!(
+            Preferences::parse(("p.toml", "")).expect("empty"),
+            Preferences::default()
+        );
     }
 }

@@ -85,7 +85,12 @@ impl Job {
                 object,
             } => {
                 out.push(b'A');
-                for f in [account.as_bytes(), folder.as_bytes(), object_id.as_bytes(), object] {
+                for f in [
+                    account.as_bytes(),
+                    folder.as_bytes(),
+                    object_id.as_bytes(),
+                    object,
+                ] {
                     field(f, &mut out);
                 }
             }
@@ -193,7 +198,10 @@ impl Queue {
     pub fn get(&self, id: u64) -> Result<Option<Job>, QueueError> {
         let txn = self.db.begin_read().map_err(e)?;
         let jobs = txn.open_table(JOBS).map_err(e)?;
-        Ok(jobs.get(id).map_err(e)?.and_then(|g| Job::decode(g.value())))
+        Ok(jobs
+            .get(id)
+            .map_err(e)?
+            .and_then(|g| Job::decode(g.value())))
     }
 
     /// Up to `limit` queued jobs in the order they were queued (an undecodable value is

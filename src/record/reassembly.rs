@@ -104,10 +104,13 @@ impl Reassembly {
         if !self.partial.contains_key(message_id) && self.partial.len() >= self.max_messages {
             return Err(ReassemblyError::TooMany(self.max_messages));
         }
-        let p = self.partial.entry(message_id.clone()).or_insert_with(|| Partial {
-            content_type: content_type.cloned(),
-            body: BytesMut::new(),
-        });
+        let p = self
+            .partial
+            .entry(message_id.clone())
+            .or_insert_with(|| Partial {
+                content_type: content_type.cloned(),
+                body: BytesMut::new(),
+            });
         let offset = usize::try_from(start.saturating_sub(1)).unwrap_or(usize::MAX);
         let held = p.body.len();
         let result = if offset > held {
@@ -163,7 +166,13 @@ mod tests {
                 Continuation::More
             };
             let got = r
-                .chunk(&id, range(1 + (i * 2048) as u64, c.len(), 10_000), Some(&ct), &Bytes::copy_from_slice(c), flag)
+                .chunk(
+                    &id,
+                    range(1 + (i * 2048) as u64, c.len(), 10_000),
+                    Some(&ct),
+                    &Bytes::copy_from_slice(c),
+                    flag,
+                )
                 .expect("fits");
             if got.is_some() {
                 out = got;
@@ -180,18 +189,39 @@ mod tests {
         let mut r = Reassembly::new(100, 4);
         let id = Bytes::from_static(b"m");
         let b = Bytes::from_static(b"abcd");
-        assert_eq!(r.chunk(&id, range(1, 4, 8), None, &b, Continuation::More), Ok(None));
-        assert_eq!(r.chunk(&id, range(1, 4, 8), None, &b, Continuation::More), Ok(None));
+        assert_eq!(
+            r.chunk(&id, range(1, 4, 8), None, &b, Continuation::More),
+            Ok(None)
+        );
+        assert_eq!(
+            r.chunk(&id, range(1, 4, 8), None, &b, Continuation::More),
+            Ok(None)
+        );
         let w = r
-            .chunk(&id, range(3, 4, 8), None, &Bytes::from_static(b"cdef"), Continuation::More)
+            .chunk(
+                &id,
+                range(3, 4, 8),
+                None,
+                &Bytes::from_static(b"cdef"),
+                Continuation::More,
+            )
             .expect("overlap");
         assert_eq!(w, None);
         let w = r
-            .chunk(&id, range(7, 2, 8), None, &Bytes::from_static(b"gh"), Continuation::Complete)
+            .chunk(
+                &id,
+                range(7, 2, 8),
+                None,
+                &Bytes::from_static(b"gh"),
+                Continuation::Complete,
+            )
             .expect("end")
             .expect("whole");
         assert_eq!(w.body.as_ref(), b"abcdefgh");
-        assert_eq!(r.chunk(&id, range(1, 4, 9), None, &b, Continuation::More), Ok(None));
+        assert_eq!(
+            r.chunk(&id, range(1, 4, 9), None, &b, Continuation::More),
+            Ok(None)
+        );
         assert_eq!(
             r.chunk(&id, range(6, 4, 9), None, &b, Continuation::Complete),
             Err(ReassemblyError::Gap { start: 6, held: 4 })
@@ -204,7 +234,10 @@ mod tests {
         let mut r = Reassembly::new(6, 1);
         let b = Bytes::from_static(b"abcd");
         let (m1, m2) = (Bytes::from_static(b"1"), Bytes::from_static(b"2"));
-        assert_eq!(r.chunk(&m1, range(1, 4, 8), None, &b, Continuation::More), Ok(None));
+        assert_eq!(
+            r.chunk(&m1, range(1, 4, 8), None, &b, Continuation::More),
+            Ok(None)
+        );
         assert_eq!(
             r.chunk(&m2, range(1, 4, 8), None, &b, Continuation::More),
             Err(ReassemblyError::TooMany(1))
@@ -213,14 +246,23 @@ mod tests {
             r.chunk(&m1, range(5, 4, 8), None, &b, Continuation::Complete),
             Err(ReassemblyError::TooLarge(6))
         );
-        assert_eq!(r.chunk(&m2, range(1, 4, 8), None, &b, Continuation::More), Ok(None));
+        assert_eq!(
+            r.chunk(&m2, range(1, 4, 8), None, &b, Continuation::More),
+            Ok(None)
+        );
         assert_eq!(
             r.chunk(&m2, range(5, 1, 8), None, &b, Continuation::Aborted),
             Err(ReassemblyError::Aborted)
         );
         assert_eq!(r.in_progress(), 0);
         assert_eq!(
-            r.chunk(&m1, None, None, &Bytes::from_static(b"toolong"), Continuation::Complete),
+            r.chunk(
+                &m1,
+                None,
+                None,
+                &Bytes::from_static(b"toolong"),
+                Continuation::Complete
+            ),
             Err(ReassemblyError::TooLarge(6))
         );
     }

@@ -40,7 +40,9 @@ impl Dovecot {
         for sub in ["run", "mail"] {
             std::fs::create_dir_all(d.join(sub)).expect("mkdir");
         }
-        run(Command::new("chown").arg("dovecot:dovecot").arg(d.join("mail")));
+        run(Command::new("chown")
+            .arg("dovecot:dovecot")
+            .arg(d.join("mail")));
         let port = free_port();
         let conf = d.join("dovecot.conf");
         std::fs::write(
@@ -107,7 +109,8 @@ service imap-login {{\n  inet_listener imap {{\n    address = 127.0.0.1\n    por
             let _ = Command::new("kill").arg(&pid).status();
             for _ in 0..300 {
                 // Gone, or a zombie its (container) parent has not reaped yet.
-                let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                let state =
+                    std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
                 let gone = state.is_empty() || state.contains(") Z ");
                 if gone && std::net::TcpStream::connect(self.addr).is_err() {
                     return;
