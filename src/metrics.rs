@@ -949,6 +949,7 @@ fn initial_series(r: &Registry) {
     for &d in RelayDirection::ALL {
         msrp_counters(r, d);
     }
+    record_initial();
     refresh_process();
 }
 
@@ -1473,6 +1474,33 @@ mod tests {
 // ---------------------------------------------------------------------------------------------
 // Recording (issue 8): rare events next to the message path, so the macros' own lookup is
 // enough (no cached handles). Label values are fixed strings of `node::record`.
+
+/// The kinds of recorded objects ([`RECORD_OBJECTS`]).
+pub const RECORD_KINDS: [&str; 2] = ["standalone", "session"];
+/// The reasons of [`RECORD_FAILURES`].
+pub const RECORD_FAILURE_REASONS: [&str; 8] = [
+    "connect",
+    "timeout",
+    "login",
+    "imap",
+    "queue_full",
+    "queue_error",
+    "too_large",
+    "reassembly",
+];
+
+/// The recording series at 0 from the start (rare events, small label sets).
+fn record_initial() {
+    for kind in RECORD_KINDS {
+        metrics::counter!(RECORD_OBJECTS.name, "kind" => kind).absolute(0);
+    }
+    metrics::counter!(RECORD_BYTES.name).absolute(0);
+    for reason in RECORD_FAILURE_REASONS {
+        metrics::counter!(RECORD_FAILURES.name, "reason" => reason).absolute(0);
+    }
+    metrics::gauge!(RECORD_QUEUE_DEPTH.name).set(0.0);
+    metrics::counter!(RECORD_DELETIONS.name).absolute(0);
+}
 
 /// One object of `kind` (`standalone`, `session`) of `bytes` recorded.
 pub fn record_object(kind: &'static str, bytes: u64) {
