@@ -1307,6 +1307,66 @@ pub fn vm_rss_bytes(status: &str) -> Option<u64> {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Recording (issue 8): rare events next to the message path, so the macros' own lookup is
+// enough (no cached handles). Label values are fixed strings of `node::record`.
+
+/// The kinds of recorded objects ([`RECORD_OBJECTS`]).
+pub const RECORD_KINDS: [&str; 2] = ["standalone", "session"];
+/// The reasons of [`RECORD_FAILURES`].
+pub const RECORD_FAILURE_REASONS: [&str; 8] = [
+    "connect",
+    "timeout",
+    "login",
+    "imap",
+    "queue_full",
+    "queue_error",
+    "too_large",
+    "reassembly",
+];
+
+/// The recording series at 0 from the start (rare events, small label sets).
+fn record_initial() {
+    for kind in RECORD_KINDS {
+        metrics::counter!(RECORD_OBJECTS.name, "kind" => kind).absolute(0);
+    }
+    metrics::counter!(RECORD_BYTES.name).absolute(0);
+    for reason in RECORD_FAILURE_REASONS {
+        metrics::counter!(RECORD_FAILURES.name, "reason" => reason).absolute(0);
+    }
+    metrics::gauge!(RECORD_QUEUE_DEPTH.name).set(0.0);
+    metrics::counter!(RECORD_DELETIONS.name).absolute(0);
+}
+
+/// One object of `kind` (`standalone`, `session`) of `bytes` recorded.
+pub fn record_object(kind: &'static str, bytes: u64) {
+    if INSTALLED.get().is_some() {
+        metrics::counter!(RECORD_OBJECTS.name, "kind" => kind).increment(1);
+        metrics::counter!(RECORD_BYTES.name).increment(bytes);
+    }
+}
+
+/// A recording job failed an attempt, or was refused, for `reason`.
+pub fn record_failure(reason: &'static str) {
+    if INSTALLED.get().is_some() {
+        metrics::counter!(RECORD_FAILURES.name, "reason" => reason).increment(1);
+    }
+}
+
+/// The durable queue holds `n` jobs.
+pub fn record_queue_depth(n: u64) {
+    if INSTALLED.get().is_some() {
+        metrics::gauge!(RECORD_QUEUE_DEPTH.name).set(n as f64);
+    }
+}
+
+/// A recorded object deleted after its message's delivery failed.
+pub fn record_deletion() {
+    if INSTALLED.get().is_some() {
+        metrics::counter!(RECORD_DELETIONS.name).increment(1);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1468,65 +1528,5 @@ mod tests {
             table_refused(TableKind::Dialog);
             assert!(handle().is_none());
         }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Recording (issue 8): rare events next to the message path, so the macros' own lookup is
-// enough (no cached handles). Label values are fixed strings of `node::record`.
-
-/// The kinds of recorded objects ([`RECORD_OBJECTS`]).
-pub const RECORD_KINDS: [&str; 2] = ["standalone", "session"];
-/// The reasons of [`RECORD_FAILURES`].
-pub const RECORD_FAILURE_REASONS: [&str; 8] = [
-    "connect",
-    "timeout",
-    "login",
-    "imap",
-    "queue_full",
-    "queue_error",
-    "too_large",
-    "reassembly",
-];
-
-/// The recording series at 0 from the start (rare events, small label sets).
-fn record_initial() {
-    for kind in RECORD_KINDS {
-        metrics::counter!(RECORD_OBJECTS.name, "kind" => kind).absolute(0);
-    }
-    metrics::counter!(RECORD_BYTES.name).absolute(0);
-    for reason in RECORD_FAILURE_REASONS {
-        metrics::counter!(RECORD_FAILURES.name, "reason" => reason).absolute(0);
-    }
-    metrics::gauge!(RECORD_QUEUE_DEPTH.name).set(0.0);
-    metrics::counter!(RECORD_DELETIONS.name).absolute(0);
-}
-
-/// One object of `kind` (`standalone`, `session`) of `bytes` recorded.
-pub fn record_object(kind: &'static str, bytes: u64) {
-    if INSTALLED.get().is_some() {
-        metrics::counter!(RECORD_OBJECTS.name, "kind" => kind).increment(1);
-        metrics::counter!(RECORD_BYTES.name).increment(bytes);
-    }
-}
-
-/// A recording job failed an attempt, or was refused, for `reason`.
-pub fn record_failure(reason: &'static str) {
-    if INSTALLED.get().is_some() {
-        metrics::counter!(RECORD_FAILURES.name, "reason" => reason).increment(1);
-    }
-}
-
-/// The durable queue holds `n` jobs.
-pub fn record_queue_depth(n: u64) {
-    if INSTALLED.get().is_some() {
-        metrics::gauge!(RECORD_QUEUE_DEPTH.name).set(n as f64);
-    }
-}
-
-/// A recorded object deleted after its message's delivery failed.
-pub fn record_deletion() {
-    if INSTALLED.get().is_some() {
-        metrics::counter!(RECORD_DELETIONS.name).increment(1);
     }
 }

@@ -62,10 +62,14 @@ fn mss(dc: &Dovecot) -> Mss {
     })
 }
 
-/// Every object of a folder (none when the folder does not exist).
+/// Every object of a folder of Alice's (none when the folder does not exist).
 async fn objects(dc: &Dovecot, folder: &str) -> Vec<String> {
+    objects_of(dc, ALICE_BOX, folder).await
+}
+
+async fn objects_of(dc: &Dovecot, account: &str, folder: &str) -> Vec<String> {
     mss(dc)
-        .fetch(ALICE_BOX, folder, "ALL")
+        .fetch(account, folder, "ALL")
         .await
         .unwrap_or_default()
         .into_iter()
@@ -186,6 +190,65 @@ async fn a_standalone_message_is_recorded_before_it_is_delivered() {
         assert_eq!(field(head, "Content-Type"), Some("message/cpim"));
         assert!(field(head, "Date").expect("Date").ends_with("+0000"));
         assert_eq!(rest.as_bytes(), body.as_ref());
+        bed.stop().await;
+    })
+    .await;
+}
+
+/// SIMPLE -> CPM: the terminating user's preferences apply too (and the originator's, into
+/// the originator's own mailbox); the Conversation-ID is the one the node generated for CPM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs dovecot-imapd (and root): .ci/test.sh installs it"]
+async fn both_users_preferences_apply_each_into_their_own_mailbox() {
+    let dc = Dovecot::start();
+    bounded(30, async {
+        let prefs = r#"
+[users."sip:alice@cpm.example.net"]
+standalone = true
+directions = ["incoming"]
+[users."sip:bob@simple.example.net"]
+standalone = true
+account = "bob-box"
+"#;
+        let mut bed = Bed::start_with(Transport::Udp, record_config(&dc, prefs)).await;
+        let (alice, bob) = (bed.cpm.aor(), bed.simple.aor());
+        let body = Bytes::from(format!(
+            "From: <{bob}>\r\nTo: <{alice}>\r\nNS: imdn <urn:ietf:params:imdn>\r\n\
+imdn.Message-ID: Msg-S\r\nDateTime: 2026-11-25T10:00:00.000Z\r\n\r\n\
+Content-Type: text/plain;charset=UTF-8\r\n\r\nhello from SIMPLE"
+        ));
+        let msg = bed
+            .simple
+            .new_message(&alice, "message/cpim", body.clone())
+            .expect("MESSAGE");
+        let node_simple = bed.node_simple();
+        let (answer, got) = tokio::join!(bed.simple.request(node_simple, msg), async {
+            let tx = bed
+                .cpm
+                .recv_method(Method::Message, None)
+                .await
+                .expect("MESSAGE at CPM");
+            bed.cpm
+                .respond(&tx, 200, "OK", &[], None)
+                .await
+                .expect("200");
+            tx.request
+        });
+        assert_eq!(answer.expect("answer").status_code(), Some(200));
+        let conv = got
+            .header("Conversation-ID")
+            .expect("the node's Conversation-ID")
+            .to_string();
+        let folder = cpm_iwf::record::object::folder(Some(&conv));
+        let o = wait_objects(&dc, &folder, 1).await;
+        let (head, rest) = split(&o[0]);
+        assert_eq!(field(head, "Conversation-ID"), Some(conv.as_str()));
+        assert_eq!(field(head, "Message-Direction"), Some("received"));
+        assert_eq!(field(head, "IMDN-Message-ID"), Some("Msg-S"));
+        assert!(rest.contains("hello from SIMPLE"));
+        let b = objects_of(&dc, "bob-box", &folder).await;
+        assert_eq!(b.len(), 1, "the originator's own record");
+        assert_eq!(field(split(&b[0]).0, "Message-Direction"), Some("sent"));
         bed.stop().await;
     })
     .await;

@@ -708,9 +708,9 @@ async fn uploader(queue: Arc<Queue>, mss: Mss, mut rx: mpsc::Receiver<Work>, bac
     // After a restart everything queued is due at once.
     {
         let q = queue.clone();
-        if let Ok(list) = blocking(move || q.list(usize::MAX)).await {
-            for (id, job) in list {
-                if let Some(Job::Append { object_id, .. }) = job {
+        if let Ok(list) = blocking(move || q.index(usize::MAX)).await {
+            for (id, upload) in list {
+                if let Some(object_id) = upload {
                     appends.insert(object_id, id);
                 }
                 due.insert(id, (tokio::time::Instant::now(), 0));
@@ -787,12 +787,20 @@ async fn uploader(queue: Arc<Queue>, mss: Mss, mut rx: mpsc::Receiver<Work>, bac
             }
             () = sleep => {
                 let now = tokio::time::Instant::now();
-                let ready: Vec<(u64, u32)> = due
+                let mut ready: Vec<(u64, u32)> = due
                     .iter()
                     .filter(|(_, (at, _))| *at <= now)
                     .map(|(id, (_, n))| (*id, *n))
                     .collect();
+                // In queue order; once one fails the MSS is taken as down for this round: the
+                // rest wait their next turn instead of each waiting for its own timeout.
+                ready.sort_unstable();
+                let mut down = false;
                 for (id, n) in ready {
+                    if down {
+                        due.insert(id, (now + backoff.after(n + 1), n + 1));
+                        continue;
+                    }
                     let q = queue.clone();
                     let job = match blocking(move || q.get(id)).await {
                         Ok(Some(j)) => j,
@@ -807,6 +815,7 @@ async fn uploader(queue: Arc<Queue>, mss: Mss, mut rx: mpsc::Receiver<Work>, bac
                             appends.remove(object_id);
                         }
                     } else {
+                        down = true;
                         let n = n + 1;
                         due.insert(id, (tokio::time::Instant::now() + backoff.after(n), n));
                     }

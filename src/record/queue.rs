@@ -108,6 +108,21 @@ impl Job {
         out
     }
 
+    /// The object id of a stored upload, without copying its object.
+    pub fn peek_upload(v: &[u8]) -> Option<String> {
+        let (&tag, mut rest) = v.split_first()?;
+        if tag != b'A' {
+            return None;
+        }
+        let mut last = None;
+        for _ in 0..3 {
+            let len = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+            last = Some(rest.get(4..4 + len)?);
+            rest = rest.get(4 + len..)?;
+        }
+        String::from_utf8(last?.to_vec()).ok()
+    }
+
     /// The job of a stored value; `None` when the value is not one.
     pub fn decode(v: &[u8]) -> Option<Job> {
         let (&tag, mut rest) = v.split_first()?;
@@ -217,6 +232,19 @@ impl Queue {
         Ok(out)
     }
 
+    /// Up to `limit` queued jobs as (id, object id when it is an upload), in queue order,
+    /// without reading the objects: what the uploader indexes at start.
+    pub fn index(&self, limit: usize) -> Result<Vec<(u64, Option<String>)>, QueueError> {
+        let txn = self.db.begin_read().map_err(e)?;
+        let jobs = txn.open_table(JOBS).map_err(e)?;
+        let mut out = Vec::new();
+        for item in jobs.iter().map_err(e)?.take(limit) {
+            let (k, v) = item.map_err(e)?;
+            out.push((k.value(), Job::peek_upload(v.value())));
+        }
+        Ok(out)
+    }
+
     /// Jobs queued.
     pub fn len(&self) -> Result<u64, QueueError> {
         let txn = self.db.begin_read().map_err(e)?;
@@ -278,6 +306,13 @@ mod tests {
             vec![(ids[0], Some(append(0))), (ids[2], Some(append(2)))]
         );
         assert_eq!(q.get(ids[2]).expect("get"), Some(append(2)));
+        assert_eq!(
+            q.index(10).expect("index"),
+            vec![
+                (ids[0], Some("o0@cpm-iwf".to_string())),
+                (ids[2], Some("o2@cpm-iwf".to_string()))
+            ]
+        );
         assert_eq!(q.len().expect("len"), 2);
         // Ids are never reused after a restart.
         assert!(q.push(&append(9)).expect("push") > ids[2]);
