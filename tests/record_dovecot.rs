@@ -581,6 +581,9 @@ async fn a_queued_upload_survives_a_node_restart() {
         let bob = bed.simple.aor();
         let (status, body) = pager(&mut bed, &bob, "conv-restart", "Msg-R", 200, || async {}).await;
         assert_eq!(status, 200);
+        // Not recorded: the upload waits in the durable queue.
+        let metrics = http_get(bed.node.listening.admin, "/metrics").await;
+        assert!(metrics.contains("cpm_iwf_record_queue_depth 1"), "{metrics}");
         bed.stop().await;
         // The first node's tasks (and its queue file) are gone once aborted tasks are dropped.
         tokio::time::sleep(Duration::from_millis(500)).await;

@@ -78,12 +78,31 @@ service imap-login {{\n  inet_listener imap {{\n    address = 127.0.0.1\n    por
     }
 
     fn run(&self) {
-        // The master daemonizes: its output must not be a pipe we wait on.
-        run(Command::new("dovecot")
-            .arg("-c")
-            .arg(&self.conf)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null()));
+        // The master daemonizes: its output goes to a file, not a pipe we would wait on. A
+        // master just stopped may still hold its base_dir for a moment: a few tries.
+        let errors = self.dir.path().join("start.err");
+        let mut started = false;
+        for _ in 0..20 {
+            let err = std::fs::File::create(&errors).expect("start.err");
+            let st = Command::new("dovecot")
+                .arg("-c")
+                .arg(&self.conf)
+                .stdout(std::process::Stdio::null())
+                .stderr(err)
+                .status()
+                .expect("dovecot runs (is dovecot-imapd installed?)");
+            if st.success() {
+                started = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        assert!(
+            started,
+            "dovecot does not start: {}\n{}",
+            std::fs::read_to_string(&errors).unwrap_or_default(),
+            self.log()
+        );
         for _ in 0..100 {
             if std::net::TcpStream::connect(self.addr).is_ok() {
                 return;
@@ -103,9 +122,18 @@ service imap-login {{\n  inet_listener imap {{\n    address = 127.0.0.1\n    por
             .map(|s| s.trim().to_string())
     }
 
-    /// Stop it (the mail stays).
+    /// Stop it (the mail stays); fails the test if it does not stop.
     pub fn stop(&self) {
-        if let Some(pid) = self.pid() {
+        // The master writes its pid file once it runs: wait for it rather than stop nothing.
+        for _ in 0..100 {
+            if self.pid().is_some_and(|p| !p.is_empty()) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let pid = self.pid().filter(|p| !p.is_empty());
+        assert!(pid.is_some(), "dovecot wrote no pid file: {}", self.log());
+        if let Some(pid) = pid {
             let _ = Command::new("kill").arg(&pid).status();
             for _ in 0..300 {
                 // Gone, or a zombie its (container) parent has not reaped yet.
