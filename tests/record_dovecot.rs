@@ -28,6 +28,7 @@ use rsip::Method;
 use sip_ua::Transport;
 
 const MSG_ICSI: &str = "urn:urn-7:3gpp-service.ims.icsi.oma.cpm.msg";
+const LARGE_ICSI: &str = "urn:urn-7:3gpp-service.ims.icsi.oma.cpm.largemsg";
 const ALICE_BOX: &str = "alice@cpm.example.net";
 
 fn prefs(dc: &Dovecot, text: &str) -> std::path::PathBuf {
@@ -445,31 +446,7 @@ async fn a_300_kib_message_in_chunks_is_recorded_whole() {
             .map(|i| format!("{i:062}\r\n"))
             .collect();
         let body = cpim_text("Big-1", &text);
-        let total = body.len();
-        let chunk = 32 * 1024;
-        {
-            let (ar, aw) = (&mut chat.alice.0, &mut chat.alice.1);
-            let (br, bw) = (&mut chat.bob.0, &mut chat.bob.1);
-            let mut start = 0;
-            while start < total {
-                let end = (start + chunk).min(total);
-                let mut m = aw.request(MsrpMethod::Send);
-                m.set_header("Message-ID", Bytes::from_static(b"big-msrp-1"));
-                m.set_header(
-                    "Byte-Range",
-                    Bytes::from(format!("{}-{}/{}", start + 1, end, total)),
-                );
-                m.set_body("message/cpim", body.slice(start..end));
-                if end < total {
-                    m.continuation = Continuation::More;
-                }
-                aw.send(&m).await.expect("chunk");
-                ok(ar).await;
-                let got = next_request(br).await;
-                bw.send(&bw.respond(&got, 200)).await.expect("200");
-                start = end;
-            }
-        }
+        send_chunked(&mut chat, "big-msrp-1", &body).await;
         hang_up(&mut chat).await;
         let o = wait_objects(&dc, "conv-chat-1", 1).await;
         let part_body = split(&o[0]).1;
@@ -479,6 +456,125 @@ async fn a_300_kib_message_in_chunks_is_recorded_whole() {
             "the 300 KiB message is not whole in the object"
         );
         assert!(o[0].len() > 300 * 1024);
+        chat.bed.stop().await;
+    })
+    .await;
+}
+
+/// Alice sends `body` in 32 KiB chunks of one MSRP message; Bob answers each chunk.
+async fn send_chunked(chat: &mut Chat, msrp_id: &'static str, body: &Bytes) {
+    let (ar, aw) = (&mut chat.alice.0, &mut chat.alice.1);
+    let (br, bw) = (&mut chat.bob.0, &mut chat.bob.1);
+    let (total, chunk) = (body.len(), 32 * 1024);
+    let mut start = 0;
+    while start < total {
+        let end = (start + chunk).min(total);
+        let mut m = aw.request(MsrpMethod::Send);
+        m.set_header("Message-ID", Bytes::from_static(msrp_id.as_bytes()));
+        m.set_header(
+            "Byte-Range",
+            Bytes::from(format!("{}-{}/{}", start + 1, end, total)),
+        );
+        m.set_body("message/cpim", body.slice(start..end));
+        if end < total {
+            m.continuation = Continuation::More;
+        }
+        aw.send(&m).await.expect("chunk");
+        ok(ar).await;
+        let got = next_request(br).await;
+        bw.send(&bw.respond(&got, 200)).await.expect("200");
+        start = end;
+    }
+}
+
+/// A large message (CPM 2.0 large message mode: an MSRP session with the `cpm.largemsg`
+/// ICSI) from Alice to Bob: the session as `chat::set_up_with` makes it, with that ICSI.
+async fn set_up_large(dc: &Dovecot) -> Chat {
+    let mut bed = Bed::start_with(Transport::Udp, record_config(dc, ALICE_RECORDS)).await;
+    let bob_listener = msrp_endpoint::listen(None);
+    let bob_uri = msrp_endpoint::uri(bob_listener.local_addr().expect("addr").port(), "boblarge7");
+    let alice_uri = msrp_endpoint::uri(9, "alicelarge3");
+    let bob_aor = bed.simple.aor();
+    let mut invite = bed
+        .cpm
+        .new_invite(&bob_aor, offer(&alice_uri, "active"))
+        .expect("INVITE");
+    invite
+        .push_header("P-Preferred-Service", LARGE_ICSI)
+        .expect("header");
+    invite
+        .push_header("Conversation-ID", "conv-large-1")
+        .expect("header");
+    invite
+        .push_header("Contribution-ID", "contrib-large-1")
+        .expect("header");
+    let node_cpm = bed.node_cpm();
+    let mut tx = bed.cpm.send_request(node_cpm, invite).await.expect("sent");
+    let inv = bed
+        .simple
+        .recv_method(Method::Invite, None)
+        .await
+        .expect("INVITE at SIMPLE");
+    let node_simple_uri = sdp_path(&inv.request);
+    let answer = offer(&bob_uri, "passive");
+    let (simple_side, (ok200, cpm_dialog)) = tokio::join!(
+        bed.simple
+            .respond_until_ack(&inv, 200, &[], Some(("application/sdp", answer))),
+        async {
+            loop {
+                let resp = bed.cpm.next_response(&mut tx, None).await.expect("answer");
+                if resp.status_code() == Some(200) {
+                    let mut dialog = bed.cpm.dialog_from_response(&tx, &resp).expect("dialog");
+                    bed.cpm.ack(&mut dialog).await.expect("ACK");
+                    return (resp, dialog);
+                }
+            }
+        }
+    );
+    simple_side.expect("the node ACKs the callee's 200");
+    let node_cpm_uri = sdp_path(&ok200);
+    let mut bob = msrp_endpoint::accept(&bob_listener, bob_uri, node_simple_uri).await;
+    let bind = next_request(&mut bob.0).await;
+    let reply = bob.1.respond(&bind, 200);
+    bob.1.send(&reply).await.expect("200");
+    let mut alice =
+        msrp_endpoint::connect(bed.node.listening.cpm_msrp, alice_uri, node_cpm_uri).await;
+    let b = alice.1.bind();
+    alice.1.send(&b).await.expect("bind");
+    ok(&mut alice.0).await;
+    Chat {
+        bed,
+        cpm_dialog,
+        simple_dialog: None,
+        alice,
+        bob,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs dovecot-imapd (and root): .ci/test.sh installs it"]
+async fn a_300_kib_large_message_in_chunks_is_one_standalone_object() {
+    let dc = Dovecot::start();
+    bounded(60, async {
+        let mut chat = set_up_large(&dc).await;
+        let text: String = (0..300 * 1024 / 64)
+            .map(|i| format!("{i:062}\r\n"))
+            .collect();
+        let body = cpim_text("Big-L", &text);
+        send_chunked(&mut chat, "large-msrp-1", &body).await;
+        hang_up(&mut chat).await;
+        let o = wait_objects(&dc, "conv-large-1", 1).await;
+        let (head, rest) = split(&o[0]);
+        assert_eq!(field(head, "Content-Type"), Some("message/cpim"));
+        assert_eq!(field(head, "Conversation-ID"), Some("conv-large-1"));
+        assert_eq!(field(head, "Contribution-ID"), Some("contrib-large-1"));
+        assert_eq!(field(head, "IMDN-Message-ID"), Some("Big-L"));
+        assert_eq!(field(head, "Message-Direction"), Some("sent"));
+        assert_eq!(rest.len(), body.len());
+        assert!(
+            rest.as_bytes() == body.as_ref(),
+            "the reassembled body, byte for byte"
+        );
         chat.bed.stop().await;
     })
     .await;
@@ -583,7 +679,10 @@ async fn a_queued_upload_survives_a_node_restart() {
         assert_eq!(status, 200);
         // Not recorded: the upload waits in the durable queue.
         let metrics = http_get(bed.node.listening.admin, "/metrics").await;
-        assert!(metrics.contains("cpm_iwf_record_queue_depth 1"), "{metrics}");
+        assert!(
+            metrics.contains("cpm_iwf_record_queue_depth 1"),
+            "{metrics}"
+        );
         bed.stop().await;
         // The first node's tasks (and its queue file) are gone once aborted tasks are dropped.
         tokio::time::sleep(Duration::from_millis(500)).await;
