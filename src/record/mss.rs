@@ -4,11 +4,15 @@
 //! bounded by the configured timeout; a connection is never kept across jobs, so an MSS restart
 //! costs nothing but the jobs in flight, which the durable queue retries.
 //!
-//! Why async-imap: its last release (0.12, 2025) builds on tokio alone with
-//! `default-features = false, features = ["runtime-tokio"]` (`cargo tree -i async-std` finds
-//! nothing), it parses responses with imap-proto (literals included), and it is what
-//! deltachat uses in production. TLS (`STARTTLS`/993) is not wired yet: plain TCP to an MSS on
-//! the operator's network only.
+//! Why async-imap (checked for issue 8): release 0.12.0 (MSRV 1.88), maintained by chatmail
+//! (Delta Chat's IMAP stack, e.g. chatmail/async-imap#109, unsolicited APPEND responses, fixed
+//! 2024); with `default-features = false, features = ["runtime-tokio"]` it runs on tokio alone
+//! (`cargo tree -i async-std` finds nothing); it pulls in imap-proto + nom (the response
+//! parser, literals included), futures-util, async-channel, chrono, base64, stop-token. It
+//! waits for the `+` continuation before sending an APPEND literal (RFC 9051 §4.3). Its
+//! response buffer is not size-bounded: the bound here is time (every exchange under
+//! `imap_timeout_ms`) and the peer is the operator's own MSS, not a network user. TLS
+//! (`STARTTLS`/993) is not wired yet: plain TCP to an MSS on the operator's network only.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;

@@ -23,6 +23,9 @@
 //!   time, inviting user, invited users), then one `Message/CPIM` part per chat message and per
 //!   disposition notification, in the order the node relayed them, each with its own
 //!   `Date`, `IMDN-Message-ID` and `Message-Direction`.
+//! * **Large message** (SD 5.2.1.2.1, large message mode: an MSRP session with the
+//!   `cpm.largemsg` ICSI): each whole (reassembled) message is a standalone object as above,
+//!   with the session's identities, recorded when the session ends.
 //! * A body that is not 7-bit-clean text (NUL, bare CR or LF, non-UTF-8) is written base64
 //!   (RFC 2045 §6.8) so that every IMAP server accepts the APPEND (RFC 9051 §4.3: no NUL in a
 //!   literal without BINARY).
