@@ -747,6 +747,8 @@ async fn uploader(queue: Arc<Queue>, mss: Mss, mut rx: mpsc::Receiver<Work>, bac
                                     }
                                     due.insert(id, (tokio::time::Instant::now() + backoff.after(1), 1));
                                 }
+                                // The gauge is right before the waiting message goes on.
+                                depth(&queue);
                                 if let Some(d) = done {
                                     let _ = d.send(ok);
                                 }
@@ -871,6 +873,116 @@ mod tests {
         std::fs::write(&prefs, "[users.\"alice\"]\nstandalone = false\n").expect("write");
         assert!(r.reload().is_err());
         assert!(r.prefs().of(user).standalone, "the old preferences stay");
+        for t in tasks {
+            t.abort();
+        }
+    }
+
+    fn message(from: &str, to: &str, ct: &str, body: &str) -> SipMessage {
+        let mut m = SipMessage::request(rsip::Method::Message, to).expect("request");
+        for (n, v) in [
+            ("From", format!("<{from}>;tag=f1")),
+            ("To", format!("<{to}>")),
+            ("Call-ID", "c1".to_string()),
+            ("CSeq", "1 MESSAGE".to_string()),
+            ("Conversation-ID", "conv-u".to_string()),
+        ] {
+            m.push_header(n, &v).expect("header");
+        }
+        m.set_body_with_type(Some(ct), Bytes::from(body.to_string()))
+            .expect("body");
+        m
+    }
+
+    fn outcome(send: Vec<(Side, SipMessage)>) -> Outcome {
+        Outcome {
+            send,
+            reply: None,
+            changes: Vec::new(),
+            msrp: Vec::new(),
+        }
+    }
+
+    const CPIM_TEXT: &str = "From: <sip:a@x>\r\nTo: <sip:b@y>\r\nNS: imdn <urn:ietf:params:imdn>\r\n\
+imdn.Message-ID: M1\r\n\r\nContent-Type: text/plain\r\n\r\nhi";
+
+    #[tokio::test]
+    async fn which_pager_messages_are_recorded_and_in_which_form() {
+        let dir = tempfile::tempdir().expect("dir");
+        let prefs = dir.path().join("prefs.toml");
+        std::fs::write(
+            &prefs,
+            "[users.\"sip:alice@cpm.example.net\"]\nstandalone = true\ncontent_types = [\"text/plain\"]\n",
+        )
+        .expect("write");
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let gone = closed.local_addr().expect("addr");
+        drop(closed);
+        let cfg = RecordConfig {
+            enabled: true,
+            preferences: Some(prefs),
+            queue_path: dir.path().join("q.redb"),
+            imap: gone,
+            upload_wait_ms: 100,
+            retry_base_ms: 60_000,
+            ..RecordConfig::default()
+        };
+        let (r, tasks) = Recorder::start(&cfg).expect("start");
+        let (alice, bob) = ("sip:alice@cpm.example.net", "sip:bob@simple.example.net");
+        let none = outcome(Vec::new());
+        // Alice's CPIM text message: recorded; the wait ends (the MSS is down) in time.
+        let m = message(alice, bob, "message/cpim", CPIM_TEXT);
+        let wait = r.request(Side::Cpm, &m, &none).expect("recorded");
+        tokio::time::timeout(Duration::from_secs(2), wait)
+            .await
+            .expect("bounded");
+        // Someone else's: not recorded; isComposing and notifications never are.
+        let other = message("sip:dave@cpm.example.net", bob, "message/cpim", CPIM_TEXT);
+        assert!(r.request(Side::Cpm, &other, &none).is_none());
+        let typing = CPIM_TEXT.replace("text/plain", "application/im-iscomposing+xml");
+        assert!(
+            r.request(
+                Side::Cpm,
+                &message(alice, bob, "message/cpim", &typing),
+                &none
+            )
+            .is_none()
+        );
+        let imdn = CPIM_TEXT.replace("text/plain", "message/imdn+xml");
+        assert!(
+            r.request(
+                Side::Cpm,
+                &message(alice, bob, "message/cpim", &imdn),
+                &none
+            )
+            .is_none()
+        );
+        // The content type filter applies to the CPIM content.
+        let png = CPIM_TEXT.replace("text/plain", "image/png");
+        assert!(
+            r.request(Side::Cpm, &message(alice, bob, "message/cpim", &png), &none)
+                .is_none()
+        );
+        // From SIMPLE the CPM form is the translated message (a SIMPLE-side form without it:
+        // nothing to record).
+        let from_simple = message(bob, alice, "message/cpim", CPIM_TEXT);
+        assert!(r.request(Side::Simple, &from_simple, &none).is_none());
+        let translated = outcome(vec![(Side::Cpm, from_simple.clone())]);
+        assert!(r.request(Side::Simple, &from_simple, &translated).is_some());
+        // The answer clears what was remembered for the deletion.
+        assert_eq!(
+            r.pagers.lock().expect("lock").len(),
+            1,
+            "same Call-ID, CSeq, tag"
+        );
+        r.delivery_result(&m, 100);
+        assert_eq!(
+            r.pagers.lock().expect("lock").len(),
+            1,
+            "provisional: still waiting"
+        );
+        r.delivery_result(&m, 404);
+        assert!(r.pagers.lock().expect("lock").is_empty());
         for t in tasks {
             t.abort();
         }
