@@ -65,6 +65,8 @@ pub struct RecordConfig {
     pub queue_capacity: usize,
     /// Largest object (a session history, a reassembled message); larger ones are cut.
     pub max_object_bytes: usize,
+    /// Uploads done at once (each account's jobs always in order, by one of them).
+    pub upload_workers: usize,
 }
 
 impl Default for RecordConfig {
@@ -82,6 +84,7 @@ impl Default for RecordConfig {
             retry_max_ms: 60_000,
             queue_capacity: 100_000,
             max_object_bytes: 16 * 1024 * 1024,
+            upload_workers: 4,
         }
     }
 }
@@ -264,6 +267,7 @@ struct RawRecord {
     retry_max_ms: Option<Spanned<u64>>,
     queue_capacity: Option<Spanned<u64>>,
     max_object_bytes: Option<Spanned<u64>>,
+    upload_workers: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -642,6 +646,7 @@ fn apply_record(src: Source<'_>, raw: RawRecord, r: &mut RecordConfig) -> Result
         1024 * 1024 * 1024,
         &mut r.max_object_bytes,
     )?;
+    set_count(src, raw.upload_workers, 1, 64, &mut r.upload_workers)?;
     Ok(())
 }
 

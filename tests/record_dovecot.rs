@@ -696,3 +696,44 @@ async fn a_queued_upload_survives_a_node_restart() {
     })
     .await;
 }
+
+/// 100 recorded pager messages one after the other: every one in the MSS, in order, and how
+/// long the node took per message with its upload before delivery (printed: the figure the
+/// README quotes comes from this test).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs dovecot-imapd (and root): .ci/test.sh installs it"]
+async fn a_hundred_recorded_messages_arrive_in_order() {
+    let dc = Dovecot::start();
+    bounded(120, async {
+        let mut bed = Bed::start_with(Transport::Udp, record_config(&dc, ALICE_RECORDS)).await;
+        let bob = bed.simple.aor();
+        let n = 100;
+        let started = std::time::Instant::now();
+        for i in 0..n {
+            let (status, _) = pager(
+                &mut bed,
+                &bob,
+                "conv-hundred",
+                &format!("H-{i:03}"),
+                200,
+                || async {},
+            )
+            .await;
+            assert_eq!(status, 200);
+        }
+        let elapsed = started.elapsed();
+        let o = wait_objects(&dc, "conv-hundred", n).await;
+        for (i, obj) in o.iter().enumerate() {
+            assert_eq!(
+                field(split(obj).0, "IMDN-Message-ID"),
+                Some(format!("H-{i:03}").as_str())
+            );
+        }
+        println!(
+            "{n} recorded pager messages in {elapsed:?}: {:?} each (upload before delivery)",
+            elapsed / n as u32
+        );
+        bed.stop().await;
+    })
+    .await;
+}

@@ -87,7 +87,8 @@ struct Invite {
 pub struct Recorder {
     prefs: RwLock<Arc<Preferences>>,
     prefs_path: Option<PathBuf>,
-    work: mpsc::Sender<Work>,
+    /// One queue per upload worker; an account's jobs always go to the same one.
+    work: Vec<mpsc::Sender<Work>>,
     wait: Duration,
     max_object: usize,
     pagers: Mutex<HashMap<String, Vec<Recorded>>>,
@@ -167,7 +168,10 @@ impl Recorder {
             password: cfg.password.clone(),
             timeout: Duration::from_millis(cfg.imap_timeout_ms),
         });
-        let (work, rx) = mpsc::channel(1024);
+        let lanes = cfg.upload_workers.max(1);
+        let (work, rxs): (Vec<_>, Vec<_>) = (0..lanes)
+            .map(|_| mpsc::channel::<Work>((1024 / lanes).max(64)))
+            .unzip();
         let epoch = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
@@ -188,7 +192,20 @@ impl Recorder {
             base: Duration::from_millis(cfg.retry_base_ms),
             max: Duration::from_millis(cfg.retry_max_ms.max(cfg.retry_base_ms)),
         };
-        let mut tasks = vec![tokio::spawn(uploader(queue, mss, rx, backoff))];
+        let mut tasks: Vec<JoinHandle<()>> = rxs
+            .into_iter()
+            .enumerate()
+            .map(|(lane, rx)| {
+                let up = Uploader {
+                    queue: queue.clone(),
+                    mss: mss.clone(),
+                    backoff,
+                    lane,
+                    lanes,
+                };
+                tokio::spawn(up.run(rx))
+            })
+            .collect();
         #[cfg(unix)]
         {
             let r = recorder.clone();
@@ -229,8 +246,15 @@ impl Recorder {
         format!("{:x}.{n}@cpm-iwf", self.epoch)
     }
 
+    fn lane(&self, account: &str) -> Option<&mpsc::Sender<Work>> {
+        self.work.get(lane_of(account, self.work.len()))
+    }
+
     fn push(&self, job: Job, done: Option<oneshot::Sender<bool>>) -> bool {
-        if self.work.try_send(Work::Push { job, done }).is_err() {
+        let Some(lane) = self.lane(job.account()) else {
+            return false;
+        };
+        if lane.try_send(Work::Push { job, done }).is_err() {
             metrics::record_failure("queue_full");
             tracing::warn!("recording queue full: object not recorded");
             return false;
@@ -355,12 +379,15 @@ impl Recorder {
             return;
         }
         for r in recorded {
+            let Some(lane) = self.lane(&r.account) else {
+                continue;
+            };
             let undo = Work::Undo {
                 account: r.account,
                 folder: r.folder,
                 object_id: r.object_id,
             };
-            if self.work.try_send(undo).is_err() {
+            if lane.try_send(undo).is_err() {
                 metrics::record_failure("queue_full");
                 tracing::warn!("recording queue full: a failed message stays recorded");
             }
@@ -699,7 +726,48 @@ async fn attempt(queue: &Arc<Queue>, mss: &Mss, id: u64, job: &Job) -> bool {
     }
 }
 
-async fn uploader(queue: Arc<Queue>, mss: Mss, mut rx: mpsc::Receiver<Work>, backoff: Backoff) {
+/// The upload worker of an account (FNV-1a of its name, stable across restarts so that a
+/// restarted node gives each queued job to the worker of its account again).
+fn lane_of(account: &str, lanes: usize) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in account.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % lanes.max(1) as u64) as usize
+}
+
+/// One upload worker: the jobs of its accounts, one at a time, in queue order.
+struct Uploader {
+    queue: Arc<Queue>,
+    mss: Mss,
+    backoff: Backoff,
+    lane: usize,
+    lanes: usize,
+}
+
+impl Uploader {
+    async fn run(self, rx: mpsc::Receiver<Work>) {
+        uploader(
+            self.queue,
+            self.mss,
+            rx,
+            self.backoff,
+            self.lane,
+            self.lanes,
+        )
+        .await;
+    }
+}
+
+async fn uploader(
+    queue: Arc<Queue>,
+    mss: Mss,
+    mut rx: mpsc::Receiver<Work>,
+    backoff: Backoff,
+    lane: usize,
+    lanes: usize,
+) {
     // Jobs waiting for a retry: when, and how many attempts failed.
     let mut due: HashMap<u64, (tokio::time::Instant, u32)> = HashMap::new();
     // Uploads not yet confirmed, by object: a failed delivery then removes the upload instead
@@ -709,8 +777,16 @@ async fn uploader(queue: Arc<Queue>, mss: Mss, mut rx: mpsc::Receiver<Work>, bac
     {
         let q = queue.clone();
         if let Ok(list) = blocking(move || q.index(usize::MAX)).await {
-            for (id, upload) in list {
-                if let Some(object_id) = upload {
+            for (id, peeked) in list {
+                // This worker's accounts; an undecodable job is worker 0's (to remove it).
+                let mine = match &peeked {
+                    Some((account, _)) => lane_of(account, lanes) == lane,
+                    None => lane == 0,
+                };
+                if !mine {
+                    continue;
+                }
+                if let Some((_, Some(object_id))) = peeked {
                     appends.insert(object_id, id);
                 }
                 due.insert(id, (tokio::time::Instant::now(), 0));
@@ -806,8 +882,16 @@ async fn uploader(queue: Arc<Queue>, mss: Mss, mut rx: mpsc::Receiver<Work>, bac
                     let q = queue.clone();
                     let job = match blocking(move || q.get(id)).await {
                         Ok(Some(j)) => j,
-                        _ => {
+                        Ok(None) => {
+                            // Gone, or not a job this version can read: never retried.
                             due.remove(&id);
+                            let q = queue.clone();
+                            let _ = blocking(move || q.remove(id)).await;
+                            continue;
+                        }
+                        Err(_) => {
+                            // The queue file failed: try again later, not at once.
+                            due.insert(id, (now + backoff.after(n + 1), n + 1));
                             continue;
                         }
                     };
@@ -986,6 +1070,19 @@ imdn.Message-ID: M1\r\n\r\nContent-Type: text/plain\r\n\r\nhi";
         for t in tasks {
             t.abort();
         }
+    }
+
+    #[test]
+    fn an_account_always_has_the_same_worker() {
+        assert_eq!(lane_of("alice@cpm.example.net", 1), 0);
+        let l = lane_of("alice@cpm.example.net", 4);
+        assert!(l < 4);
+        assert_eq!(lane_of("alice@cpm.example.net", 4), l);
+        // FNV-1a of "a" (0xaf63dc4c8601ec8c, its published test vector) mod 7, fixed across releases and restarts.
+        assert_eq!(lane_of("a", 7), (0xaf63_dc4c_8601_ec8c_u64 % 7) as usize);
+        let spread: std::collections::HashSet<usize> =
+            (0..64).map(|i| lane_of(&format!("user{i}@x"), 4)).collect();
+        assert_eq!(spread.len(), 4);
     }
 
     #[test]

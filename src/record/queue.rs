@@ -108,19 +108,20 @@ impl Job {
         out
     }
 
-    /// The object id of a stored upload, without copying its object.
-    pub fn peek_upload(v: &[u8]) -> Option<String> {
+    /// The account of a stored job and, for an upload, its object id, without copying the
+    /// object.
+    pub fn peek(v: &[u8]) -> Option<(String, Option<String>)> {
         let (&tag, mut rest) = v.split_first()?;
-        if tag != b'A' {
-            return None;
-        }
-        let mut last = None;
+        let mut fields = Vec::with_capacity(3);
         for _ in 0..3 {
             let len = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
-            last = Some(rest.get(4..4 + len)?);
+            fields.push(String::from_utf8(rest.get(4..4 + len)?.to_vec()).ok()?);
             rest = rest.get(4 + len..)?;
         }
-        String::from_utf8(last?.to_vec()).ok()
+        let object_id = fields.pop()?;
+        fields.pop()?;
+        let account = fields.pop()?;
+        Some((account, (tag == b'A').then_some(object_id)))
     }
 
     /// The job of a stored value; `None` when the value is not one.
@@ -155,6 +156,10 @@ impl Job {
         }
     }
 }
+
+/// What [`Job::peek`] reads of a stored job: its account, and its object id when it is an
+/// upload.
+pub type Peeked = (String, Option<String>);
 
 /// The queue file.
 pub struct Queue {
@@ -232,15 +237,15 @@ impl Queue {
         Ok(out)
     }
 
-    /// Up to `limit` queued jobs as (id, object id when it is an upload), in queue order,
-    /// without reading the objects: what the uploader indexes at start.
-    pub fn index(&self, limit: usize) -> Result<Vec<(u64, Option<String>)>, QueueError> {
+    /// Up to `limit` queued jobs as (id, what [`Job::peek`] reads: `None` when undecodable),
+    /// in queue order, without reading the objects: what the uploader indexes at start.
+    pub fn index(&self, limit: usize) -> Result<Vec<(u64, Option<Peeked>)>, QueueError> {
         let txn = self.db.begin_read().map_err(e)?;
         let jobs = txn.open_table(JOBS).map_err(e)?;
         let mut out = Vec::new();
         for item in jobs.iter().map_err(e)?.take(limit) {
             let (k, v) = item.map_err(e)?;
-            out.push((k.value(), Job::peek_upload(v.value())));
+            out.push((k.value(), Job::peek(v.value())));
         }
         Ok(out)
     }
@@ -306,13 +311,18 @@ mod tests {
             vec![(ids[0], Some(append(0))), (ids[2], Some(append(2)))]
         );
         assert_eq!(q.get(ids[2]).expect("get"), Some(append(2)));
+        let who = |o: &str| Some(("alice@cpm.example.net".to_string(), Some(o.to_string())));
         assert_eq!(
             q.index(10).expect("index"),
-            vec![
-                (ids[0], Some("o0@cpm-iwf".to_string())),
-                (ids[2], Some("o2@cpm-iwf".to_string()))
-            ]
+            vec![(ids[0], who("o0@cpm-iwf")), (ids[2], who("o2@cpm-iwf"))]
         );
+        let d = Job::Delete {
+            account: "a".into(),
+            folder: "f".into(),
+            object_id: "o".into(),
+        };
+        assert_eq!(Job::peek(&d.encode()), Some(("a".to_string(), None)));
+        assert_eq!(Job::peek(b"A\0\0"), None);
         assert_eq!(q.len().expect("len"), 2);
         // Ids are never reused after a restart.
         assert!(q.push(&append(9)).expect("push") > ids[2]);
