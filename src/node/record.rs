@@ -12,8 +12,9 @@
 //!   chunk translator feeds with every message, reassembled; [`Recorder::session_ended`] on
 //!   BYE or MSRP end queues the session's one object (SD 5.2.1.2.3).
 //!
-//! One uploader task owns the durable queue and the MSS client: jobs are done one at a time in
-//! the order queued (so a deletion always follows the upload it undoes), failed ones retried
+//! `upload_workers` tasks share the durable queue and the MSS client; an account's jobs always
+//! go to the same worker (a stable hash of the account), which does them one at a time in the
+//! order queued, so a deletion always follows the upload it undoes. Failed jobs are retried
 //! with exponential backoff from the durable queue, which also survives a restart. Nothing here
 //! ever blocks the core: every hand-over is a `try_send` on a bounded channel, and a full
 //! channel is counted as a failure (`queue_full`) and logged.
