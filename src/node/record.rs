@@ -76,6 +76,8 @@ struct Recorded {
 }
 
 struct Invite {
+    /// The Call-IDs it is remembered under (both legs').
+    keys: Vec<String>,
     at: Instant,
     established: SystemTime,
     from_side: Side,
@@ -402,7 +404,27 @@ impl Recorder {
         let (Some(f), Some(t)) = (header(cpm, "From"), header(cpm, "To")) else {
             return;
         };
+        // Only sessions of a CPM user who records something are worth remembering.
+        let user = if from == Side::Cpm { &f } else { &t };
+        let p = self.prefs();
+        let u = p.of(user);
+        if !(u.session || u.file_transfer || u.standalone) {
+            return;
+        }
+        let keys: Vec<String> = [
+            Some(msg),
+            outcome
+                .send
+                .iter()
+                .find(|(_, m)| m.is_request())
+                .map(|(_, m)| m),
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m.call_id().map(str::to_string))
+        .collect();
         let inv = Arc::new(Invite {
+            keys: keys.clone(),
             at: Instant::now(),
             established: SystemTime::now(),
             from_side: from,
@@ -418,20 +440,8 @@ impl Recorder {
             }
         }
         // Both legs' Call-IDs name it: the MSRP table entries carry their own leg's.
-        for m in [
-            Some(msg),
-            outcome
-                .send
-                .iter()
-                .find(|(_, m)| m.is_request())
-                .map(|(_, m)| m),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            if let Some(c) = m.call_id() {
-                map.insert(c.to_string(), inv.clone());
-            }
+        for k in keys {
+            map.insert(k, inv.clone());
         }
     }
 
@@ -468,7 +478,9 @@ impl Recorder {
                 map.remove(String::from_utf8_lossy(c).as_ref());
             }
             if let Some(i) = &found {
-                map.retain(|_, v| !Arc::ptr_eq(v, i));
+                for k in &i.keys {
+                    map.remove(k);
+                }
             }
             found
         }?;
