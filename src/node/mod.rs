@@ -10,7 +10,9 @@
 //!   chunks are translated and forwarded as they arrive, with flow control and session end
 //!   events;
 //! - [`admin`]: the HTTP server for `/metrics`, `/healthz`, `/readyz`;
-//! - [`ids`]: fresh identities and wall-clock text for the translator.
+//! - [`ids`]: fresh identities and wall-clock text for the translator;
+//! - [`record`]: recording to the users' Message Storage Server (issue 8): the uploader and the
+//!   core's hooks.
 
 pub mod admin;
 pub mod b2bua;
