@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the peer tests run: prometheus (promtool, a real Prometheus for the dashboard), SIPp (tests/sipp/README.md).
 # redis-server: tests/store_redis.rs starts its own instances on free loopback ports.
-PEERS=(prometheus sip-tester redis-server)
+# dovecot-imapd: tests/record_dovecot.rs starts its own Dovecot (the MSS) on a free loopback port.
+PEERS=(prometheus sip-tester redis-server dovecot-imapd)
 missing=()
 for p in "${PEERS[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -19,6 +20,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 # The redis package may start a system redis on 6379; the tests run their own instances.
 service redis-server stop >/dev/null 2>&1 || true
+# Likewise the dovecot package may start a system Dovecot; the tests run their own.
+service dovecot stop >/dev/null 2>&1 || true
 
 # Unit, property, integration and conformance tests, plus one pass over each benchmark
 # (criterion runs a bench once in test mode, so benches cannot rot).

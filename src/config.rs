@@ -36,6 +36,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// How the node learns that a user is back (store-and-forward).
     pub availability: AvailabilityConfig,
+    /// Recording to the users' Message Storage Server (issue 8, CPM 2.0 SD 5.2.1.2).
+    pub record: RecordConfig,
 }
 
 /// Store-and-forward (CPM 2.0 §4.2): where messages for unavailable users are kept, when a
@@ -96,6 +98,59 @@ impl StorePolicy {
     /// Whether `status` from the next hop means the user is not available now.
     pub fn is_unavailable(&self, status: u16) -> bool {
         self.unavailable.contains(&status)
+    }
+}
+
+/// `[record]`: recording conversations to the Message Storage Server over IMAP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordConfig {
+    /// Off by default: nothing is recorded and no MSS is contacted.
+    pub enabled: bool,
+    /// The per-user preferences file (TOML, reloaded on SIGHUP); `None`: the default policy
+    /// (record nothing) for everyone.
+    pub preferences: Option<PathBuf>,
+    /// The durable upload queue (redb), its own file.
+    pub queue_path: PathBuf,
+    /// The MSS's IMAP address (plain TCP).
+    pub imap: SocketAddr,
+    /// When set, every user's mailbox is opened as `<user>*<master_user>` with `password`
+    /// (Dovecot master user); else each user logs in as itself with `password`.
+    pub master_user: Option<String>,
+    /// The password of the master user, or of every user.
+    pub password: String,
+    /// How long a standalone message waits for its upload before it is delivered anyway.
+    pub upload_wait_ms: u64,
+    /// Time allowed to one IMAP exchange (connect, login, one command).
+    pub imap_timeout_ms: u64,
+    /// First retry delay of a failed upload; doubled each time up to `retry_max_ms`.
+    pub retry_base_ms: u64,
+    /// Longest retry delay.
+    pub retry_max_ms: u64,
+    /// Most uploads waiting in the durable queue; more are refused (counted, logged).
+    pub queue_capacity: usize,
+    /// Largest object (a session history, a reassembled message); larger ones are cut.
+    pub max_object_bytes: usize,
+    /// Uploads done at once (each account's jobs always in order, by one of them).
+    pub upload_workers: usize,
+}
+
+impl Default for RecordConfig {
+    fn default() -> Self {
+        RecordConfig {
+            enabled: false,
+            preferences: None,
+            queue_path: PathBuf::from("cpm-iwf-record.redb"),
+            imap: loopback(143),
+            master_user: None,
+            password: String::new(),
+            upload_wait_ms: 2_000,
+            imap_timeout_ms: 5_000,
+            retry_base_ms: 500,
+            retry_max_ms: 60_000,
+            queue_capacity: 100_000,
+            max_object_bytes: 16 * 1024 * 1024,
+            upload_workers: 4,
+        }
     }
 }
 
@@ -296,6 +351,7 @@ struct RawConfig {
     timers: Option<RawTimers>,
     store: Option<RawStore>,
     availability: Option<RawAvailability>,
+    record: Option<RawRecord>,
 }
 
 #[derive(Deserialize, Default)]
@@ -330,6 +386,24 @@ struct RawAvailability {
     retry_initial_ms: Option<Spanned<u64>>,
     retry_max_ms: Option<Spanned<u64>>,
     max_subscriptions: Option<Spanned<u64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRecord {
+    enabled: Option<bool>,
+    preferences: Option<String>,
+    queue_path: Option<String>,
+    imap: Option<Spanned<String>>,
+    master_user: Option<String>,
+    password: Option<String>,
+    upload_wait_ms: Option<Spanned<u64>>,
+    imap_timeout_ms: Option<Spanned<u64>>,
+    retry_base_ms: Option<Spanned<u64>>,
+    retry_max_ms: Option<Spanned<u64>>,
+    queue_capacity: Option<Spanned<u64>>,
+    max_object_bytes: Option<Spanned<u64>>,
+    upload_workers: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -434,6 +508,7 @@ impl Default for Config {
                 retry_max_ms: 3_600_000,
                 max_subscriptions: 100_000,
             },
+            record: RecordConfig::default(),
         }
     }
 }
@@ -556,6 +631,9 @@ impl Config {
         }
         if let Some(a) = raw.availability {
             apply_availability(src, a, &mut c.availability)?;
+        }
+        if let Some(r) = raw.record {
+            apply_record(src, r, &mut c.record)?;
         }
         check_distinct_listeners(src, &c)?;
         Ok(c)
@@ -860,6 +938,53 @@ fn set_ms(
     Ok(())
 }
 
+fn apply_record(src: Source<'_>, raw: RawRecord, r: &mut RecordConfig) -> Result<(), FileError> {
+    if let Some(v) = raw.enabled {
+        r.enabled = v;
+    }
+    if let Some(v) = raw.preferences {
+        r.preferences = Some(PathBuf::from(v));
+    }
+    if let Some(v) = raw.queue_path {
+        r.queue_path = PathBuf::from(v);
+    }
+    if let Some(v) = raw.imap {
+        r.imap = addr(src, &v)?;
+    }
+    if let Some(v) = raw.master_user {
+        r.master_user = (!v.is_empty()).then_some(v);
+    }
+    if let Some(v) = raw.password {
+        r.password = v;
+    }
+    set_ms(src, raw.upload_wait_ms, 0, 60_000, &mut r.upload_wait_ms)?;
+    set_ms(
+        src,
+        raw.imap_timeout_ms,
+        100,
+        600_000,
+        &mut r.imap_timeout_ms,
+    )?;
+    set_ms(src, raw.retry_base_ms, 10, 600_000, &mut r.retry_base_ms)?;
+    set_ms(src, raw.retry_max_ms, 10, 86_400_000, &mut r.retry_max_ms)?;
+    set_count(
+        src,
+        raw.queue_capacity,
+        1,
+        100_000_000,
+        &mut r.queue_capacity,
+    )?;
+    set_count(
+        src,
+        raw.max_object_bytes,
+        1_024,
+        1024 * 1024 * 1024,
+        &mut r.max_object_bytes,
+    )?;
+    set_count(src, raw.upload_workers, 1, 64, &mut r.upload_workers)?;
+    Ok(())
+}
+
 /// Two sockets of the same protocol on one address cannot both be bound.
 fn check_distinct_listeners(src: Source<'_>, c: &Config) -> Result<(), FileError> {
     let mut udp: Vec<SocketAddr> = Vec::new();
@@ -906,6 +1031,36 @@ mod tests {
                 .allow
                 .iter()
                 .any(|n| n.contains("127.0.0.1".parse().unwrap()))
+        );
+    }
+
+    #[test]
+    fn the_record_section_is_read_and_checked() {
+        let c = parse(
+            "[record]\nenabled = true\npreferences = \"p.toml\"\nimap = \"127.0.0.1:1143\"\n\
+             master_user = \"m\"\npassword = \"s\"\nupload_wait_ms = 0\nretry_base_ms = 50\n",
+        )
+        .unwrap();
+        assert!(c.record.enabled);
+        assert_eq!(c.record.preferences, Some(PathBuf::from("p.toml")));
+        assert_eq!(c.record.imap.port(), 1143);
+        assert_eq!(c.record.master_user.as_deref(), Some("m"));
+        assert_eq!(c.record.upload_wait_ms, 0);
+        assert_eq!(c.record.retry_max_ms, RecordConfig::default().retry_max_ms);
+        assert_eq!(
+            parse("[record]\nmaster_user = \"\"\n")
+                .unwrap()
+                .record
+                .master_user,
+            None
+        );
+        let e = parse("[record]\nimap = \"nowhere\"\n").unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+        let e = parse("[record]\nqueue_capacity = 0\n").unwrap_err();
+        assert!(e.reason.contains("out of range"), "{e}");
+        assert!(
+            parse("[record]\nenable = true\n").is_err(),
+            "a typo is an error"
         );
     }
 

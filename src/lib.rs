@@ -24,6 +24,7 @@ pub mod inspect;
 pub mod mapping;
 pub mod metrics;
 pub mod node;
+pub mod record;
 pub mod store;
 pub mod time;
 pub mod tomlfile;

@@ -273,8 +273,48 @@ pub const ADMIN_CONNECTIONS_REFUSED: Metric = Metric {
     help: "Connections the admin HTTP server closed at once because it had its maximum open.",
 };
 
+/// Objects recorded in a Message Storage Server (issue 8).
+pub const RECORD_OBJECTS: Metric = Metric {
+    name: "cpm_iwf_record_objects_total",
+    kind: MetricKind::Counter,
+    labels: &["kind"],
+    help: "Objects the MSS confirmed recorded (IMAP APPEND OK), by kind (standalone, session).",
+};
+
+/// Bytes of the objects recorded.
+pub const RECORD_BYTES: Metric = Metric {
+    name: "cpm_iwf_record_bytes_total",
+    kind: MetricKind::Counter,
+    labels: &[],
+    help: "Bytes of the objects the MSS confirmed recorded.",
+};
+
+/// Failed recording attempts and refusals.
+pub const RECORD_FAILURES: Metric = Metric {
+    name: "cpm_iwf_record_failures_total",
+    kind: MetricKind::Counter,
+    labels: &["reason"],
+    help: "Recording jobs that failed an attempt (connect, timeout, login, imap) or were refused (queue_full, queue_error, too_large, reassembly).",
+};
+
+/// Jobs waiting in the durable upload queue.
+pub const RECORD_QUEUE_DEPTH: Metric = Metric {
+    name: "cpm_iwf_record_queue_depth",
+    kind: MetricKind::Gauge,
+    labels: &[],
+    help: "Recording jobs (uploads, deletions) waiting in the durable queue for the MSS.",
+};
+
+/// Recorded objects deleted because the delivery of their message failed.
+pub const RECORD_DELETIONS: Metric = Metric {
+    name: "cpm_iwf_record_deletions_total",
+    kind: MetricKind::Counter,
+    labels: &[],
+    help: "Recorded standalone messages deleted from the MSS (or dropped before upload) because their delivery failed.",
+};
+
 /// Every metric the node exposes.
-pub const ALL: [Metric; 28] = [
+pub const ALL: [Metric; 33] = [
     SIP_REQUESTS,
     SIP_RESPONSES,
     SIP_RETRANSMISSIONS,
@@ -303,6 +343,11 @@ pub const ALL: [Metric; 28] = [
     STORE_OPERATIONS,
     STORE_DELIVERIES,
     STORE_EXPIRED,
+    RECORD_OBJECTS,
+    RECORD_BYTES,
+    RECORD_FAILURES,
+    RECORD_QUEUE_DEPTH,
+    RECORD_DELETIONS,
 ];
 
 /// The names of [`ALL`], in the same order.
@@ -953,6 +998,7 @@ fn initial_series(r: &Registry) {
     for &d in RelayDirection::ALL {
         msrp_counters(r, d);
     }
+    record_initial();
     refresh_process();
 }
 
@@ -1392,6 +1438,66 @@ pub fn vm_rss_bytes(status: &str) -> Option<u64> {
     match words.next() {
         Some("kB") => n.checked_mul(1024),
         _ => None,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Recording (issue 8): rare events next to the message path, so the macros' own lookup is
+// enough (no cached handles). Label values are fixed strings of `node::record`.
+
+/// The kinds of recorded objects ([`RECORD_OBJECTS`]).
+pub const RECORD_KINDS: [&str; 2] = ["standalone", "session"];
+/// The reasons of [`RECORD_FAILURES`].
+pub const RECORD_FAILURE_REASONS: [&str; 8] = [
+    "connect",
+    "timeout",
+    "login",
+    "imap",
+    "queue_full",
+    "queue_error",
+    "too_large",
+    "reassembly",
+];
+
+/// The recording series at 0 from the start (rare events, small label sets).
+fn record_initial() {
+    for kind in RECORD_KINDS {
+        metrics::counter!(RECORD_OBJECTS.name, "kind" => kind).absolute(0);
+    }
+    metrics::counter!(RECORD_BYTES.name).absolute(0);
+    for reason in RECORD_FAILURE_REASONS {
+        metrics::counter!(RECORD_FAILURES.name, "reason" => reason).absolute(0);
+    }
+    metrics::gauge!(RECORD_QUEUE_DEPTH.name).set(0.0);
+    metrics::counter!(RECORD_DELETIONS.name).absolute(0);
+}
+
+/// One object of `kind` (`standalone`, `session`) of `bytes` recorded.
+pub fn record_object(kind: &'static str, bytes: u64) {
+    if INSTALLED.get().is_some() {
+        metrics::counter!(RECORD_OBJECTS.name, "kind" => kind).increment(1);
+        metrics::counter!(RECORD_BYTES.name).increment(bytes);
+    }
+}
+
+/// A recording job failed an attempt, or was refused, for `reason`.
+pub fn record_failure(reason: &'static str) {
+    if INSTALLED.get().is_some() {
+        metrics::counter!(RECORD_FAILURES.name, "reason" => reason).increment(1);
+    }
+}
+
+/// The durable queue holds `n` jobs.
+pub fn record_queue_depth(n: u64) {
+    if INSTALLED.get().is_some() {
+        metrics::gauge!(RECORD_QUEUE_DEPTH.name).set(n as f64);
+    }
+}
+
+/// A recorded object deleted after its message's delivery failed.
+pub fn record_deletion() {
+    if INSTALLED.get().is_some() {
+        metrics::counter!(RECORD_DELETIONS.name).increment(1);
     }
 }
 

@@ -276,6 +276,8 @@ pub struct Core {
     probes: [(Option<String>, bool); 2],
     /// Store-and-forward, when on.
     deferred: Option<Deferred>,
+    /// Recording to the MSS (issue 8), and the core's own event queue for its deferred work.
+    recorder: Option<(Arc<super::record::Recorder>, mpsc::Sender<CoreEvent>)>,
 }
 
 fn index(side: Side) -> usize {
@@ -297,6 +299,8 @@ pub enum CoreEvent {
     Store(StoreEvent),
     /// Stop taking new requests and end when transactions are done.
     Drain,
+    /// Work deferred until the recording of a message was confirmed (SD 5.2.1.2.1).
+    Resume(Box<dyn FnOnce(&mut Core) + Send>),
 }
 
 impl Core {
@@ -381,7 +385,18 @@ impl Core {
             draining: false,
             probes: [(None, false), (None, false)],
             deferred,
+            recorder: None,
         }
+    }
+
+    /// Record to the MSS through `recorder`; `events` is the core's own event queue.
+    pub fn with_recorder(
+        mut self,
+        recorder: Arc<super::record::Recorder>,
+        events: mpsc::Sender<CoreEvent>,
+    ) -> Self {
+        self.recorder = Some((recorder, events));
+        self
     }
 
     /// Transactions in progress.
@@ -449,6 +464,7 @@ impl Core {
                 ev = events.recv() => match ev {
                     Some(CoreEvent::Relay(ev)) => self.on_relay(ev),
                     Some(CoreEvent::Store(ev)) => self.on_store(ev),
+                    Some(CoreEvent::Resume(f)) => f(&mut self),
                     Some(CoreEvent::Drain) => {
                         self.draining = true;
                         self.update_readiness();
@@ -723,7 +739,20 @@ impl Core {
             }
             return;
         }
-        self.apply_outcome(outcome, key.map(|k| (k, msg.clone())));
+        let origin = key.map(|k| (k, msg.clone()));
+        if let Some((r, events)) = &self.recorder
+            && let Some(wait) = r.request(from, msg, &outcome)
+        {
+            // SD 5.2.1.2.1: recorded before it is delivered (the wait is bounded).
+            let events = events.clone();
+            tokio::spawn(async move {
+                wait.await;
+                let resume = move |core: &mut Core| core.apply_outcome(outcome, origin);
+                let _ = events.send(CoreEvent::Resume(Box::new(resume))).await;
+            });
+            return;
+        }
+        self.apply_outcome(outcome, origin);
     }
 
     /// Send what a translation produced; `origin` is the server transaction it answers.
@@ -955,6 +984,10 @@ impl Core {
             _ => None,
         };
         let far = stand_in.as_ref().unwrap_or(far);
+        // A message kept for later is not a failed delivery: its record stays (issue 8).
+        if let (Some((r, _)), Some(status)) = (&self.recorder, far.status_code()) {
+            r.delivery_result(&received, status);
+        }
         let now = self.now();
         let datetime = rfc3339_utc(SystemTime::now());
         let result = {
@@ -1865,7 +1898,12 @@ impl Core {
         };
         let id = self.next_relay_id;
         self.next_relay_id += 1;
+        let record = self.recorder.as_ref().and_then(|(r, _)| {
+            let view = self.parts.table.view(self.parts.clock.now());
+            r.session_opened(id, [&a.local_session, &b.local_session], &view)
+        });
         let translator = Arc::new(SessionTranslator {
+            record,
             table: self.parts.table.clone(),
             mappings: self.parts.mappings.clone(),
             addrs: self.parts.addrs.clone(),
@@ -1893,6 +1931,9 @@ impl Core {
             if let Change::Remove(Key::Msrp(sid)) = c {
                 self.media.remove(sid);
                 if let Some(id) = self.relay_of.remove(sid) {
+                    if let Some((r, _)) = &self.recorder {
+                        r.session_ended(id);
+                    }
                     if let Some(sids) = self.sessions.remove(&id) {
                         for s in sids {
                             self.relay_of.remove(&s);
@@ -1910,6 +1951,9 @@ impl Core {
         let RelayEvent::SessionEnded { id, reason, .. } = ev else {
             return;
         };
+        if let Some((r, _)) = &self.recorder {
+            r.session_ended(id);
+        }
         let Some(sids) = self.sessions.remove(&id) else {
             return;
         };
@@ -1932,6 +1976,8 @@ impl Core {
 /// The chunk translation of one session, for the MSRP relay: the table finds the other leg by
 /// the To-Path (`translate::chat::msrp_request`).
 struct SessionTranslator {
+    /// The session's record in the MSS, when its CPM user wants it (issue 8).
+    record: Option<Arc<super::record::SessionRecord>>,
     table: Arc<Table>,
     mappings: Arc<Mappings>,
     addrs: Addresses,
@@ -1964,6 +2010,10 @@ impl ChunkTranslator for SessionTranslator {
     fn send(&self, from: Side, msg: &Message) -> Result<Message, (u16, &'static str)> {
         match self.translate(msg) {
             Ok(m) => {
+                if let Some(r) = &self.record {
+                    // The CPM form of the chunk: as received from CPM, as sent to CPM.
+                    r.chunk(from, if from == Side::Cpm { msg } else { &m });
+                }
                 metrics::translation(side_metric(from), metrics::TranslationKind::Chat);
                 let direction = match from {
                     Side::Cpm => metrics::RelayDirection::CpmToSimple,

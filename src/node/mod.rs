@@ -13,7 +13,9 @@
 //! - [`ids`]: fresh identities and wall-clock text for the translator;
 //! - [`deferred`]: store-and-forward decisions and the per-user delivery schedule, sans-IO;
 //! - [`mailbox`]: the MSRP endpoint that answers chat sessions for callees who are not
-//!   available and keeps their messages.
+//!   available and keeps their messages;
+//! - [`record`]: recording to the users' Message Storage Server (issue 8): the uploader and the
+//!   core's hooks.
 
 pub mod admin;
 pub mod availability;
@@ -22,6 +24,7 @@ pub mod deferred;
 pub mod ids;
 pub mod mailbox;
 pub mod msrp;
+pub mod record;
 pub mod run;
 pub mod transaction;
 pub mod transport;

@@ -241,6 +241,15 @@ impl Node {
             },
             config.limits.queue_depth,
         );
+        // Recording to the MSS (issue 8): the uploader, the preferences reloader.
+        let core = if config.record.enabled {
+            let (recorder, record_tasks) = super::record::Recorder::start(&config.record)
+                .map_err(|e| io::Error::other(format!("record: {e}")))?;
+            tasks.extend(record_tasks);
+            core.with_recorder(recorder, events.clone())
+        } else {
+            core
+        };
         {
             let events = events.clone();
             tasks.push(tokio::spawn(async move {
