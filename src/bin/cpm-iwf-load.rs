@@ -38,6 +38,9 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::timeout;
 use tokio_util::codec::Decoder;
 
+/// Sessions whose INVITE was tried again (no final answer the first time).
+static RETRIED: AtomicU64 = AtomicU64::new(0);
+
 /// Longest wait on any single peer answer.
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -489,9 +492,9 @@ impl Uac {
     /// INVITE with an MSRP offer (a=setup:active, CPM session ICSI), 200, ACK; returns the
     /// node's CPM-side MSRP URI from the answer. INVITE retransmitted on T1 doubling (RFC 3261
     /// §17.1.1.2), 6 times at most.
-    async fn invite(&self, i: usize, alice: &str) -> Res<MsrpUri> {
+    async fn invite(&self, i: usize, attempt: usize, alice: &str) -> Res<MsrpUri> {
         let pid = std::process::id();
-        let cid = format!("load-{i}-{pid}@127.0.0.1");
+        let cid = format!("load-{i}-{attempt}-{pid}@127.0.0.1");
         let sdp = format!(
             "v=0\r\no=- {i} 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
 m=message 9 TCP/MSRP *\r\na=path:{alice}\r\na=setup:active\r\n\
@@ -689,7 +692,21 @@ async fn set_up(via: Via, setup: &Setup, s: Arc<Sink>) -> Res<Vec<Sender>> {
             match via {
                 Via::Node => {
                     let uac = uac.ok_or("no UAC")?;
-                    let node_uri = uac.invite(i, &alice).await?;
+                    // A datagram lost on a loaded machine (an INVITE's 200 that never came):
+                    // try again with a new Call-ID, 3 times at most.
+                    let mut tries = 0;
+                    let node_uri = loop {
+                        match uac.invite(i, tries, &alice).await {
+                            Ok(u) => break u,
+                            Err(e) if tries >= 2 || !e.contains("no final answer") => {
+                                return Err(e);
+                            }
+                            Err(_) => {
+                                tries += 1;
+                                RETRIED.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    };
                     let host = std::str::from_utf8(&node_uri.host)
                         .map_err(|e| e.to_string())?
                         .parse::<IpAddr>()
@@ -920,8 +937,9 @@ async fn hold(setup: Setup, pid: u32, admin: Option<SocketAddr>, hold_secs: f64)
     println!(
         "hold: {n} sessions up in {setup_s:.1} s ({legs} node->us MSRP connections); node VmRSS {rss0} KiB -> {rss1} KiB = {per:.0} B per session; table entries +{entries}"
     );
+    let retried = RETRIED.load(Ordering::Relaxed);
     println!(
-        "RESULT sessions={n} legs={legs} rss0_kib={rss0} rss1_kib={rss1} bytes_per_session={per:.0} table_entries={entries} setup_s={setup_s:.2}"
+        "RESULT retried={retried} sessions={n} legs={legs} rss0_kib={rss0} rss1_kib={rss1} bytes_per_session={per:.0} table_entries={entries} setup_s={setup_s:.2}"
     );
     let _ = std::io::stdout().flush();
     drop(senders);
