@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the peer tests run: prometheus (promtool, a real Prometheus for the dashboard), SIPp (tests/sipp/README.md).
 # redis-server: tests/store_redis.rs starts its own instances on free loopback ports.
-PEERS=(prometheus sip-tester redis-server)
+PEERS=(prometheus sip-tester redis-server kamailio)
 missing=()
 for p in "${PEERS[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -26,3 +26,5 @@ cargo test --all-targets --release
 cargo test --doc --release
 # Tests that need an external peer are #[ignore]d in a bare `cargo test`; here they run.
 cargo test --release -- --ignored
+# The performance harness in its seconds-long form (benches/load/bench.sh): fails on a broken run.
+SMOKE=1 bash benches/load/bench.sh all

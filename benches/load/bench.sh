@@ -28,6 +28,13 @@ what=${1:-}
 cmdline="benches/load/bench.sh $*"
 [ "$SMOKE" = 1 ] && cmdline="SMOKE=1 $cmdline"
 fail() { echo "bench.sh: $*" >&2; exit 1; }
+# num WHAT VALUE...: every VALUE is a number, or the run is broken.
+num() {
+  local what=$1 v; shift
+  for v in "$@"; do
+    [[ $v =~ ^-?[0-9]+(\.[0-9]+)?$ ]] || fail "$what: no figure (got '$v')"
+  done
+}
 
 # Highest passing rate and its CPU per MESSAGE from pager.sh's STEP lines on stdin:
 # prints "rate cpu_us achieved" (0 0 0 when none passed).
@@ -58,7 +65,8 @@ run_pager() {
     local common=$n_rate; [ "$k_rate" -lt "$common" ] && common=$k_rate
     local nc kc
     nc=$(cpu_at "$common" <"$tmpdir/pager-node-$t.txt"); kc=$(cpu_at "$common" <"$tmpdir/pager-kamailio-$t.txt")
-    table+="| $t | $n_rate/s ($n_ach/s achieved) | $k_rate/s ($k_ach/s achieved) | $common/s | $(echo "scale=3; $nc / 1000" | bc) s | $(echo "scale=3; $kc / 1000" | bc) s | **$(ratio "$nc" "$kc")** |"$'\n'
+    table+="| $t | $n_rate/s ($n_ach/s achieved) | $k_rate/s ($k_ach/s achieved) | $common/s | $(printf "%.3f" "$(echo "scale=4; $nc / 1000" | bc)") s | $(printf "%.3f" "$(echo "scale=4; $kc / 1000" | bc)") s | **$(ratio "$nc" "$kc")** |"$'\n'
+    num "pager over $t" "$nc" "$kc"
     echo "RESULT pager transport=$t node_max=$n_rate kamailio_max=$k_rate common=$common node_cpu_us=$nc kamailio_cpu_us=$kc ratio=$(ratio "$nc" "$kc")"
   done
   {
@@ -105,6 +113,7 @@ run_chat() {
   local n_us k_us
   n_us=$(echo "scale=2; $node_cpu * 1000000 / $tck / $n_del" | bc)
   k_us=$(echo "scale=2; $kam_cpu * 1000000 / $tck / $k_del" | bc)
+  num chat "$n_mps" "$k_mps" "$d_mps" "$n_us" "$k_us"
   echo "RESULT chat node_msg_per_s=$n_mps kamailio_msg_per_s=$k_mps direct_msg_per_s=$d_mps ratio=$(ratio "$n_mps" "$k_mps") node_cpu_us=$n_us kamailio_cpu_us=$k_us"
   {
     header "Chat relay: cpm-iwf versus Kamailio msrp relay versus endpoint to endpoint" "$cmdline"
@@ -146,6 +155,7 @@ run_latency() {
   for p in p50_us p99_us p999_us; do
     local a b
     a=$(field "$p" "$via") b=$(field "$p" "$direct")
+    num "latency $p" "$a" "$b"
     row+=" $(echo "scale=1; $a - $b" | bc) µs ($a - $b) |"
   done
   echo "RESULT latency rate=$rate added:$row"
@@ -185,7 +195,8 @@ run_memory() {
       | tee /dev/stderr | grep -E '^RESULT|cpm-iwf-load:' | tail -1)
     stop_pid "$node_pid"
     case $line in
-      RESULT*) rows+="| $n chat sessions held | $(field rss0_kib "$line") KiB | $(field rss1_kib "$line") KiB | **$(field bytes_per_session "$line") B per session** (goal <= 2,048) | +$(field table_entries "$line") table entries |"$'\n' ;;
+      RESULT*) num "memory per session" "$(field bytes_per_session "$line")"
+        rows+="| $n chat sessions held | $(field rss0_kib "$line") KiB | $(field rss1_kib "$line") KiB | **$(field bytes_per_session "$line") B per session** (goal <= 2,048) | +$(field table_entries "$line") table entries |"$'\n' ;;
       *) rows+="| $n chat sessions | | | did not complete: ${line#cpm-iwf-load: } | |"$'\n'
          [ "$SMOKE" = 1 ] && fail "memory smoke broke: $line" ;;
     esac
@@ -200,6 +211,7 @@ run_memory() {
     --secs "$(echo "scale=2; $msgs / $rate" | bc)" --node-pid "$node_pid" --admin "$node_admin" | tee /dev/stderr | grep '^RESULT') ||
     fail "pager for the table broke"
   stop_pid "$node_pid"
+  num "memory per entry" "$(field bytes_per_entry "$pl")"
   rows+="| $msgs pager MESSAGEs | $(field rss0_kib "$pl") KiB | $(field rss1_kib "$pl") KiB | **$(field bytes_per_entry "$pl") B per correlation entry** | $(field entries0 "$pl") -> $(field entries1 "$pl") entries |"$'\n'
   uas=$(free_port)
   start_node udp "$uas" "table_cap = $cap"
@@ -230,6 +242,7 @@ run_scaling() {
     local r c a
     read -r r c a < <(best_step <"$out")
     [ "$r" != 0 ] || fail "scaling: no rate passed with $w worker(s)"
+    num "scaling cpu" "$c"
     rows+="| $w | $r/s ($a/s achieved) | $c µs | $(grep '^STEP ' "$out" | sed 's/.* rate=\([0-9]*\) .*cpu_us=\([0-9.]*\).*/\1:\2/' | tr '\n' ' ') |"$'\n'
   done
   printf '%s' "$rows"
@@ -285,7 +298,7 @@ case $what in
   profile) run_profile ;;
   all)
     t0=$(date +%s)
-    run_pager; cleanup_nodes=1
+    run_pager
     run_chat; run_latency; run_memory; run_scaling; run_profile
     echo "harness: all comparisons in $(( $(date +%s) - t0 )) s"
     ;;

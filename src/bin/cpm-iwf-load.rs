@@ -491,7 +491,7 @@ impl Uac {
 
     /// INVITE with an MSRP offer (a=setup:active, CPM session ICSI), 200, ACK; returns the
     /// node's CPM-side MSRP URI from the answer. INVITE retransmitted on T1 doubling (RFC 3261
-    /// §17.1.1.2), 6 times at most.
+    /// §17.1.1.2), 4 times at most (7.5 s in all: the caller tries a new INVITE after that).
     async fn invite(&self, i: usize, attempt: usize, alice: &str) -> Res<MsrpUri> {
         let pid = std::process::id();
         let cid = format!("load-{i}-{attempt}-{pid}@127.0.0.1");
@@ -535,7 +535,7 @@ Content-Length: {}\r\n\r\n{sdp}",
         let mut t = Duration::from_millis(500);
         let mut provisional = false;
         let ok = 'outer: {
-            for _ in 0..7 {
+            for _ in 0..5 {
                 if !provisional {
                     self.sock
                         .send_to(invite.as_bytes(), self.node)
