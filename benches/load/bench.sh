@@ -26,7 +26,9 @@ set -u
 source "$(dirname "$0")/lib.sh"
 what=${1:-}
 cmdline="benches/load/bench.sh $*"
-[ "$SMOKE" = 1 ] && cmdline="SMOKE=1 $cmdline"
+for v in WORKERS PAGER_MAX CHAT_SESSIONS CHAT_SECS MEMORY_SESSIONS SMOKE; do
+  [ -n "${!v:-}" ] && [ "${!v}" != 0 ] && cmdline="$v=${!v} $cmdline"
+done
 fail() { echo "bench.sh: $*" >&2; exit 1; }
 # num WHAT VALUE...: every VALUE is a number, or the run is broken.
 num() {
@@ -196,7 +198,7 @@ run_memory() {
     stop_pid "$node_pid"
     case $line in
       RESULT*) num "memory per session" "$(field bytes_per_session "$line")"
-        rows+="| $n chat sessions held | $(field rss0_kib "$line") KiB | $(field rss1_kib "$line") KiB | **$(field bytes_per_session "$line") B per session** (goal <= 2,048) | +$(field table_entries "$line") table entries |"$'\n' ;;
+        rows+="| $n chat sessions held | $(field rss0_kib "$line") KiB | $(field rss1_kib "$line") KiB | **$(field bytes_per_session "$line") B per session** (goal <= 2,048); $(field sessions "$line") up, $(field failed "$line") failed to set up | +$(field table_entries "$line") table entries |"$'\n' ;;
       *) rows+="| $n chat sessions | | | did not complete: ${line#cpm-iwf-load: } | |"$'\n'
          [ "$SMOKE" = 1 ] && fail "memory smoke broke: $line" ;;
     esac
@@ -212,7 +214,7 @@ run_memory() {
     fail "pager for the table broke"
   stop_pid "$node_pid"
   num "memory per entry" "$(field bytes_per_entry "$pl")"
-  rows+="| $msgs pager MESSAGEs | $(field rss0_kib "$pl") KiB | $(field rss1_kib "$pl") KiB | **$(field bytes_per_entry "$pl") B per correlation entry** | $(field entries0 "$pl") -> $(field entries1 "$pl") entries |"$'\n'
+  rows+="| $msgs pager MESSAGEs | $(field rss0_kib "$pl") KiB | $(field rss1_kib "$pl") KiB | **$(field bytes_per_entry "$pl") B per MESSAGE held** (its transactions and its correlation entry) | $(field entries0 "$pl") -> $(field entries1 "$pl") entries |"$'\n'
   uas=$(free_port)
   start_node udp "$uas" "table_cap = $cap"
   pl=$(timeout 120 "$load" pager --target "$node_cpm" --uas "127.0.0.1:$uas" --rate "$rate" \
@@ -231,7 +233,7 @@ run_memory() {
 }
 
 run_scaling() {
-  local calls=20000 rates="2000 4000 6000 8000 10000 12000"
+  local calls=20000 rates="1000 2000 4000 6000 8000 10000 12000"
   [ "$SMOKE" = 1 ] && calls=1000 rates="500 1000"
   local rows="" w
   for w in 1 2; do
@@ -241,16 +243,21 @@ run_scaling() {
     grep -v '^STEP ' "$out"
     local r c a
     read -r r c a < <(best_step <"$out")
-    [ "$r" != 0 ] || fail "scaling: no rate passed with $w worker(s)"
-    num "scaling cpu" "$c"
-    rows+="| $w | $r/s ($a/s achieved) | $c µs | $(grep '^STEP ' "$out" | sed 's/.* rate=\([0-9]*\) .*cpu_us=\([0-9.]*\).*/\1:\2/' | tr '\n' ' ') |"$'\n'
+    if [ "$r" = 0 ]; then
+      [ "$SMOKE" = 1 ] && fail "scaling: no rate passed with $w worker(s)"
+      r="none passed" c=n/a a=0
+    else
+      num "scaling cpu" "$c"
+    fi
+    local rt="$r/s ($a/s achieved)"; [ "$a" = 0 ] && rt=$r
+    rows+="| $w | $rt | $c µs | $(grep '^STEP ' "$out" | sed 's/.* rate=\([0-9]*\) result=\([A-Z]*\).*cpu_us=\([0-9.]*\).*/\1 (\2): \3;/' | tr '\n' ' ') |"$'\n'
   done
   printf '%s' "$rows"
   {
     header "Scaling: the node's pager run with 1 and 2 runtime threads" "$cmdline"
     echo "\`benches/load/pager.sh $calls $rates\` with \`WORKERS=1\` and \`WORKERS=2\` (\`cpm-iwf run --workers N\`), UDP. SIPp's two processes share the same 2 cores."
     echo
-    echo "| workers | highest passing rate | node CPU per MESSAGE there | rate:CPU µs at each step |"
+    echo "| workers | highest passing rate | node CPU per MESSAGE there | each step: rate (result): CPU µs per MESSAGE |"
     echo "|---|---|---|---|"
     printf '%s' "$rows"
   } | append

@@ -261,11 +261,11 @@ async fn sink(stream: TcpStream, sink: Arc<Sink>) {
         if m.method().is_none() {
             continue; // a response to us: we send none
         }
-        if matches!(m.method(), Some(Method::Send)) {
-            if let Some(b) = m.body.as_ref().filter(|b| !b.is_empty()) {
-                sink.delivered.fetch_add(1, Ordering::Relaxed);
-                sink.bytes.fetch_add(b.len() as u64, Ordering::Relaxed);
-            }
+        if matches!(m.method(), Some(Method::Send))
+            && let Some(b) = m.body.as_ref().filter(|b| !b.is_empty())
+        {
+            sink.delivered.fetch_add(1, Ordering::Relaxed);
+            sink.bytes.fetch_add(b.len() as u64, Ordering::Relaxed);
         }
         if let Ok(resp) = Message::response_to(&m, 200, None) {
             out.clear();
@@ -654,8 +654,21 @@ a=accept-wrapped-types:text/plain message/imdn+xml\r\na=sendrecv\r\n",
 // ---------------------------------------------------------------------------------------------
 // Session setup for the three ways
 
-/// Set up `setup.sessions` senders; the receivers run as [`sink`]s counting into `s`.
+/// Set up `setup.sessions` senders; the receivers run as [`sink`]s counting into `s`. Any
+/// session that fails fails the whole.
 async fn set_up(via: Via, setup: &Setup, s: Arc<Sink>) -> Res<Vec<Sender>> {
+    let (out, failed, first_err) = set_up_some(via, setup, s).await?;
+    if failed > 0 {
+        return Err(format!(
+            "{failed} of {} sessions failed to set up; first: {first_err}",
+            setup.sessions
+        ));
+    }
+    Ok(out)
+}
+
+/// Set up what can be: the senders, how many sessions failed and the first error.
+async fn set_up_some(via: Via, setup: &Setup, s: Arc<Sink>) -> Res<(Vec<Sender>, usize, String)> {
     let n = setup.sessions;
     let addrs = setup.addrs.max(1);
     // Receivers' listeners (node: the node connects to them; direct: the senders do).
@@ -765,13 +778,7 @@ async fn set_up(via: Via, setup: &Setup, s: Arc<Sink>) -> Res<Vec<Sender>> {
             }
         }
     }
-    if failed > 0 {
-        return Err(format!(
-            "{failed} of {n} sessions failed to set up; first: {}",
-            first_err.unwrap_or_default()
-        ));
-    }
-    Ok(out)
+    Ok((out, failed, first_err.unwrap_or_default()))
 }
 
 /// Bind the sender's connection with a bodiless SEND (RFC 4975 §5.4) and wait for its 200.
@@ -915,11 +922,19 @@ async fn hold(setup: Setup, pid: u32, admin: Option<SocketAddr>, hold_secs: f64)
     let rss0 = rss_kib(pid);
     let e0 = table_entries(admin).await;
     let t0 = Instant::now();
-    let senders = set_up(Via::Node, &setup, s.clone()).await?;
+    // Sessions held, not traffic: a handful lost on a loaded machine (1 % at most) is
+    // reported, not fatal; the figures are per session actually up.
+    let (senders, failed, first_err) = set_up_some(Via::Node, &setup, s.clone()).await?;
+    if failed * 100 > setup.sessions {
+        return Err(format!(
+            "{failed} of {} sessions failed to set up; first: {first_err}",
+            setup.sessions
+        ));
+    }
     let setup_s = t0.elapsed().as_secs_f64();
     // Wait (bounded) until the node's connections to our listeners are all in.
     for _ in 0..200 {
-        if s.connections.load(Ordering::Relaxed) as usize >= setup.sessions {
+        if s.connections.load(Ordering::Relaxed) as usize >= senders.len() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -939,7 +954,7 @@ async fn hold(setup: Setup, pid: u32, admin: Option<SocketAddr>, hold_secs: f64)
     );
     let retried = RETRIED.load(Ordering::Relaxed);
     println!(
-        "RESULT retried={retried} sessions={n} legs={legs} rss0_kib={rss0} rss1_kib={rss1} bytes_per_session={per:.0} table_entries={entries} setup_s={setup_s:.2}"
+        "RESULT retried={retried} failed={failed} sessions={n} legs={legs} rss0_kib={rss0} rss1_kib={rss1} bytes_per_session={per:.0} table_entries={entries} setup_s={setup_s:.2}"
     );
     let _ = std::io::stdout().flush();
     drop(senders);
