@@ -250,7 +250,7 @@ run_scaling() {
       num "scaling cpu" "$c"
     fi
     local rt="$r/s ($a/s achieved)"; [ "$a" = 0 ] && rt=$r
-    rows+="| $w | $rt | $c µs | $(grep '^STEP ' "$out" | sed 's/.* rate=\([0-9]*\) result=\([A-Z]*\).*cpu_us=\([0-9.]*\).*/\1 (\2): \3;/' | tr '\n' ' ') |"$'\n'
+    rows+="| $w | $rt | $c µs | $(grep '^STEP ' "$out" | sed 's/.* rate=\([0-9]*\) result=\([A-Za-z]*\).*cpu_us=\([0-9.]*\).*/\1 (\2): \3;/' | tr '\n' ' ') |"$'\n'
   done
   printf '%s' "$rows"
   {

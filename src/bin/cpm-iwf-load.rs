@@ -939,6 +939,10 @@ async fn hold(setup: Setup, pid: u32, admin: Option<SocketAddr>, hold_secs: f64)
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // RSS right after setup still counts the SIP transactions of the setup (the INVITE client
+    // transaction lives 64*T1 after its 2xx, RFC 6026 Timer M); hold longer than that for
+    // what a session costs while it lasts.
+    let rss_up = rss_kib(pid);
     tokio::time::sleep(Duration::from_secs_f64(hold_secs)).await;
     let rss1 = rss_kib(pid);
     let e1 = table_entries(admin).await;
@@ -954,7 +958,7 @@ async fn hold(setup: Setup, pid: u32, admin: Option<SocketAddr>, hold_secs: f64)
     );
     let retried = RETRIED.load(Ordering::Relaxed);
     println!(
-        "RESULT retried={retried} failed={failed} sessions={n} legs={legs} rss0_kib={rss0} rss1_kib={rss1} bytes_per_session={per:.0} table_entries={entries} setup_s={setup_s:.2}"
+        "RESULT retried={retried} failed={failed} sessions={n} legs={legs} rss0_kib={rss0} rss_up_kib={rss_up} rss1_kib={rss1} bytes_per_session={per:.0} table_entries={entries} setup_s={setup_s:.2}"
     );
     let _ = std::io::stdout().flush();
     drop(senders);
