@@ -19,10 +19,11 @@
 #   profile  perf record -g of the node under pager load; top symbols.   (~1 min)
 #   all      everything above, in that order.                            (~15 min)
 #
-# SMOKE=1: seconds-long versions that only check that every comparison produces numbers (CI;
+# SMOKE=1: short versions (all of them: ~90 s) that only check that every comparison produces
+# numbers and fail on a broken run (CI;
 # nothing appended). NO_APPEND=1: print only. NO_BUILD=1: use the existing release binaries.
 # Installs sip-tester, kamailio, linux-perf with apt-get when missing.
-set -u
+set -u -o pipefail  # a generator that exits non-zero fails its comparison even when it printed figures
 source "$(dirname "$0")/lib.sh"
 what=${1:-}
 cmdline="benches/load/bench.sh $*"
@@ -51,7 +52,7 @@ cpu_at() { awk -v rate="$1" '/^STEP / && / result=ok / && $0 ~ (" rate=" rate " 
 
 run_pager() {
   local calls rates t tgt out
-  if [ "$SMOKE" = 1 ]; then calls=1000 rates="500 1000"; else calls=20000 rates="1000 2000 4000 6000 8000 10000 12000"; fi
+  if [ "$SMOKE" = 1 ]; then calls=1000 rates="1000"; else calls=20000 rates="1000 2000 4000 6000 8000 10000 12000"; fi
   need sipp sip-tester; need kamailio kamailio
   local table=""
   for t in u1 t1; do
@@ -134,6 +135,8 @@ run_chat() {
 # The node's highest pager rate over UDP: PAGER_MAX, else a short step run.
 pager_max() {
   if [ -n "${PAGER_MAX:-}" ]; then echo "$PAGER_MAX"; return; fi
+  # The smoke checks the latency run, not the ceiling (the pager comparison finds that).
+  if [ "$SMOKE" = 1 ]; then echo 1000; return; fi
   local calls=10000 rates="2000 4000 6000 8000 10000 12000"
   [ "$SMOKE" = 1 ] && calls=1000 rates="500 1000"
   # shellcheck disable=SC2086
@@ -234,7 +237,7 @@ run_memory() {
 
 run_scaling() {
   local calls=20000 rates="1000 2000 4000 6000 8000 10000 12000"
-  [ "$SMOKE" = 1 ] && calls=1000 rates="500 1000"
+  [ "$SMOKE" = 1 ] && calls=1000 rates="1000"
   local rows="" w
   for w in 1 2; do
     local out="$tmpdir/scaling-$w.txt"
@@ -267,7 +270,7 @@ run_profile() {
   need perf linux-perf
   perf stat -e task-clock true >/dev/null 2>&1 || fail "perf does not run here"
   local rate=3000 calls=30000
-  [ "$SMOKE" = 1 ] && rate=500 calls=1000
+  [ "$SMOKE" = 1 ] && rate=1000 calls=1000
   local uas; uas=$(free_port)
   start_node udp "$uas"
   perf record -g -F 999 -p "$node_pid" -o "$tmpdir/perf.data" >/dev/null 2>&1 &
