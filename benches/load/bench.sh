@@ -20,8 +20,7 @@
 #   all      everything above, in that order.                            (~15 min)
 #
 # SMOKE=1: short versions (all of them: ~90 s) that only check that every comparison produces
-# numbers and fail on a broken run (CI;
-# nothing appended). NO_APPEND=1: print only. NO_BUILD=1: use the existing release binaries.
+# numbers and fail on a broken run (CI; nothing appended). NO_APPEND=1: print only. NO_BUILD=1: use the existing release binaries.
 # Installs sip-tester, kamailio, linux-perf with apt-get when missing.
 set -u -o pipefail  # a generator that exits non-zero fails its comparison even when it printed figures
 source "$(dirname "$0")/lib.sh"
