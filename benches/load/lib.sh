@@ -16,8 +16,8 @@ build() {
 need() { # need COMMAND PACKAGE
   command -v "$1" >/dev/null 2>&1 && return 0
   echo "installing $2 (apt-get)" >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$2" >/dev/null || apt-get update -q >/dev/null &&
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$2" >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$2" >/dev/null ||
+    { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$2" >/dev/null; }
   command -v "$1" >/dev/null 2>&1 || { echo "$1 not available" >&2; exit 1; }
 }
 
