@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 # Debian packages the peer tests run: prometheus (promtool, a real Prometheus for the dashboard), SIPp (tests/sipp/README.md).
 # redis-server: tests/store_redis.rs starts its own instances on free loopback ports.
 # dovecot-imapd: tests/record_dovecot.rs starts its own Dovecot (the MSS) on a free loopback port.
-PEERS=(prometheus sip-tester redis-server dovecot-imapd)
+# kamailio: the performance harness's smoke run (benches/load/bench.sh) compares against it.
+PEERS=(prometheus sip-tester redis-server dovecot-imapd kamailio)
 missing=()
 for p in "${PEERS[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -22,6 +23,8 @@ fi
 service redis-server stop >/dev/null 2>&1 || true
 # Likewise the dovecot package may start a system Dovecot; the tests run their own.
 service dovecot stop >/dev/null 2>&1 || true
+# And a system Kamailio would hold 5060; the harness runs its own.
+service kamailio stop >/dev/null 2>&1 || true
 
 # Unit, property, integration and conformance tests, plus one pass over each benchmark
 # (criterion runs a bench once in test mode, so benches cannot rot).
@@ -29,3 +32,5 @@ cargo test --all-targets --release
 cargo test --doc --release
 # Tests that need an external peer are #[ignore]d in a bare `cargo test`; here they run.
 cargo test --release -- --ignored
+# The performance harness in its seconds-long form (benches/load/bench.sh): fails on a broken run.
+SMOKE=1 bash benches/load/bench.sh all

@@ -262,11 +262,13 @@ async fn a_message_whose_delivery_fails_is_deleted_again() {
     bounded(30, async {
         let mut bed = Bed::start_with(Transport::Udp, record_config(&dc, ALICE_RECORDS)).await;
         let bob = bed.simple.aor();
-        let (status, _) = pager(&mut bed, &bob, "conv-fail", "Msg-F", 404, || async {
+        // 403: a final refusal (404 or 480 would be "not available": kept and delivered
+        // later by store-and-forward, and the record stays).
+        let (status, _) = pager(&mut bed, &bob, "conv-fail", "Msg-F", 403, || async {
             assert_eq!(objects(&dc, "conv-fail").await.len(), 1, "recorded first");
         })
         .await;
-        assert_eq!(status, 404);
+        assert_eq!(status, 403);
         wait_objects(&dc, "conv-fail", 0).await;
         // A delivered one in the same conversation stays.
         let (status, _) = pager(&mut bed, &bob, "conv-fail", "Msg-G", 200, || async {}).await;
