@@ -8,9 +8,9 @@
 //! resumes every user at start (as on a registration) and delivers each user's queue in
 //! order, one message at a time per user (stop-and-wait), up to 256 users at once.
 //!
-//! `cargo bench --bench store_delivery` (N=4000, U=200); under `cargo test` (no `--bench`) a
-//! smoke run of 40 messages checks that the harness still works. Figures are printed, not
-//! asserted.
+//! `cargo bench --bench store_delivery` (N=4000, U=200; `CPM_IWF_BENCH_REDIS_URL=redis://...`
+//! for the Redis backend); under `cargo test` (no `--bench`) a smoke run of 40 messages checks
+//! that the harness still works. Figures are printed, not asserted.
 
 #[path = "../tests/peers/gateway.rs"]
 mod gateway;
@@ -104,7 +104,14 @@ fn main() {
         .expect("runtime");
     runtime.block_on(async {
         let dir = tempfile::tempdir().expect("dir");
-        let location = dir.path().join("bench.redb").display().to_string();
+        // CPM_IWF_BENCH_REDIS_URL: a Redis/Valkey (AOF, fsync always) with an empty database.
+        let location = std::env::var("CPM_IWF_BENCH_REDIS_URL")
+            .unwrap_or_else(|_| dir.path().join("bench.redb").display().to_string());
+        let backend = if location.starts_with("redis") {
+            "Redis"
+        } else {
+            "redb"
+        };
         let tweak = |retry_ms: u64| {
             let location = location.clone();
             move |c: &mut cpm_iwf::config::Config| {
@@ -122,7 +129,7 @@ fn main() {
         bed.stop().await;
         let rate = |d: Duration| n as f64 / d.as_secs_f64().max(1e-9);
         println!(
-            "store_delivery: {n} messages to {users} users over UDP (redb, durable commits)\n\
+            "store_delivery: {n} messages to {users} users over UDP ({backend}, durable commits)\n\
              stored (480 -> put -> 202):      {:>8.0} messages/s ({:.2} s)\n\
              delivered on availability (200): {:>8.0} messages/s ({:.2} s)",
             rate(stored),
