@@ -9,6 +9,7 @@ mod gateway;
 mod sip_ua;
 
 use bytes::Bytes;
+use cpm_iwf::translate::state::Side;
 use gateway::{Bed, bounded};
 use rsip::Method;
 use sip_ua::Transport;
@@ -37,8 +38,6 @@ Content-Disposition: notification\r\n\r\n<?xml version=\"1.0\" encoding=\"UTF-8\
 async fn pager_and_notification(transport: Transport) {
     let mut bed = Bed::start(transport).await;
     let (alice, bob) = (bed.cpm.aor(), bed.simple.aor());
-    let node_cpm = bed.node_cpm();
-    let node_simple = bed.node_simple();
 
     // CPM -> SIMPLE: a CPIM message asking for delivery and display notifications.
     let mut msg = bed
@@ -63,19 +62,8 @@ async fn pager_and_notification(transport: Transport) {
         .expect("header");
     msg.push_header("Contribution-ID", "contrib-1")
         .expect("header");
-    let (answer, got) = tokio::join!(bed.cpm.request(node_cpm, msg), async {
-        let tx = bed
-            .simple
-            .recv_method(Method::Message, None)
-            .await
-            .expect("MESSAGE at SIMPLE");
-        bed.simple
-            .respond(&tx, 200, "OK", &[], None)
-            .await
-            .expect("200");
-        tx.request
-    });
-    assert_eq!(answer.expect("answer").status_code(), Some(200));
+    let (status, got) = bed.exchange(Side::Cpm, msg, 200, "OK").await;
+    assert_eq!(status, 200);
     assert_eq!(got.request_uri(), Some(bob.as_bytes()));
     let contact = got.header("Contact").unwrap_or_default();
     assert!(
@@ -100,19 +88,8 @@ async fn pager_and_notification(transport: Transport) {
             cpim_delivered(&bob, &alice, "Imdn-1", "Msg-1"),
         )
         .expect("MESSAGE");
-    let (answer, got) = tokio::join!(bed.simple.request(node_simple, imdn), async {
-        let tx = bed
-            .cpm
-            .recv_method(Method::Message, None)
-            .await
-            .expect("IMDN at CPM");
-        bed.cpm
-            .respond(&tx, 200, "OK", &[], None)
-            .await
-            .expect("200");
-        tx.request
-    });
-    assert_eq!(answer.expect("answer").status_code(), Some(200));
+    let (status, got) = bed.exchange(Side::Simple, imdn, 200, "OK").await;
+    assert_eq!(status, 200);
     assert_eq!(got.header("Conversation-ID"), Some("conv-1"));
     assert_eq!(got.header("Contribution-ID"), Some("contrib-1"));
     assert_eq!(

@@ -15,6 +15,7 @@ mod sip_ua;
 use std::time::Duration;
 
 use bytes::Bytes;
+use cpm_iwf::translate::state::Side;
 use gateway::{Bed, bounded};
 use rsip::Method;
 use sip_ua::Transport;
@@ -50,7 +51,6 @@ async fn send_while_bob_answers(
     status: u16,
 ) -> u16 {
     let (alice, bob) = (bed.cpm.aor(), bed.simple.aor());
-    let node_cpm = bed.node_cpm();
     let mut msg = bed
         .cpm
         .new_message(
@@ -68,18 +68,9 @@ async fn send_while_bob_answers(
         .expect("header");
     msg.push_header("Contribution-ID", &format!("contrib-{id}"))
         .expect("header");
-    let (answer, ()) = tokio::join!(bed.cpm.request(node_cpm, msg), async {
-        let tx = bed
-            .simple
-            .recv_method(Method::Message, None)
-            .await
-            .expect("MESSAGE at SIMPLE");
-        bed.simple
-            .respond(&tx, status, "Temporarily Unavailable", &[], None)
-            .await
-            .expect("answer");
-    });
-    answer.expect("answer").status_code().unwrap_or(0)
+    bed.exchange(Side::Cpm, msg, status, "Not Available")
+        .await
+        .0
 }
 
 fn message_id(m: &cpm_iwf::wire::sip::SipMessage) -> String {
@@ -142,7 +133,6 @@ async fn unavailable_user_gets_messages_in_order_and_the_notification_reaches_th
         );
 
         // Bob's device says delivered: the notification reaches Alice's sending device.
-        let node_simple = bed.node_simple();
         let imdn = bed
             .simple
             .new_message(
@@ -151,19 +141,8 @@ async fn unavailable_user_gets_messages_in_order_and_the_notification_reaches_th
                 cpim_delivered(&bob, &alice, "Imdn-S1", "S-1"),
             )
             .expect("MESSAGE");
-        let (answer, got) = tokio::join!(bed.simple.request(node_simple, imdn), async {
-            let tx = bed
-                .cpm
-                .recv_method(Method::Message, None)
-                .await
-                .expect("IMDN at CPM");
-            bed.cpm
-                .respond(&tx, 200, "OK", &[], None)
-                .await
-                .expect("200");
-            tx.request
-        });
-        assert_eq!(answer.expect("answer").status_code(), Some(200));
+        let (status, got) = bed.exchange(Side::Simple, imdn, 200, "OK").await;
+        assert_eq!(status, 200);
         assert_eq!(
             got.header("Accept-Contact"),
             Some(format!("*;+sip.instance=\"{DEVICE}\";require;explicit").as_str())
@@ -236,7 +215,6 @@ async fn an_offline_cpm_user_gets_the_message_as_a_deferred_message() {
         })
         .await;
         let (alice, bob) = (bed.cpm.aor(), bed.simple.aor());
-        let node_simple = bed.node_simple();
         let msg = bed
             .simple
             .new_message(
@@ -245,18 +223,10 @@ async fn an_offline_cpm_user_gets_the_message_as_a_deferred_message() {
                 cpim_message(&bob, &alice, "D-1", "are you there?", "positive-delivery"),
             )
             .expect("MESSAGE");
-        let (answer, ()) = tokio::join!(bed.simple.request(node_simple, msg), async {
-            let tx = bed
-                .cpm
-                .recv_method(Method::Message, None)
-                .await
-                .expect("MESSAGE at CPM");
-            bed.cpm
-                .respond(&tx, 408, "Request Timeout", &[], None)
-                .await
-                .expect("408");
-        });
-        assert_eq!(answer.expect("answer").status_code(), Some(202));
+        let (status, _) = bed
+            .exchange(Side::Simple, msg, 408, "Request Timeout")
+            .await;
+        assert_eq!(status, 202);
         let tx = bed
             .cpm
             .recv_method(Method::Message, Some(Duration::from_secs(10)))
@@ -296,7 +266,6 @@ async fn bob_gets_them_and_notifies(bed: &mut Bed, ids: &[&str]) {
             .expect("200");
     }
     assert_eq!(got, ids);
-    let node_simple = bed.node_simple();
     let imdn = bed
         .simple
         .new_message(
@@ -305,19 +274,8 @@ async fn bob_gets_them_and_notifies(bed: &mut Bed, ids: &[&str]) {
             cpim_delivered(&bob, &alice, "Imdn-R", ids[0]),
         )
         .expect("MESSAGE");
-    let (answer, got) = tokio::join!(bed.simple.request(node_simple, imdn), async {
-        let tx = bed
-            .cpm
-            .recv_method(Method::Message, None)
-            .await
-            .expect("IMDN at CPM");
-        bed.cpm
-            .respond(&tx, 200, "OK", &[], None)
-            .await
-            .expect("200");
-        tx.request
-    });
-    assert_eq!(answer.expect("answer").status_code(), Some(200));
+    let (status, got) = bed.exchange(Side::Simple, imdn, 200, "OK").await;
+    assert_eq!(status, 200);
     assert_eq!(
         got.header("Accept-Contact"),
         Some(format!("*;+sip.instance=\"{DEVICE}\";require;explicit").as_str())

@@ -16,6 +16,7 @@ mod sip_ua;
 use std::time::Duration;
 
 use bytes::Bytes;
+use cpm_iwf::translate::state::Side;
 use gateway::{Bed, bounded};
 use rsip::Method;
 use sip_ua::Transport;
@@ -135,7 +136,6 @@ async fn chat_with_an_offline_callee_is_kept_and_delivered_later() {
 
         // Bob's delivered notification for Off-1 reaches Alice.
         let alice = bed.cpm.aor();
-        let node_simple = bed.node_simple();
         let imdn = bed
             .simple
             .new_message(
@@ -144,19 +144,8 @@ async fn chat_with_an_offline_callee_is_kept_and_delivered_later() {
                 chat::cpim_notification("Imdn-off", "Off-1", "delivered"),
             )
             .expect("MESSAGE");
-        let (answer, got) = tokio::join!(bed.simple.request(node_simple, imdn), async {
-            let tx = bed
-                .cpm
-                .recv_method(Method::Message, None)
-                .await
-                .expect("IMDN at CPM");
-            bed.cpm
-                .respond(&tx, 200, "OK", &[], None)
-                .await
-                .expect("200");
-            tx.request
-        });
-        assert_eq!(answer.expect("answer").status_code(), Some(200));
+        let (status, got) = bed.exchange(Side::Simple, imdn, 200, "OK").await;
+        assert_eq!(status, 200);
         assert_eq!(got.header("Conversation-ID"), Some("conv-off-1"));
         assert!(String::from_utf8_lossy(got.body()).contains("<delivered/>"));
         bed.stop().await;

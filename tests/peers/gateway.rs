@@ -10,6 +10,8 @@ use std::time::Duration;
 use cpm_iwf::config::{Config, Peer, Transport as CfgTransport};
 use cpm_iwf::mapping::Mappings;
 use cpm_iwf::node::run::Node;
+use cpm_iwf::translate::state::Side;
+use cpm_iwf::wire::sip::SipMessage;
 
 use super::sip_ua::{SipUa, Transport, UaConfig};
 
@@ -103,6 +105,37 @@ impl Bed {
 
     pub async fn stop(self) {
         self.node.shutdown(Duration::from_secs(2)).await;
+    }
+
+    /// A request sent through the node by the UA of side `from` (`Cpm`: Alice's), answered
+    /// `status` by the other side's UA when it arrives: the sender's final answer (its status)
+    /// and the request as the other side got it.
+    pub async fn exchange(
+        &mut self,
+        from: Side,
+        msg: SipMessage,
+        status: u16,
+        reason: &str,
+    ) -> (u16, SipMessage) {
+        let (node_cpm, node_simple) = (self.node_cpm(), self.node_simple());
+        let (sender, receiver, node) = match from {
+            Side::Cpm => (&mut self.cpm, &mut self.simple, node_cpm),
+            Side::Simple => (&mut self.simple, &mut self.cpm, node_simple),
+        };
+        let method = msg.method().copied().expect("a request");
+        let (answer, got) = tokio::join!(sender.request(node, msg), async {
+            let tx = receiver
+                .recv_method(method, None)
+                .await
+                .expect("the request through the node");
+            receiver
+                .respond(&tx, status, reason, &[], None)
+                .await
+                .expect("answer");
+            tx.request
+        });
+        let answer = answer.expect("a final answer");
+        (answer.status_code().unwrap_or(0), got)
     }
 }
 
