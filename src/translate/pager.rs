@@ -19,8 +19,9 @@ use super::addr::uri_of;
 use super::conversation::{for_simple_contribution, remember_cpm_contribution};
 use super::device::{device_of, route_to};
 use super::leg::{
-    CONTRIBUTION_ID, CONVERSATION_ID, IN_REPLY_TO_CONTRIBUTION_ID, IdBuffer, MAX_ID_LEN, RawIds,
-    check_id, cpm_service, lossy, new_leg_rewritten, raw_cpm_ids, slice, write_ids,
+    CONTRIBUTION_ID, CONVERSATION_ID, IN_REPLY_TO_CONTRIBUTION_ID, IdBuffer, MAX_ID_LEN,
+    P_ASSERTED_SERVICE, P_PREFERRED_SERVICE, RawIds, check_id, cpm_service_given, lossy,
+    new_leg_rewritten, slice, write_ids,
 };
 use super::state::{Change, ConversationIds, ConversationKey, Key, MessageOrigin, Side, View};
 use super::{Env, Outcome, Reply, TranslateError};
@@ -45,8 +46,44 @@ enum Content {
     Message { cpim: Option<CpimSummary> },
 }
 
-fn classify(msg: &SipMessage) -> Result<Content, TranslateError> {
-    let ct = msg.content_type().unwrap_or("text/plain").as_bytes();
+/// The header fields the translation reads, each the first of its name, found in one pass
+/// over the request (each name read once).
+#[derive(Default)]
+struct Read<'a> {
+    from: Option<&'a str>,
+    to: Option<&'a str>,
+    content_type: Option<&'a str>,
+    contact: Option<&'a str>,
+    asserted_service: Option<&'a str>,
+    preferred_service: Option<&'a str>,
+    ids: RawIds<'a>,
+}
+
+fn read(msg: &SipMessage) -> Read<'_> {
+    let mut r = Read::default();
+    for (name, value) in msg.headers() {
+        let is = |h: &str| name.eq_ignore_ascii_case(h);
+        let slot = match name.len() {
+            2 if is("To") => &mut r.to,
+            4 if is("From") => &mut r.from,
+            7 if is("Contact") => &mut r.contact,
+            12 if is("Content-Type") => &mut r.content_type,
+            15 if is(CONVERSATION_ID) => &mut r.ids.conversation_id,
+            15 if is(CONTRIBUTION_ID) => &mut r.ids.contribution_id,
+            18 if is(P_ASSERTED_SERVICE) => &mut r.asserted_service,
+            19 if is(P_PREFERRED_SERVICE) => &mut r.preferred_service,
+            25 if is(IN_REPLY_TO_CONTRIBUTION_ID) => &mut r.ids.in_reply_to,
+            _ => continue,
+        };
+        if slot.is_none() {
+            *slot = Some(value);
+        }
+    }
+    r
+}
+
+fn classify(msg: &SipMessage, content_type: Option<&str>) -> Result<Content, TranslateError> {
+    let ct = content_type.unwrap_or("text/plain").as_bytes();
     let body = msg.body().clone();
     if media_is(ct, "message/cpim") {
         let cpim = Cpim::summarize(body)?;
@@ -166,19 +203,26 @@ pub fn message_request(
         Side::Simple => (&mappings.cpm_to_simple, &mappings.simple),
         Side::Cpm => (&mappings.simple_to_cpm, &mappings.cpm),
     };
+    let fields = read(msg);
     let service = match from {
-        Side::Cpm => cpm_service(msg, mappings)?.unwrap_or(Service::Pager),
+        Side::Cpm => cpm_service_given(
+            msg,
+            fields.asserted_service,
+            fields.preferred_service,
+            mappings,
+        )?
+        .unwrap_or(Service::Pager),
         // SIMPLE IM names no service beyond +g.oma.sip-im: a MESSAGE is pager mode
         // (docs/interworking-notes.md §1.4).
         Side::Simple => Service::Pager,
     };
-    let from_uri = uri_of(msg.header("From").ok_or(TranslateError::Missing("From"))?);
-    let to_uri = uri_of(msg.header("To").ok_or(TranslateError::Missing("To"))?);
+    let from_uri = uri_of(fields.from.ok_or(TranslateError::Missing("From"))?);
+    let to_uri = uri_of(fields.to.ok_or(TranslateError::Missing("To"))?);
     let request_uri = msg
         .request_uri_bytes()
         .map(|u| text_of(u).as_bytes().clone())
         .ok_or(TranslateError::Missing("Request-URI"))?;
-    let content = classify(msg)?;
+    let content = classify(msg, fields.content_type)?;
 
     // What the table keeps of this message, copied once into one buffer: the pair's addresses
     // of record, and for a message the identities and the sender's Contact (CPM 2.0 §4.2).
@@ -187,7 +231,7 @@ pub fn message_request(
         _ => None,
     };
     let raw = match (to, message_cpim) {
-        (Side::Simple, Some(_)) => raw_cpm_ids(msg),
+        (Side::Simple, Some(_)) => fields.ids,
         _ => RawIds::default(),
     };
     // The Message-ID of a message that asks for notifications is remembered with the device
@@ -197,7 +241,7 @@ pub fn message_request(
         .filter(|c| c.disposition_requested)
         .and_then(|c| c.imdn_message_id.clone());
     let message_id_text = message_id.as_ref().map(|id| std::str::from_utf8(id));
-    let contact = message_id.as_ref().and_then(|_| msg.header("Contact"));
+    let contact = message_id.as_ref().and_then(|_| fields.contact);
     let mut ids = IdBuffer::with_capacity(
         from_uri.len()
             + to_uri.len()
