@@ -335,18 +335,30 @@ enum Role {
     EndToEnd,
 }
 
-/// The [`Role`] of a field named `name` (ASCII case ignored), its length deciding most.
+/// The [`Role`] of a field named `name` (ASCII case ignored): its length picks the one or
+/// two names it can be (the [`LEG_HEADERS`] spelled out; a unit test holds them equal).
 #[inline]
 fn role_of(name: &str) -> Role {
     let is = |h: &str| name.eq_ignore_ascii_case(h);
-    match name.len() {
-        2 if is("To") => Role::To,
-        4 if is("From") => Role::From,
-        7 if is("Contact") => Role::Contact,
-        14 if is("Accept-Contact") => Role::AcceptContact,
-        _ if is_leg_header(name) => Role::Leg,
-        _ => Role::EndToEnd,
-    }
+    let leg = match name.len() {
+        2 if is("To") => return Role::To,
+        4 if is("From") => return Role::From,
+        7 if is("Contact") => return Role::Contact,
+        14 if is("Accept-Contact") => return Role::AcceptContact,
+        3 => is("Via"),
+        4 => is("CSeq") || is("Path"),
+        5 => is("Route"),
+        7 => is("Call-ID"),
+        12 => is("Max-Forwards") || is("Content-Type") || is("Record-Route"),
+        13 => is("Service-Route") || is("Authorization"),
+        14 => is("Content-Length"),
+        17 => is("P-Charging-Vector"),
+        19 => is("Proxy-Authorization"),
+        20 => is("P-Visited-Network-ID"),
+        29 => is("P-Charging-Function-Addresses"),
+        _ => false,
+    };
+    if leg { Role::Leg } else { Role::EndToEnd }
 }
 
 /// Bit `n` set when a name the rules drop is `n` bytes long (`63`: that long or longer).
@@ -398,12 +410,12 @@ pub(crate) fn new_leg_rewritten(
         rsip::Method::Invite => Some("1 INVITE"),
         _ => None,
     };
-    out.push_canonical("Max-Forwards", Text::from_static("70"))?;
+    out.push_canonical_static("Max-Forwards", "70");
     // From, To and Call-ID are set in place when known (indices 1, 2, 3).
-    out.push_canonical("From", Text::default())?;
-    out.push_canonical("To", Text::default())?;
-    out.push_canonical("Call-ID", Text::default())?;
-    out.push_canonical("CSeq", Text::from_static(cseq.unwrap_or_default()))?;
+    out.push_canonical_static("From", "");
+    out.push_canonical_static("To", "");
+    out.push_canonical_static("Call-ID", "");
+    out.push_canonical_static("CSeq", cseq.unwrap_or_default());
 
     let dropped = length_mask(&rules.drop);
     let drops = |name: &str| dropped & (1 << name.len().min(63)) != 0 && rules.drops(name);
@@ -591,6 +603,38 @@ From: \"A\" <sip:a@x> ;tag=1 ;foo\r\nTo: <sip:b@y>\r\nCall-ID: c\r\nCSeq: 1 MESS
 X-Other: 1\r\nContent-Length: 0\r\n\r\n"
         );
         parse_datagram(Bytes::from(text), &Limits::default()).unwrap()
+    }
+
+    #[test]
+    fn roles_follow_the_leg_headers() {
+        for h in LEG_HEADERS {
+            let want = match h {
+                "From" => Role::From,
+                "To" => Role::To,
+                _ => Role::Leg,
+            };
+            for name in [
+                h.to_string(),
+                h.to_ascii_lowercase(),
+                h.to_ascii_uppercase(),
+            ] {
+                assert_eq!(role_of(&name), want, "{name}");
+                assert!(is_leg_header(&name), "{name}");
+            }
+        }
+        assert_eq!(role_of("accept-CONTACT"), Role::AcceptContact);
+        assert_eq!(role_of("Contact"), Role::Contact);
+        for other in [
+            "Subject",
+            "Contribution-ID",
+            "P-Preferred-Service",
+            "Via2",
+            "Pat",
+            "",
+        ] {
+            assert_eq!(role_of(other), Role::EndToEnd, "{other}");
+            assert!(!is_leg_header(other), "{other}");
+        }
     }
 
     /// The one-buffer leg is the leg built field by field, whatever the Contacts.

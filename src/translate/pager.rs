@@ -315,6 +315,9 @@ pub fn message_request(
             outcome.send.push((to, out));
         }
         Content::Message { cpim } => {
+            // One message to send, up to two changes: room made once.
+            outcome.send.reserve_exact(1);
+            outcome.changes.reserve_exact(2);
             let mut out = new_leg_rewritten(
                 msg,
                 rsip::Method::Message,

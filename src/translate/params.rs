@@ -117,6 +117,94 @@ impl<'a> Iterator for TopSplit<'a> {
     }
 }
 
+/// [`split_top_iter`] at either of two separators in one pass, each part with the separator
+/// that ended it (`None` for the last): a value listing contacts read as its contacts' heads and
+/// parameters at once (`;` and `,`).
+pub fn split_top_either(s: &str, a: u8, b: u8) -> TopSplitEither<'_> {
+    TopSplitEither {
+        s,
+        a,
+        b,
+        start: 0,
+        done: false,
+    }
+}
+
+/// See [`split_top_either`].
+pub struct TopSplitEither<'a> {
+    s: &'a str,
+    a: u8,
+    b: u8,
+    start: usize,
+    done: bool,
+}
+
+impl<'a> TopSplitEither<'a> {
+    /// What is left to split (after the last part returned).
+    pub fn rest(&self) -> &'a str {
+        if self.done {
+            ""
+        } else {
+            self.s.get(self.start..).unwrap_or_default()
+        }
+    }
+}
+
+impl<'a> Iterator for TopSplitEither<'a> {
+    type Item = Result<(&'a str, Option<u8>), ParamError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let bytes = self.s.as_bytes();
+        let mut i = self.start;
+        // Byte by byte outside quotes and `<...>` (parameters are short), memchr inside them.
+        while let Some(&c) = bytes.get(i) {
+            match c {
+                b'"' => {
+                    // A quoted string ends at the next `"` not escaped by `\`.
+                    let mut j = i + 1;
+                    loop {
+                        let Some(q) = bytes
+                            .get(j..)
+                            .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
+                        else {
+                            self.done = true;
+                            return Some(Err(ParamError::Unterminated));
+                        };
+                        let k = j + q;
+                        if bytes.get(k) == Some(&b'\\') {
+                            j = k + 2;
+                            continue;
+                        }
+                        i = k + 1;
+                        break;
+                    }
+                }
+                b'<' => {
+                    let Some(close) = bytes
+                        .get(i + 1..)
+                        .and_then(|rest| memchr::memchr(b'>', rest))
+                    else {
+                        self.done = true;
+                        return Some(Err(ParamError::Unterminated));
+                    };
+                    i += 1 + close + 1;
+                }
+                c if c == self.a || c == self.b => {
+                    let part = self.s.get(self.start..i).unwrap_or_default();
+                    self.start = i + 1;
+                    return Some(Ok((part, Some(c))));
+                }
+                _ => i += 1,
+            }
+        }
+        self.done = true;
+        Some(Ok((self.s.get(self.start..).unwrap_or_default(), None)))
+    }
+}
+
 /// One contact (or `ac-value`) checked once, its parameters read in place (no `Vec`): the
 /// same reading as [`ContactParams`].
 #[derive(Debug, Clone, Copy)]

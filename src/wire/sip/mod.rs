@@ -878,6 +878,18 @@ impl SipMessage {
         Ok(())
     }
 
+    /// [`push_canonical`](Self::push_canonical) of a value written in the program, which
+    /// holds no CR or LF and is trimmed (checked in debug builds): nothing to check.
+    #[inline]
+    pub(crate) fn push_canonical_static(&mut self, name: &'static str, value: &'static str) {
+        debug_assert!(canonical_name(name.as_bytes()).is_none_or(|c| c == name));
+        debug_assert!(check_value(name, value).is_ok() && value.trim_matches([' ', '\t']) == value);
+        self.fields_mut().push(Field {
+            name: Name::Static(name),
+            value: Text::from_static(value),
+        });
+    }
+
     /// (name, value) of every header field, in order.
     #[inline]
     fn pairs(&self) -> Pairs<'_> {
