@@ -4,6 +4,7 @@
 
 use super::params::{Contact, ParamError, before_ascii, param_name};
 use crate::wire::sip::Text;
+use crate::wire::text;
 
 /// The URI of a `From` / `To` / `Contact` value: inside `<...>` when present; otherwise the
 /// `addr-spec` up to its first `;` (header parameters then follow it, RFC 3261 §20.10).
@@ -44,7 +45,7 @@ pub fn aor_into(uri: &str, out: &mut String) {
         }
     };
     let no_params = before_ascii(before_ascii(uri, b'?'), b';');
-    let Some(colon) = memchr::memchr(b':', no_params.as_bytes()) else {
+    let Some(colon) = text::find_byte(b':', no_params.as_bytes()) else {
         lower(no_params, out);
         return;
     };
@@ -58,7 +59,7 @@ pub fn aor_into(uri: &str, out: &mut String) {
         out.push_str(rest);
         return;
     }
-    let hostport = match memchr::memrchr(b'@', rest.as_bytes()) {
+    let hostport = match text::rfind_byte(b'@', rest.as_bytes()) {
         Some(at) => {
             out.push_str(before_ascii(rest.get(..at).unwrap_or_default(), b':'));
             out.push('@');

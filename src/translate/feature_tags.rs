@@ -16,6 +16,7 @@ use super::params::{
 };
 use crate::mapping::{Mappings, Service};
 use crate::wire::sip::Text;
+use crate::wire::text;
 
 /// The CPM feature tag that carries ICSIs (3GPP TS 24.229 §7.2A.8).
 pub const ICSI_REF: &str = "+g.3gpp.icsi-ref";
@@ -113,10 +114,17 @@ fn is_simple_tag(name: &str, mappings: &Mappings) -> bool {
 /// Whether `value` holds `+g.3gpp.icsi-ref` anywhere (ASCII case ignored).
 pub fn mentions_icsi_ref(value: &str) -> bool {
     let b = value.as_bytes();
-    memchr::memchr_iter(b'+', b).any(|at| {
-        b.get(at..at + ICSI_REF.len())
+    let mut from = 0usize;
+    while let Some(i) = b.get(from..).and_then(|r| text::find_byte(b'+', r)) {
+        let at = from + i;
+        if b.get(at..at + ICSI_REF.len())
             .is_some_and(|w| w.eq_ignore_ascii_case(ICSI_REF.as_bytes()))
-    })
+        {
+            return true;
+        }
+        from = at + 1;
+    }
+    false
 }
 
 /// Rewrite a CPM `Contact` / `Accept-Contact` value for the SIMPLE side: every

@@ -2,6 +2,8 @@
 //! `Accept-Contact`, RFC 3841 §10): split at the separators that are not inside a quoted string
 //! or `<URI>`, keep every parameter as written.
 
+use crate::wire::text;
+
 /// Most parameters one contact may carry before the value is refused: far above real traffic
 /// (an RCS Contact has about ten), low enough to bound the work on a hostile header.
 pub const MAX_PARAMS: usize = 64;
@@ -71,7 +73,7 @@ impl<'a> Iterator for TopSplit<'a> {
         // byte: header values are mostly URI and token characters.
         while let Some(off) = bytes
             .get(i..)
-            .and_then(|rest| memchr::memchr3(b'"', b'<', self.sep, rest))
+            .and_then(|rest| text::find_byte3(b'"', b'<', self.sep, rest))
         {
             let at = i + off;
             match bytes.get(at) {
@@ -81,7 +83,7 @@ impl<'a> Iterator for TopSplit<'a> {
                     loop {
                         let Some(q) = bytes
                             .get(j..)
-                            .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
+                            .and_then(|rest| text::find_byte2(b'"', b'\\', rest))
                         else {
                             self.done = true;
                             return Some(Err(ParamError::Unterminated));
@@ -98,7 +100,7 @@ impl<'a> Iterator for TopSplit<'a> {
                 Some(b'<') => {
                     let Some(close) = bytes
                         .get(at + 1..)
-                        .and_then(|rest| memchr::memchr(b'>', rest))
+                        .and_then(|rest| text::find_byte(b'>', rest))
                     else {
                         self.done = true;
                         return Some(Err(ParamError::Unterminated));
@@ -159,8 +161,13 @@ impl<'a> Iterator for TopSplitEither<'a> {
         }
         let bytes = self.s.as_bytes();
         let mut i = self.start;
-        // Byte by byte outside quotes and `<...>` (parameters are short), memchr inside them.
-        while let Some(&c) = bytes.get(i) {
+        // From one byte that matters to the next, a word at a time.
+        while let Some(at) = bytes
+            .get(i..)
+            .and_then(|rest| text::find_byte4(b'"', b'<', self.a, self.b, rest))
+        {
+            i += at;
+            let Some(&c) = bytes.get(i) else { break };
             match c {
                 b'"' => {
                     // A quoted string ends at the next `"` not escaped by `\`.
@@ -168,7 +175,7 @@ impl<'a> Iterator for TopSplitEither<'a> {
                     loop {
                         let Some(q) = bytes
                             .get(j..)
-                            .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
+                            .and_then(|rest| text::find_byte2(b'"', b'\\', rest))
                         else {
                             self.done = true;
                             return Some(Err(ParamError::Unterminated));
@@ -185,7 +192,7 @@ impl<'a> Iterator for TopSplitEither<'a> {
                 b'<' => {
                     let Some(close) = bytes
                         .get(i + 1..)
-                        .and_then(|rest| memchr::memchr(b'>', rest))
+                        .and_then(|rest| text::find_byte(b'>', rest))
                     else {
                         self.done = true;
                         return Some(Err(ParamError::Unterminated));
@@ -310,7 +317,7 @@ pub fn trim(s: &str) -> &str {
 
 /// The name of a parameter `name[=value]`.
 pub fn param_name(p: &str) -> &str {
-    let name = match memchr::memchr(b'=', p.as_bytes()) {
+    let name = match text::find_byte(b'=', p.as_bytes()) {
         Some(eq) => p.get(..eq).unwrap_or(p),
         None => p,
     };
@@ -327,7 +334,7 @@ pub fn split_ascii(s: &str, sep: u8) -> impl Iterator<Item = &str> {
             return None;
         }
         let rest = s.get(start..).unwrap_or_default();
-        match memchr::memchr(sep, rest.as_bytes()) {
+        match text::find_byte(sep, rest.as_bytes()) {
             Some(i) => {
                 start += i + 1;
                 rest.get(..i)
@@ -342,7 +349,7 @@ pub fn split_ascii(s: &str, sep: u8) -> impl Iterator<Item = &str> {
 
 /// `s` up to the first byte `sep` (all of it when there is none).
 pub fn before_ascii(s: &str, sep: u8) -> &str {
-    match memchr::memchr(sep, s.as_bytes()) {
+    match text::find_byte(sep, s.as_bytes()) {
         Some(i) => s.get(..i).unwrap_or(s),
         None => s,
     }
@@ -350,7 +357,7 @@ pub fn before_ascii(s: &str, sep: u8) -> &str {
 
 /// The value of a parameter with its surrounding quotes removed.
 pub fn param_value(p: &str) -> Option<&str> {
-    let eq = memchr::memchr(b'=', p.as_bytes())?;
+    let eq = text::find_byte(b'=', p.as_bytes())?;
     let v = trim(p.get(eq + 1..)?);
     Some(
         v.strip_prefix('"')

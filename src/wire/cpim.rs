@@ -166,7 +166,7 @@ impl CpimHeader {
         self.params
             .split(|b| *b == b';')
             .filter_map(|p| {
-                let eq = memchr::memchr(b'=', p)?;
+                let eq = text::find_byte(b'=', p)?;
                 Some((p.get(..eq)?, p.get(eq + 1..)?))
             })
             .find(|(n, _)| text::trim_ws(n).eq_ignore_ascii_case(name))
@@ -216,7 +216,7 @@ fn line_at(input: &[u8], start: usize) -> Option<LineAt<'_>> {
     if rest.is_empty() {
         return None;
     }
-    Some(match memchr::memchr(b'\n', rest) {
+    Some(match text::find_byte(b'\n', rest) {
         Some(i) => {
             let raw = rest.get(..i).unwrap_or_default();
             LineAt {
@@ -621,7 +621,7 @@ fn scan<'a, S: Sink<'a>>(
                 offset: input.len(),
             });
         }
-        let colon = memchr::memchr(b':', l.content);
+        let colon = text::find_byte(b':', l.content);
         let name_end = colon.unwrap_or(l.content.len());
         let raw_name = text::trim_ws(l.content.get(..name_end).unwrap_or_default());
         let looks_mime = raw_name.len() >= 8
@@ -711,6 +711,8 @@ struct RawHeader<'a> {
     name: &'a [u8],
     params: &'a [u8],
     value: &'a [u8],
+    /// For an `NS` header, its declaration (prefix, URI), read once.
+    ns: Option<(Option<&'a [u8]>, &'a [u8])>,
 }
 
 /// Where [`scan`] puts what it reads.
@@ -821,8 +823,8 @@ impl<'a> SummarySink<'a> {
 
 impl<'a> Sink<'a> for SummarySink<'a> {
     fn cpim_header(&mut self, h: RawHeader<'a>) {
-        if h.prefix.is_none() && h.name.eq_ignore_ascii_case(b"NS") {
-            match (parse_ns_raw(h.value), self.ns.get_mut(self.ns_len)) {
+        if h.ns.is_some() {
+            match (h.ns, self.ns.get_mut(self.ns_len)) {
                 (Some(decl), Some(slot)) => {
                     *slot = decl;
                     self.ns_len += 1;
@@ -885,10 +887,10 @@ pub fn parse_ns(v: &Bytes) -> Option<(Option<Bytes>, Bytes)> {
 
 /// [`parse_ns`] on slices.
 fn parse_ns_raw(v: &[u8]) -> Option<(Option<&[u8]>, &[u8])> {
-    let lt = memchr::memchr(b'<', v)?;
+    let lt = text::find_byte(b'<', v)?;
     let prefix = text::trim_ws(v.get(..lt)?);
     let rest = v.get(lt + 1..)?;
-    let gt = memchr::memchr(b'>', rest)?;
+    let gt = text::find_byte(b'>', rest)?;
     let uri = text::trim_ws(rest.get(..gt)?);
     if uri.is_empty() || !text::trim_ws(rest.get(gt + 1..)?).is_empty() {
         return None;
@@ -901,9 +903,9 @@ fn parse_ns_raw(v: &[u8]) -> Option<(Option<&[u8]>, &[u8])> {
 
 /// `From`/`To`/`cc` value: `[Formal-name] "<" URI ">"` (RFC 3862 §3.3.1).
 pub fn parse_address(v: &Bytes) -> Option<Address> {
-    let lt = memchr::memrchr(b'<', v)?;
+    let lt = text::rfind_byte(b'<', v)?;
     let rest = v.get(lt + 1..)?;
-    let gt = memchr::memchr(b'>', rest)?;
+    let gt = text::find_byte(b'>', rest)?;
     let uri = text::trim_ws(rest.get(..gt)?);
     if uri.is_empty() {
         return None;
@@ -918,7 +920,7 @@ pub fn parse_address(v: &Bytes) -> Option<Address> {
 /// Decode RFC 3862 §3.2 escapes in a header value: `\\`, `\"`, `\'`, `\b`, `\t`, `\n`, `\r`
 /// and `\uXXXX` (UTF-8 encoded). A backslash not followed by one of these is kept as is.
 pub fn unescape(v: &[u8]) -> Cow<'_, [u8]> {
-    if memchr::memchr(b'\\', v).is_none() {
+    if text::find_byte(b'\\', v).is_none() {
         return Cow::Borrowed(v);
     }
     let mut out = Vec::with_capacity(v.len());
@@ -1002,7 +1004,7 @@ fn parse_cpim_header<'a>(l: &LineAt<'a>, colon: Option<usize>) -> Result<RawHead
     let shown = || String::from_utf8_lossy(l.content.get(..60).unwrap_or(l.content)).into_owned();
     let colon = colon.ok_or_else(|| bad(format!("header line {:?} has no colon", shown())))?;
     let full_name = text::trim_ws(l.content.get(..colon).unwrap_or_default());
-    let (prefix, name) = match memchr::memchr(b'.', full_name) {
+    let (prefix, name) = match text::find_byte(b'.', full_name) {
         Some(dot) => (
             Some(full_name.get(..dot).unwrap_or_default()),
             full_name.get(dot + 1..).unwrap_or_default(),
@@ -1029,27 +1031,30 @@ fn parse_cpim_header<'a>(l: &LineAt<'a>, colon: Option<usize>) -> Result<RawHead
     } else {
         (&rest[..0], rest)
     };
-    if memchr::memchr2(b'\r', 0, value).is_some() {
+    if text::find_byte2(b'\r', 0, value).is_some() {
         return Err(bad(format!(
             "header {:?} has a control character in its value",
             String::from_utf8_lossy(full_name)
         )));
     }
     let value = text::trim_ws(value);
-    let header = RawHeader {
+    // Every NS header must be `[prefix SP] "<" URI ">"` (RFC 3862 §3.3.6).
+    let ns = match prefix.is_none() && name.eq_ignore_ascii_case(b"NS") {
+        false => None,
+        true => Some(parse_ns_raw(value).ok_or_else(|| {
+            bad(format!(
+                "NS header {:?} is not [prefix] <URI> (RFC 3862 §3.3.6)",
+                String::from_utf8_lossy(value)
+            ))
+        })?),
+    };
+    Ok(RawHeader {
         prefix,
         name,
         params,
         value,
-    };
-    // Every NS header must be `[prefix SP] "<" URI ">"` (RFC 3862 §3.3.6).
-    if prefix.is_none() && name.eq_ignore_ascii_case(b"NS") && parse_ns_raw(value).is_none() {
-        return Err(bad(format!(
-            "NS header {:?} is not [prefix] <URI> (RFC 3862 §3.3.6)",
-            String::from_utf8_lossy(value)
-        )));
-    }
-    Ok(header)
+        ns,
+    })
 }
 
 /// Where `inner`, a sub-slice of `outer`, starts in it.

@@ -567,7 +567,7 @@ pub fn error_response(raw: &[u8], error: &SipError, to_tag: Option<&str>) -> Opt
 
 /// Does a To value carry a `tag` parameter (outside its `<URI>`)?
 fn contains_tag(value: &[u8]) -> bool {
-    let after = match memchr::memrchr(b'>', value) {
+    let after = match super::text::rfind_byte(b'>', value) {
         Some(i) => value.get(i..).unwrap_or_default(),
         None => value,
     };
@@ -1473,7 +1473,7 @@ fn check_name_value(name: &str, value: &str) -> Result<(), SipError> {
 }
 
 fn check_value(name: &str, value: &str) -> Result<(), SipError> {
-    if memchr::memchr2(b'\r', b'\n', value.as_bytes()).is_some() {
+    if super::text::find_byte2(b'\r', b'\n', value.as_bytes()).is_some() {
         return Err(invalid(name));
     }
     Ok(())
