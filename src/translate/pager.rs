@@ -26,24 +26,25 @@ use super::leg::{
 use super::state::{Change, ConversationIds, ConversationKey, Key, MessageOrigin, Side, View};
 use super::{Env, Outcome, Reply, TranslateError};
 use crate::mapping::{Carriage, Mappings, Service};
-use crate::wire::cpim::{Cpim, CpimHeader, CpimSummary, NS_IMDN};
+use crate::wire::cpim::{Cpim, CpimHeader, CpimSummaryRef, NS_IMDN};
 use crate::wire::imdn::{self, DeliveryStatus, Imdn, Notification};
 use crate::wire::iscomposing;
 use crate::wire::sip::{SipMessage, Text};
 use crate::wire::text::media_type_is as media_is;
 
 /// What a MESSAGE carries. A CPIM body is read for what the translation needs
-/// ([`Cpim::summarize_with`]: checked as a full parse would, no header lists built).
-enum Content {
+/// ([`Cpim::summarize_ref_with`]: checked as a full parse would, no header lists built, slices
+/// of the request's body).
+enum Content<'m> {
     /// A CPIM-wrapped IMDN (RFC 5438 §7.2.1.1), or a bare one.
     Imdn {
         imdn: Box<Imdn>,
-        cpim: Option<CpimSummary>,
+        cpim: Option<CpimSummaryRef<'m>>,
     },
     /// isComposing, bare or CPIM-wrapped (RFC 3994 §3.3).
-    IsComposing { cpim: Option<CpimSummary> },
+    IsComposing { cpim: Option<CpimSummaryRef<'m>> },
     /// A message: CPIM-wrapped or bare content.
-    Message { cpim: Option<CpimSummary> },
+    Message { cpim: Option<CpimSummaryRef<'m>> },
 }
 
 /// The header fields the translation reads, each the first of its name, found in one pass
@@ -82,33 +83,36 @@ fn read(msg: &SipMessage) -> Read<'_> {
     r
 }
 
-fn classify(msg: &SipMessage, content_type: Option<&str>) -> Result<Content, TranslateError> {
+fn classify<'m>(
+    msg: &'m SipMessage,
+    content_type: Option<&str>,
+) -> Result<Content<'m>, TranslateError> {
     let ct = content_type.unwrap_or("text/plain").as_bytes();
-    let body = msg.body().clone();
+    let body = msg.body();
     if media_is(ct, "message/cpim") {
-        let cpim = Cpim::summarize(body)?;
-        let inner = cpim.content_type.as_deref().unwrap_or_default();
+        let cpim = Cpim::summarize_ref(body)?;
+        let inner = cpim.content_type.unwrap_or_default();
         if media_is(inner, imdn::CONTENT_TYPE) {
-            let parsed = Imdn::parse(cpim.body.clone())?;
+            let parsed = Imdn::parse(body.slice_ref(cpim.body))?;
             return Ok(Content::Imdn {
                 imdn: Box::new(parsed),
                 cpim: Some(cpim),
             });
         }
         if media_is(inner, iscomposing::CONTENT_TYPE) {
-            iscomposing::parse(cpim.body.clone())?;
+            iscomposing::parse(body.slice_ref(cpim.body))?;
             return Ok(Content::IsComposing { cpim: Some(cpim) });
         }
         return Ok(Content::Message { cpim: Some(cpim) });
     }
     if media_is(ct, imdn::CONTENT_TYPE) {
         return Ok(Content::Imdn {
-            imdn: Box::new(Imdn::parse(body)?),
+            imdn: Box::new(Imdn::parse(body.clone())?),
             cpim: None,
         });
     }
     if media_is(ct, iscomposing::CONTENT_TYPE) {
-        iscomposing::parse(body)?;
+        iscomposing::parse(body.clone())?;
         return Ok(Content::IsComposing { cpim: None });
     }
     Ok(Content::Message { cpim: None })
@@ -153,7 +157,7 @@ fn text_of(b: &Bytes) -> Text {
 fn set_content(
     out: &mut SipMessage,
     incoming: &SipMessage,
-    cpim: Option<&CpimSummary>,
+    cpim: Option<&CpimSummaryRef<'_>>,
     carriage: Carriage,
     wrap: impl FnOnce() -> Cpim,
 ) -> Result<(), TranslateError> {
@@ -165,11 +169,13 @@ fn set_content(
             out.set_body_with_type_text(ct, incoming.body().clone())?;
         }
         (Some(c), Carriage::Bare | Carriage::Drop) => {
+            let body = incoming.body();
             let ct = c
                 .content_type
-                .as_ref()
-                .map_or(Text::from_static("text/plain"), text_of);
-            out.set_body_with_type_text(ct, c.body.clone())?;
+                .map_or(Text::from_static("text/plain"), |ct| {
+                    text_of(&body.slice_ref(ct))
+                });
+            out.set_body_with_type_text(ct, body.slice_ref(c.body))?;
         }
         (None, Carriage::Cpim) => {
             out.set_body_with_type_text(Text::from_static("message/cpim"), wrap().to_bytes())?;
@@ -239,7 +245,7 @@ pub fn message_request(
     let message_id = message_cpim
         .flatten()
         .filter(|c| c.disposition_requested)
-        .and_then(|c| c.imdn_message_id.clone());
+        .and_then(|c| c.imdn_message_id);
     let message_id_text = message_id.as_ref().map(|id| std::str::from_utf8(id));
     let contact = message_id.as_ref().and_then(|_| fields.contact);
     let mut ids = IdBuffer::with_capacity(
@@ -334,26 +340,25 @@ pub fn message_request(
                     check_id(CONTRIBUTION_ID, raw.contribution_id)?;
                     check_id(IN_REPLY_TO_CONTRIBUTION_ID, raw.in_reply_to)?;
                     match (&kept.conversation_id, &kept.contribution_id) {
-                        (Some(conversation), Some(contribution)) => Some(ConversationIds {
-                            conversation_id: part(conversation),
-                            contribution_id: part(contribution),
-                            in_reply_to: kept.in_reply_to.as_ref().map(part),
-                        }),
+                        (Some(conversation), Some(contribution)) => {
+                            let ids = ConversationIds {
+                                conversation_id: part(conversation),
+                                contribution_id: part(contribution),
+                                in_reply_to: kept.in_reply_to.as_ref().map(part),
+                            };
+                            outcome.changes.push(remember_cpm_contribution(key, &ids));
+                            Some(ids)
+                        }
                         _ => None,
                     }
                 }
                 Side::Cpm => {
-                    let (ids, change) = for_simple_contribution(view, key.clone(), env.ids);
+                    let (ids, change) = for_simple_contribution(view, key, env.ids);
                     write_ids(&mut out, &ids)?;
                     outcome.changes.push(change);
                     Some(ids)
                 }
             };
-            if let (Side::Simple, Some(ids)) = (to, &ids) {
-                outcome
-                    .changes
-                    .push(remember_cpm_contribution(key.clone(), ids));
-            }
             // A wrapped bare message gets a fresh Message-ID.
             let fresh_id =
                 (cpim.is_none() && target.pager_body == Carriage::Cpim).then(|| env.ids.fresh_id());
@@ -418,7 +423,7 @@ pub fn message_request(
                 match ids {
                     Some(ids) => write_ids(&mut out, &ids)?,
                     None => {
-                        let (ids, change) = for_simple_contribution(view, key.clone(), env.ids);
+                        let (ids, change) = for_simple_contribution(view, key, env.ids);
                         write_ids(&mut out, &ids)?;
                         outcome.changes.push(change);
                     }

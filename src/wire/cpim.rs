@@ -276,7 +276,7 @@ impl Cpim {
         Ok(Cpim {
             headers: sink.headers,
             content_headers: sink.content_headers,
-            body,
+            body: input.slice(body.min(input.len())..),
             layout,
         })
     }
@@ -286,20 +286,46 @@ impl Cpim {
     /// builds no header lists: no allocation for a message with up to
     /// [`CpimSummary::MAX_NS`] NS declarations (a full parse beyond).
     pub fn summarize_with(input: Bytes, limits: &Limits) -> Result<CpimSummary, CpimError> {
+        Ok(Self::summarize_ref_with(&input, limits)?.to_shared(&input))
+    }
+
+    /// [`summarize_with`](Self::summarize_with) as slices of `input`: no reference count
+    /// taken on it (the translator reads a few values and shares the body it already holds).
+    pub fn summarize_ref_with<'a>(
+        input: &'a Bytes,
+        limits: &Limits,
+    ) -> Result<CpimSummaryRef<'a>, CpimError> {
         let mut sink = SummarySink::default();
-        let (body, layout) = scan(&input, limits, &mut sink)?;
+        let (body, layout) = scan(input, limits, &mut sink)?;
         if sink.overflow {
-            let full = Cpim::parse_with(input, limits)?;
-            return Ok(CpimSummary::of(&full));
+            let full = Cpim::parse_with(input.clone(), limits)?;
+            // The full reading's values are slices of `input` too: the same slices.
+            let within = |b: &Bytes| {
+                offset_in(input, b)
+                    .and_then(|at| input.get(at..at + b.len()))
+                    .unwrap_or_default()
+            };
+            let summary = CpimSummary::of(&full);
+            return Ok(CpimSummaryRef {
+                content_type: summary.content_type.as_ref().map(within),
+                imdn_message_id: summary.imdn_message_id.as_ref().map(within),
+                disposition_requested: summary.disposition_requested,
+                body: within(&summary.body),
+                layout: summary.layout,
+            });
         }
-        let slice = |s: Option<&[u8]>| s.map(|s| input.slice_ref(s));
-        Ok(CpimSummary {
-            content_type: slice(sink.content_type),
-            imdn_message_id: slice(sink.message_id),
+        Ok(CpimSummaryRef {
+            content_type: sink.content_type,
+            imdn_message_id: sink.message_id,
             disposition_requested: sink.disposition,
-            body,
+            body: input.get(body..).unwrap_or_default(),
             layout,
         })
+    }
+
+    /// [`summarize_ref_with`](Self::summarize_ref_with) with the default [`Limits`].
+    pub fn summarize_ref(input: &Bytes) -> Result<CpimSummaryRef<'_>, CpimError> {
+        Self::summarize_ref_with(input, &Limits::default())
     }
 
     /// [`summarize_with`](Self::summarize_with) with the default [`Limits`].
@@ -550,12 +576,13 @@ impl Cpim {
 }
 
 /// The one CPIM reader (RFC 3862 §2, errata 3013): checks `input` within `limits` and hands
-/// every header to `sink`; returns the content and the layout.
+/// every header to `sink`; returns where the content starts (the input's length when it has
+/// none) and the layout.
 fn scan<'a, S: Sink<'a>>(
-    input: &'a Bytes,
+    input: &'a [u8],
     limits: &Limits,
     sink: &mut S,
-) -> Result<(Bytes, Layout), CpimError> {
+) -> Result<(usize, Layout), CpimError> {
     if input.len() > limits.max_size {
         return Err(CpimError::TooLarge {
             size: input.len(),
@@ -693,11 +720,8 @@ fn scan<'a, S: Sink<'a>>(
         }
     }
     // Content headers running to the end of the input: an empty content (lenient).
-    let body = match body_start {
-        Some(b) => input.slice(b.min(input.len())..),
-        None => Bytes::new(),
-    };
-    if !body.is_empty() && !has_content_type {
+    let body = body_start.map_or(input.len(), |b| b.min(input.len()));
+    if body < input.len() && !has_content_type {
         return Err(CpimError::MissingContentType {
             offset: body_start.unwrap_or(pos),
         });
@@ -768,6 +792,39 @@ pub struct CpimSummary {
     pub body: Bytes,
     /// The layout of the input.
     pub layout: Layout,
+}
+
+/// [`CpimSummary`] as slices of the input ([`Cpim::summarize_ref_with`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpimSummaryRef<'a> {
+    /// [`Cpim::content_type`].
+    pub content_type: Option<&'a [u8]>,
+    /// [`Cpim::imdn_message_id`].
+    pub imdn_message_id: Option<&'a [u8]>,
+    /// Whether [`Cpim::imdn_disposition_notification`] is not empty.
+    pub disposition_requested: bool,
+    /// The encapsulated content.
+    pub body: &'a [u8],
+    /// The layout of the input.
+    pub layout: Layout,
+}
+
+impl CpimSummaryRef<'_> {
+    /// The summary sharing `input`, the buffer these are slices of (a value that is not one
+    /// of its slices, which does not happen, is copied).
+    pub fn to_shared(&self, input: &Bytes) -> CpimSummary {
+        let share = |s: &[u8]| match offset_in(input, s) {
+            Some(_) => input.slice_ref(s),
+            None => Bytes::copy_from_slice(s),
+        };
+        CpimSummary {
+            content_type: self.content_type.map(share),
+            imdn_message_id: self.imdn_message_id.map(share),
+            disposition_requested: self.disposition_requested,
+            body: share(self.body),
+            layout: self.layout,
+        }
+    }
 }
 
 impl CpimSummary {
