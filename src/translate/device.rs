@@ -10,7 +10,8 @@
 use bytes::Bytes;
 
 use super::params::{
-    MAX_PARAMS, ParamError, check_split, param_name, param_value, split_top_either, trim,
+    MAX_PARAMS, ParamError, check_split, param_name, param_value, split_ascii, split_once_ascii,
+    split_top_either, trim,
 };
 use super::state::Device;
 
@@ -37,13 +38,11 @@ pub fn device_of(aor: Bytes, contact: Option<&Bytes>) -> Result<Device, ParamErr
     // separators only (an unterminated one is an error as anywhere).
     let mut parts = split_top_either(text, b';', b',');
     let (head, mut sep) = parts.next().unwrap_or(Ok(("", None)))?;
-    let uri = head
-        .split_once('<')
-        .and_then(|(_, rest)| rest.split_once('>'))
+    let uri = split_once_ascii(head, b'<')
+        .and_then(|(_, rest)| split_once_ascii(rest, b'>'))
         .map_or(head.trim(), |(uri, _)| uri);
     // RFC 5627 §3.1: a GRUU carries the `gr` URI parameter.
-    let is_gruu = uri
-        .split(';')
+    let is_gruu = split_ascii(uri, b';')
         .skip(1)
         .any(|p| param_name(p).eq_ignore_ascii_case("gr"));
     if is_gruu {

@@ -4,9 +4,9 @@
 
 use bytes::Bytes;
 
-use super::addr::{with_new_tag, without_tag, write_without_tag};
+use super::addr::{with_new_tag, without_tag, write_without_tag_of};
 use super::feature_tags;
-use super::params::Contact;
+use super::params::split_ascii;
 use super::state::{ConversationIds, ConversationKey, Side};
 use super::{Env, TranslateError};
 use crate::mapping::{HeaderRules, Mappings, Service};
@@ -123,7 +123,7 @@ pub(crate) fn cpm_service_given(
 ) -> Result<Option<Service>, TranslateError> {
     let first_urn = asserted
         .or(preferred)
-        .and_then(|v| v.split(',').map(str::trim).find(|u| !u.is_empty()));
+        .and_then(|v| split_ascii(v, b',').map(str::trim).find(|u| !u.is_empty()));
     match first_urn {
         Some(urn) => match mappings.service_by_icsi(urn) {
             Some(s) => Ok(Some(s)),
@@ -471,8 +471,7 @@ pub(crate) fn new_leg_rewritten(
     let mut buf = String::with_capacity(
         from.len() + tag.len() + 5 + values_len + 80 * (n_contacts + n_accepts) + icsi.len(),
     );
-    let contact = Contact::parse(from).map_err(|e| TranslateError::header("From", e))?;
-    write_without_tag(&contact, &mut buf);
+    write_without_tag_of(from, &mut buf).map_err(|e| TranslateError::header("From", e))?;
     buf.push_str(";tag=");
     buf.push_str(&tag);
     let from_range = 0..buf.len();

@@ -347,6 +347,13 @@ pub fn split_ascii(s: &str, sep: u8) -> impl Iterator<Item = &str> {
     })
 }
 
+/// `s` split at its first `sep` (ASCII), which neither part holds (`str::split_once`
+/// without the pattern machinery).
+pub fn split_once_ascii(s: &str, sep: u8) -> Option<(&str, &str)> {
+    let i = text::find_byte(sep, s.as_bytes())?;
+    Some((s.get(..i)?, s.get(i + 1..)?))
+}
+
 /// `s` up to the first byte `sep` (all of it when there is none).
 pub fn before_ascii(s: &str, sep: u8) -> &str {
     match text::find_byte(sep, s.as_bytes()) {
