@@ -54,6 +54,8 @@ struct Read<'a> {
     from: Option<&'a str>,
     to: Option<&'a str>,
     content_type: Option<&'a str>,
+    /// The first Content-Type value as shared text (when the fields are the codec's own).
+    content_type_text: Option<&'a Text>,
     contact: Option<&'a str>,
     asserted_service: Option<&'a str>,
     preferred_service: Option<&'a str>,
@@ -62,25 +64,47 @@ struct Read<'a> {
 
 fn read(msg: &SipMessage) -> Read<'_> {
     let mut r = Read::default();
-    for (name, value) in msg.headers() {
+    match msg.fields() {
+        Some(fields) => {
+            for f in fields {
+                r.take(f.name(), f.value().as_str(), Some(f.value()));
+            }
+        }
+        None => {
+            for (name, value) in msg.headers() {
+                r.take(name, value, None);
+            }
+        }
+    }
+    r
+}
+
+impl<'a> Read<'a> {
+    /// Keep `value` when `name` is one the translation reads and the first of its name.
+    #[inline]
+    fn take(&mut self, name: &str, value: &'a str, text: Option<&'a Text>) {
         let is = |h: &str| name.eq_ignore_ascii_case(h);
         let slot = match name.len() {
-            2 if is("To") => &mut r.to,
-            4 if is("From") => &mut r.from,
-            7 if is("Contact") => &mut r.contact,
-            12 if is("Content-Type") => &mut r.content_type,
-            15 if is(CONVERSATION_ID) => &mut r.ids.conversation_id,
-            15 if is(CONTRIBUTION_ID) => &mut r.ids.contribution_id,
-            18 if is(P_ASSERTED_SERVICE) => &mut r.asserted_service,
-            19 if is(P_PREFERRED_SERVICE) => &mut r.preferred_service,
-            25 if is(IN_REPLY_TO_CONTRIBUTION_ID) => &mut r.ids.in_reply_to,
-            _ => continue,
+            2 if is("To") => &mut self.to,
+            4 if is("From") => &mut self.from,
+            7 if is("Contact") => &mut self.contact,
+            12 if is("Content-Type") => {
+                if self.content_type.is_none() {
+                    self.content_type_text = text;
+                }
+                &mut self.content_type
+            }
+            15 if is(CONVERSATION_ID) => &mut self.ids.conversation_id,
+            15 if is(CONTRIBUTION_ID) => &mut self.ids.contribution_id,
+            18 if is(P_ASSERTED_SERVICE) => &mut self.asserted_service,
+            19 if is(P_PREFERRED_SERVICE) => &mut self.preferred_service,
+            25 if is(IN_REPLY_TO_CONTRIBUTION_ID) => &mut self.ids.in_reply_to,
+            _ => return,
         };
         if slot.is_none() {
             *slot = Some(value);
         }
     }
-    r
 }
 
 fn classify<'m>(
@@ -154,19 +178,23 @@ fn text_of(b: &Bytes) -> Text {
 
 /// Put `content` on `out` in the form `carriage` says: the CPIM as received (no copy), its
 /// content alone, or newly wrapped.
+/// `out` is a new leg's request, which has no Content-Type of its own: the one written is
+/// appended. `content_type` is the first Content-Type of `incoming` when the caller has it.
 fn set_content(
     out: &mut SipMessage,
     incoming: &SipMessage,
+    content_type: Option<&Text>,
     cpim: Option<&CpimSummaryRef<'_>>,
     carriage: Carriage,
     wrap: impl FnOnce() -> Cpim,
 ) -> Result<(), TranslateError> {
     match (cpim, carriage) {
         (Some(_), Carriage::Cpim) | (None, Carriage::Bare | Carriage::Drop) => {
-            let ct = incoming
-                .header_text("Content-Type")
+            let ct = content_type
+                .cloned()
+                .or_else(|| incoming.header_text("Content-Type"))
                 .unwrap_or(Text::from_static("text/plain"));
-            out.set_body_with_type_text(ct, incoming.body().clone())?;
+            out.push_body_with_type(ct, incoming.body().clone())?;
         }
         (Some(c), Carriage::Bare | Carriage::Drop) => {
             let body = incoming.body();
@@ -175,10 +203,10 @@ fn set_content(
                 .map_or(Text::from_static("text/plain"), |ct| {
                     text_of(&body.slice_ref(ct))
                 });
-            out.set_body_with_type_text(ct, body.slice_ref(c.body))?;
+            out.push_body_with_type(ct, body.slice_ref(c.body))?;
         }
         (None, Carriage::Cpim) => {
-            out.set_body_with_type_text(Text::from_static("message/cpim"), wrap().to_bytes())?;
+            out.push_body_with_type(Text::from_static("message/cpim"), wrap().to_bytes())?;
         }
     }
     Ok(())
@@ -314,6 +342,7 @@ pub fn message_request(
             set_content(
                 &mut out,
                 msg,
+                fields.content_type_text,
                 cpim.as_ref(),
                 target.iscomposing_pager,
                 || wrap_in_cpim(msg, from_uri, to_uri, None, env),
@@ -362,9 +391,14 @@ pub fn message_request(
             // A wrapped bare message gets a fresh Message-ID.
             let fresh_id =
                 (cpim.is_none() && target.pager_body == Carriage::Cpim).then(|| env.ids.fresh_id());
-            set_content(&mut out, msg, cpim.as_ref(), target.pager_body, || {
-                wrap_in_cpim(msg, from_uri, to_uri, fresh_id.as_deref(), env)
-            })?;
+            set_content(
+                &mut out,
+                msg,
+                fields.content_type_text,
+                cpim.as_ref(),
+                target.pager_body,
+                || wrap_in_cpim(msg, from_uri, to_uri, fresh_id.as_deref(), env),
+            )?;
             if let Some(id) = message_id {
                 if id.is_empty() || id.len() > MAX_ID_LEN {
                     return Err(TranslateError::Header {
@@ -429,15 +463,22 @@ pub fn message_request(
                     }
                 }
             }
-            set_content(&mut out, msg, cpim.as_ref(), target.pager_body, || {
-                let id = env.ids.fresh_id();
-                let mut c = wrap_in_cpim(msg, from_uri, to_uri, Some(&id), env);
-                c.content_headers.push((
-                    Bytes::from_static(b"Content-Disposition"),
-                    Bytes::from_static(b"notification"),
-                ));
-                c
-            })?;
+            set_content(
+                &mut out,
+                msg,
+                fields.content_type_text,
+                cpim.as_ref(),
+                target.pager_body,
+                || {
+                    let id = env.ids.fresh_id();
+                    let mut c = wrap_in_cpim(msg, from_uri, to_uri, Some(&id), env);
+                    c.content_headers.push((
+                        Bytes::from_static(b"Content-Disposition"),
+                        Bytes::from_static(b"notification"),
+                    ));
+                    c
+                },
+            )?;
             // Nothing more comes after a display notification or a failure: forget the message.
             // After "delivered", a display notification may still come.
             let last = !matches!(

@@ -878,6 +878,20 @@ impl SipMessage {
         Ok(())
     }
 
+    /// Append a Content-Type (checked as [`push_header`](Self::push_header) checks it) and set
+    /// the body: [`set_body_with_type_text`](Self::set_body_with_type_text) for a message the
+    /// caller knows has no Content-Type yet (a request it is building), without looking.
+    pub(crate) fn push_body_with_type(
+        &mut self,
+        content_type: Text,
+        body: Bytes,
+    ) -> Result<(), SipError> {
+        debug_assert!(self.header("Content-Type").is_none());
+        self.push_canonical("Content-Type", content_type)?;
+        self.body = body;
+        Ok(())
+    }
+
     /// [`push_canonical`](Self::push_canonical) of a value written in the program, which
     /// holds no CR or LF and is trimmed (checked in debug builds): nothing to check.
     #[inline]
