@@ -182,7 +182,7 @@ mod tests {
             Err(ParamError::Unterminated)
         );
         assert_eq!(
-            c(format!("<sip:a@x>;+sip.instance=\"<urn:uuid:1>\", \"x")),
+            c("<sip:a@x>;+sip.instance=\"<urn:uuid:1>\", \"x".into()),
             Err(ParamError::Unterminated)
         );
         let d = c("<sip:a@x>;+sip.instance=\"<urn:uuid:1>\";q=1, <sip:a@y;gr>".into()).unwrap();

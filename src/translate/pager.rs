@@ -275,7 +275,7 @@ pub fn message_request(
         .filter(|c| c.disposition_requested)
         .and_then(|c| c.imdn_message_id);
     let message_id_text = message_id.as_ref().map(|id| std::str::from_utf8(id));
-    let contact = message_id.as_ref().and_then(|_| fields.contact);
+    let contact = message_id.as_ref().and(fields.contact);
     let mut ids = IdBuffer::with_capacity(
         from_uri.len()
             + to_uri.len()
@@ -409,7 +409,7 @@ pub fn message_request(
                 let id = match &kept.message_id {
                     Some(r) => part(r),
                     // Not UTF-8: kept as it came, on its own.
-                    None => Bytes::copy_from_slice(&id),
+                    None => Bytes::copy_from_slice(id),
                 };
                 let contact = kept.contact.as_ref().map(part);
                 let device = device_of(from_aor, contact.as_ref())
