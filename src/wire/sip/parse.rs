@@ -6,7 +6,7 @@ use super::{
     Fault, Field, Limits, Name, SipError, SipMessage, StartLine, Text, canonical_name,
     expand_compact,
 };
-use crate::wire::text::{self, find_crlf, trim_ws};
+use crate::wire::text::{find_crlf, trim_ws};
 
 /// RFC 3261 §25.1 `token` characters, as a table (this runs for every header-name byte).
 static TOKEN: [bool; 256] = {
@@ -54,10 +54,10 @@ enum Shape<'a> {
 /// line. Anything else is unreadable.
 fn shape(line: &[u8]) -> Option<Shape<'_>> {
     if line.len() >= 4 && line.get(..4)?.eq_ignore_ascii_case(b"SIP/") {
-        let sp = text::find_byte(b' ', line)?;
+        let sp = memchr::memchr(b' ', line)?;
         let (version, rest) = line.split_at_checked(sp)?;
         let rest = rest.get(1..)?;
-        let (code, reason) = match text::find_byte(b' ', rest) {
+        let (code, reason) = match memchr::memchr(b' ', rest) {
             Some(i) => (rest.get(..i)?, rest.get(i + 1..)?),
             None => (rest, &b""[..]),
         };
@@ -67,8 +67,8 @@ fn shape(line: &[u8]) -> Option<Shape<'_>> {
             reason,
         });
     }
-    let first_sp = text::find_byte(b' ', line)?;
-    let last_sp = text::rfind_byte(b' ', line)?;
+    let first_sp = memchr::memchr(b' ', line)?;
+    let last_sp = memchr::memrchr(b' ', line)?;
     if last_sp <= first_sp {
         return None;
     }
@@ -348,7 +348,7 @@ pub(super) fn parse_head(data: &Bytes, blank: usize, limits: &Limits) -> Result<
         if line.first().is_some_and(|b| is_ws(*b)) {
             return Err(fail(Fault::StrayContinuation, at));
         }
-        let Some(colon) = text::find_byte(b':', line) else {
+        let Some(colon) = memchr::memchr(b':', line) else {
             return Err(fail(Fault::HeaderSyntax, at));
         };
         let (raw_name, rest) = line.split_at_checked(colon).unwrap_or((line, b""));
@@ -375,7 +375,7 @@ pub(super) fn parse_head(data: &Bytes, blank: usize, limits: &Limits) -> Result<
                 at,
             ));
         }
-        let bad_break = |v: &[u8]| text::find_byte2(b'\r', b'\n', v).is_some();
+        let bad_break = |v: &[u8]| memchr::memchr2(b'\r', b'\n', v).is_some();
         // RFC 3261 §7.3.1: a line starting with SP/HTAB continues the previous one; the
         // folding is equivalent to one SP.
         let value: Text = if lines
@@ -485,7 +485,7 @@ impl<'a> Iterator for Lines<'a> {
         // stays inside the line (and is refused by the caller).
         let mut search = 0;
         loop {
-            match rest.get(search..).and_then(|r| text::find_byte(b'\n', r)) {
+            match rest.get(search..).and_then(|r| memchr::memchr(b'\n', r)) {
                 Some(i) => {
                     let nl = search + i;
                     if nl > 0 && rest.get(nl - 1) == Some(&b'\r') {
@@ -549,7 +549,7 @@ fn check_request_uri(uri: &[u8]) -> Result<(), &'static str> {
     if uri.iter().any(|b| *b < 0x21 || *b == 0x7f) {
         return Err("contains a control character");
     }
-    let Some(colon) = text::find_byte(b':', uri) else {
+    let Some(colon) = memchr::memchr(b':', uri) else {
         return Err("no scheme");
     };
     let scheme = uri.get(..colon).unwrap_or_default();
@@ -572,7 +572,7 @@ fn check_request_uri(uri: &[u8]) -> Result<(), &'static str> {
 /// §3.1.1.9 "semiuri" (`sip:user;par=u%40example.net@example.com`).
 fn check_sip_uri(rest: &[u8]) -> Result<(), &'static str> {
     const BAD: &str = "not a valid SIP URI";
-    let (userinfo, after) = match text::rfind_byte(b'@', rest) {
+    let (userinfo, after) = match memchr::memrchr(b'@', rest) {
         Some(at) => (rest.get(..at), rest.get(at + 1..).unwrap_or_default()),
         None => (None, rest),
     };
@@ -587,7 +587,7 @@ fn check_sip_uri(rest: &[u8]) -> Result<(), &'static str> {
             return Err(BAD);
         }
     }
-    if text::find_byte(b'?', after).is_some() {
+    if memchr::memchr(b'?', after).is_some() {
         // RFC 3261 §19.1.1 (table 1): headers are not allowed in a Request-URI;
         // RFC 4475 §3.1.2.11.
         return Err("contains URI headers");
@@ -595,7 +595,7 @@ fn check_sip_uri(rest: &[u8]) -> Result<(), &'static str> {
     let mut parts = after.split(|b| *b == b';');
     let hostport = parts.next().unwrap_or_default();
     let (host, port) = if hostport.first() == Some(&b'[') {
-        let close = text::find_byte(b']', hostport).ok_or(BAD)?;
+        let close = memchr::memchr(b']', hostport).ok_or(BAD)?;
         let v6 = hostport.get(1..close).unwrap_or_default();
         if v6.is_empty()
             || !v6
@@ -606,7 +606,7 @@ fn check_sip_uri(rest: &[u8]) -> Result<(), &'static str> {
         }
         (&b"v6"[..], hostport.get(close + 1..).unwrap_or_default())
     } else {
-        match text::find_byte(b':', hostport) {
+        match memchr::memchr(b':', hostport) {
             Some(c) => (
                 hostport.get(..c).unwrap_or_default(),
                 hostport.get(c..).unwrap_or_default(),
@@ -688,7 +688,7 @@ fn check_name_addr(value: &[u8]) -> Result<(), &'static str> {
 fn check_via(value: &[u8]) -> Result<(), &'static str> {
     let mut rest = value;
     loop {
-        let (item, next) = match text::find_byte(b',', rest) {
+        let (item, next) = match memchr::memchr(b',', rest) {
             Some(i) => (rest.get(..i).unwrap_or_default(), rest.get(i + 1..)),
             None => (rest, None),
         };
@@ -696,7 +696,7 @@ fn check_via(value: &[u8]) -> Result<(), &'static str> {
         let proto_ok = item
             .get(..3)
             .is_some_and(|p| p.eq_ignore_ascii_case(b"SIP"))
-            && text::find_byte(b'/', item).is_some();
+            && memchr::memchr(b'/', item).is_some();
         if !proto_ok {
             return Err("via-parm is not SIP/2.0/<transport> <host>");
         }
