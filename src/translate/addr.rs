@@ -2,8 +2,11 @@
 //! `name-addr` or `addr-spec`, the canonical address of record, and the `tag` parameter a
 //! back-to-back user agent writes anew on each leg.
 
-use super::params::{Contact, ParamError, before_ascii, param_name};
+use super::params::{
+    Contact, MAX_PARAMS, ParamError, before_ascii, param_name, split_top_iter, trim,
+};
 use crate::wire::sip::Text;
+use crate::wire::text;
 
 /// The URI of a `From` / `To` / `Contact` value: inside `<...>` when present; otherwise the
 /// `addr-spec` up to its first `;` (header parameters then follow it, RFC 3261 §20.10).
@@ -44,7 +47,7 @@ pub fn aor_into(uri: &str, out: &mut String) {
         }
     };
     let no_params = before_ascii(before_ascii(uri, b'?'), b';');
-    let Some(colon) = memchr::memchr(b':', no_params.as_bytes()) else {
+    let Some(colon) = text::find_byte(b':', no_params.as_bytes()) else {
         lower(no_params, out);
         return;
     };
@@ -58,7 +61,7 @@ pub fn aor_into(uri: &str, out: &mut String) {
         out.push_str(rest);
         return;
     }
-    let hostport = match memchr::memrchr(b'@', rest.as_bytes()) {
+    let hostport = match text::rfind_byte(b'@', rest.as_bytes()) {
         Some(at) => {
             out.push_str(before_ascii(rest.get(..at).unwrap_or_default(), b':'));
             out.push('@');
@@ -91,6 +94,30 @@ pub(crate) fn write_without_tag(contact: &Contact<'_>, out: &mut String) {
     }
 }
 
+/// [`Contact::parse`] then [`write_without_tag`] in one pass over `value` (the same output and
+/// errors; on an error `out` may hold part of the value).
+pub(crate) fn write_without_tag_of(value: &str, out: &mut String) -> Result<(), ParamError> {
+    let mut parts = split_top_iter(value, b';');
+    let head = parts.next().unwrap_or(Ok(""))?;
+    out.push_str(head.trim_end());
+    let mut count = 0usize;
+    for p in parts {
+        let p = trim(p?);
+        if p.is_empty() {
+            continue;
+        }
+        count += 1;
+        if !is_tag(p) {
+            out.push(';');
+            out.push_str(p);
+        }
+    }
+    if count > MAX_PARAMS {
+        return Err(ParamError::TooManyParams);
+    }
+    Ok(())
+}
+
 /// `value` with its `tag` parameter replaced by `tag`, or removed when `tag` is `None` (a new
 /// leg's To has no tag until the far end answers, RFC 3261 §8.1.1.2).
 pub fn with_tag(value: &str, tag: Option<&str>) -> Result<String, ParamError> {
@@ -116,6 +143,25 @@ pub fn with_new_tag(value: &str, tag: &str) -> Result<Text, ParamError> {
 
 /// [`with_tag`] without a tag, sharing `value` when it has no tag and is already written so.
 pub fn without_tag(value: &Text) -> Result<Text, ParamError> {
+    // One pass for the usual case: no tag, written as it would be written (the To of a new
+    // request), shared as it is.
+    let mut parts = split_top_iter(value, b';');
+    if let Some(Ok(head)) = parts.next() {
+        let mut as_written = head.len() == head.trim_end().len();
+        let mut count = 0usize;
+        for p in parts.by_ref() {
+            match p {
+                Ok(p) if !p.is_empty() && p.len() == p.trim().len() && !is_tag(p) => count += 1,
+                _ => {
+                    as_written = false;
+                    break;
+                }
+            }
+        }
+        if as_written && count <= MAX_PARAMS {
+            return Ok(value.clone());
+        }
+    }
     let contact = Contact::parse(value)?;
     if contact.is_canonical() && !contact.params().any(is_tag) {
         return Ok(value.clone());
@@ -185,6 +231,35 @@ mod tests {
             assert_eq!(
                 with_new_tag(v, "n3w").unwrap().as_str(),
                 with_tag(v, Some("n3w")).unwrap(),
+                "{v}"
+            );
+        }
+        let many = (0..MAX_PARAMS + 1)
+            .map(|i| format!(";p{i}"))
+            .collect::<String>();
+        for v in [
+            "<sip:a@x>;tag=1".to_string(),
+            "<sip:a@x> ;foo".into(),
+            " <sip:a@x>; tag=1 ; b ;;c=\"q;tag=2\"".into(),
+            "\"a;b\" <sip:a@x;tag=u>; x = 1 ;tag=3".into(),
+            format!("<sip:a@x>{many}"),
+            format!("<sip:a@x>{many};tag=1"),
+            "<sip:a@x".into(),
+            "<sip:a@x>;p=\"open".into(),
+        ] {
+            // One pass, the same as the parse then the write.
+            let mut one = String::new();
+            let one = write_without_tag_of(&v, &mut one).map(|()| one);
+            let two = Contact::parse(&v).map(|c| {
+                let mut out = String::new();
+                write_without_tag(&c, &mut out);
+                out
+            });
+            assert_eq!(one, two, "{v}");
+            let t = Text::copy_from_str(&v);
+            assert_eq!(
+                without_tag(&t).map(|t| t.to_string()),
+                with_tag(&v, None),
                 "{v}"
             );
         }

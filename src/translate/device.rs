@@ -9,7 +9,10 @@
 
 use bytes::Bytes;
 
-use super::params::{MAX_PARAMS, ParamError, param_name, param_value, split_top_iter, trim};
+use super::params::{
+    MAX_PARAMS, ParamError, check_split, param_name, param_value, split_ascii, split_once_ascii,
+    split_top_either, trim,
+};
 use super::state::Device;
 
 /// The instance-id feature tag (RFC 5626 §4.1).
@@ -31,22 +34,15 @@ pub fn device_of(aor: Bytes, contact: Option<&Bytes>) -> Result<Device, ParamErr
         // A Contact that is not UTF-8 names no device we could address: the AOR it is.
         return Ok(device);
     };
-    // The first contact, the others read for their separators only (an unterminated one is
-    // an error as anywhere).
-    let mut contacts = split_top_iter(text, b',');
-    let first = contacts.next().unwrap_or(Ok(""))?;
-    for rest in contacts {
-        rest?;
-    }
-    let mut params = split_top_iter(first, b';');
-    let head = params.next().unwrap_or(Ok(""))?;
-    let uri = head
-        .split_once('<')
-        .and_then(|(_, rest)| rest.split_once('>'))
+    // The first contact's head and parameters in one pass; the other contacts read for their
+    // separators only (an unterminated one is an error as anywhere).
+    let mut parts = split_top_either(text, b';', b',');
+    let (head, mut sep) = parts.next().unwrap_or(Ok(("", None)))?;
+    let uri = split_once_ascii(head, b'<')
+        .and_then(|(_, rest)| split_once_ascii(rest, b'>'))
         .map_or(head.trim(), |(uri, _)| uri);
     // RFC 5627 §3.1: a GRUU carries the `gr` URI parameter.
-    let is_gruu = uri
-        .split(';')
+    let is_gruu = split_ascii(uri, b';')
         .skip(1)
         .any(|p| param_name(p).eq_ignore_ascii_case("gr"));
     if is_gruu {
@@ -54,8 +50,10 @@ pub fn device_of(aor: Bytes, contact: Option<&Bytes>) -> Result<Device, ParamErr
     }
     let mut count = 0usize;
     let mut instance = None;
-    for p in params {
-        let p = trim(p?);
+    while sep == Some(b';') {
+        let (p, next) = parts.next().unwrap_or(Ok(("", None)))?;
+        sep = next;
+        let p = trim(p);
         if p.is_empty() {
             continue;
         }
@@ -63,6 +61,9 @@ pub fn device_of(aor: Bytes, contact: Option<&Bytes>) -> Result<Device, ParamErr
         if instance.is_none() && param_name(p).eq_ignore_ascii_case(SIP_INSTANCE) {
             instance = Some(p);
         }
+    }
+    if sep.is_some() {
+        check_split(parts.rest(), b',')?;
     }
     if count > MAX_PARAMS {
         return Err(ParamError::TooManyParams);
@@ -163,6 +164,30 @@ mod tests {
         // Only the first contact is the sender's.
         let d = device("<sip:a@x>, <sip:a@y;gr>;+sip.instance=\"<urn:uuid:2>\"");
         assert_eq!((d.gruu, d.instance), (None, None));
+    }
+
+    #[test]
+    fn unterminated_anywhere_wins_over_too_many_params() {
+        let many = (0..MAX_PARAMS + 1)
+            .map(|i| format!(";p{i}"))
+            .collect::<String>();
+        let aor = || Bytes::from_static(AOR.as_bytes());
+        let c = |s: String| device_of(aor(), Some(&Bytes::from(s)));
+        assert_eq!(
+            c(format!("<sip:a@x>{many}")),
+            Err(ParamError::TooManyParams)
+        );
+        assert_eq!(
+            c(format!("<sip:a@x>{many}, <sip:b@y")),
+            Err(ParamError::Unterminated)
+        );
+        assert_eq!(
+            c("<sip:a@x>;+sip.instance=\"<urn:uuid:1>\", \"x".into()),
+            Err(ParamError::Unterminated)
+        );
+        let d = c("<sip:a@x>;+sip.instance=\"<urn:uuid:1>\";q=1, <sip:a@y;gr>".into()).unwrap();
+        assert_eq!(d.instance.as_deref(), Some(&b"urn:uuid:1"[..]));
+        assert_eq!(d.gruu, None);
     }
 
     #[test]

@@ -12,10 +12,11 @@
 
 use super::params::{
     Contact, MAX_PARAMS, ParamError, check_split, param_name, param_value, split_ascii,
-    split_top_iter, trim,
+    split_top_either, split_top_iter, trim,
 };
 use crate::mapping::{Mappings, Service};
 use crate::wire::sip::Text;
+use crate::wire::text;
 
 /// The CPM feature tag that carries ICSIs (3GPP TS 24.229 §7.2A.8).
 pub const ICSI_REF: &str = "+g.3gpp.icsi-ref";
@@ -113,10 +114,17 @@ fn is_simple_tag(name: &str, mappings: &Mappings) -> bool {
 /// Whether `value` holds `+g.3gpp.icsi-ref` anywhere (ASCII case ignored).
 pub fn mentions_icsi_ref(value: &str) -> bool {
     let b = value.as_bytes();
-    memchr::memchr_iter(b'+', b).any(|at| {
-        b.get(at..at + ICSI_REF.len())
+    let mut from = 0usize;
+    while let Some(i) = b.get(from..).and_then(|r| text::find_byte(b'+', r)) {
+        let at = from + i;
+        if b.get(at..at + ICSI_REF.len())
             .is_some_and(|w| w.eq_ignore_ascii_case(ICSI_REF.as_bytes()))
-    })
+        {
+            return true;
+        }
+        from = at + 1;
+    }
+    false
 }
 
 /// Rewrite a CPM `Contact` / `Accept-Contact` value for the SIMPLE side: every
@@ -156,9 +164,9 @@ pub fn to_simple_keeps(value: &str) -> Result<bool, ParamError> {
     Ok(canonical)
 }
 
-/// [`to_simple`] appending to `out`, returning the services found. One pass over each
-/// contact's parameters (after one over the value for its separators): the parameters are
-/// written as they are read, the tags to add follow.
+/// [`to_simple`] appending to `out`, returning the services found. One pass over the value
+/// ([`split_top_either`]: each contact's head and parameters as they come): the parameters are
+/// written as they are read, the tags to add follow each contact.
 pub fn to_simple_into(
     value: &str,
     mappings: &Mappings,
@@ -168,23 +176,31 @@ pub fn to_simple_into(
     /// are read again.
     const PLUS_KEPT: usize = 8;
     let mut all = ServiceList::default();
-    // An unterminated quote or `<` anywhere is the error, whatever comes before it.
-    check_split(value, b',')?;
-    for (i, part) in split_top_iter(value, b',').enumerate() {
-        let part = part?;
-        if i > 0 {
+    let mut parts = split_top_either(value, b';', b',');
+    let base = value.as_ptr() as usize;
+    let mut first = true;
+    // One contact a turn: its head, then its parameters up to a `,` or the end.
+    while let Some(head) = parts.next() {
+        let (head, mut sep) = head?;
+        if !first {
             out.push(',');
         }
-        let mut params = split_top_iter(part, b';');
-        let head = params.next().unwrap_or(Ok(""))?;
+        first = false;
+        // Where this contact lies in `value` (parts are slices of it), to read it again.
+        let start = (head.as_ptr() as usize).wrapping_sub(base);
+        let mut end = start.wrapping_add(head.len());
         out.push_str(head.trim_end());
         let mut services = ServiceList::default();
         let mut plus: [&str; PLUS_KEPT] = [""; PLUS_KEPT];
         let (mut plus_len, mut plus_overflow) = (0usize, false);
         let mut count = 0usize;
-        for p in params {
-            // Separators are balanced inside a part (checked above): no error here.
-            let p = trim(p?);
+        while sep == Some(b';') {
+            let (p, next) = parts.next().unwrap_or(Ok(("", None)))?;
+            sep = next;
+            end = (p.as_ptr() as usize)
+                .wrapping_sub(base)
+                .wrapping_add(p.len());
+            let p = trim(p);
             if p.is_empty() {
                 continue;
             }
@@ -209,12 +225,15 @@ pub fn to_simple_into(
             out.push_str(p);
         }
         if count > MAX_PARAMS {
+            // An unterminated quote or `<` anywhere is the error, whatever comes before it.
+            check_split(parts.rest(), b',')?;
             return Err(ParamError::TooManyParams);
         }
         let mut written = ServiceList::default();
         for s in services.iter() {
             let tag = &mappings.service(s).simple_feature_tag;
             let kept = if plus_overflow {
+                let part = value.get(start..end).unwrap_or_default();
                 Contact::parse(part)?.params().any(|p| {
                     let name = param_name(p);
                     !name.eq_ignore_ascii_case(ICSI_REF) && name.eq_ignore_ascii_case(tag)
@@ -238,6 +257,9 @@ pub fn to_simple_into(
                 written.push(s);
             }
             all.push(s);
+        }
+        if sep.is_none() {
+            break;
         }
     }
     Ok(all)
@@ -391,6 +413,36 @@ mod tests {
     }
 
     /// The rewrite as first written (a `Vec` per split), kept as the reference.
+    #[test]
+    fn one_pass_rewrite_matches_the_reference_on_long_contacts() {
+        let mappings = m();
+        let icsi = "+g.3gpp.icsi-ref=\"urn%3Aurn-7%3A3gpp-service.ims.icsi.oma.cpm.msg\"";
+        let plus = (0..9).map(|i| format!(";+t{i}")).collect::<String>();
+        let many = (0..MAX_PARAMS + 1)
+            .map(|i| format!(";p{i}"))
+            .collect::<String>();
+        for v in [
+            // More feature tags than remembered, the SIMPLE one among them or not.
+            format!("<sip:a@x>;{icsi}, <sip:b@y>{plus};+g.oma.sip-im;{icsi};q=1"),
+            format!("<sip:b@y>{plus};{icsi}, *;{icsi}{plus};+G.OMA.SIP-IM"),
+            // Too many parameters, and an unterminated value after them: the latter wins.
+            format!("<sip:a@x>{many}"),
+            format!("<sip:a@x>{many}, <sip:b@y"),
+            format!("<sip:a@x>{many}, \"open"),
+            format!("<sip:a@x>;{icsi}, <sip:b@y>{many}"),
+        ] {
+            assert_eq!(
+                to_simple(&v, &mappings),
+                reference_to_simple(&v, &mappings),
+                "{v}"
+            );
+        }
+        assert_eq!(
+            to_simple(&format!("<sip:a@x>{many}, <sip:b@y"), &mappings),
+            Err(ParamError::Unterminated)
+        );
+    }
+
     fn reference_to_simple(
         value: &str,
         mappings: &Mappings,

@@ -4,9 +4,9 @@
 
 use bytes::Bytes;
 
-use super::addr::{with_new_tag, without_tag, write_without_tag};
+use super::addr::{with_new_tag, without_tag, write_without_tag_of};
 use super::feature_tags;
-use super::params::Contact;
+use super::params::split_ascii;
 use super::state::{ConversationIds, ConversationKey, Side};
 use super::{Env, TranslateError};
 use crate::mapping::{HeaderRules, Mappings, Service};
@@ -112,6 +112,27 @@ pub fn cpm_service(
     Ok(None)
 }
 
+/// [`cpm_service`] of a request whose first `P-Asserted-Service` and `P-Preferred-Service`
+/// values the caller has read: decided by them alone when the one that counts names a URN
+/// (the usual case), else by [`cpm_service`].
+pub(crate) fn cpm_service_given(
+    msg: &SipMessage,
+    asserted: Option<&str>,
+    preferred: Option<&str>,
+    mappings: &Mappings,
+) -> Result<Option<Service>, TranslateError> {
+    let first_urn = asserted
+        .or(preferred)
+        .and_then(|v| split_ascii(v, b',').map(str::trim).find(|u| !u.is_empty()));
+    match first_urn {
+        Some(urn) => match mappings.service_by_icsi(urn) {
+            Some(s) => Ok(Some(s)),
+            None => Err(TranslateError::UnknownService(urn.to_string())),
+        },
+        None => cpm_service(msg, mappings),
+    }
+}
+
 pub(crate) fn has_icsi_ref(value: &str) -> bool {
     value
         .to_ascii_lowercase()
@@ -140,15 +161,6 @@ pub(crate) struct RawIds<'a> {
     pub conversation_id: Option<&'a str>,
     pub contribution_id: Option<&'a str>,
     pub in_reply_to: Option<&'a str>,
-}
-
-/// The identity header values of `msg`.
-pub(crate) fn raw_cpm_ids(msg: &SipMessage) -> RawIds<'_> {
-    RawIds {
-        conversation_id: msg.header(CONVERSATION_ID),
-        contribution_id: msg.header(CONTRIBUTION_ID),
-        in_reply_to: msg.header(IN_REPLY_TO_CONTRIBUTION_ID),
-    }
 }
 
 /// The bound on an identity ([`id_header`]'s check, without the copy).
@@ -227,7 +239,11 @@ pub(crate) fn write_ids(out: &mut SipMessage, ids: &ConversationIds) -> Result<(
 }
 
 pub(crate) fn lossy(b: &[u8]) -> std::borrow::Cow<'_, str> {
-    String::from_utf8_lossy(b)
+    // The check alone first: the lossy reader's chunking costs more on text that is valid.
+    match std::str::from_utf8(b) {
+        Ok(s) => std::borrow::Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(b),
+    }
 }
 
 /// The pair of users of a request, the CPM user first.
@@ -306,13 +322,62 @@ enum LegValue {
     Written(std::ops::Range<usize>),
 }
 
-/// Contact and Accept-Contact values [`new_leg_rewritten`] rewrites into its buffer; a request
-/// with more goes the way of [`rewrite_service_tags`].
+/// Contact (and, as many again, Accept-Contact) values [`new_leg_rewritten`] rewrites into its
+/// buffer; a request with more goes the way of [`rewrite_service_tags`].
 const MAX_BUFFERED_CONTACTS: usize = 8;
 
+/// What a header field of the incoming request is to the new leg.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    From,
+    To,
+    Contact,
+    AcceptContact,
+    /// One of [`LEG_HEADERS`]: never copied.
+    Leg,
+    /// Copied unless the direction's rules drop it.
+    EndToEnd,
+}
+
+/// The [`Role`] of a field named `name` (ASCII case ignored): its length picks the one or
+/// two names it can be (the [`LEG_HEADERS`] spelled out; a unit test holds them equal).
+#[inline]
+fn role_of(name: &str) -> Role {
+    let is = |h: &str| name.eq_ignore_ascii_case(h);
+    let leg = match name.len() {
+        2 if is("To") => return Role::To,
+        4 if is("From") => return Role::From,
+        7 if is("Contact") => return Role::Contact,
+        14 if is("Accept-Contact") => return Role::AcceptContact,
+        3 => is("Via"),
+        4 => is("CSeq") || is("Path"),
+        5 => is("Route"),
+        7 => is("Call-ID"),
+        12 => is("Max-Forwards") || is("Content-Type") || is("Record-Route"),
+        13 => is("Service-Route") || is("Authorization"),
+        14 => is("Content-Length"),
+        17 => is("P-Charging-Vector"),
+        19 => is("Proxy-Authorization"),
+        20 => is("P-Visited-Network-ID"),
+        29 => is("P-Charging-Function-Addresses"),
+        _ => false,
+    };
+    if leg { Role::Leg } else { Role::EndToEnd }
+}
+
+/// Bit `n` set when a name the rules drop is `n` bytes long (`63`: that long or longer).
+fn length_mask(names: &[String]) -> u64 {
+    names.iter().fold(0u64, |m, n| m | 1 << n.len().min(63))
+}
+
 /// [`new_leg_shared`] then [`rewrite_service_tags`] (same result, same errors in the same
-/// order), with every value the gateway writes (From with its new tag, the rewritten Contact
-/// and Accept-Contact values) in one buffer: one allocation for all of them.
+/// order), in one pass over the fields of `incoming`: each field's name is read once to know
+/// its [`Role`], the end-to-end fields are copied as they come (shared), From, To and the
+/// service identification values are picked on the way. Every value the gateway writes (From
+/// with its new tag, the rewritten Contact and Accept-Contact values, P-Asserted-Service) goes
+/// into one buffer: one allocation for all of them. A direction whose rules rename fields,
+/// a request with more than [`MAX_BUFFERED_CONTACTS`] of either, or one held in rsip's model,
+/// is built field by field instead.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn new_leg_rewritten(
     incoming: &SipMessage,
@@ -324,82 +389,144 @@ pub(crate) fn new_leg_rewritten(
     mappings: &Mappings,
     env: &mut Env<'_>,
 ) -> Result<SipMessage, TranslateError> {
-    let from = incoming
-        .header_text("From")
-        .ok_or(TranslateError::Missing("From"))?;
-    let to = incoming
-        .header_text("To")
-        .ok_or(TranslateError::Missing("To"))?;
-    let mut out = SipMessage::request_shared(method, request_uri)?;
-    out.push_header_text("Max-Forwards", Text::from_static("70"))?;
+    let field_by_field = |uri: Bytes, env: &mut Env<'_>| {
+        new_leg_shared(incoming, method, uri, rules, env).and_then(|mut out| {
+            rewrite_service_tags(&mut out, to_side, service, mappings).map(|()| out)
+        })
+    };
+    let Some(fields) = incoming.fields().filter(|_| rules.rename.is_empty()) else {
+        return field_by_field(request_uri, env);
+    };
+    // Max-Forwards, From, To, Call-ID, CSeq, the copies, the service identification.
+    let mut out = match SipMessage::request_with_room(method, request_uri, fields.len() + 6) {
+        Ok(out) => out,
+        Err(e) => {
+            // The errors of the field-by-field way, in its order.
+            incoming
+                .header("From")
+                .ok_or(TranslateError::Missing("From"))?;
+            incoming.header("To").ok_or(TranslateError::Missing("To"))?;
+            return Err(e.into());
+        }
+    };
+    let cseq = match method {
+        rsip::Method::Message => Some("1 MESSAGE"),
+        rsip::Method::Invite => Some("1 INVITE"),
+        _ => None,
+    };
+    out.push_canonical_static("Max-Forwards", "70");
+    // From, To and Call-ID are set in place when known (indices 1, 2, 3).
+    out.push_canonical_static("From", "");
+    out.push_canonical_static("To", "");
+    out.push_canonical_static("Call-ID", "");
+    out.push_canonical_static("CSeq", cseq.unwrap_or_default());
+
+    let dropped = length_mask(&rules.drop);
+    let drops = |name: &str| dropped & (1 << name.len().min(63)) != 0 && rules.drops(name);
+    let (mut from, mut to) = (None, None);
+    let mut contacts: [Option<&Text>; MAX_BUFFERED_CONTACTS] = Default::default();
+    let mut accepts: [Option<&Text>; MAX_BUFFERED_CONTACTS] = Default::default();
+    let (mut n_contacts, mut n_accepts, mut values_len) = (0usize, 0usize, 0usize);
+    let mut overflow = false;
+    for f in fields {
+        let name = f.name();
+        let (list, n) = match role_of(name) {
+            Role::From => {
+                from = from.or(Some(f.value()));
+                continue;
+            }
+            Role::To => {
+                to = to.or(Some(f.value()));
+                continue;
+            }
+            Role::Leg => continue,
+            _ if drops(name) => continue,
+            Role::EndToEnd => {
+                out.push_field(f);
+                continue;
+            }
+            Role::Contact => (&mut contacts, &mut n_contacts),
+            Role::AcceptContact => (&mut accepts, &mut n_accepts),
+        };
+        match list.get_mut(*n) {
+            Some(slot) => *slot = Some(f.value()),
+            None => overflow = true,
+        }
+        *n += 1;
+        values_len += f.value().len();
+    }
+    if overflow {
+        let uri = out.request_uri_bytes().cloned().unwrap_or_default();
+        return field_by_field(uri, env);
+    }
+    let from = from.ok_or(TranslateError::Missing("From"))?;
+    let to = to.ok_or(TranslateError::Missing("To"))?;
     let tag = env.ids.fresh_id();
     let tag = lossy(&tag);
-    // From, and room for a Contact and an Accept-Contact of ordinary length with their tags.
-    let mut buf = String::with_capacity(from.len() + tag.len() + 5 + 320);
-    let contact = Contact::parse(&from).map_err(|e| TranslateError::header("From", e))?;
-    write_without_tag(&contact, &mut buf);
+    let icsi = match to_side {
+        Side::Cpm => mappings.service(service).cpm_icsi.as_str(),
+        Side::Simple => "",
+    };
+    // From, the service identification values with room for the tags they gain, the ICSI.
+    let mut buf = String::with_capacity(
+        from.len() + tag.len() + 5 + values_len + 80 * (n_contacts + n_accepts) + icsi.len(),
+    );
+    write_without_tag_of(from, &mut buf).map_err(|e| TranslateError::header("From", e))?;
     buf.push_str(";tag=");
     buf.push_str(&tag);
     let from_range = 0..buf.len();
-    // Its place, filled when the buffer is complete.
-    let from_index = out.headers().count();
-    out.push_header_text("From", Text::default())?;
-    let to = without_tag(&to).map_err(|e| TranslateError::header("To", e))?;
-    out.push_header_text("To", to)?;
-    out.push_header_text("Call-ID", id_text(env.ids.fresh_id()))?;
-    let cseq = match method {
-        rsip::Method::Message => "1 MESSAGE",
-        rsip::Method::Invite => "1 INVITE",
-        _ => return Err(TranslateError::Missing("a method that opens a leg")),
-    };
-    out.push_header_text("CSeq", Text::from_static(cseq))?;
-    copy_end_to_end(&mut out, incoming, rules, &[])?;
+    let to = without_tag(to).map_err(|e| TranslateError::header("To", e))?;
+    out.set_value_at(2, to)?;
+    out.set_value_at(3, id_text(env.ids.fresh_id()))?;
+    if cseq.is_none() {
+        return Err(TranslateError::Missing("a method that opens a leg"));
+    }
 
-    let mut values: [Option<LegValue>; MAX_BUFFERED_CONTACTS] = Default::default();
-    let mut count = 0usize;
-    let mut overflow = false;
-    for name in ["Contact", "Accept-Contact"] {
-        for v in out.header_texts(name) {
-            let Some(slot) = values.get_mut(count) else {
-                overflow = true;
-                break;
-            };
-            count += 1;
-            let err = |e| TranslateError::header(name, e);
-            *slot = Some(match to_side {
-                Side::Simple if feature_tags::to_simple_keeps(&v).map_err(err)? => {
-                    LegValue::Shared(v)
-                }
-                Side::Simple => {
-                    let at = buf.len();
-                    feature_tags::to_simple_into(&v, mappings, &mut buf).map_err(err)?;
-                    LegValue::Written(at..buf.len())
-                }
-                Side::Cpm => {
-                    let at = buf.len();
-                    feature_tags::to_cpm_into(&v, service, mappings, &mut buf).map_err(err)?;
-                    LegValue::Written(at..buf.len())
-                }
-            });
-        }
+    let mut values: [Option<LegValue>; 2 * MAX_BUFFERED_CONTACTS] = Default::default();
+    let all = contacts
+        .iter()
+        .map_while(|v| v.map(|v| ("Contact", v)))
+        .chain(
+            accepts
+                .iter()
+                .map_while(|v| v.map(|v| ("Accept-Contact", v))),
+        );
+    for ((name, v), slot) in all.zip(values.iter_mut()) {
+        let err = |e| TranslateError::header(name, e);
+        *slot = Some(match to_side {
+            Side::Simple if feature_tags::to_simple_keeps(v).map_err(err)? => {
+                LegValue::Shared(v.clone())
+            }
+            Side::Simple => {
+                let at = buf.len();
+                feature_tags::to_simple_into(v, mappings, &mut buf).map_err(err)?;
+                LegValue::Written(at..buf.len())
+            }
+            Side::Cpm => {
+                let at = buf.len();
+                feature_tags::to_cpm_into(v, service, mappings, &mut buf).map_err(err)?;
+                LegValue::Written(at..buf.len())
+            }
+        });
     }
+    let icsi_at = buf.len();
+    buf.push_str(icsi);
+    let icsi_range = icsi_at..buf.len();
     let buf = Text::from(buf);
-    let part = |r: &std::ops::Range<usize>| buf.slice_ref(buf.get(r.clone()).unwrap_or_default());
-    out.set_value_at(from_index, part(&from_range))?;
-    if overflow {
-        return rewrite_service_tags(&mut out, to_side, service, mappings).map(|()| out);
-    }
-    let mut next = values.iter_mut().map_while(Option::take);
-    for name in ["Contact", "Accept-Contact"] {
-        out.rewrite_to_end(name, |_| match next.next() {
-            Some(LegValue::Shared(t)) => Ok::<Text, TranslateError>(t),
-            Some(LegValue::Written(r)) => Ok(part(&r)),
-            None => Ok(Text::default()),
-        })?;
+    let part = |r: std::ops::Range<usize>| buf.slice_ref(buf.get(r).unwrap_or_default());
+    out.set_value_at(1, part(from_range))?;
+    let names = std::iter::repeat_n("Contact", n_contacts)
+        .chain(std::iter::repeat_n("Accept-Contact", n_accepts));
+    for (name, v) in names.zip(values.iter_mut().map_while(Option::take)) {
+        let value = match v {
+            LegValue::Shared(t) => t,
+            LegValue::Written(r) => part(r),
+        };
+        out.push_canonical(name, value)?;
     }
     if to_side == Side::Cpm {
         // RFC 6050 §4: the network asserts the service; the CPM side expects its ICSI.
-        out.push_header(P_ASSERTED_SERVICE, &mappings.service(service).cpm_icsi)?;
+        out.push_canonical(P_ASSERTED_SERVICE, part(icsi_range))?;
     }
     Ok(out)
 }
@@ -481,6 +608,38 @@ X-Other: 1\r\nContent-Length: 0\r\n\r\n"
         parse_datagram(Bytes::from(text), &Limits::default()).unwrap()
     }
 
+    #[test]
+    fn roles_follow_the_leg_headers() {
+        for h in LEG_HEADERS {
+            let want = match h {
+                "From" => Role::From,
+                "To" => Role::To,
+                _ => Role::Leg,
+            };
+            for name in [
+                h.to_string(),
+                h.to_ascii_lowercase(),
+                h.to_ascii_uppercase(),
+            ] {
+                assert_eq!(role_of(&name), want, "{name}");
+                assert!(is_leg_header(&name), "{name}");
+            }
+        }
+        assert_eq!(role_of("accept-CONTACT"), Role::AcceptContact);
+        assert_eq!(role_of("Contact"), Role::Contact);
+        for other in [
+            "Subject",
+            "Contribution-ID",
+            "P-Preferred-Service",
+            "Via2",
+            "Pat",
+            "",
+        ] {
+            assert_eq!(role_of(other), Role::EndToEnd, "{other}");
+            assert!(!is_leg_header(other), "{other}");
+        }
+    }
+
     /// The one-buffer leg is the leg built field by field, whatever the Contacts.
     #[test]
     fn rewritten_leg_is_the_plain_leg() {
@@ -493,8 +652,29 @@ X-Other: 1\r\nContent-Length: 0\r\n\r\n"
             .map(|i| format!("Contact: <sip:a{i}@x>;{icsi}\r\n"))
             .collect::<String>();
         let bad = "Contact: <sip:a@x>;ok\r\nAccept-Contact: *;x=\"open\r\n".to_string();
-        for contacts in [one, shared, many, bad, String::new()] {
-            let msg = message(&contacts);
+        let accepts = (0..MAX_BUFFERED_CONTACTS + 1)
+            .map(|i| format!("Accept-Contact: *;{icsi};x={i}\r\nContact: <sip:a@{i}>\r\n"))
+            .collect::<String>();
+        // Rules that drop a service identification field, and rules that rename.
+        let drop_accept = HeaderRules {
+            drop: vec!["accept-contact".into(), "x-other".into()],
+            rename: Vec::new(),
+        };
+        let renaming = HeaderRules {
+            drop: Vec::new(),
+            rename: vec![("x-other".into(), "X-New".into())],
+        };
+        let rule_sets = [
+            &mappings.cpm_to_simple,
+            &mappings.simple_to_cpm,
+            &drop_accept,
+            &renaming,
+        ];
+        for (contacts, rules) in [one, shared, many, bad, accepts, String::new()]
+            .iter()
+            .flat_map(|c| rule_sets.iter().map(move |r| (c, *r)))
+        {
+            let msg = message(contacts);
             for side in [Side::Simple, Side::Cpm] {
                 let run = |plain: bool| {
                     let mut ids = Counter(0);
@@ -504,7 +684,6 @@ X-Other: 1\r\nContent-Length: 0\r\n\r\n"
                         datetime: "",
                     };
                     let uri = Bytes::from_static(b"sip:b@y");
-                    let rules = &mappings.cpm_to_simple;
                     if plain {
                         new_leg_shared(&msg, rsip::Method::Message, uri, rules, &mut env).and_then(
                             |mut out| {

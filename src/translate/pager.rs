@@ -19,59 +19,124 @@ use super::addr::uri_of;
 use super::conversation::{for_simple_contribution, remember_cpm_contribution};
 use super::device::{device_of, route_to};
 use super::leg::{
-    CONTRIBUTION_ID, CONVERSATION_ID, IN_REPLY_TO_CONTRIBUTION_ID, IdBuffer, MAX_ID_LEN, RawIds,
-    check_id, cpm_service, lossy, new_leg_rewritten, raw_cpm_ids, slice, write_ids,
+    CONTRIBUTION_ID, CONVERSATION_ID, IN_REPLY_TO_CONTRIBUTION_ID, IdBuffer, MAX_ID_LEN,
+    P_ASSERTED_SERVICE, P_PREFERRED_SERVICE, RawIds, check_id, cpm_service_given, lossy,
+    new_leg_rewritten, slice, write_ids,
 };
 use super::state::{Change, ConversationIds, ConversationKey, Key, MessageOrigin, Side, View};
 use super::{Env, Outcome, Reply, TranslateError};
 use crate::mapping::{Carriage, Mappings, Service};
-use crate::wire::cpim::{Cpim, CpimHeader, CpimSummary, NS_IMDN};
+use crate::wire::cpim::{Cpim, CpimHeader, CpimSummaryRef, NS_IMDN};
 use crate::wire::imdn::{self, DeliveryStatus, Imdn, Notification};
 use crate::wire::iscomposing;
 use crate::wire::sip::{SipMessage, Text};
 use crate::wire::text::media_type_is as media_is;
 
 /// What a MESSAGE carries. A CPIM body is read for what the translation needs
-/// ([`Cpim::summarize_with`]: checked as a full parse would, no header lists built).
-enum Content {
+/// ([`Cpim::summarize_ref_with`]: checked as a full parse would, no header lists built, slices
+/// of the request's body).
+enum Content<'m> {
     /// A CPIM-wrapped IMDN (RFC 5438 §7.2.1.1), or a bare one.
     Imdn {
         imdn: Box<Imdn>,
-        cpim: Option<CpimSummary>,
+        cpim: Option<CpimSummaryRef<'m>>,
     },
     /// isComposing, bare or CPIM-wrapped (RFC 3994 §3.3).
-    IsComposing { cpim: Option<CpimSummary> },
+    IsComposing { cpim: Option<CpimSummaryRef<'m>> },
     /// A message: CPIM-wrapped or bare content.
-    Message { cpim: Option<CpimSummary> },
+    Message { cpim: Option<CpimSummaryRef<'m>> },
 }
 
-fn classify(msg: &SipMessage) -> Result<Content, TranslateError> {
-    let ct = msg.content_type().unwrap_or("text/plain").as_bytes();
-    let body = msg.body().clone();
+/// The header fields the translation reads, each the first of its name, found in one pass
+/// over the request (each name read once).
+#[derive(Default)]
+struct Read<'a> {
+    from: Option<&'a str>,
+    to: Option<&'a str>,
+    content_type: Option<&'a str>,
+    /// The first Content-Type value as shared text (when the fields are the codec's own).
+    content_type_text: Option<&'a Text>,
+    contact: Option<&'a str>,
+    asserted_service: Option<&'a str>,
+    preferred_service: Option<&'a str>,
+    ids: RawIds<'a>,
+}
+
+fn read(msg: &SipMessage) -> Read<'_> {
+    let mut r = Read::default();
+    match msg.fields() {
+        Some(fields) => {
+            for f in fields {
+                r.take(f.name(), f.value().as_str(), Some(f.value()));
+            }
+        }
+        None => {
+            for (name, value) in msg.headers() {
+                r.take(name, value, None);
+            }
+        }
+    }
+    r
+}
+
+impl<'a> Read<'a> {
+    /// Keep `value` when `name` is one the translation reads and the first of its name.
+    #[inline]
+    fn take(&mut self, name: &str, value: &'a str, text: Option<&'a Text>) {
+        let is = |h: &str| name.eq_ignore_ascii_case(h);
+        let slot = match name.len() {
+            2 if is("To") => &mut self.to,
+            4 if is("From") => &mut self.from,
+            7 if is("Contact") => &mut self.contact,
+            12 if is("Content-Type") => {
+                if self.content_type.is_none() {
+                    self.content_type_text = text;
+                }
+                &mut self.content_type
+            }
+            15 if is(CONVERSATION_ID) => &mut self.ids.conversation_id,
+            15 if is(CONTRIBUTION_ID) => &mut self.ids.contribution_id,
+            18 if is(P_ASSERTED_SERVICE) => &mut self.asserted_service,
+            19 if is(P_PREFERRED_SERVICE) => &mut self.preferred_service,
+            25 if is(IN_REPLY_TO_CONTRIBUTION_ID) => &mut self.ids.in_reply_to,
+            _ => return,
+        };
+        if slot.is_none() {
+            *slot = Some(value);
+        }
+    }
+}
+
+fn classify<'m>(
+    msg: &'m SipMessage,
+    content_type: Option<&str>,
+) -> Result<Content<'m>, TranslateError> {
+    let ct = content_type.unwrap_or("text/plain").as_bytes();
+    let body = msg.body();
     if media_is(ct, "message/cpim") {
-        let cpim = Cpim::summarize(body)?;
-        let inner = cpim.content_type.as_deref().unwrap_or_default();
+        let cpim = Cpim::summarize_ref(body)?;
+        let inner = cpim.content_type.unwrap_or_default();
         if media_is(inner, imdn::CONTENT_TYPE) {
-            let parsed = Imdn::parse(cpim.body.clone())?;
+            let parsed = Imdn::parse(body.slice_ref(cpim.body))?;
             return Ok(Content::Imdn {
                 imdn: Box::new(parsed),
                 cpim: Some(cpim),
             });
         }
         if media_is(inner, iscomposing::CONTENT_TYPE) {
-            iscomposing::parse(cpim.body.clone())?;
+            iscomposing::parse(body.slice_ref(cpim.body))?;
             return Ok(Content::IsComposing { cpim: Some(cpim) });
         }
         return Ok(Content::Message { cpim: Some(cpim) });
     }
     if media_is(ct, imdn::CONTENT_TYPE) {
         return Ok(Content::Imdn {
-            imdn: Box::new(Imdn::parse(body)?),
+            imdn: Box::new(Imdn::parse(body.clone())?),
             cpim: None,
         });
     }
     if media_is(ct, iscomposing::CONTENT_TYPE) {
-        iscomposing::parse(body)?;
+        iscomposing::parse(body.clone())?;
         return Ok(Content::IsComposing { cpim: None });
     }
     Ok(Content::Message { cpim: None })
@@ -113,29 +178,35 @@ fn text_of(b: &Bytes) -> Text {
 
 /// Put `content` on `out` in the form `carriage` says: the CPIM as received (no copy), its
 /// content alone, or newly wrapped.
+/// `out` is a new leg's request, which has no Content-Type of its own: the one written is
+/// appended. `content_type` is the first Content-Type of `incoming` when the caller has it.
 fn set_content(
     out: &mut SipMessage,
     incoming: &SipMessage,
-    cpim: Option<&CpimSummary>,
+    content_type: Option<&Text>,
+    cpim: Option<&CpimSummaryRef<'_>>,
     carriage: Carriage,
     wrap: impl FnOnce() -> Cpim,
 ) -> Result<(), TranslateError> {
     match (cpim, carriage) {
         (Some(_), Carriage::Cpim) | (None, Carriage::Bare | Carriage::Drop) => {
-            let ct = incoming
-                .header_text("Content-Type")
+            let ct = content_type
+                .cloned()
+                .or_else(|| incoming.header_text("Content-Type"))
                 .unwrap_or(Text::from_static("text/plain"));
-            out.set_body_with_type_text(ct, incoming.body().clone())?;
+            out.push_body_with_type(ct, incoming.body().clone())?;
         }
         (Some(c), Carriage::Bare | Carriage::Drop) => {
+            let body = incoming.body();
             let ct = c
                 .content_type
-                .as_ref()
-                .map_or(Text::from_static("text/plain"), text_of);
-            out.set_body_with_type_text(ct, c.body.clone())?;
+                .map_or(Text::from_static("text/plain"), |ct| {
+                    text_of(&body.slice_ref(ct))
+                });
+            out.push_body_with_type(ct, body.slice_ref(c.body))?;
         }
         (None, Carriage::Cpim) => {
-            out.set_body_with_type_text(Text::from_static("message/cpim"), wrap().to_bytes())?;
+            out.push_body_with_type(Text::from_static("message/cpim"), wrap().to_bytes())?;
         }
     }
     Ok(())
@@ -166,19 +237,26 @@ pub fn message_request(
         Side::Simple => (&mappings.cpm_to_simple, &mappings.simple),
         Side::Cpm => (&mappings.simple_to_cpm, &mappings.cpm),
     };
+    let fields = read(msg);
     let service = match from {
-        Side::Cpm => cpm_service(msg, mappings)?.unwrap_or(Service::Pager),
+        Side::Cpm => cpm_service_given(
+            msg,
+            fields.asserted_service,
+            fields.preferred_service,
+            mappings,
+        )?
+        .unwrap_or(Service::Pager),
         // SIMPLE IM names no service beyond +g.oma.sip-im: a MESSAGE is pager mode
         // (docs/interworking-notes.md §1.4).
         Side::Simple => Service::Pager,
     };
-    let from_uri = uri_of(msg.header("From").ok_or(TranslateError::Missing("From"))?);
-    let to_uri = uri_of(msg.header("To").ok_or(TranslateError::Missing("To"))?);
+    let from_uri = uri_of(fields.from.ok_or(TranslateError::Missing("From"))?);
+    let to_uri = uri_of(fields.to.ok_or(TranslateError::Missing("To"))?);
     let request_uri = msg
         .request_uri_bytes()
         .map(|u| text_of(u).as_bytes().clone())
         .ok_or(TranslateError::Missing("Request-URI"))?;
-    let content = classify(msg)?;
+    let content = classify(msg, fields.content_type)?;
 
     // What the table keeps of this message, copied once into one buffer: the pair's addresses
     // of record, and for a message the identities and the sender's Contact (CPM 2.0 §4.2).
@@ -187,7 +265,7 @@ pub fn message_request(
         _ => None,
     };
     let raw = match (to, message_cpim) {
-        (Side::Simple, Some(_)) => raw_cpm_ids(msg),
+        (Side::Simple, Some(_)) => fields.ids,
         _ => RawIds::default(),
     };
     // The Message-ID of a message that asks for notifications is remembered with the device
@@ -195,9 +273,9 @@ pub fn message_request(
     let message_id = message_cpim
         .flatten()
         .filter(|c| c.disposition_requested)
-        .and_then(|c| c.imdn_message_id.clone());
+        .and_then(|c| c.imdn_message_id);
     let message_id_text = message_id.as_ref().map(|id| std::str::from_utf8(id));
-    let contact = message_id.as_ref().and_then(|_| msg.header("Contact"));
+    let contact = message_id.as_ref().and(fields.contact);
     let mut ids = IdBuffer::with_capacity(
         from_uri.len()
             + to_uri.len()
@@ -264,6 +342,7 @@ pub fn message_request(
             set_content(
                 &mut out,
                 msg,
+                fields.content_type_text,
                 cpim.as_ref(),
                 target.iscomposing_pager,
                 || wrap_in_cpim(msg, from_uri, to_uri, None, env),
@@ -271,6 +350,9 @@ pub fn message_request(
             outcome.send.push((to, out));
         }
         Content::Message { cpim } => {
+            // One message to send, up to two changes: room made once.
+            outcome.send.reserve_exact(1);
+            outcome.changes.reserve_exact(2);
             let mut out = new_leg_rewritten(
                 msg,
                 rsip::Method::Message,
@@ -287,32 +369,36 @@ pub fn message_request(
                     check_id(CONTRIBUTION_ID, raw.contribution_id)?;
                     check_id(IN_REPLY_TO_CONTRIBUTION_ID, raw.in_reply_to)?;
                     match (&kept.conversation_id, &kept.contribution_id) {
-                        (Some(conversation), Some(contribution)) => Some(ConversationIds {
-                            conversation_id: part(conversation),
-                            contribution_id: part(contribution),
-                            in_reply_to: kept.in_reply_to.as_ref().map(part),
-                        }),
+                        (Some(conversation), Some(contribution)) => {
+                            let ids = ConversationIds {
+                                conversation_id: part(conversation),
+                                contribution_id: part(contribution),
+                                in_reply_to: kept.in_reply_to.as_ref().map(part),
+                            };
+                            outcome.changes.push(remember_cpm_contribution(key, &ids));
+                            Some(ids)
+                        }
                         _ => None,
                     }
                 }
                 Side::Cpm => {
-                    let (ids, change) = for_simple_contribution(view, key.clone(), env.ids);
+                    let (ids, change) = for_simple_contribution(view, key, env.ids);
                     write_ids(&mut out, &ids)?;
                     outcome.changes.push(change);
                     Some(ids)
                 }
             };
-            if let (Side::Simple, Some(ids)) = (to, &ids) {
-                outcome
-                    .changes
-                    .push(remember_cpm_contribution(key.clone(), ids));
-            }
             // A wrapped bare message gets a fresh Message-ID.
             let fresh_id =
                 (cpim.is_none() && target.pager_body == Carriage::Cpim).then(|| env.ids.fresh_id());
-            set_content(&mut out, msg, cpim.as_ref(), target.pager_body, || {
-                wrap_in_cpim(msg, from_uri, to_uri, fresh_id.as_deref(), env)
-            })?;
+            set_content(
+                &mut out,
+                msg,
+                fields.content_type_text,
+                cpim.as_ref(),
+                target.pager_body,
+                || wrap_in_cpim(msg, from_uri, to_uri, fresh_id.as_deref(), env),
+            )?;
             if let Some(id) = message_id {
                 if id.is_empty() || id.len() > MAX_ID_LEN {
                     return Err(TranslateError::Header {
@@ -323,7 +409,7 @@ pub fn message_request(
                 let id = match &kept.message_id {
                     Some(r) => part(r),
                     // Not UTF-8: kept as it came, on its own.
-                    None => Bytes::copy_from_slice(&id),
+                    None => Bytes::copy_from_slice(id),
                 };
                 let contact = kept.contact.as_ref().map(part);
                 let device = device_of(from_aor, contact.as_ref())
@@ -371,21 +457,28 @@ pub fn message_request(
                 match ids {
                     Some(ids) => write_ids(&mut out, &ids)?,
                     None => {
-                        let (ids, change) = for_simple_contribution(view, key.clone(), env.ids);
+                        let (ids, change) = for_simple_contribution(view, key, env.ids);
                         write_ids(&mut out, &ids)?;
                         outcome.changes.push(change);
                     }
                 }
             }
-            set_content(&mut out, msg, cpim.as_ref(), target.pager_body, || {
-                let id = env.ids.fresh_id();
-                let mut c = wrap_in_cpim(msg, from_uri, to_uri, Some(&id), env);
-                c.content_headers.push((
-                    Bytes::from_static(b"Content-Disposition"),
-                    Bytes::from_static(b"notification"),
-                ));
-                c
-            })?;
+            set_content(
+                &mut out,
+                msg,
+                fields.content_type_text,
+                cpim.as_ref(),
+                target.pager_body,
+                || {
+                    let id = env.ids.fresh_id();
+                    let mut c = wrap_in_cpim(msg, from_uri, to_uri, Some(&id), env);
+                    c.content_headers.push((
+                        Bytes::from_static(b"Content-Disposition"),
+                        Bytes::from_static(b"notification"),
+                    ));
+                    c
+                },
+            )?;
             // Nothing more comes after a display notification or a failure: forget the message.
             // After "delivered", a display notification may still come.
             let last = !matches!(

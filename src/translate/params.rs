@@ -2,6 +2,8 @@
 //! `Accept-Contact`, RFC 3841 §10): split at the separators that are not inside a quoted string
 //! or `<URI>`, keep every parameter as written.
 
+use crate::wire::text;
+
 /// Most parameters one contact may carry before the value is refused: far above real traffic
 /// (an RCS Contact has about ten), low enough to bound the work on a hostile header.
 pub const MAX_PARAMS: usize = 64;
@@ -71,7 +73,7 @@ impl<'a> Iterator for TopSplit<'a> {
         // byte: header values are mostly URI and token characters.
         while let Some(off) = bytes
             .get(i..)
-            .and_then(|rest| memchr::memchr3(b'"', b'<', self.sep, rest))
+            .and_then(|rest| text::find_byte3(b'"', b'<', self.sep, rest))
         {
             let at = i + off;
             match bytes.get(at) {
@@ -81,7 +83,7 @@ impl<'a> Iterator for TopSplit<'a> {
                     loop {
                         let Some(q) = bytes
                             .get(j..)
-                            .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
+                            .and_then(|rest| text::find_byte2(b'"', b'\\', rest))
                         else {
                             self.done = true;
                             return Some(Err(ParamError::Unterminated));
@@ -98,7 +100,7 @@ impl<'a> Iterator for TopSplit<'a> {
                 Some(b'<') => {
                     let Some(close) = bytes
                         .get(at + 1..)
-                        .and_then(|rest| memchr::memchr(b'>', rest))
+                        .and_then(|rest| text::find_byte(b'>', rest))
                     else {
                         self.done = true;
                         return Some(Err(ParamError::Unterminated));
@@ -114,6 +116,99 @@ impl<'a> Iterator for TopSplit<'a> {
         }
         self.done = true;
         Some(Ok(self.s.get(self.start..).unwrap_or_default()))
+    }
+}
+
+/// [`split_top_iter`] at either of two separators in one pass, each part with the separator
+/// that ended it (`None` for the last): a value listing contacts read as its contacts' heads and
+/// parameters at once (`;` and `,`).
+pub fn split_top_either(s: &str, a: u8, b: u8) -> TopSplitEither<'_> {
+    TopSplitEither {
+        s,
+        a,
+        b,
+        start: 0,
+        done: false,
+    }
+}
+
+/// See [`split_top_either`].
+pub struct TopSplitEither<'a> {
+    s: &'a str,
+    a: u8,
+    b: u8,
+    start: usize,
+    done: bool,
+}
+
+impl<'a> TopSplitEither<'a> {
+    /// What is left to split (after the last part returned).
+    pub fn rest(&self) -> &'a str {
+        if self.done {
+            ""
+        } else {
+            self.s.get(self.start..).unwrap_or_default()
+        }
+    }
+}
+
+impl<'a> Iterator for TopSplitEither<'a> {
+    type Item = Result<(&'a str, Option<u8>), ParamError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let bytes = self.s.as_bytes();
+        let mut i = self.start;
+        // From one byte that matters to the next, a word at a time.
+        while let Some(at) = bytes
+            .get(i..)
+            .and_then(|rest| text::find_byte4(b'"', b'<', self.a, self.b, rest))
+        {
+            i += at;
+            let Some(&c) = bytes.get(i) else { break };
+            match c {
+                b'"' => {
+                    // A quoted string ends at the next `"` not escaped by `\`.
+                    let mut j = i + 1;
+                    loop {
+                        let Some(q) = bytes
+                            .get(j..)
+                            .and_then(|rest| text::find_byte2(b'"', b'\\', rest))
+                        else {
+                            self.done = true;
+                            return Some(Err(ParamError::Unterminated));
+                        };
+                        let k = j + q;
+                        if bytes.get(k) == Some(&b'\\') {
+                            j = k + 2;
+                            continue;
+                        }
+                        i = k + 1;
+                        break;
+                    }
+                }
+                b'<' => {
+                    let Some(close) = bytes
+                        .get(i + 1..)
+                        .and_then(|rest| text::find_byte(b'>', rest))
+                    else {
+                        self.done = true;
+                        return Some(Err(ParamError::Unterminated));
+                    };
+                    i += 1 + close + 1;
+                }
+                c if c == self.a || c == self.b => {
+                    let part = self.s.get(self.start..i).unwrap_or_default();
+                    self.start = i + 1;
+                    return Some(Ok((part, Some(c))));
+                }
+                _ => i += 1,
+            }
+        }
+        self.done = true;
+        Some(Ok((self.s.get(self.start..).unwrap_or_default(), None)))
     }
 }
 
@@ -222,7 +317,7 @@ pub fn trim(s: &str) -> &str {
 
 /// The name of a parameter `name[=value]`.
 pub fn param_name(p: &str) -> &str {
-    let name = match memchr::memchr(b'=', p.as_bytes()) {
+    let name = match text::find_byte(b'=', p.as_bytes()) {
         Some(eq) => p.get(..eq).unwrap_or(p),
         None => p,
     };
@@ -239,7 +334,7 @@ pub fn split_ascii(s: &str, sep: u8) -> impl Iterator<Item = &str> {
             return None;
         }
         let rest = s.get(start..).unwrap_or_default();
-        match memchr::memchr(sep, rest.as_bytes()) {
+        match text::find_byte(sep, rest.as_bytes()) {
             Some(i) => {
                 start += i + 1;
                 rest.get(..i)
@@ -252,9 +347,16 @@ pub fn split_ascii(s: &str, sep: u8) -> impl Iterator<Item = &str> {
     })
 }
 
+/// `s` split at its first `sep` (ASCII), which neither part holds (`str::split_once`
+/// without the pattern machinery).
+pub fn split_once_ascii(s: &str, sep: u8) -> Option<(&str, &str)> {
+    let i = text::find_byte(sep, s.as_bytes())?;
+    Some((s.get(..i)?, s.get(i + 1..)?))
+}
+
 /// `s` up to the first byte `sep` (all of it when there is none).
 pub fn before_ascii(s: &str, sep: u8) -> &str {
-    match memchr::memchr(sep, s.as_bytes()) {
+    match text::find_byte(sep, s.as_bytes()) {
         Some(i) => s.get(..i).unwrap_or(s),
         None => s,
     }
@@ -262,7 +364,7 @@ pub fn before_ascii(s: &str, sep: u8) -> &str {
 
 /// The value of a parameter with its surrounding quotes removed.
 pub fn param_value(p: &str) -> Option<&str> {
-    let eq = memchr::memchr(b'=', p.as_bytes())?;
+    let eq = text::find_byte(b'=', p.as_bytes())?;
     let v = trim(p.get(eq + 1..)?);
     Some(
         v.strip_prefix('"')

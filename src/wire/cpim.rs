@@ -166,7 +166,7 @@ impl CpimHeader {
         self.params
             .split(|b| *b == b';')
             .filter_map(|p| {
-                let eq = memchr::memchr(b'=', p)?;
+                let eq = text::find_byte(b'=', p)?;
                 Some((p.get(..eq)?, p.get(eq + 1..)?))
             })
             .find(|(n, _)| text::trim_ws(n).eq_ignore_ascii_case(name))
@@ -216,7 +216,7 @@ fn line_at(input: &[u8], start: usize) -> Option<LineAt<'_>> {
     if rest.is_empty() {
         return None;
     }
-    Some(match memchr::memchr(b'\n', rest) {
+    Some(match text::find_byte(b'\n', rest) {
         Some(i) => {
             let raw = rest.get(..i).unwrap_or_default();
             LineAt {
@@ -276,7 +276,7 @@ impl Cpim {
         Ok(Cpim {
             headers: sink.headers,
             content_headers: sink.content_headers,
-            body,
+            body: input.slice(body.min(input.len())..),
             layout,
         })
     }
@@ -286,20 +286,46 @@ impl Cpim {
     /// builds no header lists: no allocation for a message with up to
     /// [`CpimSummary::MAX_NS`] NS declarations (a full parse beyond).
     pub fn summarize_with(input: Bytes, limits: &Limits) -> Result<CpimSummary, CpimError> {
+        Ok(Self::summarize_ref_with(&input, limits)?.to_shared(&input))
+    }
+
+    /// [`summarize_with`](Self::summarize_with) as slices of `input`: no reference count
+    /// taken on it (the translator reads a few values and shares the body it already holds).
+    pub fn summarize_ref_with<'a>(
+        input: &'a Bytes,
+        limits: &Limits,
+    ) -> Result<CpimSummaryRef<'a>, CpimError> {
         let mut sink = SummarySink::default();
-        let (body, layout) = scan(&input, limits, &mut sink)?;
+        let (body, layout) = scan(input, limits, &mut sink)?;
         if sink.overflow {
-            let full = Cpim::parse_with(input, limits)?;
-            return Ok(CpimSummary::of(&full));
+            let full = Cpim::parse_with(input.clone(), limits)?;
+            // The full reading's values are slices of `input` too: the same slices.
+            let within = |b: &Bytes| {
+                offset_in(input, b)
+                    .and_then(|at| input.get(at..at + b.len()))
+                    .unwrap_or_default()
+            };
+            let summary = CpimSummary::of(&full);
+            return Ok(CpimSummaryRef {
+                content_type: summary.content_type.as_ref().map(within),
+                imdn_message_id: summary.imdn_message_id.as_ref().map(within),
+                disposition_requested: summary.disposition_requested,
+                body: within(&summary.body),
+                layout: summary.layout,
+            });
         }
-        let slice = |s: Option<&[u8]>| s.map(|s| input.slice_ref(s));
-        Ok(CpimSummary {
-            content_type: slice(sink.content_type),
-            imdn_message_id: slice(sink.message_id),
+        Ok(CpimSummaryRef {
+            content_type: sink.content_type,
+            imdn_message_id: sink.message_id,
             disposition_requested: sink.disposition,
-            body,
+            body: input.get(body..).unwrap_or_default(),
             layout,
         })
+    }
+
+    /// [`summarize_ref_with`](Self::summarize_ref_with) with the default [`Limits`].
+    pub fn summarize_ref(input: &Bytes) -> Result<CpimSummaryRef<'_>, CpimError> {
+        Self::summarize_ref_with(input, &Limits::default())
     }
 
     /// [`summarize_with`](Self::summarize_with) with the default [`Limits`].
@@ -550,12 +576,13 @@ impl Cpim {
 }
 
 /// The one CPIM reader (RFC 3862 §2, errata 3013): checks `input` within `limits` and hands
-/// every header to `sink`; returns the content and the layout.
+/// every header to `sink`; returns where the content starts (the input's length when it has
+/// none) and the layout.
 fn scan<'a, S: Sink<'a>>(
-    input: &'a Bytes,
+    input: &'a [u8],
     limits: &Limits,
     sink: &mut S,
-) -> Result<(Bytes, Layout), CpimError> {
+) -> Result<(usize, Layout), CpimError> {
     if input.len() > limits.max_size {
         return Err(CpimError::TooLarge {
             size: input.len(),
@@ -621,7 +648,7 @@ fn scan<'a, S: Sink<'a>>(
                 offset: input.len(),
             });
         }
-        let colon = memchr::memchr(b':', l.content);
+        let colon = text::find_byte(b':', l.content);
         let name_end = colon.unwrap_or(l.content.len());
         let raw_name = text::trim_ws(l.content.get(..name_end).unwrap_or_default());
         let looks_mime = raw_name.len() >= 8
@@ -693,11 +720,8 @@ fn scan<'a, S: Sink<'a>>(
         }
     }
     // Content headers running to the end of the input: an empty content (lenient).
-    let body = match body_start {
-        Some(b) => input.slice(b.min(input.len())..),
-        None => Bytes::new(),
-    };
-    if !body.is_empty() && !has_content_type {
+    let body = body_start.map_or(input.len(), |b| b.min(input.len()));
+    if body < input.len() && !has_content_type {
         return Err(CpimError::MissingContentType {
             offset: body_start.unwrap_or(pos),
         });
@@ -711,6 +735,8 @@ struct RawHeader<'a> {
     name: &'a [u8],
     params: &'a [u8],
     value: &'a [u8],
+    /// For an `NS` header, its declaration (prefix, URI), read once.
+    ns: Option<(Option<&'a [u8]>, &'a [u8])>,
 }
 
 /// Where [`scan`] puts what it reads.
@@ -768,6 +794,39 @@ pub struct CpimSummary {
     pub layout: Layout,
 }
 
+/// [`CpimSummary`] as slices of the input ([`Cpim::summarize_ref_with`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpimSummaryRef<'a> {
+    /// [`Cpim::content_type`].
+    pub content_type: Option<&'a [u8]>,
+    /// [`Cpim::imdn_message_id`].
+    pub imdn_message_id: Option<&'a [u8]>,
+    /// Whether [`Cpim::imdn_disposition_notification`] is not empty.
+    pub disposition_requested: bool,
+    /// The encapsulated content.
+    pub body: &'a [u8],
+    /// The layout of the input.
+    pub layout: Layout,
+}
+
+impl CpimSummaryRef<'_> {
+    /// The summary sharing `input`, the buffer these are slices of (a value that is not one
+    /// of its slices, which does not happen, is copied).
+    pub fn to_shared(&self, input: &Bytes) -> CpimSummary {
+        let share = |s: &[u8]| match offset_in(input, s) {
+            Some(_) => input.slice_ref(s),
+            None => Bytes::copy_from_slice(s),
+        };
+        CpimSummary {
+            content_type: self.content_type.map(share),
+            imdn_message_id: self.imdn_message_id.map(share),
+            disposition_requested: self.disposition_requested,
+            body: share(self.body),
+            layout: self.layout,
+        }
+    }
+}
+
 impl CpimSummary {
     /// NS declarations followed without allocating; a body with more is read in full.
     pub const MAX_NS: usize = 8;
@@ -821,8 +880,8 @@ impl<'a> SummarySink<'a> {
 
 impl<'a> Sink<'a> for SummarySink<'a> {
     fn cpim_header(&mut self, h: RawHeader<'a>) {
-        if h.prefix.is_none() && h.name.eq_ignore_ascii_case(b"NS") {
-            match (parse_ns_raw(h.value), self.ns.get_mut(self.ns_len)) {
+        if h.ns.is_some() {
+            match (h.ns, self.ns.get_mut(self.ns_len)) {
                 (Some(decl), Some(slot)) => {
                     *slot = decl;
                     self.ns_len += 1;
@@ -885,10 +944,10 @@ pub fn parse_ns(v: &Bytes) -> Option<(Option<Bytes>, Bytes)> {
 
 /// [`parse_ns`] on slices.
 fn parse_ns_raw(v: &[u8]) -> Option<(Option<&[u8]>, &[u8])> {
-    let lt = memchr::memchr(b'<', v)?;
+    let lt = text::find_byte(b'<', v)?;
     let prefix = text::trim_ws(v.get(..lt)?);
     let rest = v.get(lt + 1..)?;
-    let gt = memchr::memchr(b'>', rest)?;
+    let gt = text::find_byte(b'>', rest)?;
     let uri = text::trim_ws(rest.get(..gt)?);
     if uri.is_empty() || !text::trim_ws(rest.get(gt + 1..)?).is_empty() {
         return None;
@@ -901,9 +960,9 @@ fn parse_ns_raw(v: &[u8]) -> Option<(Option<&[u8]>, &[u8])> {
 
 /// `From`/`To`/`cc` value: `[Formal-name] "<" URI ">"` (RFC 3862 §3.3.1).
 pub fn parse_address(v: &Bytes) -> Option<Address> {
-    let lt = memchr::memrchr(b'<', v)?;
+    let lt = text::rfind_byte(b'<', v)?;
     let rest = v.get(lt + 1..)?;
-    let gt = memchr::memchr(b'>', rest)?;
+    let gt = text::find_byte(b'>', rest)?;
     let uri = text::trim_ws(rest.get(..gt)?);
     if uri.is_empty() {
         return None;
@@ -918,7 +977,7 @@ pub fn parse_address(v: &Bytes) -> Option<Address> {
 /// Decode RFC 3862 §3.2 escapes in a header value: `\\`, `\"`, `\'`, `\b`, `\t`, `\n`, `\r`
 /// and `\uXXXX` (UTF-8 encoded). A backslash not followed by one of these is kept as is.
 pub fn unescape(v: &[u8]) -> Cow<'_, [u8]> {
-    if memchr::memchr(b'\\', v).is_none() {
+    if text::find_byte(b'\\', v).is_none() {
         return Cow::Borrowed(v);
     }
     let mut out = Vec::with_capacity(v.len());
@@ -1002,7 +1061,7 @@ fn parse_cpim_header<'a>(l: &LineAt<'a>, colon: Option<usize>) -> Result<RawHead
     let shown = || String::from_utf8_lossy(l.content.get(..60).unwrap_or(l.content)).into_owned();
     let colon = colon.ok_or_else(|| bad(format!("header line {:?} has no colon", shown())))?;
     let full_name = text::trim_ws(l.content.get(..colon).unwrap_or_default());
-    let (prefix, name) = match memchr::memchr(b'.', full_name) {
+    let (prefix, name) = match text::find_byte(b'.', full_name) {
         Some(dot) => (
             Some(full_name.get(..dot).unwrap_or_default()),
             full_name.get(dot + 1..).unwrap_or_default(),
@@ -1029,27 +1088,30 @@ fn parse_cpim_header<'a>(l: &LineAt<'a>, colon: Option<usize>) -> Result<RawHead
     } else {
         (&rest[..0], rest)
     };
-    if memchr::memchr2(b'\r', 0, value).is_some() {
+    if text::find_byte2(b'\r', 0, value).is_some() {
         return Err(bad(format!(
             "header {:?} has a control character in its value",
             String::from_utf8_lossy(full_name)
         )));
     }
     let value = text::trim_ws(value);
-    let header = RawHeader {
+    // Every NS header must be `[prefix SP] "<" URI ">"` (RFC 3862 §3.3.6).
+    let ns = match prefix.is_none() && name.eq_ignore_ascii_case(b"NS") {
+        false => None,
+        true => Some(parse_ns_raw(value).ok_or_else(|| {
+            bad(format!(
+                "NS header {:?} is not [prefix] <URI> (RFC 3862 §3.3.6)",
+                String::from_utf8_lossy(value)
+            ))
+        })?),
+    };
+    Ok(RawHeader {
         prefix,
         name,
         params,
         value,
-    };
-    // Every NS header must be `[prefix SP] "<" URI ">"` (RFC 3862 §3.3.6).
-    if prefix.is_none() && name.eq_ignore_ascii_case(b"NS") && parse_ns_raw(value).is_none() {
-        return Err(bad(format!(
-            "NS header {:?} is not [prefix] <URI> (RFC 3862 §3.3.6)",
-            String::from_utf8_lossy(value)
-        )));
-    }
-    Ok(header)
+        ns,
+    })
 }
 
 /// Where `inner`, a sub-slice of `outer`, starts in it.

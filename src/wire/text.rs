@@ -18,12 +18,126 @@ pub fn find_blank_line(buf: &[u8], from: usize) -> Option<usize> {
     memmem::find(tail, b"\r\n\r\n").map(|i| i + from)
 }
 
+/// The first this many bytes of a haystack are searched a word at a time here; the rest by
+/// memchr, whose vector loop pays for its setup (about a hundred instructions a call) only on
+/// long runs.
+const SHORT: usize = 64;
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of each byte of `x` that is zero is set, and no bit below the first such byte
+/// (the borrow of a zero byte can only mark bytes above it): the first zero byte is exact.
+#[inline]
+fn zero_bytes(x: u64) -> u64 {
+    x.wrapping_sub(LO) & !x & HI
+}
+
+/// The first byte of `hay` for which `hit` (given a word and a byte) says yes, eight bytes at a
+/// time (SWAR): `word` marks the matching bytes of a little-endian word as [`zero_bytes`] does.
+#[inline]
+fn find_short(hay: &[u8], word: impl Fn(u64) -> u64, byte: impl Fn(u8) -> bool) -> Option<usize> {
+    let mut chunks = hay.chunks_exact(8);
+    let mut at = 0usize;
+    for c in &mut chunks {
+        let Ok(bytes) = <[u8; 8]>::try_from(c) else {
+            break;
+        };
+        let z = word(u64::from_le_bytes(bytes));
+        if z != 0 {
+            return Some(at + (z.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|b| byte(*b))
+        .map(|i| at + i)
+}
+
+/// Search the first [`SHORT`] bytes of `hay` a word at a time, the rest (when the byte was not
+/// there) with `far`: a line end or a separator is usually near.
+#[inline]
+fn near_then_far(
+    hay: &[u8],
+    word: impl Fn(u64) -> u64,
+    byte: impl Fn(u8) -> bool,
+    far: impl FnOnce(&[u8]) -> Option<usize>,
+) -> Option<usize> {
+    let (near, rest) = hay.split_at(hay.len().min(SHORT));
+    match find_short(near, word, byte) {
+        Some(i) => Some(i),
+        None if rest.is_empty() => None,
+        None => far(rest).map(|i| i + SHORT),
+    }
+}
+
+/// `memchr::memchr`, faster when the byte is near (within [`SHORT`] bytes) or the haystack is
+/// short, as in header values, parameters and lines.
+#[inline]
+pub fn find_byte(needle: u8, hay: &[u8]) -> Option<usize> {
+    let n = LO.wrapping_mul(u64::from(needle));
+    near_then_far(
+        hay,
+        |w| zero_bytes(w ^ n),
+        |b| b == needle,
+        |rest| memchr::memchr(needle, rest),
+    )
+}
+
+/// `memchr::memchr2`, faster on near bytes and short haystacks ([`find_byte`]).
+#[inline]
+pub fn find_byte2(a: u8, b: u8, hay: &[u8]) -> Option<usize> {
+    let (na, nb) = (LO.wrapping_mul(u64::from(a)), LO.wrapping_mul(u64::from(b)));
+    near_then_far(
+        hay,
+        |w| zero_bytes(w ^ na) | zero_bytes(w ^ nb),
+        |c| c == a || c == b,
+        |rest| memchr::memchr2(a, b, rest),
+    )
+}
+
+/// `memchr::memchr3`, faster on near bytes and short haystacks ([`find_byte`]).
+#[inline]
+pub fn find_byte3(a: u8, b: u8, c: u8, hay: &[u8]) -> Option<usize> {
+    let n = |x: u8| LO.wrapping_mul(u64::from(x));
+    let (na, nb, nc) = (n(a), n(b), n(c));
+    near_then_far(
+        hay,
+        |w| zero_bytes(w ^ na) | zero_bytes(w ^ nb) | zero_bytes(w ^ nc),
+        |x| x == a || x == b || x == c,
+        |rest| memchr::memchr3(a, b, c, rest),
+    )
+}
+
+/// The first of four bytes in `hay`, a word at a time whatever its length (memchr has no
+/// four-byte search).
+#[inline]
+pub fn find_byte4(a: u8, b: u8, c: u8, d: u8, hay: &[u8]) -> Option<usize> {
+    let n = |x: u8| LO.wrapping_mul(u64::from(x));
+    let (na, nb, nc, nd) = (n(a), n(b), n(c), n(d));
+    find_short(
+        hay,
+        |w| zero_bytes(w ^ na) | zero_bytes(w ^ nb) | zero_bytes(w ^ nc) | zero_bytes(w ^ nd),
+        |x| x == a || x == b || x == c || x == d,
+    )
+}
+
+/// `memchr::memrchr`, a plain loop on short haystacks.
+#[inline]
+pub fn rfind_byte(needle: u8, hay: &[u8]) -> Option<usize> {
+    if hay.len() > SHORT {
+        return memchr::memrchr(needle, hay);
+    }
+    hay.iter().rposition(|b| *b == needle)
+}
+
 /// Split a header line `Name: value` at its first colon. The name is returned without
 /// surrounding white space, the value with leading and trailing white space (SP / HTAB)
 /// removed. `None` when there is no colon or the name is empty.
 #[inline]
 pub fn split_header(line: &[u8]) -> Option<(&[u8], &[u8])> {
-    let colon = memchr::memchr(b':', line)?;
+    let colon = find_byte(b':', line)?;
     let name = trim_ws(line.get(..colon)?);
     if name.is_empty() {
         return None;
@@ -70,6 +184,35 @@ pub fn line_col(input: &[u8], offset: usize) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        // The word-at-a-time searches find what memchr finds, at every length and alignment.
+        #[test]
+        fn short_searches_are_memchr(
+            hay in proptest::collection::vec(proptest::prop_oneof![
+                proptest::strategy::Just(b'a'), proptest::strategy::Just(b';'),
+                proptest::strategy::Just(b'<'), proptest::strategy::Just(0u8),
+                proptest::strategy::Just(0x80u8), proptest::strategy::Just(0xffu8),
+                proptest::strategy::Just(1u8), proptest::num::u8::ANY,
+            ], 0..200),
+            skip in 0usize..8,
+        ) {
+            let hay = hay.get(skip.min(hay.len())..).unwrap_or_default();
+            for (a, b, c) in [(b';', b'<', 0u8), (0, 0x80, 0xff), (1, b'a', b';')] {
+                proptest::prop_assert_eq!(find_byte(a, hay), memchr::memchr(a, hay));
+                proptest::prop_assert_eq!(find_byte2(a, b, hay), memchr::memchr2(a, b, hay));
+                proptest::prop_assert_eq!(
+                    find_byte3(a, b, c, hay),
+                    memchr::memchr3(a, b, c, hay)
+                );
+                proptest::prop_assert_eq!(rfind_byte(a, hay), memchr::memrchr(a, hay));
+                proptest::prop_assert_eq!(
+                    find_byte4(a, b, c, b'"', hay),
+                    hay.iter().position(|x| [a, b, c, b'"'].contains(x))
+                );
+            }
+        }
+    }
 
     #[test]
     fn header_split_trims_both_sides() {

@@ -361,9 +361,23 @@ impl Eq for Name {}
 
 /// One header field: its name and its value (unfolded, trimmed), in received order.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct Field {
+pub(crate) struct Field {
     name: Name,
     value: Text,
+}
+
+impl Field {
+    /// The name as written (long form; canonical spelling for the known names).
+    #[inline]
+    pub(crate) fn name(&self) -> &str {
+        self.name.as_str()
+    }
+
+    /// The value (shared).
+    #[inline]
+    pub(crate) fn value(&self) -> &Text {
+        &self.value
+    }
 }
 
 /// A field copied from strings.
@@ -553,7 +567,7 @@ pub fn error_response(raw: &[u8], error: &SipError, to_tag: Option<&str>) -> Opt
 
 /// Does a To value carry a `tag` parameter (outside its `<URI>`)?
 fn contains_tag(value: &[u8]) -> bool {
-    let after = match memchr::memrchr(b'>', value) {
+    let after = match super::text::rfind_byte(b'>', value) {
         Some(i) => value.get(i..).unwrap_or_default(),
         None => value,
     };
@@ -804,6 +818,15 @@ impl SipMessage {
     /// [`request`](Self::request) with a Request-URI shared, not copied (a slice of a received
     /// message, say).
     pub fn request_shared(method: rsip::Method, uri: Bytes) -> Result<Self, SipError> {
+        Self::request_with_room(method, uri, 16)
+    }
+
+    /// [`request_shared`](Self::request_shared) with room for `headers` header fields.
+    pub(crate) fn request_with_room(
+        method: rsip::Method,
+        uri: Bytes,
+        headers: usize,
+    ) -> Result<Self, SipError> {
         if uri.is_empty() || uri.iter().any(|b| *b <= b' ') {
             return Err(SipError::Request {
                 fault: Fault::RequestUri("empty or contains white space"),
@@ -812,10 +835,73 @@ impl SipMessage {
         }
         Ok(SipMessage {
             start: StartLine::Request { method, uri },
-            headers: Vec::with_capacity(16),
+            headers: Vec::with_capacity(headers),
             rsip: None,
             body: Bytes::new(),
         })
+    }
+
+    /// The header fields in order, when they are the codec's own: always after parsing and
+    /// the other mutators, `None` only while [`rsip_headers_mut`](Self::rsip_headers_mut)'s
+    /// model is the truth. For readers that look at every field once (the translator).
+    #[inline]
+    pub(crate) fn fields(&self) -> Option<&[Field]> {
+        match &self.rsip {
+            None => Some(&self.headers),
+            Some(_) => None,
+        }
+    }
+
+    /// Append a field of another message as it is: it was checked when that message was
+    /// parsed or built, its value is shared.
+    #[inline]
+    pub(crate) fn push_field(&mut self, field: &Field) {
+        self.fields_mut().push(field.clone());
+    }
+
+    /// Append a field whose `name` the caller writes in its canonical spelling (a `'static`
+    /// token, long form): only the value is checked, as [`push_header`](Self::push_header)
+    /// checks it. Saves the name lookup of [`push_header_text`](Self::push_header_text).
+    #[inline]
+    pub(crate) fn push_canonical(
+        &mut self,
+        name: &'static str,
+        value: Text,
+    ) -> Result<(), SipError> {
+        debug_assert!(canonical_name(name.as_bytes()).is_none_or(|c| c == name));
+        debug_assert!(!name.is_empty() && name.bytes().all(parse::is_token_char));
+        check_value(name, &value)?;
+        self.fields_mut().push(Field {
+            name: Name::Static(name),
+            value: trimmed(value),
+        });
+        Ok(())
+    }
+
+    /// Append a Content-Type (checked as [`push_header`](Self::push_header) checks it) and set
+    /// the body: [`set_body_with_type_text`](Self::set_body_with_type_text) for a message the
+    /// caller knows has no Content-Type yet (a request it is building), without looking.
+    pub(crate) fn push_body_with_type(
+        &mut self,
+        content_type: Text,
+        body: Bytes,
+    ) -> Result<(), SipError> {
+        debug_assert!(self.header("Content-Type").is_none());
+        self.push_canonical("Content-Type", content_type)?;
+        self.body = body;
+        Ok(())
+    }
+
+    /// [`push_canonical`](Self::push_canonical) of a value written in the program, which
+    /// holds no CR or LF and is trimmed (checked in debug builds): nothing to check.
+    #[inline]
+    pub(crate) fn push_canonical_static(&mut self, name: &'static str, value: &'static str) {
+        debug_assert!(canonical_name(name.as_bytes()).is_none_or(|c| c == name));
+        debug_assert!(check_value(name, value).is_ok() && value.trim_matches([' ', '\t']) == value);
+        self.fields_mut().push(Field {
+            name: Name::Static(name),
+            value: Text::from_static(value),
+        });
     }
 
     /// (name, value) of every header field, in order.
@@ -1401,7 +1487,7 @@ fn check_name_value(name: &str, value: &str) -> Result<(), SipError> {
 }
 
 fn check_value(name: &str, value: &str) -> Result<(), SipError> {
-    if memchr::memchr2(b'\r', b'\n', value.as_bytes()).is_some() {
+    if super::text::find_byte2(b'\r', b'\n', value.as_bytes()).is_some() {
         return Err(invalid(name));
     }
     Ok(())
