@@ -37,9 +37,11 @@ use std::borrow::Cow;
 use bytes::Bytes;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::name::ResolveResult;
-use quick_xml::reader::NsReader;
 
-use super::xml::{DECLARATION, XmlError, push_escaped, push_indent, trim_xml};
+use super::xml::{
+    Bounds, Cursor, DECLARATION, XmlError, is_xml_char, is_xml_ws, push_escaped, push_indent,
+    trim_xml,
+};
 use super::{Answer, WireError};
 
 /// The reginfo XML namespace (RFC 3680 §5.4).
@@ -508,25 +510,10 @@ enum Step<'a> {
     End,
 }
 
-const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
-
 struct Parser<'a> {
     input: &'a Bytes,
-    reader: NsReader<&'a [u8]>,
-    base: usize,
+    cur: Cursor<'a>,
     limits: Limits,
-    elements: usize,
-    depth: usize,
-    pos: usize,
-}
-
-fn is_xml_ws(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
-}
-
-/// XML 1.0 §2.2 `Char`.
-fn is_xml_char(c: char) -> bool {
-    matches!(c, '\t' | '\n' | '\r') || (c >= ' ' && c != '\u{FFFE}' && c != '\u{FFFF}')
 }
 
 fn malformed(offset: usize, reason: impl Into<String>) -> ReginfoError {
@@ -538,88 +525,34 @@ fn malformed(offset: usize, reason: impl Into<String>) -> ReginfoError {
 
 impl<'a> Parser<'a> {
     fn new(input: &'a Bytes, limits: &Limits) -> Result<Self, ReginfoError> {
-        if input.len() > limits.max_size {
-            return Err(XmlError::TooLarge {
-                len: input.len(),
-                max: limits.max_size,
-            }
-            .into());
-        }
-        let base = if input.starts_with(UTF8_BOM) {
-            UTF8_BOM.len()
-        } else {
-            0
+        let bounds = Bounds {
+            max_size: limits.max_size,
+            max_elements: limits.max_elements,
+            max_depth: limits.max_depth,
+            max_text: limits.max_text,
+            max_namespaces: limits.max_namespaces,
         };
-        let body: &'a [u8] = input.get(base..).unwrap_or_default();
-        let mut reader = NsReader::from_reader(body);
-        {
-            let config = reader.config_mut();
-            config.expand_empty_elements = true;
-            config.check_end_names = true;
-            config.check_comments = true;
-            config.trim_text(false);
-        }
-        reader
-            .resolver_mut()
-            .set_max_namespace_bindings(limits.max_namespaces);
         Ok(Parser {
             input,
-            reader,
-            base,
+            cur: Cursor::new(input, bounds)?,
             limits: *limits,
-            elements: 0,
-            depth: 0,
-            pos: base,
         })
     }
 
     fn read(&mut self) -> Result<Event<'a>, ReginfoError> {
-        match self.reader.read_event() {
-            Ok(ev) => {
-                self.pos = self
-                    .base
-                    .saturating_add(usize::try_from(self.reader.buffer_position()).unwrap_or(0));
-                Ok(ev)
-            }
-            Err(e) => {
-                let at = usize::try_from(self.reader.error_position()).unwrap_or(0);
-                let offset = self.base.saturating_add(at).max(self.pos);
-                Err(match e {
-                    quick_xml::Error::Namespace(
-                        quick_xml::name::NamespaceError::TooManyBindings(max),
-                    ) => XmlError::TooManyNamespaces { offset, max }.into(),
-                    e => malformed(offset, e.to_string()),
-                })
-            }
-        }
+        Ok(self.cur.read()?)
     }
 
     fn enter(&mut self, offset: usize) -> Result<(), ReginfoError> {
-        self.elements = self.elements.saturating_add(1);
-        if self.elements > self.limits.max_elements {
-            return Err(XmlError::TooManyElements {
-                offset,
-                max: self.limits.max_elements,
-            }
-            .into());
-        }
-        self.depth = self.depth.saturating_add(1);
-        if self.depth > self.limits.max_depth {
-            return Err(XmlError::TooDeep {
-                offset,
-                max: self.limits.max_depth,
-            }
-            .into());
-        }
-        Ok(())
+        Ok(self.cur.enter(offset)?)
     }
 
     fn leave(&mut self) {
-        self.depth = self.depth.saturating_sub(1);
+        self.cur.leave();
     }
 
     fn classify(&self, e: &BytesStart<'_>, offset: usize) -> Result<Ns, ReginfoError> {
-        match self.reader.resolver().resolve_element(e.name()).0 {
+        match self.cur.reader.resolver().resolve_element(e.name()).0 {
             ResolveResult::Bound(ns) if ns.0.eq_ignore_ascii_case(NAMESPACE) => Ok(Ns::Ours),
             ResolveResult::Bound(ns) if ns.0.eq_ignore_ascii_case(GRUU_NAMESPACE) => Ok(Ns::Gruu),
             ResolveResult::Bound(_) | ResolveResult::Unbound => Ok(Ns::Other),
@@ -634,7 +567,7 @@ impl<'a> Parser<'a> {
     fn root(&mut self) -> Result<(BytesStart<'a>, usize), ReginfoError> {
         let mut first = true;
         loop {
-            let start = self.pos;
+            let start = self.cur.pos;
             match self.read()? {
                 // XML 1.0 §2.8: the declaration, if any, comes first.
                 Event::Decl(d) if first => {
@@ -683,7 +616,7 @@ impl<'a> Parser<'a> {
     /// The next child of `parent`: a start tag (any namespace) or the end of `parent`.
     fn next(&mut self, parent: &'static str) -> Result<Step<'a>, ReginfoError> {
         loop {
-            let start = self.pos;
+            let start = self.cur.pos;
             match self.read()? {
                 Event::Start(e) => {
                     self.enter(start)?;
@@ -720,9 +653,9 @@ impl<'a> Parser<'a> {
 
     /// Consume the rest of an element we do not read (an extension), bounded by the limits.
     fn skip(&mut self) -> Result<(), ReginfoError> {
-        let top = self.depth;
-        while self.depth >= top {
-            let at = self.pos;
+        let top = self.cur.depth;
+        while self.cur.depth >= top {
+            let at = self.cur.pos;
             match self.read()? {
                 Event::Start(_) => self.enter(at)?,
                 Event::End(_) => self.leave(),
@@ -749,7 +682,7 @@ impl<'a> Parser<'a> {
     /// After the root's end: only white space, comments and processing instructions.
     fn finish(&mut self) -> Result<(), ReginfoError> {
         loop {
-            let start = self.pos;
+            let start = self.cur.pos;
             match self.read()? {
                 Event::Eof => return Ok(()),
                 Event::Comment(_) | Event::PI(_) => {}
@@ -815,13 +748,13 @@ impl<'a> Parser<'a> {
     fn text(&mut self, element: &'static str) -> Result<Bytes, ReginfoError> {
         let mut run: Option<(usize, usize)> = None;
         let mut owned: Option<String> = None;
-        let first_at = self.pos;
+        let first_at = self.cur.pos;
         loop {
-            let start = self.pos;
+            let start = self.cur.pos;
             let piece: Cow<'_, str> = match self.read()? {
                 Event::Text(t) => {
                     let content = t.xml10_content();
-                    let end = self.pos;
+                    let end = self.cur.pos;
                     if owned.is_none()
                         && run.is_none()
                         && matches!(content, Cow::Borrowed(_))

@@ -165,25 +165,19 @@ const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 /// A document being walked. See the module documentation.
 pub(crate) struct Doc<'a> {
     input: &'a Bytes,
-    reader: NsReader<&'a [u8]>,
-    /// Offset of the reader's first byte in `input` (3 after a UTF-8 BOM).
-    base: usize,
+    cur: Cursor<'a>,
     namespace: &'static str,
     names: &'static [&'static str],
     bounds: Bounds,
-    elements: usize,
-    depth: usize,
-    /// Absolute offset just after the last event read.
-    pos: usize,
 }
 
 #[inline]
-fn is_xml_ws(b: u8) -> bool {
+pub(crate) fn is_xml_ws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\r' | b'\n')
 }
 
 /// XML 1.0 §2.2 `Char` (surrogates cannot be a `char`).
-fn is_xml_char(c: char) -> bool {
+pub(crate) fn is_xml_char(c: char) -> bool {
     matches!(c, '\t' | '\n' | '\r') || (c >= ' ' && c != '\u{FFFE}' && c != '\u{FFFF}')
 }
 
@@ -201,15 +195,25 @@ pub(crate) fn trim_xml(b: &Bytes) -> Bytes {
     }
 }
 
-impl<'a> Doc<'a> {
-    /// Start reading `input`, a document whose elements of interest live in `namespace` and
-    /// are named in `names`.
-    pub(crate) fn new(
-        input: &'a Bytes,
-        namespace: &'static str,
-        names: &'static [&'static str],
-        bounds: Bounds,
-    ) -> Result<Self, XmlError> {
+/// The reading core every XML body of the crate shares (IMDN, isComposing here, reginfo in
+/// `wire::reginfo`): a namespace-aware reader over the body (a UTF-8 BOM skipped), with the
+/// size, element, depth and namespace bounds, and the absolute offset of the last event for
+/// error messages.
+pub(crate) struct Cursor<'a> {
+    pub(crate) reader: NsReader<&'a [u8]>,
+    /// Offset of the reader's first byte in the input (3 after a UTF-8 BOM).
+    pub(crate) base: usize,
+    bounds: Bounds,
+    elements: usize,
+    /// Elements open now.
+    pub(crate) depth: usize,
+    /// Absolute offset just after the last event read.
+    pub(crate) pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    /// Start reading `input` within `bounds`.
+    pub(crate) fn new(input: &'a Bytes, bounds: Bounds) -> Result<Self, XmlError> {
         if input.len() > bounds.max_size {
             return Err(XmlError::TooLarge {
                 len: input.len(),
@@ -233,12 +237,9 @@ impl<'a> Doc<'a> {
         reader
             .resolver_mut()
             .set_max_namespace_bindings(bounds.max_namespaces);
-        Ok(Doc {
-            input,
+        Ok(Cursor {
             reader,
             base,
-            namespace,
-            names,
             bounds,
             elements: 0,
             depth: 0,
@@ -247,7 +248,7 @@ impl<'a> Doc<'a> {
     }
 
     /// Read one event; map quick-xml's error to [`XmlError::Malformed`] at its position.
-    fn read(&mut self) -> Result<Event<'a>, XmlError> {
+    pub(crate) fn read(&mut self) -> Result<Event<'a>, XmlError> {
         match self.reader.read_event() {
             Ok(ev) => {
                 self.pos = self
@@ -272,7 +273,7 @@ impl<'a> Doc<'a> {
     }
 
     /// Count one more element at `offset` and check the element and depth bounds.
-    fn enter(&mut self, offset: usize) -> Result<(), XmlError> {
+    pub(crate) fn enter(&mut self, offset: usize) -> Result<(), XmlError> {
         self.elements = self.elements.saturating_add(1);
         if self.elements > self.bounds.max_elements {
             return Err(XmlError::TooManyElements {
@@ -290,12 +291,44 @@ impl<'a> Doc<'a> {
         Ok(())
     }
 
-    fn leave(&mut self) {
+    /// One element closed.
+    pub(crate) fn leave(&mut self) {
         self.depth = self.depth.saturating_sub(1);
+    }
+}
+
+impl<'a> Doc<'a> {
+    /// Start reading `input`, a document whose elements of interest live in `namespace` and
+    /// are named in `names`.
+    pub(crate) fn new(
+        input: &'a Bytes,
+        namespace: &'static str,
+        names: &'static [&'static str],
+        bounds: Bounds,
+    ) -> Result<Self, XmlError> {
+        Ok(Doc {
+            input,
+            cur: Cursor::new(input, bounds)?,
+            namespace,
+            names,
+            bounds,
+        })
+    }
+
+    fn read(&mut self) -> Result<Event<'a>, XmlError> {
+        self.cur.read()
+    }
+
+    fn enter(&mut self, offset: usize) -> Result<(), XmlError> {
+        self.cur.enter(offset)
+    }
+
+    fn leave(&mut self) {
+        self.cur.leave()
     }
 
     fn classify(&self, name: QName<'_>) -> Class {
-        match self.reader.resolver().resolve_element(name).0 {
+        match self.cur.reader.resolver().resolve_element(name).0 {
             ResolveResult::Bound(ns) if ns.0.eq_ignore_ascii_case(self.namespace) => Class::Ours,
             ResolveResult::Bound(_) | ResolveResult::Unbound => Class::Other,
             ResolveResult::Unknown(p) => Class::Undeclared(p),
@@ -318,7 +351,7 @@ impl<'a> Doc<'a> {
     pub(crate) fn root(&mut self, expected: &'static str) -> Result<usize, XmlError> {
         let mut first = true;
         loop {
-            let start = self.pos;
+            let start = self.cur.pos;
             let ev = self.read()?;
             match ev {
                 // XML 1.0 §2.8: the declaration, if any, comes first.
@@ -363,7 +396,7 @@ impl<'a> Doc<'a> {
                         Class::Ours if local.as_ref() == expected => return Ok(start),
                         Class::Undeclared(p) => return Err(Self::undeclared(start, &p)),
                         _ => {
-                            let ns = match self.reader.resolver().resolve_element(e.name()).0 {
+                            let ns = match self.cur.reader.resolver().resolve_element(e.name()).0 {
                                 ResolveResult::Bound(ns) => format!("namespace {}", ns.0),
                                 _ => "no namespace".to_string(),
                             };
@@ -393,7 +426,7 @@ impl<'a> Doc<'a> {
     /// skipped; other text is an error (the schemas define no mixed content).
     pub(crate) fn next(&mut self, parent: &'static str) -> Result<Item, XmlError> {
         loop {
-            let start = self.pos;
+            let start = self.cur.pos;
             let ev = self.read()?;
             match ev {
                 Event::Start(e) => {
@@ -464,23 +497,23 @@ impl<'a> Doc<'a> {
         top: &quick_xml::events::BytesStart<'a>,
         name_len: usize,
     ) -> Result<Bytes, XmlError> {
-        let top_depth = self.depth;
+        let top_depth = self.cur.depth;
         // Prefixes declared inside the subtree, with the depth of the declaring element; and
         // prefixes used but declared above the subtree ("" is the default namespace).
         let mut declared: Vec<(usize, String)> = Vec::new();
         let mut needed: Vec<String> = Vec::new();
         self.scan_start(start, top, top_depth, &mut declared, &mut needed)?;
-        while self.depth >= top_depth {
-            let at = self.pos;
+        while self.cur.depth >= top_depth {
+            let at = self.cur.pos;
             let ev = self.read()?;
             match ev {
                 Event::Start(e) => {
                     self.enter(at)?;
-                    let depth = self.depth;
+                    let depth = self.cur.depth;
                     self.scan_start(at, &e, depth, &mut declared, &mut needed)?;
                 }
                 Event::End(_) => {
-                    let depth = self.depth;
+                    let depth = self.cur.depth;
                     declared.retain(|(d, _)| *d < depth);
                     self.leave();
                 }
@@ -504,7 +537,7 @@ impl<'a> Doc<'a> {
                 }
             }
         }
-        let end = self.pos;
+        let end = self.cur.pos;
         let raw = self
             .input
             .slice(start..end.max(start).min(self.input.len()));
@@ -521,7 +554,7 @@ impl<'a> Doc<'a> {
             } else {
                 format!("{p}:x")
             };
-            match self.reader.resolver().resolve_element(QName(&probe)).0 {
+            match self.cur.reader.resolver().resolve_element(QName(&probe)).0 {
                 ResolveResult::Bound(ns) => {
                     let value = ns.0.replace('"', "&quot;").replace('<', "&lt;");
                     if p.is_empty() {
@@ -613,14 +646,14 @@ impl<'a> Doc<'a> {
     pub(crate) fn text(&mut self, element: &'static str) -> Result<Bytes, XmlError> {
         let mut run: Option<(usize, usize)> = None;
         let mut owned: Option<String> = None;
-        let first_at = self.pos;
+        let first_at = self.cur.pos;
         loop {
-            let start = self.pos;
+            let start = self.cur.pos;
             let ev = self.read()?;
             let piece: Cow<'_, str> = match ev {
                 Event::Text(t) => {
                     let content = t.xml10_content();
-                    let end = self.pos;
+                    let end = self.cur.pos;
                     if owned.is_none()
                         && run.is_none()
                         && matches!(content, Cow::Borrowed(_))
@@ -717,7 +750,7 @@ impl<'a> Doc<'a> {
 
     /// Consume an element that must be empty (white space allowed), like `<delivered/>`.
     pub(crate) fn empty(&mut self, element: &'static str) -> Result<(), XmlError> {
-        let at = self.pos;
+        let at = self.cur.pos;
         let text = self.text(element)?;
         if text.iter().all(|b| is_xml_ws(*b)) {
             Ok(())
@@ -733,7 +766,7 @@ impl<'a> Doc<'a> {
     /// may follow (XML 1.0 §2.1 `Misc*`).
     pub(crate) fn finish(&mut self) -> Result<(), XmlError> {
         loop {
-            let start = self.pos;
+            let start = self.cur.pos;
             match self.read()? {
                 Event::Eof => return Ok(()),
                 Event::Comment(_) | Event::PI(_) => {}
