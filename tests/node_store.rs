@@ -7,6 +7,8 @@
 
 #[path = "peers/gateway.rs"]
 mod gateway;
+#[path = "peers/redis_server.rs"]
+mod redis_server;
 #[path = "peers/registrar.rs"]
 mod registrar;
 #[path = "peers/sip_ua.rs"]
@@ -354,6 +356,56 @@ async fn a_third_party_register_triggers_delivery() {
             .expect("REGISTER");
         assert_eq!(status, 200);
         bob_gets_them_and_notifies(&mut bed, &["T-1", "T-2", "T-3"]).await;
+        bed.stop().await;
+    })
+    .await;
+}
+
+/// The status of `GET /readyz` on the node's admin server.
+async fn readyz(bed: &Bed) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut s) = tokio::net::TcpStream::connect(bed.node.listening.admin).await else {
+        return 0;
+    };
+    let req = b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    if s.write_all(req).await.is_err() {
+        return 0;
+    }
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut buf)).await;
+    String::from_utf8_lossy(&buf)
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server (installed by .ci/test.sh)"]
+async fn a_redis_down_at_start_is_waited_for_not_ready_meanwhile() {
+    bounded(60, async {
+        let dir = tempfile::tempdir().expect("dir");
+        let port = redis_server::free_port();
+        let url = format!("redis://127.0.0.1:{port}/");
+        let mut bed = Bed::start_with(Transport::Udp, |c| {
+            c.store.location = Some(url);
+        })
+        .await;
+        // The node serves, is not ready, and answers what it cannot store 503.
+        assert_eq!(readyz(&bed).await, 503);
+        let got =
+            send_while_bob_answers(&mut bed, "Down-1", "no store", "positive-delivery", 480).await;
+        assert_eq!(got, 503, "not stored: the sender is told to retry later");
+        // Redis comes up: the node opens its store and becomes ready.
+        let _server = redis_server::RedisServer::start_on(dir.path(), "always", port);
+        let started = std::time::Instant::now();
+        while readyz(&bed).await != 200 {
+            assert!(started.elapsed() < Duration::from_secs(30), "never ready");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let got =
+            send_while_bob_answers(&mut bed, "Down-2", "kept", "positive-delivery", 480).await;
+        assert_eq!(got, 202);
         bed.stop().await;
     })
     .await;

@@ -1254,7 +1254,7 @@ impl Core {
         let events = d.parts.events.clone();
         tokio::spawn(async move {
             let mut after = None;
-            // Bounded: 10,000 pages of 256 users.
+            // Bounded: 10,000 pages of 256 users, or attempts while the store opens.
             for _ in 0..10_000 {
                 match store.users_with_pending(after.clone(), 256).await {
                     Ok(users) if users.is_empty() => break,
@@ -1267,6 +1267,10 @@ impl Core {
                         {
                             break;
                         }
+                    }
+                    // A store still being opened (Redis down at start): try again.
+                    Err(StoreError::Unavailable(_)) if !events.is_closed() => {
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "stored users not read at start");

@@ -18,6 +18,7 @@ use crate::config::{Config, SideConfig, Transport};
 use crate::correlate::{KindLimits, Table, TableLimits};
 use crate::mapping::Mappings;
 use crate::metrics;
+use crate::store::reconnect::Reconnecting;
 use crate::store::{Limits as StoreLimits, Location};
 use crate::translate::session::{Addresses, SideAddresses};
 use crate::translate::state::Side;
@@ -96,7 +97,7 @@ async fn open_store(
     events: mpsc::Sender<CoreEvent>,
     table: Arc<Table>,
     clock: Clock,
-) -> io::Result<Option<StoreParts>> {
+) -> io::Result<Option<(StoreParts, Option<Arc<Reconnecting>>)>> {
     let Some(text) = config.store.location.as_deref() else {
         return Ok(None);
     };
@@ -115,9 +116,20 @@ async fn open_store(
         max_total_bytes: c.max_total_bytes,
         ..StoreLimits::default()
     };
-    let store = crate::store::open(&location, limits)
-        .await
-        .map_err(|e| io::Error::other(format!("store {text}: {e}")))?;
+    // A redb file opens now or the node does not start; a Redis that is down (or loading)
+    // is opened in the background while the node stays not ready (`store_open`).
+    let (store, store_open): (Arc<dyn crate::store::Store>, Option<Arc<Reconnecting>>) =
+        match crate::store::open(&location, limits).await {
+            Ok(s) => (s, None),
+            Err(e @ crate::store::StoreError::Unavailable(_))
+                if matches!(location, Location::Redis(_)) =>
+            {
+                tracing::warn!(store = %text, error = %e, "store not reachable: opening it in the background, not ready until then");
+                let r = Arc::new(Reconnecting::open(location.clone(), limits));
+                (r.clone(), Some(r))
+            }
+            Err(e) => return Err(io::Error::other(format!("store {text}: {e}"))),
+        };
     let mailbox = super::mailbox::Mailbox::bind(
         store.clone(),
         table,
@@ -127,7 +139,7 @@ async fn open_store(
     )
     .await?;
     tracing::info!(store = %text, "store-and-forward on");
-    Ok(Some(StoreParts {
+    let parts = StoreParts {
         store,
         config: config.store.clone(),
         retry: super::availability::RetrySchedule::from_config(&config.availability),
@@ -139,7 +151,8 @@ async fn open_store(
             max_line: config.limits.sip_max_line,
         },
         mailbox,
-    }))
+    };
+    Ok(Some((parts, store_open)))
 }
 
 impl Node {
@@ -212,7 +225,11 @@ impl Node {
         }
         let clock = Clock::start();
         let (events, events_rx) = mpsc::channel(config.limits.queue_depth.max(64));
-        let store = open_store(&config, events.clone(), table.clone(), clock).await?;
+        let (store, store_open) =
+            match open_store(&config, events.clone(), table.clone(), clock).await? {
+                Some((parts, open)) => (Some(parts), open),
+                None => (None, None),
+            };
         let store_handle = store.as_ref().map(|s| s.store.clone());
         let core = Core::new(
             CoreParts {
@@ -320,8 +337,27 @@ impl Node {
             simple_msrp: relay.local_addr(Side::Simple),
             admin: admin_addr,
         };
-        readiness.set(true);
-        metrics::ready(true);
+        // Not ready while the store is still being opened (a Redis down at start).
+        let ready = store_open.as_ref().is_none_or(|r| r.is_open());
+        readiness.set(ready);
+        metrics::ready(ready);
+        if let Some(r) = store_open.filter(|r| !r.is_open()) {
+            let readiness = readiness.clone();
+            let transports = [cpm.clone(), simple.clone()];
+            tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(200));
+                loop {
+                    tick.tick().await;
+                    if r.is_open() {
+                        if transports.iter().all(|t| t.is_listening()) {
+                            readiness.set(true);
+                            metrics::ready(true);
+                        }
+                        return;
+                    }
+                }
+            }));
+        }
         Ok(Node {
             listening,
             events,

@@ -38,6 +38,7 @@
 
 pub mod codec;
 pub mod reader;
+pub mod reconnect;
 pub mod redb;
 pub mod redis;
 
