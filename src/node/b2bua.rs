@@ -797,7 +797,8 @@ impl Core {
         if m.call_id().is_some_and(|c| {
             self.deferred
                 .as_ref()
-                .is_some_and(|d| d.sunk.contains_key(&(to, c.to_string())))
+                // The common case (no session stood in for) costs no allocation.
+                .is_some_and(|d| !d.sunk.is_empty() && d.sunk.contains_key(&(to, c.to_string())))
         }) {
             self.in_sunk_dialog(to, &m, method, origin);
             return None;
