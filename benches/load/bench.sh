@@ -30,6 +30,8 @@ for v in WORKERS PAGER_MAX CHAT_SESSIONS CHAT_SECS MEMORY_SESSIONS SMOKE; do
   [ -n "${!v:-}" ] && [ "${!v}" != 0 ] && cmdline="$v=${!v} $cmdline"
 done
 fail() { echo "bench.sh: $*" >&2; exit 1; }
+# Generator output is shown with `tee -a /dev/stderr`: without -a, tee reopens a stderr that is
+# redirected to a file and truncates it (a CI log loses everything before).
 # num WHAT VALUE...: every VALUE is a number, or the run is broken.
 num() {
   local what=$1 v; shift
@@ -94,7 +96,7 @@ run_chat() {
   local c0 c1 node_line relay_line direct_line
   c0=$(cpu_tree "$node_pid")
   node_line=$(timeout $((secs + 120)) "$load" chat --via node --sip "$node_cpm" --uas "127.0.0.1:$uas" \
-    --sessions "$sessions" --secs "$secs" | tee /dev/stderr | grep '^RESULT') || fail "chat via the node broke"
+    --sessions "$sessions" --secs "$secs" | tee -a /dev/stderr | grep '^RESULT') || fail "chat via the node broke"
   c1=$(cpu_tree "$node_pid")
   stop_pid "$node_pid"
   local node_cpu=$((c1 - c0))
@@ -103,12 +105,12 @@ run_chat() {
     "USE_PATH=\"127.0.0.1:$kport\"" "WORKERS=$workers"
   c0=$(cpu_tree "$kam_pid")
   relay_line=$(timeout $((secs + 120)) "$load" chat --via relay --relay "127.0.0.1:$kport" \
-    --sessions "$sessions" --secs "$secs" | tee /dev/stderr | grep '^RESULT') || fail "chat via Kamailio broke"
+    --sessions "$sessions" --secs "$secs" | tee -a /dev/stderr | grep '^RESULT') || fail "chat via Kamailio broke"
   c1=$(cpu_tree "$kam_pid")
   stop_pid "$kam_pid"
   local kam_cpu=$((c1 - c0))
   direct_line=$(timeout $((secs + 120)) "$load" chat --via direct --sessions "$sessions" --secs "$secs" \
-    | tee /dev/stderr | grep '^RESULT') || fail "chat direct broke"
+    | tee -a /dev/stderr | grep '^RESULT') || fail "chat direct broke"
   local n_mps k_mps d_mps n_del k_del
   n_mps=$(field msg_per_s "$node_line") k_mps=$(field msg_per_s "$relay_line") d_mps=$(field msg_per_s "$direct_line")
   n_del=$(field delivered "$node_line") k_del=$(field delivered "$relay_line")
@@ -150,11 +152,11 @@ run_latency() {
   start_node udp "$uas"
   local via direct
   via=$(timeout $((secs + 60)) "$load" pager --target "$node_cpm" --uas "127.0.0.1:$uas" --rate "$rate" --secs "$secs" \
-    | tee /dev/stderr | grep '^RESULT') || fail "pager through the node broke"
+    | tee -a /dev/stderr | grep '^RESULT') || fail "pager through the node broke"
   stop_pid "$node_pid"
   local uas2; uas2=$(free_port)
   direct=$(timeout $((secs + 60)) "$load" pager --target "127.0.0.1:$uas2" --uas "127.0.0.1:$uas2" --rate "$rate" --secs "$secs" \
-    | tee /dev/stderr | grep '^RESULT') || fail "pager direct broke"
+    | tee -a /dev/stderr | grep '^RESULT') || fail "pager direct broke"
   local row="" p
   for p in p50_us p99_us p999_us; do
     local a b
@@ -196,7 +198,7 @@ run_memory() {
     local line
     line=$(timeout 600 "$load" --threads 2 hold --sip "$node_cpm" --uas "127.0.0.1:$uas" --sessions "$n" \
       --addrs "$addrs" --setup-concurrency 128 --node-pid "$node_pid" --admin "$node_admin" --hold-secs 2 2>&1 \
-      | tee /dev/stderr | grep -E '^RESULT|cpm-iwf-load:' | tail -1)
+      | tee -a /dev/stderr | grep -E '^RESULT|cpm-iwf-load:' | tail -1)
     stop_pid "$node_pid"
     case $line in
       RESULT*) num "memory per session" "$(field bytes_per_session "$line")"
@@ -212,7 +214,7 @@ run_memory() {
   local uas; uas=$(free_port)
   start_node udp "$uas"
   local pl; pl=$(timeout 120 "$load" pager --target "$node_cpm" --uas "127.0.0.1:$uas" --rate "$rate" \
-    --secs "$(echo "scale=2; $msgs / $rate" | bc)" --node-pid "$node_pid" --admin "$node_admin" | tee /dev/stderr | grep '^RESULT') ||
+    --secs "$(echo "scale=2; $msgs / $rate" | bc)" --node-pid "$node_pid" --admin "$node_admin" | tee -a /dev/stderr | grep '^RESULT') ||
     fail "pager for the table broke"
   stop_pid "$node_pid"
   num "memory per entry" "$(field bytes_per_entry "$pl")"
@@ -220,7 +222,7 @@ run_memory() {
   uas=$(free_port)
   start_node udp "$uas" "table_cap = $cap"
   pl=$(timeout 120 "$load" pager --target "$node_cpm" --uas "127.0.0.1:$uas" --rate "$rate" \
-    --secs "$(echo "scale=2; $msgs / $rate" | bc)" --node-pid "$node_pid" --admin "$node_admin" | tee /dev/stderr | grep '^RESULT')
+    --secs "$(echo "scale=2; $msgs / $rate" | bc)" --node-pid "$node_pid" --admin "$node_admin" | tee -a /dev/stderr | grep '^RESULT')
   stop_pid "$node_pid"
   rows+="| $msgs pager MESSAGEs, table_cap = $cap | $(field rss0_kib "$pl") KiB | $(field rss1_kib "$pl") KiB | RSS under the cap: $(field answered "$pl") answered 2xx, $(field failed "$pl") answered with an error (the table full) | $(field entries1 "$pl") entries |"$'\n'
   echo "$rows"
