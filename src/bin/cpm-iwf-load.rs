@@ -190,6 +190,18 @@ fn main() -> ExitCode {
 
 type Res<T> = Result<T, String>;
 
+/// 127.0.0.1, any port.
+fn loopback0() -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, 0))
+}
+
+/// A UDP socket with the node's large kernel buffers: with the default (~208 KiB) a burst of
+/// a few hundred answers overflows it, and each datagram lost there costs a retransmission
+/// interval that the run would wrongly charge to the node.
+fn udp_socket(addr: SocketAddr) -> Res<UdpSocket> {
+    cpm_iwf::node::transport::bind_udp(addr, 4 << 20).map_err(|e| e.to_string())
+}
+
 fn loopback(k: usize, addrs: u8) -> Ipv4Addr {
     let n = addrs.max(1) as usize;
     Ipv4Addr::new(127, 0, 0, 1 + (k % n) as u8)
@@ -456,11 +468,7 @@ struct Uac {
 
 impl Uac {
     async fn new(node: SocketAddr) -> Res<Uac> {
-        let sock = Arc::new(
-            UdpSocket::bind("127.0.0.1:0")
-                .await
-                .map_err(|e| e.to_string())?,
-        );
+        let sock = Arc::new(udp_socket(loopback0())?);
         let local = sock.local_addr().map_err(|e| e.to_string())?;
         let waiting: Waiting = Arc::default();
         let (s, w) = (sock.clone(), waiting.clone());
@@ -504,7 +512,7 @@ a=accept-wrapped-types:text/plain message/imdn+xml\r\na=sendrecv\r\n"
         let local = self.local;
         let invite = format!(
             "INVITE sip:+15551234567@ims.example.net SIP/2.0\r\n\
-Via: SIP/2.0/UDP {local};branch=z9hG4bK-inv-{i}-{pid}\r\nMax-Forwards: 70\r\n\
+Via: SIP/2.0/UDP {local};branch=z9hG4bK-inv-{i}-{attempt}-{pid}\r\nMax-Forwards: 70\r\n\
 From: <sip:+15557654321@ims.example.net>;tag=f{i}\r\nTo: <sip:+15551234567@ims.example.net>\r\n\
 Call-ID: {cid}\r\nCSeq: 1 INVITE\r\n\
 Contact: <sip:+15557654321@{local};transport=udp>;+g.3gpp.icsi-ref=\"{SESSION_ICSI_ESC}\"\r\n\
@@ -586,16 +594,36 @@ Call-ID: {cid}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
 /// The SIMPLE-side UAS: 200 with an MSRP answer (a=setup:passive, our listener's URI) to each
 /// INVITE, the same 200 to a retransmission, 200 to BYE and MESSAGE; ACK absorbed.
 async fn uas(addr: SocketAddr, listeners: Vec<SocketAddr>) -> Res<()> {
-    let sock = UdpSocket::bind(addr)
-        .await
-        .map_err(|e| format!("UAS bind {addr}: {e}"))?;
+    let sock = udp_socket(addr).map_err(|e| format!("UAS bind {addr}: {e}"))?;
     tokio::spawn(async move {
         let mut buf = vec![0u8; 65536];
         let mut answered: HashMap<String, Bytes> = HashMap::new();
+        // RFC 3261 §13.3.1.4: a UAS resends its 2xx (T1 doubling to T2) until the ACK comes,
+        // for 64*T1: a 2xx lost on the way is recovered by the node relaying the resent one.
+        let mut resend: HashMap<String, (SocketAddr, Instant, Duration, Instant)> = HashMap::new();
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
         let mut n: usize = 0;
         loop {
-            let Ok((len, from)) = sock.recv_from(&mut buf).await else {
-                continue;
+            let (len, from) = tokio::select! {
+                r = sock.recv_from(&mut buf) => match r {
+                    Ok(r) => r,
+                    Err(_) => continue,
+                },
+                _ = tick.tick() => {
+                    let now = Instant::now();
+                    resend.retain(|_, (_, _, _, until)| *until > now);
+                    answered.retain(|cid, _| resend.contains_key(cid));
+                    for (cid, (to, next, every, _)) in resend.iter_mut() {
+                        if *next <= now
+                            && let Some(b) = answered.get(cid)
+                        {
+                            let _ = sock.send_to(b, *to).await;
+                            *every = (*every * 2).min(Duration::from_secs(4));
+                            *next = now + *every;
+                        }
+                    }
+                    continue;
+                }
             };
             let data = Bytes::copy_from_slice(buf.get(..len).unwrap_or_default());
             let Ok(m) = sip::parse_datagram(data, &sip::Limits::default()) else {
@@ -628,12 +656,16 @@ a=accept-wrapped-types:text/plain message/imdn+xml\r\na=sendrecv\r\n",
                         r.set_body_with_type(Some("application/sdp"), Bytes::from(sdp))
                             .ok();
                         let b = r.serialize();
+                        let now = Instant::now();
+                        let t1 = Duration::from_millis(500);
+                        resend.insert(cid.clone(), (from, now + t1, t1, now + t1 * 64));
                         answered.insert(cid, b.clone());
                         b
                     }
                 }
                 rsip::Method::Ack => {
                     answered.remove(&cid);
+                    resend.remove(&cid);
                     continue;
                 }
                 _ => {
@@ -977,11 +1009,7 @@ async fn pager(
     admin: Option<SocketAddr>,
 ) -> Res<()> {
     uas(uas_addr, Vec::new()).await?;
-    let sock = Arc::new(
-        UdpSocket::bind("127.0.0.1:0")
-            .await
-            .map_err(|e| e.to_string())?,
-    );
+    let sock = Arc::new(udp_socket(loopback0())?);
     let local = sock.local_addr().map_err(|e| e.to_string())?;
     let total = ((rate as f64) * secs).ceil() as usize;
     let rss0 = pid.map(rss_kib);

@@ -86,6 +86,11 @@ pub struct TransportConfig {
     /// The network this transport serves, for the metrics' `side` label; `None` records no
     /// metrics (a transport used alone, in tests).
     pub side: Option<crate::translate::state::Side>,
+    /// SO_RCVBUF and SO_SNDBUF asked for on each UDP socket. A burst of requests (a few
+    /// hundred INVITEs at once) overflows the kernel's default (~208 KiB) and a datagram lost
+    /// there costs a retransmission interval (RFC 3261 §17.1.1.2). The kernel caps it at
+    /// `net.core.rmem_max`/`wmem_max`. Default 4 MiB.
+    pub udp_buffer_bytes: usize,
 }
 
 impl TransportConfig {
@@ -103,6 +108,7 @@ impl TransportConfig {
             stall_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
             side: None,
+            udp_buffer_bytes: 4 << 20,
         }
     }
 
@@ -606,12 +612,29 @@ impl fmt::Debug for SipTransport {
     }
 }
 
+/// A UDP socket bound to `addr` with `buffer` bytes of kernel buffer asked for each way (the
+/// kernel may grant less: a smaller buffer is not an error).
+pub fn bind_udp(addr: SocketAddr, buffer: usize) -> io::Result<UdpSocket> {
+    let sock = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    if buffer > 0 {
+        let _ = sock.set_recv_buffer_size(buffer);
+        let _ = sock.set_send_buffer_size(buffer);
+    }
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    UdpSocket::from_std(sock.into())
+}
+
 impl SipTransport {
     /// Bind every listen socket and start serving. Must run inside a tokio runtime.
     pub async fn bind(cfg: TransportConfig) -> io::Result<(SipTransport, mpsc::Receiver<Inbound>)> {
         let mut udp = Vec::with_capacity(cfg.udp.len());
         for addr in &cfg.udp {
-            let sock = UdpSocket::bind(addr).await?;
+            let sock = bind_udp(*addr, cfg.udp_buffer_bytes)?;
             udp.push((sock.local_addr()?, Arc::new(sock)));
         }
         let mut listeners = Vec::with_capacity(cfg.tcp.len());
