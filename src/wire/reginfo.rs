@@ -39,8 +39,7 @@ use quick_xml::events::{BytesStart, Event};
 use quick_xml::name::ResolveResult;
 
 use super::xml::{
-    Bounds, Cursor, DECLARATION, XmlError, is_xml_char, is_xml_ws, push_escaped, push_indent,
-    trim_xml,
+    Bounds, Cursor, DECLARATION, XmlError, is_xml_ws, push_escaped, push_indent, trim_xml,
 };
 use super::{Answer, WireError};
 
@@ -744,104 +743,9 @@ impl<'a> Parser<'a> {
         Ok(out)
     }
 
-    /// The text content of `element` up to its end tag (see `xml::Doc::text`).
+    /// The text content of `element` up to its end tag ([`Cursor::text`]).
     fn text(&mut self, element: &'static str) -> Result<Bytes, ReginfoError> {
-        let mut run: Option<(usize, usize)> = None;
-        let mut owned: Option<String> = None;
-        let first_at = self.cur.pos;
-        loop {
-            let start = self.cur.pos;
-            let piece: Cow<'_, str> = match self.read()? {
-                Event::Text(t) => {
-                    let content = t.xml10_content();
-                    let end = self.cur.pos;
-                    if owned.is_none()
-                        && run.is_none()
-                        && matches!(content, Cow::Borrowed(_))
-                        && self.input.get(start..end) == Some(content.as_bytes())
-                    {
-                        run = Some((start, end));
-                        self.check_len(end.saturating_sub(start), element, start)?;
-                        continue;
-                    }
-                    Cow::Owned(content.into_owned())
-                }
-                Event::CData(c) => Cow::Owned(c.xml10_content().into_owned()),
-                Event::GeneralRef(r) => match r.resolve_char_ref() {
-                    Ok(Some(ch)) if is_xml_char(ch) => Cow::Owned(ch.to_string()),
-                    Ok(Some(_)) | Err(_) => {
-                        return Err(malformed(
-                            start,
-                            format!("bad character reference &{};", &*r),
-                        ));
-                    }
-                    Ok(None) => match quick_xml::escape::resolve_predefined_entity(&r) {
-                        Some(s) => Cow::Borrowed(s),
-                        None => {
-                            return Err(XmlError::UndefinedEntity {
-                                offset: start,
-                                name: r.to_string(),
-                            }
-                            .into());
-                        }
-                    },
-                },
-                Event::Comment(_) | Event::PI(_) => continue,
-                Event::End(_) => {
-                    self.leave();
-                    break;
-                }
-                Event::Start(e) => {
-                    return Err(XmlError::ChildNotAllowed {
-                        offset: start,
-                        name: e.name().as_ref().to_string(),
-                        parent: element,
-                    }
-                    .into());
-                }
-                Event::DocType(_) => return Err(XmlError::Doctype { offset: start }.into()),
-                Event::Decl(_) | Event::Empty(_) => {
-                    return Err(malformed(start, "unexpected markup"));
-                }
-                Event::Eof => {
-                    return Err(malformed(
-                        start,
-                        format!("document ends inside <{element}>"),
-                    ));
-                }
-            };
-            let buf = owned.get_or_insert_with(|| match run.take() {
-                Some((a, b)) => {
-                    String::from_utf8_lossy(self.input.get(a..b).unwrap_or_default()).into_owned()
-                }
-                None => String::new(),
-            });
-            buf.push_str(&piece);
-            let len = buf.len();
-            self.check_len(len, element, first_at)?;
-        }
-        Ok(match (owned, run) {
-            (Some(s), _) => Bytes::from(s.into_bytes()),
-            (None, Some((a, b))) => self.input.slice(a..b),
-            (None, None) => Bytes::new(),
-        })
-    }
-
-    fn check_len(
-        &self,
-        len: usize,
-        element: &'static str,
-        offset: usize,
-    ) -> Result<(), ReginfoError> {
-        if len > self.limits.max_text {
-            return Err(XmlError::TextTooLong {
-                offset,
-                element,
-                max: self.limits.max_text,
-            }
-            .into());
-        }
-        Ok(())
+        Ok(self.cur.text(element)?)
     }
 
     fn reginfo(&mut self, root: &BytesStart<'a>, at: usize) -> Result<Reginfo, ReginfoError> {

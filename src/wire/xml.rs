@@ -200,6 +200,7 @@ pub(crate) fn trim_xml(b: &Bytes) -> Bytes {
 /// size, element, depth and namespace bounds, and the absolute offset of the last event for
 /// error messages.
 pub(crate) struct Cursor<'a> {
+    input: &'a Bytes,
     pub(crate) reader: NsReader<&'a [u8]>,
     /// Offset of the reader's first byte in the input (3 after a UTF-8 BOM).
     pub(crate) base: usize,
@@ -238,6 +239,7 @@ impl<'a> Cursor<'a> {
             .resolver_mut()
             .set_max_namespace_bindings(bounds.max_namespaces);
         Ok(Cursor {
+            input,
             reader,
             base,
             bounds,
@@ -294,6 +296,115 @@ impl<'a> Cursor<'a> {
     /// One element closed.
     pub(crate) fn leave(&mut self) {
         self.depth = self.depth.saturating_sub(1);
+    }
+
+    /// The text content of the element `element` we just entered, up to its end tag:
+    /// character data, CDATA sections, predefined entities and character references, with
+    /// XML 1.0 end-of-line handling (§2.11). A slice of the input when the text is one plain
+    /// run; a copy only when unescaping changed something.
+    pub(crate) fn text(&mut self, element: &'static str) -> Result<Bytes, XmlError> {
+        let mut run: Option<(usize, usize)> = None;
+        let mut owned: Option<String> = None;
+        let first_at = self.pos;
+        loop {
+            let start = self.pos;
+            let ev = self.read()?;
+            let piece: Cow<'_, str> = match ev {
+                Event::Text(t) => {
+                    let content = t.xml10_content();
+                    let end = self.pos;
+                    if owned.is_none()
+                        && run.is_none()
+                        && matches!(content, Cow::Borrowed(_))
+                        && self.input.get(start..end) == Some(content.as_bytes())
+                    {
+                        run = Some((start, end));
+                        self.check_len(end.saturating_sub(start), element, start)?;
+                        continue;
+                    }
+                    Cow::Owned(content.into_owned())
+                }
+                Event::CData(c) => Cow::Owned(c.xml10_content().into_owned()),
+                Event::GeneralRef(r) => {
+                    let resolved = r.resolve_char_ref().map_err(|e| XmlError::Malformed {
+                        offset: start,
+                        reason: e.to_string(),
+                    })?;
+                    match resolved {
+                        // XML 1.0 §4.1 WFC Legal Character: a reference must name a `Char`.
+                        Some(ch) if !is_xml_char(ch) => {
+                            return Err(XmlError::Malformed {
+                                offset: start,
+                                reason: format!(
+                                    "character reference &{}; is not an XML character",
+                                    &*r
+                                ),
+                            });
+                        }
+                        Some(ch) => Cow::Owned(ch.to_string()),
+                        None => match quick_xml::escape::resolve_predefined_entity(&r) {
+                            Some(s) => Cow::Borrowed(s),
+                            None => {
+                                return Err(XmlError::UndefinedEntity {
+                                    offset: start,
+                                    name: r.to_string(),
+                                });
+                            }
+                        },
+                    }
+                }
+                Event::Comment(_) | Event::PI(_) => continue,
+                Event::End(_) => {
+                    self.leave();
+                    break;
+                }
+                Event::Start(e) => {
+                    return Err(XmlError::ChildNotAllowed {
+                        offset: start,
+                        name: e.name().as_ref().to_string(),
+                        parent: element,
+                    });
+                }
+                Event::DocType(_) => return Err(XmlError::Doctype { offset: start }),
+                Event::Decl(_) | Event::Empty(_) => {
+                    return Err(XmlError::Malformed {
+                        offset: start,
+                        reason: "unexpected markup".into(),
+                    });
+                }
+                Event::Eof => {
+                    return Err(XmlError::Malformed {
+                        offset: start,
+                        reason: format!("document ends inside <{element}>"),
+                    });
+                }
+            };
+            let buf = owned.get_or_insert_with(|| match run.take() {
+                Some((a, b)) => {
+                    String::from_utf8_lossy(self.input.get(a..b).unwrap_or_default()).into_owned()
+                }
+                None => String::new(),
+            });
+            buf.push_str(&piece);
+            let len = buf.len();
+            self.check_len(len, element, first_at)?;
+        }
+        Ok(match (owned, run) {
+            (Some(s), _) => Bytes::from(s.into_bytes()),
+            (None, Some((a, b))) => self.input.slice(a..b),
+            (None, None) => Bytes::new(),
+        })
+    }
+
+    fn check_len(&self, len: usize, element: &'static str, offset: usize) -> Result<(), XmlError> {
+        if len > self.bounds.max_text {
+            return Err(XmlError::TextTooLong {
+                offset,
+                element,
+                max: self.bounds.max_text,
+            });
+        }
+        Ok(())
     }
 }
 
@@ -639,113 +750,9 @@ impl<'a> Doc<'a> {
         }
     }
 
-    /// The text content of the element `element` we just entered, up to its end tag:
-    /// character data, CDATA sections, predefined entities and character references, with
-    /// XML 1.0 end-of-line handling (§2.11). A slice of the input when the text is one plain
-    /// run; a copy only when unescaping changed something.
+    /// The text content of the element `element` we just entered ([`Cursor::text`]).
     pub(crate) fn text(&mut self, element: &'static str) -> Result<Bytes, XmlError> {
-        let mut run: Option<(usize, usize)> = None;
-        let mut owned: Option<String> = None;
-        let first_at = self.cur.pos;
-        loop {
-            let start = self.cur.pos;
-            let ev = self.read()?;
-            let piece: Cow<'_, str> = match ev {
-                Event::Text(t) => {
-                    let content = t.xml10_content();
-                    let end = self.cur.pos;
-                    if owned.is_none()
-                        && run.is_none()
-                        && matches!(content, Cow::Borrowed(_))
-                        && self.input.get(start..end) == Some(content.as_bytes())
-                    {
-                        run = Some((start, end));
-                        self.check_len(end.saturating_sub(start), element, start)?;
-                        continue;
-                    }
-                    Cow::Owned(content.into_owned())
-                }
-                Event::CData(c) => Cow::Owned(c.xml10_content().into_owned()),
-                Event::GeneralRef(r) => {
-                    let resolved = r.resolve_char_ref().map_err(|e| XmlError::Malformed {
-                        offset: start,
-                        reason: e.to_string(),
-                    })?;
-                    match resolved {
-                        // XML 1.0 §4.1 WFC Legal Character: a reference must name a `Char`.
-                        Some(ch) if !is_xml_char(ch) => {
-                            return Err(XmlError::Malformed {
-                                offset: start,
-                                reason: format!(
-                                    "character reference &{}; is not an XML character",
-                                    &*r
-                                ),
-                            });
-                        }
-                        Some(ch) => Cow::Owned(ch.to_string()),
-                        None => match quick_xml::escape::resolve_predefined_entity(&r) {
-                            Some(s) => Cow::Borrowed(s),
-                            None => {
-                                return Err(XmlError::UndefinedEntity {
-                                    offset: start,
-                                    name: r.to_string(),
-                                });
-                            }
-                        },
-                    }
-                }
-                Event::Comment(_) | Event::PI(_) => continue,
-                Event::End(_) => {
-                    self.leave();
-                    break;
-                }
-                Event::Start(e) => {
-                    return Err(XmlError::ChildNotAllowed {
-                        offset: start,
-                        name: e.name().as_ref().to_string(),
-                        parent: element,
-                    });
-                }
-                Event::DocType(_) => return Err(XmlError::Doctype { offset: start }),
-                Event::Decl(_) | Event::Empty(_) => {
-                    return Err(XmlError::Malformed {
-                        offset: start,
-                        reason: "unexpected markup".into(),
-                    });
-                }
-                Event::Eof => {
-                    return Err(XmlError::Malformed {
-                        offset: start,
-                        reason: format!("document ends inside <{element}>"),
-                    });
-                }
-            };
-            let buf = owned.get_or_insert_with(|| match run.take() {
-                Some((a, b)) => {
-                    String::from_utf8_lossy(self.input.get(a..b).unwrap_or_default()).into_owned()
-                }
-                None => String::new(),
-            });
-            buf.push_str(&piece);
-            let len = buf.len();
-            self.check_len(len, element, first_at)?;
-        }
-        Ok(match (owned, run) {
-            (Some(s), _) => Bytes::from(s.into_bytes()),
-            (None, Some((a, b))) => self.input.slice(a..b),
-            (None, None) => Bytes::new(),
-        })
-    }
-
-    fn check_len(&self, len: usize, element: &'static str, offset: usize) -> Result<(), XmlError> {
-        if len > self.bounds.max_text {
-            return Err(XmlError::TextTooLong {
-                offset,
-                element,
-                max: self.bounds.max_text,
-            });
-        }
-        Ok(())
+        self.cur.text(element)
     }
 
     /// Consume an element that must be empty (white space allowed), like `<delivered/>`.
