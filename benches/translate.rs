@@ -70,6 +70,22 @@ impl IdSource for Counter {
 
 const PAGER: &[u8] = include_bytes!("../tests/vectors/sip/cpm-pager-message.txt");
 
+/// A SIMPLE IM pager MESSAGE with bare text (conformance case p014), for the other direction
+/// (`CPM_IWF_PAGER_VECTOR=simple`).
+const SIMPLE_PAGER: &str = "MESSAGE sip:alice@cpm.example.net SIP/2.0\r\n\
+Via: SIP/2.0/UDP 203.0.113.5:5060;branch=z9hG4bK-s2\r\n\
+Max-Forwards: 70\r\n\
+From: \"Bob\" <sip:bob@simple.example.net>;tag=b2\r\n\
+To: <sip:alice@cpm.example.net>\r\n\
+Call-ID: simple-text-1\r\n\
+CSeq: 1 MESSAGE\r\n\
+Contact: <sip:bob@203.0.113.5:5060>;+g.oma.sip-im\r\n\
+Accept-Contact: *;+g.oma.sip-im\r\n\
+Content-Type: text/plain;charset=UTF-8\r\n\
+Content-Length: 24\r\n\
+\r\n\
+Hi Alice, from SIMPLE IM";
+
 const CHAT_SEND: &str = "MSRP tx000002 SEND\r\n\
 To-Path: msrp://127.0.0.1:2855/gw-in;tcp\r\n\
 From-Path: msrp://192.0.2.10:9/s111271x;tcp\r\n\
@@ -198,12 +214,18 @@ fn bench(c: &mut Criterion) {
 criterion_group!(benches, bench);
 
 /// `CPM_IWF_PAGER_ITERS=N`: translate the parsed pager MESSAGE N times and exit, for
-/// `perf stat -e instructions:u` (a count the other loads of a shared machine do not change;
-/// run with 0 too and subtract the setup).
+/// `perf stat -e instructions:u` or callgrind (a count the other loads of a shared machine do
+/// not change; run with 0 too and subtract the setup). `CPM_IWF_PAGER_VECTOR=simple`: the
+/// SIMPLE IM MESSAGE of [`SIMPLE_PAGER`] instead, translated for the CPM side.
 fn pager_iterations(n: u64) {
     let mappings = Mappings::embedded().expect("mappings");
     let table = Table::new(TableLimits::default());
-    let parsed = parse_datagram(Bytes::from_static(PAGER), &Limits::default()).expect("vector");
+    let simple = std::env::var("CPM_IWF_PAGER_VECTOR").is_ok_and(|v| v == "simple");
+    let (vector, from) = match simple {
+        true => (SIMPLE_PAGER.as_bytes(), Side::Simple),
+        false => (PAGER, Side::Cpm),
+    };
+    let parsed = parse_datagram(Bytes::from_static(vector), &Limits::default()).expect("vector");
     let mut ids = Counter(0);
     for _ in 0..n {
         let mut env = Env {
@@ -213,7 +235,7 @@ fn pager_iterations(n: u64) {
         };
         let out = pager::message_request(
             black_box(&parsed),
-            Side::Cpm,
+            from,
             &table.view(Millis(0)),
             &mappings,
             &mut env,

@@ -234,11 +234,16 @@ impl Mappings {
     /// URN comparison: the `urn` scheme and namespace are case-insensitive (RFC 8141 §3.1); ICSIs
     /// are compared case-insensitively as deployed clients vary the case of the whole string.
     pub fn service_by_icsi(&self, icsi: &str) -> Option<Service> {
-        self.services.iter().find_map(|(s, ids)| {
-            (ids.cpm_icsi.eq_ignore_ascii_case(icsi)
-                || ids.cpm_icsi_escaped.eq_ignore_ascii_case(icsi))
-            .then_some(*s)
-        })
+        // The cheap tests first (length, last byte): most ICSIs differ in one of them.
+        let last = icsi.as_bytes().last().map(u8::to_ascii_lowercase);
+        let same = |known: &str| {
+            known.len() == icsi.len()
+                && known.as_bytes().last().map(u8::to_ascii_lowercase) == last
+                && known.eq_ignore_ascii_case(icsi)
+        };
+        self.services
+            .iter()
+            .find_map(|(s, ids)| (same(&ids.cpm_icsi) || same(&ids.cpm_icsi_escaped)).then_some(*s))
     }
 
     /// The services whose SIMPLE IM feature tag is `tag` (several share `+g.oma.sip-im`).

@@ -46,7 +46,11 @@ pub fn aor_into(uri: &str, out: &mut String) {
             added.make_ascii_lowercase();
         }
     };
-    let no_params = before_ascii(before_ascii(uri, b'?'), b';');
+    // Parameters and headers start at the first `;` or `?` (RFC 3261 §19.1.1).
+    let no_params = match text::find_byte2(b';', b'?', uri.as_bytes()) {
+        Some(i) => uri.get(..i).unwrap_or(uri),
+        None => uri,
+    };
     let Some(colon) = text::find_byte(b':', no_params.as_bytes()) else {
         lower(no_params, out);
         return;
@@ -55,14 +59,14 @@ pub fn aor_into(uri: &str, out: &mut String) {
     let rest = no_params.get(colon + 1..).unwrap_or_default();
     lower(scheme, out);
     out.push(':');
-    let sip = scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips");
-    if !sip {
+    if !is_sip_scheme(scheme.as_bytes()) {
         // tel:, im:, and others: no host part to normalise.
         out.push_str(rest);
         return;
     }
     let hostport = match text::rfind_byte(b'@', rest.as_bytes()) {
         Some(at) => {
+            // The user part without a password (RFC 3261 §19.1.1 `userinfo`).
             out.push_str(before_ascii(rest.get(..at).unwrap_or_default(), b':'));
             out.push('@');
             rest.get(at + 1..).unwrap_or_default()
@@ -77,6 +81,15 @@ pub fn aor_into(uri: &str, out: &mut String) {
             out.push(']');
         }
         None => lower(before_ascii(hostport, b':'), out),
+    }
+}
+
+/// `sip` or `sips`, ASCII case ignored (RFC 3261 §19.1.1).
+#[inline]
+fn is_sip_scheme(s: &[u8]) -> bool {
+    match s {
+        [a, b, c] | [a, b, c, b's' | b'S'] => [a, b, c].map(u8::to_ascii_lowercase) == *b"sip",
+        _ => false,
     }
 }
 
@@ -270,5 +283,51 @@ mod tests {
         let mut out = String::new();
         aor_into("SIP:Bob@[::1]:5060", &mut out);
         assert_eq!(out, "sip:Bob@[::1]");
+    }
+
+    /// [`aor_into`] as it was (a search for `?` then one for `;`, the scheme compared twice),
+    /// kept as the reference.
+    fn reference_aor(uri: &str) -> String {
+        let mut out = String::new();
+        let lower = |s: &str, out: &mut String| out.push_str(&s.to_ascii_lowercase());
+        let no_params = before_ascii(before_ascii(uri, b'?'), b';');
+        let Some(colon) = no_params.find(':') else {
+            lower(no_params, &mut out);
+            return out;
+        };
+        let (scheme, rest) = (&no_params[..colon], &no_params[colon + 1..]);
+        lower(scheme, &mut out);
+        out.push(':');
+        if !(scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips")) {
+            out.push_str(rest);
+            return out;
+        }
+        let hostport = match rest.rfind('@') {
+            Some(at) => {
+                out.push_str(before_ascii(&rest[..at], b':'));
+                out.push('@');
+                &rest[at + 1..]
+            }
+            None => rest,
+        };
+        match hostport.strip_prefix('[') {
+            Some(v6) => {
+                out.push('[');
+                lower(before_ascii(v6, b']'), &mut out);
+                out.push(']');
+            }
+            None => lower(before_ascii(hostport, b':'), &mut out),
+        }
+        out
+    }
+
+    proptest::proptest! {
+        // The address of record is the reference's.
+        #[test]
+        fn aor_is_the_reference(
+            uri in "(sip|SIPS|sIp|tel|im|s|sipx|:|@|;|\\?|\\[|\\]|[a-zA-Z0-9.+-]|\u{e9}){0,16}",
+        ) {
+            proptest::prop_assert_eq!(aor(&uri), reference_aor(&uri));
+        }
     }
 }

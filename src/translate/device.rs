@@ -7,6 +7,8 @@
 //! address with `Accept-Contact: *;+sip.instance="<...>";require;explicit` (RFC 3841 §9, §10),
 //! which a proxy honours by forking to that instance only.
 
+use std::ops::Range;
+
 use bytes::Bytes;
 
 use super::params::{
@@ -16,38 +18,54 @@ use super::params::{
 use super::state::Device;
 
 /// The instance-id feature tag (RFC 5626 §4.1).
-const SIP_INSTANCE: &str = "+sip.instance";
+pub(crate) const SIP_INSTANCE: &str = "+sip.instance";
+
+/// Where the parts of a `Contact` value that name the sending device lie in it (byte ranges):
+/// the first contact's head (`name-addr` or `addr-spec`, as split), and its first
+/// `+sip.instance` parameter (trimmed), when it has one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceParts {
+    /// The first contact's head.
+    pub head: Range<usize>,
+    /// Its first `+sip.instance` parameter, `name=value` as written.
+    pub instance: Option<Range<usize>>,
+}
 
 /// The device that sent a request: `aor` is its From address of record, `contact` the value of
 /// its `Contact` header (the first contact is the sender's, RFC 3261 §8.1.1.8). Values are
 /// slices of `contact`, not copies.
 pub fn device_of(aor: Bytes, contact: Option<&Bytes>) -> Result<Device, ParamError> {
-    let mut device = Device {
-        aor,
-        gruu: None,
-        instance: None,
-    };
     let Some(contact) = contact else {
-        return Ok(device);
+        return Ok(Device {
+            aor,
+            gruu: None,
+            instance: None,
+        });
     };
     let Ok(text) = std::str::from_utf8(contact) else {
         // A Contact that is not UTF-8 names no device we could address: the AOR it is.
-        return Ok(device);
+        return Ok(Device {
+            aor,
+            gruu: None,
+            instance: None,
+        });
     };
-    // The first contact's head and parameters in one pass; the other contacts read for their
-    // separators only (an unterminated one is an error as anywhere).
+    let parts = device_parts(text)?;
+    Ok(device_at(aor, contact, &parts))
+}
+
+/// The [`DeviceParts`] of a `Contact` value, with the errors [`device_of`] gives: the first
+/// contact's head and parameters in one pass; the other contacts read for their separators
+/// only (an unterminated one is an error as anywhere).
+pub fn device_parts(text: &str) -> Result<DeviceParts, ParamError> {
+    let base = text.as_ptr() as usize;
+    // Parts are slices of `text`.
+    let range = |s: &str| {
+        let at = (s.as_ptr() as usize).wrapping_sub(base);
+        at..at.wrapping_add(s.len())
+    };
     let mut parts = split_top_either(text, b';', b',');
     let (head, mut sep) = parts.next().unwrap_or(Ok(("", None)))?;
-    let uri = split_once_ascii(head, b'<')
-        .and_then(|(_, rest)| split_once_ascii(rest, b'>'))
-        .map_or(head.trim(), |(uri, _)| uri);
-    // RFC 5627 §3.1: a GRUU carries the `gr` URI parameter.
-    let is_gruu = split_ascii(uri, b';')
-        .skip(1)
-        .any(|p| param_name(p).eq_ignore_ascii_case("gr"));
-    if is_gruu {
-        device.gruu = Some(contact.slice_ref(uri.as_bytes()));
-    }
     let mut count = 0usize;
     let mut instance = None;
     while sep == Some(b';') {
@@ -59,7 +77,7 @@ pub fn device_of(aor: Bytes, contact: Option<&Bytes>) -> Result<Device, ParamErr
         }
         count += 1;
         if instance.is_none() && param_name(p).eq_ignore_ascii_case(SIP_INSTANCE) {
-            instance = Some(p);
+            instance = Some(range(p));
         }
     }
     if sep.is_some() {
@@ -68,12 +86,41 @@ pub fn device_of(aor: Bytes, contact: Option<&Bytes>) -> Result<Device, ParamErr
     if count > MAX_PARAMS {
         return Err(ParamError::TooManyParams);
     }
-    device.instance = instance
+    Ok(DeviceParts {
+        head: range(head),
+        instance,
+    })
+}
+
+/// [`device_of`] of a `Contact` value whose [`DeviceParts`] are known (found by the pass that
+/// rewrote it, [`super::feature_tags::to_simple_device_into`]).
+pub fn device_at(aor: Bytes, contact: &Bytes, parts: &DeviceParts) -> Device {
+    let text = |r: &Range<usize>| {
+        contact
+            .get(r.clone())
+            .and_then(|b| std::str::from_utf8(b).ok())
+    };
+    let head = text(&parts.head).unwrap_or_default();
+    let uri = split_once_ascii(head, b'<')
+        .and_then(|(_, rest)| split_once_ascii(rest, b'>'))
+        .map_or(head.trim(), |(uri, _)| uri);
+    // RFC 5627 §3.1: a GRUU carries the `gr` URI parameter.
+    let is_gruu = split_ascii(uri, b';')
+        .skip(1)
+        .any(|p| param_name(p).eq_ignore_ascii_case("gr"));
+    let instance = parts
+        .instance
+        .as_ref()
+        .and_then(text)
         .and_then(param_value)
         .map(|v| v.trim_start_matches('<').trim_end_matches('>'))
         .filter(|v| !v.is_empty())
         .map(|v| contact.slice_ref(v.as_bytes()));
-    Ok(device)
+    Device {
+        aor,
+        gruu: is_gruu.then(|| contact.slice_ref(uri.as_bytes())),
+        instance,
+    }
 }
 
 /// How to address a request to exactly one device.
@@ -188,6 +235,34 @@ mod tests {
         let d = c("<sip:a@x>;+sip.instance=\"<urn:uuid:1>\";q=1, <sip:a@y;gr>".into()).unwrap();
         assert_eq!(d.instance.as_deref(), Some(&b"urn:uuid:1"[..]));
         assert_eq!(d.gruu, None);
+    }
+
+    proptest::proptest! {
+        // The parts the Contact rewrite finds on its way are those `device_of` reads, whenever
+        // the rewrite takes the value.
+        #[test]
+        fn rewrite_finds_the_device_parts(
+            v in "(<sip:a@x;gr>|<sip:a@x;lr>|sip:b@y|\\*|\"q;,\"|;|,| |\\+sip\\.instance=\"<urn:uuid:(1|2)>\"|\\+SIP\\.INSTANCE=x|\\+g\\.3gpp\\.icsi-ref=\"urn%3Aurn-7%3A3gpp-service\\.ims\\.icsi\\.oma\\.cpm\\.msg\"|\\+g\\.oma\\.sip-im|gr|x=1|<|\u{e9}){0,12}"
+        ) {
+            let mappings = crate::mapping::Mappings::embedded().unwrap();
+            let mut out = String::new();
+            let mut parts = DeviceParts::default();
+            let rewritten = crate::translate::feature_tags::to_simple_device_into(
+                &v,
+                &mappings,
+                &mut out,
+                &mut parts,
+            );
+            if rewritten.is_ok() {
+                proptest::prop_assert_eq!(device_parts(&v), Ok(parts.clone()));
+                let aor = Bytes::from_static(AOR.as_bytes());
+                let contact = Bytes::from(v.clone());
+                proptest::prop_assert_eq!(
+                    device_of(aor.clone(), Some(&contact)),
+                    Ok(device_at(aor, &contact, &parts))
+                );
+            }
+        }
     }
 
     #[test]

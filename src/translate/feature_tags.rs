@@ -10,8 +10,9 @@
 //! `expires`, `q`, `require`, `explicit`, RCS IARIs, ...). Which tags to write is data
 //! ([`Mappings`]); only the mechanism is here.
 
+use super::device::{DeviceParts, SIP_INSTANCE};
 use super::params::{
-    Contact, MAX_PARAMS, ParamError, check_split, param_name, param_value, split_ascii,
+    Contact, MAX_PARAMS, ParamError, check_split, is_named, param_name, param_value, split_ascii,
     split_top_either, split_top_iter, trim,
 };
 use crate::mapping::{Mappings, Service};
@@ -117,8 +118,11 @@ pub fn mentions_icsi_ref(value: &str) -> bool {
     let mut from = 0usize;
     while let Some(i) = b.get(from..).and_then(|r| text::find_byte(b'+', r)) {
         let at = from + i;
-        if b.get(at..at + ICSI_REF.len())
-            .is_some_and(|w| w.eq_ignore_ascii_case(ICSI_REF.as_bytes()))
+        // The byte after the `+` first: a `+` elsewhere (a telephone number) is rarely
+        // followed by `g`.
+        if b.get(at + 1).is_some_and(|g| g.eq_ignore_ascii_case(&b'g'))
+            && b.get(at..at + ICSI_REF.len())
+                .is_some_and(|w| w.eq_ignore_ascii_case(ICSI_REF.as_bytes()))
         {
             return true;
         }
@@ -172,6 +176,27 @@ pub fn to_simple_into(
     mappings: &Mappings,
     out: &mut String,
 ) -> Result<ServiceList, ParamError> {
+    rewrite_to_simple(value, mappings, out, None)
+}
+
+/// [`to_simple_into`] of a `Contact` value that also finds, in the same pass, what names the
+/// sending device ([`DeviceParts`], as [`super::device::device_parts`] finds them: the value
+/// rewritten without an error has them).
+pub fn to_simple_device_into(
+    value: &str,
+    mappings: &Mappings,
+    out: &mut String,
+    device: &mut DeviceParts,
+) -> Result<ServiceList, ParamError> {
+    rewrite_to_simple(value, mappings, out, Some(device))
+}
+
+fn rewrite_to_simple(
+    value: &str,
+    mappings: &Mappings,
+    out: &mut String,
+    mut device: Option<&mut DeviceParts>,
+) -> Result<ServiceList, ParamError> {
     /// Feature tags kept from one contact, remembered by name; past this many the parameters
     /// are read again.
     const PLUS_KEPT: usize = 8;
@@ -185,10 +210,19 @@ pub fn to_simple_into(
         if !first {
             out.push(',');
         }
-        first = false;
         // Where this contact lies in `value` (parts are slices of it), to read it again.
         let start = (head.as_ptr() as usize).wrapping_sub(base);
         let mut end = start.wrapping_add(head.len());
+        // The sending device is named by the first contact (RFC 3261 §8.1.1.8): taken on the
+        // first turn only.
+        let mut first_device = device.take().map(|d| {
+            *d = DeviceParts {
+                head: start..end,
+                instance: None,
+            };
+            d
+        });
+        first = false;
         out.push_str(head.trim_end());
         let mut services = ServiceList::default();
         let mut plus: [&str; PLUS_KEPT] = [""; PLUS_KEPT];
@@ -206,13 +240,20 @@ pub fn to_simple_into(
             }
             count += 1;
             let name = param_name(p);
-            if name.eq_ignore_ascii_case(ICSI_REF) {
+            if is_named(name, ICSI_REF) {
                 if let Some(v) = param_value(p) {
                     services_in_icsi_ref(v, mappings, &mut services);
                 }
                 continue;
             }
             if name.starts_with('+') {
+                if let Some(d) = first_device.as_deref_mut()
+                    && d.instance.is_none()
+                    && is_named(name, SIP_INSTANCE)
+                {
+                    let at = (p.as_ptr() as usize).wrapping_sub(base);
+                    d.instance = Some(at..at.wrapping_add(p.len()));
+                }
                 match plus.get_mut(plus_len) {
                     Some(slot) => {
                         *slot = name;

@@ -5,12 +5,14 @@
 use bytes::Bytes;
 
 use super::addr::{with_new_tag, without_tag, write_without_tag_of};
+use super::device::DeviceParts;
 use super::feature_tags;
-use super::params::split_ascii;
+use super::params::{is_named, split_ascii};
 use super::state::{ConversationIds, ConversationKey, Side};
 use super::{Env, TranslateError};
 use crate::mapping::{HeaderRules, Mappings, Service};
 use crate::wire::sip::{SipMessage, Text};
+use crate::wire::text;
 
 /// Header fields that belong to one hop or one leg and are never copied to the other side:
 /// routing and transaction fields the node writes itself (RFC 3261 §16.6, §8.1.1), framing,
@@ -343,7 +345,7 @@ enum Role {
 /// two names it can be (the [`LEG_HEADERS`] spelled out; a unit test holds them equal).
 #[inline]
 fn role_of(name: &str) -> Role {
-    let is = |h: &str| name.eq_ignore_ascii_case(h);
+    let is = |h: &str| is_named(name, h);
     let leg = match name.len() {
         2 if is("To") => return Role::To,
         4 if is("From") => return Role::From,
@@ -378,6 +380,9 @@ fn length_mask(names: &[String]) -> u64 {
 /// into one buffer: one allocation for all of them. A direction whose rules rename fields,
 /// a request with more than [`MAX_BUFFERED_CONTACTS`] of either, or one held in rsip's model,
 /// is built field by field instead.
+///
+/// With the new leg, where the first `Contact` value of `incoming` names the sending device
+/// ([`DeviceParts`]) when the rewrite read it (a Contact rewritten for the SIMPLE side).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn new_leg_rewritten(
     incoming: &SipMessage,
@@ -388,10 +393,10 @@ pub(crate) fn new_leg_rewritten(
     service: Service,
     mappings: &Mappings,
     env: &mut Env<'_>,
-) -> Result<SipMessage, TranslateError> {
+) -> Result<(SipMessage, Option<DeviceParts>), TranslateError> {
     let field_by_field = |uri: Bytes, env: &mut Env<'_>| {
         new_leg_shared(incoming, method, uri, rules, env).and_then(|mut out| {
-            rewrite_service_tags(&mut out, to_side, service, mappings).map(|()| out)
+            rewrite_service_tags(&mut out, to_side, service, mappings).map(|()| (out, None))
         })
     };
     let Some(fields) = incoming.fields().filter(|_| rules.rename.is_empty()) else {
@@ -476,12 +481,15 @@ pub(crate) fn new_leg_rewritten(
     buf.push_str(&tag);
     let from_range = 0..buf.len();
     let to = without_tag(to).map_err(|e| TranslateError::header("To", e))?;
-    out.set_value_at(2, to)?;
+    // Values made of pieces of the request's fields and of the mappings (validated at load)
+    // hold no CR or LF; a fresh id is checked.
+    out.set_clean_value_at(2, to);
     out.set_value_at(3, id_text(env.ids.fresh_id()))?;
     if cseq.is_none() {
         return Err(TranslateError::Missing("a method that opens a leg"));
     }
 
+    let mut device = None;
     let mut values: [Option<LegValue>; 2 * MAX_BUFFERED_CONTACTS] = Default::default();
     let all = contacts
         .iter()
@@ -491,11 +499,20 @@ pub(crate) fn new_leg_rewritten(
                 .iter()
                 .map_while(|v| v.map(|v| ("Accept-Contact", v))),
         );
-    for ((name, v), slot) in all.zip(values.iter_mut()) {
+    for (i, ((name, v), slot)) in all.zip(values.iter_mut()).enumerate() {
         let err = |e| TranslateError::header(name, e);
         *slot = Some(match to_side {
             Side::Simple if feature_tags::to_simple_keeps(v).map_err(err)? => {
                 LegValue::Shared(v.clone())
+            }
+            Side::Simple if i == 0 && n_contacts > 0 => {
+                // The first Contact: the sending device read on the way.
+                let at = buf.len();
+                let mut parts = DeviceParts::default();
+                feature_tags::to_simple_device_into(v, mappings, &mut buf, &mut parts)
+                    .map_err(err)?;
+                device = Some(parts);
+                LegValue::Written(at..buf.len())
             }
             Side::Simple => {
                 let at = buf.len();
@@ -514,7 +531,12 @@ pub(crate) fn new_leg_rewritten(
     let icsi_range = icsi_at..buf.len();
     let buf = Text::from(buf);
     let part = |r: std::ops::Range<usize>| buf.slice_ref(buf.get(r).unwrap_or_default());
-    out.set_value_at(1, part(from_range))?;
+    if text::find_byte2(b'\r', b'\n', tag.as_bytes()).is_none() {
+        out.set_clean_value_at(1, part(from_range));
+    } else {
+        // The error the check gives.
+        out.set_value_at(1, part(from_range))?;
+    }
     let names = std::iter::repeat_n("Contact", n_contacts)
         .chain(std::iter::repeat_n("Accept-Contact", n_accepts));
     for (name, v) in names.zip(values.iter_mut().map_while(Option::take)) {
@@ -522,13 +544,13 @@ pub(crate) fn new_leg_rewritten(
             LegValue::Shared(t) => t,
             LegValue::Written(r) => part(r),
         };
-        out.push_canonical(name, value)?;
+        out.push_canonical_clean(name, value);
     }
     if to_side == Side::Cpm {
         // RFC 6050 §4: the network asserts the service; the CPM side expects its ICSI.
-        out.push_canonical(P_ASSERTED_SERVICE, part(icsi_range))?;
+        out.push_canonical_clean(P_ASSERTED_SERVICE, part(icsi_range));
     }
-    Ok(out)
+    Ok((out, device))
 }
 
 /// Copy the end-to-end header fields of `incoming` to `out` by the direction's rules: the
@@ -702,6 +724,7 @@ X-Other: 1\r\nContent-Length: 0\r\n\r\n"
                             &mappings,
                             &mut env,
                         )
+                        .map(|(m, _)| m)
                     }
                     .map(|m| m.serialize())
                     .map_err(|e| e.to_string())

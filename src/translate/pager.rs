@@ -17,12 +17,13 @@ use bytes::Bytes;
 
 use super::addr::uri_of;
 use super::conversation::{for_simple_contribution, remember_cpm_contribution};
-use super::device::{device_of, route_to};
+use super::device::{device_at, device_of, route_to};
 use super::leg::{
     CONTRIBUTION_ID, CONVERSATION_ID, IN_REPLY_TO_CONTRIBUTION_ID, IdBuffer, MAX_ID_LEN,
     P_ASSERTED_SERVICE, P_PREFERRED_SERVICE, RawIds, check_id, cpm_service_given, lossy,
     new_leg_rewritten, slice, write_ids,
 };
+use super::params::is_named;
 use super::state::{Change, ConversationIds, ConversationKey, Key, MessageOrigin, Side, View};
 use super::{Env, Outcome, Reply, TranslateError};
 use crate::mapping::{Carriage, Mappings, Service};
@@ -83,7 +84,7 @@ impl<'a> Read<'a> {
     /// Keep `value` when `name` is one the translation reads and the first of its name.
     #[inline]
     fn take(&mut self, name: &str, value: &'a str, text: Option<&'a Text>) {
-        let is = |h: &str| name.eq_ignore_ascii_case(h);
+        let is = |h: &str| is_named(name, h);
         let slot = match name.len() {
             2 if is("To") => &mut self.to,
             4 if is("From") => &mut self.from,
@@ -176,6 +177,14 @@ fn text_of(b: &Bytes) -> Text {
     Text::from_utf8(b.clone()).unwrap_or_else(|b| Text::from(lossy(&b).into_owned()))
 }
 
+/// The bytes of [`text_of`]: `b` shared (one reference count) when it is UTF-8.
+fn utf8_of(b: &Bytes) -> Bytes {
+    match std::str::from_utf8(b) {
+        Ok(_) => b.clone(),
+        Err(_) => Bytes::from(String::from_utf8_lossy(b).into_owned()),
+    }
+}
+
 /// Put `content` on `out` in the form `carriage` says: the CPIM as received (no copy), its
 /// content alone, or newly wrapped.
 /// `out` is a new leg's request, which has no Content-Type of its own: the one written is
@@ -254,7 +263,7 @@ pub fn message_request(
     let to_uri = uri_of(fields.to.ok_or(TranslateError::Missing("To"))?);
     let request_uri = msg
         .request_uri_bytes()
-        .map(|u| text_of(u).as_bytes().clone())
+        .map(utf8_of)
         .ok_or(TranslateError::Missing("Request-URI"))?;
     let content = classify(msg, fields.content_type)?;
 
@@ -324,7 +333,7 @@ pub fn message_request(
                 outcome.reply = Some(Reply::OK);
                 return Ok(outcome);
             }
-            let mut out = new_leg_rewritten(
+            let (mut out, _) = new_leg_rewritten(
                 msg,
                 rsip::Method::Message,
                 request_uri,
@@ -353,7 +362,7 @@ pub fn message_request(
             // One message to send, up to two changes: room made once.
             outcome.send.reserve_exact(1);
             outcome.changes.reserve_exact(2);
-            let mut out = new_leg_rewritten(
+            let (mut out, device_parts) = new_leg_rewritten(
                 msg,
                 rsip::Method::Message,
                 request_uri,
@@ -412,8 +421,13 @@ pub fn message_request(
                     None => Bytes::copy_from_slice(id),
                 };
                 let contact = kept.contact.as_ref().map(part);
-                let device = device_of(from_aor, contact.as_ref())
-                    .map_err(|e| TranslateError::header("Contact", e))?;
+                // The leg's rewrite of the Contact found the device's parts (in the value the
+                // copy is of); else the Contact is read for them.
+                let device = match (&contact, device_parts) {
+                    (Some(c), Some(parts)) => device_at(from_aor, c, &parts),
+                    _ => device_of(from_aor, contact.as_ref())
+                        .map_err(|e| TranslateError::header("Contact", e))?,
+                };
                 outcome
                     .changes
                     .push(Change::Insert(super::state::Entry::Message(
@@ -435,8 +449,8 @@ pub fn message_request(
             let route = origin.as_ref().map(|o| route_to(&o.device));
             let target_uri = route
                 .as_ref()
-                .map_or(request_uri, |r| text_of(&r.request_uri).as_bytes().clone());
-            let mut out = new_leg_rewritten(
+                .map_or(request_uri, |r| utf8_of(&r.request_uri));
+            let (mut out, _) = new_leg_rewritten(
                 msg,
                 rsip::Method::Message,
                 target_uri,

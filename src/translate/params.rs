@@ -315,6 +315,18 @@ pub fn trim(s: &str) -> &str {
     }
 }
 
+/// `name.eq_ignore_ascii_case(known)`, cheap when `name` is written as `known` (the SIP codec
+/// writes the header names it knows in their canonical spelling; clients write parameter
+/// names as specified) or differs from it in length or first byte: the usual cases.
+#[inline]
+pub fn is_named(name: &str, known: &str) -> bool {
+    name.len() == known.len()
+        && (name == known
+            || (name.as_bytes().first().map(u8::to_ascii_lowercase)
+                == known.as_bytes().first().map(u8::to_ascii_lowercase)
+                && name.eq_ignore_ascii_case(known)))
+}
+
 /// The name of a parameter `name[=value]`.
 pub fn param_name(p: &str) -> &str {
     let name = match text::find_byte(b'=', p.as_bytes()) {

@@ -624,6 +624,21 @@ fn scan<'a, S: Sink<'a>>(
 
     // CPIM message headers, up to the blank line or the first Content-* header.
     loop {
+        // The usual line in one pass ([`usual_header_line`]); any other goes the general way
+        // below, which gives the errors.
+        if let Some((l, h, full_name)) = usual_header_line(input, pos) {
+            len_check(&l)?;
+            count_check(headers, l.start)?;
+            if headers > 0 && looks_mime(l.content.get(..full_name).unwrap_or_default()) {
+                // Errata 3013 layout: the content headers follow without a blank line.
+                layout = Layout::Errata3013;
+                break;
+            }
+            sink.cpim_header(h);
+            headers += 1;
+            pos = l.next;
+            continue;
+        }
         let Some(l) = line_at(input, pos) else {
             return Err(CpimError::MissingBlankLine {
                 section: "CPIM",
@@ -651,11 +666,7 @@ fn scan<'a, S: Sink<'a>>(
         let colon = text::find_byte(b':', l.content);
         let name_end = colon.unwrap_or(l.content.len());
         let raw_name = text::trim_ws(l.content.get(..name_end).unwrap_or_default());
-        let looks_mime = raw_name.len() >= 8
-            && raw_name
-                .get(..8)
-                .is_some_and(|p| p.eq_ignore_ascii_case(b"Content-"));
-        if looks_mime && headers > 0 {
+        if looks_mime(raw_name) && headers > 0 {
             // Errata 3013 layout: the content headers follow without a blank line.
             layout = Layout::Errata3013;
             break;
@@ -668,7 +679,21 @@ fn scan<'a, S: Sink<'a>>(
     // MIME headers of the content, up to the blank line (or the end: empty content).
     let mut body_start = None;
     let mut last_value_start = pos;
-    while let Some(l) = line_at(input, pos) {
+    loop {
+        // The usual line in one pass ([`usual_content_line`]); any other the general way.
+        if let Some((l, name, value)) = usual_content_line(input, pos) {
+            len_check(&l)?;
+            count_check(headers.saturating_add(content_headers), l.start)?;
+            last_value_start = offset_in(input, value).unwrap_or(l.next);
+            has_content_type |= name.eq_ignore_ascii_case(b"Content-Type");
+            sink.content_header(name, value);
+            content_headers += 1;
+            pos = l.next;
+            continue;
+        }
+        let Some(l) = line_at(input, pos) else {
+            break;
+        };
         if l.content.is_empty() {
             body_start = Some(l.next);
             break;
@@ -1049,6 +1074,100 @@ pub fn escape(v: &[u8]) -> Cow<'_, [u8]> {
         }
     }
     Cow::Owned(out)
+}
+
+/// Whether a header name as written (prefix included) starts with `Content-`: a MIME header
+/// of the content (errata 3013 layout).
+#[inline]
+fn looks_mime(full_name: &[u8]) -> bool {
+    full_name
+        .get(..8)
+        .is_some_and(|p| p.eq_ignore_ascii_case(b"Content-"))
+}
+
+/// The line at `start` when it is a CPIM header of the usual shape, read in one pass: NAMECHARs
+/// with at most one `.` (RFC 3862 §3.2: `[Name-prefix "."] Header-name`), `:`, no parameters,
+/// a value with no CR or NUL, then CRLF or LF; `NS` values well formed (§3.3.6). `None` for any
+/// other line, which [`parse_cpim_header`] reads (and refuses with its errors): the same
+/// reading as it gives this one. With the length of the name as written (prefix included).
+#[inline]
+fn usual_header_line(input: &[u8], start: usize) -> Option<(LineAt<'_>, RawHeader<'_>, usize)> {
+    let rest = input.get(start..)?;
+    let mut dot = None;
+    let mut i = 0usize;
+    let colon = loop {
+        let b = *rest.get(i)?;
+        if !NAMECHAR.get(usize::from(b)).copied().unwrap_or(false) {
+            match b {
+                b'.' if dot.is_none() && i > 0 => dot = Some(i),
+                b':' if i > 0 && dot.is_none_or(|d| d + 1 < i) => break i,
+                _ => return None,
+            }
+        }
+        i += 1;
+    };
+    let after = rest.get(colon + 1..)?;
+    if after.first() == Some(&b';') {
+        return None;
+    }
+    // The line ends at the first CR, LF or NUL: a CR must be the one of CRLF.
+    let end = text::find_byte3(b'\n', b'\r', 0, after)?;
+    let skip = match after.get(end) {
+        Some(b'\n') => 1,
+        Some(b'\r') if after.get(end + 1) == Some(&b'\n') => 2,
+        _ => return None,
+    };
+    let raw_value = after.get(..end)?;
+    let content = rest.get(..colon + 1 + end)?;
+    let (prefix, name) = match dot {
+        Some(d) => (Some(rest.get(..d)?), rest.get(d + 1..colon)?),
+        None => (None, rest.get(..colon)?),
+    };
+    let value = text::trim_ws(raw_value);
+    let ns = match prefix.is_none() && name.eq_ignore_ascii_case(b"NS") {
+        false => None,
+        true => Some(parse_ns_raw(value)?),
+    };
+    let line = LineAt {
+        content,
+        start,
+        next: start.saturating_add(colon + 1 + end + skip),
+        terminated: true,
+    };
+    let header = RawHeader {
+        prefix,
+        name,
+        params: raw_value.get(..0)?,
+        value,
+        ns,
+    };
+    Some((line, header, colon))
+}
+
+/// The line at `start` when it is a content header of the usual shape, read in one pass: not
+/// folded, `Name:` with a name of visible characters, the value up to CRLF or LF. With the
+/// name and the trimmed value. `None` for any other line, which the general reading of [`scan`]
+/// takes (and refuses with its errors): the same reading as it gives this one.
+#[inline]
+fn usual_content_line(input: &[u8], start: usize) -> Option<(LineAt<'_>, &[u8], &[u8])> {
+    let rest = input.get(start..)?;
+    let colon = rest
+        .iter()
+        .position(|b| !b.is_ascii_graphic() || *b == b':')?;
+    if colon == 0 || rest.get(colon) != Some(&b':') {
+        return None;
+    }
+    let after = rest.get(colon + 1..)?;
+    let nl = text::find_byte(b'\n', after)?;
+    let raw = after.get(..nl)?;
+    let raw_value = raw.strip_suffix(b"\r").unwrap_or(raw);
+    let line = LineAt {
+        content: rest.get(..colon + 1 + raw_value.len())?,
+        start,
+        next: start.saturating_add(colon + 1 + nl + 1),
+        terminated: true,
+    };
+    Some((line, rest.get(..colon)?, text::trim_ws(raw_value)))
 }
 
 /// One CPIM header line (RFC 3862 §3.2).
@@ -1453,6 +1572,111 @@ Hello World\r\n";
             let eol = if crlf { "\r\n" } else { "\n" };
             let input = lines.join(eol) + eol + "body";
             same_summary(input.as_bytes());
+        }
+    }
+
+    /// The general reading of the line at 0: (content, next, prefix, name, params, value, ns,
+    /// name as written).
+    type Reading<'a> = (
+        &'a [u8],
+        usize,
+        Option<&'a [u8]>,
+        &'a [u8],
+        &'a [u8],
+        &'a [u8],
+        Option<(Option<&'a [u8]>, &'a [u8])>,
+        &'a [u8],
+    );
+
+    fn general_reading(input: &[u8]) -> Option<Reading<'_>> {
+        let l = line_at(input, 0)?;
+        if l.content.is_empty() || !l.terminated {
+            return None;
+        }
+        let colon = text::find_byte(b':', l.content);
+        let h = parse_cpim_header(&l, colon).ok()?;
+        let full = text::trim_ws(l.content.get(..colon?)?);
+        Some((
+            l.content, l.next, h.prefix, h.name, h.params, h.value, h.ns, full,
+        ))
+    }
+
+    fn usual_reading(input: &[u8]) -> Option<Reading<'_>> {
+        let (l, h, n) = usual_header_line(input, 0)?;
+        Some((
+            l.content,
+            l.next,
+            h.prefix,
+            h.name,
+            h.params,
+            h.value,
+            h.ns,
+            l.content.get(..n)?,
+        ))
+    }
+
+    proptest::proptest! {
+        // A line the one-pass reader takes is read as the general reader reads it (same
+        // slices), and every line the general reader takes without parameters, with a plain
+        // name and a clean CRLF or LF end, the one-pass reader takes too.
+        #[test]
+        fn usual_line_is_the_general_reading(
+            line in "(x|NS|Content-|a\\.|\\.|\\.\\.|[-!~_a-zA-Z0-9]|[ \t:;<>\r\n\\x00\\x7f]|\u{e9}|imdn <urn:x>| <mid:y> ){0,10}",
+        ) {
+            let usual = usual_reading(line.as_bytes());
+            if usual.is_some() {
+                proptest::prop_assert_eq!(usual, general_reading(line.as_bytes()));
+            }
+        }
+    }
+
+    proptest::proptest! {
+        // A content line the one-pass reader takes is read as the general reader reads it.
+        #[test]
+        fn usual_content_line_is_the_general_reading(
+            line in "(Content-Type|x|[-!~_a-zA-Z0-9]|[ \t:;<>\r\n\\x00\\x7f]|\u{e9}| text/plain){0,10}",
+        ) {
+            let input = line.as_bytes();
+            if let Some((l, name, value)) = usual_content_line(input, 0) {
+                let g = line_at(input, 0).unwrap();
+                proptest::prop_assert_eq!((l.content, l.next, l.terminated), (g.content, g.next, g.terminated));
+                proptest::prop_assert!(!g.content.is_empty());
+                proptest::prop_assert!(!matches!(g.content.first(), Some(b' ' | b'\t')));
+                let (gn, gv) = text::split_header(g.content).unwrap();
+                proptest::prop_assert_eq!((name, value), (gn, gv));
+                proptest::prop_assert!(gn.iter().all(u8::is_ascii_graphic));
+            }
+        }
+    }
+
+    #[test]
+    fn usual_lines_take_the_one_pass_reader() {
+        for line in [
+            &b"From: <sip:a@x>\r\nrest"[..],
+            b"imdn.Message-ID: 34jk324j\n",
+            b"NS: imdn <urn:ietf:params:imdn>\r\n",
+            b"Content-x.Foo: bar\r\n",
+            b"a:\r\n",
+            b"a:  x \t\r\n",
+        ] {
+            let usual = usual_reading(line);
+            assert!(usual.is_some(), "{line:?}");
+            assert_eq!(usual, general_reading(line), "{line:?}");
+        }
+        for line in [
+            &b"a.b.c: x\r\n"[..],
+            b".a: x\r\n",
+            b"a.: x\r\n",
+            b": x\r\n",
+            b"a :x\r\n",
+            b"a:;p x\r\n",
+            b"a: x\ry\r\n",
+            b"a: x\0\r\n",
+            b"a: x",
+            b"NS: x\r\n",
+            b"\r\n",
+        ] {
+            assert_eq!(usual_reading(line), None, "{line:?}");
         }
     }
 

@@ -1201,6 +1201,30 @@ impl SipMessage {
         Ok(())
     }
 
+    /// [`set_value_at`](Self::set_value_at) of a value the caller made of pieces of checked
+    /// values (fields of a [`SipMessage`], which hold no CR or LF) and of text that holds none:
+    /// nothing to check (debug builds check).
+    #[inline]
+    pub(crate) fn set_clean_value_at(&mut self, index: usize, value: Text) {
+        debug_assert!(check_value("", &value).is_ok());
+        let all = self.fields_mut();
+        if let Some(f) = all.get_mut(index) {
+            f.value = trimmed(value);
+        }
+    }
+
+    /// [`push_canonical`](Self::push_canonical) of a value made as for
+    /// [`set_clean_value_at`](Self::set_clean_value_at): nothing to check.
+    #[inline]
+    pub(crate) fn push_canonical_clean(&mut self, name: &'static str, value: Text) {
+        debug_assert!(canonical_name(name.as_bytes()).is_none_or(|c| c == name));
+        debug_assert!(check_value(name, &value).is_ok());
+        self.fields_mut().push(Field {
+            name: Name::Static(name),
+            value: trimmed(value),
+        });
+    }
+
     /// Every value of header `name` as shared [`Text`], in order.
     pub fn header_texts<'a>(&'a self, name: &'a str) -> impl Iterator<Item = Text> + 'a {
         let wanted = expand_compact(name.as_bytes()).unwrap_or(name);
