@@ -19,20 +19,21 @@
 //! response (transaction timeout, RFC 4975 §7.1.1).
 
 pub mod decide;
+pub mod takeover;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::time::{Instant, sleep, sleep_until, timeout, timeout_at};
 use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
@@ -53,6 +54,13 @@ pub trait ChunkTranslator: Send + Sync {
     /// The REPORT to queue on the other leg for a REPORT received from `from`'s peer; `None`
     /// drops it (the session is no longer known).
     fn report(&self, from: Side, msg: &Message) -> Option<Message>;
+    /// The leg of `side` dropped mid-session ([`takeover`]): what keeps the messages towards
+    /// its user from now on, or `None` to end the session. Called at most once per leg; the
+    /// B2BUA ends that leg's dialog (issue 7).
+    fn on_drop(&self, side: Side, reason: &EndReason) -> Option<Arc<dyn takeover::Keep>> {
+        let _ = (side, reason);
+        None
+    }
 }
 
 /// Who opens the TCP connection of a leg (RFC 6135 `a=setup`, RFC 4975 §5.4).
@@ -288,6 +296,13 @@ struct Leg {
     /// transaction timer (RFC 4975 §7.1.1) even while its peer is silent.
     tracked: Notify,
     bound: AtomicBool,
+    /// Cancelled when the leg dropped and was taken over ([`takeover`]): its reader stops,
+    /// its writer hands its queue to the keeper.
+    dropped: CancellationToken,
+    /// Whether a task of the leg is deciding its takeover.
+    taking: AtomicBool,
+    /// The keeper of a taken-over leg.
+    kept: OnceLock<Arc<dyn takeover::Keep>>,
 }
 
 impl Leg {
@@ -309,6 +324,8 @@ impl Leg {
 struct Out {
     msg: Message,
     _permit: OwnedSemaphorePermit,
+    /// Told the status of a SEND kept for a dropped leg ([`takeover`]).
+    done: Option<oneshot::Sender<u16>>,
 }
 
 /// Transaction-ids and Message-IDs of the node's own requests: 16 hex digits of a keyed
@@ -468,6 +485,9 @@ impl Inner {
             outstanding: Mutex::new(decide::Outstanding::new(self.cfg.max_outstanding)),
             tracked: Notify::new(),
             bound: AtomicBool::new(false),
+            dropped: CancellationToken::new(),
+            taking: AtomicBool::new(false),
+            kept: OnceLock::new(),
         })
     }
 
@@ -840,8 +860,12 @@ async fn run_leg(
         side,
         peer_hop,
     };
-    if let Some(reason) = conn.read_loop(rd, codec, buf, first).await {
-        inner.end(&session, side, reason).await;
+    let read = tokio::select! {
+        _ = session.leg(side).dropped.cancelled() => None,
+        r = conn.read_loop(rd, codec, buf, first) => r,
+    };
+    if let Some(reason) = read {
+        inner.leg_failed(&session, side, reason).await;
     }
 }
 
@@ -869,11 +893,13 @@ async fn write_loop(
     let mut out = BytesMut::with_capacity(16 * 1024);
     let mut batch: Vec<Out> = Vec::with_capacity(16);
     let mut closing: Option<tokio::time::Instant> = None;
+    let dropped = session.leg(side).dropped.clone();
     loop {
         let first = match closing {
             Some(_) => rx.try_recv().ok(),
             None => tokio::select! {
                 biased;
+                _ = dropped.cancelled() => break,
                 _ = session.cancel.cancelled() => {
                     closing = Some(tokio::time::Instant::now() + FLUSH_ON_CLOSE);
                     rx.try_recv().ok()
@@ -898,26 +924,34 @@ async fn write_loop(
             Some(until) => until.saturating_duration_since(tokio::time::Instant::now()),
             None => inner.cfg.stall_timeout,
         };
-        let written = timeout(limit, wr.write_all(&out)).await;
+        let written = tokio::select! {
+            // Taken over while writing: what is being written is kept instead.
+            _ = dropped.cancelled(), if closing.is_none() => break,
+            r = timeout(limit, wr.write_all(&out)) => r,
+        };
+        let failed = match written {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(EndReason::Io(e.to_string())),
+            Err(_) => Some(EndReason::Stalled),
+        };
+        if let Some(reason) = failed {
+            if inner.leg_failed(&session, side, reason).await {
+                break;
+            }
+            batch.clear();
+            break;
+        }
         // The byte budget is released once the bytes are in the socket.
         batch.clear();
-        match written {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                inner
-                    .end(&session, side, EndReason::Io(e.to_string()))
-                    .await;
-                break;
-            }
-            Err(_) => {
-                inner.end(&session, side, EndReason::Stalled).await;
-                break;
-            }
-        }
         if out.capacity() > 4 * WRITE_BATCH {
             // A large chunk went through: do not keep its buffer for the session's life.
             out = BytesMut::with_capacity(16 * 1024);
         }
+    }
+    if dropped.is_cancelled() {
+        drop(wr);
+        takeover::drain(inner, session, side, rx, batch).await;
+        return;
     }
     let _ = timeout(Duration::from_millis(200), wr.shutdown()).await;
 }
@@ -1078,6 +1112,9 @@ impl Conn<'_> {
                         &m,
                         &*self.session.translator,
                     );
+                    if self.session.leg(self.side.other()).kept.get().is_some() {
+                        return self.towards_kept(&m, action).await;
+                    }
                     drop(m);
                     self.act(action).await
                 }
@@ -1133,6 +1170,7 @@ impl Conn<'_> {
         let out = Out {
             msg,
             _permit: permit,
+            done: None,
         };
         tokio::select! {
             _ = self.session.cancel.cancelled() => false,
