@@ -38,7 +38,7 @@ fn message_id(m: &cpm_iwf::wire::sip::SipMessage) -> String {
 async fn response_to(r: &mut msrp_endpoint::Reader, tid: &Bytes) -> u16 {
     for _ in 0..8 {
         let m = r.message().await;
-        if m.method().is_none() && &m.transaction_id == tid {
+        if m.method().is_none() && m.transaction_id == tid {
             return m.response_code().unwrap_or(0);
         }
     }

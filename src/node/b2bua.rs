@@ -697,7 +697,8 @@ impl Core {
             },
         );
         self.flush_server(&key);
-        if self.availability_request(&key, method, &msg) || self.from_sunk_dialog(&key, &msg) {
+        if self.availability_request(&key, method, &msg) || self.answered_for_taken_over(&key, &msg)
+        {
             return;
         }
         self.translate_request(side, &msg, Some(key));
@@ -1439,7 +1440,7 @@ impl Core {
     /// A request from the far end of a dialog the node took over (its MSRP leg dropped): the
     /// node answers (BYE 200, RFC 3261 §15.1.2; anything else 481, the dialog is over for
     /// them). Returns whether it was one.
-    fn from_sunk_dialog(&mut self, key: &ServerKey, msg: &SipMessage) -> bool {
+    fn answered_for_taken_over(&mut self, key: &ServerKey, msg: &SipMessage) -> bool {
         let sunk = msg.call_id().is_some_and(|c| {
             self.deferred.as_ref().is_some_and(|d| {
                 !d.sunk.is_empty() && d.sunk.contains_key(&(key.side, c.to_string()))
