@@ -406,8 +406,8 @@ mod tests {
 
     fn chunk(id: &str, range: &str, end: char, body: &str) -> Message {
         let text = format!(
-            "MSRP t1 SEND\r\nTo-Path: msrp://127.0.0.1:9/a;tcp\r\nFrom-Path: msrp://127.0.0.1:9/b;tcp\r\n\
-             Message-ID: {id}\r\nByte-Range: {range}\r\nContent-Type: text/plain\r\n\r\n{body}\r\n-------t1{end}\r\n"
+            "MSRP t0001 SEND\r\nTo-Path: msrp://127.0.0.1:9/a;tcp\r\nFrom-Path: msrp://127.0.0.1:9/b;tcp\r\n\
+             Message-ID: msg-{id}\r\nByte-Range: {range}\r\nContent-Type: text/plain\r\n\r\n{body}\r\n-------t0001{end}\r\n"
         );
         parse(Bytes::from(text), &Limits::default()).expect("MSRP")
     }
