@@ -19,20 +19,21 @@
 //! response (transaction timeout, RFC 4975 §7.1.1).
 
 pub mod decide;
+pub mod takeover;
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc, oneshot};
 use tokio::time::{Instant, sleep, timeout, timeout_at};
 use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
@@ -53,6 +54,13 @@ pub trait ChunkTranslator: Send + Sync {
     /// The REPORT to queue on the other leg for a REPORT received from `from`'s peer; `None`
     /// drops it (the session is no longer known).
     fn report(&self, from: Side, msg: &Message) -> Option<Message>;
+    /// The leg of `side` dropped mid-session ([`takeover`]): what keeps the messages towards
+    /// its user from now on, or `None` to end the session. Called at most once per leg; the
+    /// B2BUA ends that leg's dialog (issue 7).
+    fn on_drop(&self, side: Side, reason: &EndReason) -> Option<Arc<dyn takeover::Keep>> {
+        let _ = (side, reason);
+        None
+    }
 }
 
 /// Who opens the TCP connection of a leg (RFC 6135 `a=setup`, RFC 4975 §5.4).
@@ -287,6 +295,13 @@ struct Leg {
     /// transaction timer (RFC 4975 §7.1.1) even while its peer is silent.
     tracked: Notify,
     bound: AtomicBool,
+    /// Cancelled when the leg dropped and was taken over ([`takeover`]): its reader stops,
+    /// its writer hands its queue to the keeper.
+    dropped: CancellationToken,
+    /// Whether a task of the leg is deciding its takeover.
+    taking: AtomicBool,
+    /// The keeper of a taken-over leg.
+    kept: OnceLock<Arc<dyn takeover::Keep>>,
 }
 
 impl Leg {
@@ -305,11 +320,13 @@ impl Leg {
 }
 
 /// A queued message, its encoded size and its share of the leg's byte budget (given back
-/// once written).
+/// once written, or once kept for a dropped leg).
 struct Out {
     msg: Message,
     len: usize,
     bytes: u32,
+    /// Told the status of a SEND kept for a dropped leg ([`takeover`]).
+    done: Option<oneshot::Sender<u16>>,
 }
 
 /// Whether a leg's queue has a writer.
@@ -317,7 +334,7 @@ struct Out {
 enum Writer {
     /// The connection is not up yet: messages wait.
     Waiting,
-    /// A writer task drains it.
+    /// A writer task drains it (or, once the leg dropped, its keeper: [`takeover`]).
     Running,
     /// Closed: nothing is queued any more (senders get `false`).
     Closed,
@@ -335,10 +352,37 @@ struct Queue {
     state: Mutex<QueueState>,
     /// Free message slots: taken by a sender, given back when the writer takes the message.
     slots: Semaphore,
-    /// Free bytes: taken by a sender, given back once the message's bytes are in the socket.
+    /// Free bytes: taken by a sender, given back once the message's bytes are in the socket
+    /// (or the message is kept, [`takeover`]).
     budget: Semaphore,
     /// Poked on each push.
     ready: Notify,
+}
+
+/// Messages taken off a queue to be written together, oldest first: kept until their bytes
+/// are in the socket, so that a batch a drop interrupts goes to the keeper ([`takeover`]).
+struct Batch {
+    items: Vec<Out>,
+    /// Their encoded size.
+    len: usize,
+}
+
+impl Batch {
+    /// The batch's wire form, in a buffer of exactly its size (freed once written).
+    fn encode(&self) -> BytesMut {
+        let mut out = BytesMut::with_capacity(self.len);
+        for o in &self.items {
+            o.msg.encode(&mut out);
+        }
+        out
+    }
+
+    /// The bytes of budget its messages hold.
+    fn bytes(&self) -> usize {
+        self.items
+            .iter()
+            .fold(0usize, |n, o| n.saturating_add(o.bytes as usize))
+    }
 }
 
 impl Queue {
@@ -380,34 +424,57 @@ impl Queue {
         true
     }
 
-    /// Encode what is queued, oldest first, up to about [`WRITE_BATCH`] bytes (at least one
-    /// message), into a buffer of exactly that size; with the bytes of budget it held.
-    /// `None` when empty: the queue's own memory is given back then.
-    fn take_batch(&self) -> Option<(BytesMut, usize)> {
-        let mut st = lock(&self.state);
-        if st.items.is_empty() {
-            if st.items.capacity() > 0 {
+    /// Take what is queued, oldest first, up to about [`WRITE_BATCH`] encoded bytes (at
+    /// least one message). `None` when empty: the queue's own memory is given back then. The
+    /// slots are free from now on; the bytes are the taker's to give back ([`Queue::written`]).
+    fn take_batch(&self) -> Option<Batch> {
+        let batch = {
+            let mut st = lock(&self.state);
+            if st.items.is_empty() {
+                if st.items.capacity() > 0 {
+                    st.items = VecDeque::new();
+                }
+                return None;
+            }
+            let (mut n, mut len) = (0usize, 0usize);
+            while len < WRITE_BATCH
+                && let Some(o) = st.items.get(n)
+            {
+                len = len.saturating_add(o.len);
+                n += 1;
+            }
+            Batch {
+                items: st.items.drain(..n).collect(),
+                len,
+            }
+        };
+        // Taken out of the queue: its slots are free (as a bounded channel's receive frees them).
+        self.slots.add_permits(batch.items.len());
+        Some(batch)
+    }
+
+    /// Take the oldest message (its slot is free from now on, its bytes are the taker's to
+    /// give back); `None` when empty. For a dropped leg's keeper ([`takeover`]).
+    fn take_one(&self) -> Option<Out> {
+        let out = {
+            let mut st = lock(&self.state);
+            let out = st.items.pop_front();
+            if out.is_none() && st.items.capacity() > 0 {
                 st.items = VecDeque::new();
             }
-            return None;
+            out
+        };
+        if out.is_some() {
+            self.slots.add_permits(1);
         }
-        let (mut n, mut size) = (0usize, 0usize);
-        while size < WRITE_BATCH
-            && let Some(o) = st.items.get(n)
-        {
-            size = size.saturating_add(o.len);
-            n += 1;
-        }
-        let mut out = BytesMut::with_capacity(size);
-        let mut bytes = 0usize;
-        for o in st.items.drain(..n) {
-            o.msg.encode(&mut out);
-            bytes = bytes.saturating_add(o.bytes as usize);
-        }
-        drop(st);
-        // Taken out of the queue: its slots are free (as a bounded channel's receive frees them).
-        self.slots.add_permits(n);
-        Some((out, bytes))
+        out
+    }
+
+    /// A taken batch is in the socket: drop its messages, give back their bytes.
+    fn written(&self, batch: Batch) {
+        let bytes = batch.bytes();
+        drop(batch);
+        self.budget.add_permits(bytes);
     }
 
     /// Close for good: drop what is queued, fail every sender.
@@ -592,6 +659,9 @@ impl Inner {
             outstanding: Mutex::new(decide::Outstanding::new(self.cfg.max_outstanding)),
             tracked: Notify::new(),
             bound: AtomicBool::new(false),
+            dropped: CancellationToken::new(),
+            taking: AtomicBool::new(false),
+            kept: OnceLock::new(),
         })
     }
 
@@ -1013,40 +1083,80 @@ const WRITE_BATCH: usize = 64 * 1024;
 /// When the session is closed (a BYE) what is already queued is still written, within
 /// [`FLUSH_ON_CLOSE`]: those messages were answered 200 to their sender, so they must reach
 /// the other leg (nothing accepted is lost); a write in progress is finished, never cut.
+///
+/// When the leg dropped and is taken over ([`takeover`]) the writer stops writing and drains
+/// the queue into the keeper instead: the batch it was writing first, then the rest, in order.
 async fn write_loop(inner: Arc<Inner>, session: Arc<Session>, side: Side, mut wr: OwnedWriteHalf) {
-    let queue = &session.leg(side).queue;
+    let leg = session.leg(side);
+    let queue = &leg.queue;
     let mut closing: Option<Instant> = None;
-    loop {
+    // What the writer held when the leg was taken over: kept first.
+    let held: Option<Batch> = loop {
         if closing.is_none() && session.cancel.is_cancelled() {
             closing = Some(Instant::now() + FLUSH_ON_CLOSE);
         }
-        let Some((out, bytes)) = queue.take_batch() else {
+        let Some(batch) = queue.take_batch() else {
             if closing.is_some() {
-                break;
+                break None;
             }
             tokio::select! {
                 biased;
+                _ = leg.dropped.cancelled() => break None,
                 _ = session.cancel.cancelled() => {}
                 _ = queue.ready.notified() => {}
             }
             continue;
         };
+        // Taken over (the keeper is set before `dropped`, and before any SEND is queued for
+        // it): nothing more goes to the dropped peer.
+        if leg.kept.get().is_some() {
+            break Some(batch);
+        }
+        let out = batch.encode();
         let limit = match closing {
             Some(until) => until.saturating_duration_since(Instant::now()),
             None => inner.cfg.stall_timeout,
         };
-        let written = timeout(limit, wr.write_all(&out)).await;
+        let written = tokio::select! {
+            // Taken over while writing: what is being written is kept instead.
+            _ = leg.dropped.cancelled(), if closing.is_none() => break Some(batch),
+            r = timeout(limit, wr.write_all(&out)) => r,
+        };
         drop(out);
-        // The byte budget is given back once the bytes are in the socket.
-        queue.budget.add_permits(bytes);
         let reason = match written {
-            Ok(Ok(())) => continue,
+            Ok(Ok(())) => {
+                // The byte budget is given back once the bytes are in the socket.
+                queue.written(batch);
+                continue;
+            }
             Ok(Err(e)) => EndReason::Io(e.to_string()),
             Err(_) => EndReason::Stalled,
         };
-        Box::pin(inner.end(&session, side, reason)).await;
-        break;
+        if Box::pin(inner.leg_failed(&session, side, reason)).await {
+            // Taken over, or being decided by the leg's reader: wait for the verdict (a
+            // keeper, or the session's end) so that the queue is not closed under a keeper.
+            tokio::select! {
+                biased;
+                _ = leg.dropped.cancelled() => break Some(batch),
+                _ = session.cancel.cancelled() => {}
+            }
+        }
+        queue.written(batch);
+        break None;
+    };
+    if leg.kept.get().is_some() {
+        drop(wr);
+        Box::pin(takeover::drain(
+            inner.clone(),
+            session.clone(),
+            side,
+            held.map(|b| b.items).unwrap_or_default(),
+        ))
+        .await;
+        queue.close();
+        return;
     }
+    drop(held);
     queue.close();
     let _ = timeout(Duration::from_millis(200), wr.shutdown()).await;
 }
@@ -1054,14 +1164,20 @@ async fn write_loop(inner: Arc<Inner>, session: Arc<Session>, side: Side, mut wr
 /// How long a closed session's writer may take to write what was already queued.
 const FLUSH_ON_CLOSE: Duration = Duration::from_secs(2);
 
-/// One bound connection's reading side: everything a held leg keeps, in one place (the task's
-/// future holds it once).
-struct Reader {
+/// What a leg's tasks act with: the session, the leg, and how to reach its peer. The reader
+/// handles its peer's frames with it; a dropped leg's keeper ([`takeover`]) answers for it.
+struct Conn {
     inner: Arc<Inner>,
     session: Arc<Session>,
     side: Side,
     /// The peer's first hop (its wire form): where responses to unreadable requests go.
     peer_hop: Bytes,
+}
+
+/// One bound connection's reading side: everything a held leg keeps, in one place (the task's
+/// future holds it once).
+struct Reader {
+    conn: Conn,
     rd: OwnedReadHalf,
     codec: MsrpCodec,
     /// What was read and not yet framed; empty (no allocation) while nothing is half-received.
@@ -1093,32 +1209,41 @@ impl Reader {
             side,
         });
         let reader = Reader {
-            inner,
-            session,
-            side,
-            peer_hop,
+            conn: Conn {
+                inner,
+                session,
+                side,
+                peer_hop,
+            },
             rd,
             codec,
             buf,
         };
         if let Some(m) = first
-            && !reader.handle(Frame::Message(m)).await
+            && !reader.conn.handle(Frame::Message(m)).await
         {
             return None;
         }
         Some(reader)
     }
 
-    /// Relay until the connection fails (then end the session) or the session is over.
+    /// Relay until the connection fails (then take the leg over or end the session,
+    /// [`Inner::leg_failed`]), the session is over, or the leg is taken over.
     async fn run(mut self) {
         if let Some(reason) = self.read_loop().await {
-            Box::pin(self.inner.end(&self.session, self.side, reason)).await;
+            let Conn {
+                inner,
+                session,
+                side,
+                ..
+            } = &self.conn;
+            Box::pin(inner.leg_failed(session, *side, reason)).await;
         }
     }
 
-    /// Read and handle frames until the connection fails (`Some(reason)`) or the session is
-    /// cancelled (`None`). What runs rarely, or only between two reads, is boxed: the future
-    /// that waits on an idle connection stays small.
+    /// Read and handle frames until the connection fails (`Some(reason)`), or the session is
+    /// cancelled or the leg taken over ([`takeover`]) (`None`). What runs rarely, or only
+    /// between two reads, is boxed: the future that waits on an idle connection stays small.
     async fn read_loop(&mut self) -> Option<EndReason> {
         let mut last_read = Instant::now();
         // When the message now being received began (the stall timeout runs from there).
@@ -1127,7 +1252,7 @@ impl Reader {
             loop {
                 match self.codec.decode(&mut self.buf) {
                     Ok(Some(frame)) => {
-                        if !Box::pin(self.handle(frame)).await {
+                        if !Box::pin(self.conn.handle(frame)).await {
                             return None;
                         }
                         // Time spent waiting for the other leg's queue is not the peer's.
@@ -1142,8 +1267,8 @@ impl Reader {
                 // (frames split off it keep their own bytes until they are written).
                 self.buf = BytesMut::new();
             }
-            let cfg = &self.inner.cfg;
-            let leg = self.session.leg(self.side);
+            let cfg = &self.conn.inner.cfg;
+            let leg = self.conn.session.leg(self.conn.side);
             let sweep_at = lock(&leg.outstanding).next_deadline(cfg.transaction_timeout);
             let deadline = match partial_since {
                 Some(t) => t + cfg.stall_timeout,
@@ -1154,13 +1279,15 @@ impl Reader {
             let wake = sweep_at.map_or(deadline, |s| s.min(deadline));
             tokio::select! {
                 biased;
-                _ = self.session.cancel.cancelled() => return None,
+                _ = self.conn.session.cancel.cancelled() => return None,
+                // Taken over: the keeper answers for this leg from now on.
+                _ = leg.dropped.cancelled() => return None,
                 // A request was forwarded on this leg: start its transaction timer.
                 _ = leg.tracked.notified(), if sweep_at.is_none() => {}
                 // Readiness first, the buffer only once bytes are there.
                 r = timeout_at(wake, self.rd.readable()) => match r {
                     Err(_) if sweep_first => {
-                        if !Box::pin(self.expire()).await {
+                        if !Box::pin(self.conn.expire()).await {
                             return None;
                         }
                     }
@@ -1197,6 +1324,9 @@ impl Reader {
             }
         }
     }
+}
+
+impl Conn {
     /// Requests forwarded on this leg whose response did not come in time: 408 (RFC 4975
     /// §7.1.1), which becomes a REPORT when the sender asked for failure reports.
     async fn expire(&self) -> bool {
@@ -1269,6 +1399,9 @@ impl Reader {
                         &m,
                         &*self.session.translator,
                     );
+                    if self.session.leg(self.side.other()).kept.get().is_some() {
+                        return self.towards_kept(&m, action).await;
+                    }
                     drop(m);
                     self.act(action).await
                 }
@@ -1313,6 +1446,17 @@ impl Reader {
     /// Queue `msg` towards `side`'s peer, waiting (flow control) while its queue is full;
     /// `false` when the session is over.
     async fn enqueue(&self, side: Side, msg: Message) -> bool {
+        self.enqueue_with(side, msg, None).await
+    }
+
+    /// [`Conn::enqueue`], with what to tell the status of a SEND kept for a dropped leg
+    /// ([`takeover`]).
+    async fn enqueue_with(
+        &self,
+        side: Side,
+        msg: Message,
+        done: Option<oneshot::Sender<u16>>,
+    ) -> bool {
         let queue = &self.session.leg(side).queue;
         let cap = self.inner.cfg.queue_bytes.max(1);
         let len = msg.encoded_len();
@@ -1346,10 +1490,16 @@ impl Reader {
         if self.session.cancel.is_cancelled() {
             return false;
         }
-        // Given back by the writer: the slot when it takes the message, the bytes once written.
+        // Given back by the writer (or the keeper): the slot when it takes the message, the
+        // bytes once written (or kept).
         budget.forget();
         slot.forget();
-        queue.push(Out { msg, len, bytes: n })
+        queue.push(Out {
+            msg,
+            len,
+            bytes: n,
+            done,
+        })
     }
 }
 
@@ -1403,10 +1553,12 @@ mod tests {
         let (server, _) = listener.accept().await.unwrap();
         let (rd, wr) = server.into_split();
         let reader = Reader {
-            inner: inner.clone(),
-            session: session.clone(),
-            side: Side::Cpm,
-            peer_hop: Bytes::new(),
+            conn: Conn {
+                inner: inner.clone(),
+                session: session.clone(),
+                side: Side::Cpm,
+                peer_hop: Bytes::new(),
+            },
             rd,
             codec: MsrpCodec::new(Limits::default()),
             buf: BytesMut::new(),
