@@ -61,6 +61,20 @@ pub struct StoreConfig {
     pub expiry_check_ms: u64,
     /// Most store writes in flight; more pager MESSAGEs to store get 503.
     pub max_in_flight: usize,
+    /// What a chat session does when one user's MSRP connection drops mid-session (issue 7).
+    pub on_msrp_drop: MsrpDropPolicy,
+}
+
+/// What a chat session does when the MSRP connection of one leg drops mid-session (peer
+/// closed, reset, or stalled) while the other is up (issue 7, `node::msrp::takeover`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MsrpDropPolicy {
+    /// The node takes the dropped user's place: the dropped leg's dialog gets BYE, the other
+    /// user's session goes on, and every message towards the dropped user is kept and
+    /// delivered later (each SEND answered 200 only once durable).
+    Store,
+    /// The session ends: BYE on both legs (also what happens with the store off).
+    End,
 }
 
 /// When a message towards one side's users is kept rather than refused.
@@ -90,6 +104,7 @@ impl Default for StoreConfig {
             max_total_bytes: 4 * 1024 * 1024 * 1024,
             expiry_check_ms: 10_000,
             max_in_flight: 4_096,
+            on_msrp_drop: MsrpDropPolicy::Store,
         }
     }
 }
@@ -365,6 +380,7 @@ struct RawStore {
     max_total_bytes: Option<Spanned<u64>>,
     expiry_check_ms: Option<Spanned<u64>>,
     max_in_flight: Option<Spanned<u64>>,
+    on_msrp_drop: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -729,6 +745,19 @@ fn apply_store(src: Source<'_>, raw: RawStore, store: &mut StoreConfig) -> Resul
         1_000_000,
         &mut store.max_in_flight,
     )?;
+    if let Some(p) = raw.on_msrp_drop {
+        store.on_msrp_drop = match p.get_ref().as_str() {
+            "store" => MsrpDropPolicy::Store,
+            "end" => MsrpDropPolicy::End,
+            v => {
+                return Err(error_at(
+                    src,
+                    p.span().start,
+                    format!("store.on_msrp_drop: {v:?} is not one of store, end"),
+                ));
+            }
+        };
+    }
     Ok(())
 }
 
@@ -1100,6 +1129,16 @@ mod tests {
 
         let e = parse("[timers]\nt1_ms = 5000\n").unwrap_err();
         assert!(e.reason.contains("t2_ms"), "{e}");
+    }
+
+    #[test]
+    fn on_msrp_drop_is_store_or_end() {
+        assert_eq!(Config::default().store.on_msrp_drop, MsrpDropPolicy::Store);
+        let c = parse("[store]\non_msrp_drop = \"end\"\n").unwrap();
+        assert_eq!(c.store.on_msrp_drop, MsrpDropPolicy::End);
+        let e = parse("[store]\non_msrp_drop = \"report\"\n").unwrap_err();
+        assert!(e.reason.contains("store, end"), "{e}");
+        assert_eq!(e.line, 2);
     }
 
     #[test]

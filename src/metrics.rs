@@ -314,7 +314,7 @@ pub const RECORD_DELETIONS: Metric = Metric {
 };
 
 /// Every metric the node exposes.
-pub const ALL: [Metric; 33] = [
+pub const ALL: [Metric; 35] = [
     SIP_REQUESTS,
     SIP_RESPONSES,
     SIP_RETRANSMISSIONS,
@@ -343,6 +343,8 @@ pub const ALL: [Metric; 33] = [
     STORE_OPERATIONS,
     STORE_DELIVERIES,
     STORE_EXPIRED,
+    STORE_TAKEOVERS,
+    STORE_TAKEOVER_MESSAGES,
     RECORD_OBJECTS,
     RECORD_BYTES,
     RECORD_FAILURES,
@@ -402,6 +404,25 @@ pub const STORE_EXPIRED: Metric = Metric {
     labels: &[],
     help: "Kept messages removed unsent at their maximum age (a failed notification goes to the \
            sender when one was requested).",
+};
+
+/// Store-and-forward: chat sessions whose leg dropped mid-session and was taken over.
+pub const STORE_TAKEOVERS: Metric = Metric {
+    name: "cpm_iwf_store_takeovers_total",
+    kind: MetricKind::Counter,
+    labels: &[],
+    help: "Chat sessions whose MSRP connection to one user dropped mid-session (closed, reset, \
+           stalled) and whose messages to that user the node keeps from then on \
+           (store.on_msrp_drop = store).",
+};
+
+/// Store-and-forward: messages kept for the user of a dropped leg.
+pub const STORE_TAKEOVER_MESSAGES: Metric = Metric {
+    name: "cpm_iwf_store_takeover_messages_total",
+    kind: MetricKind::Counter,
+    labels: &[],
+    help: "Chat messages and notifications towards the user of a dropped MSRP leg that the node \
+           kept durably (each answered 200 only then), to deliver when the user is back.",
 };
 
 // Label values.
@@ -868,6 +889,8 @@ struct Registry {
     store_operations: Slots<Counter>,
     store_deliveries: Slots<Counter>,
     store_expired: Counter,
+    store_takeovers: Counter,
+    store_takeover_messages: Counter,
 }
 
 impl Registry {
@@ -899,6 +922,8 @@ impl Registry {
             store_operations: Slots::new(size(&[StoreOp::ALL.len(), StoreResult::ALL.len()])),
             store_deliveries: Slots::new(size(&[SIDES, DeliveryResult::ALL.len()])),
             store_expired: metrics::counter!(STORE_EXPIRED.name),
+            store_takeovers: metrics::counter!(STORE_TAKEOVERS.name),
+            store_takeover_messages: metrics::counter!(STORE_TAKEOVER_MESSAGES.name),
         }
     }
 }
@@ -995,6 +1020,8 @@ fn initial_series(r: &Registry) {
         }
     }
     r.store_expired.increment(0);
+    r.store_takeovers.increment(0);
+    r.store_takeover_messages.increment(0);
     for &d in RelayDirection::ALL {
         msrp_counters(r, d);
     }
@@ -1382,6 +1409,16 @@ pub fn stored_delivery(side: Side, result: DeliveryResult) {
 /// A kept message expired unsent.
 pub fn stored_expired() {
     with(|r| r.store_expired.increment(1));
+}
+
+/// A chat session's dropped leg was taken over (its messages kept from now on).
+pub fn store_takeover() {
+    with(|r| r.store_takeovers.increment(1));
+}
+
+/// A message towards the user of a dropped leg was kept durably.
+pub fn store_takeover_message() {
+    with(|r| r.store_takeover_messages.increment(1));
 }
 
 /// Whether the node is ready (the admin server's readiness flag sets it).

@@ -414,13 +414,17 @@ async fn chat_session_from_simple_with_100_messages() {
 }
 
 /// Bob stops reading: Alice's chunks back up to the node's bounded queue, the relay cuts the
-/// stalled leg off after `msrp_stall_ms`, and the node hangs up both dialogs (BYE to each).
+/// stalled leg off after `msrp_stall_ms`, and (with `on_msrp_drop = "end"`; the default keeps
+/// the messages instead, tests/node_store_drop.rs) the node hangs up both dialogs (BYE to each).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_msrp_peer_ends_the_session_with_bye_on_both_legs() {
     bounded(60, async {
         let mut chat = set_up_with(
             Transport::Udp,
-            |c| c.timers.msrp_stall_ms = 1_000,
+            |c| {
+                c.timers.msrp_stall_ms = 1_000;
+                c.store.on_msrp_drop = cpm_iwf::config::MsrpDropPolicy::End;
+            },
             Some(4096),
         )
         .await;

@@ -146,6 +146,27 @@ pub enum StoreEvent {
     },
     /// Users with messages waiting (start-up scan).
     Resume(Vec<Bytes>),
+    /// The MSRP leg of side `side` of relay session `id` dropped mid-session and the relay
+    /// keeps the messages towards its user (`node::msrp::takeover`): end that leg's dialog.
+    LegDropped {
+        /// The relay session.
+        id: u64,
+        /// The leg that dropped.
+        side: Side,
+        /// Why (for the BYE's Reason).
+        reason: String,
+    },
+}
+
+/// What the sessions' translators need to keep the messages towards a user whose MSRP leg
+/// dropped (`[store] on_msrp_drop = "store"`).
+struct DropParts {
+    keeping: super::mailbox::Keeping,
+    /// The node's Contact per side (CPM, SIMPLE).
+    contacts: [String; 2],
+    /// The store policy per side (CPM, SIMPLE).
+    policies: [StorePolicy; 2],
+    events: mpsc::Sender<CoreEvent>,
 }
 
 /// The core's store-and-forward state.
@@ -166,6 +187,8 @@ struct Deferred {
     /// registrar, and its address when the registrar URI names one (else the side's next hop
     /// routes the SUBSCRIBEs).
     watcher: Option<(RegEventWatcher, Side, Option<Target>)>,
+    /// For sessions whose leg drops; `None` with `on_msrp_drop = "end"`.
+    drops: Option<Arc<DropParts>>,
 }
 
 impl Deferred {
@@ -352,7 +375,19 @@ impl Core {
                 target,
             ))
         });
+        let contacts = [
+            parts.addrs.cpm.contact.clone(),
+            parts.addrs.simple.contact.clone(),
+        ];
         let deferred = parts.store.take().map(|p| Deferred {
+            drops: (p.config.on_msrp_drop == crate::config::MsrpDropPolicy::Store).then(|| {
+                Arc::new(DropParts {
+                    keeping: p.mailbox.keeping(),
+                    contacts,
+                    policies: [p.config.cpm.clone(), p.config.simple.clone()],
+                    events: p.events.clone(),
+                })
+            }),
             schedule: Scheduler::new(ScheduleConfig {
                 retry: p.retry,
                 jitter: true,
@@ -662,7 +697,8 @@ impl Core {
             },
         );
         self.flush_server(&key);
-        if self.availability_request(&key, method, &msg) {
+        if self.availability_request(&key, method, &msg) || self.answered_for_taken_over(&key, &msg)
+        {
             return;
         }
         self.translate_request(side, &msg, Some(key));
@@ -1196,6 +1232,10 @@ impl Core {
                 self.watch_user(&user);
                 return;
             }
+            StoreEvent::LegDropped { id, side, reason } => {
+                self.leg_dropped(id, side, &reason);
+                return;
+            }
             StoreEvent::Resume(users) => {
                 let mut actions = Vec::new();
                 for u in users {
@@ -1363,6 +1403,58 @@ impl Core {
             },
         );
         self.relay_response(origin, &resp, None);
+    }
+
+    /// The MSRP leg `side` of relay session `id` dropped and its messages are kept (issue 7):
+    /// BYE to that user (RFC 3261 §15.1.1); their dialog is the node's from now on, so the
+    /// other user's session goes on with the node as its peer until they end it.
+    fn leg_dropped(&mut self, id: u64, side: Side, reason: &str) {
+        let Some(sids) = self.sessions.get(&id).cloned() else {
+            return;
+        };
+        let now = self.now();
+        let found = {
+            let view = self.parts.table.view(now);
+            sids.iter().find_map(|s| {
+                let m = view.msrp(s).filter(|m| m.side == side)?;
+                let text = format!("{reason}; the node keeps the session's messages");
+                let outcome = session::hang_up_leg(s, &view, &self.parts.mappings, &text).ok();
+                Some((s.clone(), m.call_id, outcome))
+            })
+        };
+        let Some((sid, call_id, outcome)) = found else {
+            return;
+        };
+        tracing::info!(?side, %reason, "MSRP leg dropped: BYE to that user, messages kept");
+        if let Some(outcome) = outcome {
+            self.apply_outcome(outcome, None);
+        }
+        if let Some(d) = self.deferred.as_mut()
+            && d.sunk.len() < self.parts.max_transactions
+        {
+            d.sunk
+                .insert((side, String::from_utf8_lossy(&call_id).into_owned()), sid);
+        }
+    }
+
+    /// A request from the far end of a dialog the node took over (its MSRP leg dropped): the
+    /// node answers (BYE 200, RFC 3261 §15.1.2; anything else 481, the dialog is over for
+    /// them). Returns whether it was one.
+    fn answered_for_taken_over(&mut self, key: &ServerKey, msg: &SipMessage) -> bool {
+        let sunk = msg.call_id().is_some_and(|c| {
+            self.deferred.as_ref().is_some_and(|d| {
+                !d.sunk.is_empty() && d.sunk.contains_key(&(key.side, c.to_string()))
+            })
+        });
+        if !sunk {
+            return false;
+        }
+        if msg.method() == Some(&rsip::Method::Bye) {
+            self.answer(key, 200, "OK", None);
+        } else {
+            self.answer(key, 481, "Call/Transaction Does Not Exist", None);
+        }
+        true
     }
 
     /// A NOTIFY of the node's reg event subscriptions (RFC 3680) or a third-party REGISTER
@@ -1907,7 +1999,20 @@ impl Core {
             let view = self.parts.table.view(self.parts.clock.now());
             r.session_opened(id, [&a.local_session, &b.local_session], &view)
         });
+        let drops = self
+            .deferred
+            .as_ref()
+            .and_then(|d| d.drops.clone())
+            .map(|parts| SessionDrops {
+                parts,
+                id,
+                legs: [
+                    (a.side, a.local_session.clone()),
+                    (b.side, b.local_session.clone()),
+                ],
+            });
         let translator = Arc::new(SessionTranslator {
+            drops,
             record,
             table: self.parts.table.clone(),
             mappings: self.parts.mappings.clone(),
@@ -1981,6 +2086,8 @@ impl Core {
 /// The chunk translation of one session, for the MSRP relay: the table finds the other leg by
 /// the To-Path (`translate::chat::msrp_request`).
 struct SessionTranslator {
+    /// Where the messages towards a user whose leg drops go; `None`: the session ends.
+    drops: Option<SessionDrops>,
     /// The session's record in the MSS, when its CPM user wants it (issue 8).
     record: Option<Arc<super::record::SessionRecord>>,
     table: Arc<Table>,
@@ -2050,6 +2157,52 @@ impl ChunkTranslator for SessionTranslator {
     fn report(&self, _from: Side, msg: &Message) -> Option<Message> {
         self.translate(msg).ok()
     }
+
+    fn on_drop(
+        &self,
+        side: Side,
+        reason: &super::msrp::EndReason,
+    ) -> Option<Arc<dyn super::msrp::takeover::Keep>> {
+        let drops = self.drops.as_ref()?;
+        let (_, sid) = drops.legs.iter().find(|(s, _)| *s == side)?;
+        let (leg, conversation) = {
+            let view = self.table.view(self.clock.now());
+            let m = view.msrp(sid)?;
+            let peer = view.dialog(&crate::translate::state::DialogKey {
+                side: m.side,
+                call_id: m.call_id,
+            })?;
+            (peer.leg, peer.conversation)
+        };
+        let i = index(side);
+        let session = deferred::MailboxSession::of_dialog(
+            &leg,
+            side,
+            &drops.parts.contacts[i],
+            conversation.as_ref(),
+            &drops.parts.policies[i],
+        );
+        metrics::store_takeover();
+        let events = drops.parts.events.clone();
+        let (id, reason) = (drops.id, reason.to_string());
+        tokio::spawn(async move {
+            let _ = events
+                .send(CoreEvent::Store(StoreEvent::LegDropped {
+                    id,
+                    side,
+                    reason,
+                }))
+                .await;
+        });
+        Some(Arc::new(drops.parts.keeping.keeper(session)))
+    }
+}
+
+/// A session's share of [`DropParts`]: its relay id and its legs' MSRP session-ids.
+struct SessionDrops {
+    parts: Arc<DropParts>,
+    id: u64,
+    legs: [(Side, Bytes); 2],
 }
 
 /// A timer made a transaction send again: counted as the node's own retransmission.

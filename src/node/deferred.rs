@@ -26,7 +26,7 @@ use crate::store::{Kind, MessageKey, Pending, StoredMessage};
 use crate::time::Millis;
 use crate::translate::addr::{aor, uri_of};
 use crate::translate::conversation::IdSource;
-use crate::translate::state::{Device, MessageOrigin, Side};
+use crate::translate::state::{ConversationIds, Device, LegDialog, MessageOrigin, Side};
 use crate::wire::cpim::Cpim;
 use crate::wire::imdn::{DeliveryStatus, Imdn};
 use crate::wire::sip::{self, SipMessage};
@@ -161,6 +161,42 @@ impl MailboxSession {
             contribution_id: sent.header("Contribution-ID").map(str::to_string),
             sender: Device {
                 aor: Bytes::from(caller),
+                gruu: None,
+                instance: None,
+            },
+            max_age_ms: policy.max_age_s.saturating_mul(1000),
+        }
+    }
+}
+
+impl MailboxSession {
+    /// What is kept of an established session whose leg towards side `to` dropped mid-session
+    /// (`node::msrp::takeover`): from the node's dialog on that leg (RFC 3261 §12: its remote
+    /// URI is the dropped user, its local URI the other user as written in that network) and
+    /// the session's conversation identities.
+    pub fn of_dialog(
+        leg: &LegDialog,
+        to: Side,
+        contact: &str,
+        conversation: Option<&ConversationIds>,
+        policy: &StorePolicy,
+    ) -> MailboxSession {
+        let local = String::from_utf8_lossy(&leg.local_uri);
+        let remote = String::from_utf8_lossy(&leg.remote_uri);
+        let user = aor(uri_of(&remote));
+        let text = |b: &Bytes| String::from_utf8_lossy(b).into_owned();
+        MailboxSession {
+            to_side: to,
+            recipient: Bytes::from(user.clone()),
+            // The user, not the device that dropped: any of their devices may take it later.
+            request_uri: user,
+            from: crate::translate::addr::with_tag(&local, None)
+                .unwrap_or_else(|_| local.clone().into_owned()),
+            contact: contact.to_string(),
+            conversation_id: conversation.map(|c| text(&c.conversation_id)),
+            contribution_id: conversation.map(|c| text(&c.contribution_id)),
+            sender: Device {
+                aor: Bytes::from(aor(uri_of(&local))),
                 gruu: None,
                 instance: None,
             },

@@ -377,3 +377,53 @@ fn users_followed_are_bounded() {
     }
     assert_eq!(s.users(), 2);
 }
+
+#[test]
+fn a_dropped_leg_keeps_its_messages_for_the_user_of_that_leg() {
+    // The node's dialog towards Bob (it sent the INVITE): From is Alice as written in Bob's
+    // network, To is Bob.
+    let leg = LegDialog {
+        local_tag: Bytes::from_static(b"n1"),
+        remote_tag: Some(Bytes::from_static(b"b1")),
+        local_uri: Bytes::from_static(b"\"Alice\" <sip:alice@cpm.example.net>"),
+        remote_uri: Bytes::from_static(b"<sip:bob@simple.example.net;transport=tcp>"),
+        remote_target: Bytes::from_static(b"sip:bob@192.0.2.9:5062"),
+        route_set: None,
+        local_cseq: 1,
+        msrp_setup: None,
+    };
+    let ids = ConversationIds {
+        conversation_id: Bytes::from_static(b"conv-1"),
+        contribution_id: Bytes::from_static(b"contrib-1"),
+        in_reply_to: None,
+    };
+    let s = MailboxSession::of_dialog(
+        &leg,
+        Side::Simple,
+        "sip:iwf@127.0.0.1:5062",
+        Some(&ids),
+        &policy(),
+    );
+    assert_eq!(&s.recipient[..], b"sip:bob@simple.example.net");
+    // The user, not the device whose connection dropped.
+    assert_eq!(s.request_uri, "sip:bob@simple.example.net");
+    assert!(s.from.contains("sip:alice@cpm.example.net") && !s.from.contains("tag="));
+    assert_eq!(&s.sender.aor[..], b"sip:alice@cpm.example.net");
+    assert_eq!(s.conversation_id.as_deref(), Some("conv-1"));
+    assert_eq!(s.contribution_id.as_deref(), Some("contrib-1"));
+    assert_eq!(s.max_age_ms, policy().max_age_s * 1000);
+    // A chat message of the session becomes the pager MESSAGE that delivers it later, with
+    // its own Message-ID; isComposing is not kept (RFC 3994 §4).
+    let cpim = Bytes::from_static(
+        b"From: <sip:alice@cpm.example.net>\r\nTo: <sip:bob@simple.example.net>\r\n\
+NS: imdn <urn:ietf:params:imdn>\r\nimdn.Message-ID: Drop-1\r\nDateTime: 2026-11-25T10:00:00.000Z\r\n\r\n\
+Content-Type: text/plain\r\n\r\nstill there?",
+    );
+    let m = session_message(&s, b"message/cpim", cpim, 1_000).expect("kept");
+    assert_eq!(m.message_id.as_deref(), Some(&b"Drop-1"[..]));
+    assert_eq!(m.to_side, Side::Simple);
+    let sip = sip::parse_message(m.payload.clone(), &sip::Limits::default()).expect("SIP");
+    assert_eq!(sip.request_uri(), Some(&b"sip:bob@simple.example.net"[..]));
+    let typing = Bytes::from_static(b"<isComposing/>");
+    assert!(session_message(&s, b"application/im-iscomposing+xml", typing, 1_000).is_none());
+}

@@ -9,6 +9,10 @@
 //! pager MESSAGE that will deliver it (in the callee's network's form), and only then answered
 //! 200 (durable before acknowledged). isComposing is answered and dropped (RFC 3994 §4: stale
 //! later). The relay is unchanged: this is one more MSRP peer, on loopback.
+//!
+//! The same keeping serves a session whose leg dropped mid-session ([`SessionKeeper`], given
+//! to the relay by `node::msrp::takeover`): the chunks queued for the dropped user come here
+//! without a second TCP hop.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -23,6 +27,7 @@ use tokio_util::codec::Decoder;
 
 use super::b2bua::{Clock, CoreEvent, StoreEvent};
 use super::deferred::{self, MailboxSession};
+use super::msrp::takeover::{Keep, KeepFuture};
 use crate::correlate::Table;
 use crate::store::{Store, StoreError};
 use crate::translate::state::View;
@@ -41,6 +46,7 @@ const IDLE: Duration = Duration::from_secs(3_600);
 pub struct Mailbox {
     addr: SocketAddr,
     sessions: Sessions,
+    shared: Arc<Shared>,
     /// The accept loop (it owns the connection tasks): stopped with the mailbox, so that the
     /// store it holds is released when the node stops.
     task: tokio::task::JoinHandle<()>,
@@ -91,10 +97,11 @@ impl Mailbox {
             sessions: sessions.clone(),
             max_payload,
         });
-        let task = tokio::spawn(accept_loop(listener, shared));
+        let task = tokio::spawn(accept_loop(listener, shared.clone()));
         Ok(Mailbox {
             addr,
             sessions,
+            shared,
             task,
         })
     }
@@ -117,6 +124,11 @@ impl Mailbox {
         self.addr
     }
 
+    /// What makes keepers for the users of dropped legs ([`Keeping::keeper`]).
+    pub fn keeping(&self) -> Keeping {
+        Keeping(self.shared.clone())
+    }
+
     /// Takes session `session_id` for a callee; `false` when full. It is forgotten when the
     /// relay's connection for it closes (after the last message queued before a BYE was kept),
     /// or after [`UNUSED`] if the relay never connects.
@@ -131,6 +143,22 @@ impl Mailbox {
         }
         s.insert(session_id, (session, Instant::now()));
         true
+    }
+}
+
+/// Makes the keepers of dropped legs; shares the mailbox's store and event queue.
+#[derive(Clone)]
+pub struct Keeping(Arc<Shared>);
+
+impl Keeping {
+    /// What keeps the messages towards the user of a chat session's dropped leg
+    /// (`node::msrp::takeover`) as the mailbox keeps a stood-in session's.
+    pub fn keeper(&self, session: MailboxSession) -> SessionKeeper {
+        SessionKeeper {
+            shared: self.0.clone(),
+            session,
+            partial: Mutex::new(HashMap::new()),
+        }
     }
 }
 
@@ -234,41 +262,68 @@ async fn on_message(
         return answer(481);
     };
     seen.insert(sid);
-    let Some(body) = m.body.as_ref() else {
+    if m.body.is_none() {
         // The bodiless SEND that opens the connection (§5.4).
         return answer(200);
+    }
+    let whole = match reassemble(partial, m, shared.max_payload) {
+        Ok(whole) => whole,
+        Err(code) => return answer(code),
     };
+    answer(keep_whole(shared, &session, m, whole).await)
+}
+
+/// One chunk `m` of a kept session into `partial` (RFC 4975 §5.1, in arrival order, bounded):
+/// the whole message once its last chunk is in, else the status to answer now (200 for a
+/// part or an aborted message; 413 when too large, too many at once, or when its first byte
+/// was never seen: a message half-sent elsewhere is refused whole, RFC 4975 §7.3.1).
+pub fn reassemble(
+    partial: &mut HashMap<Bytes, BytesMut>,
+    m: &Message,
+    max_payload: usize,
+) -> Result<Bytes, u16> {
+    let body = m.body.clone().unwrap_or_default();
     let id = m.message_id().cloned().unwrap_or_default();
-    let whole = match m.continuation {
-        Continuation::Complete if !partial.contains_key(&id) => body.clone(),
+    let continuing = partial.contains_key(&id);
+    let start = m.byte_range().ok().flatten().map_or(1, |r| r.start);
+    if !continuing && start != 1 && m.continuation != Continuation::Aborted {
+        return Err(413);
+    }
+    match m.continuation {
+        Continuation::Complete if !continuing => Ok(body),
         Continuation::Aborted => {
             partial.remove(&id);
-            return answer(200);
+            Err(200)
         }
         c => {
-            if !partial.contains_key(&id) && partial.len() >= MAX_PARTIAL {
-                return answer(413);
+            if !continuing && partial.len() >= MAX_PARTIAL {
+                return Err(413);
             }
             let buf = partial.entry(id.clone()).or_default();
-            if buf.len() + body.len() > shared.max_payload {
+            if buf.len() + body.len() > max_payload {
                 partial.remove(&id);
-                return answer(413);
+                return Err(413);
             }
-            buf.extend_from_slice(body);
+            buf.extend_from_slice(&body);
             if c == Continuation::More {
-                return answer(200);
+                return Err(200);
             }
-            partial
+            Ok(partial
                 .remove(&id)
                 .map(BytesMut::freeze)
-                .unwrap_or_default()
+                .unwrap_or_default())
         }
-    };
+    }
+}
+
+/// Keep the whole message `whole` (of chunk `m`'s Content-Type) of `session` durably, and
+/// where its notifications go; the MSRP status to answer: 200 only once it is durable.
+async fn keep_whole(shared: &Shared, session: &MailboxSession, m: &Message, whole: Bytes) -> u16 {
     let content_type = m.content_type().cloned().unwrap_or_default();
     let unix_now = crate::store::unix_ms_now();
-    let Some(stored) = deferred::session_message(&session, &content_type, whole, unix_now) else {
+    let Some(stored) = deferred::session_message(session, &content_type, whole, unix_now) else {
         // isComposing, or nothing worth keeping: answered, not kept.
-        return answer(200);
+        return 200;
     };
     let user = stored.recipient.clone();
     let origin = stored.message_id.clone().and_then(|id| {
@@ -297,7 +352,7 @@ async fn on_message(
                 crate::metrics::StoreOp::Put,
                 crate::metrics::StoreResult::Ok,
             );
-            answer(200)
+            200
         }
         Err(e) => {
             crate::metrics::store_operation(
@@ -305,7 +360,103 @@ async fn on_message(
                 crate::metrics::StoreResult::Failed,
             );
             tracing::warn!(error = %e, "chat message for an unavailable user not stored");
-            answer(e.msrp_status())
+            e.msrp_status()
         }
+    }
+}
+
+/// [`Mailbox::keeper`]: the messages towards the user of a dropped leg, kept one at a time in
+/// the order the relay gives them (its drain is one task).
+pub struct SessionKeeper {
+    shared: Arc<Shared>,
+    session: MailboxSession,
+    partial: Mutex<HashMap<Bytes, BytesMut>>,
+}
+
+impl Keep for SessionKeeper {
+    fn keep<'a>(&'a self, msg: &'a Message) -> KeepFuture<'a> {
+        Box::pin(async move {
+            let whole = {
+                let mut partial = lock(&self.partial);
+                let id = msg.message_id().cloned().unwrap_or_default();
+                if msg.body.is_none() && !partial.contains_key(&id) {
+                    // Nothing to keep (a keep-alive SEND, RFC 4975 §7.1.1).
+                    return 200;
+                }
+                reassemble(&mut partial, msg, self.shared.max_payload)
+            };
+            match whole {
+                Ok(whole) => {
+                    let code = keep_whole(&self.shared, &self.session, msg, whole).await;
+                    if code == 200 {
+                        crate::metrics::store_takeover_message();
+                    }
+                    code
+                }
+                Err(code) => code,
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::msrp::parse;
+
+    fn chunk(id: &str, range: &str, end: char, body: &str) -> Message {
+        let text = format!(
+            "MSRP t0001 SEND\r\nTo-Path: msrp://127.0.0.1:9/a;tcp\r\nFrom-Path: msrp://127.0.0.1:9/b;tcp\r\n\
+             Message-ID: msg-{id}\r\nByte-Range: {range}\r\nContent-Type: text/plain\r\n\r\n{body}\r\n-------t0001{end}\r\n"
+        );
+        parse(Bytes::from(text), &Limits::default()).expect("MSRP")
+    }
+
+    #[test]
+    fn a_message_is_kept_whole_or_refused() {
+        let mut partial = HashMap::new();
+        // Whole in one chunk.
+        assert_eq!(
+            reassemble(&mut partial, &chunk("m1", "1-2/2", '$', "hi"), 1024),
+            Ok(Bytes::from_static(b"hi"))
+        );
+        // In two chunks: the first is answered 200, the second completes it.
+        assert_eq!(
+            reassemble(&mut partial, &chunk("m2", "1-3/6", '+', "abc"), 1024),
+            Err(200)
+        );
+        assert_eq!(
+            reassemble(&mut partial, &chunk("m2", "4-6/6", '$', "def"), 1024),
+            Ok(Bytes::from_static(b"abcdef"))
+        );
+        // The rest of a message whose beginning went elsewhere (half-sent when a leg
+        // dropped): 413, never a 200 for a part that cannot be kept whole.
+        assert_eq!(
+            reassemble(&mut partial, &chunk("m3", "4-6/9", '+', "def"), 1024),
+            Err(413)
+        );
+        assert_eq!(
+            reassemble(&mut partial, &chunk("m3", "7-9/9", '$', "ghi"), 1024),
+            Err(413)
+        );
+        // Aborted: forgotten.
+        assert_eq!(
+            reassemble(&mut partial, &chunk("m4", "1-3/6", '+', "abc"), 1024),
+            Err(200)
+        );
+        assert_eq!(
+            reassemble(&mut partial, &chunk("m4", "4-6/6", '#', "def"), 1024),
+            Err(200)
+        );
+        assert!(partial.is_empty());
+        // Too large.
+        assert_eq!(
+            reassemble(&mut partial, &chunk("m5", "1-3/6", '+', "abc"), 4),
+            Err(200)
+        );
+        assert_eq!(
+            reassemble(&mut partial, &chunk("m5", "4-6/6", '$', "def"), 4),
+            Err(413)
+        );
     }
 }

@@ -739,6 +739,37 @@ pub fn hang_up(
     Ok(outcome)
 }
 
+/// End only the leg of MSRP session `session_id` (its MSRP connection dropped and the node
+/// keeps the session's messages for that user, issue 7): BYE on that dialog (RFC 3261 §15.1.1)
+/// with a Reason (RFC 3326); the other leg, and the table, stay as they are.
+pub fn hang_up_leg(
+    session_id: &[u8],
+    view: &dyn View,
+    mappings: &Mappings,
+    reason: &str,
+) -> Result<Outcome, TranslateError> {
+    let msrp = view.msrp(session_id).ok_or(TranslateError::NoDialog)?;
+    let key = DialogKey {
+        side: msrp.side,
+        call_id: msrp.call_id,
+    };
+    let this = view.dialog(&key).ok_or(TranslateError::NoDialog)?;
+    let mut outcome = Outcome::default();
+    if this.leg.remote_tag.is_none() {
+        return Ok(outcome);
+    }
+    let rules = match key.side {
+        Side::Simple => &mappings.cpm_to_simple,
+        Side::Cpm => &mappings.simple_to_cpm,
+    };
+    let seq = this.leg.local_cseq.saturating_add(1);
+    let mut bye = in_dialog(None, rsip::Method::Bye, &key.call_id, &this.leg, seq, rules)?;
+    let text = reason.replace(['"', '\\', '\r', '\n'], " ");
+    bye.push_header("Reason", &format!("SIP;cause=480;text=\"{text}\""))?;
+    outcome.send.push((key.side, bye));
+    Ok(outcome)
+}
+
 /// Translate a CANCEL of an INVITE the gateway relayed (RFC 3261 §9): the gateway answers the
 /// CANCEL itself (200, §9.2) and cancels its own INVITE on the other leg, with that INVITE's
 /// Request-URI, Call-ID, From, To and CSeq number (§9.1). The node gives it the Via of its

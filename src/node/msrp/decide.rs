@@ -219,7 +219,16 @@ impl Outstanding {
             .entries
             .iter()
             .position(|p| p.transaction_id == transaction_id)?;
-        self.entries.remove(i)
+        let p = self.entries.remove(i);
+        self.release_if_empty();
+        p
+    }
+
+    /// Nothing waits: give the memory back (a held session keeps none; issue 9).
+    fn release_if_empty(&mut self) {
+        if self.entries.is_empty() && self.entries.capacity() > 0 {
+            self.entries = VecDeque::new();
+        }
     }
 
     /// Remove and return the entries queued before `now - timeout`.
@@ -233,6 +242,7 @@ impl Outstanding {
                 out.push(p);
             }
         }
+        self.release_if_empty();
         out
     }
 

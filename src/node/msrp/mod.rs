@@ -19,21 +19,22 @@
 //! response (transaction timeout, RFC 4975 §7.1.1).
 
 pub mod decide;
+pub mod takeover;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
-use tokio::time::{Instant, sleep, sleep_until, timeout, timeout_at};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc, oneshot};
+use tokio::time::{Instant, sleep, timeout, timeout_at};
 use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 
@@ -53,6 +54,13 @@ pub trait ChunkTranslator: Send + Sync {
     /// The REPORT to queue on the other leg for a REPORT received from `from`'s peer; `None`
     /// drops it (the session is no longer known).
     fn report(&self, from: Side, msg: &Message) -> Option<Message>;
+    /// The leg of `side` dropped mid-session ([`takeover`]): what keeps the messages towards
+    /// its user from now on, or `None` to end the session. Called at most once per leg; the
+    /// B2BUA ends that leg's dialog (issue 7).
+    fn on_drop(&self, side: Side, reason: &EndReason) -> Option<Arc<dyn takeover::Keep>> {
+        let _ = (side, reason);
+        None
+    }
 }
 
 /// Who opens the TCP connection of a leg (RFC 6135 `a=setup`, RFC 4975 §5.4).
@@ -280,14 +288,20 @@ struct Leg {
     expected: Vec<MsrpUri>,
     setup: Setup,
     cema: bool,
-    tx: mpsc::Sender<Out>,
-    rx: Mutex<Option<mpsc::Receiver<Out>>>,
-    budget: Arc<Semaphore>,
+    /// What the node sends on this leg, waiting for its writer.
+    queue: Queue,
     outstanding: Mutex<decide::Outstanding>,
     /// Poked when `outstanding` gets its first entry, so that this leg's reader starts the
     /// transaction timer (RFC 4975 §7.1.1) even while its peer is silent.
     tracked: Notify,
     bound: AtomicBool,
+    /// Cancelled when the leg dropped and was taken over ([`takeover`]): its reader stops,
+    /// its writer hands its queue to the keeper.
+    dropped: CancellationToken,
+    /// Whether a task of the leg is deciding its takeover.
+    taking: AtomicBool,
+    /// The keeper of a taken-over leg.
+    kept: OnceLock<Arc<dyn takeover::Keep>>,
 }
 
 impl Leg {
@@ -305,10 +319,190 @@ impl Leg {
     }
 }
 
-/// A queued message and its share of the leg's byte budget (released once written).
+/// A queued message, its encoded size and its share of the leg's byte budget (given back
+/// once written, or once kept for a dropped leg).
 struct Out {
     msg: Message,
-    _permit: OwnedSemaphorePermit,
+    len: usize,
+    bytes: u32,
+    /// Told the status of a SEND kept for a dropped leg ([`takeover`]).
+    done: Option<oneshot::Sender<u16>>,
+}
+
+/// Whether a leg's queue has a writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Writer {
+    /// The connection is not up yet: messages wait.
+    Waiting,
+    /// A writer task drains it (or, once the leg dropped, its keeper: [`takeover`]).
+    Running,
+    /// Closed: nothing is queued any more (senders get `false`).
+    Closed,
+}
+
+struct QueueState {
+    items: VecDeque<Out>,
+    writer: Writer,
+}
+
+/// A leg's outgoing queue, bounded in messages (`queue_depth`) and in bytes (`queue_bytes`)
+/// like a bounded channel, but holding no memory while it is empty: a held session costs
+/// nothing here until it has something to send (issue 9).
+struct Queue {
+    state: Mutex<QueueState>,
+    /// Free message slots: taken by a sender, given back when the writer takes the message.
+    slots: Semaphore,
+    /// Free bytes: taken by a sender, given back once the message's bytes are in the socket
+    /// (or the message is kept, [`takeover`]).
+    budget: Semaphore,
+    /// Poked on each push.
+    ready: Notify,
+}
+
+/// Messages taken off a queue to be written together, oldest first: kept until their bytes
+/// are in the socket, so that a batch a drop interrupts goes to the keeper ([`takeover`]).
+struct Batch {
+    items: Vec<Out>,
+    /// Their encoded size.
+    len: usize,
+}
+
+impl Batch {
+    /// The batch's wire form, in a buffer of exactly its size (freed once written).
+    fn encode(&self) -> BytesMut {
+        let mut out = BytesMut::with_capacity(self.len);
+        for o in &self.items {
+            o.msg.encode(&mut out);
+        }
+        out
+    }
+
+    /// The bytes of budget its messages hold.
+    fn bytes(&self) -> usize {
+        self.items
+            .iter()
+            .fold(0usize, |n, o| n.saturating_add(o.bytes as usize))
+    }
+}
+
+impl Queue {
+    fn new(depth: usize, bytes: usize) -> Queue {
+        Queue {
+            state: Mutex::new(QueueState {
+                items: VecDeque::new(),
+                writer: Writer::Waiting,
+            }),
+            slots: Semaphore::new(depth.max(1)),
+            budget: Semaphore::new(bytes.clamp(1, Semaphore::MAX_PERMITS)),
+            ready: Notify::new(),
+        }
+    }
+
+    /// Become the queue's writer; `false` when it has one or is closed.
+    fn claim(&self) -> bool {
+        let mut st = lock(&self.state);
+        if st.writer == Writer::Waiting {
+            st.writer = Writer::Running;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Queue a message whose slot and bytes the caller took; `false` when closed.
+    fn push(&self, out: Out) -> bool {
+        {
+            let mut st = lock(&self.state);
+            if st.writer == Writer::Closed {
+                drop(st);
+                drop(out);
+                return false;
+            }
+            st.items.push_back(out);
+        }
+        self.ready.notify_one();
+        true
+    }
+
+    /// Take what is queued, oldest first, up to about [`WRITE_BATCH`] encoded bytes (at
+    /// least one message). `None` when empty: the queue's own memory is given back then. The
+    /// slots are free from now on; the bytes are the taker's to give back ([`Queue::written`]).
+    fn take_batch(&self) -> Option<Batch> {
+        let batch = {
+            let mut st = lock(&self.state);
+            if st.items.is_empty() {
+                if st.items.capacity() > 0 {
+                    st.items = VecDeque::new();
+                }
+                return None;
+            }
+            let (mut n, mut len) = (0usize, 0usize);
+            while len < WRITE_BATCH
+                && let Some(o) = st.items.get(n)
+            {
+                len = len.saturating_add(o.len);
+                n += 1;
+            }
+            Batch {
+                items: st.items.drain(..n).collect(),
+                len,
+            }
+        };
+        // Taken out of the queue: its slots are free (as a bounded channel's receive frees them).
+        self.slots.add_permits(batch.items.len());
+        Some(batch)
+    }
+
+    /// Take the oldest message (its slot is free from now on, its bytes are the taker's to
+    /// give back); `None` when empty. For a dropped leg's keeper ([`takeover`]).
+    fn take_one(&self) -> Option<Out> {
+        let out = {
+            let mut st = lock(&self.state);
+            let out = st.items.pop_front();
+            if out.is_none() && st.items.capacity() > 0 {
+                st.items = VecDeque::new();
+            }
+            out
+        };
+        if out.is_some() {
+            self.slots.add_permits(1);
+        }
+        out
+    }
+
+    /// A taken batch is in the socket: drop its messages, give back their bytes.
+    fn written(&self, batch: Batch) {
+        let bytes = batch.bytes();
+        drop(batch);
+        self.budget.add_permits(bytes);
+    }
+
+    /// Close for good: drop what is queued, fail every sender.
+    fn close(&self) {
+        let items = {
+            let mut st = lock(&self.state);
+            st.writer = Writer::Closed;
+            std::mem::take(&mut st.items)
+        };
+        self.slots.close();
+        self.budget.close();
+        drop(items);
+    }
+
+    /// Close unless a writer runs (it flushes what is queued, then closes).
+    fn close_unclaimed(&self) {
+        let items = {
+            let mut st = lock(&self.state);
+            if st.writer != Writer::Waiting {
+                return;
+            }
+            st.writer = Writer::Closed;
+            std::mem::take(&mut st.items)
+        };
+        self.slots.close();
+        self.budget.close();
+        drop(items);
+    }
 }
 
 /// Transaction-ids and Message-IDs of the node's own requests: 16 hex digits of a keyed
@@ -456,18 +650,18 @@ impl Inner {
         if spec.setup == Setup::Active && first.port.is_none() {
             return Err(OpenError::RemotePath("first URI has no port"));
         }
-        let (tx, rx) = mpsc::channel(self.cfg.queue_depth.max(1));
         Ok(Leg {
             local,
-            expected: spec.remote_path,
+            expected: detach(&spec.remote_path),
             setup: spec.setup,
             cema: spec.cema,
-            tx,
-            rx: Mutex::new(Some(rx)),
-            budget: Arc::new(Semaphore::new(self.cfg.queue_bytes.max(1))),
+            queue: Queue::new(self.cfg.queue_depth, self.cfg.queue_bytes),
             outstanding: Mutex::new(decide::Outstanding::new(self.cfg.max_outstanding)),
             tracked: Notify::new(),
             bound: AtomicBool::new(false),
+            dropped: CancellationToken::new(),
+            taking: AtomicBool::new(false),
+            kept: OnceLock::new(),
         })
     }
 
@@ -568,7 +762,7 @@ impl Inner {
             if waiting.get(&key).is_some_and(|s| Arc::ptr_eq(s, session)) {
                 waiting.remove(&key);
             }
-            drop(lock(&session.leg(side).rx).take());
+            session.leg(side).queue.close_unclaimed();
         }
     }
 
@@ -638,13 +832,30 @@ async fn accept_loop(inner: Arc<Inner>, side: Side, listener: TcpListener) {
     }
 }
 
-/// A connection to a side's listener: read its first request, bind it to its session.
-async fn accept_conn(
+/// A connection to a side's listener: read its first request, bind it to its session, then
+/// relay. The setup runs in its own allocation, freed once the leg is up, so that the task
+/// of a held session is only as large as its reading loop (issue 9).
+fn accept_conn(
+    inner: Arc<Inner>,
+    side: Side,
+    stream: TcpStream,
+    permit: OwnedSemaphorePermit,
+) -> impl Future<Output = ()> + Send {
+    let setup = Box::pin(accept_setup(inner, side, stream, permit));
+    async move {
+        let reader = setup.await;
+        if let Some(r) = reader {
+            r.run().await;
+        }
+    }
+}
+
+async fn accept_setup(
     inner: Arc<Inner>,
     side: Side,
     mut stream: TcpStream,
     permit: OwnedSemaphorePermit,
-) {
+) -> Option<Reader> {
     let _ = stream.set_nodelay(true);
     let mut codec = MsrpCodec::new(inner.cfg.limits.clone());
     let mut buf = BytesMut::with_capacity(4 * 1024);
@@ -653,39 +864,34 @@ async fn accept_conn(
         match codec.decode(&mut buf) {
             Ok(Some(f)) => break f,
             Ok(None) => {}
-            Err(_) => return,
+            Err(_) => return None,
         }
         reserve(&mut buf);
         let read = tokio::select! {
-            _ = inner.shutdown.cancelled() => return,
+            _ = inner.shutdown.cancelled() => return None,
             r = timeout_at(deadline, stream.read_buf(&mut buf)) => r,
         };
         match read {
             Ok(Ok(n)) if n > 0 => {}
-            _ => return,
+            _ => return None,
         }
     };
     // A first frame that is a response, or whose paths are unreadable, names no session.
-    let Frame::Message(req) = frame else { return };
-    if req.method().is_none() {
-        return;
-    }
+    let Frame::Message(req) = frame else {
+        return None;
+    };
+    req.method()?;
     match inner.claim(side, &req) {
         Ok(session) => {
             drop(permit);
-            let peer_hop = req
-                .from_path_uris()
-                .filter_map(Result::ok)
-                .next()
-                .unwrap_or_else(|| {
-                    session
-                        .leg(side)
-                        .expected
-                        .first()
-                        .cloned()
-                        .unwrap_or_else(|| session.leg(side).local.clone())
-                });
-            run_leg(
+            let peer_hop = match req.from_path_uris().filter_map(Result::ok).next() {
+                Some(u) => uri_bytes(&u),
+                None => {
+                    let leg = session.leg(side);
+                    uri_bytes(leg.expected.first().unwrap_or(&leg.local))
+                }
+            };
+            Reader::start(
                 inner,
                 session,
                 side,
@@ -695,7 +901,7 @@ async fn accept_conn(
                 peer_hop,
                 Some(req),
             )
-            .await;
+            .await
         }
         Err(code) => {
             // RFC 4975 §7.3: unknown session, 481, and this connection serves nothing else.
@@ -704,6 +910,7 @@ async fn accept_conn(
             }
             let _ = timeout(inner.cfg.stall_timeout, stream.shutdown()).await;
             linger(&mut stream, &mut buf).await;
+            None
         }
     }
 }
@@ -723,19 +930,29 @@ async fn linger(stream: &mut TcpStream, buf: &mut BytesMut) {
 }
 
 /// The active leg: connect to the first URI of the peer's path and bind the connection with
-/// a bodiless SEND (RFC 4975 §5.4).
-async fn dial(inner: Arc<Inner>, session: Arc<Session>, side: Side) {
+/// a bodiless SEND (RFC 4975 §5.4), then relay. As for [`accept_conn`], the setup has its
+/// own allocation.
+fn dial(inner: Arc<Inner>, session: Arc<Session>, side: Side) -> impl Future<Output = ()> + Send {
+    let setup = Box::pin(dial_setup(inner, session, side));
+    async move {
+        let reader = setup.await;
+        if let Some(r) = reader {
+            r.run().await;
+        }
+    }
+}
+
+async fn dial_setup(inner: Arc<Inner>, session: Arc<Session>, side: Side) -> Option<Reader> {
     let leg = session.leg(side);
-    let Some(first) = leg.expected.first().cloned() else {
-        return;
-    };
+    let first = leg.expected.first()?;
     let host = String::from_utf8_lossy(&first.host)
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_string();
     let port = first.port.unwrap_or_default();
+    let peer_hop = uri_bytes(first);
     let connected = tokio::select! {
-        _ = session.cancel.cancelled() => return,
+        _ = session.cancel.cancelled() => return None,
         r = timeout(inner.cfg.connect_timeout, TcpStream::connect((host.as_str(), port))) => r,
     };
     let mut stream = match connected {
@@ -744,11 +961,11 @@ async fn dial(inner: Arc<Inner>, session: Arc<Session>, side: Side) {
             inner
                 .end(&session, side, EndReason::ConnectFailed(e.to_string()))
                 .await;
-            return;
+            return None;
         }
         Err(_) => {
             inner.end(&session, side, EndReason::ConnectTimeout).await;
-            return;
+            return None;
         }
     };
     let _ = stream.set_nodelay(true);
@@ -764,36 +981,38 @@ async fn dial(inner: Arc<Inner>, session: Arc<Session>, side: Side) {
     });
     // Written before the writer starts: the bodiless SEND is the first thing on the wire.
     let wire = bind.to_bytes();
+    drop(bind);
     let written = tokio::select! {
-        _ = session.cancel.cancelled() => return,
+        _ = session.cancel.cancelled() => return None,
         r = timeout(inner.cfg.stall_timeout, stream.write_all(&wire)) => r,
     };
+    drop(wire);
     match written {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
             inner
                 .end(&session, side, EndReason::Io(e.to_string()))
                 .await;
-            return;
+            return None;
         }
         Err(_) => {
             inner.end(&session, side, EndReason::Stalled).await;
-            return;
+            return None;
         }
     }
     leg.bound.store(true, Ordering::Release);
     let codec = MsrpCodec::new(inner.cfg.limits.clone());
-    run_leg(
+    Reader::start(
         inner,
         session,
         side,
         stream,
         codec,
         BytesMut::new(),
-        first,
+        peer_hop,
         None,
     )
-    .await;
+    .await
 }
 
 /// End the session if a passive leg's peer has not connected within `connect_timeout`.
@@ -804,44 +1023,12 @@ async fn watch_passive(inner: Arc<Inner>, session: Arc<Session>) {
             for side in [Side::Cpm, Side::Simple] {
                 let leg = session.leg(side);
                 if leg.setup == Setup::Passive && !leg.bound.load(Ordering::Acquire) {
-                    inner.end(&session, side, EndReason::ConnectTimeout).await;
+                    // Boxed: this task lives as long as the connect timeout for every session.
+                    Box::pin(inner.end(&session, side, EndReason::ConnectTimeout)).await;
                     return;
                 }
             }
         }
-    }
-}
-
-/// A bound connection: start its writer, run its reader, end the session when it fails.
-#[allow(clippy::too_many_arguments)]
-async fn run_leg(
-    inner: Arc<Inner>,
-    session: Arc<Session>,
-    side: Side,
-    stream: TcpStream,
-    codec: MsrpCodec,
-    buf: BytesMut,
-    peer_hop: MsrpUri,
-    first: Option<Message>,
-) {
-    let Some(rx) = lock(&session.leg(side).rx).take() else {
-        return;
-    };
-    let (rd, wr) = stream.into_split();
-    tokio::spawn(write_loop(inner.clone(), session.clone(), side, wr, rx));
-    // Informational: never let a slow event consumer hold up relaying.
-    let _ = inner.events.try_send(RelayEvent::LegConnected {
-        id: session.id,
-        side,
-    });
-    let conn = Conn {
-        inner: &inner,
-        session: &session,
-        side,
-        peer_hop,
-    };
-    if let Some(reason) = conn.read_loop(rd, codec, buf, first).await {
-        inner.end(&session, side, reason).await;
     }
 }
 
@@ -852,161 +1039,294 @@ fn reserve(buf: &mut BytesMut) {
     }
 }
 
+/// A URI's wire form in a small buffer of its own: a slice of the frame it came in would
+/// keep that frame's whole read buffer alive for the session's life.
+fn uri_bytes(u: &MsrpUri) -> Bytes {
+    let mut b = BytesMut::with_capacity(u.encoded_len());
+    u.write_to(&mut b);
+    b.freeze()
+}
+
+/// The URIs again, sharing one small buffer of their own (see [`uri_bytes`]).
+fn detach(uris: &[MsrpUri]) -> Vec<MsrpUri> {
+    let mut b = BytesMut::with_capacity(uris.iter().map(MsrpUri::encoded_len).sum());
+    let mut ends = Vec::with_capacity(uris.len());
+    for u in uris {
+        u.write_to(&mut b);
+        ends.push(b.len());
+    }
+    let all = b.freeze();
+    let mut start = 0;
+    uris.iter()
+        .zip(ends)
+        .map(|(u, end)| {
+            let one = if start <= end && end <= all.len() {
+                all.slice(start..end)
+            } else {
+                Bytes::new()
+            };
+            start = end;
+            match MsrpUri::parse(one) {
+                Ok(p) if p == *u => p,
+                _ => u.clone(),
+            }
+        })
+        .collect()
+}
+
 const WRITE_BATCH: usize = 64 * 1024;
 
-/// Drain a leg's queue to its socket, several messages per write when they are queued.
+/// Drain a leg's queue to its socket, several messages per write when they are queued. The
+/// bytes are encoded into a buffer of their size when there is something to write, and freed
+/// once written: an idle leg holds no write buffer (issue 9).
 ///
 /// When the session is closed (a BYE) what is already queued is still written, within
 /// [`FLUSH_ON_CLOSE`]: those messages were answered 200 to their sender, so they must reach
 /// the other leg (nothing accepted is lost); a write in progress is finished, never cut.
-async fn write_loop(
-    inner: Arc<Inner>,
-    session: Arc<Session>,
-    side: Side,
-    mut wr: OwnedWriteHalf,
-    mut rx: mpsc::Receiver<Out>,
-) {
-    let mut out = BytesMut::with_capacity(16 * 1024);
-    let mut batch: Vec<Out> = Vec::with_capacity(16);
-    let mut closing: Option<tokio::time::Instant> = None;
-    loop {
-        let first = match closing {
-            Some(_) => rx.try_recv().ok(),
-            None => tokio::select! {
-                biased;
-                _ = session.cancel.cancelled() => {
-                    closing = Some(tokio::time::Instant::now() + FLUSH_ON_CLOSE);
-                    rx.try_recv().ok()
-                }
-                m = rx.recv() => m,
-            },
-        };
-        let Some(first) = first else { break };
-        out.clear();
-        first.msg.encode(&mut out);
-        batch.push(first);
-        while out.len() < WRITE_BATCH {
-            match rx.try_recv() {
-                Ok(m) => {
-                    m.msg.encode(&mut out);
-                    batch.push(m);
-                }
-                Err(_) => break,
-            }
+///
+/// When the leg dropped and is taken over ([`takeover`]) the writer stops writing and drains
+/// the queue into the keeper instead: the batch it was writing first, then the rest, in order.
+async fn write_loop(inner: Arc<Inner>, session: Arc<Session>, side: Side, mut wr: OwnedWriteHalf) {
+    let leg = session.leg(side);
+    let queue = &leg.queue;
+    let mut closing: Option<Instant> = None;
+    // What the writer held when the leg was taken over: kept first.
+    let held: Option<Batch> = loop {
+        if closing.is_none() && session.cancel.is_cancelled() {
+            closing = Some(Instant::now() + FLUSH_ON_CLOSE);
         }
+        let Some(batch) = queue.take_batch() else {
+            if closing.is_some() {
+                break None;
+            }
+            tokio::select! {
+                biased;
+                _ = leg.dropped.cancelled() => break None,
+                _ = session.cancel.cancelled() => {}
+                _ = queue.ready.notified() => {}
+            }
+            continue;
+        };
+        // Taken over (the keeper is set before `dropped`, and before any SEND is queued for
+        // it): nothing more goes to the dropped peer.
+        if leg.kept.get().is_some() {
+            break Some(batch);
+        }
+        let out = batch.encode();
         let limit = match closing {
-            Some(until) => until.saturating_duration_since(tokio::time::Instant::now()),
+            Some(until) => until.saturating_duration_since(Instant::now()),
             None => inner.cfg.stall_timeout,
         };
-        let written = timeout(limit, wr.write_all(&out)).await;
-        // The byte budget is released once the bytes are in the socket.
-        batch.clear();
-        match written {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                inner
-                    .end(&session, side, EndReason::Io(e.to_string()))
-                    .await;
-                break;
+        let written = tokio::select! {
+            // Taken over while writing: what is being written is kept instead.
+            _ = leg.dropped.cancelled(), if closing.is_none() => break Some(batch),
+            r = timeout(limit, wr.write_all(&out)) => r,
+        };
+        drop(out);
+        let reason = match written {
+            Ok(Ok(())) => {
+                // The byte budget is given back once the bytes are in the socket.
+                queue.written(batch);
+                continue;
             }
-            Err(_) => {
-                inner.end(&session, side, EndReason::Stalled).await;
-                break;
+            Ok(Err(e)) => EndReason::Io(e.to_string()),
+            Err(_) => EndReason::Stalled,
+        };
+        if Box::pin(inner.leg_failed(&session, side, reason)).await {
+            // Taken over, or being decided by the leg's reader: wait for the verdict (a
+            // keeper, or the session's end) so that the queue is not closed under a keeper.
+            tokio::select! {
+                biased;
+                _ = leg.dropped.cancelled() => break Some(batch),
+                _ = session.cancel.cancelled() => {}
             }
         }
-        if out.capacity() > 4 * WRITE_BATCH {
-            // A large chunk went through: do not keep its buffer for the session's life.
-            out = BytesMut::with_capacity(16 * 1024);
-        }
+        queue.written(batch);
+        break None;
+    };
+    if leg.kept.get().is_some() {
+        drop(wr);
+        Box::pin(takeover::drain(
+            inner.clone(),
+            session.clone(),
+            side,
+            held.map(|b| b.items).unwrap_or_default(),
+        ))
+        .await;
+        queue.close();
+        return;
     }
+    drop(held);
+    queue.close();
     let _ = timeout(Duration::from_millis(200), wr.shutdown()).await;
 }
 
 /// How long a closed session's writer may take to write what was already queued.
 const FLUSH_ON_CLOSE: Duration = Duration::from_secs(2);
 
-/// One bound connection's reading side.
-struct Conn<'a> {
-    inner: &'a Arc<Inner>,
-    session: &'a Arc<Session>,
+/// What a leg's tasks act with: the session, the leg, and how to reach its peer. The reader
+/// handles its peer's frames with it; a dropped leg's keeper ([`takeover`]) answers for it.
+struct Conn {
+    inner: Arc<Inner>,
+    session: Arc<Session>,
     side: Side,
-    /// The peer's first hop: where responses to unreadable requests go.
-    peer_hop: MsrpUri,
+    /// The peer's first hop (its wire form): where responses to unreadable requests go.
+    peer_hop: Bytes,
 }
 
-impl Conn<'_> {
-    /// Read and handle frames until the connection fails (`Some(reason)`) or the session is
-    /// cancelled (`None`).
-    async fn read_loop(
-        &self,
-        mut rd: OwnedReadHalf,
-        mut codec: MsrpCodec,
-        mut buf: BytesMut,
+/// One bound connection's reading side: everything a held leg keeps, in one place (the task's
+/// future holds it once).
+struct Reader {
+    conn: Conn,
+    rd: OwnedReadHalf,
+    codec: MsrpCodec,
+    /// What was read and not yet framed; empty (no allocation) while nothing is half-received.
+    buf: BytesMut,
+}
+
+impl Reader {
+    /// A bound connection: claim its queue and start its writer, handle its first request.
+    /// `None` when the session is over already.
+    #[allow(clippy::too_many_arguments)]
+    async fn start(
+        inner: Arc<Inner>,
+        session: Arc<Session>,
+        side: Side,
+        stream: TcpStream,
+        codec: MsrpCodec,
+        buf: BytesMut,
+        peer_hop: Bytes,
         first: Option<Message>,
-    ) -> Option<EndReason> {
-        let cfg = &self.inner.cfg;
+    ) -> Option<Reader> {
+        if !session.leg(side).queue.claim() {
+            return None;
+        }
+        let (rd, wr) = stream.into_split();
+        tokio::spawn(write_loop(inner.clone(), session.clone(), side, wr));
+        // Informational: never let a slow event consumer hold up relaying.
+        let _ = inner.events.try_send(RelayEvent::LegConnected {
+            id: session.id,
+            side,
+        });
+        let reader = Reader {
+            conn: Conn {
+                inner,
+                session,
+                side,
+                peer_hop,
+            },
+            rd,
+            codec,
+            buf,
+        };
         if let Some(m) = first
-            && !self.handle(Frame::Message(m)).await
+            && !reader.conn.handle(Frame::Message(m)).await
         {
             return None;
         }
+        Some(reader)
+    }
+
+    /// Relay until the connection fails (then take the leg over or end the session,
+    /// [`Inner::leg_failed`]), the session is over, or the leg is taken over.
+    async fn run(mut self) {
+        if let Some(reason) = self.read_loop().await {
+            let Conn {
+                inner,
+                session,
+                side,
+                ..
+            } = &self.conn;
+            Box::pin(inner.leg_failed(session, *side, reason)).await;
+        }
+    }
+
+    /// Read and handle frames until the connection fails (`Some(reason)`), or the session is
+    /// cancelled or the leg taken over ([`takeover`]) (`None`). What runs rarely, or only
+    /// between two reads, is boxed: the future that waits on an idle connection stays small.
+    async fn read_loop(&mut self) -> Option<EndReason> {
         let mut last_read = Instant::now();
         // When the message now being received began (the stall timeout runs from there).
-        let mut partial_since: Option<Instant> = (!is_blank(&buf)).then(Instant::now);
+        let mut partial_since: Option<Instant> = (!is_blank(&self.buf)).then(Instant::now);
         loop {
             loop {
-                match codec.decode(&mut buf) {
+                match self.codec.decode(&mut self.buf) {
                     Ok(Some(frame)) => {
-                        if !self.handle(frame).await {
+                        if !Box::pin(self.conn.handle(frame)).await {
                             return None;
                         }
                         // Time spent waiting for the other leg's queue is not the peer's.
-                        partial_since = (!is_blank(&buf)).then(Instant::now);
+                        partial_since = (!is_blank(&self.buf)).then(Instant::now);
                     }
                     Ok(None) => break,
                     Err(e) => return Some(EndReason::Framing(e.to_string())),
                 }
             }
-            let leg = self.session.leg(self.side);
+            if self.buf.is_empty() {
+                // Nothing half-received: give the read buffer back while the peer is quiet
+                // (frames split off it keep their own bytes until they are written).
+                self.buf = BytesMut::new();
+            }
+            let cfg = &self.conn.inner.cfg;
+            let leg = self.conn.session.leg(self.conn.side);
             let sweep_at = lock(&leg.outstanding).next_deadline(cfg.transaction_timeout);
             let deadline = match partial_since {
                 Some(t) => t + cfg.stall_timeout,
                 None => last_read + cfg.idle_timeout,
             };
-            reserve(&mut buf);
-            let before = buf.len();
+            // One timer: the transaction sweep (RFC 4975 §7.1.1) or the stall/idle deadline.
+            let sweep_first = sweep_at.is_some_and(|s| s <= deadline);
+            let wake = sweep_at.map_or(deadline, |s| s.min(deadline));
             tokio::select! {
                 biased;
-                _ = self.session.cancel.cancelled() => return None,
-                _ = sleep_until(sweep_at.unwrap_or(deadline)), if sweep_at.is_some() => {
-                    if !self.expire().await {
-                        return None;
-                    }
-                }
+                _ = self.conn.session.cancel.cancelled() => return None,
+                // Taken over: the keeper answers for this leg from now on.
+                _ = leg.dropped.cancelled() => return None,
                 // A request was forwarded on this leg: start its transaction timer.
                 _ = leg.tracked.notified(), if sweep_at.is_none() => {}
-                r = timeout_at(deadline, rd.read_buf(&mut buf)) => match r {
+                // Readiness first, the buffer only once bytes are there.
+                r = timeout_at(wake, self.rd.readable()) => match r {
+                    Err(_) if sweep_first => {
+                        if !Box::pin(self.conn.expire()).await {
+                            return None;
+                        }
+                    }
                     Err(_) if partial_since.is_some() => return Some(EndReason::Stalled),
                     Err(_) => return Some(EndReason::Idle),
                     Ok(Err(e)) => return Some(EndReason::Io(e.to_string())),
-                    Ok(Ok(0)) => {
-                        return Some(match codec.decode_eof(&mut buf) {
-                            Err(e) => EndReason::Framing(e.to_string()),
-                            Ok(_) => EndReason::PeerClosed,
-                        });
-                    }
-                    Ok(Ok(_)) => {
-                        last_read = Instant::now();
-                        let fresh = buf.get(before..).unwrap_or_default();
-                        if partial_since.is_none() && !(before == 0 && is_blank(fresh)) {
-                            partial_since = Some(last_read);
+                    Ok(Ok(())) => {
+                        reserve(&mut self.buf);
+                        let before = self.buf.len();
+                        match self.rd.try_read_buf(&mut self.buf) {
+                            Ok(0) => {
+                                return Some(match self.codec.decode_eof(&mut self.buf) {
+                                    Err(e) => EndReason::Framing(e.to_string()),
+                                    Ok(_) => EndReason::PeerClosed,
+                                });
+                            }
+                            Ok(_) => {
+                                last_read = Instant::now();
+                                let fresh = self.buf.get(before..).unwrap_or_default();
+                                if partial_since.is_none() && !(before == 0 && is_blank(fresh)) {
+                                    partial_since = Some(last_read);
+                                }
+                            }
+                            // Readiness was stale: wait again (the empty buffer goes back).
+                            Err(e)
+                                if matches!(
+                                    e.kind(),
+                                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                                ) => {}
+                            Err(e) => return Some(EndReason::Io(e.to_string())),
                         }
                     }
                 },
             }
         }
     }
+}
 
+impl Conn {
     /// Requests forwarded on this leg whose response did not come in time: 408 (RFC 4975
     /// §7.1.1), which becomes a REPORT when the sender asked for failure reports.
     async fn expire(&self) -> bool {
@@ -1039,7 +1359,7 @@ impl Conn<'_> {
             ResponseOutcome::Report(r) => self.enqueue(self.side.other(), r).await,
             ResponseOutcome::BindRefused(c) => {
                 self.inner
-                    .end(self.session, self.side, EndReason::BindRefused(c))
+                    .end(&self.session, self.side, EndReason::BindRefused(c))
                     .await;
                 false
             }
@@ -1055,8 +1375,9 @@ impl Conn<'_> {
                 error,
             } => {
                 tracing::debug!(side = ?self.side, %error, "MSRP frame rejected");
-                match decide::rejected_response(transaction_id, &error, &self.peer_hop, &leg.local)
-                {
+                let hop = MsrpUri::parse(self.peer_hop.clone()).ok();
+                let hop = hop.as_ref().or(leg.expected.first()).unwrap_or(&leg.local);
+                match decide::rejected_response(transaction_id, &error, hop, &leg.local) {
                     Some(r) => self.enqueue(self.side, r).await,
                     None => true,
                 }
@@ -1078,6 +1399,9 @@ impl Conn<'_> {
                         &m,
                         &*self.session.translator,
                     );
+                    if self.session.leg(self.side.other()).kept.get().is_some() {
+                        return self.towards_kept(&m, action).await;
+                    }
                     drop(m);
                     self.act(action).await
                 }
@@ -1122,26 +1446,147 @@ impl Conn<'_> {
     /// Queue `msg` towards `side`'s peer, waiting (flow control) while its queue is full;
     /// `false` when the session is over.
     async fn enqueue(&self, side: Side, msg: Message) -> bool {
-        let leg = self.session.leg(side);
+        self.enqueue_with(side, msg, None).await
+    }
+
+    /// [`Conn::enqueue`], with what to tell the status of a SEND kept for a dropped leg
+    /// ([`takeover`]).
+    async fn enqueue_with(
+        &self,
+        side: Side,
+        msg: Message,
+        done: Option<oneshot::Sender<u16>>,
+    ) -> bool {
+        let queue = &self.session.leg(side).queue;
         let cap = self.inner.cfg.queue_bytes.max(1);
-        let n = u32::try_from(msg.encoded_len().clamp(1, cap)).unwrap_or(u32::MAX);
-        let permit = tokio::select! {
-            _ = self.session.cancel.cancelled() => return false,
-            p = leg.budget.clone().acquire_many_owned(n) => p,
+        let len = msg.encoded_len();
+        let n = u32::try_from(len.clamp(1, cap)).unwrap_or(u32::MAX);
+        // Bytes first, then a slot, as a bounded channel behind a byte semaphore did; each
+        // wait only when there is no room now.
+        let budget = match queue.budget.try_acquire_many(n) {
+            Ok(p) => p,
+            Err(TryAcquireError::Closed) => return false,
+            Err(TryAcquireError::NoPermits) => {
+                let p = tokio::select! {
+                    _ = self.session.cancel.cancelled() => return false,
+                    p = queue.budget.acquire_many(n) => p,
+                };
+                let Ok(p) = p else { return false };
+                p
+            }
         };
-        let Ok(permit) = permit else { return false };
-        let out = Out {
-            msg,
-            _permit: permit,
+        let slot = match queue.slots.try_acquire() {
+            Ok(p) => p,
+            Err(TryAcquireError::Closed) => return false,
+            Err(TryAcquireError::NoPermits) => {
+                let p = tokio::select! {
+                    _ = self.session.cancel.cancelled() => return false,
+                    p = queue.slots.acquire() => p,
+                };
+                let Ok(p) = p else { return false };
+                p
+            }
         };
-        tokio::select! {
-            _ = self.session.cancel.cancelled() => false,
-            r = leg.tx.send(out) => r.is_ok(),
+        if self.session.cancel.is_cancelled() {
+            return false;
         }
+        // Given back by the writer (or the keeper): the slot when it takes the message, the
+        // bytes once written (or kept).
+        budget.forget();
+        slot.forget();
+        queue.push(Out {
+            msg,
+            len,
+            bytes: n,
+            done,
+        })
     }
 }
 
 /// Only line ends (RFC 4975 allows none between messages; the codec skips them).
 fn is_blank(b: &[u8]) -> bool {
     b.iter().all(|c| *c == b'\r' || *c == b'\n')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Refuse;
+    impl ChunkTranslator for Refuse {
+        fn send(&self, _: Side, _: &Message) -> Result<Message, (u16, &'static str)> {
+            Err((403, "Forbidden"))
+        }
+        fn report(&self, _: Side, _: &Message) -> Option<Message> {
+            None
+        }
+    }
+
+    /// What a held session keeps for its life is its tasks' futures: they stay small, the
+    /// setup and the rare paths are boxed (issue 9: <= 2 KiB a session in all).
+    #[tokio::test]
+    async fn held_session_futures_are_small() {
+        let lo: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let (relay, _events) = MsrpRelay::bind(lo, lo, RelayConfig::default())
+            .await
+            .unwrap();
+        let inner = relay.inner.clone();
+        let spec = |side| LegSpec {
+            side,
+            local_session_id: relay.new_session_id(),
+            remote_path: vec![MsrpUri::parse_str("msrp://127.0.0.1:9/abcd;tcp").unwrap()],
+            setup: Setup::Active,
+            cema: false,
+        };
+        let session = Arc::new(Session {
+            id: 1,
+            cpm: inner.leg(spec(Side::Cpm)).unwrap(),
+            simple: inner.leg(spec(Side::Simple)).unwrap(),
+            translator: Arc::new(Refuse),
+            cancel: CancellationToken::new(),
+            ended: AtomicBool::new(false),
+        });
+        let listener = TcpListener::bind(lo).await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let (rd, wr) = server.into_split();
+        let reader = Reader {
+            conn: Conn {
+                inner: inner.clone(),
+                session: session.clone(),
+                side: Side::Cpm,
+                peer_hop: Bytes::new(),
+            },
+            rd,
+            codec: MsrpCodec::new(Limits::default()),
+            buf: BytesMut::new(),
+        };
+        let permit = Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap();
+        let sizes = [
+            ("reader", size_of_val(&reader.run())),
+            (
+                "writer",
+                size_of_val(&write_loop(inner.clone(), session.clone(), Side::Cpm, wr)),
+            ),
+            (
+                "dial",
+                size_of_val(&dial(inner.clone(), session.clone(), Side::Simple)),
+            ),
+            (
+                "accept",
+                size_of_val(&accept_conn(inner.clone(), Side::Cpm, client, permit)),
+            ),
+            (
+                "watch_passive",
+                size_of_val(&watch_passive(inner.clone(), session.clone())),
+            ),
+            ("session", size_of::<Session>()),
+        ];
+        println!("sizes: {sizes:?}");
+        for (name, size) in sizes {
+            assert!(size <= 1280, "{name}: {size} bytes");
+        }
+    }
 }
