@@ -75,14 +75,6 @@ async fn send_while_bob_answers(
         .0
 }
 
-fn message_id(m: &cpm_iwf::wire::sip::SipMessage) -> String {
-    let body = String::from_utf8_lossy(m.body());
-    body.lines()
-        .find_map(|l| l.strip_prefix("imdn.Message-ID: "))
-        .unwrap_or_default()
-        .to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unavailable_user_gets_messages_in_order_and_the_notification_reaches_the_device() {
     bounded(60, async {
@@ -117,7 +109,7 @@ async fn unavailable_user_gets_messages_in_order_and_the_notification_reaches_th
                 .recv_method(Method::Message, Some(Duration::from_secs(10)))
                 .await
                 .expect("stored MESSAGE delivered");
-            ids.push(message_id(&tx.request));
+            ids.push(gateway::imdn_message_id(&tx.request));
             assert_eq!(tx.request.request_uri(), Some(bob.as_bytes()));
             bed.simple
                 .respond(&tx, 200, "OK", &[], None)
@@ -238,7 +230,7 @@ async fn an_offline_cpm_user_gets_the_message_as_a_deferred_message() {
             .respond(&tx, 200, "OK", &[], None)
             .await
             .expect("200");
-        assert_eq!(message_id(&tx.request), "D-1");
+        assert_eq!(gateway::imdn_message_id(&tx.request), "D-1");
         assert_eq!(
             tx.request.header("P-Asserted-Service"),
             Some("urn:urn-7:3gpp-service.ims.icsi.oma.cpm.deferred"),
@@ -261,7 +253,7 @@ async fn bob_gets_them_and_notifies(bed: &mut Bed, ids: &[&str]) {
             .recv_method(Method::Message, Some(Duration::from_secs(10)))
             .await
             .expect("kept MESSAGE delivered");
-        got.push(message_id(&tx.request));
+        got.push(gateway::imdn_message_id(&tx.request));
         bed.simple
             .respond(&tx, 200, "OK", &[], None)
             .await

@@ -16,18 +16,9 @@ mod sip_ua;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cpm_iwf::translate::state::Side;
 use gateway::{Bed, bounded};
 use rsip::Method;
 use sip_ua::Transport;
-
-fn message_id(m: &cpm_iwf::wire::sip::SipMessage) -> String {
-    String::from_utf8_lossy(m.body())
-        .lines()
-        .find_map(|l| l.strip_prefix("imdn.Message-ID: "))
-        .unwrap_or_default()
-        .to_string()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_with_an_offline_callee_is_kept_and_delivered_later() {
@@ -102,52 +93,15 @@ async fn chat_with_an_offline_callee_is_kept_and_delivered_later() {
         let bye = bed.cpm.bye(&mut dialog).await.expect("BYE answered");
         assert_eq!(bye.status_code(), Some(200));
 
-        // Bob is back: the three chat messages arrive as pager MESSAGEs, in order.
-        let mut ids = Vec::new();
-        for _ in 0..3 {
-            let tx = bed
-                .simple
-                .recv_method(Method::Message, Some(Duration::from_secs(10)))
-                .await
-                .expect("kept chat message delivered");
-            ids.push(message_id(&tx.request));
-            assert_eq!(tx.request.request_uri(), Some(bob.as_bytes()));
-            assert!(
-                tx.request
-                    .header("From")
-                    .unwrap_or_default()
-                    .contains("alice@cpm.example.net"),
-                "{:?}",
-                tx.request.header("From")
-            );
-            bed.simple
-                .respond(&tx, 200, "OK", &[], None)
-                .await
-                .expect("200");
-        }
+        // Bob is back: the three chat messages arrive as pager MESSAGEs, in order; nothing
+        // else reaches Bob's network (no isComposing, no BYE).
+        let ids = bed.receive_kept(3, Duration::from_millis(1_500)).await;
         assert_eq!(ids, ["Off-0", "Off-1", "Off-2"]);
-        assert!(
-            bed.simple
-                .recv_request(Some(Duration::from_millis(1_500)))
-                .await
-                .is_err(),
-            "nothing else reaches Bob's network (no isComposing, no BYE)"
-        );
 
         // Bob's delivered notification for Off-1 reaches Alice.
-        let alice = bed.cpm.aor();
-        let imdn = bed
-            .simple
-            .new_message(
-                &alice,
-                "message/cpim",
-                chat::cpim_notification("Imdn-off", "Off-1", "delivered"),
-            )
-            .expect("MESSAGE");
-        let (status, got) = bed.exchange(Side::Simple, imdn, 200, "OK").await;
-        assert_eq!(status, 200);
-        assert_eq!(got.header("Conversation-ID"), Some("conv-off-1"));
-        assert!(String::from_utf8_lossy(got.body()).contains("<delivered/>"));
+        let imdn = chat::cpim_notification("Imdn-off", "Off-1", "delivered");
+        bed.delivered_reaches_alice(imdn, "Off-1", "conv-off-1")
+            .await;
         bed.stop().await;
     })
     .await;

@@ -25,14 +25,6 @@ use gateway::bounded;
 use rsip::Method;
 use sip_ua::Transport;
 
-fn message_id(m: &cpm_iwf::wire::sip::SipMessage) -> String {
-    String::from_utf8_lossy(m.body())
-        .lines()
-        .find_map(|l| l.strip_prefix("imdn.Message-ID: "))
-        .unwrap_or_default()
-        .to_string()
-}
-
 /// The node's response to Alice's request `tid` (REPORTs and other requests skipped, at most
 /// a few).
 async fn response_to(r: &mut msrp_endpoint::Reader, tid: &Bytes) -> u16 {
@@ -156,52 +148,14 @@ async fn a_callee_whose_msrp_drops_gets_the_rest_of_the_chat_later() {
             .await
             .expect("REGISTER");
         assert_eq!(status, 200);
-        let mut ids = Vec::new();
-        for _ in 0..3 {
-            let tx = bed
-                .simple
-                .recv_method(Method::Message, Some(Duration::from_secs(10)))
-                .await
-                .expect("kept message delivered");
-            ids.push(message_id(&tx.request));
-            assert_eq!(tx.request.request_uri(), Some(bob.as_bytes()));
-            assert!(
-                tx.request
-                    .header("From")
-                    .unwrap_or_default()
-                    .contains("alice@cpm.example.net"),
-                "{:?}",
-                tx.request.header("From")
-            );
-            bed.simple
-                .respond(&tx, 200, "OK", &[], None)
-                .await
-                .expect("200");
-        }
+        // Then nothing else reaches Bob (no copy, no isComposing, no half message).
+        let ids = bed.receive_kept(3, Duration::from_millis(1_500)).await;
         assert_eq!(ids, ["Post-0", "Post-1", "Post-2"]);
-        assert!(
-            bed.simple
-                .recv_request(Some(Duration::from_millis(1_500)))
-                .await
-                .is_err(),
-            "nothing else reaches Bob (no copy, no isComposing, no half message)"
-        );
 
         // Bob's delivered notification for Post-1 reaches Alice with her conversation.
-        let alice = bed.cpm.aor();
-        let imdn = bed
-            .simple
-            .new_message(
-                &alice,
-                "message/cpim",
-                chat::cpim_notification("Imdn-drop", "Post-1", "delivered"),
-            )
-            .expect("MESSAGE");
-        let (status, got) = bed.exchange(Side::Simple, imdn, 200, "OK").await;
-        assert_eq!(status, 200);
-        assert_eq!(got.header("Conversation-ID"), Some("conv-chat-1"));
-        assert!(String::from_utf8_lossy(got.body()).contains("<delivered/>"));
-        assert!(String::from_utf8_lossy(got.body()).contains("Post-1"));
+        let imdn = chat::cpim_notification("Imdn-drop", "Post-1", "delivered");
+        bed.delivered_reaches_alice(imdn, "Post-1", "conv-chat-1")
+            .await;
         bed.stop().await;
     })
     .await;

@@ -137,6 +137,70 @@ impl Bed {
         let answer = answer.expect("a final answer");
         (answer.status_code().unwrap_or(0), got)
     }
+
+    /// `n` messages kept for Bob delivered to him (SIMPLE side) as pager MESSAGEs from Alice,
+    /// each answered 200, then nothing else for `quiet`: their imdn.Message-IDs, in arrival
+    /// order.
+    pub async fn receive_kept(&mut self, n: usize, quiet: Duration) -> Vec<String> {
+        let bob = self.simple.aor();
+        let mut ids = Vec::with_capacity(n);
+        for _ in 0..n {
+            let tx = self
+                .simple
+                .recv_method(rsip::Method::Message, Some(Duration::from_secs(10)))
+                .await
+                .expect("kept message delivered");
+            ids.push(imdn_message_id(&tx.request));
+            assert_eq!(tx.request.request_uri(), Some(bob.as_bytes()));
+            assert!(
+                tx.request
+                    .header("From")
+                    .unwrap_or_default()
+                    .contains("alice@cpm.example.net"),
+                "{:?}",
+                tx.request.header("From")
+            );
+            self.simple
+                .respond(&tx, 200, "OK", &[], None)
+                .await
+                .expect("200");
+        }
+        assert!(
+            self.simple.recv_request(Some(quiet)).await.is_err(),
+            "nothing else reaches Bob after {ids:?}"
+        );
+        ids
+    }
+
+    /// Bob's delivered notification `cpim` (a CPIM-wrapped IMDN) for the message `of` sent
+    /// through the node reaches Alice within `conversation` (CPM 2.0 SD 5.2.1.1).
+    pub async fn delivered_reaches_alice(
+        &mut self,
+        cpim: bytes::Bytes,
+        of: &str,
+        conversation: &str,
+    ) {
+        let alice = self.cpm.aor();
+        let imdn = self
+            .simple
+            .new_message(&alice, "message/cpim", cpim)
+            .expect("MESSAGE");
+        let (status, got) = self.exchange(Side::Simple, imdn, 200, "OK").await;
+        assert_eq!(status, 200);
+        assert_eq!(got.header("Conversation-ID"), Some(conversation));
+        let body = String::from_utf8_lossy(got.body());
+        assert!(body.contains("<delivered/>"), "{body}");
+        assert!(body.contains(of), "{body}");
+    }
+}
+
+/// The imdn.Message-ID of a CPIM body (RFC 5438 §6.3), empty when it has none.
+pub fn imdn_message_id(m: &SipMessage) -> String {
+    String::from_utf8_lossy(m.body())
+        .lines()
+        .find_map(|l| l.strip_prefix("imdn.Message-ID: "))
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// No test may take longer than this, whatever happens.
