@@ -245,6 +245,8 @@ pub struct Timers {
     /// How often the node sends OPTIONS to each side's next hop to know it is reachable
     /// (`/readyz` is 503 while one does not answer); 0: never.
     pub probe_interval_ms: u64,
+    /// How often the heap's freed pages are given back to the system (`node::memory`); 0: never.
+    pub memory_trim_ms: u64,
 }
 
 /// How reg event subscriptions (RFC 3680) are made.
@@ -462,6 +464,7 @@ struct RawTimers {
     msrp_stall_ms: Option<Spanned<u64>>,
     msrp_connect_ms: Option<Spanned<u64>>,
     probe_interval_ms: Option<Spanned<u64>>,
+    memory_trim_ms: Option<Spanned<u64>>,
 }
 
 fn loopback(port: u16) -> SocketAddr {
@@ -511,6 +514,7 @@ impl Default for Config {
                 msrp_stall_ms: 30_000,
                 msrp_connect_ms: 30_000,
                 probe_interval_ms: 30_000,
+                memory_trim_ms: 10_000,
             },
             store: StoreConfig::default(),
             availability: AvailabilityConfig {
@@ -634,6 +638,16 @@ impl Config {
                 3_600_000,
                 &mut tim.probe_interval_ms,
             )?;
+            set_ms(src, t.memory_trim_ms, 0, 3_600_000, &mut tim.memory_trim_ms)?;
+            if tim.memory_trim_ms != 0 && tim.memory_trim_ms < 1_000 {
+                // Each trim walks the whole heap: more often than once a second costs more
+                // than it gives back.
+                return Err(error_at(
+                    src,
+                    0,
+                    "timers: memory_trim_ms must be 0 (off) or at least 1000",
+                ));
+            }
             if tim.t2_ms < tim.t1_ms {
                 return Err(error_at(
                     src,

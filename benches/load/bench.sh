@@ -26,7 +26,7 @@ set -u -o pipefail  # a generator that exits non-zero fails its comparison even 
 source "$(dirname "$0")/lib.sh"
 what=${1:-}
 cmdline="benches/load/bench.sh $*"
-for v in WORKERS PAGER_MAX CHAT_SESSIONS CHAT_SECS MEMORY_SESSIONS SMOKE; do
+for v in WORKERS PAGER_MAX CHAT_SESSIONS CHAT_SECS MEMORY_SESSIONS MEMORY_HOLD_S SMOKE; do
   [ -n "${!v:-}" ] && [ "${!v}" != 0 ] && cmdline="$v=${!v} $cmdline"
 done
 fail() { echo "bench.sh: $*" >&2; exit 1; }
@@ -197,7 +197,7 @@ run_memory() {
     start_node udp "$uas" "max_sessions = $((n + 1000))"
     local line
     line=$(timeout 600 "$load" --threads 2 hold --sip "$node_cpm" --uas "127.0.0.1:$uas" --sessions "$n" \
-      --addrs "$addrs" --setup-concurrency 128 --node-pid "$node_pid" --admin "$node_admin" --hold-secs 2 2>&1 \
+      --addrs "$addrs" --setup-concurrency 128 --node-pid "$node_pid" --admin "$node_admin" --hold-secs "${MEMORY_HOLD_S:-2}" 2>&1 \
       | tee -a /dev/stderr | grep -E '^RESULT|cpm-iwf-load:' | tail -1)
     stop_pid "$node_pid"
     case $line in

@@ -36,6 +36,9 @@ pub struct MapStats {
     pub expired: u64,
 }
 
+/// Below this many slots a map is not worth shrinking (the node's own maps use it too).
+pub const SPARSE_MIN_CAPACITY: usize = 1_024;
+
 /// A capped map whose entries expire `ttl_ms` after their last insert or refresh.
 #[derive(Debug)]
 pub struct ExpiringMap<K: Eq + Hash, V> {
@@ -157,6 +160,20 @@ impl<K: Eq + Hash + Clone, V: Clone> ExpiringMap<K, V> {
         removed
     }
 
+    /// Gives back the room a burst of entries left once most of them have gone (a hash table
+    /// never shrinks by itself): when fewer than a quarter of the slots are used, each shard
+    /// is shrunk to fit what it holds. Write-locks one shard at a time. Returns whether it
+    /// shrank.
+    pub fn shrink_if_sparse(&self) -> bool {
+        let cap = self.map.capacity();
+        let len = self.len();
+        if cap <= SPARSE_MIN_CAPACITY || len.saturating_mul(4) >= cap {
+            return false;
+        }
+        self.map.shrink_to_fit();
+        true
+    }
+
     /// Entries held, expired-but-not-swept ones included.
     pub fn len(&self) -> usize {
         self.len.load(Ordering::Acquire)
@@ -193,6 +210,30 @@ impl<K: Eq + Hash + Clone, V: Clone> ExpiringMap<K, V> {
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    #[test]
+    fn a_map_a_burst_left_mostly_empty_shrinks_once() {
+        let m = ExpiringMap::new(100_000, 1_000);
+        for i in 0..20_000u32 {
+            m.insert(i, i, Millis(0)).unwrap();
+        }
+        for i in 100..20_000u32 {
+            m.remove(&i, Millis(0));
+        }
+        let before = m.map.capacity();
+        assert!(before >= 20_000);
+        assert!(m.shrink_if_sparse());
+        assert!(
+            m.map.capacity() < before / 10,
+            "{} -> {}",
+            before,
+            m.map.capacity()
+        );
+        assert!(!m.shrink_if_sparse(), "nothing more to give back");
+        for i in 0..100u32 {
+            assert_eq!(m.get(&i, Millis(0)), Some(i));
+        }
+    }
 
     #[test]
     fn entries_expire_after_ttl_and_refresh_extends() {

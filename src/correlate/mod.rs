@@ -8,5 +8,5 @@
 mod map;
 mod table;
 
-pub use map::{ExpiringMap, MapStats, Millis, TableFull};
+pub use map::{ExpiringMap, MapStats, Millis, SPARSE_MIN_CAPACITY, TableFull};
 pub use table::{KindLimits, Table, TableLimits, TableStats, TableView};

@@ -150,6 +150,15 @@ impl Table {
             + self.msrp.sweep(now)
     }
 
+    /// Gives back the room of kinds whose entries have mostly gone (`node::memory`); returns
+    /// how many kinds shrank.
+    pub fn shrink_if_sparse(&self) -> usize {
+        usize::from(self.messages.shrink_if_sparse())
+            + usize::from(self.conversations.shrink_if_sparse())
+            + usize::from(self.dialogs.shrink_if_sparse())
+            + usize::from(self.msrp.shrink_if_sparse())
+    }
+
     /// Every live entry, for saving state (`cpm-iwf translate --state`); inserting them into a
     /// new table gives them a fresh time to live.
     pub fn entries(&self, now: Millis) -> Vec<Entry> {

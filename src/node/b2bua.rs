@@ -1877,6 +1877,26 @@ impl Core {
         }
     }
 
+    /// Gives back the room a burst of transactions left in the core's maps once it has passed
+    /// (`node::memory`): a hash map otherwise keeps the size of its busiest moment.
+    pub fn shrink_if_sparse(&mut self) {
+        use super::memory::shrink_if_sparse as shrink;
+        shrink(&mut self.servers);
+        shrink(&mut self.clients);
+        shrink(&mut self.media);
+        shrink(&mut self.relay_of);
+        shrink(&mut self.sessions);
+        shrink(&mut self.acks);
+        let (len, cap) = (self.timers.len(), self.timers.capacity());
+        if cap > super::memory::SPARSE_MIN_CAPACITY && len.saturating_mul(4) < cap {
+            self.timers.shrink_to(len.saturating_mul(2));
+        }
+        if let Some(d) = self.deferred.as_mut() {
+            shrink(&mut d.puts);
+            shrink(&mut d.sunk);
+        }
+    }
+
     fn on_timers(&mut self) {
         let now = self.now();
         while let Some(Reverse((at, _, _))) = self.timers.peek() {

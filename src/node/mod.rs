@@ -14,6 +14,7 @@
 //! - [`deferred`]: store-and-forward decisions and the per-user delivery schedule, sans-IO;
 //! - [`mailbox`]: the MSRP endpoint that answers chat sessions for callees who are not
 //!   available and keeps their messages;
+//! - [`memory`]: giving the heap's freed pages back to the system now and then;
 //! - [`record`]: recording to the users' Message Storage Server (issue 8): the uploader and the
 //!   core's hooks.
 
@@ -23,6 +24,7 @@ pub mod b2bua;
 pub mod deferred;
 pub mod ids;
 pub mod mailbox;
+pub mod memory;
 pub mod msrp;
 pub mod record;
 pub mod run;

@@ -294,6 +294,14 @@ impl Node {
                 }
             }));
         }
+        if config.timers.memory_trim_ms > 0 {
+            let every = Duration::from_millis(config.timers.memory_trim_ms);
+            tasks.push(tokio::spawn(super::memory::run_trimmer(
+                every,
+                table.clone(),
+                events.clone(),
+            )));
+        }
         {
             let table = table.clone();
             let every = Duration::from_millis(config.timers.sweep_interval_ms.max(100));
