@@ -1,6 +1,7 @@
 //! Fresh identities and the wall-clock text the translator is handed (it reads neither a clock
 //! nor a random source itself).
 
+use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -47,14 +48,24 @@ impl IdSource for RandomIds {
         // Version 4 and the RFC 9562 variant bits.
         let hi = (hi & 0xffff_ffff_ffff_0fff) | 0x0000_0000_0000_4000;
         let lo = (lo & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
-        Bytes::from(format!(
-            "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-            hi >> 32,
-            (hi >> 16) & 0xffff,
-            hi & 0xffff,
-            lo >> 48,
-            lo & 0xffff_ffff_ffff
-        ))
+        // 8-4-4-4-12 hex digits, written in place: one allocation for the `Bytes` (a
+        // `format!` grew its string several times, on every MSRP SEND relayed).
+        let mut out = [b'-'; 36];
+        put_hex(&mut out[0..8], hi >> 32);
+        put_hex(&mut out[9..13], hi >> 16);
+        put_hex(&mut out[14..18], hi);
+        put_hex(&mut out[19..23], lo >> 48);
+        put_hex(&mut out[24..36], lo);
+        Bytes::copy_from_slice(&out)
+    }
+}
+
+/// The low `dst.len()` hex digits of `v`, lowercase, most significant first.
+fn put_hex(dst: &mut [u8], mut v: u64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for d in dst.iter_mut().rev() {
+        *d = HEX[(v & 0xf) as usize];
+        v >>= 4;
     }
 }
 
@@ -65,13 +76,17 @@ pub fn rfc3339_utc(t: SystemTime) -> String {
     let secs = d.as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, day) = civil_from_days(days as i64);
-    format!(
+    // Sized once: the node makes one for every request it translates.
+    let mut s = String::with_capacity(24);
+    let _ = write!(
+        s,
         "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
         rem / 3600,
         (rem / 60) % 60,
         rem % 60,
         d.subsec_millis()
-    )
+    );
+    s
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian date (H. Hinnant's `civil_from_days`).
@@ -106,6 +121,32 @@ mod tests {
             "RFC 9562 variant"
         );
         assert_ne!(RandomIds::new().fresh_id(), RandomIds::new().fresh_id());
+    }
+
+    #[test]
+    fn ids_are_written_as_the_uuid_text_form() {
+        for (hi, lo) in [
+            (0u64, 0u64),
+            (u64::MAX, u64::MAX),
+            (0x0123_4567_89ab_4def, 0x8edc_ba98_7654_3210),
+            (0xdead_beef_0000_4001, 0xbfff_0000_ffff_0001),
+        ] {
+            let mut out = [b'-'; 36];
+            put_hex(&mut out[0..8], hi >> 32);
+            put_hex(&mut out[9..13], hi >> 16);
+            put_hex(&mut out[14..18], hi);
+            put_hex(&mut out[19..23], lo >> 48);
+            put_hex(&mut out[24..36], lo);
+            let want = format!(
+                "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+                hi >> 32,
+                (hi >> 16) & 0xffff,
+                hi & 0xffff,
+                lo >> 48,
+                lo & 0xffff_ffff_ffff
+            );
+            assert_eq!(std::str::from_utf8(&out).unwrap(), want);
+        }
     }
 
     #[test]

@@ -204,13 +204,13 @@ pub fn route(
         .filter(|u| !u.is_empty())
         .map(|u| MsrpUri::parse(path.slice_ref(u)))
         .collect::<Result<Vec<_>, _>>()?;
-    let local = MsrpUri::parse(Bytes::from(
+    let local = MsrpUri::parse(
         addrs
             .side(other.side)
             .leg(this.peer_session.clone())
             .msrp
-            .uri(),
-    ))?;
+            .uri_bytes(),
+    )?;
     let dialog = |side: Side, call_id: Bytes| {
         view.dialog(&DialogKey { side, call_id })
             .ok_or(TranslateError::NoDialog)

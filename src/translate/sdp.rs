@@ -33,6 +33,26 @@ impl MsrpEndpoint {
             String::from_utf8_lossy(&self.session_id)
         )
     }
+
+    /// [`Self::uri`] as `Bytes`, written on the stack first: one allocation, for the chat
+    /// relay that needs it on every SEND.
+    pub fn uri_bytes(&self) -> Bytes {
+        use std::io::Write as _;
+        let mut buf = [0u8; 128];
+        let mut w = std::io::Cursor::new(&mut buf[..]);
+        let scheme: &[u8] = if self.secure { b"msrps://" } else { b"msrp://" };
+        let written = w.write_all(scheme).is_ok()
+            && write!(w, "{}/", self.addr).is_ok()
+            && std::str::from_utf8(&self.session_id).is_ok()
+            && w.write_all(&self.session_id).is_ok()
+            && w.write_all(b";tcp").is_ok();
+        let len = usize::try_from(w.position()).unwrap_or(usize::MAX);
+        match buf.get(..len) {
+            Some(text) if written => Bytes::copy_from_slice(text),
+            // Longer than the stack buffer, or a session-id that is not UTF-8.
+            _ => Bytes::from(self.uri()),
+        }
+    }
 }
 
 /// The received SDP rewritten for the other leg, and the received MSRP stream (whose `a=path`
@@ -90,6 +110,25 @@ pub fn answer_role(offered: Option<Setup>) -> Setup {
 mod tests {
     use super::*;
     use crate::mapping::Mappings;
+
+    #[test]
+    fn uri_bytes_is_the_uri() {
+        let v4: SocketAddr = "127.0.0.1:2855".parse().unwrap();
+        let v6: SocketAddr = "[2001:db8::1]:2856".parse().unwrap();
+        for (addr, sid, secure) in [
+            (v4, Bytes::from_static(b"abc123"), false),
+            (v6, Bytes::from_static(b"s-1"), true),
+            (v4, Bytes::from(vec![b'x'; 300]), false),
+            (v6, Bytes::from_static(b"\xffbad"), false),
+        ] {
+            let e = MsrpEndpoint {
+                addr,
+                session_id: sid,
+                secure,
+            };
+            assert_eq!(e.uri_bytes(), Bytes::from(e.uri()));
+        }
+    }
 
     const OFFER: &str = include_str!("../../tests/vectors/sdp/ours-cpm-chat-offer.txt");
 

@@ -1189,7 +1189,10 @@ impl Message {
     }
 
     fn set_path(&mut self, name: &'static str, at: usize, uris: &[MsrpUri]) {
-        let mut v = BytesMut::with_capacity(uris.iter().map(|u| u.encoded_len() + 1).sum());
+        // Exactly the list's length (one space between URIs): frozen without reallocating.
+        let len =
+            uris.iter().map(MsrpUri::encoded_len).sum::<usize>() + uris.len().saturating_sub(1);
+        let mut v = BytesMut::with_capacity(len);
         write_uri_list(&mut v, uris);
         let v = v.freeze();
         if self.header(name).is_some() {

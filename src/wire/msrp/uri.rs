@@ -67,8 +67,16 @@ impl MsrpUri {
         if let Some(u) = &self.userinfo {
             n += u.len() + 1;
         }
-        if self.port.is_some() {
-            n += 6;
+        if let Some(p) = self.port {
+            // Exact, so that a buffer of this size is filled and frozen without a second
+            // allocation (`Bytes` from a `Vec` whose length is not its capacity allocates).
+            n += 1 + match p {
+                0..=9 => 1,
+                10..=99 => 2,
+                100..=999 => 3,
+                1_000..=9_999 => 4,
+                _ => 5,
+            };
         }
         if let Some(s) = &self.session_id {
             n += s.len() + 1;
@@ -470,6 +478,27 @@ pub fn write_uri_list(dst: &mut bytes::BytesMut, uris: &[MsrpUri]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encoded_len_is_exact() {
+        for text in [
+            "msrp://a/s;tcp",
+            "msrps://bob@host.example.com:2855/abc;tcp;x=1",
+            "msrp://127.0.0.1:0/s;tcp",
+            "msrp://127.0.0.1:9/s;tcp",
+            "msrp://127.0.0.1:10/s;tcp",
+            "msrp://127.0.0.1:99/s;tcp",
+            "msrp://127.0.0.1:100/s;tcp",
+            "msrp://127.0.0.1:9999/s;tcp",
+            "msrp://127.0.0.1:10000/s;tcp",
+            "msrp://[2001:db8::1]:65535;tcp",
+        ] {
+            let u = MsrpUri::parse(bytes::Bytes::from_static(text.as_bytes())).unwrap();
+            let mut b = bytes::BytesMut::new();
+            u.write_to(&mut b);
+            assert_eq!(u.encoded_len(), b.len(), "{text}");
+        }
+    }
 
     fn p(s: &str) -> Result<MsrpUri, MsrpError> {
         MsrpUri::parse_str(s)
