@@ -216,11 +216,18 @@ criterion_group!(benches, bench);
 /// `CPM_IWF_PAGER_ITERS=N`: translate the parsed pager MESSAGE N times and exit, for
 /// `perf stat -e instructions:u` or callgrind (a count the other loads of a shared machine do
 /// not change; run with 0 too and subtract the setup). `CPM_IWF_PAGER_VECTOR=simple`: the
-/// SIMPLE IM MESSAGE of [`SIMPLE_PAGER`] instead, translated for the CPM side.
+/// SIMPLE IM MESSAGE of [`SIMPLE_PAGER`] instead, translated for the CPM side;
+/// `CPM_IWF_PAGER_VECTOR=chat`: the MSRP SEND of [`CHAT_SEND`] relayed by `chat_send` (the
+/// `chat_send_cpim_text/parsed` bench).
 fn pager_iterations(n: u64) {
     let mappings = Mappings::embedded().expect("mappings");
     let table = Table::new(TableLimits::default());
-    let simple = std::env::var("CPM_IWF_PAGER_VECTOR").is_ok_and(|v| v == "simple");
+    let vector = std::env::var("CPM_IWF_PAGER_VECTOR").unwrap_or_default();
+    if vector == "chat" {
+        chat_iterations(n, &mappings);
+        return;
+    }
+    let simple = vector == "simple";
     let (vector, from) = match simple {
         true => (SIMPLE_PAGER.as_bytes(), Side::Simple),
         false => (PAGER, Side::Cpm),
@@ -241,6 +248,45 @@ fn pager_iterations(n: u64) {
             &mut env,
         );
         black_box(out).expect("translates");
+    }
+}
+
+/// `chat_send` of [`CHAT_SEND`] `n` times (see [`pager_iterations`]).
+fn chat_iterations(n: u64, mappings: &Mappings) {
+    let send = msrp::parse(
+        Bytes::from_static(CHAT_SEND.as_bytes()),
+        &msrp::Limits::default(),
+    )
+    .expect("chat SEND");
+    let leg = ChatLeg {
+        local: MsrpUri::parse_str("msrp://127.0.0.1:2856/gw-out;tcp").expect("uri"),
+        remote_path: vec![MsrpUri::parse_str("msrp://203.0.113.5:7394/bobsess;tcp").expect("uri")],
+    };
+    let parties = ChatParties {
+        sender: Device {
+            aor: Bytes::from_static(b"sip:+15557654321@ims.example.net"),
+            gruu: None,
+            instance: None,
+        },
+        recipient: Bytes::from_static(b"sip:+15551234567@ims.example.net"),
+        conversation: None,
+    };
+    let mut ids = Counter(0);
+    for _ in 0..n {
+        let mut env = Env {
+            now: Millis(0),
+            ids: &mut ids,
+            datetime: "2026-11-25T10:00:05.000Z",
+        };
+        let out = chat_send(
+            black_box(&send),
+            Side::Cpm,
+            &leg,
+            &parties,
+            mappings,
+            &mut env,
+        );
+        black_box(out).expect("relays");
     }
 }
 

@@ -147,7 +147,9 @@ pub struct SideContent {
 /// Everything in `mappings/`, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mappings {
-    services: BTreeMap<Service, ServiceIds>,
+    /// Every service's identifiers, in [`Service`] order (a short list: looked up on every
+    /// request, cheaper to walk than a map).
+    services: Vec<(Service, ServiceIds)>,
     /// Rules for requests going from the CPM side to the SIMPLE side.
     pub cpm_to_simple: HeaderRules,
     /// Rules for requests going from the SIMPLE side to the CPM side.
@@ -210,7 +212,7 @@ impl Mappings {
         let hdr: RawHeaders = parse_toml(headers)?;
         let cnt: RawContent = parse_toml(content)?;
         Ok(Mappings {
-            services: validate_services(svc, services)?,
+            services: validate_services(svc, services)?.into_iter().collect(),
             cpm_to_simple: validate_header_rules(hdr.cpm_to_simple, headers)?,
             simple_to_cpm: validate_header_rules(hdr.simple_to_cpm, headers)?,
             cpim_namespaces: validate_namespaces(cnt.cpim.namespaces, content)?,
@@ -227,7 +229,10 @@ impl Mappings {
             cpm_icsi_escaped: String::new(),
             simple_feature_tag: String::new(),
         };
-        self.services.get(&service).unwrap_or(&EMPTY)
+        self.services
+            .iter()
+            .find(|(s, _)| *s == service)
+            .map_or(&EMPTY, |(_, ids)| ids)
     }
 
     /// The service whose CPM ICSI is `icsi`, in raw (`urn:...`) or escaped (`urn%3A...`) form.
@@ -236,10 +241,11 @@ impl Mappings {
     pub fn service_by_icsi(&self, icsi: &str) -> Option<Service> {
         // The cheap tests first (length, last byte): most ICSIs differ in one of them.
         let last = icsi.as_bytes().last().map(u8::to_ascii_lowercase);
+        // An ICSI is usually written as the mappings spell it: an exact compare settles it.
         let same = |known: &str| {
             known.len() == icsi.len()
                 && known.as_bytes().last().map(u8::to_ascii_lowercase) == last
-                && known.eq_ignore_ascii_case(icsi)
+                && (known == icsi || known.eq_ignore_ascii_case(icsi))
         };
         self.services
             .iter()

@@ -57,6 +57,18 @@ pub fn aor_into(uri: &str, out: &mut String) {
     };
     let scheme = no_params.get(..colon).unwrap_or_default();
     let rest = no_params.get(colon + 1..).unwrap_or_default();
+    // The usual address is canonical already (RFC 3261 §19.1.4: `sip:user@host`, scheme and
+    // host in lower case, no password, no port): written in one piece.
+    if (scheme == "sip" || scheme == "sips") && text::find_byte(b':', rest.as_bytes()).is_none() {
+        let host = match text::rfind_byte(b'@', rest.as_bytes()) {
+            Some(at) => rest.get(at + 1..).unwrap_or_default(),
+            None => rest,
+        };
+        if !host.starts_with('[') && !host.bytes().any(|b| b.is_ascii_uppercase()) {
+            out.push_str(no_params);
+            return;
+        }
+    }
     lower(scheme, out);
     out.push(':');
     if !is_sip_scheme(scheme.as_bytes()) {

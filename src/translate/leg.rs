@@ -502,22 +502,30 @@ pub(crate) fn new_leg_rewritten(
     for (i, ((name, v), slot)) in all.zip(values.iter_mut()).enumerate() {
         let err = |e| TranslateError::header(name, e);
         *slot = Some(match to_side {
-            Side::Simple if feature_tags::to_simple_keeps(v).map_err(err)? => {
-                LegValue::Shared(v.clone())
-            }
-            Side::Simple if i == 0 && n_contacts > 0 => {
-                // The first Contact: the sending device read on the way.
-                let at = buf.len();
-                let mut parts = DeviceParts::default();
-                feature_tags::to_simple_device_into(v, mappings, &mut buf, &mut parts)
-                    .map_err(err)?;
-                device = Some(parts);
-                LegValue::Written(at..buf.len())
-            }
             Side::Simple => {
+                // Rewritten in one pass (no separate `to_simple_keeps` reading first: same
+                // errors); a value the rewrite gives back byte for byte is shared as it came
+                // (RFC 3840 §9: no +g.3gpp.icsi-ref to replace, written as the rewrite writes).
                 let at = buf.len();
-                feature_tags::to_simple_into(v, mappings, &mut buf).map_err(err)?;
-                LegValue::Written(at..buf.len())
+                let first_contact = i == 0 && n_contacts > 0;
+                let mut parts = DeviceParts::default();
+                match first_contact {
+                    // The first Contact: the sending device read on the way.
+                    true => feature_tags::to_simple_device_into(v, mappings, &mut buf, &mut parts),
+                    false => feature_tags::to_simple_into(v, mappings, &mut buf),
+                }
+                .map_err(err)?;
+                let kept = buf.get(at..) == Some(v.as_str());
+                if first_contact && !kept {
+                    device = Some(parts);
+                }
+                match kept {
+                    true => {
+                        buf.truncate(at);
+                        LegValue::Shared(v.clone())
+                    }
+                    false => LegValue::Written(at..buf.len()),
+                }
             }
             Side::Cpm => {
                 let at = buf.len();

@@ -891,7 +891,7 @@ impl<'a> SummarySink<'a> {
             .iter()
             .rev()
             .find(|(p, _)| match (p, prefix) {
-                (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+                (Some(a), Some(b)) => same_ci(a, b),
                 (None, None) => true,
                 _ => false,
             })
@@ -918,15 +918,12 @@ impl<'a> Sink<'a> for SummarySink<'a> {
         }
         let imdn = |s: &Self| {
             s.namespace(h.prefix)
-                .is_some_and(|u| u.eq_ignore_ascii_case(NS_IMDN.as_bytes()))
+                .is_some_and(|u| same_ci(u, NS_IMDN.as_bytes()))
         };
-        if self.message_id.is_none() && h.name.eq_ignore_ascii_case(b"Message-ID") && imdn(self) {
+        if self.message_id.is_none() && same_ci(h.name, b"Message-ID") && imdn(self) {
             self.message_id = Some(h.value);
         }
-        if !self.disposition
-            && h.name.eq_ignore_ascii_case(b"Disposition-Notification")
-            && imdn(self)
-        {
+        if !self.disposition && same_ci(h.name, b"Disposition-Notification") && imdn(self) {
             self.disposition = h
                 .value
                 .split(|b| *b == b',')
@@ -947,6 +944,13 @@ impl<'a> Sink<'a> for SummarySink<'a> {
             self.content_type = Some(value);
         }
     }
+}
+
+/// ASCII case-insensitive equality, the exact compare first (names and namespace URIs are
+/// usually written as the RFCs spell them).
+#[inline]
+fn same_ci(a: &[u8], b: &[u8]) -> bool {
+    a == b || a.eq_ignore_ascii_case(b)
 }
 
 fn is_default_ns_header(h: &CpimHeader, name: &[u8]) -> bool {
@@ -1096,6 +1100,9 @@ fn usual_header_line(input: &[u8], start: usize) -> Option<(LineAt<'_>, RawHeade
     let mut dot = None;
     let mut i = 0usize;
     let colon = loop {
+        // Letters, digits and `-` (NAMECHARs, RFC 3862 §3.2) a word at a time; any other byte
+        // one at a time.
+        i += text::alnum_dash_run(rest.get(i..)?);
         let b = *rest.get(i)?;
         if !NAMECHAR.get(usize::from(b)).copied().unwrap_or(false) {
             match b {
@@ -1111,7 +1118,7 @@ fn usual_header_line(input: &[u8], start: usize) -> Option<(LineAt<'_>, RawHeade
         return None;
     }
     // The line ends at the first CR, LF or NUL: a CR must be the one of CRLF.
-    let end = text::find_byte3(b'\n', b'\r', 0, after)?;
+    let end = text::find_line_end(after)?;
     let skip = match after.get(end) {
         Some(b'\n') => 1,
         Some(b'\r') if after.get(end + 1) == Some(&b'\n') => 2,
@@ -1151,9 +1158,13 @@ fn usual_header_line(input: &[u8], start: usize) -> Option<(LineAt<'_>, RawHeade
 #[inline]
 fn usual_content_line(input: &[u8], start: usize) -> Option<(LineAt<'_>, &[u8], &[u8])> {
     let rest = input.get(start..)?;
-    let colon = rest
-        .iter()
-        .position(|b| !b.is_ascii_graphic() || *b == b':')?;
+    // The letters, digits and `-` of the name a word at a time (all visible, none a colon).
+    let run = text::alnum_dash_run(rest);
+    let colon = run
+        + rest
+            .get(run..)?
+            .iter()
+            .position(|b| !b.is_ascii_graphic() || *b == b':')?;
     if colon == 0 || rest.get(colon) != Some(&b':') {
         return None;
     }

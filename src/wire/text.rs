@@ -123,6 +123,78 @@ pub fn find_byte4(a: u8, b: u8, c: u8, d: u8, hay: &[u8]) -> Option<usize> {
     )
 }
 
+const SEVEN: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+
+/// The first CR, LF or NUL of `hay` (`memchr::memchr3(b'\n', b'\r', 0, hay)`: where a line
+/// ends, RFC 3862 §3.1 / RFC 5322 §2.1), one test a word for any byte below 14 (the three are
+/// 0x00, 0x0a and 0x0d), then a look at the byte found; another one (a tab) lets the search go
+/// on after it.
+#[inline]
+pub fn find_line_end(hay: &[u8]) -> Option<usize> {
+    let mut at = 0usize;
+    loop {
+        let rest = hay.get(at..)?;
+        let found = match rest.get(..8).and_then(|w| <[u8; 8]>::try_from(w).ok()) {
+            Some(w) => {
+                let x = u64::from_le_bytes(w);
+                // High bit of each byte below 14: its low seven bits plus 0x72 stay below
+                // 0x80 (no carry leaves a byte) and its own high bit is clear.
+                let below = !(((x & SEVEN) + LO * (0x80 - 14)) | x) & HI;
+                if below == 0 {
+                    at += 8;
+                    continue;
+                }
+                (below.trailing_zeros() / 8) as usize
+            }
+            None => rest.iter().position(|b| *b < 14)?,
+        };
+        let i = at + found;
+        match hay.get(i) {
+            Some(b'\n' | b'\r' | 0) => return Some(i),
+            Some(_) => at = i + 1,
+            None => return None,
+        }
+    }
+}
+
+/// High bit of each byte of `x` that is an ASCII letter, digit or `-`: exact per byte (the
+/// additions stay within each byte's low seven bits).
+#[inline]
+fn alnum_dash_bytes(x: u64) -> u64 {
+    let v = x & SEVEN;
+    // High bit set where the byte's low seven bits are at least `n` (1 <= n <= 0x80).
+    let ge = |v: u64, n: u8| (v + LO * u64::from(0x80 - n)) & HI;
+    let digit = ge(v, b'0') & !ge(v, b'9' + 1);
+    let u = v | (LO * 0x20);
+    let alpha = ge(u, b'a') & !ge(u, b'z' + 1);
+    let d = v ^ (LO * u64::from(b'-'));
+    let dash = !(((d & SEVEN) + SEVEN) | d) & HI;
+    (digit | alpha | dash) & !x & HI
+}
+
+/// How many bytes at the start of `hay` are ASCII letters, digits or `-` (what most header
+/// names are made of), a word at a time.
+#[inline]
+pub fn alnum_dash_run(hay: &[u8]) -> usize {
+    let mut at = 0usize;
+    while let Some(w) = hay
+        .get(at..at.saturating_add(8))
+        .and_then(|w| <[u8; 8]>::try_from(w).ok())
+    {
+        let other = !alnum_dash_bytes(u64::from_le_bytes(w)) & HI;
+        if other != 0 {
+            return at + (other.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    at + hay
+        .get(at..)
+        .unwrap_or_default()
+        .iter()
+        .take_while(|b| b.is_ascii_alphanumeric() || **b == b'-')
+        .count()
+}
+
 /// `memchr::memrchr`, a plain loop on short haystacks.
 #[inline]
 pub fn rfind_byte(needle: u8, hay: &[u8]) -> Option<usize> {
@@ -206,11 +278,34 @@ mod tests {
                     memchr::memchr3(a, b, c, hay)
                 );
                 proptest::prop_assert_eq!(rfind_byte(a, hay), memchr::memrchr(a, hay));
+
                 proptest::prop_assert_eq!(
                     find_byte4(a, b, c, b'"', hay),
                     hay.iter().position(|x| [a, b, c, b'"'].contains(x))
                 );
             }
+        }
+    }
+
+    proptest::proptest! {
+        // The word-at-a-time line end and name run read what the byte loops read, with the
+        // bytes at the edges of each class (and the same with the high bit set).
+        #[test]
+        fn line_end_and_name_run_are_the_byte_loops(
+            hay in proptest::collection::vec(proptest::prop_oneof![
+                proptest::sample::select(b"\n\r\t\x00\x0d\x0e-.:/09@AZ[`az{ \x7f".to_vec()),
+                proptest::sample::select(vec![0x8a_u8, 0x8d, 0x80, 0xad, 0xb0, 0xc1, 0xe1, 0xff]),
+                proptest::num::u8::ANY,
+                proptest::strategy::Just(b'a'),
+            ], 0..120),
+            skip in 0usize..8,
+        ) {
+            let hay = hay.get(skip.min(hay.len())..).unwrap_or_default();
+            proptest::prop_assert_eq!(find_line_end(hay), memchr::memchr3(b'\n', b'\r', 0, hay));
+            proptest::prop_assert_eq!(
+                alnum_dash_run(hay),
+                hay.iter().take_while(|b| b.is_ascii_alphanumeric() || **b == b'-').count()
+            );
         }
     }
 
