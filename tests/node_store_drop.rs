@@ -22,8 +22,8 @@ mod sip_ua;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cpm_iwf::wire::msrp::Message;
 use cpm_iwf::translate::state::Side;
+use cpm_iwf::wire::msrp::Message;
 use gateway::bounded;
 use rsip::Method;
 use sip_ua::Transport;
@@ -295,7 +295,10 @@ async fn a_callee_that_stalls_is_taken_over() {
         let wire = half.to_bytes();
         bw.raw(&wire[..wire.len() / 2]).await.expect("half a SEND");
         bye_for_dropped(&mut bed.simple).await;
-        assert!(br.closed(4).await, "the node closes Bob's stalled connection");
+        assert!(
+            br.closed(4).await,
+            "the node closes Bob's stalled connection"
+        );
 
         // Alice goes on: kept, each answered 200.
         for id in ["Stall-1", "Stall-2"] {
@@ -338,7 +341,9 @@ async fn a_caller_whose_msrp_drops_gets_the_rest_of_the_chat_later() {
         bw.send(&m).await.expect("SEND");
         assert_eq!(response_to(&mut br, &m.transaction_id).await, 200);
         let got = chat::next_request(&mut ar).await;
-        assert!(String::from_utf8_lossy(got.body.as_deref().unwrap_or_default()).contains("Back-0"));
+        assert!(
+            String::from_utf8_lossy(got.body.as_deref().unwrap_or_default()).contains("Back-0")
+        );
         aw.send(&aw.respond(&got, 200)).await.expect("200");
         drop((ar, aw));
 
@@ -373,8 +378,9 @@ async fn a_caller_whose_msrp_drops_gets_the_rest_of_the_chat_later() {
 
 /// Bob reads a message and answers 200 (it is his), reads the next and drops without answering
 /// it: that one may never have reached him (RFC 4975 §7.1.1), so it is kept, not failed. Alice
-/// sending it again (same imdn.Message-ID) does not keep it twice; when Bob is back he gets
-/// the unanswered one and what followed, in order, exactly once, and not the answered one.
+/// sending it again (same imdn.Message-ID), before or after its delivery, does not keep it
+/// twice; when Bob is back he gets the unanswered one and what followed, in order, exactly
+/// once, and not the answered one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_written_but_never_answered_is_kept_once() {
     bounded(90, async {
@@ -392,14 +398,18 @@ async fn a_message_written_but_never_answered_is_kept_once() {
         aw.send(&m).await.expect("SEND");
         assert_eq!(response_to(&mut ar, &m.transaction_id).await, 200);
         let got = chat::next_request(&mut br).await;
-        assert!(String::from_utf8_lossy(got.body.as_deref().unwrap_or_default()).contains("Unans-0"));
+        assert!(
+            String::from_utf8_lossy(got.body.as_deref().unwrap_or_default()).contains("Unans-0")
+        );
         bw.send(&bw.respond(&got, 200)).await.expect("200");
         // Read by Bob, never answered.
         let m = from_alice(&mut aw, "Unans-1");
         aw.send(&m).await.expect("SEND");
         assert_eq!(response_to(&mut ar, &m.transaction_id).await, 200);
         let got = chat::next_request(&mut br).await;
-        assert!(String::from_utf8_lossy(got.body.as_deref().unwrap_or_default()).contains("Unans-1"));
+        assert!(
+            String::from_utf8_lossy(got.body.as_deref().unwrap_or_default()).contains("Unans-1")
+        );
         drop((br, bw));
         bye_for_dropped(&mut bed.simple).await;
 
@@ -407,16 +417,17 @@ async fn a_message_written_but_never_answered_is_kept_once() {
         let m = from_alice(&mut aw, "Unans-2");
         aw.send(&m).await.expect("SEND");
         assert_eq!(response_to(&mut ar, &m.transaction_id).await, 200);
-        let again = chat::send(
-            &mut aw,
-            "msrp-Unans-1-again",
-            "message/cpim",
-            chat::cpim_text("Unans-1", "text of Unans-1"),
-        );
-        aw.send(&again).await.expect("SEND");
-        assert_eq!(response_to(&mut ar, &again.transaction_id).await, 200);
-        let bye = bed.cpm.bye(&mut cpm_dialog).await.expect("BYE answered");
-        assert_eq!(bye.status_code(), Some(200));
+        let again = |aw: &mut msrp_endpoint::Writer, n: u32| {
+            chat::send(
+                aw,
+                &format!("msrp-Unans-1-again-{n}"),
+                "message/cpim",
+                chat::cpim_text("Unans-1", "text of Unans-1"),
+            )
+        };
+        let m = again(&mut aw, 1);
+        aw.send(&m).await.expect("SEND");
+        assert_eq!(response_to(&mut ar, &m.transaction_id).await, 200);
 
         let bob = bed.simple.aor();
         let status = registrar
@@ -426,6 +437,25 @@ async fn a_message_written_but_never_answered_is_kept_once() {
         assert_eq!(status, 200);
         let ids = bed.receive_kept(2, Duration::from_millis(1_500)).await;
         assert_eq!(ids, ["Unans-1", "Unans-2"]);
+
+        // Still in the same takeover, after the delivery: Unans-1 once more, then a new one.
+        // Only the new one is kept (the store forgot Unans-1 once delivered; the takeover
+        // did not).
+        let m = again(&mut aw, 2);
+        aw.send(&m).await.expect("SEND");
+        assert_eq!(response_to(&mut ar, &m.transaction_id).await, 200);
+        let m = from_alice(&mut aw, "Unans-3");
+        aw.send(&m).await.expect("SEND");
+        assert_eq!(response_to(&mut ar, &m.transaction_id).await, 200);
+        let bye = bed.cpm.bye(&mut cpm_dialog).await.expect("BYE answered");
+        assert_eq!(bye.status_code(), Some(200));
+        let status = registrar
+            .third_party_register(bed.node_simple(), &bob, 3600)
+            .await
+            .expect("REGISTER");
+        assert_eq!(status, 200);
+        let ids = bed.receive_kept(1, Duration::from_millis(1_500)).await;
+        assert_eq!(ids, ["Unans-3"]);
         bed.stop().await;
     })
     .await;

@@ -810,7 +810,10 @@ Status: 000 200 OK
         for tid in ["a001", "b001", "c001", "d001"] {
             assert!(o.insert(pending(tid, t0, ReportRequest::Yes)).is_none());
         }
-        assert!(o.insert(pending("p001", t0, ReportRequest::Partial)).is_none());
+        assert!(
+            o.insert(pending("p001", t0, ReportRequest::Partial))
+                .is_none()
+        );
         // Answered before the writer got to it, or no 200 awaited: not held.
         assert!(o.take(b"a001").is_some());
         assert!(!o.hold(written("a001"), 10, 4, 100));
@@ -835,7 +838,10 @@ Status: 000 200 OK
                 p.transaction_id
             })
             .collect();
-        assert_eq!(taken, [Bytes::from_static(b"d001"), Bytes::from_static(b"e001")]);
+        assert_eq!(
+            taken,
+            [Bytes::from_static(b"d001"), Bytes::from_static(b"e001")]
+        );
         assert_eq!(o.held(), 0);
         // b001 was let go, not answered: still pending (a 408 at the timeout); p001 too.
         assert_eq!(o.len(), 2);
