@@ -222,7 +222,9 @@ pub struct Limits {
     pub max_sessions: usize,
     /// Most entries of each correlation table kind.
     pub table_cap: usize,
-    /// Most messages queued towards one connection before it is considered stuck.
+    /// Most messages queued towards one connection before it is considered stuck; also the
+    /// most written MSRP SENDs a connection holds until their 200, to keep them if it drops
+    /// (`node::msrp::takeover`).
     pub queue_depth: usize,
 }
 

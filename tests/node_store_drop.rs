@@ -4,7 +4,9 @@
 //! answered 200 only once durably kept, the rest of a message half-sent when the leg dropped
 //! is refused (413), isComposing is dropped; when the callee is back (a third-party REGISTER)
 //! the kept messages reach them in order, exactly once, with their Message-IDs, and their
-//! delivered notification reaches the caller.
+//! delivered notification reaches the caller. The same when the callee stalls (stops
+//! finishing a message for `msrp_stall_ms`) and when the caller drops; and a message the
+//! dropped peer read but never answered 200 is kept, once.
 
 #[path = "peers/chat.rs"]
 mod chat;
@@ -21,6 +23,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cpm_iwf::translate::state::Side;
+use cpm_iwf::wire::msrp::Message;
 use gateway::bounded;
 use rsip::Method;
 use sip_ua::Transport;
@@ -35,6 +38,79 @@ async fn response_to(r: &mut msrp_endpoint::Reader, tid: &Bytes) -> u16 {
         }
     }
     panic!("no response to {tid:?}");
+}
+
+/// A node with the store, delivery started only by a third-party REGISTER (no retry before
+/// it), and `tweak`; the chat set up.
+async fn chat_with_store(tweak: impl FnOnce(&mut cpm_iwf::config::Config)) -> chat::Chat {
+    chat::set_up_with(
+        Transport::Udp,
+        |c| {
+            c.availability.third_party_register = true;
+            c.availability.retry_initial_ms = 600_000;
+            c.availability.retry_max_ms = 600_000;
+            tweak(c);
+        },
+        None,
+    )
+    .await
+}
+
+/// A chat message `id` from Alice.
+fn from_alice(aw: &mut msrp_endpoint::Writer, id: &str) -> Message {
+    chat::send(
+        aw,
+        &format!("msrp-{id}"),
+        "message/cpim",
+        chat::cpim_text(id, &format!("text of {id}")),
+    )
+}
+
+/// A chat message `id` from Bob (CPIM From Bob, To Alice), with MSRP Message-ID `msrp_id`.
+fn from_bob(bw: &mut msrp_endpoint::Writer, id: &str) -> Message {
+    let cpim = format!(
+        "From: <sip:bob@simple.example.net>\r\nTo: <sip:alice@cpm.example.net>\r\n\
+NS: imdn <urn:ietf:params:imdn>\r\nimdn.Message-ID: {id}\r\nDateTime: 2026-11-25T10:00:01.000Z\r\n\
+imdn.Disposition-Notification: positive-delivery\r\n\r\n\
+Content-Type: text/plain;charset=UTF-8\r\n\r\ntext of {id}"
+    );
+    chat::send(bw, &format!("msrp-{id}"), "message/cpim", Bytes::from(cpim))
+}
+
+/// The node's BYE on `ua` (the dropped user's dialog), with `Reason: SIP;cause=480`, answered.
+async fn bye_for_dropped(ua: &mut sip_ua::SipUa) {
+    let bye = ua
+        .recv_method(Method::Bye, Some(Duration::from_secs(10)))
+        .await
+        .expect("BYE to the dropped user");
+    let reason = bye.request.header("Reason").unwrap_or_default().to_string();
+    assert!(reason.starts_with("SIP;cause=480"), "{reason}");
+    ua.respond(&bye, 200, "OK", &[], None).await.expect("200");
+}
+
+/// `n` kept messages delivered to Alice (CPM side) answered 200, then nothing else for
+/// `quiet`: their imdn.Message-IDs in arrival order.
+async fn alice_receives_kept(bed: &mut gateway::Bed, n: usize, quiet: Duration) -> Vec<String> {
+    let alice = bed.cpm.aor();
+    let mut ids = Vec::with_capacity(n);
+    for _ in 0..n {
+        let tx = bed
+            .cpm
+            .recv_method(Method::Message, Some(Duration::from_secs(10)))
+            .await
+            .expect("kept message delivered to Alice");
+        ids.push(gateway::imdn_message_id(&tx.request));
+        assert_eq!(tx.request.request_uri(), Some(alice.as_bytes()));
+        bed.cpm
+            .respond(&tx, 200, "OK", &[], None)
+            .await
+            .expect("200");
+    }
+    assert!(
+        bed.cpm.recv_request(Some(quiet)).await.is_err(),
+        "nothing else reaches Alice after {ids:?}"
+    );
+    ids
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -186,6 +262,200 @@ async fn with_on_msrp_drop_end_the_session_ends() {
             ua.respond(&tx, 200, "OK", &[], None).await.expect("200");
         }
         assert!(ar.closed(4).await, "Alice's MSRP connection closes");
+        bed.stop().await;
+    })
+    .await;
+}
+
+/// The callee stops finishing a message (half a SEND, then silence) for `msrp_stall_ms`: a
+/// stall is a drop (issue 7). Bob's dialog ends, the caller's messages from then on are kept
+/// and reach Bob, in order, once, when he is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callee_that_stalls_is_taken_over() {
+    bounded(90, async {
+        let registrar = registrar::Registrar::start(registrar::RegistrarConfig::default())
+            .await
+            .expect("S-CSCF");
+        let chat = chat_with_store(|c| c.timers.msrp_stall_ms = 300).await;
+        let mut bed = chat.bed;
+        let mut cpm_dialog = chat.cpm_dialog;
+        let (mut ar, mut aw) = chat.alice;
+        let (mut br, mut bw) = chat.bob;
+
+        // One message reaches Bob as usual.
+        let m = from_alice(&mut aw, "Stall-0");
+        aw.send(&m).await.expect("SEND");
+        assert_eq!(response_to(&mut ar, &m.transaction_id).await, 200);
+        let got = chat::next_request(&mut br).await;
+        bw.send(&bw.respond(&got, 200)).await.expect("200");
+
+        // Bob begins a request and never finishes it; his connection stays open.
+        let mut half = bw.request(cpm_iwf::wire::msrp::Method::Send);
+        half.set_header("Message-ID", Bytes::from_static(b"bob-half"));
+        let wire = half.to_bytes();
+        bw.raw(&wire[..wire.len() / 2]).await.expect("half a SEND");
+        bye_for_dropped(&mut bed.simple).await;
+        assert!(
+            br.closed(4).await,
+            "the node closes Bob's stalled connection"
+        );
+
+        // Alice goes on: kept, each answered 200.
+        for id in ["Stall-1", "Stall-2"] {
+            let m = from_alice(&mut aw, id);
+            aw.send(&m).await.expect("SEND");
+            assert_eq!(response_to(&mut ar, &m.transaction_id).await, 200, "{id}");
+        }
+        let bye = bed.cpm.bye(&mut cpm_dialog).await.expect("BYE answered");
+        assert_eq!(bye.status_code(), Some(200));
+
+        let bob = bed.simple.aor();
+        let status = registrar
+            .third_party_register(bed.node_simple(), &bob, 3600)
+            .await
+            .expect("REGISTER");
+        assert_eq!(status, 200);
+        let ids = bed.receive_kept(2, Duration::from_millis(1_500)).await;
+        assert_eq!(ids, ["Stall-1", "Stall-2"]);
+        bed.stop().await;
+    })
+    .await;
+}
+
+/// The caller's MSRP connection drops; the callee keeps writing: the node ends Alice's
+/// dialog, answers Bob for her once each message is kept, and delivers them to Alice's
+/// network, in order, once, when she is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_whose_msrp_drops_gets_the_rest_of_the_chat_later() {
+    bounded(90, async {
+        let registrar = registrar::Registrar::start(registrar::RegistrarConfig::default())
+            .await
+            .expect("S-CSCF");
+        let chat = chat_with_store(|_| {}).await;
+        let mut bed = chat.bed;
+        let (mut ar, mut aw) = chat.alice;
+        let (mut br, mut bw) = chat.bob;
+
+        // Bob's first message reaches Alice as usual.
+        let m = from_bob(&mut bw, "Back-0");
+        bw.send(&m).await.expect("SEND");
+        assert_eq!(response_to(&mut br, &m.transaction_id).await, 200);
+        let got = chat::next_request(&mut ar).await;
+        assert!(
+            String::from_utf8_lossy(got.body.as_deref().unwrap_or_default()).contains("Back-0")
+        );
+        aw.send(&aw.respond(&got, 200)).await.expect("200");
+        drop((ar, aw));
+
+        bye_for_dropped(&mut bed.cpm).await;
+
+        // Bob goes on: each answered 200 once kept for Alice.
+        for id in ["Back-1", "Back-2", "Back-3"] {
+            let m = from_bob(&mut bw, id);
+            bw.send(&m).await.expect("SEND");
+            assert_eq!(response_to(&mut br, &m.transaction_id).await, 200, "{id}");
+        }
+        assert!(
+            bed.simple
+                .recv_request(Some(Duration::from_millis(300)))
+                .await
+                .is_err(),
+            "Bob's session is not ended"
+        );
+
+        let alice = bed.cpm.aor();
+        let status = registrar
+            .third_party_register(bed.node_cpm(), &alice, 3600)
+            .await
+            .expect("REGISTER");
+        assert_eq!(status, 200);
+        let ids = alice_receives_kept(&mut bed, 3, Duration::from_millis(1_500)).await;
+        assert_eq!(ids, ["Back-1", "Back-2", "Back-3"]);
+        bed.stop().await;
+    })
+    .await;
+}
+
+/// Bob reads a message and answers 200 (it is his), reads the next and drops without answering
+/// it: that one may never have reached him (RFC 4975 §7.1.1), so it is kept, not failed. Alice
+/// sending it again (same imdn.Message-ID), before or after its delivery, does not keep it
+/// twice; when Bob is back he gets the unanswered one and what followed, in order, exactly
+/// once, and not the answered one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_written_but_never_answered_is_kept_once() {
+    bounded(90, async {
+        let registrar = registrar::Registrar::start(registrar::RegistrarConfig::default())
+            .await
+            .expect("S-CSCF");
+        let chat = chat_with_store(|_| {}).await;
+        let mut bed = chat.bed;
+        let mut cpm_dialog = chat.cpm_dialog;
+        let (mut ar, mut aw) = chat.alice;
+        let (mut br, mut bw) = chat.bob;
+
+        // Answered by Bob just before he drops: delivered, not kept.
+        let m = from_alice(&mut aw, "Unans-0");
+        aw.send(&m).await.expect("SEND");
+        assert_eq!(response_to(&mut ar, &m.transaction_id).await, 200);
+        let got = chat::next_request(&mut br).await;
+        assert!(
+            String::from_utf8_lossy(got.body.as_deref().unwrap_or_default()).contains("Unans-0")
+        );
+        bw.send(&bw.respond(&got, 200)).await.expect("200");
+        // Read by Bob, never answered.
+        let m = from_alice(&mut aw, "Unans-1");
+        aw.send(&m).await.expect("SEND");
+        assert_eq!(response_to(&mut ar, &m.transaction_id).await, 200);
+        let got = chat::next_request(&mut br).await;
+        assert!(
+            String::from_utf8_lossy(got.body.as_deref().unwrap_or_default()).contains("Unans-1")
+        );
+        drop((br, bw));
+        bye_for_dropped(&mut bed.simple).await;
+
+        // Alice goes on, then sends Unans-1 again (a new MSRP message, the same imdn one).
+        let m = from_alice(&mut aw, "Unans-2");
+        aw.send(&m).await.expect("SEND");
+        assert_eq!(response_to(&mut ar, &m.transaction_id).await, 200);
+        let again = |aw: &mut msrp_endpoint::Writer, n: u32| {
+            chat::send(
+                aw,
+                &format!("msrp-Unans-1-again-{n}"),
+                "message/cpim",
+                chat::cpim_text("Unans-1", "text of Unans-1"),
+            )
+        };
+        let m = again(&mut aw, 1);
+        aw.send(&m).await.expect("SEND");
+        assert_eq!(response_to(&mut ar, &m.transaction_id).await, 200);
+
+        let bob = bed.simple.aor();
+        let status = registrar
+            .third_party_register(bed.node_simple(), &bob, 3600)
+            .await
+            .expect("REGISTER");
+        assert_eq!(status, 200);
+        let ids = bed.receive_kept(2, Duration::from_millis(1_500)).await;
+        assert_eq!(ids, ["Unans-1", "Unans-2"]);
+
+        // Still in the same takeover, after the delivery: Unans-1 once more, then a new one.
+        // Only the new one is kept (the store forgot Unans-1 once delivered; the takeover
+        // did not).
+        let m = again(&mut aw, 2);
+        aw.send(&m).await.expect("SEND");
+        assert_eq!(response_to(&mut ar, &m.transaction_id).await, 200);
+        let m = from_alice(&mut aw, "Unans-3");
+        aw.send(&m).await.expect("SEND");
+        assert_eq!(response_to(&mut ar, &m.transaction_id).await, 200);
+        let bye = bed.cpm.bye(&mut cpm_dialog).await.expect("BYE answered");
+        assert_eq!(bye.status_code(), Some(200));
+        let status = registrar
+            .third_party_register(bed.node_simple(), &bob, 3600)
+            .await
+            .expect("REGISTER");
+        assert_eq!(status, 200);
+        let ids = bed.receive_kept(1, Duration::from_millis(1_500)).await;
+        assert_eq!(ids, ["Unans-3"]);
         bed.stop().await;
     })
     .await;

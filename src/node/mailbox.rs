@@ -14,7 +14,7 @@
 //! to the relay by `node::msrp::takeover`): the chunks queued for the dropped user come here
 //! without a second TCP hop.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -158,6 +158,7 @@ impl Keeping {
             shared: self.0.clone(),
             session,
             partial: Mutex::new(HashMap::new()),
+            kept: Mutex::new(VecDeque::new()),
         }
     }
 }
@@ -319,12 +320,29 @@ pub fn reassemble(
 /// Keep the whole message `whole` (of chunk `m`'s Content-Type) of `session` durably, and
 /// where its notifications go; the MSRP status to answer: 200 only once it is durable.
 async fn keep_whole(shared: &Shared, session: &MailboxSession, m: &Message, whole: Bytes) -> u16 {
-    let content_type = m.content_type().cloned().unwrap_or_default();
     let unix_now = crate::store::unix_ms_now();
-    let Some(stored) = deferred::session_message(session, &content_type, whole, unix_now) else {
+    let Some(stored) = to_keep(session, m, whole, unix_now) else {
         // isComposing, or nothing worth keeping: answered, not kept.
         return 200;
     };
+    keep_stored(shared, stored, unix_now).await
+}
+
+/// The stored form of the whole message `whole` of chunk `m`; `None` for what is not kept
+/// (isComposing, an empty body).
+fn to_keep(
+    session: &MailboxSession,
+    m: &Message,
+    whole: Bytes,
+    unix_now: u64,
+) -> Option<crate::store::StoredMessage> {
+    let content_type = m.content_type().cloned().unwrap_or_default();
+    deferred::session_message(session, &content_type, whole, unix_now)
+}
+
+/// Keep `stored` durably, and where its notifications go; the MSRP status to answer: 200 only
+/// once it is durable.
+async fn keep_stored(shared: &Shared, stored: crate::store::StoredMessage, unix_now: u64) -> u16 {
     let user = stored.recipient.clone();
     let origin = stored.message_id.clone().and_then(|id| {
         shared
@@ -366,11 +384,34 @@ async fn keep_whole(shared: &Shared, session: &MailboxSession, m: &Message, whol
 }
 
 /// [`Mailbox::keeper`]: the messages towards the user of a dropped leg, kept one at a time in
-/// the order the relay gives them (its drain is one task).
+/// the order the relay gives them (its drain is one task), each imdn.Message-ID once.
 pub struct SessionKeeper {
     shared: Arc<Shared>,
     session: MailboxSession,
     partial: Mutex<HashMap<Bytes, BytesMut>>,
+    /// The imdn.Message-IDs (RFC 5438 §6.3) kept in this takeover, the last [`KEPT_IDS`]:
+    /// a message handed over twice (written and unanswered, then sent again by its sender) is
+    /// stored once.
+    kept: Mutex<VecDeque<Bytes>>,
+}
+
+/// How many imdn.Message-IDs a takeover remembers to keep each message once.
+const KEPT_IDS: usize = 1_024;
+
+impl SessionKeeper {
+    /// Whether a message with this imdn.Message-ID was kept already in this takeover.
+    fn already_kept(&self, id: &Bytes) -> bool {
+        lock(&self.kept).contains(id)
+    }
+
+    /// Remember a kept imdn.Message-ID (the oldest forgotten beyond [`KEPT_IDS`]).
+    fn remember(&self, id: Bytes) {
+        let mut kept = lock(&self.kept);
+        if kept.len() >= KEPT_IDS {
+            kept.pop_front();
+        }
+        kept.push_back(id);
+    }
 }
 
 impl Keep for SessionKeeper {
@@ -385,16 +426,29 @@ impl Keep for SessionKeeper {
                 }
                 reassemble(&mut partial, msg, self.shared.max_payload)
             };
-            match whole {
-                Ok(whole) => {
-                    let code = keep_whole(&self.shared, &self.session, msg, whole).await;
-                    if code == 200 {
-                        crate::metrics::store_takeover_message();
-                    }
-                    code
-                }
-                Err(code) => code,
+            let whole = match whole {
+                Ok(whole) => whole,
+                Err(code) => return code,
+            };
+            let unix_now = crate::store::unix_ms_now();
+            let Some(stored) = to_keep(&self.session, msg, whole, unix_now) else {
+                // isComposing, or nothing worth keeping: answered, not kept.
+                return 200;
+            };
+            let id = stored.message_id.clone();
+            if id.as_ref().is_some_and(|id| self.already_kept(id)) {
+                // Kept already: once is enough (the delivery sends it once).
+                tracing::debug!(?id, "takeover: message kept already");
+                return 200;
             }
+            let code = keep_stored(&self.shared, stored, unix_now).await;
+            if code == 200 {
+                crate::metrics::store_takeover_message();
+                if let Some(id) = id {
+                    self.remember(id);
+                }
+            }
+            code
         })
     }
 }

@@ -176,10 +176,20 @@ pub enum PendingKind {
 
 /// The requests a leg waits on, oldest first; bounded: when full the oldest is dropped (it
 /// is treated as timed out).
+///
+/// With them, the SENDs already written to the peer whose 200 has not come yet ([`Self::hold`]):
+/// if the connection drops before the 200, their bytes may never have been read (RFC 4975
+/// §7.1.1: only the response says the peer has the chunk), so the leg's keeper
+/// (`takeover`) keeps them ([`Self::take_held`]). Bounded by the caller (messages and
+/// bytes, the oldest let go first); nothing is allocated while none is held.
 #[derive(Debug)]
 pub struct Outstanding {
     entries: VecDeque<Pending>,
     cap: usize,
+    /// Written, unanswered SENDs, in the order written, with their encoded sizes.
+    held: VecDeque<(Message, usize)>,
+    /// The sum of `held`'s sizes.
+    held_bytes: usize,
 }
 
 impl Outstanding {
@@ -188,6 +198,76 @@ impl Outstanding {
         Outstanding {
             entries: VecDeque::new(),
             cap: cap.max(1),
+            held: VecDeque::new(),
+            held_bytes: 0,
+        }
+    }
+
+    /// A SEND `msg` of encoded size `len` is written to the peer: hold it until its response
+    /// when a 200 is awaited for it (a tracked chunk whose Failure-Report is `yes`, RFC 4975
+    /// §7.1.2; with `partial` or `no` no 200 ever says it arrived). Beyond `max` messages or
+    /// `max_bytes` bytes the oldest held are let go (they are only tracked then, as before:
+    /// a 408 REPORT if the peer never answers). Whether it is held.
+    pub fn hold(&mut self, msg: Message, len: usize, max: usize, max_bytes: usize) -> bool {
+        let awaited = self.entries.iter().rev().any(|p| {
+            p.transaction_id == msg.transaction_id
+                && matches!(
+                    p.kind,
+                    PendingKind::Chunk {
+                        failure_report: ReportRequest::Yes,
+                        ..
+                    }
+                )
+        });
+        // Answered already (the response overtook the writer), or no 200 to wait for.
+        if !awaited || max == 0 || len > max_bytes {
+            return false;
+        }
+        self.held.push_back((msg, len));
+        self.held_bytes = self.held_bytes.saturating_add(len);
+        while self.held.len() > max || self.held_bytes > max_bytes {
+            match self.held.pop_front() {
+                Some((_, n)) => self.held_bytes = self.held_bytes.saturating_sub(n),
+                None => break,
+            }
+        }
+        true
+    }
+
+    /// How many SENDs are held ([`Self::hold`]).
+    pub fn held(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Every held SEND with its pending entry, in the order written; both are removed (the
+    /// leg dropped: the keeper answers for its peer now).
+    pub fn take_held(&mut self) -> Vec<(Pending, Message)> {
+        let held = std::mem::take(&mut self.held);
+        self.held_bytes = 0;
+        let mut out = Vec::with_capacity(held.len());
+        for (msg, _) in held {
+            if let Some(i) = self
+                .entries
+                .iter()
+                .position(|p| p.transaction_id == msg.transaction_id)
+                && let Some(p) = self.entries.remove(i)
+            {
+                out.push((p, msg));
+            }
+        }
+        self.release_if_empty();
+        out
+    }
+
+    /// Let go of the held SEND of a transaction that is answered or given up.
+    fn unhold(&mut self, transaction_id: &[u8]) {
+        if let Some(i) = self
+            .held
+            .iter()
+            .position(|(m, _)| m.transaction_id == transaction_id)
+            && let Some((_, n)) = self.held.remove(i)
+        {
+            self.held_bytes = self.held_bytes.saturating_sub(n);
         }
     }
 
@@ -208,6 +288,9 @@ impl Outstanding {
         } else {
             None
         };
+        if let Some(e) = &evicted {
+            self.unhold(&e.transaction_id);
+        }
         self.entries.push_back(p);
         evicted
     }
@@ -220,14 +303,19 @@ impl Outstanding {
             .iter()
             .position(|p| p.transaction_id == transaction_id)?;
         let p = self.entries.remove(i);
+        self.unhold(transaction_id);
         self.release_if_empty();
         p
     }
 
-    /// Nothing waits: give the memory back (a held session keeps none; issue 9).
+    /// Nothing waits (nothing held): give the memory back (a held session keeps none; issue 9).
     fn release_if_empty(&mut self) {
         if self.entries.is_empty() && self.entries.capacity() > 0 {
             self.entries = VecDeque::new();
+        }
+        if self.held.is_empty() && self.held.capacity() > 0 {
+            self.held = VecDeque::new();
+            self.held_bytes = 0;
         }
     }
 
@@ -239,6 +327,7 @@ impl Outstanding {
                 break;
             }
             if let Some(p) = self.entries.pop_front() {
+                self.unhold(&p.transaction_id);
                 out.push(p);
             }
         }
@@ -704,6 +793,65 @@ Status: 000 200 OK
         assert_eq!(o.next_deadline(timeout), Some(t1 + timeout));
         assert!(o.expire(t1 + Duration::from_secs(29), timeout).is_empty());
         assert_eq!(o.expire(t1 + timeout, timeout).len(), 1);
+        assert!(o.is_empty());
+    }
+
+    /// A written SEND is held until its response, bounded, and handed over in write order on a
+    /// drop with its pending entry (gap 1 of issue 7: written but never answered).
+    #[test]
+    fn written_sends_are_held_until_answered_bounded() {
+        let t0 = Instant::now();
+        let written = |tid: &'static str| {
+            let mut m = send("Byte-Range: 1-2/2\n", Some("hi"));
+            m.transaction_id = Bytes::from_static(tid.as_bytes());
+            m
+        };
+        let mut o = Outstanding::new(8);
+        for tid in ["a001", "b001", "c001", "d001"] {
+            assert!(o.insert(pending(tid, t0, ReportRequest::Yes)).is_none());
+        }
+        assert!(
+            o.insert(pending("p001", t0, ReportRequest::Partial))
+                .is_none()
+        );
+        // Answered before the writer got to it, or no 200 awaited: not held.
+        assert!(o.take(b"a001").is_some());
+        assert!(!o.hold(written("a001"), 10, 4, 100));
+        assert!(!o.hold(written("p001"), 10, 4, 100));
+        assert!(!o.hold(written("x001"), 10, 4, 100));
+        assert!(o.hold(written("b001"), 10, 4, 100));
+        assert!(o.hold(written("c001"), 10, 4, 100));
+        assert!(o.hold(written("d001"), 10, 4, 100));
+        assert_eq!(o.held(), 3);
+        // Its 200: let go.
+        assert!(o.take(b"c001").is_some());
+        assert_eq!(o.held(), 2);
+        // Over the byte bound: the oldest is let go (still tracked).
+        assert!(o.insert(pending("e001", t0, ReportRequest::Yes)).is_none());
+        assert!(o.hold(written("e001"), 85, 4, 100));
+        assert_eq!(o.held(), 2);
+        let taken: Vec<Bytes> = o
+            .take_held()
+            .into_iter()
+            .map(|(p, m)| {
+                assert_eq!(p.transaction_id, m.transaction_id);
+                p.transaction_id
+            })
+            .collect();
+        assert_eq!(
+            taken,
+            [Bytes::from_static(b"d001"), Bytes::from_static(b"e001")]
+        );
+        assert_eq!(o.held(), 0);
+        // b001 was let go, not answered: still pending (a 408 at the timeout); p001 too.
+        assert_eq!(o.len(), 2);
+        assert!(o.take(b"b001").is_some());
+        // A timed-out entry lets its held SEND go.
+        assert!(o.insert(pending("f001", t0, ReportRequest::Yes)).is_none());
+        assert!(o.hold(written("f001"), 10, 4, 100));
+        let timeout = Duration::from_secs(30);
+        assert_eq!(o.expire(t0 + timeout, timeout).len(), 2);
+        assert_eq!(o.held(), 0);
         assert!(o.is_empty());
     }
 }

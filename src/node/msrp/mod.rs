@@ -124,10 +124,11 @@ pub struct RelayConfig {
     /// How long the node waits for the response to a SEND it forwarded before it counts it
     /// as 408 (RFC 4975 §7.1.1: 30 s). Default 30 s.
     pub transaction_timeout: Duration,
-    /// Messages queued towards one connection. Default 32.
+    /// Messages queued towards one connection. Default 32. Also the most SENDs written to
+    /// one connection and held until their 200 ([`decide::Outstanding::hold`]).
     pub queue_depth: usize,
     /// Bytes queued towards one connection (a chunk counts its encoded size, capped at this).
-    /// Default 4 MiB.
+    /// Default 4 MiB. Also the most bytes of SENDs held until their 200.
     pub queue_bytes: usize,
     /// Forwarded requests awaiting a response, per leg; the oldest is dropped (as timed out)
     /// beyond it. Default 1 024.
@@ -305,6 +306,25 @@ struct Leg {
 }
 
 impl Leg {
+    /// A batch is in the socket: its SENDs whose 200 is awaited are held until it comes
+    /// ([`decide::Outstanding::hold`]: at most `queue_depth` messages and `queue_bytes` bytes
+    /// per leg, the oldest let go first), so that a drop before it hands them to the keeper
+    /// ([`takeover`]); everything else is dropped. The batch's byte budget is given back now:
+    /// what is held is bounded on its own and never holds up the senders.
+    fn hold_written(&self, batch: Batch, cfg: &RelayConfig) {
+        let bytes = batch.bytes();
+        {
+            let mut o = lock(&self.outstanding);
+            for out in batch.items {
+                // Responses and REPORTs get no 200 (RFC 4975 §7.1.2): dropped.
+                if out.msg.method() == Some(&Method::Send) {
+                    o.hold(out.msg, out.len, cfg.queue_depth, cfg.queue_bytes);
+                }
+            }
+        }
+        self.queue.budget.add_permits(bytes);
+    }
+
     /// Remember a request sent on this leg; returns the entry dropped to make room.
     fn track(&self, p: Pending) -> Option<Pending> {
         let (evicted, first) = {
@@ -1125,8 +1145,9 @@ async fn write_loop(inner: Arc<Inner>, session: Arc<Session>, side: Side, mut wr
         drop(out);
         let reason = match written {
             Ok(Ok(())) => {
-                // The byte budget is given back once the bytes are in the socket.
-                queue.written(batch);
+                // The byte budget is given back once the bytes are in the socket; a SEND
+                // stays held until its 200 (RFC 4975 §7.1.1), for a drop before it.
+                leg.hold_written(batch, &inner.cfg);
                 continue;
             }
             Ok(Err(e)) => EndReason::Io(e.to_string()),

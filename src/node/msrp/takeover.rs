@@ -16,9 +16,17 @@
 //! idle timeout, or a leg that never connected: those end the session as before.
 //!
 //! After the drop:
-//! - every SEND queued for the dropped leg is kept; a chunk already written to the dropped
-//!   peer but not answered gets the usual 408 REPORT at the transaction timeout (RFC 4975
-//!   §7.1.1): its bytes are gone, so the sender learns it failed, never silence;
+//! - every SEND already written to the dropped peer and not answered yet is kept first, in
+//!   the order written: only the peer's 200 says it has a chunk (RFC 4975 §7.1.1), so the leg
+//!   holds each written SEND until then (`decide::Outstanding::hold`, at most `queue_depth`
+//!   messages and `queue_bytes` bytes per leg; one let go beyond that, or sent with
+//!   `Failure-Report: partial`/`no`, whose arrival no 200 confirms, is not kept and gets the
+//!   usual 408 REPORT at the transaction timeout when a failure report was asked for); then
+//!   what the writer was writing, then every SEND still queued. A chunk whose message began
+//!   in a part the peer did answer cannot be kept whole: the keeper refuses it (413), which
+//!   becomes a REPORT to its sender (RFC 4975 §7.1.2);
+//! - a message is kept once per imdn.Message-ID within a takeover (`SessionKeeper`): the
+//!   same message again (the sender retrying it) is answered 200 and not stored twice;
 //! - each later SEND towards the dropped user is answered only once kept: 200 after the store
 //!   commit, else the store's MSRP status (RFC 4975 §7.2). A message whose beginning the node
 //!   did not see (half-written when the leg dropped) gets 413, "stop sending this message"
@@ -115,11 +123,13 @@ impl Inner {
     }
 }
 
-/// The dropped leg's queue, drained into its keeper until the session ends: `held` (what the
-/// writer had taken and not finished writing when the leg dropped) first, then everything
+/// The dropped leg's queue, drained into its keeper until the session ends: the SENDs written
+/// to the dropped peer and not answered ([`decide::Outstanding::take_held`]) first, then `held`
+/// (what the writer had taken and not finished writing when the leg dropped), then everything
 /// queued, one message at a time, in order. Acts as the dropped leg's peer: a kept chunk is its
 /// 200, a refusal its failure (a REPORT to the sender when asked for, RFC 4975 §7.1.2), and
-/// chunks written before the drop time out (408). Each message's slot is free once taken, its
+/// written chunks that were not held time out (408, §7.1.1). Each message's slot is free once
+/// taken, its
 /// bytes of budget once kept (as the writer gives them back once written): the backpressure
 /// on the senders is the queue's as before.
 pub(super) async fn drain(inner: Arc<Inner>, session: Arc<Session>, side: Side, held: Vec<Out>) {
@@ -136,6 +146,16 @@ pub(super) async fn drain(inner: Arc<Inner>, session: Arc<Session>, side: Side, 
         peer_hop: Bytes::new(),
     };
     let queue = &leg.queue;
+    // Written, never answered: the peer may not have read them (RFC 4975 §7.1.1).
+    let written = super::lock(&leg.outstanding).take_held();
+    for (pending, msg) in written {
+        let code = keep.keep(&msg).await;
+        drop(msg);
+        // Its sender had its 200 when it was forwarded: a refusal becomes its REPORT.
+        if !conn.responded(&pending, code, None).await {
+            return;
+        }
+    }
     for out in held {
         if !kept(&conn, &*keep, out).await {
             return;
