@@ -173,24 +173,7 @@ fn bench(c: &mut Criterion) {
         })
     });
 
-    let send = msrp::parse(
-        Bytes::from_static(CHAT_SEND.as_bytes()),
-        &msrp::Limits::default(),
-    )
-    .expect("chat SEND");
-    let leg = ChatLeg {
-        local: MsrpUri::parse_str("msrp://127.0.0.1:2856/gw-out;tcp").expect("uri"),
-        remote_path: vec![MsrpUri::parse_str("msrp://203.0.113.5:7394/bobsess;tcp").expect("uri")],
-    };
-    let parties = ChatParties {
-        sender: Device {
-            aor: Bytes::from_static(b"sip:+15557654321@ims.example.net"),
-            gruu: None,
-            instance: None,
-        },
-        recipient: Bytes::from_static(b"sip:+15551234567@ims.example.net"),
-        conversation: None,
-    };
+    let (send, leg, parties) = chat_vector();
     group.bench_function("chat_send_cpim_text/parsed", |b| {
         b.iter(|| {
             let mut env = Env {
@@ -251,8 +234,8 @@ fn pager_iterations(n: u64) {
     }
 }
 
-/// `chat_send` of [`CHAT_SEND`] `n` times (see [`pager_iterations`]).
-fn chat_iterations(n: u64, mappings: &Mappings) {
+/// [`CHAT_SEND`] parsed, and the leg and parties its session gives it.
+fn chat_vector() -> (msrp::Message, ChatLeg, ChatParties) {
     let send = msrp::parse(
         Bytes::from_static(CHAT_SEND.as_bytes()),
         &msrp::Limits::default(),
@@ -271,6 +254,12 @@ fn chat_iterations(n: u64, mappings: &Mappings) {
         recipient: Bytes::from_static(b"sip:+15551234567@ims.example.net"),
         conversation: None,
     };
+    (send, leg, parties)
+}
+
+/// `chat_send` of [`CHAT_SEND`] `n` times (see [`pager_iterations`]).
+fn chat_iterations(n: u64, mappings: &Mappings) {
+    let (send, leg, parties) = chat_vector();
     let mut ids = Counter(0);
     for _ in 0..n {
         let mut env = Env {

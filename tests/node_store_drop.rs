@@ -40,6 +40,35 @@ async fn response_to(r: &mut msrp_endpoint::Reader, tid: &Bytes) -> u16 {
     panic!("no response to {tid:?}");
 }
 
+/// `m` sent on `w`: the node's answer read on `r`.
+async fn sent(w: &mut msrp_endpoint::Writer, r: &mut msrp_endpoint::Reader, m: &Message) -> u16 {
+    w.send(m).await.expect("SEND");
+    response_to(r, &m.transaction_id).await
+}
+
+/// The next request relayed to `r`, checked to carry `text`.
+async fn relayed(r: &mut msrp_endpoint::Reader, text: &str) -> Message {
+    let got = chat::next_request(r).await;
+    let body = String::from_utf8_lossy(got.body.as_deref().unwrap_or_default()).into_owned();
+    assert!(body.contains(text), "{text} not in {body}");
+    got
+}
+
+/// `got` answered 200 on `w`.
+async fn answer(w: &mut msrp_endpoint::Writer, got: &Message) {
+    let ok = w.respond(got, 200);
+    w.send(&ok).await.expect("200");
+}
+
+/// A third-party REGISTER of `aor` to the node at `node` (TS 24.229 §5.4.1.7), answered 200.
+async fn registers(registrar: &registrar::Registrar, node: std::net::SocketAddr, aor: &str) {
+    let status = registrar
+        .third_party_register(node, aor, 3600)
+        .await
+        .expect("REGISTER");
+    assert_eq!(status, 200);
+}
+
 /// A node with the store, delivery started only by a third-party REGISTER (no retry before
 /// it), and `tweak`; the chat set up.
 async fn chat_with_store(tweak: impl FnOnce(&mut cpm_iwf::config::Config)) -> chat::Chat {
@@ -119,17 +148,7 @@ async fn a_callee_whose_msrp_drops_gets_the_rest_of_the_chat_later() {
         let registrar = registrar::Registrar::start(registrar::RegistrarConfig::default())
             .await
             .expect("S-CSCF");
-        let chat = chat::set_up_with(
-            Transport::Udp,
-            |c| {
-                c.availability.third_party_register = true;
-                // No retry before the REGISTER: delivery is what the registration starts.
-                c.availability.retry_initial_ms = 600_000;
-                c.availability.retry_max_ms = 600_000;
-            },
-            None,
-        )
-        .await;
+        let chat = chat_with_store(|_| {}).await;
         let mut bed = chat.bed;
         let mut cpm_dialog = chat.cpm_dialog;
         let (mut ar, mut aw) = chat.alice;
@@ -143,42 +162,23 @@ async fn a_callee_whose_msrp_drops_gets_the_rest_of_the_chat_later() {
                 "message/cpim",
                 chat::cpim_text(&format!("Pre-{i}"), &format!("hello {i}")),
             );
-            aw.send(&m).await.expect("SEND");
-            assert_eq!(response_to(&mut ar, &m.transaction_id).await, 200);
-            let got = chat::next_request(&mut br).await;
-            assert!(
-                String::from_utf8_lossy(got.body.as_deref().unwrap_or_default())
-                    .contains(&format!("Pre-{i}"))
-            );
-            let ok = bw.respond(&got, 200);
-            bw.send(&ok).await.expect("200");
+            assert_eq!(sent(&mut aw, &mut ar, &m).await, 200);
+            let got = relayed(&mut br, &format!("Pre-{i}")).await;
+            answer(&mut bw, &got).await;
         }
         // The first half of a message reaches Bob too, then his connection drops.
         let half = aw.chunk("half-1", 1, 6, Bytes::from_static(b"abc"), false);
-        aw.send(&half).await.expect("SEND");
-        assert_eq!(response_to(&mut ar, &half.transaction_id).await, 200);
+        assert_eq!(sent(&mut aw, &mut ar, &half).await, 200);
         let got = chat::next_request(&mut br).await;
-        let ok = bw.respond(&got, 200);
-        bw.send(&ok).await.expect("200");
+        answer(&mut bw, &got).await;
         drop((br, bw));
 
         // The node ends Bob's dialog; Alice's stays.
-        let bye = bed
-            .simple
-            .recv_method(Method::Bye, Some(Duration::from_secs(10)))
-            .await
-            .expect("BYE to Bob");
-        let reason = bye.request.header("Reason").unwrap_or_default().to_string();
-        assert!(reason.starts_with("SIP;cause=480"), "{reason}");
-        bed.simple
-            .respond(&bye, 200, "OK", &[], None)
-            .await
-            .expect("200");
+        bye_for_dropped(&mut bed.simple).await;
 
         // The rest of the half-sent message cannot be kept whole: refused, not 200.
         let rest = aw.chunk("half-1", 4, 6, Bytes::from_static(b"def"), true);
-        aw.send(&rest).await.expect("SEND");
-        assert_eq!(response_to(&mut ar, &rest.transaction_id).await, 413);
+        assert_eq!(sent(&mut aw, &mut ar, &rest).await, 413);
 
         // Alice goes on: each message answered 200 once kept; isComposing answered, dropped.
         for i in 0..3 {
@@ -188,8 +188,7 @@ async fn a_callee_whose_msrp_drops_gets_the_rest_of_the_chat_later() {
                 "message/cpim",
                 chat::cpim_text(&format!("Post-{i}"), &format!("are you there {i}")),
             );
-            aw.send(&m).await.expect("SEND");
-            assert_eq!(response_to(&mut ar, &m.transaction_id).await, 200);
+            assert_eq!(sent(&mut aw, &mut ar, &m).await, 200);
             if i == 1 {
                 let t = chat::send(
                     &mut aw,
@@ -197,8 +196,7 @@ async fn a_callee_whose_msrp_drops_gets_the_rest_of_the_chat_later() {
                     "application/im-iscomposing+xml",
                     Bytes::from_static(chat::IS_COMPOSING.as_bytes()),
                 );
-                aw.send(&t).await.expect("SEND");
-                assert_eq!(response_to(&mut ar, &t.transaction_id).await, 200);
+                assert_eq!(sent(&mut aw, &mut ar, &t).await, 200);
             }
         }
         assert!(
@@ -219,11 +217,7 @@ async fn a_callee_whose_msrp_drops_gets_the_rest_of_the_chat_later() {
 
         // Bob registers (TS 24.229 §5.4.1.7): the three messages, in order, exactly once.
         let bob = bed.simple.aor();
-        let status = registrar
-            .third_party_register(bed.node_simple(), &bob, 3600)
-            .await
-            .expect("REGISTER");
-        assert_eq!(status, 200);
+        registers(&registrar, bed.node_simple(), &bob).await;
         // Then nothing else reaches Bob (no copy, no isComposing, no half message).
         let ids = bed.receive_kept(3, Duration::from_millis(1_500)).await;
         assert_eq!(ids, ["Post-0", "Post-1", "Post-2"]);
@@ -284,10 +278,9 @@ async fn a_callee_that_stalls_is_taken_over() {
 
         // One message reaches Bob as usual.
         let m = from_alice(&mut aw, "Stall-0");
-        aw.send(&m).await.expect("SEND");
-        assert_eq!(response_to(&mut ar, &m.transaction_id).await, 200);
+        assert_eq!(sent(&mut aw, &mut ar, &m).await, 200);
         let got = chat::next_request(&mut br).await;
-        bw.send(&bw.respond(&got, 200)).await.expect("200");
+        answer(&mut bw, &got).await;
 
         // Bob begins a request and never finishes it; his connection stays open.
         let mut half = bw.request(cpm_iwf::wire::msrp::Method::Send);
@@ -303,18 +296,13 @@ async fn a_callee_that_stalls_is_taken_over() {
         // Alice goes on: kept, each answered 200.
         for id in ["Stall-1", "Stall-2"] {
             let m = from_alice(&mut aw, id);
-            aw.send(&m).await.expect("SEND");
-            assert_eq!(response_to(&mut ar, &m.transaction_id).await, 200, "{id}");
+            assert_eq!(sent(&mut aw, &mut ar, &m).await, 200, "{id}");
         }
         let bye = bed.cpm.bye(&mut cpm_dialog).await.expect("BYE answered");
         assert_eq!(bye.status_code(), Some(200));
 
         let bob = bed.simple.aor();
-        let status = registrar
-            .third_party_register(bed.node_simple(), &bob, 3600)
-            .await
-            .expect("REGISTER");
-        assert_eq!(status, 200);
+        registers(&registrar, bed.node_simple(), &bob).await;
         let ids = bed.receive_kept(2, Duration::from_millis(1_500)).await;
         assert_eq!(ids, ["Stall-1", "Stall-2"]);
         bed.stop().await;
@@ -338,13 +326,9 @@ async fn a_caller_whose_msrp_drops_gets_the_rest_of_the_chat_later() {
 
         // Bob's first message reaches Alice as usual.
         let m = from_bob(&mut bw, "Back-0");
-        bw.send(&m).await.expect("SEND");
-        assert_eq!(response_to(&mut br, &m.transaction_id).await, 200);
-        let got = chat::next_request(&mut ar).await;
-        assert!(
-            String::from_utf8_lossy(got.body.as_deref().unwrap_or_default()).contains("Back-0")
-        );
-        aw.send(&aw.respond(&got, 200)).await.expect("200");
+        assert_eq!(sent(&mut bw, &mut br, &m).await, 200);
+        let got = relayed(&mut ar, "Back-0").await;
+        answer(&mut aw, &got).await;
         drop((ar, aw));
 
         bye_for_dropped(&mut bed.cpm).await;
@@ -352,8 +336,7 @@ async fn a_caller_whose_msrp_drops_gets_the_rest_of_the_chat_later() {
         // Bob goes on: each answered 200 once kept for Alice.
         for id in ["Back-1", "Back-2", "Back-3"] {
             let m = from_bob(&mut bw, id);
-            bw.send(&m).await.expect("SEND");
-            assert_eq!(response_to(&mut br, &m.transaction_id).await, 200, "{id}");
+            assert_eq!(sent(&mut bw, &mut br, &m).await, 200, "{id}");
         }
         assert!(
             bed.simple
@@ -364,11 +347,7 @@ async fn a_caller_whose_msrp_drops_gets_the_rest_of_the_chat_later() {
         );
 
         let alice = bed.cpm.aor();
-        let status = registrar
-            .third_party_register(bed.node_cpm(), &alice, 3600)
-            .await
-            .expect("REGISTER");
-        assert_eq!(status, 200);
+        registers(&registrar, bed.node_cpm(), &alice).await;
         let ids = alice_receives_kept(&mut bed, 3, Duration::from_millis(1_500)).await;
         assert_eq!(ids, ["Back-1", "Back-2", "Back-3"]);
         bed.stop().await;
@@ -395,28 +374,19 @@ async fn a_message_written_but_never_answered_is_kept_once() {
 
         // Answered by Bob just before he drops: delivered, not kept.
         let m = from_alice(&mut aw, "Unans-0");
-        aw.send(&m).await.expect("SEND");
-        assert_eq!(response_to(&mut ar, &m.transaction_id).await, 200);
-        let got = chat::next_request(&mut br).await;
-        assert!(
-            String::from_utf8_lossy(got.body.as_deref().unwrap_or_default()).contains("Unans-0")
-        );
-        bw.send(&bw.respond(&got, 200)).await.expect("200");
+        assert_eq!(sent(&mut aw, &mut ar, &m).await, 200);
+        let got = relayed(&mut br, "Unans-0").await;
+        answer(&mut bw, &got).await;
         // Read by Bob, never answered.
         let m = from_alice(&mut aw, "Unans-1");
-        aw.send(&m).await.expect("SEND");
-        assert_eq!(response_to(&mut ar, &m.transaction_id).await, 200);
-        let got = chat::next_request(&mut br).await;
-        assert!(
-            String::from_utf8_lossy(got.body.as_deref().unwrap_or_default()).contains("Unans-1")
-        );
+        assert_eq!(sent(&mut aw, &mut ar, &m).await, 200);
+        relayed(&mut br, "Unans-1").await;
         drop((br, bw));
         bye_for_dropped(&mut bed.simple).await;
 
         // Alice goes on, then sends Unans-1 again (a new MSRP message, the same imdn one).
         let m = from_alice(&mut aw, "Unans-2");
-        aw.send(&m).await.expect("SEND");
-        assert_eq!(response_to(&mut ar, &m.transaction_id).await, 200);
+        assert_eq!(sent(&mut aw, &mut ar, &m).await, 200);
         let again = |aw: &mut msrp_endpoint::Writer, n: u32| {
             chat::send(
                 aw,
@@ -426,15 +396,10 @@ async fn a_message_written_but_never_answered_is_kept_once() {
             )
         };
         let m = again(&mut aw, 1);
-        aw.send(&m).await.expect("SEND");
-        assert_eq!(response_to(&mut ar, &m.transaction_id).await, 200);
+        assert_eq!(sent(&mut aw, &mut ar, &m).await, 200);
 
         let bob = bed.simple.aor();
-        let status = registrar
-            .third_party_register(bed.node_simple(), &bob, 3600)
-            .await
-            .expect("REGISTER");
-        assert_eq!(status, 200);
+        registers(&registrar, bed.node_simple(), &bob).await;
         let ids = bed.receive_kept(2, Duration::from_millis(1_500)).await;
         assert_eq!(ids, ["Unans-1", "Unans-2"]);
 
@@ -442,18 +407,12 @@ async fn a_message_written_but_never_answered_is_kept_once() {
         // Only the new one is kept (the store forgot Unans-1 once delivered; the takeover
         // did not).
         let m = again(&mut aw, 2);
-        aw.send(&m).await.expect("SEND");
-        assert_eq!(response_to(&mut ar, &m.transaction_id).await, 200);
+        assert_eq!(sent(&mut aw, &mut ar, &m).await, 200);
         let m = from_alice(&mut aw, "Unans-3");
-        aw.send(&m).await.expect("SEND");
-        assert_eq!(response_to(&mut ar, &m.transaction_id).await, 200);
+        assert_eq!(sent(&mut aw, &mut ar, &m).await, 200);
         let bye = bed.cpm.bye(&mut cpm_dialog).await.expect("BYE answered");
         assert_eq!(bye.status_code(), Some(200));
-        let status = registrar
-            .third_party_register(bed.node_simple(), &bob, 3600)
-            .await
-            .expect("REGISTER");
-        assert_eq!(status, 200);
+        registers(&registrar, bed.node_simple(), &bob).await;
         let ids = bed.receive_kept(1, Duration::from_millis(1_500)).await;
         assert_eq!(ids, ["Unans-3"]);
         bed.stop().await;

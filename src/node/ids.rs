@@ -50,14 +50,19 @@ impl IdSource for RandomIds {
         let lo = (lo & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
         // 8-4-4-4-12 hex digits, written in place: one allocation for the `Bytes` (a
         // `format!` grew its string several times, on every MSRP SEND relayed).
-        let mut out = [b'-'; 36];
-        put_hex(&mut out[0..8], hi >> 32);
-        put_hex(&mut out[9..13], hi >> 16);
-        put_hex(&mut out[14..18], hi);
-        put_hex(&mut out[19..23], lo >> 48);
-        put_hex(&mut out[24..36], lo);
-        Bytes::copy_from_slice(&out)
+        Bytes::copy_from_slice(&uuid_text(hi, lo))
     }
+}
+
+/// `hi` and `lo` as UUID text, 8-4-4-4-12 lowercase hex digits (RFC 9562 §4).
+fn uuid_text(hi: u64, lo: u64) -> [u8; 36] {
+    let mut out = [b'-'; 36];
+    put_hex(&mut out[0..8], hi >> 32);
+    put_hex(&mut out[9..13], hi >> 16);
+    put_hex(&mut out[14..18], hi);
+    put_hex(&mut out[19..23], lo >> 48);
+    put_hex(&mut out[24..36], lo);
+    out
 }
 
 /// The low `dst.len()` hex digits of `v`, lowercase, most significant first.
@@ -131,12 +136,7 @@ mod tests {
             (0x0123_4567_89ab_4def, 0x8edc_ba98_7654_3210),
             (0xdead_beef_0000_4001, 0xbfff_0000_ffff_0001),
         ] {
-            let mut out = [b'-'; 36];
-            put_hex(&mut out[0..8], hi >> 32);
-            put_hex(&mut out[9..13], hi >> 16);
-            put_hex(&mut out[14..18], hi);
-            put_hex(&mut out[19..23], lo >> 48);
-            put_hex(&mut out[24..36], lo);
+            let out = uuid_text(hi, lo);
             let want = format!(
                 "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
                 hi >> 32,
