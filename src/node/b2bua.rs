@@ -219,6 +219,10 @@ struct ClientKey {
     method: String,
 }
 
+/// The server transaction a client transaction serves, and the request the node received
+/// there (shared with the server transaction's entry: one copy however many legs it forks).
+type Origin = (ServerKey, Arc<SipMessage>);
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum TxRef {
     Server(Side, String, String, String),
@@ -228,7 +232,9 @@ enum TxRef {
 struct ServerEntry {
     tx: ServerTransaction,
     route: ResponseRoute,
-    request: SipMessage,
+    /// The request, until a non-INVITE transaction has its final answer: from then on it only
+    /// absorbs retransmissions (Timer J, §17.2.2), for which the answer's bytes are enough.
+    request: Option<Arc<SipMessage>>,
     /// Whether a final response was sent (the node answers each request once).
     answered: bool,
     /// The wake-up already in the timer heap, so that each change is pushed once.
@@ -250,11 +256,13 @@ impl ClientEntry {
 
 struct ClientEntry {
     tx: ClientTransaction,
-    /// The request as sent, with the node's Via.
-    request: SipMessage,
+    /// The request as sent, with the node's Via; of a non-INVITE transaction, until its final
+    /// response (then Timer K only absorbs retransmissions of it, §17.1.2.2).
+    request: Option<Arc<SipMessage>>,
     target: Target,
-    /// The server transaction it serves, and the request the node received there.
-    origin: Option<(ServerKey, SipMessage)>,
+    /// The server transaction it serves (of a non-INVITE transaction, until its final
+    /// response, which is relayed once).
+    origin: Option<Origin>,
     /// The wake-up already in the timer heap.
     scheduled: Option<Millis>,
     /// When the request was first sent (for the transaction duration histogram).
@@ -620,7 +628,9 @@ impl Core {
     // ---- requests -------------------------------------------------------------------------
 
     fn on_request(&mut self, side: Side, inbound: Inbound) {
-        let msg = inbound.message.clone();
+        let route = inbound.response_route();
+        let transport = inbound.transport;
+        let msg = inbound.message;
         let Some(method) = msg.method().copied() else {
             return;
         };
@@ -668,13 +678,7 @@ impl Core {
             return;
         }
         if self.draining || self.servers.len() >= self.parts.max_transactions {
-            self.reply_stateless(
-                side,
-                &inbound.response_route(),
-                &msg,
-                503,
-                "Service Unavailable",
-            );
+            self.reply_stateless(side, &route, &msg, 503, "Service Unavailable");
             return;
         }
         let kind = if method == rsip::Method::Invite {
@@ -684,14 +688,15 @@ impl Core {
         };
         // §17.2.1: the B2BUA's answer waits on the other network; 100 Trying at once.
         let trying = (kind == Kind::Invite).then(|| msg.response_to(100, "Trying").serialize());
-        let timers = timer_config(self.sides[index(side)].timers, inbound.transport);
+        let timers = timer_config(self.sides[index(side)].timers, transport);
         let tx = ServerTransaction::new(kind, timers, trying);
+        let msg = Arc::new(msg);
         self.servers.insert(
             key.clone(),
             ServerEntry {
                 tx,
-                route: inbound.response_route(),
-                request: msg.clone(),
+                route,
+                request: Some(Arc::clone(&msg)),
                 answered: false,
                 scheduled: None,
             },
@@ -701,10 +706,12 @@ impl Core {
         {
             return;
         }
-        self.translate_request(side, &msg, Some(key));
+        let origin = (key, Arc::clone(&msg));
+        self.translate_request(side, &msg, Some(origin));
     }
 
-    fn translate_request(&mut self, from: Side, msg: &SipMessage, key: Option<ServerKey>) {
+    /// `origin`: the server transaction `msg` came on (none for the node's own requests).
+    fn translate_request(&mut self, from: Side, msg: &SipMessage, origin: Option<Origin>) {
         let now = self.now();
         let datetime = rfc3339_utc(SystemTime::now());
         let result = {
@@ -741,8 +748,8 @@ impl Core {
                     error = %e,
                     "request refused"
                 );
-                if let Some(key) = key {
-                    self.answer(&key, e.status(), &reason_of(&e), None);
+                if let Some((key, _)) = &origin {
+                    self.answer(key, e.status(), &reason_of(&e), None);
                 }
                 return;
             }
@@ -769,13 +776,12 @@ impl Core {
                 kind,
                 metrics::FailureReason::TableFull,
             );
-            if let Some(key) = key {
+            if let Some((key, _)) = &origin {
                 // RFC 3261 §21.5.4: overloaded; try again later.
-                self.answer(&key, 503, "Service Unavailable", Some(("Retry-After", "5")));
+                self.answer(key, 503, "Service Unavailable", Some(("Retry-After", "5")));
             }
             return;
         }
-        let origin = key.map(|k| (k, msg.clone()));
         if let Some((r, events)) = &self.recorder
             && let Some(wait) = r.request(from, msg, &outcome)
         {
@@ -792,7 +798,7 @@ impl Core {
     }
 
     /// Send what a translation produced; `origin` is the server transaction it answers.
-    fn apply_outcome(&mut self, outcome: Outcome, origin: Option<(ServerKey, SipMessage)>) {
+    fn apply_outcome(&mut self, outcome: Outcome, origin: Option<Origin>) {
         self.forget_media(&outcome.changes);
         for leg in outcome.msrp {
             self.on_msrp_leg(leg);
@@ -816,7 +822,7 @@ impl Core {
         &mut self,
         to: Side,
         m: SipMessage,
-        origin: Option<(ServerKey, SipMessage)>,
+        origin: Option<Origin>,
     ) -> Option<ClientKey> {
         self.send_request_to(to, m, origin, None)
     }
@@ -826,7 +832,7 @@ impl Core {
         &mut self,
         to: Side,
         mut m: SipMessage,
-        origin: Option<(ServerKey, SipMessage)>,
+        origin: Option<Origin>,
         target: Option<Target>,
     ) -> Option<ClientKey> {
         let method = m.method().copied()?;
@@ -855,7 +861,9 @@ impl Core {
             match self.clients.iter().find(|(k, c)| {
                 k.side == to
                     && k.method == "INVITE"
-                    && c.request.call_id() == Some(call_id.as_str())
+                    && c.request
+                        .as_ref()
+                        .is_some_and(|r| r.call_id() == Some(call_id.as_str()))
             }) {
                 Some((k, _)) => k.branch.clone(),
                 None => return None,
@@ -916,7 +924,7 @@ impl Core {
             key.clone(),
             ClientEntry {
                 tx,
-                request: m,
+                request: Some(Arc::new(m)),
                 target,
                 origin,
                 scheduled: None,
@@ -961,19 +969,29 @@ impl Core {
             }
             return;
         };
-        let request = entry.request.clone();
-        let origin = entry.origin.clone();
+        let first_final = status >= 200 && !entry.tx_final_seen();
+        // A non-INVITE transaction relays one final response: what it needs for that is taken
+        // (no copies kept for the retransmissions Timer K absorbs); an INVITE keeps them for
+        // further 2xx (forks) and its ACK.
+        let (request, origin) = if first_final && key.method != "INVITE" {
+            (entry.request.take(), entry.origin.take())
+        } else {
+            (entry.request.clone(), entry.origin.clone())
+        };
         let delivered = entry.delivery.clone();
-        if status >= 200 && !entry.tx_final_seen() {
+        if first_final {
             metrics::transaction_duration(
                 side_metric(side),
                 metrics::Method::from_token(key.method.as_bytes()),
                 entry.started.elapsed(),
             );
         }
-        let delivery = entry
-            .tx
-            .receive_response(status, now, || ack_for(&request, &msg).serialize());
+        let delivery = entry.tx.receive_response(status, now, || {
+            request
+                .as_deref()
+                .map(|r| ack_for(r, &msg).serialize())
+                .unwrap_or_default()
+        });
         // Over TCP the transaction may end at once (Timer K is zero): its origin was taken.
         self.flush_client(&key);
         if delivery != Delivery::ToUser || key.method == "CANCEL" {
@@ -994,14 +1012,14 @@ impl Core {
             self.drive_watcher();
             return;
         }
-        self.relay_response(origin, &msg, Some(&request));
+        self.relay_response(origin, &msg, request.as_deref());
     }
 
     /// The far side's answer `far` to the client transaction `key`, through the translator
     /// to the server transaction it serves.
     fn relay_response(
         &mut self,
-        origin: Option<(ServerKey, SipMessage)>,
+        origin: Option<Origin>,
         far: &SipMessage,
         sent: Option<&SipMessage>,
     ) {
@@ -1379,7 +1397,7 @@ impl Core {
         to: Side,
         m: &SipMessage,
         method: rsip::Method,
-        origin: Option<(ServerKey, SipMessage)>,
+        origin: Option<Origin>,
     ) {
         let status = match method {
             rsip::Method::Ack => return,
@@ -1697,7 +1715,7 @@ impl Core {
 
     /// The node's own answer on a server transaction.
     fn answer(&mut self, key: &ServerKey, status: u16, reason: &str, extra: Option<(&str, &str)>) {
-        let Some(request) = self.servers.get(key).map(|e| e.request.clone()) else {
+        let Some(request) = self.servers.get(key).and_then(|e| e.request.clone()) else {
             return;
         };
         let mut resp = request.response_to(status, reason);
@@ -1739,6 +1757,10 @@ impl Core {
                 method,
                 status,
             );
+            if status >= 200 && key.method != "INVITE" {
+                // Timer J only absorbs retransmissions now: the request is not needed.
+                entry.request = None;
+            }
         }
         self.flush_server(key);
     }
@@ -1833,37 +1855,19 @@ impl Core {
         if let Some(d) = deadline {
             entry.scheduled = Some(d);
         }
-        let request = entry.request.clone();
-        let origin = entry.origin.clone();
-        let entry_delivery = entry.delivery.clone();
+        // Only a timeout needs the request and its origin (taken: the transaction is over).
+        let timed_out = timed_out.then(|| {
+            (
+                entry.request.take(),
+                entry.origin.take(),
+                entry.delivery.take(),
+            )
+        });
         for bytes in out {
             self.transmit(key.side, target, bytes);
         }
-        if timed_out && key.method == "OPTIONS" {
-            self.probe_failed(key.side, request.call_id().unwrap_or_default());
-        }
-        if timed_out {
-            metrics::transaction_timeout(
-                side_metric(key.side),
-                metrics::Method::from_token(key.method.as_bytes()),
-            );
-            // No answer from the far side (Timer B/F): the caller gets 408, through the
-            // translator so that a session being set up is forgotten (§8.1.3.1).
-            let timeout = request.response_to(408, "Request Timeout");
-            if let Some((user, stored)) = entry_delivery {
-                self.delivery_answered(key.side, &user, &stored, 408);
-            } else if key.method == "SUBSCRIBE"
-                && origin.is_none()
-                && let Some((w, _, _)) = self.deferred.as_mut().and_then(|d| d.watcher.as_mut())
-            {
-                w.on_request_timeout(
-                    request.call_id().unwrap_or_default(),
-                    self.parts.clock.now(),
-                );
-                self.drive_watcher();
-            } else {
-                self.relay_response(origin, &timeout, Some(&request));
-            }
+        if let Some((request, origin, delivery)) = timed_out {
+            self.client_timed_out(key, request, origin, delivery);
         }
         if done {
             self.clients.remove(key);
@@ -1874,6 +1878,42 @@ impl Core {
                 self.timer_seq,
                 TxRef::Client(key.side, key.branch.clone(), key.method.clone()),
             )));
+        }
+    }
+
+    /// No answer from the far side (Timer B/F, or the transport failed): the caller gets 408,
+    /// through the translator so that a session being set up is forgotten (§8.1.3.1).
+    fn client_timed_out(
+        &mut self,
+        key: &ClientKey,
+        request: Option<Arc<SipMessage>>,
+        origin: Option<Origin>,
+        delivery: Option<(Bytes, MessageKey)>,
+    ) {
+        metrics::transaction_timeout(
+            side_metric(key.side),
+            metrics::Method::from_token(key.method.as_bytes()),
+        );
+        // A non-INVITE transaction that had its final response gave these up; it cannot time
+        // out afterwards (Timer F is cancelled in Completed, §17.1.2.2).
+        let Some(request) = request else {
+            return;
+        };
+        let call_id = request.call_id().unwrap_or_default();
+        if key.method == "OPTIONS" {
+            self.probe_failed(key.side, call_id);
+        }
+        if let Some((user, stored)) = delivery {
+            self.delivery_answered(key.side, &user, &stored, 408);
+        } else if key.method == "SUBSCRIBE"
+            && origin.is_none()
+            && let Some((w, _, _)) = self.deferred.as_mut().and_then(|d| d.watcher.as_mut())
+        {
+            w.on_request_timeout(call_id, self.parts.clock.now());
+            self.drive_watcher();
+        } else {
+            let timeout = request.response_to(408, "Request Timeout");
+            self.relay_response(origin, &timeout, Some(&request));
         }
     }
 

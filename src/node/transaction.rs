@@ -235,6 +235,11 @@ impl ClientTransaction {
         use ClientState::*;
         let provisional = status < 200;
         let success = (200..300).contains(&status);
+        if !provisional && matches!(self.state, Calling | Trying | Proceeding) {
+            // The request is never sent again once a final response arrived (Timers A and E
+            // stop): its bytes need not wait for Timer D/K/M.
+            self.request = Bytes::new();
+        }
         match (self.kind, self.state) {
             (_, Terminated) => Delivery::Absorbed,
             (Kind::Invite, Calling | Proceeding) if provisional => {
@@ -710,10 +715,12 @@ mod tests {
             Some(Millis(5_500)),
             "E = T2 in Proceeding"
         );
+        assert_eq!(t.request, REQ, "kept while it may be sent again");
         assert_eq!(
             t.receive_response(202, Millis(2_000), || ACK),
             Delivery::ToUser
         );
+        assert!(t.request.is_empty(), "not kept once a final response came");
         assert_eq!(
             t.receive_response(202, Millis(2_100), || ACK),
             Delivery::Absorbed
