@@ -174,7 +174,7 @@ struct Deferred {
     parts: StoreParts,
     schedule: Scheduler,
     /// Server transactions waiting for their message to be stored, by put token.
-    puts: HashMap<u64, ServerKey>,
+    puts: HashMap<u64, Arc<ServerKey>>,
     next_token: u64,
     /// When expired messages were last looked for.
     expiry_checked: Millis,
@@ -202,31 +202,32 @@ impl Deferred {
 
 /// A server transaction: RFC 3261 §17.2.3 matches a request by the branch of its top Via,
 /// its sent-by and its method (ACK matching the INVITE).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct ServerKey {
     side: Side,
     branch: String,
     sent_by: String,
-    method: String,
+    method: &'static str,
 }
 
 /// A client transaction: §17.1.3 matches a response by the branch of its top Via and the
 /// method of its CSeq.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct ClientKey {
     side: Side,
     branch: String,
-    method: String,
+    method: &'static str,
 }
 
 /// The server transaction a client transaction serves, and the request the node received
 /// there (shared with the server transaction's entry: one copy however many legs it forks).
-type Origin = (ServerKey, Arc<SipMessage>);
+type Origin = (Arc<ServerKey>, Arc<SipMessage>);
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// The keys are shared (one allocation per transaction, not one per timer set).
 enum TxRef {
-    Server(Side, String, String, String),
-    Client(Side, String, String),
+    Server(Arc<ServerKey>),
+    Client(Arc<ClientKey>),
 }
 
 struct ServerEntry {
@@ -289,8 +290,8 @@ pub struct Core {
     sides: [SideIo; 2],
     senders: [mpsc::Sender<Outbound>; 2],
     ids: RandomIds,
-    servers: HashMap<ServerKey, ServerEntry>,
-    clients: HashMap<ClientKey, ClientEntry>,
+    servers: HashMap<Arc<ServerKey>, ServerEntry>,
+    clients: HashMap<Arc<ClientKey>, ClientEntry>,
     /// Wake-ups: when, a sequence number (unique: the transaction is never compared), which.
     timers: BinaryHeap<Reverse<(Millis, u64, TxRef)>>,
     timer_seq: u64,
@@ -641,16 +642,16 @@ impl Core {
         );
         let now = self.now();
         let is_ack = method == rsip::Method::Ack;
-        let key = ServerKey {
+        let key = Arc::new(ServerKey {
             side,
             branch: transaction_branch(&msg),
             sent_by: sent_by(&msg),
             method: if is_ack {
-                "INVITE".to_string()
+                "INVITE"
             } else {
-                method_name(&method).to_string()
+                method_name(&method)
             },
-        };
+        });
         if let Some(entry) = self.servers.get_mut(&key) {
             // A retransmission, or the ACK of a non-2xx answer (§17.2.3).
             if !is_ack {
@@ -692,7 +693,7 @@ impl Core {
         let tx = ServerTransaction::new(kind, timers, trying);
         let msg = Arc::new(msg);
         self.servers.insert(
-            key.clone(),
+            Arc::clone(&key),
             ServerEntry {
                 tx,
                 route,
@@ -823,7 +824,7 @@ impl Core {
         to: Side,
         m: SipMessage,
         origin: Option<Origin>,
-    ) -> Option<ClientKey> {
+    ) -> Option<Arc<ClientKey>> {
         self.send_request_to(to, m, origin, None)
     }
 
@@ -834,7 +835,7 @@ impl Core {
         mut m: SipMessage,
         origin: Option<Origin>,
         target: Option<Target>,
-    ) -> Option<ClientKey> {
+    ) -> Option<Arc<ClientKey>> {
         let method = m.method().copied()?;
         if m.call_id().is_some_and(|c| {
             self.deferred
@@ -869,7 +870,12 @@ impl Core {
                 None => return None,
             }
         } else {
-            format!("z9hG4bK{}", self.fresh().replace('-', ""))
+            // RFC 3261 §8.1.1.7: the magic cookie, then the fresh id without its dashes.
+            let id = self.ids.fresh_id();
+            let mut branch = String::with_capacity(7 + id.len());
+            branch.push_str("z9hG4bK");
+            branch.extend(id.iter().filter(|b| **b != b'-').map(|b| char::from(*b)));
+            branch
         };
         if m.insert_header(0, "Via", &request_via(target.transport, sent_by, &branch))
             .is_err()
@@ -914,14 +920,14 @@ impl Core {
         } else {
             Kind::NonInvite
         };
-        let key = ClientKey {
+        let key = Arc::new(ClientKey {
             side: to,
             branch,
-            method: method_name(&method).to_string(),
-        };
+            method: method_name(&method),
+        });
         let tx = ClientTransaction::new(kind, bytes, timers, self.now());
         self.clients.insert(
-            key.clone(),
+            Arc::clone(&key),
             ClientEntry {
                 tx,
                 request: Some(Arc::new(m)),
@@ -949,16 +955,25 @@ impl Core {
             metrics::Method::from_token(cseq.method.as_bytes()),
             status,
         );
+        // A CSeq method the node never sends matches none of its transactions.
+        let Ok(method) = cseq.method.parse::<rsip::Method>() else {
+            return;
+        };
         let key = ClientKey {
             side,
             branch: msg.top_via_branch().unwrap_or_default().to_string(),
-            method: cseq.method.to_string(),
+            method: method_name(&method),
         };
         if key.method == "OPTIONS" && status >= 200 {
             self.probe_answered(side, msg.call_id().unwrap_or_default());
         }
         let now = self.now();
-        let Some(entry) = self.clients.get_mut(&key) else {
+        let Some((key, entry)) = self
+            .clients
+            .get_key_value(&key)
+            .map(|(k, _)| Arc::clone(k))
+            .and_then(|k| self.clients.get_mut(&k).map(|e| (k, e)))
+        else {
             // A 2xx retransmitted after its transaction ended: the ACK is resent (§13.2.2.4).
             if (200..300).contains(&status)
                 && key.method == "INVITE"
@@ -1098,7 +1113,7 @@ impl Core {
     /// not delivered). Returns whether it took the answer over.
     fn store_instead(
         &mut self,
-        origin_key: &ServerKey,
+        origin_key: &Arc<ServerKey>,
         received: &SipMessage,
         sent: &SipMessage,
         status: u16,
@@ -1458,7 +1473,7 @@ impl Core {
     /// A request from the far end of a dialog the node took over (its MSRP leg dropped): the
     /// node answers (BYE 200, RFC 3261 §15.1.2; anything else 481, the dialog is over for
     /// them). Returns whether it was one.
-    fn answered_for_taken_over(&mut self, key: &ServerKey, msg: &SipMessage) -> bool {
+    fn answered_for_taken_over(&mut self, key: &Arc<ServerKey>, msg: &SipMessage) -> bool {
         let sunk = msg.call_id().is_some_and(|c| {
             self.deferred.as_ref().is_some_and(|d| {
                 !d.sunk.is_empty() && d.sunk.contains_key(&(key.side, c.to_string()))
@@ -1480,7 +1495,7 @@ impl Core {
     /// whether it was one (else it goes to the translator).
     fn availability_request(
         &mut self,
-        key: &ServerKey,
+        key: &Arc<ServerKey>,
         method: rsip::Method,
         msg: &SipMessage,
     ) -> bool {
@@ -1714,7 +1729,13 @@ impl Core {
     // ---- answers --------------------------------------------------------------------------
 
     /// The node's own answer on a server transaction.
-    fn answer(&mut self, key: &ServerKey, status: u16, reason: &str, extra: Option<(&str, &str)>) {
+    fn answer(
+        &mut self,
+        key: &Arc<ServerKey>,
+        status: u16,
+        reason: &str,
+        extra: Option<(&str, &str)>,
+    ) {
         let Some(request) = self.servers.get(key).and_then(|e| e.request.clone()) else {
             return;
         };
@@ -1734,7 +1755,7 @@ impl Core {
         self.respond(key, status, resp);
     }
 
-    fn respond(&mut self, key: &ServerKey, status: u16, resp: SipMessage) {
+    fn respond(&mut self, key: &Arc<ServerKey>, status: u16, resp: SipMessage) {
         let now = self.now();
         let Some(entry) = self.servers.get_mut(key) else {
             return;
@@ -1789,7 +1810,7 @@ impl Core {
 
     // ---- transactions' output and timers ---------------------------------------------------
 
-    fn flush_server(&mut self, key: &ServerKey) {
+    fn flush_server(&mut self, key: &Arc<ServerKey>) {
         let Some(entry) = self.servers.get_mut(key) else {
             return;
         };
@@ -1818,12 +1839,7 @@ impl Core {
             self.timers.push(Reverse((
                 at,
                 self.timer_seq,
-                TxRef::Server(
-                    key.side,
-                    key.branch.clone(),
-                    key.sent_by.clone(),
-                    key.method.clone(),
-                ),
+                TxRef::Server(Arc::clone(key)),
             )));
         }
         for bytes in out {
@@ -1831,7 +1847,7 @@ impl Core {
         }
     }
 
-    fn flush_client(&mut self, key: &ClientKey) {
+    fn flush_client(&mut self, key: &Arc<ClientKey>) {
         let Some(entry) = self.clients.get_mut(key) else {
             return;
         };
@@ -1876,7 +1892,7 @@ impl Core {
             self.timers.push(Reverse((
                 at,
                 self.timer_seq,
-                TxRef::Client(key.side, key.branch.clone(), key.method.clone()),
+                TxRef::Client(Arc::clone(key)),
             )));
         }
     }
@@ -1885,7 +1901,7 @@ impl Core {
     /// through the translator so that a session being set up is forgotten (§8.1.3.1).
     fn client_timed_out(
         &mut self,
-        key: &ClientKey,
+        key: &Arc<ClientKey>,
         request: Option<Arc<SipMessage>>,
         origin: Option<Origin>,
         delivery: Option<(Bytes, MessageKey)>,
@@ -1947,13 +1963,7 @@ impl Core {
                 break;
             };
             match r {
-                TxRef::Server(side, branch, sent_by, method) => {
-                    let key = ServerKey {
-                        side,
-                        branch,
-                        sent_by,
-                        method,
-                    };
+                TxRef::Server(key) => {
                     if let Some(e) = self.servers.get_mut(&key)
                         && e.tx.poll_timeout().is_some_and(|t| t <= now)
                     {
@@ -1963,12 +1973,7 @@ impl Core {
                         self.flush_server(&key);
                     }
                 }
-                TxRef::Client(side, branch, method) => {
-                    let key = ClientKey {
-                        side,
-                        branch,
-                        method,
-                    };
+                TxRef::Client(key) => {
                     if let Some(e) = self.clients.get_mut(&key)
                         && e.tx.poll_timeout().is_some_and(|t| t <= now)
                     {
@@ -2339,10 +2344,13 @@ fn timer_config(base: TimerConfig, transport: Transport) -> TimerConfig {
 fn translation_kind(msg: &SipMessage) -> metrics::TranslationKind {
     match msg.method() {
         Some(rsip::Method::Message) => {
-            let ct = msg.content_type().unwrap_or_default().to_ascii_lowercase();
-            if ct.contains("imdn") {
+            let ct = msg.content_type().unwrap_or_default().as_bytes();
+            // Media types are case-insensitive (RFC 2045 §5.1); no lower-cased copy.
+            let mentions =
+                |word: &[u8]| ct.windows(word.len()).any(|w| w.eq_ignore_ascii_case(word));
+            if mentions(b"imdn") {
                 metrics::TranslationKind::Imdn
-            } else if ct.contains("iscomposing") {
+            } else if mentions(b"iscomposing") {
                 metrics::TranslationKind::IsComposing
             } else {
                 metrics::TranslationKind::Pager
