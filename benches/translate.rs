@@ -118,6 +118,15 @@ fn bench(c: &mut Criterion) {
             ids: &mut ids,
             datetime: "2026-11-25T10:00:05.000Z",
         };
+        // One translation first: the thread's scratch buffer (`wire::frozen::Scratch`) is
+        // allocated once, on its first use; what is counted is a translation after it.
+        drop(pager::message_request(
+            &parsed,
+            Side::Cpm,
+            &table.view(Millis(0)),
+            &mappings,
+            &mut env,
+        ));
         let (n, out) = allocations(|| {
             pager::message_request(
                 &parsed,

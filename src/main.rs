@@ -653,7 +653,7 @@ fn run_translate(
             out.push_str(&String::from_utf8_lossy(&m.serialize()));
             out.push('\n');
         }
-        outcome.changes
+        outcome.changes.into_vec()
     };
     table.apply(&changes, now).map_err(|e| e.to_string())?;
     if let Some(path) = state {

@@ -177,7 +177,9 @@ async fn relay_pagers(cpm: &mut SipUa, simple: &mut SipUa, uas: std::net::Socket
             .expect("the translator takes pager_uac.xml's MESSAGE")
         };
         table.apply(&outcome.changes, NOW).expect("table room");
-        let [(Side::Simple, out)] = <[_; 1]>::try_from(outcome.send).expect("one message") else {
+        let [(Side::Simple, out)] =
+            <[_; 1]>::try_from(outcome.send.into_vec()).expect("one message")
+        else {
             panic!("the MESSAGE must go to the SIMPLE side");
         };
         let resp = simple
@@ -287,7 +289,8 @@ async fn relay_invites(cpm: &mut SipUa, simple: &mut SipUa, uas: std::net::Socke
         table
             .apply(&offer.outcome.changes, NOW)
             .expect("table room");
-        let [(Side::Simple, out)] = <[_; 1]>::try_from(offer.outcome.send).expect("one INVITE")
+        let [(Side::Simple, out)] =
+            <[_; 1]>::try_from(offer.outcome.send.into_vec()).expect("one INVITE")
         else {
             panic!("the INVITE must go to the SIMPLE side");
         };
@@ -304,7 +307,8 @@ async fn relay_invites(cpm: &mut SipUa, simple: &mut SipUa, uas: std::net::Socke
         )
         .expect("the translator answers the caller");
         table.apply(&answered.changes, NOW).expect("table room");
-        let [(Side::Cpm, ok)] = <[_; 1]>::try_from(answered.send).expect("one answer") else {
+        let [(Side::Cpm, ok)] = <[_; 1]>::try_from(answered.send.into_vec()).expect("one answer")
+        else {
             panic!("the answer must go to the CPM side");
         };
         cpm.send_response_until_ack(&inv, &ok)

@@ -329,7 +329,7 @@ fn translate_sip(
             .map(|(side, m)| (side, Sent::Sip(m)))
             .collect(),
         reply: outcome.reply.map(|r| r.status),
-        changes: outcome.changes,
+        changes: outcome.changes.into_vec(),
     })
 }
 

@@ -993,9 +993,9 @@ mod tests {
 
     fn outcome(send: Vec<(Side, SipMessage)>) -> Outcome {
         Outcome {
-            send,
+            send: send.into(),
             reply: None,
-            changes: Vec::new(),
+            changes: Default::default(),
             msrp: Vec::new(),
         }
     }

@@ -46,6 +46,10 @@ pub fn aor_into(uri: &str, out: &mut String) {
             added.make_ascii_lowercase();
         }
     };
+    if let Some(canonical) = canonical_aor(uri) {
+        out.push_str(canonical);
+        return;
+    }
     // Parameters and headers start at the first `;` or `?` (RFC 3261 §19.1.1).
     let no_params = match text::find_byte2(b';', b'?', uri.as_bytes()) {
         Some(i) => uri.get(..i).unwrap_or(uri),
@@ -96,6 +100,48 @@ pub fn aor_into(uri: &str, out: &mut String) {
     }
 }
 
+/// The address of record of `uri` when it is canonical already, found in one pass over the
+/// bytes (each of them looked at once, no searches to set up): `sip:` or `sips:` in lower case,
+/// then no `:` (no password, no port) up to the parameters or headers (the first `;` or `?`,
+/// RFC 3261 §19.1.1), a host (after the last `@`) that is not an IPv6 reference and has no
+/// upper case. The usual From / To URI; `None` for any other, which [`aor_into`] reads in
+/// parts.
+#[inline]
+fn canonical_aor(uri: &str) -> Option<&str> {
+    let b = uri.as_bytes();
+    let skip = match b.get(..5) {
+        Some(b"sips:") => 5,
+        _ if b.starts_with(b"sip:") => 4,
+        _ => return None,
+    };
+    let (mut host_at, mut upper) = (skip, false);
+    let mut end = b.len();
+    // Every byte that matters is in `:`..=`Z` (`: ; < = > ? @` and the upper-case letters):
+    // found a word at a time, the rest (digits, lower case, `.`, `+`, `-`) skipped.
+    let mut i = skip;
+    while let Some(off) = b.get(i..).and_then(|r| text::find_in_range(b':', b'Z', r)) {
+        let at = i + off;
+        match b.get(at) {
+            Some(b';' | b'?') => {
+                end = at;
+                break;
+            }
+            Some(b':') => return None,
+            Some(b'@') => {
+                host_at = at + 1;
+                upper = false;
+            }
+            Some(b'A'..=b'Z') => upper = true,
+            _ => {}
+        }
+        i = at + 1;
+    }
+    if upper || (host_at < end && b.get(host_at) == Some(&b'[')) {
+        return None;
+    }
+    uri.get(..end)
+}
+
 /// `sip` or `sips`, ASCII case ignored (RFC 3261 §19.1.1).
 #[inline]
 fn is_sip_scheme(s: &[u8]) -> bool {
@@ -110,6 +156,26 @@ fn is_tag(p: &str) -> bool {
     param_name(p).eq_ignore_ascii_case("tag")
 }
 
+/// `value` split after its `<URI>` when it starts with one (RFC 3261 §20.10 `name-addr` with no
+/// display name): the head up to the first `>` (the splitters' reading of `<...>`), and the
+/// rest.
+#[inline]
+fn angle_head(value: &str) -> Option<(&str, &str)> {
+    if value.as_bytes().first() != Some(&b'<') {
+        return None;
+    }
+    let gt = text::find_byte(b'>', value.as_bytes())?;
+    Some((value.get(..=gt)?, value.get(gt + 1..)?))
+}
+
+/// Whether `s` is a non-empty RFC 3261 §25.1 `token` (no separator, quote or white space).
+#[inline]
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
+}
+
 /// `contact` written back without its `tag` parameter.
 pub(crate) fn write_without_tag(contact: &Contact<'_>, out: &mut String) {
     out.push_str(contact.head.trim_end());
@@ -122,6 +188,13 @@ pub(crate) fn write_without_tag(contact: &Contact<'_>, out: &mut String) {
 /// [`Contact::parse`] then [`write_without_tag`] in one pass over `value` (the same output and
 /// errors; on an error `out` may hold part of the value).
 pub(crate) fn write_without_tag_of(value: &str, out: &mut String) -> Result<(), ParamError> {
+    // The usual From: `<URI>` with at most a `tag` of token characters after it.
+    if let Some((head, rest)) = angle_head(value)
+        && (rest.is_empty() || rest.strip_prefix(";tag=").is_some_and(is_token))
+    {
+        out.push_str(head);
+        return Ok(());
+    }
     let mut parts = split_top_iter(value, b';');
     let head = parts.next().unwrap_or(Ok(""))?;
     out.push_str(head.trim_end());
@@ -168,6 +241,10 @@ pub fn with_new_tag(value: &str, tag: &str) -> Result<Text, ParamError> {
 
 /// [`with_tag`] without a tag, sharing `value` when it has no tag and is already written so.
 pub fn without_tag(value: &Text) -> Result<Text, ParamError> {
+    // The usual To of a new request: `<URI>` and nothing else.
+    if angle_head(value).is_some_and(|(_, rest)| rest.is_empty()) {
+        return Ok(value.clone());
+    }
     // One pass for the usual case: no tag, written as it would be written (the To of a new
     // request), shared as it is.
     let mut parts = split_top_iter(value, b';');
@@ -334,12 +411,44 @@ mod tests {
     }
 
     proptest::proptest! {
+        // The `<URI>` readings of From and To are the general ones.
+        #[test]
+        fn angle_head_readings_are_the_general_ones(
+            v in "<(sip:a@x|[a-z:@;<\"]{0,6})>?(;tag=|;TAG=|;tag|;)?[a-z0-9;\" ,<>=!~.-]{0,6}",
+        ) {
+            let mut one = String::new();
+            let one = write_without_tag_of(&v, &mut one).map(|()| one);
+            let two = Contact::parse(&v).map(|c| {
+                let mut out = String::new();
+                write_without_tag(&c, &mut out);
+                out
+            });
+            proptest::prop_assert_eq!(one, two);
+            proptest::prop_assert_eq!(
+                without_tag(&Text::copy_from_str(&v)).map(|t| t.to_string()),
+                with_tag(&v, None)
+            );
+        }
+
         // The address of record is the reference's.
         #[test]
         fn aor_is_the_reference(
             uri in "(sip|SIPS|sIp|tel|im|s|sipx|:|@|;|\\?|\\[|\\]|[a-zA-Z0-9.+-]|\u{e9}){0,16}",
         ) {
             proptest::prop_assert_eq!(aor(&uri), reference_aor(&uri));
+        }
+
+        // The one-pass reading, when it answers, is the reference's address of record, and it
+        // answers for the usual canonical URI.
+        #[test]
+        fn canonical_aor_is_the_reference(
+            uri in "(sip:|sips:|SIP:|sip)(:|@|;|\\?|\\[|\\]|[a-zA-Z0-9.+-]|\u{e9}){0,24}",
+        ) {
+            if let Some(a) = canonical_aor(&uri) {
+                proptest::prop_assert_eq!(a, reference_aor(&uri));
+            }
+            let usual = format!("sip:{}@ims.example.net;transport=tcp", uri.len());
+            proptest::prop_assert_eq!(canonical_aor(&usual), Some(&usual[..usual.len() - 14]));
         }
     }
 }

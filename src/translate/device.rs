@@ -16,6 +16,7 @@ use super::params::{
     split_top_either, trim,
 };
 use super::state::Device;
+use crate::wire::text;
 
 /// The instance-id feature tag (RFC 5626 §4.1).
 pub(crate) const SIP_INSTANCE: &str = "+sip.instance";
@@ -51,7 +52,7 @@ pub fn device_of(aor: Bytes, contact: Option<&Bytes>) -> Result<Device, ParamErr
         });
     };
     let parts = device_parts(text)?;
-    Ok(device_at(aor, contact, &parts))
+    Ok(device_at(aor, contact, text, &parts))
 }
 
 /// The [`DeviceParts`] of a `Contact` value, with the errors [`device_of`] gives: the first
@@ -93,32 +94,40 @@ pub fn device_parts(text: &str) -> Result<DeviceParts, ParamError> {
 }
 
 /// [`device_of`] of a `Contact` value whose [`DeviceParts`] are known (found by the pass that
-/// rewrote it, [`super::feature_tags::to_simple_device_into`]).
-pub fn device_at(aor: Bytes, contact: &Bytes, parts: &DeviceParts) -> Device {
-    let text = |r: &Range<usize>| {
-        contact
-            .get(r.clone())
-            .and_then(|b| std::str::from_utf8(b).ok())
+/// rewrote it, [`super::feature_tags::to_simple_device_into`]). `text` is `contact` as text
+/// (the same bytes, read without checking them again); the values are slices of `contact`.
+pub fn device_at(aor: Bytes, contact: &Bytes, text: &str, parts: &DeviceParts) -> Device {
+    debug_assert_eq!(contact.as_ref(), text.as_bytes());
+    let base = text.as_ptr() as usize;
+    // A part of `text` as the same bytes of `contact`.
+    let share = |s: &str| {
+        let at = (s.as_ptr() as usize).wrapping_sub(base);
+        let r = at..at.wrapping_add(s.len());
+        contact.get(r.clone()).map_or_else(
+            || Bytes::copy_from_slice(s.as_bytes()),
+            |_| contact.slice(r),
+        )
     };
-    let head = text(&parts.head).unwrap_or_default();
+    let head = text.get(parts.head.clone()).unwrap_or_default();
     let uri = split_once_ascii(head, b'<')
         .and_then(|(_, rest)| split_once_ascii(rest, b'>'))
         .map_or(head.trim(), |(uri, _)| uri);
-    // RFC 5627 §3.1: a GRUU carries the `gr` URI parameter.
-    let is_gruu = split_ascii(uri, b';')
-        .skip(1)
-        .any(|p| param_name(p).eq_ignore_ascii_case("gr"));
+    // RFC 5627 §3.1: a GRUU carries the `gr` URI parameter (a URI with no `g` has none).
+    let is_gruu = text::find_byte2(b'g', b'G', uri.as_bytes()).is_some()
+        && split_ascii(uri, b';')
+            .skip(1)
+            .any(|p| param_name(p).eq_ignore_ascii_case("gr"));
     let instance = parts
         .instance
         .as_ref()
-        .and_then(text)
+        .and_then(|r| text.get(r.clone()))
         .and_then(param_value)
         .map(|v| v.trim_start_matches('<').trim_end_matches('>'))
         .filter(|v| !v.is_empty())
-        .map(|v| contact.slice_ref(v.as_bytes()));
+        .map(share);
     Device {
         aor,
-        gruu: is_gruu.then(|| contact.slice_ref(uri.as_bytes())),
+        gruu: is_gruu.then(|| share(uri)),
         instance,
     }
 }
@@ -259,7 +268,7 @@ mod tests {
                 let contact = Bytes::from(v.clone());
                 proptest::prop_assert_eq!(
                     device_of(aor.clone(), Some(&contact)),
-                    Ok(device_at(aor, &contact, &parts))
+                    Ok(device_at(aor, &contact, &v, &parts))
                 );
             }
         }

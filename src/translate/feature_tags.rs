@@ -317,7 +317,11 @@ pub fn to_cpm(value: &str, service: Service, mappings: &Mappings) -> Result<Stri
     Ok(out)
 }
 
-/// [`to_cpm`] appending to `out`.
+/// [`to_cpm`] appending to `out`. One pass over the value ([`split_top_either`]: each
+/// contact's head and parameters as they come), the same output and errors as reading it
+/// contact by contact (an unterminated quote or `<` anywhere is the error, before too many
+/// parameters on one contact; the tests keep that reading as the reference). On an error `out`
+/// may hold part of the value.
 pub fn to_cpm_into(
     value: &str,
     service: Service,
@@ -325,15 +329,26 @@ pub fn to_cpm_into(
     out: &mut String,
 ) -> Result<(), ParamError> {
     let escaped = &mappings.service(service).cpm_icsi_escaped;
-    check_split(value, b',')?;
-    for (i, part) in split_top_iter(value, b',').enumerate() {
-        let contact = Contact::parse(part?)?;
-        if i > 0 {
+    let mut parts = split_top_either(value, b';', b',');
+    let mut first = true;
+    while let Some(head) = parts.next() {
+        let (head, mut sep) = head?;
+        if !first {
             out.push(',');
         }
-        out.push_str(contact.head.trim_end());
-        // An icsi-ref already there (an RCS-lineage SIMPLE client) is replaced, not doubled.
-        for p in contact.params() {
+        first = false;
+        out.push_str(head.trim_end());
+        let mut count = 0usize;
+        while sep == Some(b';') {
+            let (p, next) = parts.next().unwrap_or(Ok(("", None)))?;
+            sep = next;
+            let p = trim(p);
+            if p.is_empty() {
+                continue;
+            }
+            count += 1;
+            // An icsi-ref already there (an RCS-lineage SIMPLE client) is replaced, not
+            // doubled.
             let name = param_name(p);
             if is_simple_tag(name, mappings) || name.eq_ignore_ascii_case(ICSI_REF) {
                 continue;
@@ -341,11 +356,18 @@ pub fn to_cpm_into(
             out.push(';');
             out.push_str(p);
         }
+        if count > MAX_PARAMS {
+            check_split(parts.rest(), b',')?;
+            return Err(ParamError::TooManyParams);
+        }
         out.push(';');
         out.push_str(ICSI_REF);
         out.push_str("=\"");
         out.push_str(escaped);
         out.push('"');
+        if sep.is_none() {
+            break;
+        }
     }
     Ok(())
 }
@@ -530,7 +552,76 @@ mod tests {
         Ok((out, all))
     }
 
+    /// [`to_cpm_into`] as it was (checked, then contact by contact), kept as the reference.
+    fn reference_to_cpm_into(
+        value: &str,
+        service: Service,
+        mappings: &Mappings,
+        out: &mut String,
+    ) -> Result<(), ParamError> {
+        let escaped = &mappings.service(service).cpm_icsi_escaped;
+        check_split(value, b',')?;
+        for (i, part) in split_top_iter(value, b',').enumerate() {
+            let contact = Contact::parse(part?)?;
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(contact.head.trim_end());
+            // An icsi-ref already there (an RCS-lineage SIMPLE client) is replaced, not doubled.
+            for p in contact.params() {
+                let name = param_name(p);
+                if is_simple_tag(name, mappings) || name.eq_ignore_ascii_case(ICSI_REF) {
+                    continue;
+                }
+                out.push(';');
+                out.push_str(p);
+            }
+            out.push(';');
+            out.push_str(ICSI_REF);
+            out.push_str("=\"");
+            out.push_str(escaped);
+            out.push('"');
+        }
+        Ok(())
+    }
+
+    /// Too many parameters on one contact, and an unterminated quote after them: the errors
+    /// of the reference, in its order.
+    #[test]
+    fn to_cpm_errors_are_the_reference_ones() {
+        let many = (0..MAX_PARAMS + 1)
+            .map(|i| format!(";p{i}"))
+            .collect::<String>();
+        let mappings = m();
+        for v in [
+            format!("<sip:a@x>{many}"),
+            format!("<sip:a@x>{many}, <sip:b@y>;x=\"open"),
+            format!("<sip:b@y>, <sip:a@x>{many}"),
+            "<sip:a@x".to_string(),
+        ] {
+            let one = to_cpm_into(&v, Service::Pager, &mappings, &mut String::new());
+            let two = reference_to_cpm_into(&v, Service::Pager, &mappings, &mut String::new());
+            assert_eq!(one, two, "{v}");
+            assert!(one.is_err());
+        }
+    }
+
     proptest::proptest! {
+        // The one-pass CPM rewrite gives what the reference gives, errors included.
+        #[test]
+        fn to_cpm_matches_the_reference(
+            v in "(<sip:a@x;lr>|\\*|\"q;,\"|;|,| |\\+g\\.3gpp\\.icsi-ref=\"urn%3Aurn-7%3A3gpp-service\\.ims\\.icsi\\.oma\\.cpm\\.msg\"|\\+g\\.oma\\.sip-im|\\+G\\.OMA\\.SIP-IM|require|x=1|<|\"|;p){0,16}"
+        ) {
+            let mappings = m();
+            for service in [Service::Pager, Service::Chat] {
+                let mut one = String::new();
+                let one = to_cpm_into(&v, service, &mappings, &mut one).map(|()| one);
+                let mut two = String::new();
+                let two = reference_to_cpm_into(&v, service, &mappings, &mut two).map(|()| two);
+                proptest::prop_assert_eq!(one, two);
+            }
+        }
+
         // The in-place rewrite gives what the reference gives, shared or not.
         #[test]
         fn in_place_rewrite_matches_the_reference(

@@ -11,6 +11,7 @@ use super::params::{is_named, split_ascii};
 use super::state::{ConversationIds, ConversationKey, Side};
 use super::{Env, TranslateError};
 use crate::mapping::{HeaderRules, Mappings, Service};
+use crate::wire::frozen::Scratch;
 use crate::wire::sip::{SipMessage, Text};
 use crate::wire::text;
 
@@ -177,17 +178,17 @@ pub(crate) fn check_id(name: &'static str, v: Option<&str>) -> Result<(), Transl
 }
 
 /// Identities and addresses the table keeps from one message, copied into one buffer: one
-/// allocation (and its shared header), and the table does not keep the message alive through
-/// slices of it. Every value pushed is a range of the frozen buffer.
-#[derive(Debug, Default)]
+/// allocation ([`Scratch`] then [`Scratch::freeze`]: the bytes and their reference count in
+/// one block), and the table does not keep the message alive through slices of it. Every
+/// value pushed is a range of the frozen buffer.
 pub(crate) struct IdBuffer {
-    text: String,
+    text: Scratch,
 }
 
 impl IdBuffer {
     pub fn with_capacity(n: usize) -> Self {
         IdBuffer {
-            text: String::with_capacity(n),
+            text: Scratch::with_capacity(n),
         }
     }
 
@@ -207,7 +208,7 @@ impl IdBuffer {
 
     /// The buffer, to slice the ranges from.
     pub fn freeze(self) -> Bytes {
-        Bytes::from(self.text)
+        self.text.freeze()
     }
 }
 
@@ -231,11 +232,13 @@ pub(crate) fn cpm_ids(msg: &SipMessage) -> Result<Option<ConversationIds>, Trans
     })
 }
 
+/// Write the identities on `out`, shared (a reference count each, no copy; a lossy copy of one
+/// that is not UTF-8), checked as `push_header` checks them.
 pub(crate) fn write_ids(out: &mut SipMessage, ids: &ConversationIds) -> Result<(), TranslateError> {
-    out.push_header(CONVERSATION_ID, &lossy(&ids.conversation_id))?;
-    out.push_header(CONTRIBUTION_ID, &lossy(&ids.contribution_id))?;
+    out.push_header_text(CONVERSATION_ID, id_text(ids.conversation_id.clone()))?;
+    out.push_header_text(CONTRIBUTION_ID, id_text(ids.contribution_id.clone()))?;
     if let Some(r) = &ids.in_reply_to {
-        out.push_header(IN_REPLY_TO_CONTRIBUTION_ID, &lossy(r))?;
+        out.push_header_text(IN_REPLY_TO_CONTRIBUTION_ID, id_text(r.clone()))?;
     }
     Ok(())
 }
@@ -473,7 +476,8 @@ pub(crate) fn new_leg_rewritten(
         Side::Simple => "",
     };
     // From, the service identification values with room for the tags they gain, the ICSI.
-    let mut buf = String::with_capacity(
+    // Written in the thread's scratch buffer, then copied once into a block of its own.
+    let mut buf = Scratch::with_capacity(
         from.len() + tag.len() + 5 + values_len + 80 * (n_contacts + n_accepts) + icsi.len(),
     );
     write_without_tag_of(from, &mut buf).map_err(|e| TranslateError::header("From", e))?;
@@ -537,7 +541,7 @@ pub(crate) fn new_leg_rewritten(
     let icsi_at = buf.len();
     buf.push_str(icsi);
     let icsi_range = icsi_at..buf.len();
-    let buf = Text::from(buf);
+    let buf = Text::shared_copy(&buf);
     let part = |r: std::ops::Range<usize>| buf.slice_ref(buf.get(r).unwrap_or_default());
     if text::find_byte2(b'\r', b'\n', tag.as_bytes()).is_none() {
         out.set_clean_value_at(1, part(from_range));

@@ -19,6 +19,7 @@ pub mod chat;
 pub mod conversation;
 pub mod device;
 pub mod feature_tags;
+pub mod few;
 pub mod leg;
 pub mod pager;
 pub mod params;
@@ -37,6 +38,7 @@ use crate::wire::sip::{SipError, SipMessage};
 use crate::wire::{Answer, WireError};
 
 use conversation::IdSource;
+use few::Few;
 use params::ParamError;
 use state::{Change, Side};
 
@@ -69,15 +71,16 @@ impl Reply {
     };
 }
 
-/// What the caller does after one translation.
+/// What the caller does after one translation. `send` and `changes` hold their usual one or
+/// two items in place ([`Few`]: no allocation for them), and read as slices.
 #[derive(Debug, Default)]
 pub struct Outcome {
     /// Messages to send, each to one side. Requests lack a Via: the node adds its own.
-    pub send: Vec<(Side, SipMessage)>,
+    pub send: Few<(Side, SipMessage)>,
     /// A final answer to the incoming request, when the gateway answers it itself.
     pub reply: Option<Reply>,
     /// Changes to make to the correlation table, in order.
-    pub changes: Vec<Change>,
+    pub changes: Few<Change>,
     /// MSRP legs of a session whose far end is now known, for the node's relay.
     pub msrp: Vec<session::MsrpLeg>,
 }

@@ -27,7 +27,7 @@ use super::params::is_named;
 use super::state::{Change, ConversationIds, ConversationKey, Key, MessageOrigin, Side, View};
 use super::{Env, Outcome, Reply, TranslateError};
 use crate::mapping::{Carriage, Mappings, Service};
-use crate::wire::cpim::{Cpim, CpimHeader, CpimSummaryRef, NS_IMDN};
+use crate::wire::cpim::{Cpim, CpimSummaryRef, NS_IMDN};
 use crate::wire::imdn::{self, DeliveryStatus, Imdn, Notification};
 use crate::wire::iscomposing;
 use crate::wire::sip::{SipMessage, Text};
@@ -144,32 +144,48 @@ fn classify<'m>(
 }
 
 /// Wrap a bare content in CPIM (RFC 3862 §2) for a side that wants CPIM, with an
-/// `imdn.Message-ID` (RFC 5438 §6.3) so that the CPM side can refer to it.
+/// `imdn.Message-ID` (RFC 5438 §6.3) so that the CPM side can refer to it, and for a
+/// notification `Content-Disposition: notification` (RFC 5438 §7.2.1.1). Written straight into
+/// one buffer of its exact size (one allocation): the bytes `Cpim::to_bytes` writes for the
+/// same headers (`From`, `To`, `DateTime`, then `NS: imdn <urn:ietf:params:imdn>` and
+/// `imdn.Message-ID` as `Cpim::set_ns` adds them to headers that bind no namespace; the tests
+/// keep that way as the reference).
 fn wrap_in_cpim(
     msg: &SipMessage,
     from_uri: &str,
     to_uri: &str,
     message_id: Option<&[u8]>,
+    notification: bool,
     env: &Env<'_>,
-) -> Cpim {
-    let mut cpim = Cpim::default();
-    let addr = |u: &str| format!("<{u}>");
-    cpim.headers
-        .push(CpimHeader::new(None, b"From", addr(from_uri).as_bytes()));
-    cpim.headers
-        .push(CpimHeader::new(None, b"To", addr(to_uri).as_bytes()));
-    cpim.headers
-        .push(CpimHeader::new(None, b"DateTime", env.datetime.as_bytes()));
-    if let Some(id) = message_id {
-        cpim.set_ns(NS_IMDN, "imdn", "Message-ID", id);
-    }
+) -> Bytes {
     let ct = msg.content_type().unwrap_or("text/plain");
-    cpim.content_headers.push((
-        Bytes::from_static(b"Content-Type"),
-        Bytes::copy_from_slice(ct.as_bytes()),
-    ));
-    cpim.body = msg.body().clone();
-    cpim
+    let id = |b: &'static [u8]| if message_id.is_some() { b } else { b"" };
+    let parts: [&[u8]; 16] = [
+        b"From: <",
+        from_uri.as_bytes(),
+        b">\r\nTo: <",
+        to_uri.as_bytes(),
+        b">\r\nDateTime: ",
+        env.datetime.as_bytes(),
+        b"\r\n",
+        id(b"NS: imdn <"),
+        id(NS_IMDN.as_bytes()),
+        id(b">\r\nimdn.Message-ID: "),
+        message_id.unwrap_or_default(),
+        id(b"\r\n"),
+        b"\r\nContent-Type: ",
+        ct.as_bytes(),
+        match notification {
+            true => b"\r\nContent-Disposition: notification\r\n\r\n",
+            false => b"\r\n\r\n",
+        },
+        msg.body(),
+    ];
+    let mut out = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for p in parts {
+        out.extend_from_slice(p);
+    }
+    Bytes::from(out)
 }
 
 /// Text shared from `b` when it is UTF-8, else a lossy copy.
@@ -195,7 +211,7 @@ fn set_content(
     content_type: Option<&Text>,
     cpim: Option<&CpimSummaryRef<'_>>,
     carriage: Carriage,
-    wrap: impl FnOnce() -> Cpim,
+    wrap: impl FnOnce() -> Bytes,
 ) -> Result<(), TranslateError> {
     match (cpim, carriage) {
         (Some(_), Carriage::Cpim) | (None, Carriage::Bare | Carriage::Drop) => {
@@ -215,7 +231,7 @@ fn set_content(
             out.push_body_with_type(ct, body.slice_ref(c.body))?;
         }
         (None, Carriage::Cpim) => {
-            out.push_body_with_type(Text::from_static("message/cpim"), wrap().to_bytes())?;
+            out.push_body_with_type(Text::from_static("message/cpim"), wrap())?;
         }
     }
     Ok(())
@@ -354,14 +370,11 @@ pub fn message_request(
                 fields.content_type_text,
                 cpim.as_ref(),
                 target.iscomposing_pager,
-                || wrap_in_cpim(msg, from_uri, to_uri, None, env),
+                || wrap_in_cpim(msg, from_uri, to_uri, None, false, env),
             )?;
             outcome.send.push((to, out));
         }
         Content::Message { cpim } => {
-            // One message to send, up to two changes: room made once.
-            outcome.send.reserve_exact(1);
-            outcome.changes.reserve_exact(2);
             let (mut out, device_parts) = new_leg_rewritten(
                 msg,
                 rsip::Method::Message,
@@ -406,7 +419,7 @@ pub fn message_request(
                 fields.content_type_text,
                 cpim.as_ref(),
                 target.pager_body,
-                || wrap_in_cpim(msg, from_uri, to_uri, fresh_id.as_deref(), env),
+                || wrap_in_cpim(msg, from_uri, to_uri, fresh_id.as_deref(), false, env),
             )?;
             if let Some(id) = message_id {
                 if id.is_empty() || id.len() > MAX_ID_LEN {
@@ -423,8 +436,8 @@ pub fn message_request(
                 let contact = kept.contact.as_ref().map(part);
                 // The leg's rewrite of the Contact found the device's parts (in the value the
                 // copy is of); else the Contact is read for them.
-                let device = match (&contact, device_parts) {
-                    (Some(c), Some(parts)) => device_at(from_aor, c, &parts),
+                let device = match (&contact, fields.contact, device_parts) {
+                    (Some(c), Some(text), Some(parts)) => device_at(from_aor, c, text, &parts),
                     _ => device_of(from_aor, contact.as_ref())
                         .map_err(|e| TranslateError::header("Contact", e))?,
                 };
@@ -485,12 +498,7 @@ pub fn message_request(
                 target.pager_body,
                 || {
                     let id = env.ids.fresh_id();
-                    let mut c = wrap_in_cpim(msg, from_uri, to_uri, Some(&id), env);
-                    c.content_headers.push((
-                        Bytes::from_static(b"Content-Disposition"),
-                        Bytes::from_static(b"notification"),
-                    ));
-                    c
+                    wrap_in_cpim(msg, from_uri, to_uri, Some(&id), true, env)
                 },
             )?;
             // Nothing more comes after a display notification or a failure: forget the message.

@@ -430,3 +430,70 @@ fn pager_iscomposing_is_dropped_when_the_side_takes_none() {
     assert!(out.send.is_empty());
     assert_eq!(out.reply, Some(Reply::OK));
 }
+
+/// [`wrap_in_cpim`] as it was (a [`Cpim`] built header by header, then written), kept as the
+/// reference.
+fn reference_wrap(
+    msg: &SipMessage,
+    from_uri: &str,
+    to_uri: &str,
+    message_id: Option<&[u8]>,
+    notification: bool,
+    datetime: &str,
+) -> Bytes {
+    use crate::wire::cpim::CpimHeader;
+    let mut cpim = Cpim::default();
+    let addr = |u: &str| format!("<{u}>");
+    cpim.headers
+        .push(CpimHeader::new(None, b"From", addr(from_uri).as_bytes()));
+    cpim.headers
+        .push(CpimHeader::new(None, b"To", addr(to_uri).as_bytes()));
+    cpim.headers
+        .push(CpimHeader::new(None, b"DateTime", datetime.as_bytes()));
+    if let Some(id) = message_id {
+        cpim.set_ns(NS_IMDN, "imdn", "Message-ID", id);
+    }
+    let ct = msg.content_type().unwrap_or("text/plain");
+    cpim.content_headers.push((
+        Bytes::from_static(b"Content-Type"),
+        Bytes::copy_from_slice(ct.as_bytes()),
+    ));
+    if notification {
+        cpim.content_headers.push((
+            Bytes::from_static(b"Content-Disposition"),
+            Bytes::from_static(b"notification"),
+        ));
+    }
+    cpim.body = msg.body().clone();
+    cpim.to_bytes()
+}
+
+/// The CPIM the gateway wraps is the reference's, with and without a Message-ID and a
+/// notification's disposition, with and without a Content-Type.
+#[test]
+fn wrapped_cpim_is_the_reference() {
+    let head = "MESSAGE sip:a@x SIP/2.0\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\nMax-Forwards: 70\n\
+From: <sip:b@y>;tag=1\nTo: <sip:a@x>\nCall-ID: c\nCSeq: 1 MESSAGE\n";
+    let with_type = sip(&format!(
+        "{head}Content-Type: text/plain;charset=UTF-8\n\nHi \"there\""
+    ));
+    let bare = sip(&format!("{head}\n"));
+    let mut ids = Counter(0);
+    let env = Env {
+        now: Millis(0),
+        ids: &mut ids,
+        datetime: DATETIME,
+    };
+    for msg in [&with_type, &bare] {
+        for id in [None, Some(&b"Kn31x9"[..]), Some(&b""[..])] {
+            for notification in [false, true] {
+                let got = wrap_in_cpim(msg, "sip:b@y", "tel:+1555", id, notification, &env);
+                let want = reference_wrap(msg, "sip:b@y", "tel:+1555", id, notification, DATETIME);
+                assert_eq!(got, want, "{id:?} {notification}");
+                if id.is_some_and(|i| !i.is_empty()) {
+                    assert!(Cpim::parse(got).is_ok());
+                }
+            }
+        }
+    }
+}

@@ -792,7 +792,7 @@ pub fn cancel_request(
     out.push_header("Call-ID", &lossy(&this.call_id))?;
     out.push_header("CSeq", &format!("{} CANCEL", leg.local_cseq.max(1)))?;
     Ok(Outcome {
-        send: vec![(from.other(), out)],
+        send: super::few::Few::from_iter([(from.other(), out)]),
         reply: Some(Reply::OK),
         ..Outcome::default()
     })

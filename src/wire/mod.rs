@@ -9,6 +9,7 @@
 //!   what protocol answer the fault deserves and where in the input it was found.
 
 pub mod cpim;
+pub mod frozen;
 pub mod imdn;
 pub mod iscomposing;
 pub mod msrp;

@@ -195,6 +195,35 @@ pub fn alnum_dash_run(hay: &[u8]) -> usize {
         .count()
 }
 
+/// The first byte of `hay` in `lo..=hi` (ASCII bounds, `lo >= 1`), a word at a time: one range
+/// test per word (exact per byte, as [`alnum_dash_bytes`]), the bytes of a short tail one by
+/// one. For a scan where most bytes are of no interest and the few that are form one range
+/// (`:` to `Z` holds `: ; < = > ? @` and the upper-case letters, what an address of record is
+/// read for).
+#[inline]
+pub fn find_in_range(lo: u8, hi: u8, hay: &[u8]) -> Option<usize> {
+    debug_assert!(lo >= 1 && lo <= hi && hi < 0x80);
+    let mut at = 0usize;
+    while let Some(w) = hay
+        .get(at..at.saturating_add(8))
+        .and_then(|w| <[u8; 8]>::try_from(w).ok())
+    {
+        let x = u64::from_le_bytes(w);
+        let v = x & SEVEN;
+        // High bit set where the byte's low seven bits are at least `n` (1 <= n <= 0x80).
+        let ge = |n: u8| (v + LO * u64::from(0x80 - n)) & HI;
+        let hit = ge(lo) & !ge(hi + 1) & !x & HI;
+        if hit != 0 {
+            return Some(at + (hit.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    hay.get(at..)?
+        .iter()
+        .position(|b| (lo..=hi).contains(b))
+        .map(|i| at + i)
+}
+
 /// `memchr::memrchr`, a plain loop on short haystacks.
 #[inline]
 pub fn rfind_byte(needle: u8, hay: &[u8]) -> Option<usize> {
@@ -220,8 +249,16 @@ pub fn split_header(line: &[u8]) -> Option<(&[u8], &[u8])> {
 /// `s` without leading and trailing SP / HTAB.
 #[inline]
 pub fn trim_ws(s: &[u8]) -> &[u8] {
-    let start = s.iter().position(|b| !is_ws(*b)).unwrap_or(s.len());
-    let end = s.iter().rposition(|b| !is_ws(*b)).map_or(start, |i| i + 1);
+    // Plain loops from each end: the usual value has one space before it (`Name: value`) and
+    // none after, two or three steps in all.
+    let mut start = 0usize;
+    while s.get(start).is_some_and(|b| is_ws(*b)) {
+        start += 1;
+    }
+    let mut end = s.len();
+    while end > start && s.get(end - 1).is_some_and(|b| is_ws(*b)) {
+        end -= 1;
+    }
     s.get(start..end).unwrap_or_default()
 }
 
@@ -306,6 +343,15 @@ mod tests {
                 alnum_dash_run(hay),
                 hay.iter().take_while(|b| b.is_ascii_alphanumeric() || **b == b'-').count()
             );
+            let start = hay.iter().position(|b| *b != b' ' && *b != b'\t').unwrap_or(hay.len());
+            let end = hay.iter().rposition(|b| *b != b' ' && *b != b'\t').map_or(start, |i| i + 1);
+            proptest::prop_assert_eq!(trim_ws(hay), &hay[start..end]);
+            for (lo, hi) in [(b':', b'Z'), (b'0', b'9'), (1, 0x7f), (b'a', b'a')] {
+                proptest::prop_assert_eq!(
+                    find_in_range(lo, hi, hay),
+                    hay.iter().position(|b| (lo..=hi).contains(b))
+                );
+            }
         }
     }
 

@@ -245,6 +245,12 @@ impl Text {
         Text(Bytes::copy_from_slice(s.as_bytes()))
     }
 
+    /// A copy of `s` in one allocation that clones and slices without another
+    /// ([`super::frozen::shared_copy`]): for text written to be handed out in parts.
+    pub fn shared_copy(s: &str) -> Text {
+        Text(super::frozen::shared_copy(s.as_bytes()))
+    }
+
     /// `bytes` when they are UTF-8 (no copy); given back otherwise.
     pub fn from_utf8(bytes: Bytes) -> Result<Text, Bytes> {
         match std::str::from_utf8(&bytes) {
