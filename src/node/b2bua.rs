@@ -1969,7 +1969,7 @@ impl Core {
                     {
                         e.tx.handle_timeout(now);
                         // Timer G fired: the final response goes again (§17.2.1).
-                        count_retransmission(e.tx.has_transmit(), key.side, &key.method);
+                        count_retransmission(e.tx.has_transmit(), key.side, key.method);
                         self.flush_server(&key);
                     }
                 }
@@ -1979,7 +1979,7 @@ impl Core {
                     {
                         e.tx.handle_timeout(now);
                         // Timer A or E fired: the request goes again (§17.1.1.2, §17.1.2.2).
-                        count_retransmission(e.tx.has_transmit(), key.side, &key.method);
+                        count_retransmission(e.tx.has_transmit(), key.side, key.method);
                         self.flush_client(&key);
                     }
                 }
