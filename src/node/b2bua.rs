@@ -2039,6 +2039,7 @@ impl Core {
             addrs: self.parts.addrs.clone(),
             clock: self.parts.clock,
             ids: Mutex::new(RandomIds::new()),
+            routes: translate::chat::RouteCache::new(),
         });
         match self.parts.relay.open(SessionSpec {
             id,
@@ -2115,6 +2116,8 @@ struct SessionTranslator {
     addrs: Addresses,
     clock: Clock,
     ids: Mutex<RandomIds>,
+    /// The session's two routes, derived from the table once (`translate::chat::RouteCache`).
+    routes: translate::chat::RouteCache,
 }
 
 impl SessionTranslator {
@@ -2122,14 +2125,22 @@ impl SessionTranslator {
         let now = self.clock.now();
         let datetime = rfc3339_utc(SystemTime::now());
         let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
+        let generation = self.table.sessions_generation();
         let view = self.table.view(now);
         let mut env = Env {
             now,
             ids: &mut *ids,
             datetime: &datetime,
         };
-        let (_, out) =
-            translate::chat::msrp_request(msg, &view, &self.mappings, &self.addrs, &mut env)?;
+        let (_, out) = translate::chat::msrp_request_cached(
+            msg,
+            &view,
+            generation,
+            &self.routes,
+            &self.mappings,
+            &self.addrs,
+            &mut env,
+        )?;
         if self.table.apply(&out.changes, now).is_err() {
             // The chunk still goes; only the notification routing of its message is lost.
             metrics::table_refused(metrics::TableKind::Message);
