@@ -60,13 +60,30 @@ pub struct ChatOutcome {
 /// hyphens removed (RFC 4975 §9: `transact-id = ident`, 4 to 32 characters).
 fn transaction_id(env: &mut Env<'_>) -> Bytes {
     let id = env.ids.fresh_id();
-    let cleaned: Vec<u8> = id
-        .iter()
-        .copied()
-        .filter(u8::is_ascii_alphanumeric)
-        .take(32)
-        .collect();
-    Bytes::from(cleaned)
+    let mut tid = Tid {
+        bytes: [0; 32],
+        len: 0,
+    };
+    let alphanumeric = id.iter().copied().filter(u8::is_ascii_alphanumeric);
+    for (slot, b) in tid.bytes.iter_mut().zip(alphanumeric) {
+        *slot = b;
+        tid.len += 1;
+    }
+    // One allocation, and clones (the pending entry, the held SEND) only count references: a
+    // `Bytes` from a `Vec` allocates again on its first clone.
+    Bytes::from_owner(tid)
+}
+
+/// A transaction-id's characters, owned by the `Bytes` that carries them.
+struct Tid {
+    bytes: [u8; 32],
+    len: usize,
+}
+
+impl AsRef<[u8]> for Tid {
+    fn as_ref(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or_default()
+    }
 }
 
 /// A URI list as a header field value (RFC 4975 §9: one space between URIs), sized exactly so
@@ -123,6 +140,13 @@ fn relay_on(msg: &Message, method: Method, paths: &Paths, env: &mut Env<'_>) -> 
 
 fn media_is(content_type: Option<&Bytes>, media: &str) -> bool {
     content_type.is_some_and(|ct| media_type_is(ct, media))
+}
+
+/// Whether translating `msg` reads [`Env::datetime`] (only a bare isComposing wrapped in CPIM
+/// gets a DateTime): otherwise the caller may leave it empty, and not format the time for
+/// every chunk.
+pub fn reads_datetime(msg: &Message) -> bool {
+    media_is(msg.content_type(), iscomposing::CONTENT_TYPE)
 }
 
 /// Whether `msg` is a whole message in one chunk: `$` and a Byte-Range from byte 1 to the end
@@ -416,9 +440,12 @@ impl RouteCache {
 
 /// [`msrp_request`] for the chunks of one session, with its routes cached in `cache`;
 /// `generation` is the table's sessions generation read before `view` (see [`RouteCache`]).
-/// Same results as [`msrp_request`] on the same table.
+/// `session_id`: the session-id of the last URI of `msg`'s To-Path when the caller has read it
+/// already (the MSRP relay, for a request whose To-Path the codec checked, RFC 4975 §9: every
+/// URI parses); `None`: read here. Same results as [`msrp_request`] on the same table.
 pub fn msrp_request_cached(
     msg: &Message,
+    session_id: Option<&Bytes>,
     view: &dyn View,
     generation: u64,
     cache: &RouteCache,
@@ -426,7 +453,10 @@ pub fn msrp_request_cached(
     addrs: &Addresses,
     env: &mut Env<'_>,
 ) -> Result<(Side, ChatOutcome), TranslateError> {
-    let session_id = addressed_session(msg)?;
+    let session_id = match session_id {
+        Some(s) => s.clone(),
+        None => addressed_session(msg)?,
+    };
     let cached = cache.get(&session_id, generation, env.now);
     let route = match cached {
         Some(r) => r,
