@@ -443,6 +443,8 @@ impl RouteCache {
 /// `session_id`: the session-id of the last URI of `msg`'s To-Path when the caller has read it
 /// already (the MSRP relay, for a request whose To-Path the codec checked, RFC 4975 §9: every
 /// URI parses); `None`: read here. Same results as [`msrp_request`] on the same table.
+// The inputs of `msrp_request` plus the cache, its generation and the session-id.
+#[allow(clippy::too_many_arguments)]
 pub fn msrp_request_cached(
     msg: &Message,
     session_id: Option<&Bytes>,
