@@ -541,3 +541,92 @@ async fn no_msrp_is_488_and_a_full_table_is_503_with_retry_after() {
     })
     .await;
 }
+
+/// Alice's chunk `id` through the node: its 200 to Alice, and the To-Path it reaches Bob with.
+async fn relay_to_bob(chat: &mut Chat, id: &str) -> Bytes {
+    let m = send(
+        &mut chat.alice.1,
+        id,
+        "message/cpim",
+        cpim_text(&format!("Imdn-{id}"), id),
+    );
+    chat.alice.1.send(&m).await.expect("send");
+    ok(&mut chat.alice.0).await;
+    let got = next_request(&mut chat.bob.0).await;
+    assert_eq!(
+        got.header("Message-ID").map(|v| v.as_ref()),
+        Some(id.as_bytes())
+    );
+    let reply = chat.bob.1.respond(&got, 200);
+    chat.bob.1.send(&reply).await.expect("200");
+    got.header("To-Path").cloned().unwrap_or_default()
+}
+
+/// A re-INVITE whose answer gives Bob a new `a=path` (RFC 4975 §8.2, RFC 3261 §14): the chunks
+/// after it go to the new path, though the session's route was derived (and kept) for the
+/// chunks before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reinvite_changing_the_path_routes_the_next_chunks_along_it() {
+    bounded(60, async {
+        let mut chat = set_up(Transport::Udp).await;
+        let first = chat.bob.1.uri.to_string();
+        for i in 0..3 {
+            let to = relay_to_bob(&mut chat, &format!("before-{i}")).await;
+            assert_eq!(&to[..], first.as_bytes());
+        }
+        // Bob answers Alice's re-INVITE from a new URI, on the same connection.
+        let port = chat.bob.1.uri.port.unwrap_or(9);
+        let moved = msrp_endpoint::uri(port, "bobsess8");
+        let mut dialog = chat.cpm_dialog.clone();
+        let mut reinvite = chat
+            .bed
+            .cpm
+            .dialog_request(&mut dialog, Method::Invite)
+            .expect("re-INVITE");
+        let contact = format!("<{}>", chat.bed.cpm.contact_uri());
+        reinvite.push_header("Contact", &contact).expect("Contact");
+        reinvite
+            .set_body_with_type(Some("application/sdp"), offer(&chat.alice.1.uri, "active"))
+            .expect("SDP");
+        dialog.invite_cseq = reinvite.cseq().map_or(1, |c| c.seq);
+        let node_cpm = chat.bed.node_cpm();
+        let mut tx = chat
+            .bed
+            .cpm
+            .send_request(node_cpm, reinvite)
+            .await
+            .expect("sent");
+        let (cpm, simple) = (&mut chat.bed.cpm, &mut chat.bed.simple);
+        let (simple_side, answer) = tokio::join!(
+            async {
+                let inv = simple
+                    .recv_method(Method::Invite, None)
+                    .await
+                    .expect("re-INVITE at SIMPLE");
+                simple
+                    .respond_until_ack(
+                        &inv,
+                        200,
+                        &[],
+                        Some(("application/sdp", offer(&moved, "passive"))),
+                    )
+                    .await
+            },
+            async {
+                let resp = past_trying(cpm, &mut tx).await;
+                assert_eq!(resp.status_code(), Some(200));
+                cpm.ack(&mut dialog).await.expect("ACK");
+                resp
+            }
+        );
+        simple_side.expect("the node ACKs Bob's 200");
+        assert_eq!(answer.status_code(), Some(200));
+        let to = relay_to_bob(&mut chat, "after-0").await;
+        assert_eq!(&to[..], moved.to_string().as_bytes(), "the new path");
+        // And again once the route is kept.
+        let to = relay_to_bob(&mut chat, "after-1").await;
+        assert_eq!(&to[..], moved.to_string().as_bytes());
+        chat.bed.stop().await;
+    })
+    .await;
+}

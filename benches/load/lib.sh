@@ -1,7 +1,7 @@
 # Shared pieces of the load harness (sourced by the scripts in benches/load/).
 # Every script: loopback only, ephemeral ports, every peer bounded by timeout(1).
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-bin="$here/target/release/cpm-iwf"
+bin="${NODE_BIN:-$here/target/release/cpm-iwf}"  # NODE_BIN: another build of the node (an A/B run)
 load="$here/target/release/cpm-iwf-load"
 tck=$(getconf CLK_TCK)
 SMOKE=${SMOKE:-0}

@@ -1,6 +1,8 @@
 //! `Table`: every kind of correlation entry the translator asks for, one [`ExpiringMap`] per
 //! kind, each with its own cap and time to live.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use bytes::Bytes;
 
 use super::map::{ExpiringMap, MapStats, Millis, TableFull};
@@ -76,6 +78,8 @@ pub struct Table {
     conversations: ExpiringMap<ConversationKey, ConversationState>,
     dialogs: ExpiringMap<DialogKey, DialogPeer>,
     msrp: ExpiringMap<Bytes, MsrpPeer>,
+    /// Bumped by every insert or removal of a dialog or MSRP entry ([`Table::sessions_generation`]).
+    sessions: AtomicU64,
 }
 
 impl Table {
@@ -91,7 +95,19 @@ impl Table {
             conversations: ExpiringMap::new(cc, ct),
             dialogs: ExpiringMap::new(dc, dt),
             msrp: ExpiringMap::new(sc, st),
+            sessions: AtomicU64::new(0),
         }
+    }
+
+    /// Changes whenever a dialog or MSRP entry is inserted (a session set up, a re-INVITE's new
+    /// Contact or `a=path`), removed or swept: what is derived from them (the chat routes,
+    /// `translate::chat::RouteCache`) is derived again when it differs. Read it before the view.
+    pub fn sessions_generation(&self) -> u64 {
+        self.sessions.load(Ordering::Acquire)
+    }
+
+    fn sessions_changed(&self) {
+        self.sessions.fetch_add(1, Ordering::AcqRel);
     }
 
     /// A read view at time `now`, for the translator.
@@ -119,8 +135,16 @@ impl Table {
         match entry {
             Entry::Message(k, v) => self.messages.insert(k, v, now).map(drop),
             Entry::Conversation(k, v) => self.conversations.insert(k, v, now).map(drop),
-            Entry::Dialog(k, v) => self.dialogs.insert(k, *v, now).map(drop),
-            Entry::Msrp(k, v) => self.msrp.insert(k, v, now).map(drop),
+            Entry::Dialog(k, v) => {
+                let r = self.dialogs.insert(k, *v, now).map(drop);
+                self.sessions_changed();
+                r
+            }
+            Entry::Msrp(k, v) => {
+                let r = self.msrp.insert(k, v, now).map(drop);
+                self.sessions_changed();
+                r
+            }
         }
     }
 
@@ -137,17 +161,24 @@ impl Table {
         match key {
             Key::Message(k) => drop(self.messages.remove(k, now)),
             Key::Conversation(k) => drop(self.conversations.remove(k, now)),
-            Key::Dialog(k) => drop(self.dialogs.remove(k, now)),
-            Key::Msrp(k) => drop(self.msrp.remove(k, now)),
+            Key::Dialog(k) => {
+                drop(self.dialogs.remove(k, now));
+                self.sessions_changed();
+            }
+            Key::Msrp(k) => {
+                drop(self.msrp.remove(k, now));
+                self.sessions_changed();
+            }
         }
     }
 
     /// Remove every expired entry; returns how many went. The node calls this from a timer.
     pub fn sweep(&self, now: Millis) -> usize {
-        self.messages.sweep(now)
-            + self.conversations.sweep(now)
-            + self.dialogs.sweep(now)
-            + self.msrp.sweep(now)
+        let sessions = self.dialogs.sweep(now) + self.msrp.sweep(now);
+        if sessions > 0 {
+            self.sessions_changed();
+        }
+        self.messages.sweep(now) + self.conversations.sweep(now) + sessions
     }
 
     /// Gives back the room of kinds whose entries have mostly gone (`node::memory`); returns

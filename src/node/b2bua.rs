@@ -2084,6 +2084,7 @@ impl Core {
             addrs: self.parts.addrs.clone(),
             clock: self.parts.clock,
             ids: Mutex::new(RandomIds::new()),
+            routes: translate::chat::RouteCache::new(),
         });
         match self.parts.relay.open(SessionSpec {
             id,
@@ -2160,21 +2161,41 @@ struct SessionTranslator {
     addrs: Addresses,
     clock: Clock,
     ids: Mutex<RandomIds>,
+    /// The session's two routes, derived from the table once (`translate::chat::RouteCache`).
+    routes: translate::chat::RouteCache,
 }
 
 impl SessionTranslator {
-    fn translate(&self, msg: &Message) -> Result<Message, TranslateError> {
+    /// `session_id`: the session-id of the To-Path's last URI, when the relay read it already.
+    fn translate(
+        &self,
+        msg: &Message,
+        session_id: Option<&Bytes>,
+    ) -> Result<Message, TranslateError> {
         let now = self.clock.now();
-        let datetime = rfc3339_utc(SystemTime::now());
+        let datetime = if translate::chat::reads_datetime(msg) {
+            rfc3339_utc(SystemTime::now())
+        } else {
+            String::new()
+        };
         let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
+        let generation = self.table.sessions_generation();
         let view = self.table.view(now);
         let mut env = Env {
             now,
             ids: &mut *ids,
             datetime: &datetime,
         };
-        let (_, out) =
-            translate::chat::msrp_request(msg, &view, &self.mappings, &self.addrs, &mut env)?;
+        let (_, out) = translate::chat::msrp_request_cached(
+            msg,
+            session_id,
+            &view,
+            generation,
+            &self.routes,
+            &self.mappings,
+            &self.addrs,
+            &mut env,
+        )?;
         if self.table.apply(&out.changes, now).is_err() {
             // The chunk still goes; only the notification routing of its message is lost.
             metrics::table_refused(metrics::TableKind::Message);
@@ -2185,7 +2206,16 @@ impl SessionTranslator {
 
 impl ChunkTranslator for SessionTranslator {
     fn send(&self, from: Side, msg: &Message) -> Result<Message, (u16, &'static str)> {
-        match self.translate(msg) {
+        self.send_to(from, None, msg)
+    }
+
+    fn send_to(
+        &self,
+        from: Side,
+        session_id: Option<&Bytes>,
+        msg: &Message,
+    ) -> Result<Message, (u16, &'static str)> {
+        match self.translate(msg, session_id) {
             Ok(m) => {
                 if let Some(r) = &self.record {
                     // The CPM form of the chunk: as received from CPM, as sent to CPM.
@@ -2220,7 +2250,11 @@ impl ChunkTranslator for SessionTranslator {
     }
 
     fn report(&self, _from: Side, msg: &Message) -> Option<Message> {
-        self.translate(msg).ok()
+        self.translate(msg, None).ok()
+    }
+
+    fn report_to(&self, _from: Side, session_id: Option<&Bytes>, msg: &Message) -> Option<Message> {
+        self.translate(msg, session_id).ok()
     }
 
     fn on_drop(

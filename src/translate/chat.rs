@@ -10,7 +10,9 @@
 //! asks for notifications is remembered by its imdn.Message-ID with the device that sent it,
 //! so that an IMDN sent after the session has ended still finds it (CPM 2.0 SD 5.2.1.1).
 
-use bytes::Bytes;
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
 
 use super::addr::{aor, uri_of};
 use super::device::device_of;
@@ -19,9 +21,10 @@ use super::session::Addresses;
 use super::state::{Change, ConversationIds, Device, DialogKey, Entry, MessageOrigin, Side, View};
 use super::{Env, TranslateError};
 use crate::mapping::{Carriage, Mappings};
+use crate::time::Millis;
 use crate::wire::cpim::{Cpim, CpimHeader};
 use crate::wire::iscomposing;
-use crate::wire::msrp::{Continuation, Message, Method, MsrpUri};
+use crate::wire::msrp::{Continuation, Header, Message, Method, MsrpUri, write_uri_list};
 use crate::wire::text::media_type_is;
 
 /// One leg of a session as the gateway writes to it.
@@ -57,21 +60,74 @@ pub struct ChatOutcome {
 /// hyphens removed (RFC 4975 §9: `transact-id = ident`, 4 to 32 characters).
 fn transaction_id(env: &mut Env<'_>) -> Bytes {
     let id = env.ids.fresh_id();
-    let cleaned: Vec<u8> = id
-        .iter()
-        .copied()
-        .filter(u8::is_ascii_alphanumeric)
-        .take(32)
-        .collect();
-    Bytes::from(cleaned)
+    let mut tid = Tid {
+        bytes: [0; 32],
+        len: 0,
+    };
+    let alphanumeric = id.iter().copied().filter(u8::is_ascii_alphanumeric);
+    for (slot, b) in tid.bytes.iter_mut().zip(alphanumeric) {
+        *slot = b;
+        tid.len += 1;
+    }
+    // One allocation, and clones (the pending entry, the held SEND) only count references: a
+    // `Bytes` from a `Vec` allocates again on its first clone.
+    Bytes::from_owner(tid)
+}
+
+/// A transaction-id's characters, owned by the `Bytes` that carries them.
+struct Tid {
+    bytes: [u8; 32],
+    len: usize,
+}
+
+impl AsRef<[u8]> for Tid {
+    fn as_ref(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or_default()
+    }
+}
+
+/// A URI list as a header field value (RFC 4975 §9: one space between URIs), sized exactly so
+/// that it is frozen without reallocating.
+fn path_value(uris: &[MsrpUri]) -> Bytes {
+    let len = uris.iter().map(MsrpUri::encoded_len).sum::<usize>() + uris.len().saturating_sub(1);
+    let mut v = BytesMut::with_capacity(len);
+    write_uri_list(&mut v, uris);
+    v.freeze()
+}
+
+/// The To-Path and From-Path values of what the gateway sends on `out`.
+fn paths_of(out: &ChatLeg) -> Paths {
+    Paths {
+        to: path_value(&out.remote_path),
+        from: path_value(std::slice::from_ref(&out.local)),
+    }
+}
+
+/// The To-Path and From-Path values of what the gateway sends on a leg, encoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Paths {
+    to: Bytes,
+    from: Bytes,
 }
 
 /// The request the gateway sends on `out` for `msg`: same method, fields and body, the gateway's
 /// transaction-id and paths.
 fn relay(msg: &Message, method: Method, out: &ChatLeg, env: &mut Env<'_>) -> Message {
+    relay_on(msg, method, &paths_of(out), env)
+}
+
+/// [`relay`] with the leg's paths already encoded.
+fn relay_on(msg: &Message, method: Method, paths: &Paths, env: &mut Env<'_>) -> Message {
     let mut next = Message::request(transaction_id(env), method);
-    next.set_to_path(&out.remote_path);
-    next.set_from_path(std::slice::from_ref(&out.local));
+    next.headers.reserve(msg.headers.len() + 2);
+    next.headers.push(Header {
+        name: Bytes::from_static(b"To-Path"),
+        value: paths.to.clone(),
+    });
+    next.headers.push(Header {
+        name: Bytes::from_static(b"From-Path"),
+        value: paths.from.clone(),
+    });
     for h in &msg.headers {
         if !h.name.eq_ignore_ascii_case(b"To-Path") && !h.name.eq_ignore_ascii_case(b"From-Path") {
             next.headers.push(h.clone());
@@ -84,6 +140,13 @@ fn relay(msg: &Message, method: Method, out: &ChatLeg, env: &mut Env<'_>) -> Mes
 
 fn media_is(content_type: Option<&Bytes>, media: &str) -> bool {
     content_type.is_some_and(|ct| media_type_is(ct, media))
+}
+
+/// Whether translating `msg` reads [`Env::datetime`] (only a bare isComposing wrapped in CPIM
+/// gets a DateTime): otherwise the caller may leave it empty, and not format the time for
+/// every chunk.
+pub fn reads_datetime(msg: &Message) -> bool {
+    media_is(msg.content_type(), iscomposing::CONTENT_TYPE)
 }
 
 /// Whether `msg` is a whole message in one chunk: `$` and a Byte-Range from byte 1 to the end
@@ -107,11 +170,23 @@ pub fn chat_send(
     mappings: &Mappings,
     env: &mut Env<'_>,
 ) -> Result<ChatOutcome, TranslateError> {
+    send_on(msg, from, &paths_of(out), parties, mappings, env)
+}
+
+/// [`chat_send`] with the other leg's paths already encoded.
+fn send_on(
+    msg: &Message,
+    from: Side,
+    paths: &Paths,
+    parties: &ChatParties,
+    mappings: &Mappings,
+    env: &mut Env<'_>,
+) -> Result<ChatOutcome, TranslateError> {
     let target = match from.other() {
         Side::Cpm => &mappings.cpm,
         Side::Simple => &mappings.simple,
     };
-    let mut next = relay(msg, Method::Send, out, env);
+    let mut next = relay_on(msg, Method::Send, paths, env);
     let mut changes = Vec::new();
     let body = msg.body.clone().unwrap_or_default();
     let first_chunk = matches!(
@@ -244,20 +319,161 @@ pub fn msrp_request(
     addrs: &Addresses,
     env: &mut Env<'_>,
 ) -> Result<(Side, ChatOutcome), TranslateError> {
-    let to_path = msg.to_path()?;
-    let session_id = to_path
-        .last()
-        .and_then(|u| u.session_id.clone())
-        .ok_or(TranslateError::NoDialog)?;
+    let session_id = addressed_session(msg)?;
     let (from, out, parties) = route(&session_id, view, addrs)?;
+    let route = Route {
+        from,
+        paths: paths_of(&out),
+        parties,
+    };
+    translate_on(msg, &route, mappings, env)
+}
+
+/// The session-id of the last URI of a request's To-Path (the gateway's own, RFC 4975 §7.1);
+/// every URI of the list must parse.
+fn addressed_session(msg: &Message) -> Result<Bytes, TranslateError> {
+    if msg.header("To-Path").is_none() {
+        // The error `Message::to_path` gives.
+        msg.to_path()?;
+    }
+    let mut last = None;
+    for u in msg.to_path_uris() {
+        last = Some(u?);
+    }
+    last.and_then(|u| u.session_id)
+        .ok_or(TranslateError::NoDialog)
+}
+
+fn translate_on(
+    msg: &Message,
+    route: &Route,
+    mappings: &Mappings,
+    env: &mut Env<'_>,
+) -> Result<(Side, ChatOutcome), TranslateError> {
     let outcome = match msg.method() {
         Some(Method::Report) => ChatOutcome {
-            send: chat_report(msg, &out, env),
+            send: relay_on(msg, Method::Report, &route.paths, env),
             changes: Vec::new(),
         },
-        _ => chat_send(msg, from, &out, &parties, mappings, env)?,
+        _ => send_on(msg, route.from, &route.paths, &route.parties, mappings, env)?,
     };
-    Ok((from.other(), outcome))
+    Ok((route.from.other(), outcome))
+}
+
+/// A session's route as [`route`] derives it from the table, with the paths it writes encoded.
+#[derive(Debug)]
+struct Route {
+    /// The side the chunks come from.
+    from: Side,
+    /// To-Path and From-Path on the other leg.
+    paths: Paths,
+    /// Who speaks.
+    parties: ChatParties,
+}
+
+/// How long a cached route is used without reading the table again, in milliseconds: the
+/// table's entries expire (their time to live), and a route must stop working within this
+/// of its entries' expiry as it did when it was derived for every chunk.
+pub const ROUTE_MAX_AGE_MS: u64 = 1_000;
+
+/// One cached route: the session-id it is for, the table generation and time it was derived at.
+#[derive(Debug)]
+struct CachedRoute {
+    session_id: Bytes,
+    generation: u64,
+    at: Millis,
+    route: Arc<Route>,
+}
+
+/// The routes of one session's two legs ([`route`]), derived from the table once instead of
+/// for every chunk (the path parse, the users' addresses and the dialog look-ups cost several
+/// allocations per chunk). A route is derived again when the table's sessions change (the
+/// caller's `generation`: `correlate::Table::sessions_generation`, bumped by every insert or
+/// removal of a dialog or MSRP entry, so a re-INVITE that changes the far end's `a=path` or
+/// Contact is seen by the next chunk), and at the latest [`ROUTE_MAX_AGE_MS`] after it was
+/// derived (entries expire). Bounded: two routes.
+#[derive(Debug, Default)]
+pub struct RouteCache {
+    slots: Mutex<[Option<CachedRoute>; 2]>,
+}
+
+impl RouteCache {
+    /// An empty cache.
+    pub fn new() -> Self {
+        RouteCache::default()
+    }
+
+    fn get(&self, session_id: &[u8], generation: u64, now: Millis) -> Option<Arc<Route>> {
+        let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots.iter().flatten().find_map(|c| {
+            (c.session_id == session_id
+                && c.generation == generation
+                && now >= c.at
+                && now.0 - c.at.0 < ROUTE_MAX_AGE_MS)
+                .then(|| c.route.clone())
+        })
+    }
+
+    fn put(&self, session_id: Bytes, generation: u64, now: Millis, route: Arc<Route>) {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = CachedRoute {
+            session_id,
+            generation,
+            at: now,
+            route,
+        };
+        // Its own slot, else a free one, else the oldest.
+        let i = slots
+            .iter()
+            .position(|c| c.as_ref().is_some_and(|c| c.session_id == entry.session_id))
+            .or_else(|| slots.iter().position(Option::is_none))
+            .unwrap_or_else(|| {
+                let age = |c: &Option<CachedRoute>| c.as_ref().map_or(0, |c| c.at.0);
+                let [a, b] = &*slots;
+                usize::from(age(b) < age(a))
+            });
+        if let Some(slot) = slots.get_mut(i) {
+            *slot = Some(entry);
+        }
+    }
+}
+
+/// [`msrp_request`] for the chunks of one session, with its routes cached in `cache`;
+/// `generation` is the table's sessions generation read before `view` (see [`RouteCache`]).
+/// `session_id`: the session-id of the last URI of `msg`'s To-Path when the caller has read it
+/// already (the MSRP relay, for a request whose To-Path the codec checked, RFC 4975 §9: every
+/// URI parses); `None`: read here. Same results as [`msrp_request`] on the same table.
+// The inputs of `msrp_request` plus the cache, its generation and the session-id.
+#[allow(clippy::too_many_arguments)]
+pub fn msrp_request_cached(
+    msg: &Message,
+    session_id: Option<&Bytes>,
+    view: &dyn View,
+    generation: u64,
+    cache: &RouteCache,
+    mappings: &Mappings,
+    addrs: &Addresses,
+    env: &mut Env<'_>,
+) -> Result<(Side, ChatOutcome), TranslateError> {
+    let session_id = match session_id {
+        Some(s) => s.clone(),
+        None => addressed_session(msg)?,
+    };
+    let cached = cache.get(&session_id, generation, env.now);
+    let route = match cached {
+        Some(r) => r,
+        None => {
+            let (from, out, parties) = route(&session_id, view, addrs)?;
+            let r = Arc::new(Route {
+                from,
+                paths: paths_of(&out),
+                parties,
+            });
+            cache.put(session_id, generation, env.now, r.clone());
+            r
+        }
+    };
+    translate_on(msg, &route, mappings, env)
 }
 
 #[cfg(test)]

@@ -134,16 +134,78 @@ pub fn chunk_range(msg: &Message) -> Option<ByteRange> {
     })
 }
 
-/// What [`Message::report_for`] needs of a chunk: its paths and Message-ID, copied so that
-/// the chunk's buffer is released once it is forwarded.
-pub fn origin_of(msg: &Message) -> Message {
-    let mut o = Message::request(Bytes::new(), Method::Send);
-    for name in ["To-Path", "From-Path", "Message-ID"] {
-        if let Some(v) = msg.header(name) {
-            o.set_header(name, Bytes::copy_from_slice(v));
+/// The header fields of a chunk [`Message::report_for`] needs (RFC 4975 §7.1.2: its paths and
+/// Message-ID), copied into one buffer of their own so that the chunk's read buffer is released
+/// once it is forwarded (a chunk sent with `Failure-Report: partial` waits the transaction
+/// timeout for an answer that never comes): one allocation per chunk, none when it has none of
+/// them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// To-Path, From-Path and Message-ID, one after the other.
+    bytes: Bytes,
+    /// Where each one ends in `bytes`, or `None` when the chunk had no such field.
+    ends: [Option<u32>; 3],
+}
+
+/// The fields an [`Origin`] keeps, in its order.
+const ORIGIN_FIELDS: [&str; 3] = ["To-Path", "From-Path", "Message-ID"];
+
+impl Origin {
+    /// The chunk as [`Message::report_for`] reads it: a bodiless SEND with the fields kept.
+    pub fn message(&self) -> Message {
+        let mut o = Message {
+            transaction_id: Bytes::new(),
+            start: StartLine::Request {
+                method: Method::Send,
+            },
+            headers: Vec::with_capacity(3),
+            body: None,
+            continuation: crate::wire::msrp::Continuation::Complete,
+        };
+        let mut at = 0usize;
+        for (name, end) in ORIGIN_FIELDS.iter().zip(self.ends) {
+            if let Some(end) = end {
+                let end = end as usize;
+                o.set_header(*name, self.bytes.slice(at.min(end)..end));
+                at = end;
+            }
+        }
+        o
+    }
+
+    /// The chunk's Message-ID.
+    pub fn message_id(&self) -> Option<&[u8]> {
+        let [to, from, id] = self.ends;
+        let end = id? as usize;
+        let start = from.or(to).map_or(0, |e| e as usize);
+        self.bytes.get(start..end)
+    }
+}
+
+/// What [`Message::report_for`] needs of a chunk ([`Origin`]).
+pub fn origin_of(msg: &Message) -> Origin {
+    let values = ORIGIN_FIELDS.map(|name| msg.header(name));
+    let total: usize = values.iter().flatten().map(|v| v.len()).sum();
+    let mut ends = [None; 3];
+    // Header fields are bounded by the codec's limits (far below 4 GiB); anything longer is
+    // simply not kept.
+    if u32::try_from(total).is_err() {
+        return Origin {
+            bytes: Bytes::new(),
+            ends,
+        };
+    }
+    let mut buf = Vec::with_capacity(total);
+    for (end, v) in ends.iter_mut().zip(values) {
+        if let Some(v) = v {
+            buf.extend_from_slice(v);
+            *end = u32::try_from(buf.len()).ok();
         }
     }
-    o
+    Origin {
+        bytes: Bytes::from(buf),
+        ends,
+    }
 }
 
 /// A request the node sent on a leg and whose response it waits for.
@@ -166,7 +228,7 @@ pub enum PendingKind {
     /// A chunk forwarded for the peer of the other leg.
     Chunk {
         /// The chunk as received ([`origin_of`]).
-        origin: Message,
+        origin: Origin,
         /// Its range ([`chunk_range`]).
         range: Option<ByteRange>,
         /// Its Failure-Report (`yes` or `partial`; `no` is never tracked).
@@ -376,7 +438,7 @@ pub fn on_response(
                 code,
                 comment: comment.or_else(|| Some(Bytes::from_static(reason(code).as_bytes()))),
             };
-            match Message::report_for(origin, report_tid(), &status, *range) {
+            match Message::report_for(&origin.message(), report_tid(), &status, *range) {
                 Ok(r) => ResponseOutcome::Report(r),
                 Err(_) => ResponseOutcome::Absorbed,
             }
@@ -428,10 +490,20 @@ pub fn on_request(
 ) -> RequestAction {
     let or_ignore = |m: Option<Message>| m.map_or(RequestAction::Ignore, RequestAction::Answer);
     // RFC 4975 §7.3: a request for another session gets 481.
-    let to = msg.to_path_uris().filter_map(Result::ok).last();
-    if !to.is_some_and(|to| addressed_to(local, &to, cema)) {
-        return or_ignore(answer(msg, 481));
+    // The last URI that parses (the codec has checked them all).
+    let (mut to, mut whole) = (None, true);
+    for u in msg.to_path_uris() {
+        match u {
+            Ok(u) => to = Some(u),
+            Err(_) => whole = false,
+        }
     }
+    let Some(to) = to.filter(|to| addressed_to(local, to, cema)) else {
+        return or_ignore(answer(msg, 481));
+    };
+    // The translator is told the session-id rather than reading the To-Path again; one that
+    // does not parse whole it reads itself, as before (and refuses).
+    let session_id = if whole { to.session_id.as_ref() } else { None };
     match msg.method() {
         Some(Method::Send) => {
             let fr = msg.failure_report().unwrap_or(ReportRequest::Yes);
@@ -444,7 +516,7 @@ pub fn on_request(
             if msg.body.is_none() && starts_empty {
                 return or_ignore(answer(msg, 200));
             }
-            match translator.send(side, msg) {
+            match translator.send_to(side, session_id, msg) {
                 Ok(out) => RequestAction::Forward {
                     ok: answer(msg, 200),
                     track: (fr != ReportRequest::No).then(|| PendingKind::Chunk {
@@ -459,7 +531,7 @@ pub fn on_request(
         }
         // A REPORT is never answered (RFC 4975 §7.1.2); one the translator cannot place is
         // dropped.
-        Some(Method::Report) => match translator.report(side, msg) {
+        Some(Method::Report) => match translator.report_to(side, session_id, msg) {
             Some(out) => RequestAction::Forward {
                 out,
                 ok: None,
@@ -629,8 +701,12 @@ Message-ID: m0001
                                 total: Some(2)
                             })
                         );
-                        assert_eq!(origin.message_id(), msg.message_id());
-                        assert_eq!(origin.body, None);
+                        assert_eq!(origin.message_id(), msg.message_id().map(|v| &v[..]));
+                        let o = origin.message();
+                        assert_eq!(o.body, None);
+                        assert_eq!(o.header("To-Path"), msg.header("To-Path"));
+                        assert_eq!(o.header("From-Path"), msg.header("From-Path"));
+                        assert_eq!(o.message_id(), msg.message_id());
                     }
                     other => panic!("not tracked: {other:?}"),
                 }
@@ -721,6 +797,38 @@ Status: 000 200 OK
                 failure_report: fr,
             },
         }
+    }
+
+    #[test]
+    fn an_origin_keeps_the_paths_and_message_id_in_one_buffer() {
+        let msg = send("Byte-Range: 1-2/2\n", Some("hi"));
+        let o = origin_of(&msg);
+        assert_eq!(o.message_id(), Some(&b"m0001"[..]));
+        let m = o.message();
+        for name in ["To-Path", "From-Path", "Message-ID"] {
+            assert_eq!(m.header(name), msg.header(name), "{name}");
+        }
+        assert_eq!(m.headers.len(), 3);
+        assert_eq!(m.body, None);
+        // Without a Message-ID (RFC 4975 §7.1.1: a bodiless SEND may have none).
+        let mut bare = msg.clone();
+        bare.remove_header("Message-ID");
+        let o = origin_of(&bare);
+        assert_eq!(o.message_id(), None);
+        assert_eq!(o.message().headers.len(), 2);
+        assert_eq!(o.message().header("From-Path"), msg.header("From-Path"));
+        let r = Message::report_for(
+            &origin_of(&msg).message(),
+            Bytes::from_static(b"rep1"),
+            &Status {
+                namespace: 0,
+                code: 408,
+                comment: None,
+            },
+            None,
+        )
+        .expect("report");
+        assert_eq!(r.message_id(), msg.message_id());
     }
 
     #[test]

@@ -54,6 +54,24 @@ pub trait ChunkTranslator: Send + Sync {
     /// The REPORT to queue on the other leg for a REPORT received from `from`'s peer; `None`
     /// drops it (the session is no longer known).
     fn report(&self, from: Side, msg: &Message) -> Option<Message>;
+    /// [`Self::send`] for a SEND whose To-Path the relay has read already (the codec checked
+    /// every URI of it, RFC 4975 §9): it ends in the node's URI on `from`'s leg, whose
+    /// session-id is `session_id`. By default the same as [`Self::send`].
+    fn send_to(
+        &self,
+        from: Side,
+        session_id: Option<&Bytes>,
+        msg: &Message,
+    ) -> Result<Message, (u16, &'static str)> {
+        let _ = session_id;
+        self.send(from, msg)
+    }
+    /// [`Self::report`] for a REPORT whose To-Path the relay has read already (as
+    /// [`Self::send_to`]).
+    fn report_to(&self, from: Side, session_id: Option<&Bytes>, msg: &Message) -> Option<Message> {
+        let _ = session_id;
+        self.report(from, msg)
+    }
     /// The leg of `side` dropped mid-session ([`takeover`]): what keeps the messages towards
     /// its user from now on, or `None` to end the session. Called at most once per leg; the
     /// B2BUA ends that leg's dialog (issue 7).

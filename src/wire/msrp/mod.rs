@@ -1244,12 +1244,37 @@ impl Message {
         code: u16,
         comment: Option<Bytes>,
     ) -> Result<Message, MsrpError> {
-        let from = request.from_path()?;
-        let to = request.to_path()?;
-        let mut to_path = from;
-        if matches!(request.method(), Some(Method::Send)) {
-            to_path.truncate(1);
+        // `from_path()` and `to_path()` without their vectors (a SEND's 200 needs the first URI
+        // of each): the same errors, in the same order.
+        let send = matches!(request.method(), Some(Method::Send));
+        let path = |name: &'static str| {
+            request
+                .header(name)
+                .map(|v| UriList::new(v.clone(), 0))
+                .ok_or(MsrpError::MissingHeader { name, offset: 0 })
+        };
+        let mut from_first = None;
+        let mut from_all = Vec::new();
+        for u in path("From-Path")? {
+            let u = u?;
+            if !send {
+                from_all.push(u);
+            } else if from_first.is_none() {
+                from_first = Some(u);
+            }
         }
+        let mut to_first = None;
+        for u in path("To-Path")? {
+            let u = u?;
+            if to_first.is_none() {
+                to_first = Some(u);
+            }
+        }
+        let to_path = if send {
+            from_first.as_slice()
+        } else {
+            from_all.as_slice()
+        };
         let mut resp = Message {
             transaction_id: request.transaction_id.clone(),
             start: StartLine::Response { code, comment },
@@ -1257,8 +1282,8 @@ impl Message {
             body: None,
             continuation: Continuation::Complete,
         };
-        resp.set_to_path(&to_path);
-        resp.set_from_path(to.get(..1).unwrap_or_default());
+        resp.set_to_path(to_path);
+        resp.set_from_path(to_first.as_slice());
         Ok(resp)
     }
 

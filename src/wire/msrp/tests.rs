@@ -120,6 +120,53 @@ From-Path: msrp://relay.example.com:2855/r1;tcp
 }
 
 #[test]
+fn response_to_needs_both_paths_whole() {
+    let mut req = Message::request(Bytes::from_static(b"t1234"), Method::Send);
+    req.set_header(
+        "From-Path",
+        Bytes::from_static(b"msrp://a.example.com:7777/a1;tcp"),
+    );
+    // No To-Path: the error `to_path` gives.
+    let err = Message::response_to(&req, 200, None).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            MsrpError::MissingHeader {
+                name: "To-Path",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    // A URI that does not parse, after a good one: refused as `from_path` refuses it.
+    req.set_header(
+        "To-Path",
+        Bytes::from_static(b"msrp://b.example.com:8888/b1;tcp"),
+    );
+    req.set_header(
+        "From-Path",
+        Bytes::from_static(b"msrp://a.example.com:7777/a1;tcp http://x"),
+    );
+    assert_eq!(
+        Message::response_to(&req, 200, None).unwrap_err(),
+        req.from_path().unwrap_err()
+    );
+    // No From-Path at all.
+    req.remove_header("From-Path");
+    let err = Message::response_to(&req, 200, None).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            MsrpError::MissingHeader {
+                name: "From-Path",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[test]
 fn empty_body_and_no_headers_forms() {
     let l = Limits::default();
     // Empty body: blank line, empty data, CRLF, end-line.
