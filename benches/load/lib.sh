@@ -50,7 +50,10 @@ trap cleanup EXIT
 tmpdir=$(mktemp -d /tmp/cpm-iwf-bench.XXXXXX)
 
 # start_node TRANSPORT(udp|tcp) UAS_PORT [EXTRA_LIMITS_TOML]: starts the release node, sets
-# node_pid, node_cpm (its CPM SIP address), node_admin. WORKERS: runtime threads.
+# node_pid, node_cpm (its CPM SIP address), node_admin. WORKERS: runtime threads. Its store is a
+# fresh file in the run's directory: with the default (data/cpm-iwf.redb, kept between runs) a
+# run that ended with MESSAGEs stored for a timed-out UAS had the next run deliver them first,
+# to a UAS that counts them as its own calls.
 start_node() {
   local transport=$1 uas_port=$2 limits=${3:-}
   local cpm_port simple_port admin_port udp tcp
@@ -61,6 +64,8 @@ admin_listen = "127.0.0.1:$admin_port"
 log_level = "warn"
 [timers]
 probe_interval_ms = 0
+[store]
+location = "$tmpdir/store.redb"
 [cpm]
 sip_udp = ${udp//PORT/$cpm_port}
 sip_tcp = ${tcp//PORT/$cpm_port}

@@ -17,6 +17,7 @@
 #   SIPP             sipp binary (default: sipp on PATH).
 #   SIPP_TIMEOUT     seconds each SIPp may run (default 60); both are killed after it + 10 s.
 #   SIPP_LOG_DIR     where logs go (default: a new temporary directory, printed).
+#   SIPP_BUFF_SIZE   socket send/receive buffer of each SIPp, bytes (default 4194304).
 #   SIPP_UAC_IP      local address of the UAC (default 127.0.0.1).
 #   SIPP_SERVICE     user part of the Request-URI and To (default +15551234567).
 #   SIPP_PAUSE_MS    invite: session length between ACK and BYE (default 200).
@@ -68,8 +69,11 @@ echo "run.sh: $pair over $transport, $calls calls at $rate/s, $uac_target -> $ua
 
 # Each SIPp: -nostdin (no terminal), -timeout + -timeout_error (a stuck run fails, never hangs),
 # -trace_err (unexpected messages) and -trace_stat/-trace_screen for the post-mortem.
+# -buff_size: the kernel's default 208 KiB receive buffer holds ~150 MESSAGEs; a SIPp that is
+# descheduled for a moment on a busy 2-core machine loses the rest of a burst there, and the
+# retransmissions then count against the node (SIPP_BUFF_SIZE, bytes; net.core.rmem_max caps it).
 common=(-nostdin -t "$transport" -timeout "${limit}s" -timeout_error -max_recv_loops 5000
-        -trace_err -trace_screen -trace_stat -fd 1)
+        -buff_size "${SIPP_BUFF_SIZE:-4194304}" -trace_err -trace_screen -trace_stat -fd 1)
 (cd "$logs" && exec timeout -k 5 $((limit + 10)) "$sipp" -sf "$here/$uas_sf" -i "$uas_ip" -p "$uas_port" \
     -m "$calls" "${common[@]}" "${uas_extra[@]}" >uas.out 2>&1) &
 uas_pid=$!
