@@ -127,6 +127,15 @@ pub const ACL_DROPS: Metric = Metric {
            allow list.",
 };
 
+/// SIP messages received over UDP and dropped because the node's inbound queue was full.
+pub const SIP_INBOUND_DROPS: Metric = Metric {
+    name: "cpm_iwf_sip_inbound_drops_total",
+    kind: MetricKind::Counter,
+    labels: &["side"],
+    help: "SIP messages received over UDP and dropped because the inbound queue was full (the \
+           sender retransmits, RFC 3261 section 17.1.2.2); non-zero means the node is overloaded.",
+};
+
 /// Messages translated, by the side they came from and kind.
 pub const TRANSLATIONS: Metric = Metric {
     name: "cpm_iwf_translations_total",
@@ -314,7 +323,7 @@ pub const RECORD_DELETIONS: Metric = Metric {
 };
 
 /// Every metric the node exposes.
-pub const ALL: [Metric; 35] = [
+pub const ALL: [Metric; 36] = [
     SIP_REQUESTS,
     SIP_RESPONSES,
     SIP_RETRANSMISSIONS,
@@ -322,6 +331,7 @@ pub const ALL: [Metric; 35] = [
     SIP_TRANSACTION_TIMEOUTS,
     SIP_TRANSACTION_DURATION,
     ACL_DROPS,
+    SIP_INBOUND_DROPS,
     TRANSLATIONS,
     TRANSLATION_FAILURES,
     PROCESSING_DURATION,
@@ -870,6 +880,7 @@ struct Registry {
     sip_transaction_timeouts: Slots<Counter>,
     sip_transaction_duration: Slots<Histogram>,
     acl_drops: Slots<Counter>,
+    sip_inbound_drops: Slots<Counter>,
     translations: Slots<Counter>,
     translation_failures: Slots<Counter>,
     processing_duration: Slots<Histogram>,
@@ -903,6 +914,7 @@ impl Registry {
             sip_transaction_timeouts: Slots::new(size(&[SIDES, METHODS])),
             sip_transaction_duration: Slots::new(size(&[SIDES, METHODS])),
             acl_drops: Slots::new(size(&[SIDES, AclTransport::ALL.len()])),
+            sip_inbound_drops: Slots::new(SIDES),
             translations: Slots::new(size(&[SIDES, KINDS])),
             translation_failures: Slots::new(size(&[SIDES, KINDS, REASONS])),
             processing_duration: Slots::new(KINDS),
@@ -1003,6 +1015,7 @@ fn initial_series(r: &Registry) {
         for &t in AclTransport::ALL {
             acl_counter(r, side, t);
         }
+        inbound_drop_counter(r, side);
         for &s in ParseErrorStatus::ALL {
             parse_error_counter(r, side, s);
         }
@@ -1179,6 +1192,22 @@ fn acl_counter(r: &Registry, side: Side, transport: AclTransport) -> Option<&Cou
             vec![label("side", side), label("transport", transport)]
         )
     })
+}
+
+fn inbound_drop_counter(r: &Registry, side: Side) -> Option<&Counter> {
+    let i = position(&[part(side)]);
+    r.sip_inbound_drops.get(i, || {
+        metrics::counter!(SIP_INBOUND_DROPS.name, vec![label("side", side)])
+    })
+}
+
+/// A SIP message from `side` dropped because the inbound queue was full.
+pub fn sip_inbound_drop(side: Side) {
+    with(|r| {
+        if let Some(c) = inbound_drop_counter(r, side) {
+            c.increment(1);
+        }
+    });
 }
 
 /// A datagram dropped or a connection closed by `side`'s access list.

@@ -202,8 +202,12 @@ async fn oversized_datagram_gets_413() {
 
 #[tokio::test]
 async fn full_inbound_channel_drops_datagrams_and_counts_them() {
+    // The drops are also the operator's metric (only this test in this binary installs the
+    // recorder or names a side, so the count is this test's own).
+    let handle = cpm_iwf::metrics::install().expect("metrics recorder");
     let mut cfg = config();
     cfg.inbound_depth = 1;
+    cfg.side = Some(cpm_iwf::translate::state::Side::Simple);
     let (t, mut rx) = start(cfg).await;
     let client = UdpSocket::bind(any()).await.unwrap();
     for i in 0..5 {
@@ -222,6 +226,12 @@ async fn full_inbound_channel_drops_datagrams_and_counts_them() {
     }
     assert_eq!(stats.delivered.load(Ordering::Relaxed), 1);
     assert_eq!(stats.inbound_full_drops.load(Ordering::Relaxed), 4);
+    let text = handle.render();
+    assert!(
+        text.lines()
+            .any(|l| l == r#"cpm_iwf_sip_inbound_drops_total{side="simple"} 4"#),
+        "{text}"
+    );
     assert_eq!(next(&mut rx).await.message.call_id(), Some("d0"));
     nothing_more(&mut rx).await;
 }

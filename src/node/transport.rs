@@ -998,7 +998,10 @@ async fn udp_loop(inner: Arc<Inner>, sock: Arc<UdpSocket>, local: SocketAddr) {
                     Ok(()) => bump(&inner.stats.delivered),
                     // UDP: the peer retransmits (RFC 3261 §17.1.2.2); better than growing.
                     Err(mpsc::error::TrySendError::Full(_)) => {
-                        bump(&inner.stats.inbound_full_drops)
+                        bump(&inner.stats.inbound_full_drops);
+                        if let Some(side) = inner.cfg.side {
+                            crate::metrics::sip_inbound_drop(side);
+                        }
                     }
                     Err(mpsc::error::TrySendError::Closed(_)) => return,
                 }
