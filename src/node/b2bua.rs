@@ -12,7 +12,10 @@
 //! route).
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
+
+/// The core's maps: foldhash, randomly seeded per map (see Cargo.toml for why not SipHash).
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
@@ -405,11 +408,11 @@ impl Core {
                 batch: 32,
             }),
             parts: p,
-            puts: HashMap::new(),
+            puts: HashMap::default(),
             next_token: 1,
             expiry_checked: Millis(0),
             expiry_busy: false,
-            sunk: HashMap::new(),
+            sunk: HashMap::default(),
             watcher,
         });
         Core {
@@ -417,15 +420,15 @@ impl Core {
             sides: [cpm, simple],
             senders,
             ids,
-            servers: HashMap::new(),
-            clients: HashMap::new(),
+            servers: HashMap::default(),
+            clients: HashMap::default(),
             timers: BinaryHeap::new(),
             timer_seq: 0,
-            media: HashMap::new(),
-            relay_of: HashMap::new(),
-            sessions: HashMap::new(),
+            media: HashMap::default(),
+            relay_of: HashMap::default(),
+            sessions: HashMap::default(),
             next_relay_id: 1,
-            acks: HashMap::new(),
+            acks: HashMap::default(),
             draining: false,
             probes: [(None, false), (None, false)],
             deferred,
@@ -468,6 +471,11 @@ impl Core {
             .as_ref()
             .map(|_| tokio::time::interval(std::time::Duration::from_millis(100)));
         self.resume_stored();
+        // One timer for the transactions' wake-ups, moved only when the earliest deadline
+        // changes: a new `sleep` each turn registered and dropped a timer-wheel entry (and read
+        // the clock twice) for every message.
+        let mut wake = std::pin::pin!(tokio::time::sleep(std::time::Duration::ZERO));
+        let mut wake_at: Option<Millis> = None;
         loop {
             let store_tick_fut = async {
                 match store_tick.as_mut() {
@@ -486,16 +494,15 @@ impl Core {
                 }
             };
             let deadline = self.timers.peek().map(|Reverse((at, _, _))| *at);
-            let now = self.parts.clock.now();
-            let sleep = async {
-                match deadline {
-                    Some(at) => {
-                        let wait = at.0.saturating_sub(now.0);
-                        tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
-                    }
-                    None => std::future::pending::<()>().await,
+            if deadline != wake_at {
+                if let Some(at) = deadline {
+                    let wait = at.0.saturating_sub(self.parts.clock.now().0);
+                    wake.as_mut().reset(
+                        tokio::time::Instant::now() + std::time::Duration::from_millis(wait),
+                    );
                 }
-            };
+                wake_at = deadline;
+            }
             tokio::select! {
                 inbound = cpm_in.recv(), if cpm_open => match inbound {
                     Some(inbound) => self.on_sip(Side::Cpm, inbound),
@@ -515,7 +522,11 @@ impl Core {
                     }
                     None => break,
                 },
-                () = sleep => self.on_timers(),
+                () = &mut wake, if wake_at.is_some() => {
+                    // Fired: set again from the heap on the next turn.
+                    wake_at = None;
+                    self.on_timers();
+                }
                 () = probe_tick => self.probe(),
                 () = store_tick_fut => self.on_store_tick(),
             }
@@ -629,7 +640,17 @@ impl Core {
     // ---- requests -------------------------------------------------------------------------
 
     fn on_request(&mut self, side: Side, inbound: Inbound) {
-        let route = inbound.response_route();
+        // The top Via read once: where the responses go and the transaction's sent-by.
+        let (route, sent_by) = {
+            let via = inbound
+                .message
+                .header("Via")
+                .and_then(super::transport::parse_via);
+            (
+                inbound.response_route_from(via.as_ref()),
+                sent_by(via.as_ref()),
+            )
+        };
         let transport = inbound.transport;
         let msg = inbound.message;
         let Some(method) = msg.method().copied() else {
@@ -645,7 +666,7 @@ impl Core {
         let key = Arc::new(ServerKey {
             side,
             branch: transaction_branch(&msg),
-            sent_by: sent_by(&msg),
+            sent_by,
             method: if is_ack {
                 "INVITE"
             } else {
@@ -2361,11 +2382,15 @@ fn transaction_branch(msg: &SipMessage) -> String {
 }
 
 /// The sent-by of the top Via (host and port as written), part of the server transaction key.
-fn sent_by(msg: &SipMessage) -> String {
-    msg.header("Via")
-        .and_then(super::transport::parse_via)
-        .map(|v| format!("{}:{}", v.host, v.port.unwrap_or(5060)))
-        .unwrap_or_default()
+fn sent_by(via: Option<&super::transport::ViaParts<'_>>) -> String {
+    let Some(v) = via else {
+        return String::new();
+    };
+    let mut out = String::with_capacity(v.host.len() + 6);
+    out.push_str(v.host);
+    out.push(':');
+    super::transport::push_decimal(&mut out, u32::from(v.port.unwrap_or(5060)));
+    out
 }
 
 fn timer_config(base: TimerConfig, transport: Transport) -> TimerConfig {

@@ -175,12 +175,16 @@ impl Inbound {
     /// Where this request's responses go (RFC 3261 §18.2.2), to keep in its server
     /// transaction for every response and retransmission.
     pub fn response_route(&self) -> ResponseRoute {
+        let via = self.message.header("Via").and_then(parse_via);
+        self.response_route_from(via.as_ref())
+    }
+
+    /// [`response_route`](Self::response_route) from the top Via already read (`None`: none
+    /// or unreadable, the source address is used).
+    pub fn response_route_from(&self, via: Option<&ViaParts<'_>>) -> ResponseRoute {
         let reliable = self.transport == Transport::Tcp;
-        let addr = self
-            .message
-            .header("Via")
-            .and_then(parse_via)
-            .and_then(|via| response_target(&via, reliable))
+        let addr = via
+            .and_then(|via| response_target(via, reliable))
             .unwrap_or(self.source);
         ResponseRoute {
             transport: self.transport,
@@ -319,6 +323,31 @@ impl<'a> ViaParts<'a> {
         })
     }
 
+    /// `received`, `maddr` and `rport` (as [`param`](Self::param) gives each; the first of a
+    /// repeated one), read in one pass: every response's route needs all three.
+    pub fn route_params(&self) -> [Option<&'a str>; 3] {
+        let mut found = [None; 3];
+        for p in self.params.split(';') {
+            let (n, v) = p.split_once('=').unwrap_or((p, ""));
+            let n = n.trim();
+            let slot = if n.eq_ignore_ascii_case("received") {
+                0
+            } else if n.eq_ignore_ascii_case("maddr") {
+                1
+            } else if n.eq_ignore_ascii_case("rport") {
+                2
+            } else {
+                continue;
+            };
+            if let Some(f) = found.get_mut(slot)
+                && f.is_none()
+            {
+                *f = Some(v.trim_matches([' ', '\t', '"']));
+            }
+        }
+        found
+    }
+
     /// The sent-by host as an IP address, when it is one.
     pub fn host_ip(&self) -> Option<IpAddr> {
         self.host.parse().ok()
@@ -395,16 +424,17 @@ fn same_ip(a: IpAddr, b: IpAddr) -> bool {
 /// RFC 3263 §5 resolution can turn into an address.
 pub fn response_target(via: &ViaParts<'_>, reliable: bool) -> Option<SocketAddr> {
     let port = via.port.unwrap_or(DEFAULT_PORT);
-    let received = via.param("received").and_then(|r| r.parse::<IpAddr>().ok());
+    let [received, maddr, rport] = via.route_params();
+    let received = received.and_then(|r| r.parse::<IpAddr>().ok());
     if reliable {
         let ip = received.or_else(|| via.host_ip())?;
         return Some(SocketAddr::new(ip, port));
     }
-    if let Some(maddr) = via.param("maddr").and_then(|m| m.parse::<IpAddr>().ok()) {
+    if let Some(maddr) = maddr.and_then(|m| m.parse::<IpAddr>().ok()) {
         return Some(SocketAddr::new(maddr, port));
     }
     // RFC 3581 §4: the received address and the rport port.
-    if let Some(rport) = via.param("rport").and_then(|p| p.parse::<u16>().ok()) {
+    if let Some(rport) = rport.and_then(|p| p.parse::<u16>().ok()) {
         let ip = received.or_else(|| via.host_ip())?;
         return Some(SocketAddr::new(ip, rport));
     }
@@ -480,8 +510,58 @@ pub fn request_via(transport: Transport, sent_by: SocketAddr, branch: &str) -> S
     } else {
         BRANCH_MAGIC
     };
-    // SocketAddr's Display brackets IPv6 hosts, as sent-by needs (RFC 3261 §25.1).
-    format!("SIP/2.0/{proto} {sent_by};branch={cookie}{branch};rport")
+    // Written piece by piece: `format!` with SocketAddr's Display was ~2.5 k instructions, and
+    // the node writes one for every request it sends.
+    let mut out = String::with_capacity(40 + cookie.len() + branch.len());
+    out.push_str("SIP/2.0/");
+    out.push_str(proto);
+    out.push(' ');
+    push_socket_addr(&mut out, sent_by);
+    out.push_str(";branch=");
+    out.push_str(cookie);
+    out.push_str(branch);
+    out.push_str(";rport");
+    out
+}
+
+/// `addr` as a sent-by (RFC 3261 §25.1: an IPv6 host in brackets), as SocketAddr's Display
+/// writes it; IPv4 without the formatting machinery.
+pub fn push_socket_addr(out: &mut String, addr: SocketAddr) {
+    match addr {
+        SocketAddr::V4(v4) => {
+            for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                push_decimal(out, u32::from(octet));
+            }
+        }
+        SocketAddr::V6(v6) => {
+            use std::fmt::Write as _;
+            let _ = write!(out, "[{}]", v6.ip());
+        }
+    }
+    out.push(':');
+    push_decimal(out, u32::from(addr.port()));
+}
+
+/// `v` in decimal, no leading zeros.
+pub fn push_decimal(out: &mut String, mut v: u32) {
+    let mut digits = [0u8; 10];
+    let mut n = 0;
+    loop {
+        if let Some(d) = digits.get_mut(n) {
+            *d = b'0' + (v % 10) as u8;
+        }
+        n += 1;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    for &d in digits.iter().take(n).rev() {
+        out.push(char::from(d));
+    }
 }
 
 /// Whether a TCP peer is in the middle of a message, from what the stream decoder consumed
@@ -1457,6 +1537,50 @@ mod tests {
             Some(src)
         );
         assert_eq!(stamp_via("not a via", src), None);
+    }
+
+    #[test]
+    fn route_params_equal_param_by_param() {
+        for v in [
+            "SIP/2.0/UDP a;branch=z9hG4bKa",
+            "SIP/2.0/UDP a;rport;received=1.2.3.4;maddr=239.1.1.1",
+            "SIP/2.0/UDP a; RPORT = 5 ;Received=\"1.2.3.4\";rport=6;maddr",
+            "SIP/2.0/UDP a;;=;received",
+        ] {
+            let via = parse_via(v).unwrap();
+            assert_eq!(
+                via.route_params(),
+                [
+                    via.param("received"),
+                    via.param("maddr"),
+                    via.param("rport")
+                ],
+                "{v:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn socket_addr_text_equals_display() {
+        for a in [
+            "0.0.0.0:0",
+            "127.0.0.1:5060",
+            "255.255.255.255:65535",
+            "10.20.3.4:9",
+            "192.0.2.10:10000",
+            "[::1]:5060",
+            "[2001:db8::1]:5062",
+        ] {
+            let addr = sa(a);
+            let mut out = String::new();
+            push_socket_addr(&mut out, addr);
+            assert_eq!(out, addr.to_string());
+        }
+        for v in [0, 7, 10, 99, 100, 65_535, 4_294_967_295] {
+            let mut out = String::new();
+            push_decimal(&mut out, v);
+            assert_eq!(out, v.to_string());
+        }
     }
 
     #[test]

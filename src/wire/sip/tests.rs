@@ -720,3 +720,69 @@ fn shared_values_are_checked_like_copied_ones() {
         b"MESSAGE sip:x@y SIP/2.0\r\nX-B: padded\r\nCall-ID: cid\r\nContent-Type: text/html\r\nContent-Length: 3\r\n\r\n<p>"
     );
 }
+
+/// The two-step reading `first_item_param` replaced: cut the first element (commas inside
+/// quotes or `<>` ignored), then split its parameters at `;`.
+fn first_item_param_reference<'a>(value: &'a str, name: &str) -> Option<&'a str> {
+    let mut in_quotes = false;
+    let mut in_angle = false;
+    let mut escaped = false;
+    let mut first = value;
+    for (i, c) in value.bytes().enumerate() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            b'\\' if in_quotes => escaped = true,
+            b'"' => in_quotes = !in_quotes,
+            b'<' if !in_quotes => in_angle = true,
+            b'>' if !in_quotes => in_angle = false,
+            b',' if !in_quotes && !in_angle => {
+                first = value.get(..i).unwrap_or(value);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let params = first.split_once(';').map(|(_, p)| p)?;
+    param(params, name)
+}
+
+#[test]
+fn top_via_branch_reads_the_first_via_parm() {
+    for (via, want) in [
+        (
+            "SIP/2.0/UDP a.example.com;branch=z9hG4bK1",
+            Some("z9hG4bK1"),
+        ),
+        (
+            "SIP/2.0/UDP a;rport;BRANCH = z9hG4bK2 ;x=1",
+            Some("z9hG4bK2"),
+        ),
+        ("SIP/2.0/UDP a, SIP/2.0/UDP b;branch=z9hG4bK3", None),
+        (
+            "SIP/2.0/UDP a;x=\"p,q;branch=no\";branch=z9hG4bK4, b",
+            Some("no\""),
+        ),
+        ("SIP/2.0/UDP [::1]:5060;branch=z9hG4bK5", Some("z9hG4bK5")),
+        ("SIP/2.0/UDP a;branch", Some("")),
+        ("SIP/2.0/UDP a", None),
+    ] {
+        assert_eq!(first_item_param(via, "branch"), want, "{via:?}");
+        assert_eq!(first_item_param_reference(via, "branch"), want, "{via:?}");
+    }
+}
+
+proptest::proptest! {
+    #[test]
+    fn first_item_param_equals_the_two_step_reading(
+        value in "[a-c;=,\"<>\\\\ \t]{0,40}",
+        name in "[a-c]{1,2}",
+    ) {
+        proptest::prop_assert_eq!(
+            first_item_param(&value, &name),
+            first_item_param_reference(&value, &name)
+        );
+    }
+}
