@@ -195,9 +195,10 @@ fn text_of(b: &Bytes) -> Text {
 
 /// The bytes of [`text_of`]: `b` shared (one reference count) when it is UTF-8.
 fn utf8_of(b: &Bytes) -> Bytes {
-    match std::str::from_utf8(b) {
-        Ok(_) => b.clone(),
-        Err(_) => Bytes::from(String::from_utf8_lossy(b).into_owned()),
+    // ASCII (the usual Request-URI) is UTF-8: one word-at-a-time test before the full check.
+    match b.is_ascii() || std::str::from_utf8(b).is_ok() {
+        true => b.clone(),
+        false => Bytes::from(String::from_utf8_lossy(b).into_owned()),
     }
 }
 

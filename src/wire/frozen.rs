@@ -25,7 +25,11 @@ impl<const N: usize> AsRef<[u8]> for Inline<N> {
     }
 }
 
-#[inline]
+// Not inlined into `shared_copy`'s size switch: kept small, `Bytes::from_owner` is inlined
+// into it and the array is built in place in its box (one copy of the array); inlined, the
+// switch grew past the point where `from_owner` was inlined and the array was moved once more
+// into its argument (~50 instructions a buffer, seen in a profile).
+#[inline(never)]
 fn inline<const N: usize>(s: &[u8]) -> Bytes {
     let mut data = [0u8; N];
     if let Some(d) = data.get_mut(..s.len()) {

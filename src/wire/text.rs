@@ -249,20 +249,19 @@ pub fn split_header(line: &[u8]) -> Option<(&[u8], &[u8])> {
 /// `s` without leading and trailing SP / HTAB.
 #[inline]
 pub fn trim_ws(s: &[u8]) -> &[u8] {
-    // Plain loops from each end: the usual value has one space before it (`Name: value`) and
-    // none after, two or three steps in all.
-    let mut start = 0usize;
-    while s.get(start).is_some_and(|b| is_ws(*b)) {
-        start += 1;
+    // Slice patterns from each end (one length test and one byte compare a step, no index to
+    // check): the usual value has one space before it (`Name: value`) and none after.
+    let mut s = s;
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
     }
-    let mut end = s.len();
-    while end > start && s.get(end - 1).is_some_and(|b| is_ws(*b)) {
-        end -= 1;
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
     }
-    s.get(start..end).unwrap_or_default()
+    s
 }
 
-#[inline]
+#[cfg(test)]
 fn is_ws(b: u8) -> bool {
     b == b' ' || b == b'\t'
 }
@@ -382,6 +381,21 @@ mod tests {
         assert_eq!(line_col(b, 4), (2, 2));
         assert_eq!(line_col(b, 99), (3, 3));
         assert_eq!(trim_ws(b" \t "), b"");
+    }
+
+    #[test]
+    fn trim_ws_is_the_position_reading() {
+        // Every string of up to six bytes of SP, HTAB, `a` and `\r`: the slice-pattern loops
+        // read what the `position` / `rposition` reading reads.
+        let alphabet = [b' ', b'\t', b'a', b'\r'];
+        for len in 0..=6u32 {
+            for n in 0..4usize.pow(len) {
+                let s: Vec<u8> = (0..len).map(|k| alphabet[n / 4usize.pow(k) % 4]).collect();
+                let start = s.iter().position(|b| !is_ws(*b)).unwrap_or(s.len());
+                let end = s.iter().rposition(|b| !is_ws(*b)).map_or(start, |i| i + 1);
+                assert_eq!(trim_ws(&s), &s[start..end], "{s:?}");
+            }
+        }
     }
 
     #[test]
