@@ -25,11 +25,14 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt;
+use futures_util::future::OptionFuture;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
@@ -368,13 +371,26 @@ struct Out {
 }
 
 /// Whether a leg's queue has a writer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Writer {
     /// The connection is not up yet: messages wait.
     Waiting,
+    /// The connection is up and nothing is queued: no writer task runs, the write half waits
+    /// here, and the next push starts a writer with it (issue 9: a held session keeps no
+    /// writer task).
+    Idle(OwnedWriteHalf),
     /// A writer task drains it (or, once the leg dropped, its keeper: [`takeover`]).
     Running,
     /// Closed: nothing is queued any more (senders get `false`).
+    Closed,
+}
+
+/// What [`Queue::push`] did.
+enum Pushed {
+    /// Queued; its writer runs.
+    Queued,
+    /// Queued; the queue had no writer task: start one with this write half.
+    Start(OwnedWriteHalf),
+    /// The queue is closed: not queued.
     Closed,
 }
 
@@ -436,30 +452,84 @@ impl Queue {
         }
     }
 
-    /// Become the queue's writer; `false` when it has one or is closed.
-    fn claim(&self) -> bool {
+    /// The leg's connection is up: its write half waits in the queue until there is
+    /// something to write; returned when something is queued already (start a writer with
+    /// it). `Err` when the queue was claimed or closed before.
+    fn claim(&self, wr: OwnedWriteHalf) -> Result<Option<OwnedWriteHalf>, ()> {
         let mut st = lock(&self.state);
-        if st.writer == Writer::Waiting {
-            st.writer = Writer::Running;
-            true
+        if !matches!(st.writer, Writer::Waiting) {
+            return Err(());
+        }
+        if st.items.is_empty() {
+            st.writer = Writer::Idle(wr);
+            Ok(None)
         } else {
-            false
+            st.writer = Writer::Running;
+            Ok(Some(wr))
         }
     }
 
-    /// Queue a message whose slot and bytes the caller took; `false` when closed.
-    fn push(&self, out: Out) -> bool {
-        {
+    /// Queue a message whose slot and bytes the caller took.
+    fn push(&self, out: Out) -> Pushed {
+        let pushed = {
             let mut st = lock(&self.state);
-            if st.writer == Writer::Closed {
+            if matches!(st.writer, Writer::Closed) {
                 drop(st);
                 drop(out);
-                return false;
+                return Pushed::Closed;
             }
             st.items.push_back(out);
+            match std::mem::replace(&mut st.writer, Writer::Running) {
+                Writer::Idle(wr) => Pushed::Start(wr),
+                other => {
+                    st.writer = other;
+                    Pushed::Queued
+                }
+            }
+        };
+        if matches!(pushed, Pushed::Queued) {
+            self.ready.notify_one();
         }
-        self.ready.notify_one();
-        true
+        pushed
+    }
+
+    /// The writer found nothing to write: its write half waits in the queue (the task
+    /// ends), unless something was queued meanwhile or the session or leg is ending (then
+    /// the writer goes on and gets it back).
+    fn park(
+        &self,
+        wr: OwnedWriteHalf,
+        cancel: &CancellationToken,
+        dropped: &CancellationToken,
+    ) -> Result<(), OwnedWriteHalf> {
+        let mut st = lock(&self.state);
+        // Checked under the lock: whoever cancels then looks at the queue under it too
+        // ([`Queue::wake`], [`Queue::close_unclaimed`]), so an ending is never missed.
+        if !st.items.is_empty()
+            || !matches!(st.writer, Writer::Running)
+            || cancel.is_cancelled()
+            || dropped.is_cancelled()
+        {
+            return Err(wr);
+        }
+        if st.items.capacity() > 0 {
+            st.items = VecDeque::new();
+        }
+        st.writer = Writer::Idle(wr);
+        Ok(())
+    }
+
+    /// The write half of a queue with no writer task, to start one (the leg was taken over:
+    /// the writer drains the queue into its keeper).
+    fn wake(&self) -> Option<OwnedWriteHalf> {
+        let mut st = lock(&self.state);
+        match std::mem::replace(&mut st.writer, Writer::Running) {
+            Writer::Idle(wr) => Some(wr),
+            other => {
+                st.writer = other;
+                None
+            }
+        }
     }
 
     /// Take what is queued, oldest first, up to about [`WRITE_BATCH`] encoded bytes (at
@@ -517,29 +587,32 @@ impl Queue {
 
     /// Close for good: drop what is queued, fail every sender.
     fn close(&self) {
-        let items = {
+        let (items, writer) = {
             let mut st = lock(&self.state);
-            st.writer = Writer::Closed;
-            std::mem::take(&mut st.items)
+            let writer = std::mem::replace(&mut st.writer, Writer::Closed);
+            (std::mem::take(&mut st.items), writer)
         };
         self.slots.close();
         self.budget.close();
         drop(items);
+        drop(writer);
     }
 
-    /// Close unless a writer runs (it flushes what is queued, then closes).
+    /// Close unless a writer task runs (it flushes what is queued, then closes). A parked
+    /// write half is dropped, which shuts the connection's sending side down (FIN).
     fn close_unclaimed(&self) {
-        let items = {
+        let (items, writer) = {
             let mut st = lock(&self.state);
-            if st.writer != Writer::Waiting {
+            if matches!(st.writer, Writer::Running | Writer::Closed) {
                 return;
             }
-            st.writer = Writer::Closed;
-            std::mem::take(&mut st.items)
+            let writer = std::mem::replace(&mut st.writer, Writer::Closed);
+            (std::mem::take(&mut st.items), writer)
         };
         self.slots.close();
         self.budget.close();
         drop(items);
+        drop(writer);
     }
 }
 
@@ -879,13 +952,17 @@ fn accept_conn(
     stream: TcpStream,
     permit: OwnedSemaphorePermit,
 ) -> impl Future<Output = ()> + Send {
-    let setup = Box::pin(accept_setup(inner, side, stream, permit));
-    async move {
-        let reader = setup.await;
-        if let Some(r) = reader {
-            r.run().await;
-        }
-    }
+    then_run(Box::pin(accept_setup(inner, side, stream, permit)))
+}
+
+/// The setup, then the reader it gives runs, in one future as large as the larger of the
+/// two: an `async` block awaiting one then the other would keep room for the reader twice.
+fn then_run(
+    setup: Pin<Box<dyn Future<Output = Option<Reader>> + Send>>,
+) -> impl Future<Output = ()> + Send {
+    setup
+        .then(|reader| OptionFuture::from(reader.map(Reader::run)))
+        .map(drop)
 }
 
 async fn accept_setup(
@@ -971,13 +1048,7 @@ async fn linger(stream: &mut TcpStream, buf: &mut BytesMut) {
 /// a bodiless SEND (RFC 4975 §5.4), then relay. As for [`accept_conn`], the setup has its
 /// own allocation.
 fn dial(inner: Arc<Inner>, session: Arc<Session>, side: Side) -> impl Future<Output = ()> + Send {
-    let setup = Box::pin(dial_setup(inner, session, side));
-    async move {
-        let reader = setup.await;
-        if let Some(r) = reader {
-            r.run().await;
-        }
-    }
+    then_run(Box::pin(dial_setup(inner, session, side)))
 }
 
 async fn dial_setup(inner: Arc<Inner>, session: Arc<Session>, side: Side) -> Option<Reader> {
@@ -1114,9 +1185,16 @@ fn detach(uris: &[MsrpUri]) -> Vec<MsrpUri> {
 
 const WRITE_BATCH: usize = 64 * 1024;
 
+/// Start a writer task for a leg whose queue had none ([`Pushed::Start`], [`Queue::wake`]).
+fn start_writer(inner: &Arc<Inner>, session: &Arc<Session>, side: Side, wr: OwnedWriteHalf) {
+    tokio::spawn(write_loop(inner.clone(), session.clone(), side, wr));
+}
+
 /// Drain a leg's queue to its socket, several messages per write when they are queued. The
 /// bytes are encoded into a buffer of their size when there is something to write, and freed
-/// once written: an idle leg holds no write buffer (issue 9).
+/// once written: an idle leg holds no write buffer (issue 9). Started by the push that finds
+/// the queue without a writer; ends when the queue is empty, the write half going back to
+/// the queue ([`Queue::park`]): an idle leg has no writer task either.
 ///
 /// When the session is closed (a BYE) what is already queued is still written, within
 /// [`FLUSH_ON_CLOSE`]: those messages were answered 200 to their sender, so they must reach
@@ -1134,14 +1212,14 @@ async fn write_loop(inner: Arc<Inner>, session: Arc<Session>, side: Side, mut wr
             closing = Some(Instant::now() + FLUSH_ON_CLOSE);
         }
         let Some(batch) = queue.take_batch() else {
-            if closing.is_some() {
+            if closing.is_some() || leg.dropped.is_cancelled() {
                 break None;
             }
-            tokio::select! {
-                biased;
-                _ = leg.dropped.cancelled() => break None,
-                _ = session.cancel.cancelled() => {}
-                _ = queue.ready.notified() => {}
+            // Nothing to write: the task ends, the write half waits in the queue for the
+            // next push (issue 9).
+            match queue.park(wr, &session.cancel, &leg.dropped) {
+                Ok(()) => return,
+                Err(w) => wr = w,
             }
             continue;
         };
@@ -1237,11 +1315,12 @@ impl Reader {
         peer_hop: Bytes,
         first: Option<Message>,
     ) -> Option<Reader> {
-        if !session.leg(side).queue.claim() {
-            return None;
-        }
         let (rd, wr) = stream.into_split();
-        tokio::spawn(write_loop(inner.clone(), session.clone(), side, wr));
+        match session.leg(side).queue.claim(wr) {
+            Err(()) => return None,
+            Ok(Some(wr)) => start_writer(&inner, &session, side, wr),
+            Ok(None) => {}
+        }
         // Informational: never let a slow event consumer hold up relaying.
         let _ = inner.events.try_send(RelayEvent::LegConnected {
             id: session.id,
@@ -1269,14 +1348,21 @@ impl Reader {
     /// Relay until the connection fails (then take the leg over or end the session,
     /// [`Inner::leg_failed`]), the session is over, or the leg is taken over.
     async fn run(mut self) {
-        if let Some(reason) = self.read_loop().await {
-            let Conn {
-                inner,
-                session,
-                side,
-                ..
-            } = &self.conn;
-            Box::pin(inner.leg_failed(session, *side, reason)).await;
+        let ended = self.read_loop().await;
+        let Conn {
+            inner,
+            session,
+            side,
+            ..
+        } = &self.conn;
+        match ended {
+            Some(reason) => {
+                Box::pin(inner.leg_failed(session, *side, reason)).await;
+            }
+            // The session is over: a leg with no writer task closes its queue (its write half
+            // goes, which sends FIN); a running writer flushes what is queued, then closes.
+            None if session.cancel.is_cancelled() => session.leg(*side).queue.close_unclaimed(),
+            None => {}
         }
     }
 
@@ -1533,12 +1619,19 @@ impl Conn {
         // bytes once written (or kept).
         budget.forget();
         slot.forget();
-        queue.push(Out {
+        match queue.push(Out {
             msg,
             len,
             bytes: n,
             done,
-        })
+        }) {
+            Pushed::Queued => true,
+            Pushed::Start(wr) => {
+                start_writer(&self.inner, &self.session, side, wr);
+                true
+            }
+            Pushed::Closed => false,
+        }
     }
 }
 
