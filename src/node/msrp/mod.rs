@@ -22,6 +22,7 @@ pub mod decide;
 pub mod takeover;
 
 use std::collections::{HashMap, VecDeque};
+use std::future::poll_fn;
 use std::hash::{BuildHasher, RandomState};
 use std::io;
 use std::net::SocketAddr;
@@ -43,7 +44,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::translate::state::Side;
-use crate::wire::msrp::{Frame, Limits, Message, Method, MsrpCodec, MsrpUri, StartLine};
+use crate::wire::msrp::{
+    Frame, Limits, Message, Method, MsrpCodec, MsrpUri, StartLine, UriList, write_uri_list,
+};
 
 use decide::{Pending, PendingKind, RequestAction, ResponseOutcome};
 
@@ -279,6 +282,9 @@ struct Inner {
     cfg: RelayConfig,
     cpm_addr: SocketAddr,
     simple_addr: SocketAddr,
+    /// The host part of the node's URIs on each side, shared by every session's URIs.
+    cpm_host: Bytes,
+    simple_host: Bytes,
     sessions: Mutex<HashMap<u64, Arc<Session>>>,
     passive: Mutex<HashMap<(Side, Bytes), Arc<Session>>>,
     events: mpsc::Sender<RelayEvent>,
@@ -307,7 +313,10 @@ impl Session {
 
 struct Leg {
     local: MsrpUri,
-    expected: Vec<MsrpUri>,
+    /// The peer's `a=path` in its wire form (URIs separated by spaces): parsed only when a
+    /// connection is set up or a request is unreadable ([`Leg::expected`]), so a held leg
+    /// keeps tens of bytes here, not a parsed `MsrpUri` of ~170 bytes per hop (issue 9).
+    expected: Bytes,
     setup: Setup,
     cema: bool,
     /// What the node sends on this leg, waiting for its writer.
@@ -319,7 +328,7 @@ struct Leg {
     bound: AtomicBool,
     /// Cancelled when the leg dropped and was taken over ([`takeover`]): its reader stops,
     /// its writer hands its queue to the keeper.
-    dropped: CancellationToken,
+    dropped: Flag,
     /// Whether a task of the leg is deciding its takeover.
     taking: AtomicBool,
     /// The keeper of a taken-over leg.
@@ -327,6 +336,13 @@ struct Leg {
 }
 
 impl Leg {
+    /// The peer's `a=path`, first hop first (never empty: checked by [`Inner::leg`]).
+    fn expected(&self) -> Vec<MsrpUri> {
+        UriList::new(self.expected.clone(), 0)
+            .filter_map(Result::ok)
+            .collect()
+    }
+
     /// A batch is in the socket: its SENDs whose 200 is awaited are held until it comes
     /// ([`decide::Outstanding::hold`]: at most `queue_depth` messages and `queue_bytes` bytes
     /// per leg, the oldest let go first), so that a drop before it hands them to the keeper
@@ -500,7 +516,7 @@ impl Queue {
         &self,
         wr: OwnedWriteHalf,
         cancel: &CancellationToken,
-        dropped: &CancellationToken,
+        dropped: &Flag,
     ) -> Result<(), OwnedWriteHalf> {
         let mut st = lock(&self.state);
         // Checked under the lock: whoever cancels then looks at the queue under it too
@@ -616,6 +632,40 @@ impl Queue {
     }
 }
 
+/// A one-way signal (set once, never cleared) that tasks can wait for: what a
+/// `CancellationToken` does for one leg, without its separately allocated tree node (issue 9:
+/// two per session).
+#[derive(Default)]
+struct Flag {
+    set: AtomicBool,
+    notify: Notify,
+}
+
+impl Flag {
+    fn cancel(&self) {
+        self.set.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.set.load(Ordering::Acquire)
+    }
+
+    /// Once set (at once when it is already).
+    async fn cancelled(&self) {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            // Registered before the check: a `cancel` between the two still wakes it.
+            notified.as_mut().enable();
+            if self.is_cancelled() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
 /// Transaction-ids and Message-IDs of the node's own requests: 16 hex digits of a keyed
 /// hash of a counter (RFC 4975 §9 `ident`; unique, not secret).
 struct Tids {
@@ -652,9 +702,12 @@ impl MsrpRelay {
         let cpm_l = TcpListener::bind(cpm).await?;
         let simple_l = TcpListener::bind(simple).await?;
         let (events, rx) = mpsc::channel(cfg.event_queue.max(1));
+        let (cpm_addr, simple_addr) = (cpm_l.local_addr()?, simple_l.local_addr()?);
         let inner = Arc::new(Inner {
-            cpm_addr: cpm_l.local_addr()?,
-            simple_addr: simple_l.local_addr()?,
+            cpm_addr,
+            simple_addr,
+            cpm_host: host_of(cpm_addr),
+            simple_host: host_of(simple_addr),
             sessions: Mutex::new(HashMap::new()),
             passive: Mutex::new(HashMap::new()),
             events,
@@ -680,7 +733,7 @@ impl MsrpRelay {
     /// (RFC 4975 §6), what the B2BUA writes in that leg's `a=path`. Bind a specific address:
     /// an unspecified one (0.0.0.0) would be written as is.
     pub fn local_uri(&self, side: Side, session_id: &Bytes) -> MsrpUri {
-        local_uri(self.inner.addr(side), session_id)
+        self.inner.local_uri(side, session_id)
     }
 
     /// A fresh session-id for a leg (RFC 4975 §6: unpredictable, 16 hex digits here).
@@ -714,21 +767,21 @@ impl MsrpRelay {
 
     /// Stop accepting and close every session.
     pub fn shutdown(&self) {
-        self.inner.shutdown.cancel();
+        self.inner.stop();
     }
 }
 
 impl Drop for MsrpRelay {
     fn drop(&mut self) {
-        self.inner.shutdown.cancel();
+        self.inner.stop();
     }
 }
 
-fn local_uri(addr: SocketAddr, session_id: &Bytes) -> MsrpUri {
+fn local_uri(addr: SocketAddr, host: &Bytes, session_id: &Bytes) -> MsrpUri {
     MsrpUri {
         secure: false,
         userinfo: None,
-        host: host_of(addr),
+        host: host.clone(),
         port: Some(addr.port()),
         session_id: Some(session_id.clone()),
         transport: Bytes::from_static(b"tcp"),
@@ -744,8 +797,16 @@ impl Inner {
         }
     }
 
+    fn local_uri(&self, side: Side, session_id: &Bytes) -> MsrpUri {
+        let host = match side {
+            Side::Cpm => &self.cpm_host,
+            Side::Simple => &self.simple_host,
+        };
+        local_uri(self.addr(side), host, session_id)
+    }
+
     fn leg(&self, spec: LegSpec) -> Result<Leg, OpenError> {
-        let local = local_uri(self.addr(spec.side), &spec.local_session_id);
+        let local = self.local_uri(spec.side, &spec.local_session_id);
         // The session-id must survive a round trip through the RFC 4975 §9 grammar.
         match MsrpUri::parse_str(&local.to_string()) {
             Ok(u) if u.session_id.as_ref() == Some(&spec.local_session_id) => {}
@@ -763,14 +824,15 @@ impl Inner {
         }
         Ok(Leg {
             local,
-            expected: detach(&spec.remote_path),
+            expected: path_bytes(&spec.remote_path)
+                .ok_or(OpenError::RemotePath("a=path does not survive re-encoding"))?,
             setup: spec.setup,
             cema: spec.cema,
             queue: Queue::new(self.cfg.queue_depth, self.cfg.queue_bytes),
             outstanding: Mutex::new(decide::Outstanding::new(self.cfg.max_outstanding)),
             tracked: Notify::new(),
             bound: AtomicBool::new(false),
-            dropped: CancellationToken::new(),
+            dropped: Flag::default(),
             taking: AtomicBool::new(false),
             kept: OnceLock::new(),
         })
@@ -788,7 +850,9 @@ impl Inner {
             cpm: self.leg(cpm)?,
             simple: self.leg(simple)?,
             translator: spec.translator,
-            cancel: self.shutdown.child_token(),
+            // Its own token, not a child of `shutdown` (a child costs a tree node per session):
+            // [`Inner::stop`] cancels every session.
+            cancel: CancellationToken::new(),
             ended: AtomicBool::new(false),
         });
         let passive: Vec<Side> = [Side::Cpm, Side::Simple]
@@ -837,6 +901,10 @@ impl Inner {
             }
             sessions.insert(spec.id, session.clone());
         }
+        // Stopped meanwhile (`stop` cancels what the map holds once `shutdown` is cancelled).
+        if self.shutdown.is_cancelled() {
+            session.cancel.cancel();
+        }
         for side in [Side::Cpm, Side::Simple] {
             if session.leg(side).setup == Setup::Active {
                 tokio::spawn(dial(self.clone(), session.clone(), side));
@@ -846,6 +914,15 @@ impl Inner {
             tokio::spawn(watch_passive(self.clone(), session));
         }
         Ok(())
+    }
+
+    /// Stop accepting and cancel every session.
+    fn stop(&self) {
+        self.shutdown.cancel();
+        let all: Vec<Arc<Session>> = lock(&self.sessions).values().cloned().collect();
+        for session in all {
+            session.cancel.cancel();
+        }
     }
 
     /// Drop a session from the maps and its not yet connected queues.
@@ -910,7 +987,7 @@ impl Inner {
         let session = waiting.get(&key).cloned().ok_or(481u16)?;
         let leg = session.leg(side);
         if !decide::addressed_to(&leg.local, &to, leg.cema)
-            || !decide::peer_matches(&leg.expected, &from, leg.cema)
+            || !decide::peer_matches(&leg.expected(), &from, leg.cema)
         {
             return Err(481);
         }
@@ -1003,7 +1080,7 @@ async fn accept_setup(
                 Some(u) => uri_bytes(&u),
                 None => {
                     let leg = session.leg(side);
-                    uri_bytes(leg.expected.first().unwrap_or(&leg.local))
+                    uri_bytes(leg.expected().first().unwrap_or(&leg.local))
                 }
             };
             Reader::start(
@@ -1053,7 +1130,8 @@ fn dial(inner: Arc<Inner>, session: Arc<Session>, side: Side) -> impl Future<Out
 
 async fn dial_setup(inner: Arc<Inner>, session: Arc<Session>, side: Side) -> Option<Reader> {
     let leg = session.leg(side);
-    let first = leg.expected.first()?;
+    let expected = leg.expected();
+    let first = expected.first()?;
     let host = String::from_utf8_lossy(&first.host)
         .trim_start_matches('[')
         .trim_end_matches(']')
@@ -1080,7 +1158,7 @@ async fn dial_setup(inner: Arc<Inner>, session: Arc<Session>, side: Side) -> Opt
     let _ = stream.set_nodelay(true);
     let tid = inner.tids.next();
     let mut bind = Message::request(tid.clone(), Method::Send);
-    bind.set_to_path(&leg.expected);
+    bind.set_to_path(&expected);
     bind.set_from_path(std::slice::from_ref(&leg.local));
     bind.set_header("Message-ID", inner.tids.next());
     leg.track(Pending {
@@ -1156,31 +1234,19 @@ fn uri_bytes(u: &MsrpUri) -> Bytes {
     b.freeze()
 }
 
-/// The URIs again, sharing one small buffer of their own (see [`uri_bytes`]).
-fn detach(uris: &[MsrpUri]) -> Vec<MsrpUri> {
-    let mut b = BytesMut::with_capacity(uris.iter().map(MsrpUri::encoded_len).sum());
-    let mut ends = Vec::with_capacity(uris.len());
-    for u in uris {
-        u.write_to(&mut b);
-        ends.push(b.len());
-    }
-    let all = b.freeze();
-    let mut start = 0;
-    uris.iter()
-        .zip(ends)
-        .map(|(u, end)| {
-            let one = if start <= end && end <= all.len() {
-                all.slice(start..end)
-            } else {
-                Bytes::new()
-            };
-            start = end;
-            match MsrpUri::parse(one) {
-                Ok(p) if p == *u => p,
-                _ => u.clone(),
-            }
-        })
-        .collect()
+/// A path's wire form in a buffer of exactly its size (see [`uri_bytes`]), when it parses
+/// back to the same URIs.
+fn path_bytes(uris: &[MsrpUri]) -> Option<Bytes> {
+    let len = uris.iter().map(MsrpUri::encoded_len).sum::<usize>() + uris.len();
+    let mut b = BytesMut::with_capacity(len);
+    write_uri_list(&mut b, uris);
+    let b = b.freeze();
+    let mut back = UriList::new(b.clone(), 0);
+    let same = uris
+        .iter()
+        .all(|u| matches!(back.next(), Some(Ok(p)) if p == *u))
+        && back.next().is_none();
+    same.then_some(b)
 }
 
 const WRITE_BATCH: usize = 64 * 1024;
@@ -1409,8 +1475,10 @@ impl Reader {
                 _ = leg.dropped.cancelled() => return None,
                 // A request was forwarded on this leg: start its transaction timer.
                 _ = leg.tracked.notified(), if sweep_at.is_none() => {}
-                // Readiness first, the buffer only once bytes are there.
-                r = timeout_at(wake, self.rd.readable()) => match r {
+                // Readiness first, the buffer only once bytes are there. Polled straight on
+                // the socket: its waker slot is in the socket's registration, so the waiting
+                // future holds no waiter of its own (issue 9: a smaller held task).
+                r = timeout_at(wake, poll_fn(|cx| self.rd.as_ref().poll_read_ready(cx))) => match r {
                     Err(_) if sweep_first => {
                         if !Box::pin(self.conn.expire()).await {
                             return None;
@@ -1501,7 +1569,8 @@ impl Conn {
             } => {
                 tracing::debug!(side = ?self.side, %error, "MSRP frame rejected");
                 let hop = MsrpUri::parse(self.peer_hop.clone()).ok();
-                let hop = hop.as_ref().or(leg.expected.first()).unwrap_or(&leg.local);
+                let expected = leg.expected();
+                let hop = hop.as_ref().or(expected.first()).unwrap_or(&leg.local);
                 match decide::rejected_response(transaction_id, &error, hop, &leg.local) {
                     Some(r) => self.enqueue(self.side, r).await,
                     None => true,
