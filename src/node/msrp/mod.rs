@@ -523,11 +523,14 @@ impl Queue {
         let mut st = lock(&self.state);
         // Checked under the lock: whoever cancels then looks at the queue under it too
         // ([`Queue::wake`], [`Queue::close_unclaimed`]), so an ending is never missed.
-        if !st.items.is_empty()
-            || !matches!(st.writer, Writer::Running)
-            || cancel.is_cancelled()
-            || dropped.is_cancelled()
-        {
+        if !matches!(st.writer, Writer::Running) {
+            // Closed under a running writer (never: only the writer closes it): nothing more
+            // is written, the write half goes (FIN).
+            drop(st);
+            drop(wr);
+            return Ok(());
+        }
+        if !st.items.is_empty() || cancel.is_cancelled() || dropped.is_cancelled() {
             return Err(wr);
         }
         if st.items.capacity() > 0 {
