@@ -111,6 +111,17 @@ impl<K: Eq + Hash + Clone, V: Clone> ExpiringMap<K, V> {
         (slot.expires_at > now).then(|| slot.value.clone())
     }
 
+    /// What `f` makes of the live value of `key` (read in place: a boxed value is not
+    /// cloned box and all).
+    pub fn get_with<Q, R>(&self, key: &Q, now: Millis, f: impl FnOnce(&V) -> R) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let slot = self.map.get(key)?;
+        (slot.expires_at > now).then(|| f(&slot.value))
+    }
+
     /// Push the expiry of a live entry to `now + ttl`. False when absent or expired.
     pub fn refresh<Q>(&self, key: &Q, now: Millis) -> bool
     where

@@ -76,7 +76,9 @@ pub struct TableStats {
 pub struct Table {
     messages: ExpiringMap<Bytes, MessageOrigin>,
     conversations: ExpiringMap<ConversationKey, ConversationState>,
-    dialogs: ExpiringMap<DialogKey, DialogPeer>,
+    /// Boxed: a `DialogPeer` is a few hundred bytes, and a map's free slots (up to half of
+    /// them after it grows) would each hold that much inline (issue 9: bytes per session).
+    dialogs: ExpiringMap<DialogKey, Box<DialogPeer>>,
     msrp: ExpiringMap<Bytes, MsrpPeer>,
     /// Bumped by every insert or removal of a dialog or MSRP entry ([`Table::sessions_generation`]).
     sessions: AtomicU64,
@@ -136,7 +138,7 @@ impl Table {
             Entry::Message(k, v) => self.messages.insert(k, v, now).map(drop),
             Entry::Conversation(k, v) => self.conversations.insert(k, v, now).map(drop),
             Entry::Dialog(k, v) => {
-                let r = self.dialogs.insert(k, *v, now).map(drop);
+                let r = self.dialogs.insert(k, v, now).map(drop);
                 self.sessions_changed();
                 r
             }
@@ -210,7 +212,7 @@ impl Table {
             self.dialogs
                 .snapshot(now)
                 .into_iter()
-                .map(|(k, v, _)| Entry::Dialog(k, Box::new(v))),
+                .map(|(k, v, _)| Entry::Dialog(k, v)),
         );
         out.extend(
             self.msrp
@@ -247,7 +249,9 @@ impl View for TableView<'_> {
         self.table.conversations.get(key, self.now)
     }
     fn dialog(&self, key: &DialogKey) -> Option<DialogPeer> {
-        self.table.dialogs.get(key, self.now)
+        self.table
+            .dialogs
+            .get_with(key, self.now, |peer| DialogPeer::clone(peer))
     }
     fn msrp(&self, session_id: &[u8]) -> Option<MsrpPeer> {
         self.table.msrp.get(session_id, self.now)

@@ -22,14 +22,18 @@ pub mod decide;
 pub mod takeover;
 
 use std::collections::{HashMap, VecDeque};
+use std::future::poll_fn;
 use std::hash::{BuildHasher, RandomState};
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt;
+use futures_util::future::OptionFuture;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
@@ -40,7 +44,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::translate::state::Side;
-use crate::wire::msrp::{Frame, Limits, Message, Method, MsrpCodec, MsrpUri, StartLine};
+use crate::wire::msrp::{
+    Frame, Limits, Message, Method, MsrpCodec, MsrpUri, StartLine, UriList, write_uri_list,
+};
 
 use decide::{Pending, PendingKind, RequestAction, ResponseOutcome};
 
@@ -276,6 +282,9 @@ struct Inner {
     cfg: RelayConfig,
     cpm_addr: SocketAddr,
     simple_addr: SocketAddr,
+    /// The host part of the node's URIs on each side, shared by every session's URIs.
+    cpm_host: Bytes,
+    simple_host: Bytes,
     sessions: Mutex<HashMap<u64, Arc<Session>>>,
     passive: Mutex<HashMap<(Side, Bytes), Arc<Session>>>,
     events: mpsc::Sender<RelayEvent>,
@@ -303,8 +312,13 @@ impl Session {
 }
 
 struct Leg {
-    local: MsrpUri,
-    expected: Vec<MsrpUri>,
+    /// The session-id of the node's URI on this leg; the URI itself is built when needed
+    /// ([`Inner::local_uri`]: a static host, this id), not kept (~170 B per leg, issue 9).
+    local_sid: Bytes,
+    /// The peer's `a=path` in its wire form (URIs separated by spaces): parsed only when a
+    /// connection is set up or a request is unreadable ([`Leg::expected`]), so a held leg
+    /// keeps tens of bytes here, not a parsed `MsrpUri` of ~170 bytes per hop (issue 9).
+    expected: Bytes,
     setup: Setup,
     cema: bool,
     /// What the node sends on this leg, waiting for its writer.
@@ -316,7 +330,7 @@ struct Leg {
     bound: AtomicBool,
     /// Cancelled when the leg dropped and was taken over ([`takeover`]): its reader stops,
     /// its writer hands its queue to the keeper.
-    dropped: CancellationToken,
+    dropped: Flag,
     /// Whether a task of the leg is deciding its takeover.
     taking: AtomicBool,
     /// The keeper of a taken-over leg.
@@ -324,6 +338,13 @@ struct Leg {
 }
 
 impl Leg {
+    /// The peer's `a=path`, first hop first (never empty: checked by [`Inner::leg`]).
+    fn expected(&self) -> Vec<MsrpUri> {
+        UriList::new(self.expected.clone(), 0)
+            .filter_map(Result::ok)
+            .collect()
+    }
+
     /// A batch is in the socket: its SENDs whose 200 is awaited are held until it comes
     /// ([`decide::Outstanding::hold`]: at most `queue_depth` messages and `queue_bytes` bytes
     /// per leg, the oldest let go first), so that a drop before it hands them to the keeper
@@ -368,13 +389,26 @@ struct Out {
 }
 
 /// Whether a leg's queue has a writer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Writer {
     /// The connection is not up yet: messages wait.
     Waiting,
+    /// The connection is up and nothing is queued: no writer task runs, the write half waits
+    /// here, and the next push starts a writer with it (issue 9: a held session keeps no
+    /// writer task).
+    Idle(OwnedWriteHalf),
     /// A writer task drains it (or, once the leg dropped, its keeper: [`takeover`]).
     Running,
     /// Closed: nothing is queued any more (senders get `false`).
+    Closed,
+}
+
+/// What [`Queue::push`] did.
+enum Pushed {
+    /// Queued; its writer runs.
+    Queued,
+    /// Queued; the queue had no writer task: start one with this write half.
+    Start(OwnedWriteHalf),
+    /// The queue is closed: not queued.
     Closed,
 }
 
@@ -436,30 +470,87 @@ impl Queue {
         }
     }
 
-    /// Become the queue's writer; `false` when it has one or is closed.
-    fn claim(&self) -> bool {
+    /// The leg's connection is up: its write half waits in the queue until there is
+    /// something to write; returned when something is queued already (start a writer with
+    /// it). `Err` when the queue was claimed or closed before.
+    fn claim(&self, wr: OwnedWriteHalf) -> Result<Option<OwnedWriteHalf>, ()> {
         let mut st = lock(&self.state);
-        if st.writer == Writer::Waiting {
-            st.writer = Writer::Running;
-            true
+        if !matches!(st.writer, Writer::Waiting) {
+            return Err(());
+        }
+        if st.items.is_empty() {
+            st.writer = Writer::Idle(wr);
+            Ok(None)
         } else {
-            false
+            st.writer = Writer::Running;
+            Ok(Some(wr))
         }
     }
 
-    /// Queue a message whose slot and bytes the caller took; `false` when closed.
-    fn push(&self, out: Out) -> bool {
-        {
+    /// Queue a message whose slot and bytes the caller took.
+    fn push(&self, out: Out) -> Pushed {
+        let pushed = {
             let mut st = lock(&self.state);
-            if st.writer == Writer::Closed {
+            if matches!(st.writer, Writer::Closed) {
                 drop(st);
                 drop(out);
-                return false;
+                return Pushed::Closed;
             }
             st.items.push_back(out);
+            match std::mem::replace(&mut st.writer, Writer::Running) {
+                Writer::Idle(wr) => Pushed::Start(wr),
+                other => {
+                    st.writer = other;
+                    Pushed::Queued
+                }
+            }
+        };
+        if matches!(pushed, Pushed::Queued) {
+            self.ready.notify_one();
         }
-        self.ready.notify_one();
-        true
+        pushed
+    }
+
+    /// The writer found nothing to write: its write half waits in the queue (the task
+    /// ends), unless something was queued meanwhile or the session or leg is ending (then
+    /// the writer goes on and gets it back).
+    fn park(
+        &self,
+        wr: OwnedWriteHalf,
+        cancel: &CancellationToken,
+        dropped: &Flag,
+    ) -> Result<(), OwnedWriteHalf> {
+        let mut st = lock(&self.state);
+        // Checked under the lock: whoever cancels then looks at the queue under it too
+        // ([`Queue::wake`], [`Queue::close_unclaimed`]), so an ending is never missed.
+        if !matches!(st.writer, Writer::Running) {
+            // Closed under a running writer (never: only the writer closes it): nothing more
+            // is written, the write half goes (FIN).
+            drop(st);
+            drop(wr);
+            return Ok(());
+        }
+        if !st.items.is_empty() || cancel.is_cancelled() || dropped.is_cancelled() {
+            return Err(wr);
+        }
+        if st.items.capacity() > 0 {
+            st.items = VecDeque::new();
+        }
+        st.writer = Writer::Idle(wr);
+        Ok(())
+    }
+
+    /// The write half of a queue with no writer task, to start one (the leg was taken over:
+    /// the writer drains the queue into its keeper).
+    fn wake(&self) -> Option<OwnedWriteHalf> {
+        let mut st = lock(&self.state);
+        match std::mem::replace(&mut st.writer, Writer::Running) {
+            Writer::Idle(wr) => Some(wr),
+            other => {
+                st.writer = other;
+                None
+            }
+        }
     }
 
     /// Take what is queued, oldest first, up to about [`WRITE_BATCH`] encoded bytes (at
@@ -517,29 +608,66 @@ impl Queue {
 
     /// Close for good: drop what is queued, fail every sender.
     fn close(&self) {
-        let items = {
+        let (items, writer) = {
             let mut st = lock(&self.state);
-            st.writer = Writer::Closed;
-            std::mem::take(&mut st.items)
+            let writer = std::mem::replace(&mut st.writer, Writer::Closed);
+            (std::mem::take(&mut st.items), writer)
         };
         self.slots.close();
         self.budget.close();
         drop(items);
+        drop(writer);
     }
 
-    /// Close unless a writer runs (it flushes what is queued, then closes).
+    /// Close unless a writer task runs (it flushes what is queued, then closes). A parked
+    /// write half is dropped, which shuts the connection's sending side down (FIN).
     fn close_unclaimed(&self) {
-        let items = {
+        let (items, writer) = {
             let mut st = lock(&self.state);
-            if st.writer != Writer::Waiting {
+            if matches!(st.writer, Writer::Running | Writer::Closed) {
                 return;
             }
-            st.writer = Writer::Closed;
-            std::mem::take(&mut st.items)
+            let writer = std::mem::replace(&mut st.writer, Writer::Closed);
+            (std::mem::take(&mut st.items), writer)
         };
         self.slots.close();
         self.budget.close();
         drop(items);
+        drop(writer);
+    }
+}
+
+/// A one-way signal (set once, never cleared) that tasks can wait for: what a
+/// `CancellationToken` does for one leg, without its separately allocated tree node (issue 9:
+/// two per session).
+#[derive(Default)]
+struct Flag {
+    set: AtomicBool,
+    notify: Notify,
+}
+
+impl Flag {
+    fn cancel(&self) {
+        self.set.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.set.load(Ordering::Acquire)
+    }
+
+    /// Once set (at once when it is already).
+    async fn cancelled(&self) {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            // Registered before the check: a `cancel` between the two still wakes it.
+            notified.as_mut().enable();
+            if self.is_cancelled() {
+                return;
+            }
+            notified.await;
+        }
     }
 }
 
@@ -562,11 +690,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// The host part of an MSRP URI for a socket address (IPv6 in brackets, RFC 3986 §3.2.2).
+/// Leaked once per listener (a relay binds two, a node one relay): a static `Bytes` is
+/// cloned without a shared reference count, and the node's URI on a leg is built with it for
+/// every request relayed ([`Inner::local_uri`]).
 fn host_of(addr: SocketAddr) -> Bytes {
-    match addr {
-        SocketAddr::V4(a) => Bytes::from(a.ip().to_string()),
-        SocketAddr::V6(a) => Bytes::from(format!("[{}]", a.ip())),
-    }
+    let host = match addr {
+        SocketAddr::V4(a) => a.ip().to_string(),
+        SocketAddr::V6(a) => format!("[{}]", a.ip()),
+    };
+    Bytes::from_static(Box::leak(host.into_boxed_str()).as_bytes())
 }
 
 impl MsrpRelay {
@@ -579,9 +711,12 @@ impl MsrpRelay {
         let cpm_l = TcpListener::bind(cpm).await?;
         let simple_l = TcpListener::bind(simple).await?;
         let (events, rx) = mpsc::channel(cfg.event_queue.max(1));
+        let (cpm_addr, simple_addr) = (cpm_l.local_addr()?, simple_l.local_addr()?);
         let inner = Arc::new(Inner {
-            cpm_addr: cpm_l.local_addr()?,
-            simple_addr: simple_l.local_addr()?,
+            cpm_addr,
+            simple_addr,
+            cpm_host: host_of(cpm_addr),
+            simple_host: host_of(simple_addr),
             sessions: Mutex::new(HashMap::new()),
             passive: Mutex::new(HashMap::new()),
             events,
@@ -607,7 +742,7 @@ impl MsrpRelay {
     /// (RFC 4975 §6), what the B2BUA writes in that leg's `a=path`. Bind a specific address:
     /// an unspecified one (0.0.0.0) would be written as is.
     pub fn local_uri(&self, side: Side, session_id: &Bytes) -> MsrpUri {
-        local_uri(self.inner.addr(side), session_id)
+        self.inner.local_uri(side, session_id)
     }
 
     /// A fresh session-id for a leg (RFC 4975 §6: unpredictable, 16 hex digits here).
@@ -641,21 +776,21 @@ impl MsrpRelay {
 
     /// Stop accepting and close every session.
     pub fn shutdown(&self) {
-        self.inner.shutdown.cancel();
+        self.inner.stop();
     }
 }
 
 impl Drop for MsrpRelay {
     fn drop(&mut self) {
-        self.inner.shutdown.cancel();
+        self.inner.stop();
     }
 }
 
-fn local_uri(addr: SocketAddr, session_id: &Bytes) -> MsrpUri {
+fn local_uri(addr: SocketAddr, host: &Bytes, session_id: &Bytes) -> MsrpUri {
     MsrpUri {
         secure: false,
         userinfo: None,
-        host: host_of(addr),
+        host: host.clone(),
         port: Some(addr.port()),
         session_id: Some(session_id.clone()),
         transport: Bytes::from_static(b"tcp"),
@@ -671,8 +806,16 @@ impl Inner {
         }
     }
 
+    fn local_uri(&self, side: Side, session_id: &Bytes) -> MsrpUri {
+        let host = match side {
+            Side::Cpm => &self.cpm_host,
+            Side::Simple => &self.simple_host,
+        };
+        local_uri(self.addr(side), host, session_id)
+    }
+
     fn leg(&self, spec: LegSpec) -> Result<Leg, OpenError> {
-        let local = local_uri(self.addr(spec.side), &spec.local_session_id);
+        let local = self.local_uri(spec.side, &spec.local_session_id);
         // The session-id must survive a round trip through the RFC 4975 §9 grammar.
         match MsrpUri::parse_str(&local.to_string()) {
             Ok(u) if u.session_id.as_ref() == Some(&spec.local_session_id) => {}
@@ -689,15 +832,16 @@ impl Inner {
             return Err(OpenError::RemotePath("first URI has no port"));
         }
         Ok(Leg {
-            local,
-            expected: detach(&spec.remote_path),
+            local_sid: spec.local_session_id,
+            expected: path_bytes(&spec.remote_path)
+                .ok_or(OpenError::RemotePath("a=path does not survive re-encoding"))?,
             setup: spec.setup,
             cema: spec.cema,
             queue: Queue::new(self.cfg.queue_depth, self.cfg.queue_bytes),
             outstanding: Mutex::new(decide::Outstanding::new(self.cfg.max_outstanding)),
             tracked: Notify::new(),
             bound: AtomicBool::new(false),
-            dropped: CancellationToken::new(),
+            dropped: Flag::default(),
             taking: AtomicBool::new(false),
             kept: OnceLock::new(),
         })
@@ -715,7 +859,9 @@ impl Inner {
             cpm: self.leg(cpm)?,
             simple: self.leg(simple)?,
             translator: spec.translator,
-            cancel: self.shutdown.child_token(),
+            // Its own token, not a child of `shutdown` (a child costs a tree node per session):
+            // [`Inner::stop`] cancels every session.
+            cancel: CancellationToken::new(),
             ended: AtomicBool::new(false),
         });
         let passive: Vec<Side> = [Side::Cpm, Side::Simple]
@@ -735,15 +881,7 @@ impl Inner {
                 return Err(OpenError::TooManyPending);
             }
             for side in &passive {
-                let key = (
-                    *side,
-                    session
-                        .leg(*side)
-                        .local
-                        .session_id
-                        .clone()
-                        .unwrap_or_default(),
-                );
+                let key = (*side, session.leg(*side).local_sid.clone());
                 if waiting.contains_key(&key) {
                     return Err(OpenError::LocalSessionId(
                         String::from_utf8_lossy(&key.1).into_owned(),
@@ -751,18 +889,14 @@ impl Inner {
                 }
             }
             for side in &passive {
-                let key = (
-                    *side,
-                    session
-                        .leg(*side)
-                        .local
-                        .session_id
-                        .clone()
-                        .unwrap_or_default(),
-                );
+                let key = (*side, session.leg(*side).local_sid.clone());
                 waiting.insert(key, session.clone());
             }
             sessions.insert(spec.id, session.clone());
+        }
+        // Stopped meanwhile (`stop` cancels what the map holds once `shutdown` is cancelled).
+        if self.shutdown.is_cancelled() {
+            session.cancel.cancel();
         }
         for side in [Side::Cpm, Side::Simple] {
             if session.leg(side).setup == Setup::Active {
@@ -773,6 +907,15 @@ impl Inner {
             tokio::spawn(watch_passive(self.clone(), session));
         }
         Ok(())
+    }
+
+    /// Stop accepting and cancel every session.
+    fn stop(&self) {
+        self.shutdown.cancel();
+        let all: Vec<Arc<Session>> = lock(&self.sessions).values().cloned().collect();
+        for session in all {
+            session.cancel.cancel();
+        }
     }
 
     /// Drop a session from the maps and its not yet connected queues.
@@ -788,15 +931,7 @@ impl Inner {
         }
         let mut waiting = lock(&self.passive);
         for side in [Side::Cpm, Side::Simple] {
-            let key = (
-                side,
-                session
-                    .leg(side)
-                    .local
-                    .session_id
-                    .clone()
-                    .unwrap_or_default(),
-            );
+            let key = (side, session.leg(side).local_sid.clone());
             if waiting.get(&key).is_some_and(|s| Arc::ptr_eq(s, session)) {
                 waiting.remove(&key);
             }
@@ -836,8 +971,8 @@ impl Inner {
         let key = (side, sid);
         let session = waiting.get(&key).cloned().ok_or(481u16)?;
         let leg = session.leg(side);
-        if !decide::addressed_to(&leg.local, &to, leg.cema)
-            || !decide::peer_matches(&leg.expected, &from, leg.cema)
+        if !decide::addressed_to(&self.local_uri(side, &leg.local_sid), &to, leg.cema)
+            || !decide::peer_matches(&leg.expected(), &from, leg.cema)
         {
             return Err(481);
         }
@@ -879,13 +1014,17 @@ fn accept_conn(
     stream: TcpStream,
     permit: OwnedSemaphorePermit,
 ) -> impl Future<Output = ()> + Send {
-    let setup = Box::pin(accept_setup(inner, side, stream, permit));
-    async move {
-        let reader = setup.await;
-        if let Some(r) = reader {
-            r.run().await;
-        }
-    }
+    then_run(Box::pin(accept_setup(inner, side, stream, permit)))
+}
+
+/// The setup, then the reader it gives runs, in one future as large as the larger of the
+/// two: an `async` block awaiting one then the other would keep room for the reader twice.
+fn then_run(
+    setup: Pin<Box<dyn Future<Output = Option<Reader>> + Send>>,
+) -> impl Future<Output = ()> + Send {
+    setup
+        .then(|reader| OptionFuture::from(reader.map(Reader::run)))
+        .map(drop)
 }
 
 async fn accept_setup(
@@ -926,7 +1065,8 @@ async fn accept_setup(
                 Some(u) => uri_bytes(&u),
                 None => {
                     let leg = session.leg(side);
-                    uri_bytes(leg.expected.first().unwrap_or(&leg.local))
+                    let local = inner.local_uri(side, &leg.local_sid);
+                    uri_bytes(leg.expected().first().unwrap_or(&local))
                 }
             };
             Reader::start(
@@ -971,18 +1111,13 @@ async fn linger(stream: &mut TcpStream, buf: &mut BytesMut) {
 /// a bodiless SEND (RFC 4975 §5.4), then relay. As for [`accept_conn`], the setup has its
 /// own allocation.
 fn dial(inner: Arc<Inner>, session: Arc<Session>, side: Side) -> impl Future<Output = ()> + Send {
-    let setup = Box::pin(dial_setup(inner, session, side));
-    async move {
-        let reader = setup.await;
-        if let Some(r) = reader {
-            r.run().await;
-        }
-    }
+    then_run(Box::pin(dial_setup(inner, session, side)))
 }
 
 async fn dial_setup(inner: Arc<Inner>, session: Arc<Session>, side: Side) -> Option<Reader> {
     let leg = session.leg(side);
-    let first = leg.expected.first()?;
+    let expected = leg.expected();
+    let first = expected.first()?;
     let host = String::from_utf8_lossy(&first.host)
         .trim_start_matches('[')
         .trim_end_matches(']')
@@ -1009,8 +1144,8 @@ async fn dial_setup(inner: Arc<Inner>, session: Arc<Session>, side: Side) -> Opt
     let _ = stream.set_nodelay(true);
     let tid = inner.tids.next();
     let mut bind = Message::request(tid.clone(), Method::Send);
-    bind.set_to_path(&leg.expected);
-    bind.set_from_path(std::slice::from_ref(&leg.local));
+    bind.set_to_path(&expected);
+    bind.set_from_path(&[inner.local_uri(side, &leg.local_sid)]);
     bind.set_header("Message-ID", inner.tids.next());
     leg.track(Pending {
         transaction_id: tid,
@@ -1085,38 +1220,33 @@ fn uri_bytes(u: &MsrpUri) -> Bytes {
     b.freeze()
 }
 
-/// The URIs again, sharing one small buffer of their own (see [`uri_bytes`]).
-fn detach(uris: &[MsrpUri]) -> Vec<MsrpUri> {
-    let mut b = BytesMut::with_capacity(uris.iter().map(MsrpUri::encoded_len).sum());
-    let mut ends = Vec::with_capacity(uris.len());
-    for u in uris {
-        u.write_to(&mut b);
-        ends.push(b.len());
-    }
-    let all = b.freeze();
-    let mut start = 0;
-    uris.iter()
-        .zip(ends)
-        .map(|(u, end)| {
-            let one = if start <= end && end <= all.len() {
-                all.slice(start..end)
-            } else {
-                Bytes::new()
-            };
-            start = end;
-            match MsrpUri::parse(one) {
-                Ok(p) if p == *u => p,
-                _ => u.clone(),
-            }
-        })
-        .collect()
+/// A path's wire form in a buffer of exactly its size (see [`uri_bytes`]), when it parses
+/// back to the same URIs.
+fn path_bytes(uris: &[MsrpUri]) -> Option<Bytes> {
+    let len = uris.iter().map(MsrpUri::encoded_len).sum::<usize>() + uris.len();
+    let mut b = BytesMut::with_capacity(len);
+    write_uri_list(&mut b, uris);
+    let b = b.freeze();
+    let mut back = UriList::new(b.clone(), 0);
+    let same = uris
+        .iter()
+        .all(|u| matches!(back.next(), Some(Ok(p)) if p == *u))
+        && back.next().is_none();
+    same.then_some(b)
 }
 
 const WRITE_BATCH: usize = 64 * 1024;
 
+/// Start a writer task for a leg whose queue had none ([`Pushed::Start`], [`Queue::wake`]).
+fn start_writer(inner: &Arc<Inner>, session: &Arc<Session>, side: Side, wr: OwnedWriteHalf) {
+    tokio::spawn(write_loop(inner.clone(), session.clone(), side, wr));
+}
+
 /// Drain a leg's queue to its socket, several messages per write when they are queued. The
 /// bytes are encoded into a buffer of their size when there is something to write, and freed
-/// once written: an idle leg holds no write buffer (issue 9).
+/// once written: an idle leg holds no write buffer (issue 9). Started by the push that finds
+/// the queue without a writer; ends when the queue is empty, the write half going back to
+/// the queue ([`Queue::park`]): an idle leg has no writer task either.
 ///
 /// When the session is closed (a BYE) what is already queued is still written, within
 /// [`FLUSH_ON_CLOSE`]: those messages were answered 200 to their sender, so they must reach
@@ -1134,14 +1264,14 @@ async fn write_loop(inner: Arc<Inner>, session: Arc<Session>, side: Side, mut wr
             closing = Some(Instant::now() + FLUSH_ON_CLOSE);
         }
         let Some(batch) = queue.take_batch() else {
-            if closing.is_some() {
+            if closing.is_some() || leg.dropped.is_cancelled() {
                 break None;
             }
-            tokio::select! {
-                biased;
-                _ = leg.dropped.cancelled() => break None,
-                _ = session.cancel.cancelled() => {}
-                _ = queue.ready.notified() => {}
+            // Nothing to write: the task ends, the write half waits in the queue for the
+            // next push (issue 9).
+            match queue.park(wr, &session.cancel, &leg.dropped) {
+                Ok(()) => return,
+                Err(w) => wr = w,
             }
             continue;
         };
@@ -1237,11 +1367,12 @@ impl Reader {
         peer_hop: Bytes,
         first: Option<Message>,
     ) -> Option<Reader> {
-        if !session.leg(side).queue.claim() {
-            return None;
-        }
         let (rd, wr) = stream.into_split();
-        tokio::spawn(write_loop(inner.clone(), session.clone(), side, wr));
+        match session.leg(side).queue.claim(wr) {
+            Err(()) => return None,
+            Ok(Some(wr)) => start_writer(&inner, &session, side, wr),
+            Ok(None) => {}
+        }
         // Informational: never let a slow event consumer hold up relaying.
         let _ = inner.events.try_send(RelayEvent::LegConnected {
             id: session.id,
@@ -1269,14 +1400,21 @@ impl Reader {
     /// Relay until the connection fails (then take the leg over or end the session,
     /// [`Inner::leg_failed`]), the session is over, or the leg is taken over.
     async fn run(mut self) {
-        if let Some(reason) = self.read_loop().await {
-            let Conn {
-                inner,
-                session,
-                side,
-                ..
-            } = &self.conn;
-            Box::pin(inner.leg_failed(session, *side, reason)).await;
+        let ended = self.read_loop().await;
+        let Conn {
+            inner,
+            session,
+            side,
+            ..
+        } = &self.conn;
+        match ended {
+            Some(reason) => {
+                Box::pin(inner.leg_failed(session, *side, reason)).await;
+            }
+            // The session is over: a leg with no writer task closes its queue (its write half
+            // goes, which sends FIN); a running writer flushes what is queued, then closes.
+            None if session.cancel.is_cancelled() => session.leg(*side).queue.close_unclaimed(),
+            None => {}
         }
     }
 
@@ -1323,8 +1461,10 @@ impl Reader {
                 _ = leg.dropped.cancelled() => return None,
                 // A request was forwarded on this leg: start its transaction timer.
                 _ = leg.tracked.notified(), if sweep_at.is_none() => {}
-                // Readiness first, the buffer only once bytes are there.
-                r = timeout_at(wake, self.rd.readable()) => match r {
+                // Readiness first, the buffer only once bytes are there. Polled straight on
+                // the socket: its waker slot is in the socket's registration, so the waiting
+                // future holds no waiter of its own (issue 9: a smaller held task).
+                r = timeout_at(wake, poll_fn(|cx| self.rd.as_ref().poll_read_ready(cx))) => match r {
                     Err(_) if sweep_first => {
                         if !Box::pin(self.conn.expire()).await {
                             return None;
@@ -1415,8 +1555,10 @@ impl Conn {
             } => {
                 tracing::debug!(side = ?self.side, %error, "MSRP frame rejected");
                 let hop = MsrpUri::parse(self.peer_hop.clone()).ok();
-                let hop = hop.as_ref().or(leg.expected.first()).unwrap_or(&leg.local);
-                match decide::rejected_response(transaction_id, &error, hop, &leg.local) {
+                let expected = leg.expected();
+                let local = self.inner.local_uri(self.side, &leg.local_sid);
+                let hop = hop.as_ref().or(expected.first()).unwrap_or(&local);
+                match decide::rejected_response(transaction_id, &error, hop, &local) {
                     Some(r) => self.enqueue(self.side, r).await,
                     None => true,
                 }
@@ -1433,7 +1575,7 @@ impl Conn {
                 StartLine::Request { .. } => {
                     let action = decide::on_request(
                         self.side,
-                        &leg.local,
+                        &self.inner.local_uri(self.side, &leg.local_sid),
                         leg.cema,
                         &m,
                         &*self.session.translator,
@@ -1533,12 +1675,19 @@ impl Conn {
         // bytes once written (or kept).
         budget.forget();
         slot.forget();
-        queue.push(Out {
+        match queue.push(Out {
             msg,
             len,
             bytes: n,
             done,
-        })
+        }) {
+            Pushed::Queued => true,
+            Pushed::Start(wr) => {
+                start_writer(&self.inner, &self.session, side, wr);
+                true
+            }
+            Pushed::Closed => false,
+        }
     }
 }
 
@@ -1624,8 +1773,15 @@ mod tests {
             ("session", size_of::<Session>()),
         ];
         println!("sizes: {sizes:?}");
+        // A held leg is its reader's task (a tokio task cell is 128-byte aligned: a future
+        // under ~900 B keeps the cell at 1,152 B); no writer task while nothing is queued.
         for (name, size) in sizes {
-            assert!(size <= 1280, "{name}: {size} bytes");
+            let most = match name {
+                "writer" => 512,
+                "session" => 1_024,
+                _ => 960,
+            };
+            assert!(size <= most, "{name}: {size} bytes (at most {most})");
         }
     }
 }

@@ -89,7 +89,7 @@ impl Inner {
     /// translator gives a keeper, else end the session. `true` when the leg is taken over
     /// (now or by an earlier call: its reader and writer both get here).
     pub(super) async fn leg_failed(
-        &self,
+        self: &Arc<Self>,
         session: &Arc<Session>,
         side: Side,
         reason: EndReason,
@@ -115,6 +115,11 @@ impl Inner {
                 // Set before `dropped`: whoever sees the leg dropped finds its keeper.
                 let _ = leg.kept.set(keep);
                 leg.dropped.cancel();
+                // A leg with nothing queued has no writer task: start one, it drains the
+                // queue into the keeper from now on (after `dropped`: see `Queue::park`).
+                if let Some(wr) = leg.queue.wake() {
+                    super::start_writer(self, session, side, wr);
+                }
                 return true;
             }
         }
