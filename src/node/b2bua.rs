@@ -205,21 +205,70 @@ impl Deferred {
 
 /// A server transaction: RFC 3261 §17.2.3 matches a request by the branch of its top Via,
 /// its sent-by and its method (ACK matching the INVITE).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct ServerKey {
+    /// Of the other fields, computed once ([`key_hash`]): growing a map of tens of thousands
+    /// of transactions then hashes nothing again.
+    hash: u64,
     side: Side,
     branch: String,
     sent_by: String,
     method: &'static str,
 }
 
+impl ServerKey {
+    fn new(side: Side, branch: String, sent_by: String, method: &'static str) -> Self {
+        let hash = key_hash((side, &branch, &sent_by, method));
+        ServerKey {
+            hash,
+            side,
+            branch,
+            sent_by,
+            method,
+        }
+    }
+}
+
+impl std::hash::Hash for ServerKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// One hash for a transaction key, the same for equal keys (one seed per process).
+fn key_hash(parts: impl std::hash::Hash) -> u64 {
+    use std::hash::BuildHasher;
+    static SEED: std::sync::OnceLock<foldhash::fast::RandomState> = std::sync::OnceLock::new();
+    SEED.get_or_init(Default::default).hash_one(parts)
+}
+
 /// A client transaction: §17.1.3 matches a response by the branch of its top Via and the
 /// method of its CSeq.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct ClientKey {
+    /// As [`ServerKey::hash`].
+    hash: u64,
     side: Side,
     branch: String,
     method: &'static str,
+}
+
+impl ClientKey {
+    fn new(side: Side, branch: String, method: &'static str) -> Self {
+        let hash = key_hash((side, &branch, method));
+        ClientKey {
+            hash,
+            side,
+            branch,
+            method,
+        }
+    }
+}
+
+impl std::hash::Hash for ClientKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
 }
 
 /// The server transaction a client transaction serves, and the request the node received
@@ -293,8 +342,9 @@ pub struct Core {
     sides: [SideIo; 2],
     senders: [mpsc::Sender<Outbound>; 2],
     ids: RandomIds,
-    servers: HashMap<Arc<ServerKey>, ServerEntry>,
-    clients: HashMap<Arc<ClientKey>, ClientEntry>,
+    // Entries boxed: a map growing moves two pointers per transaction, not the whole entry.
+    servers: HashMap<Arc<ServerKey>, Box<ServerEntry>>,
+    clients: HashMap<Arc<ClientKey>, Box<ClientEntry>>,
     /// Wake-ups: when, a sequence number (unique: the transaction is never compared), which.
     timers: BinaryHeap<Reverse<(Millis, u64, TxRef)>>,
     timer_seq: u64,
@@ -663,16 +713,16 @@ impl Core {
         );
         let now = self.now();
         let is_ack = method == rsip::Method::Ack;
-        let key = Arc::new(ServerKey {
+        let key = Arc::new(ServerKey::new(
             side,
-            branch: transaction_branch(&msg),
+            transaction_branch(&msg),
             sent_by,
-            method: if is_ack {
+            if is_ack {
                 "INVITE"
             } else {
                 method_name(&method)
             },
-        });
+        ));
         if let Some(entry) = self.servers.get_mut(&key) {
             // A retransmission, or the ACK of a non-2xx answer (§17.2.3).
             if !is_ack {
@@ -715,13 +765,13 @@ impl Core {
         let msg = Arc::new(msg);
         self.servers.insert(
             Arc::clone(&key),
-            ServerEntry {
+            Box::new(ServerEntry {
                 tx,
                 route,
                 request: Some(Arc::clone(&msg)),
                 answered: false,
                 scheduled: None,
-            },
+            }),
         );
         self.flush_server(&key);
         if self.availability_request(&key, method, &msg) || self.answered_for_taken_over(&key, &msg)
@@ -941,15 +991,11 @@ impl Core {
         } else {
             Kind::NonInvite
         };
-        let key = Arc::new(ClientKey {
-            side: to,
-            branch,
-            method: method_name(&method),
-        });
+        let key = Arc::new(ClientKey::new(to, branch, method_name(&method)));
         let tx = ClientTransaction::new(kind, bytes, timers, self.now());
         self.clients.insert(
             Arc::clone(&key),
-            ClientEntry {
+            Box::new(ClientEntry {
                 tx,
                 request: Some(Arc::new(m)),
                 target,
@@ -957,7 +1003,7 @@ impl Core {
                 scheduled: None,
                 started: Instant::now(),
                 delivery: None,
-            },
+            }),
         );
         self.flush_client(&key);
         Some(key)
@@ -980,11 +1026,11 @@ impl Core {
         let Ok(method) = cseq.method.parse::<rsip::Method>() else {
             return;
         };
-        let key = ClientKey {
+        let key = ClientKey::new(
             side,
-            branch: msg.top_via_branch().unwrap_or_default().to_string(),
-            method: method_name(&method),
-        };
+            msg.top_via_branch().unwrap_or_default().to_string(),
+            method_name(&method),
+        );
         if key.method == "OPTIONS" && status >= 200 {
             self.probe_answered(side, msg.call_id().unwrap_or_default());
         }
