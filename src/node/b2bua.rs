@@ -13,9 +13,6 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-
-/// The core's maps: foldhash, randomly seeded per map (see Cargo.toml for why not SipHash).
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
@@ -44,6 +41,10 @@ use crate::translate::{self, Env, Outcome, TranslateError};
 use crate::wire::msrp::{Message, MsrpUri};
 use crate::wire::sdp;
 use crate::wire::sip::{SipMessage, method_name};
+
+/// The core's maps: foldhash, randomly seeded per map (see Cargo.toml for why not SipHash).
+/// The transaction keys hash once themselves (`key_hash`, one random seed per process).
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Monotonic time since the node started: the `now` the translator and the table are given.
 #[derive(Debug, Clone, Copy)]
