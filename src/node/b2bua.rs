@@ -11,18 +11,18 @@
 //! 3261 §8.1.2); responses go back where the request came from (§18.2.2, by the transport's
 //! route).
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
+use smallvec::SmallVec;
 use tokio::sync::mpsc;
 
 use super::availability::{AvailabilityEvent, RegEventWatcher, WatcherConfig};
 use super::deferred::{self, Action, Answer, ScheduleConfig, Scheduler};
-use super::ids::{RandomIds, rfc3339_utc};
+use super::ids::{DateTimeText, RandomIds, rfc3339_utc};
 use super::msrp::{ChunkTranslator, LegSpec, MsrpRelay, RelayEvent, SessionSpec, Setup};
+use super::timers::Deadlines;
 use super::transaction::{
     ClientTransaction, Delivery, Kind, ServerTransaction, TimerConfig, TransactionEvent,
 };
@@ -339,6 +339,10 @@ enum Outbound {
 
 /// The core task's state.
 pub struct Core {
+    /// The time of the turn being handled (`now`).
+    tick: Millis,
+    /// The wall clock's text for the CPIM DateTime of what the node wraps.
+    datetime: DateTimeText,
     parts: CoreParts,
     sides: [SideIo; 2],
     senders: [mpsc::Sender<Outbound>; 2],
@@ -346,9 +350,8 @@ pub struct Core {
     // Entries boxed: a map growing moves two pointers per transaction, not the whole entry.
     servers: HashMap<Arc<ServerKey>, Box<ServerEntry>>,
     clients: HashMap<Arc<ClientKey>, Box<ClientEntry>>,
-    /// Wake-ups: when, a sequence number (unique: the transaction is never compared), which.
-    timers: BinaryHeap<Reverse<(Millis, u64, TxRef)>>,
-    timer_seq: u64,
+    /// The transactions' wake-ups (stale ones are skipped when they fire).
+    timers: Deadlines<TxRef>,
     media: HashMap<Bytes, PendingMedia>,
     relay_of: HashMap<Bytes, u64>,
     sessions: HashMap<u64, [Bytes; 2]>,
@@ -375,6 +378,15 @@ fn index(side: Side) -> usize {
 
 fn side_metric(side: Side) -> Side {
     side
+}
+
+/// What woke the core for a turn of its loop.
+enum Turn {
+    Sip(Side, Option<Inbound>),
+    Event(Option<CoreEvent>),
+    Timers,
+    Probe,
+    StoreTick,
 }
 
 /// What the core is told besides SIP.
@@ -466,15 +478,17 @@ impl Core {
             sunk: HashMap::default(),
             watcher,
         });
+        let tick = parts.clock.now();
         Core {
+            tick,
+            datetime: DateTimeText::default(),
             parts,
             sides: [cpm, simple],
             senders,
             ids,
             servers: HashMap::default(),
             clients: HashMap::default(),
-            timers: BinaryHeap::new(),
-            timer_seq: 0,
+            timers: Deadlines::new(),
             media: HashMap::default(),
             relay_of: HashMap::default(),
             sessions: HashMap::default(),
@@ -521,6 +535,7 @@ impl Core {
             .deferred
             .as_ref()
             .map(|_| tokio::time::interval(std::time::Duration::from_millis(100)));
+        self.tick = self.parts.clock.now();
         self.resume_stored();
         // One timer for the transactions' wake-ups, moved only when the earliest deadline
         // changes: a new `sleep` each turn registered and dropped a timer-wheel entry (and read
@@ -544,7 +559,7 @@ impl Core {
                     None => std::future::pending::<()>().await,
                 }
             };
-            let deadline = self.timers.peek().map(|Reverse((at, _, _))| *at);
+            let deadline = self.timers.peek();
             if deadline != wake_at {
                 if let Some(at) = deadline {
                     let wait = at.0.saturating_sub(self.parts.clock.now().0);
@@ -554,32 +569,37 @@ impl Core {
                 }
                 wake_at = deadline;
             }
-            tokio::select! {
-                inbound = cpm_in.recv(), if cpm_open => match inbound {
-                    Some(inbound) => self.on_sip(Side::Cpm, inbound),
-                    None => cpm_open = self.listener_down(Side::Cpm),
-                },
-                inbound = simple_in.recv(), if simple_open => match inbound {
-                    Some(inbound) => self.on_sip(Side::Simple, inbound),
-                    None => simple_open = self.listener_down(Side::Simple),
-                },
-                ev = events.recv() => match ev {
-                    Some(CoreEvent::Relay(ev)) => self.on_relay(ev),
-                    Some(CoreEvent::Store(ev)) => self.on_store(ev),
-                    Some(CoreEvent::Resume(f)) => f(&mut self),
-                    Some(CoreEvent::Drain) => {
-                        self.draining = true;
-                        self.update_readiness();
-                    }
-                    None => break,
-                },
+            let event = tokio::select! {
+                inbound = cpm_in.recv(), if cpm_open => Turn::Sip(Side::Cpm, inbound),
+                inbound = simple_in.recv(), if simple_open => Turn::Sip(Side::Simple, inbound),
+                ev = events.recv() => Turn::Event(ev),
                 () = &mut wake, if wake_at.is_some() => {
-                    // Fired: set again from the heap on the next turn.
+                    // Fired: set again from the wake-ups on the next turn.
                     wake_at = None;
-                    self.on_timers();
+                    Turn::Timers
                 }
-                () = probe_tick => self.probe(),
-                () = store_tick_fut => self.on_store_tick(),
+                () = probe_tick => Turn::Probe,
+                () = store_tick_fut => Turn::StoreTick,
+            };
+            // The clock read once a turn: what the turn does happens "now" (to the millisecond).
+            self.tick = self.parts.clock.now();
+            match event {
+                Turn::Sip(side, Some(inbound)) => self.on_sip(side, inbound),
+                Turn::Sip(side, None) => match side {
+                    Side::Cpm => cpm_open = self.listener_down(side),
+                    Side::Simple => simple_open = self.listener_down(side),
+                },
+                Turn::Event(Some(CoreEvent::Relay(ev))) => self.on_relay(ev),
+                Turn::Event(Some(CoreEvent::Store(ev))) => self.on_store(ev),
+                Turn::Event(Some(CoreEvent::Resume(f))) => f(&mut self),
+                Turn::Event(Some(CoreEvent::Drain)) => {
+                    self.draining = true;
+                    self.update_readiness();
+                }
+                Turn::Event(None) => break,
+                Turn::Timers => self.on_timers(),
+                Turn::Probe => self.probe(),
+                Turn::StoreTick => self.on_store_tick(),
             }
             if self.draining && self.clients.is_empty() {
                 break;
@@ -663,8 +683,9 @@ impl Core {
         false
     }
 
+    /// The time of the turn being handled (read once a turn by `run`).
     fn now(&self) -> Millis {
-        self.parts.clock.now()
+        self.tick
     }
 
     fn fresh(&mut self) -> String {
@@ -786,13 +807,12 @@ impl Core {
     /// `origin`: the server transaction `msg` came on (none for the node's own requests).
     fn translate_request(&mut self, from: Side, msg: &SipMessage, origin: Option<Origin>) {
         let now = self.now();
-        let datetime = rfc3339_utc(SystemTime::now());
         let result = {
             let view = self.parts.table.view(now);
             let mut env = Env {
                 now,
                 ids: &mut self.ids,
-                datetime: &datetime,
+                datetime: self.datetime.at(SystemTime::now()),
             };
             translate::sip_request(
                 msg,
@@ -1127,13 +1147,12 @@ impl Core {
             r.delivery_result(&received, status);
         }
         let now = self.now();
-        let datetime = rfc3339_utc(SystemTime::now());
         let result = {
             let view = self.parts.table.view(now);
             let mut env = Env {
                 now,
                 ids: &mut self.ids,
-                datetime: &datetime,
+                datetime: self.datetime.at(SystemTime::now()),
             };
             session::session_response(
                 &received,
@@ -1204,7 +1223,7 @@ impl Core {
             );
             return true;
         }
-        let now = self.parts.clock.now();
+        let now = self.tick;
         let origin = crate::wire::cpim::Cpim::parse(sent.body().clone())
             .ok()
             .and_then(|c| c.imdn_message_id().cloned())
@@ -1443,7 +1462,8 @@ impl Core {
         };
         let sid = Bytes::from(self.fresh().replace('-', ""));
         let tag = self.fresh();
-        let id = self.timer_seq;
+        // SDP o= sess-id: a timestamp, as RFC 4566 §5.2 suggests.
+        let id = crate::store::unix_ms_now();
         let d = self.deferred.as_mut()?;
         if !d.policy(side).is_unavailable(status) || d.sunk.len() >= self.parts.max_transactions {
             return None;
@@ -1882,7 +1902,8 @@ impl Core {
         let Some(entry) = self.servers.get_mut(key) else {
             return;
         };
-        let mut out = Vec::new();
+        // Usually one datagram (the answer), never more than a few: kept inline.
+        let mut out = SmallVec::<[Bytes; 2]>::new();
         while let Some(bytes) = entry.tx.poll_transmit() {
             out.push(bytes);
         }
@@ -1903,12 +1924,8 @@ impl Core {
         if done {
             self.servers.remove(key);
         } else if let Some(at) = deadline {
-            self.timer_seq += 1;
-            self.timers.push(Reverse((
-                at,
-                self.timer_seq,
-                TxRef::Server(Arc::clone(key)),
-            )));
+            let now = self.now();
+            self.timers.push(now, at, TxRef::Server(Arc::clone(key)));
         }
         for bytes in out {
             self.queue(key.side, Outbound::Back(route, bytes));
@@ -1919,7 +1936,7 @@ impl Core {
         let Some(entry) = self.clients.get_mut(key) else {
             return;
         };
-        let mut out = Vec::new();
+        let mut out = SmallVec::<[Bytes; 2]>::new();
         while let Some(bytes) = entry.tx.poll_transmit() {
             out.push(bytes);
         }
@@ -1956,12 +1973,8 @@ impl Core {
         if done {
             self.clients.remove(key);
         } else if let Some(at) = deadline {
-            self.timer_seq += 1;
-            self.timers.push(Reverse((
-                at,
-                self.timer_seq,
-                TxRef::Client(Arc::clone(key)),
-            )));
+            let now = self.now();
+            self.timers.push(now, at, TxRef::Client(Arc::clone(key)));
         }
     }
 
@@ -1993,7 +2006,7 @@ impl Core {
             && origin.is_none()
             && let Some((w, _, _)) = self.deferred.as_mut().and_then(|d| d.watcher.as_mut())
         {
-            w.on_request_timeout(call_id, self.parts.clock.now());
+            w.on_request_timeout(call_id, self.tick);
             self.drive_watcher();
         } else {
             let timeout = request.response_to(408, "Request Timeout");
@@ -2011,10 +2024,8 @@ impl Core {
         shrink(&mut self.relay_of);
         shrink(&mut self.sessions);
         shrink(&mut self.acks);
-        let (len, cap) = (self.timers.len(), self.timers.capacity());
-        if cap > super::memory::SPARSE_MIN_CAPACITY && len.saturating_mul(4) < cap {
-            self.timers.shrink_to(len.saturating_mul(2));
-        }
+        self.timers
+            .shrink_if_sparse(super::memory::SPARSE_MIN_CAPACITY);
         if let Some(d) = self.deferred.as_mut() {
             shrink(&mut d.puts);
             shrink(&mut d.sunk);
@@ -2023,13 +2034,7 @@ impl Core {
 
     fn on_timers(&mut self) {
         let now = self.now();
-        while let Some(Reverse((at, _, _))) = self.timers.peek() {
-            if *at > now {
-                break;
-            }
-            let Some(Reverse((_, _, r))) = self.timers.pop() else {
-                break;
-            };
+        while let Some(r) = self.timers.pop_due(now) {
             match r {
                 TxRef::Server(key) => {
                     if let Some(e) = self.servers.get_mut(&key)
@@ -2129,7 +2134,7 @@ impl Core {
         let id = self.next_relay_id;
         self.next_relay_id += 1;
         let record = self.recorder.as_ref().and_then(|(r, _)| {
-            let view = self.parts.table.view(self.parts.clock.now());
+            let view = self.parts.table.view(self.now());
             r.session_opened(id, [&a.local_session, &b.local_session], &view)
         });
         let drops = self

@@ -2,33 +2,39 @@
 //! nor a random source itself).
 
 use std::hash::{BuildHasher, Hasher, RandomState};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
 use crate::translate::conversation::IdSource;
 
 /// UUID-shaped (RFC 9562 §5.4 layout, version 4) identities: Call-IDs, tags, Conversation-IDs,
-/// Contribution-IDs, Message-IDs. They must be unique, not secret: 128 bits from the standard
-/// library's randomly keyed SipHash over a counter (keys drawn from the OS once per source).
+/// Contribution-IDs, Message-IDs. They must be unique, not secret. Half of each is the standard
+/// library's randomly keyed SipHash of a counter (64 unpredictable bits: RFC 3261 §19.3 asks a
+/// tag for 32), the other half a random prefix of the source with the counter folded in, so
+/// that two ids of one source differ there too (keys and prefix drawn from the OS once per
+/// source). One hash an id: the ids are made four times per pager MESSAGE relayed.
 pub struct RandomIds {
     keys: RandomState,
+    prefix: u64,
     counter: u64,
 }
 
 impl RandomIds {
     /// A new source with fresh random keys.
     pub fn new() -> Self {
+        let keys = RandomState::new();
+        let prefix = keys.hash_one(u64::MAX);
         RandomIds {
-            keys: RandomState::new(),
+            keys,
+            prefix,
             counter: 0,
         }
     }
 
-    fn word(&self, lane: u64) -> u64 {
+    fn word(&self) -> u64 {
         let mut h = self.keys.build_hasher();
         h.write_u64(self.counter);
-        h.write_u64(lane);
         h.finish()
     }
 }
@@ -39,11 +45,17 @@ impl Default for RandomIds {
     }
 }
 
+/// `counter`'s low 60 bits spread around bits 12..16 of the high word, which the version
+/// overwrites (RFC 9562 §5.4), so that no two counters below 2^60 give the same high word.
+fn spread(counter: u64) -> u64 {
+    (counter & 0xfff) | ((counter >> 12) << 16)
+}
+
 impl IdSource for RandomIds {
     fn fresh_id(&mut self) -> Bytes {
         self.counter = self.counter.wrapping_add(1);
-        let hi = self.word(0);
-        let lo = self.word(1);
+        let hi = self.prefix ^ spread(self.counter);
+        let lo = self.word();
         // Version 4 and the RFC 9562 variant bits.
         let hi = (hi & 0xffff_ffff_ffff_0fff) | 0x0000_0000_0000_4000;
         let lo = (lo & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
@@ -76,7 +88,12 @@ fn put_hex(dst: &mut [u8], mut v: u64) {
 /// `t` as RFC 3339 UTC text with milliseconds (`2026-11-25T10:00:05.123Z`), for the CPIM
 /// `DateTime` of content the gateway wraps (RFC 3862 §3.3.4).
 pub fn rfc3339_utc(t: SystemTime) -> String {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let text = rfc3339_text(t.duration_since(UNIX_EPOCH).unwrap_or_default());
+    text.iter().map(|&b| char::from(b)).collect()
+}
+
+/// The RFC 3339 text of `d` since the epoch, as ASCII bytes.
+fn rfc3339_text(d: Duration) -> [u8; 24] {
     let secs = d.as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, day) = civil_from_days(i64::try_from(days).unwrap_or(i64::MAX));
@@ -85,22 +102,56 @@ pub fn rfc3339_utc(t: SystemTime) -> String {
     // text has room for four digits only.
     let y = u32::try_from(y.clamp(0, 9_999)).unwrap_or(0);
     let mut out = *b"0000-00-00T00:00:00.000Z";
-    let mut put = |at: usize, width: usize, mut v: u32| {
-        for i in (at..at + width).rev() {
-            if let Some(b) = out.get_mut(i) {
-                *b = b'0' + (v % 10) as u8;
-            }
-            v /= 10;
+    put_decimal(&mut out, 0, 4, y);
+    put_decimal(&mut out, 5, 2, m);
+    put_decimal(&mut out, 8, 2, day);
+    put_decimal(&mut out, 11, 2, (rem / 3600) as u32);
+    put_decimal(&mut out, 14, 2, ((rem / 60) % 60) as u32);
+    put_decimal(&mut out, 17, 2, (rem % 60) as u32);
+    put_decimal(&mut out, 20, 3, d.subsec_millis());
+    out
+}
+
+/// `v`'s low `width` decimal digits into `out[at..at + width]`.
+fn put_decimal(out: &mut [u8; 24], at: usize, width: usize, mut v: u32) {
+    for i in (at..at + width).rev() {
+        if let Some(b) = out.get_mut(i) {
+            *b = b'0' + (v % 10) as u8;
         }
-    };
-    put(0, 4, y);
-    put(5, 2, m);
-    put(8, 2, day);
-    put(11, 2, (rem / 3600) as u32);
-    put(14, 2, ((rem / 60) % 60) as u32);
-    put(17, 2, (rem % 60) as u32);
-    put(20, 3, d.subsec_millis());
-    out.iter().map(|&b| char::from(b)).collect()
+        v /= 10;
+    }
+}
+
+/// The wall clock as RFC 3339 text, kept by the core: the date and time of day are worked out
+/// once a second and only the milliseconds written for each message after that (the text
+/// went into every request and response translated, ~900 instructions and an allocation each).
+pub struct DateTimeText {
+    secs: u64,
+    text: [u8; 24],
+}
+
+impl Default for DateTimeText {
+    fn default() -> Self {
+        DateTimeText {
+            secs: u64::MAX,
+            text: *b"1970-01-01T00:00:00.000Z",
+        }
+    }
+}
+
+impl DateTimeText {
+    /// The text of `t`.
+    pub fn at(&mut self, t: SystemTime) -> &str {
+        let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+        if d.as_secs() == self.secs {
+            put_decimal(&mut self.text, 20, 3, d.subsec_millis());
+        } else {
+            self.text = rfc3339_text(d);
+            self.secs = d.as_secs();
+        }
+        // ASCII digits and separators only: always UTF-8.
+        std::str::from_utf8(&self.text).unwrap_or("1970-01-01T00:00:00.000Z")
+    }
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian date (H. Hinnant's `civil_from_days`).
@@ -120,7 +171,6 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn ids_are_uuid_shaped_and_distinct() {
@@ -135,6 +185,20 @@ mod tests {
             "RFC 9562 variant"
         );
         assert_ne!(RandomIds::new().fresh_id(), RandomIds::new().fresh_id());
+    }
+
+    #[test]
+    fn ids_of_one_source_never_repeat_their_high_half() {
+        // The counter survives the version nibble: consecutive counters and counters that
+        // differ only in the nibble's bits give distinct high words.
+        let masked = |c: u64| (spread(c) & 0xffff_ffff_ffff_0fff) | 0x4000;
+        let mut seen = std::collections::HashSet::new();
+        for c in (0..70_000u64).chain([1 << 59, (1 << 60) - 1]) {
+            assert!(seen.insert(masked(c)), "counter {c}");
+        }
+        let mut ids = RandomIds::new();
+        let all: std::collections::HashSet<Bytes> = (0..20_000).map(|_| ids.fresh_id()).collect();
+        assert_eq!(all.len(), 20_000);
     }
 
     #[test]
@@ -178,6 +242,32 @@ mod tests {
             assert_eq!(rfc3339_utc(t), want);
             ms += 112_233_445_567;
         }
+    }
+
+    #[test]
+    fn the_kept_text_equals_the_text_made_each_time() {
+        let mut kept = DateTimeText::default();
+        // Within a second, across seconds, days and years, and back in time.
+        let mut ms: u64 = 1_795_602_005_123;
+        for step in [
+            0u64,
+            1,
+            7,
+            450,
+            999,
+            1_000,
+            86_399_999,
+            31_536_000_000,
+            3,
+            0,
+        ] {
+            ms += step;
+            let t = UNIX_EPOCH + Duration::from_millis(ms);
+            assert_eq!(kept.at(t), rfc3339_utc(t));
+        }
+        let back = UNIX_EPOCH + Duration::from_millis(1_000);
+        assert_eq!(kept.at(back), "1970-01-01T00:00:01.000Z");
+        assert_eq!(kept.at(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
     }
 
     #[test]

@@ -28,5 +28,6 @@ pub mod memory;
 pub mod msrp;
 pub mod record;
 pub mod run;
+pub mod timers;
 pub mod transaction;
 pub mod transport;
