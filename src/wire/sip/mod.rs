@@ -289,7 +289,22 @@ impl Text {
         }
     }
 
-    /// Text from a sub-slice of `data` that the caller has checked to be UTF-8 (the parser).
+    /// Text of `data[start..end]`, which the parser has checked to be UTF-8 (ASCII bytes, or
+    /// validated); empty when the range is not inside `data`.
+    #[inline]
+    fn from_parsed(data: &Bytes, start: usize, end: usize) -> Text {
+        match data.get(start..end) {
+            Some(sub) if !sub.is_empty() => {
+                debug_assert!(std::str::from_utf8(sub).is_ok());
+                Text(data.slice(start..end))
+            }
+            _ => Text::default(),
+        }
+    }
+
+    /// Text from a sub-slice of `data` that the caller has checked to be UTF-8 (the reference
+    /// parser of the tests).
+    #[cfg(test)]
     fn from_checked(data: &Bytes, sub: &str) -> Text {
         let base = data.as_ptr() as usize;
         let at = (sub.as_ptr() as usize).wrapping_sub(base);
@@ -449,16 +464,18 @@ fn read_head(data: &Bytes, limits: &Limits) -> Result<(parse::Head, usize), SipE
         };
         return Err(parse::classify_error(data, limits, fault, None));
     }
-    let Some(blank) = super::text::find_blank_line(data, 0) else {
-        return Err(parse::classify_error(
-            data,
-            limits,
-            Fault::NoBlankLine,
-            Some(data.len()),
-        ));
-    };
-    let head = parse::parse_head(data, blank, limits)?;
-    Ok((head, blank.saturating_add(4)))
+    let no_blank = || parse::classify_error(data, limits, Fault::NoBlankLine, Some(data.len()));
+    // One pass finds the empty line that ends the header block (RFC 3261 §7) while it reads
+    // the lines. A message without one is refused as such whatever else is wrong with it:
+    // when a line fails before the end was seen, look for the end before saying which.
+    match parse::scan_head(data, limits) {
+        Ok((head, blank)) => Ok((head, blank.saturating_add(4))),
+        Err(parse::ScanError::NoBlank) => Err(no_blank()),
+        Err(parse::ScanError::Sip(e)) => match super::text::find_blank_line(data, 0) {
+            Some(_) => Err(e),
+            None => Err(no_blank()),
+        },
+    }
 }
 
 /// Parse one UDP datagram (RFC 3261 §18.3): the body is the rest of the datagram, cut to
@@ -645,43 +662,103 @@ macro_rules! known_headers {
     };
 }
 
-/// Indices into [`KNOWN_NAMES`] by name length (`u8::MAX`: none), built at compile time, so
-/// that a lookup compares a name with the few known names of its length only.
-static KNOWN_BY_LEN: [[u8; 12]; 25] = {
-    let mut t = [[u8::MAX; 12]; 25];
+/// Slot of a known name in [`KNOWN_HASH`]: a hash of its length and its first and last bytes
+/// (ASCII letters, lower-cased by `| 0x20`), chosen so that the 46 names of [`KNOWN_NAMES`]
+/// fall in 46 different slots (the table build below fails to compile otherwise). A lookup
+/// is then one hash and one case-insensitive compare, not a compare per name of that length.
+#[inline]
+const fn known_slot(len: usize, first: u8, last: u8) -> usize {
+    len.wrapping_add((first | 0x20) as usize * 2)
+        .wrapping_add((last | 0x20) as usize * 11)
+        & 0xff
+}
+
+/// Index into [`KNOWN_NAMES`] of the name in each [`known_slot`] (`u8::MAX`: none).
+static KNOWN_HASH: [u8; 256] = {
+    let mut t = [u8::MAX; 256];
     let mut i = 0;
     while i < KNOWN_NAMES.len() {
-        let len = KNOWN_NAMES[i].len();
-        let mut j = 0;
-        while t[len][j] != u8::MAX {
-            j += 1;
-        }
-        t[len][j] = i as u8;
+        let k = KNOWN_NAMES[i].as_bytes();
+        let slot = known_slot(k.len(), k[0], k[k.len() - 1]);
+        assert!(
+            t[slot] == u8::MAX,
+            "two known header names share a hash slot"
+        );
+        t[slot] = i as u8;
         i += 1;
     }
     t
 };
 
+/// Index into [`KNOWN_NAMES`] of `name` (ASCII case ignored), when it is a known name.
+#[inline]
+fn known_index(name: &[u8]) -> Option<u8> {
+    let (first, last) = (*name.first()?, *name.last()?);
+    let i = *KNOWN_HASH.get(known_slot(name.len(), first, last))?;
+    let k = KNOWN_NAMES.get(usize::from(i))?.as_bytes();
+    // Names mostly come in the canonical spelling: the exact compare is the usual answer.
+    (k == name || k.eq_ignore_ascii_case(name)).then_some(i)
+}
+
 /// The canonical spelling of `name` when it is one of [`KNOWN_NAMES`] (ASCII case ignored).
 #[inline]
 fn canonical_name(name: &[u8]) -> Option<&'static str> {
-    let first = name.first()?.to_ascii_lowercase();
-    KNOWN_BY_LEN
-        .get(name.len())?
-        .iter()
-        .take_while(|i| **i != u8::MAX)
-        .filter_map(|i| KNOWN_NAMES.get(usize::from(*i)))
-        .find(|k| {
-            let k = k.as_bytes();
-            // Names mostly come in the canonical spelling: an exact compare first.
-            k == name
-                || (k.first().map(u8::to_ascii_lowercase) == Some(first)
-                    && k.eq_ignore_ascii_case(name))
-        })
-        .copied()
+    known_index(name).and_then(|i| KNOWN_NAMES.get(usize::from(i)).copied())
 }
 
-// Most frequent first: the lookup is a chain of length-checked case-insensitive compares.
+/// Indices into [`KNOWN_NAMES`] of the names the parser counts or checks (RFC 3261 §8.1.1,
+/// §7.3.1, §20.12); checked against the table at compile time.
+mod known {
+    pub(super) const VIA: u8 = 0;
+    pub(super) const FROM: u8 = 1;
+    pub(super) const TO: u8 = 2;
+    pub(super) const CALL_ID: u8 = 3;
+    pub(super) const CSEQ: u8 = 4;
+    pub(super) const MAX_FORWARDS: u8 = 6;
+    pub(super) const CONTENT_TYPE: u8 = 7;
+    pub(super) const CONTENT_LENGTH: u8 = 8;
+    pub(super) const CONTENT_ENCODING: u8 = 17;
+}
+
+const _: () = {
+    const fn same(a: &str, b: &str) -> bool {
+        let (a, b) = (a.as_bytes(), b.as_bytes());
+        if a.len() != b.len() {
+            return false;
+        }
+        let mut i = 0;
+        while i < a.len() {
+            if a[i] != b[i] {
+                return false;
+            }
+            i += 1;
+        }
+        true
+    }
+    assert!(same(KNOWN_NAMES[known::VIA as usize], "Via"));
+    assert!(same(KNOWN_NAMES[known::FROM as usize], "From"));
+    assert!(same(KNOWN_NAMES[known::TO as usize], "To"));
+    assert!(same(KNOWN_NAMES[known::CALL_ID as usize], "Call-ID"));
+    assert!(same(KNOWN_NAMES[known::CSEQ as usize], "CSeq"));
+    assert!(same(
+        KNOWN_NAMES[known::MAX_FORWARDS as usize],
+        "Max-Forwards"
+    ));
+    assert!(same(
+        KNOWN_NAMES[known::CONTENT_TYPE as usize],
+        "Content-Type"
+    ));
+    assert!(same(
+        KNOWN_NAMES[known::CONTENT_LENGTH as usize],
+        "Content-Length"
+    ));
+    assert!(same(
+        KNOWN_NAMES[known::CONTENT_ENCODING as usize],
+        "Content-Encoding"
+    ));
+};
+
+// The order fixes the indices of `mod known`; the lookup is a hash ([`known_slot`]).
 known_headers! {
     Via => "Via",
     From => "From",

@@ -786,3 +786,138 @@ proptest::proptest! {
         );
     }
 }
+
+/// The parser as it was before the one-pass scan (session 16): the reference for the fast one.
+mod reference;
+
+/// The vectors the mutation test starts from (requests, responses, RFC 4475 torture tests).
+const VECTORS: &[&[u8]] = &[
+    include_bytes!("../../../tests/vectors/sip/cpm-pager-message.txt"),
+    include_bytes!("../../../tests/vectors/sip/cpm-chat-invite.txt"),
+    include_bytes!("../../../tests/vectors/sip/rfc3261-24.2-f2-trying.txt"),
+    include_bytes!("../../../tests/vectors/sip/rfc3428-f1-message.txt"),
+    include_bytes!("../../../tests/vectors/sip/rfc4475-wsinv.txt"),
+    include_bytes!("../../../tests/vectors/sip/rfc4475-lwsdisp.txt"),
+    include_bytes!("../../../tests/vectors/sip/rfc4475-esc01.txt"),
+    include_bytes!("../../../tests/vectors/sip/rfc4475-semiuri.txt"),
+    include_bytes!("../../../tests/vectors/sip/rfc4475-badinv01.txt"),
+    include_bytes!("../../../tests/vectors/sip/rfc4475-quotbal.txt"),
+    include_bytes!("../../../tests/vectors/sip/rfc4475-trws.txt"),
+    include_bytes!("../../../tests/vectors/sip/rfc4475-transports.txt"),
+];
+
+/// Bytes the mutations write: the ones the parser decides on, and some that are not ASCII.
+const MUTATION_BYTES: &[u8] = b"\r\n \t:;,<>\"\\%@?[]=/aZ0-\x00\x7f\x80\xc3\xa9\xff";
+
+/// Apply `edits` (position, kind, byte) to `raw`: replace, insert or delete a byte.
+fn mutate(raw: &[u8], edits: &[(usize, u8, usize)]) -> Vec<u8> {
+    let mut v = raw.to_vec();
+    for &(pos, kind, b) in edits {
+        if v.is_empty() {
+            break;
+        }
+        let pos = pos % v.len();
+        let byte = MUTATION_BYTES[b % MUTATION_BYTES.len()];
+        match kind % 4 {
+            0 => v[pos] = byte,
+            1 => v.insert(pos, byte),
+            2 => {
+                v.remove(pos);
+            }
+            _ => v.truncate(pos),
+        }
+    }
+    v
+}
+
+#[test]
+fn fast_parser_agrees_with_the_reference_on_the_vectors() {
+    let limits = Limits::default();
+    for raw in VECTORS {
+        let data = Bytes::from_static(raw);
+        assert_eq!(
+            parse_datagram(data.clone(), &limits),
+            reference::parse_datagram(data, &limits)
+        );
+    }
+}
+
+#[test]
+fn canonical_name_agrees_with_the_reference() {
+    for name in KNOWN_NAMES {
+        for n in [
+            name.to_string(),
+            name.to_ascii_lowercase(),
+            name.to_ascii_uppercase(),
+            format!("{name}x"),
+            name.replace('-', "_"),
+            name.replace('-', "\r"),
+        ] {
+            assert_eq!(
+                canonical_name(n.as_bytes()),
+                reference::canonical_name(n.as_bytes()),
+                "{n:?}"
+            );
+        }
+        assert_eq!(canonical_name(name.as_bytes()), Some(*name));
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4000))]
+
+    /// The one-pass parser gives the same message or the same error as the reference on
+    /// mutated vectors (bare CR/LF, folding, non-UTF-8, missing empty line, broken URIs ...).
+    #[test]
+    fn fast_parser_agrees_with_the_reference(
+        which in 0..VECTORS.len(),
+        edits in proptest::collection::vec((0usize..4096, 0u8..4, 0usize..64), 0..6),
+        small in proptest::bool::ANY,
+    ) {
+        let raw = mutate(VECTORS[which], &edits);
+        // Small limits too, so that the line, count and size limits are crossed.
+        let limits = if small {
+            Limits { max_message: 700, max_headers: 9, max_line: 60 }
+        } else {
+            Limits::default()
+        };
+        let data = Bytes::from(raw);
+        proptest::prop_assert_eq!(
+            parse_datagram(data.clone(), &limits),
+            reference::parse_datagram(data, &limits)
+        );
+    }
+
+    /// The hashed known-name lookup answers as the compare chain did.
+    #[test]
+    fn canonical_name_hash_agrees_with_the_chain(name in "[a-zA-Z_\\-]{1,20}") {
+        proptest::prop_assert_eq!(
+            canonical_name(name.as_bytes()),
+            reference::canonical_name(name.as_bytes())
+        );
+    }
+
+    /// The table-driven URI and value checks answer as the character-list ones did.
+    #[test]
+    fn field_checks_agree_with_the_reference(
+        value in "[a-zA-Z0-9:;,<>\"\\\\ \t%@?\\[\\]=/.+\\-_!~*'()&$\r\n\u{7f}\u{e9}]{0,48}",
+    ) {
+        let v = value.as_bytes();
+        proptest::prop_assert_eq!(
+            super::parse::check_request_uri(v),
+            reference::check_request_uri(v)
+        );
+        let sip = format!("sip:{value}");
+        proptest::prop_assert_eq!(
+            super::parse::check_request_uri(sip.as_bytes()),
+            reference::check_request_uri(sip.as_bytes())
+        );
+        proptest::prop_assert_eq!(super::parse::check_name_addr(v), reference::check_name_addr(v));
+        proptest::prop_assert_eq!(super::parse::check_via(v), reference::check_via(v));
+        let via = format!("SIP/2.0/UDP {value}");
+        proptest::prop_assert_eq!(
+            super::parse::check_via(via.as_bytes()),
+            reference::check_via(via.as_bytes())
+        );
+    }
+}
