@@ -470,13 +470,13 @@ pub fn stamp_via(value: &str, source: SocketAddr) -> Option<String> {
         out.push(';');
         if name.eq_ignore_ascii_case("rport") {
             out.push_str("rport=");
-            out.push_str(&source.port().to_string());
+            push_decimal(&mut out, u32::from(source.port()));
         } else {
             out.push_str(p);
         }
     }
     out.push_str(";received=");
-    out.push_str(&source.ip().to_canonical().to_string());
+    push_ip(&mut out, source.ip().to_canonical());
     out.push_str(rest);
     Some(out)
 }
@@ -528,21 +528,33 @@ pub fn request_via(transport: Transport, sent_by: SocketAddr, branch: &str) -> S
 /// writes it; IPv4 without the formatting machinery.
 pub fn push_socket_addr(out: &mut String, addr: SocketAddr) {
     match addr {
-        SocketAddr::V4(v4) => {
-            for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+        SocketAddr::V4(v4) => push_ip(out, IpAddr::V4(*v4.ip())),
+        SocketAddr::V6(v6) => {
+            out.push('[');
+            push_ip(out, IpAddr::V6(*v6.ip()));
+            out.push(']');
+        }
+    }
+    out.push(':');
+    push_decimal(out, u32::from(addr.port()));
+}
+
+/// `ip` as its Display writes it; IPv4 without the formatting machinery.
+pub fn push_ip(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
                 if i > 0 {
                     out.push('.');
                 }
                 push_decimal(out, u32::from(octet));
             }
         }
-        SocketAddr::V6(v6) => {
+        IpAddr::V6(v6) => {
             use std::fmt::Write as _;
-            let _ = write!(out, "[{}]", v6.ip());
+            let _ = write!(out, "{v6}");
         }
     }
-    out.push(':');
-    push_decimal(out, u32::from(addr.port()));
 }
 
 /// `v` in decimal, no leading zeros.
@@ -1575,6 +1587,9 @@ mod tests {
             let mut out = String::new();
             push_socket_addr(&mut out, addr);
             assert_eq!(out, addr.to_string());
+            let mut ip = String::new();
+            push_ip(&mut ip, addr.ip());
+            assert_eq!(ip, addr.ip().to_string());
         }
         for v in [0, 7, 10, 99, 100, 65_535, 4_294_967_295] {
             let mut out = String::new();

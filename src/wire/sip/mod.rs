@@ -1522,17 +1522,25 @@ impl SipMessage {
 /// reference); the node asks this of every message it receives (the top Via's branch).
 fn first_item_param<'a>(value: &'a str, name: &str) -> Option<&'a str> {
     let b = value.as_bytes();
-    let (mut in_quotes, mut in_angle, mut escaped) = (false, false, false);
-    // Start of the current parameter (after its `;`), once the first `;` is seen.
-    let mut start: Option<usize> = None;
-    let mut i = 0;
-    let check = |from: usize, to: usize| -> Option<&'a str> {
-        let p = value.get(from..to)?;
+    let named = |p: &'a str| -> Option<&'a str> {
         let (n, v) = p.split_once('=').unwrap_or((p, ""));
         n.trim()
             .eq_ignore_ascii_case(name)
             .then(|| v.trim_matches([' ', '\t']))
     };
+    // The usual value (a Via; a Contact without a display name) has no quoted string and no
+    // `<...>`: its first element ends at the first comma, and `;` separates its parameters.
+    // Two vector searches instead of a state machine per byte (the node reads two branches a
+    // pager MESSAGE).
+    if memchr::memchr2(b'"', b'<', b).is_none() {
+        let first = value.get(..memchr::memchr(b',', b).unwrap_or(b.len()))?;
+        return first.split(';').skip(1).find_map(named);
+    }
+    let (mut in_quotes, mut in_angle, mut escaped) = (false, false, false);
+    // Start of the current parameter (after its `;`), once the first `;` is seen.
+    let mut start: Option<usize> = None;
+    let mut i = 0;
+    let check = |from: usize, to: usize| -> Option<&'a str> { named(value.get(from..to)?) };
     while let Some(&c) = b.get(i) {
         if escaped {
             escaped = false;
