@@ -510,6 +510,7 @@ pub(crate) fn new_leg_rewritten(
     }
 
     let mut device = None;
+    let mut memo = feature_tags::IcsiMemo::default();
     let mut values: [Option<LegValue>; 2 * MAX_BUFFERED_CONTACTS] = Default::default();
     let all = contacts
         .iter()
@@ -529,12 +530,10 @@ pub(crate) fn new_leg_rewritten(
                 let at = buf.len();
                 let first_contact = i == 0 && n_contacts > 0;
                 let mut parts = DeviceParts::default();
-                match first_contact {
-                    // The first Contact: the sending device read on the way.
-                    true => feature_tags::to_simple_device_into(v, mappings, &mut buf, &mut parts),
-                    false => feature_tags::to_simple_into(v, mappings, &mut buf),
-                }
-                .map_err(err)?;
+                // The first Contact: the sending device read on the way.
+                let device_parts = first_contact.then_some(&mut parts);
+                feature_tags::to_simple_into_with(v, mappings, &mut buf, device_parts, &mut memo)
+                    .map_err(err)?;
                 let kept = buf.get(at..) == Some(v.as_str());
                 if first_contact && !kept {
                     device = Some(parts);
