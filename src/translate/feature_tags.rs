@@ -237,6 +237,7 @@ fn rewrite_to_simple<'v>(
         let mut first_device = device.take().map(|d| {
             *d = DeviceParts {
                 head: start..end,
+                uri: parts.angle(),
                 instance: None,
             };
             d
