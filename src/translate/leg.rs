@@ -7,7 +7,7 @@ use bytes::Bytes;
 use super::addr::{with_new_tag, without_tag, write_without_tag_of};
 use super::device::DeviceParts;
 use super::feature_tags;
-use super::params::{is_named, split_ascii};
+use super::params::{is_named, split_ascii, trim};
 use super::state::{ConversationIds, ConversationKey, Side};
 use super::{Env, TranslateError};
 use crate::mapping::{HeaderRules, Mappings, Service};
@@ -126,7 +126,7 @@ pub(crate) fn cpm_service_given(
 ) -> Result<Option<Service>, TranslateError> {
     let first_urn = asserted
         .or(preferred)
-        .and_then(|v| split_ascii(v, b',').map(str::trim).find(|u| !u.is_empty()));
+        .and_then(|v| split_ascii(v, b',').map(trim).find(|u| !u.is_empty()));
     match first_urn {
         Some(urn) => match mappings.service_by_icsi(urn) {
             Some(s) => Ok(Some(s)),
