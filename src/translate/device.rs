@@ -12,8 +12,8 @@ use std::ops::Range;
 use bytes::Bytes;
 
 use super::params::{
-    MAX_PARAMS, ParamError, check_split, param_name, param_value, split_ascii, split_once_ascii,
-    split_top_either, trim,
+    MAX_PARAMS, ParamError, check_split, param_name, param_value, split_ascii, split_top_either,
+    trim,
 };
 use super::state::Device;
 use crate::wire::text;
@@ -28,6 +28,9 @@ pub(crate) const SIP_INSTANCE: &str = "+sip.instance";
 pub struct DeviceParts {
     /// The first contact's head.
     pub head: Range<usize>,
+    /// The URI inside the head's `<...>` (the first one outside quotes), when it has one: the
+    /// split found it on its way (not searched for again).
+    pub uri: Option<Range<usize>>,
     /// Its first `+sip.instance` parameter, `name=value` as written.
     pub instance: Option<Range<usize>>,
 }
@@ -67,6 +70,7 @@ pub fn device_parts(text: &str) -> Result<DeviceParts, ParamError> {
     };
     let mut parts = split_top_either(text, b';', b',');
     let (head, mut sep) = parts.next().unwrap_or(Ok(("", None)))?;
+    let uri = parts.angle();
     let mut count = 0usize;
     let mut instance = None;
     while sep == Some(b';') {
@@ -89,6 +93,7 @@ pub fn device_parts(text: &str) -> Result<DeviceParts, ParamError> {
     }
     Ok(DeviceParts {
         head: range(head),
+        uri,
         instance,
     })
 }
@@ -108,10 +113,12 @@ pub fn device_at(aor: Bytes, contact: &Bytes, text: &str, parts: &DeviceParts) -
             |_| contact.slice(r),
         )
     };
-    let head = text.get(parts.head.clone()).unwrap_or_default();
-    let uri = split_once_ascii(head, b'<')
-        .and_then(|(_, rest)| split_once_ascii(rest, b'>'))
-        .map_or(head.trim(), |(uri, _)| uri);
+    // The URI of `<URI>` (a `<` inside a quoted display name is not its start), else the
+    // head is an `addr-spec`.
+    let uri = match &parts.uri {
+        Some(r) => text.get(r.clone()).unwrap_or_default(),
+        None => text.get(parts.head.clone()).unwrap_or_default().trim(),
+    };
     // RFC 5627 §3.1: a GRUU carries the `gr` URI parameter (a URI with no `g` has none).
     let is_gruu = text::find_byte2(b'g', b'G', uri.as_bytes()).is_some()
         && split_ascii(uri, b';')
@@ -272,6 +279,16 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The URI is the one in the `<...>` the split found: a `<` inside the quoted display name
+    /// does not start it.
+    #[test]
+    fn a_quoted_angle_is_not_the_uri() {
+        let d = device("\"a<b\" <sip:alice@x;gr>;+g.oma.sip-im");
+        assert_eq!(d.gruu.as_deref(), Some(&b"sip:alice@x;gr"[..]));
+        // An addr-spec's parameters are the contact's (RFC 3261 §20.10): no GRUU.
+        assert_eq!(device("sip:alice@x;gr").gruu, None);
     }
 
     #[test]

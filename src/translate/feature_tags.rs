@@ -176,7 +176,7 @@ pub fn to_simple_into(
     mappings: &Mappings,
     out: &mut String,
 ) -> Result<ServiceList, ParamError> {
-    rewrite_to_simple(value, mappings, out, None)
+    rewrite_to_simple(value, mappings, out, None, &mut IcsiMemo::default())
 }
 
 /// [`to_simple_into`] of a `Contact` value that also finds, in the same pass, what names the
@@ -188,14 +188,33 @@ pub fn to_simple_device_into(
     out: &mut String,
     device: &mut DeviceParts,
 ) -> Result<ServiceList, ParamError> {
-    rewrite_to_simple(value, mappings, out, Some(device))
+    rewrite_to_simple(value, mappings, out, Some(device), &mut IcsiMemo::default())
 }
 
-fn rewrite_to_simple(
-    value: &str,
+/// The services of the last `+g.3gpp.icsi-ref` value read, kept across the values of one
+/// request: its Contact and Accept-Contact usually carry the same ICSI list, which is then
+/// looked up once (~250 instructions a lookup: the list split, the mappings compared).
+#[derive(Debug, Default)]
+pub struct IcsiMemo<'v>(Option<(&'v str, ServiceList)>);
+
+/// [`to_simple_into`], or [`to_simple_device_into`] with `device`, for the values of one
+/// request: `memo` is shared between them.
+pub fn to_simple_into_with<'v>(
+    value: &'v str,
+    mappings: &Mappings,
+    out: &mut String,
+    device: Option<&mut DeviceParts>,
+    memo: &mut IcsiMemo<'v>,
+) -> Result<ServiceList, ParamError> {
+    rewrite_to_simple(value, mappings, out, device, memo)
+}
+
+fn rewrite_to_simple<'v>(
+    value: &'v str,
     mappings: &Mappings,
     out: &mut String,
     mut device: Option<&mut DeviceParts>,
+    memo: &mut IcsiMemo<'v>,
 ) -> Result<ServiceList, ParamError> {
     /// Feature tags kept from one contact, remembered by name; past this many the parameters
     /// are read again.
@@ -218,6 +237,7 @@ fn rewrite_to_simple(
         let mut first_device = device.take().map(|d| {
             *d = DeviceParts {
                 head: start..end,
+                uri: parts.angle(),
                 instance: None,
             };
             d
@@ -242,7 +262,22 @@ fn rewrite_to_simple(
             let name = param_name(p);
             if is_named(name, ICSI_REF) {
                 if let Some(v) = param_value(p) {
-                    services_in_icsi_ref(v, mappings, &mut services);
+                    // Read once per request; added as `services_in_icsi_ref` adds them (in
+                    // order, each service once).
+                    let found = match memo.0 {
+                        Some((seen, found)) if seen == v => found,
+                        _ => {
+                            let mut found = ServiceList::default();
+                            services_in_icsi_ref(v, mappings, &mut found);
+                            memo.0 = Some((v, found));
+                            found
+                        }
+                    };
+                    match services.first() {
+                        // The usual case: the contact's first ICSI list.
+                        None => services = found,
+                        Some(_) => found.iter().for_each(|s| services.push(s)),
+                    }
                 }
                 continue;
             }
@@ -632,6 +667,27 @@ mod tests {
             proptest::prop_assert_eq!(&to_simple(&v, &mappings), &expected);
             let shared = to_simple_text(&Text::copy_from_str(&v), &mappings);
             proptest::prop_assert_eq!(shared.map(|t| t.to_string()), expected.map(|(s, _)| s));
+        }
+
+        // A memo shared by the values of one request (as the leg shares it between Contact
+        // and Accept-Contact) changes nothing: each value rewrites and reads as on its own.
+        #[test]
+        fn shared_memo_is_the_fresh_reading(
+            a in "(<sip:a@x>|\\*|;|,|\\+g\\.3gpp\\.icsi-ref=\"urn%3Aurn-7%3A3gpp-service\\.ims\\.icsi\\.oma\\.cpm\\.(msg|session)(,urn:urn-7:3gpp-service.ims.icsi.oma.cpm.largemsg)?\"|\\+g\\.oma\\.sip-im|x=1){0,10}",
+            b in "(<sip:b@y>|\\*|;|,|\\+g\\.3gpp\\.icsi-ref=\"urn%3Aurn-7%3A3gpp-service\\.ims\\.icsi\\.oma\\.cpm\\.(msg|session)(,urn:urn-7:3gpp-service.ims.icsi.oma.cpm.largemsg)?\"|\\+g\\.oma\\.sip-im|x=1){0,10}"
+        ) {
+            let mappings = m();
+            let fresh = |v: &str| {
+                let mut out = String::new();
+                to_simple_into(v, &mappings, &mut out).map(|l| (out, l.iter().collect::<Vec<_>>()))
+            };
+            let mut memo = IcsiMemo::default();
+            for v in [&a, &b, &a] {
+                let mut out = String::new();
+                let with = to_simple_into_with(v, &mappings, &mut out, None, &mut memo)
+                    .map(|l| (out, l.iter().collect::<Vec<_>>()));
+                proptest::prop_assert_eq!(with, fresh(v));
+            }
         }
 
         // The leg's one-pass reading (rewrite, then share the value when the rewrite gave it

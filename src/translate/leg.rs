@@ -7,7 +7,7 @@ use bytes::Bytes;
 use super::addr::{with_new_tag, without_tag, write_without_tag_of};
 use super::device::DeviceParts;
 use super::feature_tags;
-use super::params::{is_named, split_ascii};
+use super::params::{is_named, split_ascii, trim};
 use super::state::{ConversationIds, ConversationKey, Side};
 use super::{Env, TranslateError};
 use crate::mapping::{HeaderRules, Mappings, Service};
@@ -126,7 +126,7 @@ pub(crate) fn cpm_service_given(
 ) -> Result<Option<Service>, TranslateError> {
     let first_urn = asserted
         .or(preferred)
-        .and_then(|v| split_ascii(v, b',').map(str::trim).find(|u| !u.is_empty()));
+        .and_then(|v| split_ascii(v, b',').map(trim).find(|u| !u.is_empty()));
     match first_urn {
         Some(urn) => match mappings.service_by_icsi(urn) {
             Some(s) => Ok(Some(s)),
@@ -331,6 +331,10 @@ enum LegValue {
 /// buffer; a request with more goes the way of [`rewrite_service_tags`].
 const MAX_BUFFERED_CONTACTS: usize = 8;
 
+/// End-to-end fields [`new_leg_rewritten`] copies in one pass; a request with more goes the
+/// way of [`rewrite_service_tags`].
+const MAX_COPIED: usize = 32;
+
 /// What a header field of the incoming request is to the new leg.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
@@ -405,36 +409,16 @@ pub(crate) fn new_leg_rewritten(
     let Some(fields) = incoming.fields().filter(|_| rules.rename.is_empty()) else {
         return field_by_field(request_uri, env);
     };
-    // Max-Forwards, From, To, Call-ID, CSeq, the copies, the service identification.
-    let mut out = match SipMessage::request_with_room(method, request_uri, fields.len() + 6) {
-        Ok(out) => out,
-        Err(e) => {
-            // The errors of the field-by-field way, in its order.
-            incoming
-                .header("From")
-                .ok_or(TranslateError::Missing("From"))?;
-            incoming.header("To").ok_or(TranslateError::Missing("To"))?;
-            return Err(e.into());
-        }
-    };
-    let cseq = match method {
-        rsip::Method::Message => Some("1 MESSAGE"),
-        rsip::Method::Invite => Some("1 INVITE"),
-        _ => None,
-    };
-    out.push_canonical_static("Max-Forwards", "70");
-    // From, To and Call-ID are set in place when known (indices 1, 2, 3).
-    out.push_canonical_static("From", "");
-    out.push_canonical_static("To", "");
-    out.push_canonical_static("Call-ID", "");
-    out.push_canonical_static("CSeq", cseq.unwrap_or_default());
-
     let dropped = length_mask(&rules.drop);
     let drops = |name: &str| dropped & (1 << name.len().min(63)) != 0 && rules.drops(name);
     let (mut from, mut to) = (None, None);
     let mut contacts: [Option<&Text>; MAX_BUFFERED_CONTACTS] = Default::default();
     let mut accepts: [Option<&Text>; MAX_BUFFERED_CONTACTS] = Default::default();
-    let (mut n_contacts, mut n_accepts, mut values_len) = (0usize, 0usize, 0usize);
+    // The end-to-end fields, kept here until the new leg's field list is made: its size is
+    // then known (a list sized by the incoming fields was over 1 KB, past malloc's per-thread
+    // cache: ~300 more instructions a message in malloc and free).
+    let mut copies: [Option<&crate::wire::sip::Field>; MAX_COPIED] = [None; MAX_COPIED];
+    let (mut n_contacts, mut n_accepts, mut n_copies, mut values_len) = (0, 0, 0, 0usize);
     let mut overflow = false;
     for f in fields {
         let name = f.name();
@@ -450,7 +434,11 @@ pub(crate) fn new_leg_rewritten(
             Role::Leg => continue,
             _ if drops(name) => continue,
             Role::EndToEnd => {
-                out.push_field(f);
+                match copies.get_mut(n_copies) {
+                    Some(slot) => *slot = Some(f),
+                    None => overflow = true,
+                }
+                n_copies += 1;
                 continue;
             }
             Role::Contact => (&mut contacts, &mut n_contacts),
@@ -463,9 +451,37 @@ pub(crate) fn new_leg_rewritten(
         *n += 1;
         values_len += f.value().len();
     }
+    // Max-Forwards, From, To, Call-ID, CSeq, the copies, the service identification, and room
+    // for what the caller adds (Content-Type, the three conversation identities).
+    let room = 5 + n_copies + n_contacts + n_accepts + 1 + 4;
+    let mut out = match SipMessage::request_with_room(method, request_uri, room) {
+        Ok(out) => out,
+        Err(e) => {
+            // The errors of the field-by-field way, in its order.
+            incoming
+                .header("From")
+                .ok_or(TranslateError::Missing("From"))?;
+            incoming.header("To").ok_or(TranslateError::Missing("To"))?;
+            return Err(e.into());
+        }
+    };
     if overflow {
         let uri = out.request_uri_bytes().cloned().unwrap_or_default();
         return field_by_field(uri, env);
+    }
+    let cseq = match method {
+        rsip::Method::Message => Some("1 MESSAGE"),
+        rsip::Method::Invite => Some("1 INVITE"),
+        _ => None,
+    };
+    out.push_canonical_static("Max-Forwards", "70");
+    // From, To and Call-ID are set in place when known (indices 1, 2, 3).
+    out.push_canonical_static("From", "");
+    out.push_canonical_static("To", "");
+    out.push_canonical_static("Call-ID", "");
+    out.push_canonical_static("CSeq", cseq.unwrap_or_default());
+    for f in copies.iter().map_while(|f| *f) {
+        out.push_field(f);
     }
     let from = from.ok_or(TranslateError::Missing("From"))?;
     let to = to.ok_or(TranslateError::Missing("To"))?;
@@ -494,6 +510,7 @@ pub(crate) fn new_leg_rewritten(
     }
 
     let mut device = None;
+    let mut memo = feature_tags::IcsiMemo::default();
     let mut values: [Option<LegValue>; 2 * MAX_BUFFERED_CONTACTS] = Default::default();
     let all = contacts
         .iter()
@@ -513,12 +530,10 @@ pub(crate) fn new_leg_rewritten(
                 let at = buf.len();
                 let first_contact = i == 0 && n_contacts > 0;
                 let mut parts = DeviceParts::default();
-                match first_contact {
-                    // The first Contact: the sending device read on the way.
-                    true => feature_tags::to_simple_device_into(v, mappings, &mut buf, &mut parts),
-                    false => feature_tags::to_simple_into(v, mappings, &mut buf),
-                }
-                .map_err(err)?;
+                // The first Contact: the sending device read on the way.
+                let device_parts = first_contact.then_some(&mut parts);
+                feature_tags::to_simple_into_with(v, mappings, &mut buf, device_parts, &mut memo)
+                    .map_err(err)?;
                 let kept = buf.get(at..) == Some(v.as_str());
                 if first_contact && !kept {
                     device = Some(parts);

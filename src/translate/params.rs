@@ -129,6 +129,7 @@ pub fn split_top_either(s: &str, a: u8, b: u8) -> TopSplitEither<'_> {
         b,
         start: 0,
         done: false,
+        angle: None,
     }
 }
 
@@ -139,9 +140,17 @@ pub struct TopSplitEither<'a> {
     b: u8,
     start: usize,
     done: bool,
+    /// Where the first `<...>` of the last part returned is (inside the brackets).
+    angle: Option<(usize, usize)>,
 }
 
 impl<'a> TopSplitEither<'a> {
+    /// Where the inside of the first `<...>` (outside quotes) of the last part returned is in
+    /// the value, when that part has one: a contact's URI, found by the split on its way.
+    pub fn angle(&self) -> Option<std::ops::Range<usize>> {
+        self.angle.map(|(from, to)| from..to)
+    }
+
     /// What is left to split (after the last part returned).
     pub fn rest(&self) -> &'a str {
         if self.done {
@@ -161,6 +170,7 @@ impl<'a> Iterator for TopSplitEither<'a> {
         }
         let bytes = self.s.as_bytes();
         let mut i = self.start;
+        self.angle = None;
         // From one byte that matters to the next, a word at a time.
         while let Some(at) = bytes
             .get(i..)
@@ -197,6 +207,9 @@ impl<'a> Iterator for TopSplitEither<'a> {
                         self.done = true;
                         return Some(Err(ParamError::Unterminated));
                     };
+                    if self.angle.is_none() {
+                        self.angle = Some((i + 1, i + 1 + close));
+                    }
                     i += 1 + close + 1;
                 }
                 c if c == self.a || c == self.b => {
