@@ -409,6 +409,10 @@ fn run_node(
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+    // Before any runtime thread exists (`node::memory::single_arena` says why).
+    if !cpm_iwf::node::memory::single_arena() {
+        tracing::debug!("malloc arenas left as they are (not glibc)");
+    }
     let runtime = match workers {
         Some(0 | 1) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
