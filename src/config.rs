@@ -218,7 +218,9 @@ pub struct Limits {
     pub sip_max_line: usize,
     /// Largest MSRP chunk body.
     pub msrp_max_chunk: usize,
-    /// Most chat sessions at once (each is two SIP dialogs and two MSRP connections).
+    /// Most chat sessions at once (each is two SIP dialogs and two MSRP connections); also the
+    /// most SIP requests waiting for their answer at once (503 beyond; answered transactions
+    /// kept for RFC 3261 Timer J / RFC 6026 Timer L have room for four times as many).
     pub max_sessions: usize,
     /// Most entries of each correlation table kind.
     pub table_cap: usize,

@@ -366,3 +366,26 @@ async fn requests_without_a_magic_cookie_branch_are_not_merged() {
     })
     .await;
 }
+
+/// Answered pager transactions (kept 32 s for Timer J, RFC 3261 §17.2.2) do not count against
+/// the cap on requests waiting for their answer: with room for 1,024 waiting, 1,100 MESSAGEs
+/// one after the other all go through (the 1,025th was refused with 503 when they counted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answered_transactions_do_not_fill_the_transaction_cap() {
+    bounded(60, async {
+        let mut bed = Bed::start_with(Transport::Udp, |c| c.limits.max_sessions = 1).await;
+        let bob = bed.simple.aor();
+        for i in 0..1_100 {
+            let msg = bed
+                .cpm
+                .new_message(&bob, "text/plain", Bytes::from(format!("message {i}")))
+                .expect("MESSAGE");
+            let (status, got) = bed.exchange(Side::Cpm, msg, 200, "OK").await;
+            assert_eq!(status, 200, "message {i}");
+            let body = String::from_utf8_lossy(got.body()).into_owned();
+            assert!(body.ends_with(&format!("\r\n\r\nmessage {i}")), "{body}");
+        }
+        bed.stop().await;
+    })
+    .await;
+}

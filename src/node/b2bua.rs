@@ -337,6 +337,10 @@ enum Outbound {
     Back(ResponseRoute, Bytes),
 }
 
+/// Answered server transactions kept (Timer J / L) per one the cap allows waiting: at the
+/// default cap of 100,000, room for ~12,500 pager MESSAGEs a second over UDP.
+const ANSWERED_PER_PENDING: usize = 4;
+
 /// The core task's state.
 pub struct Core {
     /// The time of the turn being handled (`now`).
@@ -349,6 +353,8 @@ pub struct Core {
     ids: RandomIds,
     // Entries boxed: a map growing moves two pointers per transaction, not the whole entry.
     servers: HashMap<Arc<ServerKey>, Box<ServerEntry>>,
+    /// Server transactions not answered yet (what the 503 cap counts).
+    unanswered: usize,
     clients: HashMap<Arc<ClientKey>, Box<ClientEntry>>,
     /// The transactions' wake-ups (stale ones are skipped when they fire).
     timers: Deadlines<TxRef>,
@@ -487,6 +493,7 @@ impl Core {
             senders,
             ids,
             servers: HashMap::default(),
+            unanswered: 0,
             clients: HashMap::default(),
             timers: Deadlines::new(),
             media: HashMap::default(),
@@ -771,7 +778,15 @@ impl Core {
             self.translate_request(side, &msg, None);
             return;
         }
-        if self.draining || self.servers.len() >= self.parts.max_transactions {
+        // The cap counts the requests still waiting for their answer. An answered non-INVITE
+        // transaction only absorbs retransmissions for Timer J's 32 s (§17.2.2), a few hundred
+        // bytes: counted against the cap, they made the node refuse pager traffic above
+        // ~3,100 MESSAGEs a second with the default 100,000. They have their own, larger bound.
+        let max = self.parts.max_transactions;
+        if self.draining
+            || self.unanswered >= max
+            || self.servers.len() >= max.saturating_mul(ANSWERED_PER_PENDING)
+        {
             self.reply_stateless(side, &route, &msg, 503, "Service Unavailable");
             return;
         }
@@ -785,7 +800,7 @@ impl Core {
         let timers = timer_config(self.sides[index(side)].timers, transport);
         let tx = ServerTransaction::new(kind, timers, trying);
         let msg = Arc::new(msg);
-        self.servers.insert(
+        let replaced = self.servers.insert(
             Arc::clone(&key),
             Box::new(ServerEntry {
                 tx,
@@ -795,6 +810,9 @@ impl Core {
                 scheduled: None,
             }),
         );
+        if replaced.is_none_or(|old| old.answered) {
+            self.unanswered += 1;
+        }
         self.flush_server(&key);
         if self.availability_request(&key, method, &msg) || self.answered_for_taken_over(&key, &msg)
         {
@@ -1852,6 +1870,9 @@ impl Core {
             return;
         }
         if status >= 200 {
+            if !entry.answered {
+                self.unanswered = self.unanswered.saturating_sub(1);
+            }
             entry.answered = true;
         }
         let method = metrics::Method::from_token(key.method.as_bytes());
@@ -1922,7 +1943,9 @@ impl Core {
             entry.scheduled = Some(d);
         }
         if done {
-            self.servers.remove(key);
+            if self.servers.remove(key).is_some_and(|e| !e.answered) {
+                self.unanswered = self.unanswered.saturating_sub(1);
+            }
         } else if let Some(at) = deadline {
             let now = self.now();
             self.timers.push(now, at, TxRef::Server(Arc::clone(key)));
