@@ -32,12 +32,12 @@ pub(super) fn is_token_char(b: u8) -> bool {
     TOKEN.get(usize::from(b)).copied().unwrap_or(false)
 }
 
-fn is_ws(b: u8) -> bool {
+pub(super) fn is_ws(b: u8) -> bool {
     b == b' ' || b == b'\t'
 }
 
 /// The syntactic shape of a first line, before any semantic check.
-enum Shape<'a> {
+pub(super) enum Shape<'a> {
     Request {
         method: &'a [u8],
         uri: &'a [u8],
@@ -54,7 +54,7 @@ enum Shape<'a> {
 /// Read the shape of the first line: `token SP ... SP SIP/x.y` is a request line (even when the
 /// middle is not a valid URI: the request can then be answered with a 400), `SIP/...` a status
 /// line. Anything else is unreadable.
-fn shape(line: &[u8]) -> Option<Shape<'_>> {
+pub(super) fn shape(line: &[u8]) -> Option<Shape<'_>> {
     if line.len() >= 4 && line.get(..4)?.eq_ignore_ascii_case(b"SIP/") {
         let sp = memchr::memchr(b' ', line)?;
         let (version, rest) = line.split_at_checked(sp)?;
@@ -91,7 +91,7 @@ fn shape(line: &[u8]) -> Option<Shape<'_>> {
 }
 
 /// `SIP/2.0`, any case for the letters (RFC 3261 §7.1, ABNF strings are case-insensitive).
-fn is_sip2(version: &[u8]) -> bool {
+pub(super) fn is_sip2(version: &[u8]) -> bool {
     version.eq_ignore_ascii_case(b"SIP/2.0")
 }
 
@@ -136,7 +136,7 @@ pub(super) fn cseq(value: &[u8]) -> Result<(u32, &[u8]), &'static str> {
 }
 
 /// A run of ASCII digits as a number; `None` when empty, not digits, or over u64.
-fn decimal(digits: &[u8]) -> Option<u64> {
+pub(super) fn decimal(digits: &[u8]) -> Option<u64> {
     if digits.is_empty() {
         return None;
     }
