@@ -483,6 +483,15 @@ fn read_head(data: &Bytes, limits: &Limits) -> Result<(parse::Head, usize), SipE
 /// Extra octets after Content-Length are discarded, as §18.3 says.
 pub fn parse_datagram(data: Bytes, limits: &Limits) -> Result<SipMessage, SipError> {
     let (head, body_start) = read_head(&data, limits)?;
+    datagram_message(&data, head, body_start)
+}
+
+/// The message of a datagram whose head is read: the body cut to Content-Length (§18.3).
+fn datagram_message(
+    data: &Bytes,
+    head: parse::Head,
+    body_start: usize,
+) -> Result<SipMessage, SipError> {
     let available = data.len().saturating_sub(body_start);
     let body_len = match head.content_length {
         Some(length) if length > available => {

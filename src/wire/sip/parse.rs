@@ -37,7 +37,7 @@ pub(super) fn is_ws(b: u8) -> bool {
 }
 
 /// The syntactic shape of a first line, before any semantic check.
-pub(super) enum Shape<'a> {
+enum Shape<'a> {
     Request {
         method: &'a [u8],
         uri: &'a [u8],
@@ -54,7 +54,7 @@ pub(super) enum Shape<'a> {
 /// Read the shape of the first line: `token SP ... SP SIP/x.y` is a request line (even when the
 /// middle is not a valid URI: the request can then be answered with a 400), `SIP/...` a status
 /// line. Anything else is unreadable.
-pub(super) fn shape(line: &[u8]) -> Option<Shape<'_>> {
+fn shape(line: &[u8]) -> Option<Shape<'_>> {
     if line.len() >= 4 && line.get(..4)?.eq_ignore_ascii_case(b"SIP/") {
         let sp = memchr::memchr(b' ', line)?;
         let (version, rest) = line.split_at_checked(sp)?;
@@ -91,7 +91,7 @@ pub(super) fn shape(line: &[u8]) -> Option<Shape<'_>> {
 }
 
 /// `SIP/2.0`, any case for the letters (RFC 3261 §7.1, ABNF strings are case-insensitive).
-pub(super) fn is_sip2(version: &[u8]) -> bool {
+fn is_sip2(version: &[u8]) -> bool {
     version.eq_ignore_ascii_case(b"SIP/2.0")
 }
 
@@ -234,7 +234,7 @@ pub(super) fn parse_head(data: &Bytes, blank: usize, limits: &Limits) -> Result<
 }
 
 /// The start line `data[..line_end]`: what it is, and whether it is a request.
-fn start_line(
+pub(super) fn start_line(
     data: &Bytes,
     line_end: usize,
     limits: &Limits,
@@ -897,10 +897,10 @@ fn via_proto(item: &[u8]) -> Option<()> {
     ok.then_some(())
 }
 
-type Invalid = (Fault, Option<usize>);
+pub(super) type Invalid = (Fault, Option<usize>);
 
 /// Content-Encoding (RFC 3261 §20.12, §21.4.13): what we can decode or pass on.
-fn check_encoding(value: &str) -> Result<(), Invalid> {
+pub(super) fn check_encoding(value: &str) -> Result<(), Invalid> {
     for coding in value.split(',') {
         let coding = coding.trim_matches([' ', '\t']);
         let known = ["identity", "deflate", "gzip"]

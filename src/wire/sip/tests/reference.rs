@@ -12,7 +12,7 @@ use crate::wire::text::{find_crlf, trim_ws};
 
 // The start line and value readers the one-pass scan did not change are shared with it.
 use super::super::parse::{
-    Head, Shape, classify_error, cseq, decimal, is_sip2, is_token_char, is_ws, shape,
+    Head, check_encoding, classify_error, cseq, decimal, is_token_char, is_ws, start_line,
 };
 
 /// Counts and first positions of the header fields §8.1.1 makes mandatory or single.
@@ -44,110 +44,9 @@ fn bump(slot: &mut Slot, index: usize, at: usize) {
 pub(super) fn parse_head(data: &Bytes, blank: usize, limits: &Limits) -> Result<Head, SipError> {
     // Start line.
     let line_end = find_crlf(data, 0).unwrap_or(blank).min(blank);
-    let unreadable = |fault: Fault, offset: usize| SipError::Unreadable {
-        fault,
-        offset: Some(offset),
-    };
-    if line_end > limits.max_line {
-        return Err(unreadable(
-            Fault::LineTooLong {
-                limit: limits.max_line,
-            },
-            0,
-        ));
-    }
-    let line = data.get(..line_end).unwrap_or_default();
-    let trimmed = line
-        .iter()
-        .rposition(|b| !is_ws(*b))
-        .map_or(&b""[..], |last| line.get(..=last).unwrap_or_default());
-    if trimmed.len() < line.len() {
-        // RFC 4475 §3.1.2.10 "trws": SP after the SIP-Version. The line is otherwise
-        // readable, so the request can be answered.
-        if let Some(Shape::Request { version, .. }) = shape(trimmed)
-            && is_sip2(version)
-        {
-            return Err(SipError::Request {
-                fault: Fault::StartLine("white space at the end of the request line"),
-                offset: Some(trimmed.len()),
-            });
-        }
-    }
-    let Some(shape) = shape(line) else {
-        return Err(unreadable(
-            Fault::StartLine("first line is not a SIP request line or status line"),
-            0,
-        ));
-    };
-    let (start, is_request) = match shape {
-        Shape::Response {
-            version,
-            code,
-            reason,
-        } => {
-            let fail = |fault, offset| SipError::Response {
-                fault,
-                offset: Some(offset),
-            };
-            if !is_sip2(version) {
-                return Err(fail(
-                    Fault::Version(String::from_utf8_lossy(version).into_owned()),
-                    0,
-                ));
-            }
-            // RFC 3261 §7.2: Status-Code is 3DIGIT (RFC 4475 §3.1.2.19 "bigcode").
-            let code = match (code.len(), decimal(code)) {
-                (3, Some(c)) if (100..=699).contains(&c) => c as u16,
-                _ => {
-                    return Err(fail(
-                        Fault::StartLine("status code is not three digits 100-699"),
-                        version.len() + 1,
-                    ));
-                }
-            };
-            if reason.iter().any(|b| *b == b'\r' || *b == b'\n') {
-                return Err(fail(Fault::StartLine("bare CR or LF in status line"), 0));
-            }
-            (
-                StartLine::Response {
-                    code,
-                    reason: data.slice_ref(reason),
-                },
-                false,
-            )
-        }
-        Shape::Request {
-            method,
-            uri,
-            version,
-            uri_at,
-        } => {
-            let fail = |fault, offset| SipError::Request {
-                fault,
-                offset: Some(offset),
-            };
-            if !is_sip2(version) {
-                return Err(fail(
-                    Fault::Version(String::from_utf8_lossy(version).into_owned()),
-                    line_end.saturating_sub(version.len()),
-                ));
-            }
-            check_request_uri(uri).map_err(|why| fail(Fault::RequestUri(why), uri_at))?;
-            let Some(m) = super::super::method_from_name(method) else {
-                return Err(fail(
-                    Fault::UnknownMethod(String::from_utf8_lossy(method).into_owned()),
-                    0,
-                ));
-            };
-            (
-                StartLine::Request {
-                    method: m,
-                    uri: data.slice_ref(uri),
-                },
-                true,
-            )
-        }
-    };
+    // The start line as the fast parser reads it: the one-pass scan did not change it (the
+    // Request-URI check inside has its own comparison with the old one).
+    let (start, is_request) = start_line(data, line_end, limits)?;
     let fail = |fault: Fault, offset: usize| {
         if is_request {
             SipError::Request {
@@ -644,18 +543,7 @@ fn validate(
             "Via" => {
                 check_via(h.value.as_bytes()).map_err(|why| malformed("Via", why, &seen.via))?;
             }
-            "Content-Encoding" => {
-                // RFC 3261 §20.12, §21.4.13: what we can decode or pass on.
-                for coding in h.value.split(',') {
-                    let coding = coding.trim_matches([' ', '\t']);
-                    let known = ["identity", "deflate", "gzip"]
-                        .iter()
-                        .any(|k| coding.eq_ignore_ascii_case(k));
-                    if !known {
-                        return Err((Fault::UnsupportedEncoding(coding.to_owned()), None));
-                    }
-                }
-            }
+            "Content-Encoding" => check_encoding(&h.value)?,
             _ => {}
         }
     }
@@ -729,17 +617,5 @@ fn read_head(data: &Bytes, limits: &Limits) -> Result<(Head, usize), SipError> {
 /// `parse_datagram` as it was.
 pub(crate) fn parse_datagram(data: Bytes, limits: &Limits) -> Result<SipMessage, SipError> {
     let (head, body_start) = read_head(&data, limits)?;
-    let available = data.len().saturating_sub(body_start);
-    let body_len = match head.content_length {
-        Some(length) if length > available => {
-            return Err(head.error(
-                Fault::ContentLengthExceedsDatagram { length, available },
-                head.content_length_offset,
-            ));
-        }
-        Some(length) => length,
-        None => available,
-    };
-    let body = data.slice(body_start..body_start.saturating_add(body_len).min(data.len()));
-    Ok(head.into_message(body))
+    super::super::datagram_message(&data, head, body_start)
 }
