@@ -127,13 +127,15 @@ pub const ACL_DROPS: Metric = Metric {
            allow list.",
 };
 
-/// SIP messages received over UDP and dropped because the node's inbound queue was full.
+/// SIP datagrams dropped before the node read them: its UDP sockets' receive buffers were
+/// full (the kernel's count), or, where a task reads them, its inbound queue was.
 pub const SIP_INBOUND_DROPS: Metric = Metric {
     name: "cpm_iwf_sip_inbound_drops_total",
     kind: MetricKind::Counter,
     labels: &["side"],
-    help: "SIP messages received over UDP and dropped because the inbound queue was full (the \
-           sender retransmits, RFC 3261 section 17.1.2.2); non-zero means the node is overloaded.",
+    help: "SIP datagrams dropped before the node read them: a full UDP receive buffer or inbound \
+           queue (the sender retransmits, RFC 3261 section 17.1.2.2); non-zero means the node is \
+           overloaded.",
 };
 
 /// Messages translated, by the side they came from and kind.
@@ -1203,9 +1205,14 @@ fn inbound_drop_counter(r: &Registry, side: Side) -> Option<&Counter> {
 
 /// A SIP message from `side` dropped because the inbound queue was full.
 pub fn sip_inbound_drop(side: Side) {
+    sip_inbound_drops(side, 1);
+}
+
+/// `n` SIP datagrams from `side` dropped before the node read them.
+pub fn sip_inbound_drops(side: Side, n: u64) {
     with(|r| {
         if let Some(c) = inbound_drop_counter(r, side) {
-            c.increment(1);
+            c.increment(n);
         }
     });
 }

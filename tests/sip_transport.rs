@@ -178,6 +178,115 @@ async fn malformed_datagram_gets_400_with_a_reason() {
     assert_eq!(t.stats().parse_errors_dropped.load(Ordering::Relaxed), 2);
 }
 
+/// The node's core reads the UDP sockets itself (`bind_for_caller`): the same delivery, answers
+/// and counts as the reading task's, a bounded batch per `drain`, and `ready` waits again once
+/// the socket is empty.
+#[tokio::test]
+async fn udp_read_by_the_caller_delivers_answers_and_batches() {
+    let (t, _rx, mut udp) = SipTransport::bind_for_caller(config()).await.expect("bind");
+    let server = t.udp_addrs()[0];
+    let client = UdpSocket::bind(any()).await.unwrap();
+    for i in 0..5 {
+        client
+            .send_to(message(&format!("c{i}"), "hi").as_bytes(), server)
+            .await
+            .unwrap();
+    }
+    client.send_to(b"\r\n\r\n", server).await.unwrap();
+    let bad = message("x", "").replace("Call-ID: x\r\n", "");
+    client.send_to(bad.as_bytes(), server).await.unwrap();
+
+    // 7 datagrams; batches of at most 3; every message in order, with its Via stamped.
+    let mut got = Vec::new();
+    let mut batches = 0;
+    while got.len() < 5 || batches < 3 {
+        let i = timeout(WAIT, udp.ready()).await.expect("readable in time");
+        assert_eq!(i, 0);
+        let read = udp.drain(i, 3, |m| got.push(m));
+        assert!(read <= 3, "{read}");
+        batches += 1;
+        assert!(
+            batches < 20,
+            "{} messages after {batches} batches",
+            got.len()
+        );
+    }
+    let ids: Vec<_> = got
+        .iter()
+        .map(|m| m.message.call_id().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, ["c0", "c1", "c2", "c3", "c4"]);
+    assert!(
+        got.iter()
+            .all(|m| m.transport == Transport::Udp && m.local == server)
+    );
+    let port = client.local_addr().unwrap().port();
+    assert!(
+        got[0]
+            .message
+            .header("Via")
+            .unwrap()
+            .contains(&format!("rport={port}"))
+    );
+    // The request without Call-ID was answered from the drain.
+    let answer = udp_answer(&client).await;
+    assert!(
+        answer.starts_with("SIP/2.0 400 Bad Request: missing Call-ID\r\n"),
+        "{answer}"
+    );
+    assert_eq!(t.stats().keepalives.load(Ordering::Relaxed), 1);
+    assert_eq!(t.stats().delivered.load(Ordering::Relaxed), 5);
+
+    // Empty now: `ready` waits until the next datagram.
+    assert_eq!(udp.drain(0, 3, |m| got.push(m)), 0);
+    assert!(
+        timeout(Duration::from_millis(200), udp.ready())
+            .await
+            .is_err()
+    );
+    client
+        .send_to(message("c5", "").as_bytes(), server)
+        .await
+        .unwrap();
+    assert_eq!(timeout(WAIT, udp.ready()).await.expect("readable again"), 0);
+    assert_eq!(udp.drain(0, 3, |m| got.push(m)), 1);
+    assert_eq!(got.last().unwrap().message.call_id(), Some("c5"));
+
+    // A transport that stopped listening is never ready.
+    t.shutdown(Duration::from_secs(1)).await;
+    client
+        .send_to(message("c6", "").as_bytes(), server)
+        .await
+        .unwrap();
+    assert!(
+        timeout(Duration::from_millis(200), udp.ready())
+            .await
+            .is_err()
+    );
+}
+
+/// Where the caller reads the UDP sockets, a full receive buffer is the node's only place to
+/// drop: the kernel's count is read back and counted once.
+#[tokio::test]
+async fn kernel_drops_of_an_unread_udp_socket_are_counted() {
+    let mut cfg = config();
+    cfg.udp_buffer_bytes = 4_096; // the kernel rounds it up to its minimum
+    let (t, _rx, _udp) = SipTransport::bind_for_caller(cfg).await.expect("bind");
+    let server = t.udp_addrs()[0];
+    let client = UdpSocket::bind(any()).await.unwrap();
+    assert_eq!(t.update_kernel_drops(), 0);
+    let m = message("d", &"x".repeat(900));
+    for _ in 0..400 {
+        client.send_to(m.as_bytes(), server).await.unwrap();
+    }
+    let dropped = t.update_kernel_drops();
+    assert!(dropped > 0, "nothing dropped");
+    assert!(dropped < 400, "{dropped}");
+    assert_eq!(t.stats().udp_buffer_drops.load(Ordering::Relaxed), dropped);
+    // Counted once: nothing new since.
+    assert_eq!(t.update_kernel_drops(), 0);
+}
+
 #[tokio::test]
 async fn oversized_datagram_gets_413() {
     let mut cfg = config();

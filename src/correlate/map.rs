@@ -42,7 +42,9 @@ pub const SPARSE_MIN_CAPACITY: usize = 1_024;
 /// A capped map whose entries expire `ttl_ms` after their last insert or refresh.
 #[derive(Debug)]
 pub struct ExpiringMap<K: Eq + Hash, V> {
-    map: DashMap<K, Slot<V>>,
+    /// foldhash, randomly seeded per map, as the node's transaction maps (Cargo.toml says why
+    /// not SipHash): a pager MESSAGE hashes ids here about six times.
+    map: DashMap<K, Slot<V>, foldhash::fast::RandomState>,
     /// Live entry count, kept exact with the map's own entry API so the cap check costs an
     /// atomic load instead of locking every shard (`DashMap::len` does that).
     len: AtomicUsize,
@@ -57,7 +59,7 @@ impl<K: Eq + Hash + Clone, V: Clone> ExpiringMap<K, V> {
     /// A map holding at most `cap` entries, each living `ttl_ms` after its last write.
     pub fn new(cap: usize, ttl_ms: u64) -> Self {
         ExpiringMap {
-            map: DashMap::new(),
+            map: DashMap::with_hasher(foldhash::fast::RandomState::default()),
             len: AtomicUsize::new(0),
             cap,
             ttl_ms,

@@ -26,7 +26,9 @@ use super::timers::Deadlines;
 use super::transaction::{
     ClientTransaction, Delivery, Kind, ServerTransaction, TimerConfig, TransactionEvent,
 };
-use super::transport::{Inbound, ResponseRoute, SipTransport, Target, TryRoute, request_via};
+use super::transport::{
+    Inbound, ResponseRoute, SipTransport, Target, TryRoute, UdpReceiver, request_via,
+};
 use crate::config::{StoreConfig, StorePolicy, Transport};
 use crate::correlate::Table;
 use crate::mapping::Mappings;
@@ -386,9 +388,16 @@ fn side_metric(side: Side) -> Side {
     side
 }
 
+/// Datagrams the core reads from one UDP socket in one turn of its loop before it looks at
+/// its other inputs again (TCP messages, relay events, timers): bounds what one busy socket
+/// delays them by.
+const UDP_BATCH: usize = 32;
+
 /// What woke the core for a turn of its loop.
 enum Turn {
     Sip(Side, Option<Inbound>),
+    /// A UDP socket of a side (its index) has datagrams to read.
+    Udp(Side, usize),
     Event(Option<CoreEvent>),
     Timers,
     Probe,
@@ -529,6 +538,8 @@ impl Core {
         mut self,
         mut cpm_in: mpsc::Receiver<Inbound>,
         mut simple_in: mpsc::Receiver<Inbound>,
+        mut cpm_udp: UdpReceiver,
+        mut simple_udp: UdpReceiver,
         mut events: mpsc::Receiver<CoreEvent>,
     ) {
         let (mut cpm_open, mut simple_open) = (true, true);
@@ -579,6 +590,8 @@ impl Core {
             let event = tokio::select! {
                 inbound = cpm_in.recv(), if cpm_open => Turn::Sip(Side::Cpm, inbound),
                 inbound = simple_in.recv(), if simple_open => Turn::Sip(Side::Simple, inbound),
+                i = cpm_udp.ready(), if cpm_open => Turn::Udp(Side::Cpm, i),
+                i = simple_udp.ready(), if simple_open => Turn::Udp(Side::Simple, i),
                 ev = events.recv() => Turn::Event(ev),
                 () = &mut wake, if wake_at.is_some() => {
                     // Fired: set again from the wake-ups on the next turn.
@@ -592,6 +605,16 @@ impl Core {
             self.tick = self.parts.clock.now();
             match event {
                 Turn::Sip(side, Some(inbound)) => self.on_sip(side, inbound),
+                Turn::Udp(side, i) => {
+                    let udp = match side {
+                        Side::Cpm => &mut cpm_udp,
+                        Side::Simple => &mut simple_udp,
+                    };
+                    udp.drain(i, UDP_BATCH, |inbound| {
+                        self.on_sip(side, inbound);
+                        self.tick = self.parts.clock.now();
+                    });
+                }
                 Turn::Sip(side, None) => match side {
                     Side::Cpm => cpm_open = self.listener_down(side),
                     Side::Simple => simple_open = self.listener_down(side),

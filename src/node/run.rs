@@ -169,17 +169,15 @@ impl Node {
             }
         })];
 
-        let (cpm, cpm_in) = SipTransport::bind(TransportConfig::for_side_named(
-            &config.cpm,
-            &config.limits,
-            Some(Side::Cpm),
-        ))
+        // The core reads the UDP sockets itself: no task and channel between a datagram and
+        // the core (each cost a hand-over and often a thread wake-up per datagram).
+        let (cpm, cpm_in, cpm_udp) = SipTransport::bind_for_caller(
+            TransportConfig::for_side_named(&config.cpm, &config.limits, Some(Side::Cpm)),
+        )
         .await?;
-        let (simple, simple_in) = SipTransport::bind(TransportConfig::for_side_named(
-            &config.simple,
-            &config.limits,
-            Some(Side::Simple),
-        ))
+        let (simple, simple_in, simple_udp) = SipTransport::bind_for_caller(
+            TransportConfig::for_side_named(&config.simple, &config.limits, Some(Side::Simple)),
+        )
         .await?;
         let (relay, mut relay_events) = MsrpRelay::bind(
             config.cpm.msrp_listen,
@@ -279,13 +277,19 @@ impl Node {
         }
         {
             // Readiness follows the listeners (RFC-less, operational): a side that stopped
-            // listening makes the node not ready; only start-up makes it ready.
+            // listening makes the node not ready; only start-up makes it ready. The same tick
+            // reads the UDP sockets' kernel drop counts.
             let transports = [cpm.clone(), simple.clone()];
             let readiness = readiness.clone();
             tasks.push(tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_millis(200));
                 loop {
                     tick.tick().await;
+                    // The UDP receive buffers are the core's inbound queue: their drops are
+                    // the overload signal (`cpm_iwf_sip_inbound_drops_total`).
+                    for t in &transports {
+                        t.update_kernel_drops();
+                    }
                     if transports.iter().any(|t| !t.is_listening()) && readiness.is_ready() {
                         tracing::error!("a side's SIP listeners are down: not ready");
                         readiness.set(false);
@@ -335,7 +339,7 @@ impl Node {
                 }
             }));
         }
-        let core = tokio::spawn(core.run(cpm_in, simple_in, events_rx));
+        let core = tokio::spawn(core.run(cpm_in, simple_in, cpm_udp, simple_udp, events_rx));
         let listening = Listening {
             cpm_udp: cpm.udp_addrs(),
             cpm_tcp: cpm.tcp_addrs(),

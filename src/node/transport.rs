@@ -2,7 +2,10 @@
 //! connection reuse, framing by [`crate::wire::sip`], source ACL, bounded queues everywhere.
 //!
 //! One [`SipTransport`] per side. [`SipTransport::bind`] opens the listen sockets and returns
-//! the receiving end of a bounded channel of [`Inbound`] messages. Sending:
+//! the receiving end of a bounded channel of [`Inbound`] messages.
+//! [`SipTransport::bind_for_caller`] (the node) leaves the UDP sockets to be read by the caller
+//! through a [`UdpReceiver`], in batches, in its own task; the channel then carries TCP only.
+//! Sending:
 //! - [`SipTransport::send`] (async): UDP from the listen socket (so that the source port is the
 //!   listen port, §18.1.1); TCP on an open connection to that address (inbound or outbound:
 //!   §18.2.2, RFC 5923 style reuse), else a new connection (connect timeout);
@@ -259,6 +262,9 @@ pub struct TransportStats {
     pub delivered: AtomicU64,
     /// UDP messages dropped because the inbound channel was full.
     pub inbound_full_drops: AtomicU64,
+    /// Datagrams the kernel dropped because a UDP socket's receive buffer was full (read by
+    /// [`SipTransport::update_kernel_drops`]).
+    pub udp_buffer_drops: AtomicU64,
     /// Datagrams and TCP connections refused by the source ACL.
     pub acl_refused: AtomicU64,
     /// Malformed requests answered with an error status.
@@ -724,6 +730,25 @@ pub fn bind_udp(addr: SocketAddr, buffer: usize) -> io::Result<UdpSocket> {
 impl SipTransport {
     /// Bind every listen socket and start serving. Must run inside a tokio runtime.
     pub async fn bind(cfg: TransportConfig) -> io::Result<(SipTransport, mpsc::Receiver<Inbound>)> {
+        let (transport, rx, _) = Self::bind_reading(cfg, UdpReading::Task).await?;
+        Ok((transport, rx))
+    }
+
+    /// As [`bind`](Self::bind), but the UDP sockets are read by the caller through the returned
+    /// [`UdpReceiver`] (the node's core reads them in its own loop: no hand-over to another task
+    /// per datagram). The channel then carries what the TCP connections receive.
+    pub async fn bind_for_caller(
+        cfg: TransportConfig,
+    ) -> io::Result<(SipTransport, mpsc::Receiver<Inbound>, UdpReceiver)> {
+        let (transport, rx, udp) = Self::bind_reading(cfg, UdpReading::Caller).await?;
+        let udp = udp.ok_or_else(|| io::Error::other("no UDP receiver"))?;
+        Ok((transport, rx, udp))
+    }
+
+    async fn bind_reading(
+        cfg: TransportConfig,
+        reading: UdpReading,
+    ) -> io::Result<(SipTransport, mpsc::Receiver<Inbound>, Option<UdpReceiver>)> {
         let mut udp = Vec::with_capacity(cfg.udp.len());
         for addr in &cfg.udp {
             let sock = bind_udp(*addr, cfg.udp_buffer_bytes)?;
@@ -752,16 +777,43 @@ impl SipTransport {
             cfg,
         });
         let mut tasks = Vec::new();
-        for (local, sock) in &inner.udp {
-            tasks.push(tokio::spawn(udp_loop(inner.clone(), sock.clone(), *local)));
-        }
+        let receiver = match reading {
+            UdpReading::Task => {
+                for (local, sock) in &inner.udp {
+                    tasks.push(tokio::spawn(udp_loop(inner.clone(), sock.clone(), *local)));
+                }
+                None
+            }
+            UdpReading::Caller => Some(UdpReceiver::new(inner.clone())),
+        };
         for (local, listener) in listeners {
             tasks.push(tokio::spawn(accept_loop(inner.clone(), listener, local)));
         }
         if let Ok(mut t) = inner.tasks.lock() {
             t.extend(tasks);
         }
-        Ok((SipTransport { inner }, rx))
+        Ok((SipTransport { inner }, rx, receiver))
+    }
+
+    /// Read the kernel's count of datagrams dropped on each UDP socket because its receive
+    /// buffer was full (`SO_MEMINFO`), and add what is new since the last call to
+    /// [`TransportStats::udp_buffer_drops`] and to the side's inbound-drops metric. Where the
+    /// caller reads the sockets ([`bind_for_caller`](Self::bind_for_caller)) the buffer is the
+    /// node's only inbound queue, so this is how its overload shows. Returns the new drops.
+    pub fn update_kernel_drops(&self) -> u64 {
+        let inner = &self.inner;
+        let total: u64 = inner.udp.iter().filter_map(|(_, s)| socket_drops(s)).sum();
+        let before = inner
+            .stats
+            .udp_buffer_drops
+            .fetch_max(total, Ordering::Relaxed);
+        let new = total.saturating_sub(before);
+        if new > 0
+            && let Some(side) = inner.cfg.side
+        {
+            crate::metrics::sip_inbound_drops(side, new);
+        }
+        new
     }
 
     /// The bound UDP addresses, in configuration order.
@@ -1032,82 +1084,270 @@ impl Inner {
     }
 }
 
-/// Receive datagrams until aborted.
+/// The kernel's count of datagrams dropped on `sock` since it was opened (a full receive
+/// buffer, mostly): `SO_MEMINFO`'s `SK_MEMINFO_DROPS` (Linux 4.12).
+#[cfg(target_os = "linux")]
+fn socket_drops(sock: &UdpSocket) -> Option<u64> {
+    use std::os::fd::AsRawFd;
+    // asm-generic/socket.h (x86, arm, riscv...); the `libc` crate does not export it here.
+    const SO_MEMINFO: libc::c_int = 55;
+    // SK_MEMINFO_VARS is 9 today; room for more the kernel may add (it fills what fits).
+    let mut info = [0u32; 16];
+    let mut len = libc::socklen_t::try_from(std::mem::size_of_val(&info)).ok()?;
+    // SAFETY: `info` is a valid, writable buffer of `len` bytes, and `len` a valid in/out length;
+    // the descriptor belongs to `sock`, alive for the call.
+    let rc = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_MEMINFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    let drops = usize::try_from(libc::SK_MEMINFO_DROPS).ok()?;
+    let filled = usize::try_from(len).ok()? / std::mem::size_of::<u32>();
+    (rc == 0 && drops < filled)
+        .then(|| info.get(drops).copied())
+        .flatten()
+        .map(u64::from)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn socket_drops(_sock: &UdpSocket) -> Option<u64> {
+    None
+}
+
+/// Who reads a transport's UDP sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UdpReading {
+    /// A task per socket, delivering through the inbound channel.
+    Task,
+    /// The caller, through a [`UdpReceiver`].
+    Caller,
+}
+
+/// The receive buffer of a UDP reader: one byte more than a message may have, so that an
+/// oversized datagram is seen as such (413); never below what one datagram can carry, so none
+/// is cut short.
+fn udp_buffer(limits: &Limits) -> Box<[u8]> {
+    let want = limits.max_message.saturating_add(1).clamp(2_048, 65_536);
+    vec![0u8; want].into_boxed_slice()
+}
+
+/// What one received datagram comes to.
+enum Datagram {
+    /// A message for the node.
+    Message(Inbound),
+    /// Not for the node: this answer goes back to where it came from (a request that did not
+    /// parse, RFC 3261 §21.4.1).
+    Answer(Bytes),
+    /// Nothing to do (a source outside the allow list, a keep-alive, an unreadable datagram):
+    /// counted.
+    Nothing,
+}
+
+/// Everything between a datagram's bytes and the node: the ACL, CRLF keep-alives, parsing, the
+/// received/rport stamp (§18.2.1). The same for both [`UdpReading`]s.
+fn on_datagram(inner: &Inner, received: &[u8], source: SocketAddr, local: SocketAddr) -> Datagram {
+    bump(&inner.stats.udp_datagrams);
+    if !allowed(&inner.cfg.allow, source.ip()) {
+        bump(&inner.stats.acl_refused);
+        if let Some(side) = inner.cfg.side {
+            crate::metrics::acl_drop(side, crate::metrics::AclTransport::SipUdp);
+        }
+        return Datagram::Nothing;
+    }
+    if received.iter().all(|b| matches!(b, b'\r' | b'\n')) {
+        // CRLF keep-alives some UAs send over UDP: nothing to answer.
+        bump(&inner.stats.keepalives);
+        return Datagram::Nothing;
+    }
+    // A copy of exactly the datagram: the message slices the node keeps (a stored body, say)
+    // then pin only their own datagram, not a shared receive buffer.
+    let data = Bytes::copy_from_slice(received);
+    match sip::parse_datagram(data, &inner.cfg.limits) {
+        Ok(mut message) => {
+            if message.is_request() {
+                stamp_received(&mut message, source);
+            }
+            Datagram::Message(Inbound {
+                message,
+                source,
+                transport: Transport::Udp,
+                local,
+                connection: None,
+            })
+        }
+        Err(error) => match parse_failure(inner, received, &error) {
+            Some(answer) => {
+                bump(&inner.stats.parse_errors_answered);
+                Datagram::Answer(answer)
+            }
+            None => {
+                bump(&inner.stats.parse_errors_dropped);
+                Datagram::Nothing
+            }
+        },
+    }
+}
+
+/// A receive error that is not the socket's fault: ICMP errors of earlier sends surface on a
+/// UDP socket's next receive (ECONNREFUSED). Anything else pauses the reading a little.
+fn transient_udp_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset
+    )
+}
+
+/// Receive datagrams until aborted ([`UdpReading::Task`]).
 async fn udp_loop(inner: Arc<Inner>, sock: Arc<UdpSocket>, local: SocketAddr) {
-    // One more byte than allowed, so that an oversized datagram is seen as such (413); never
-    // below what one datagram can carry, so none is cut short.
-    let want = inner
-        .cfg
-        .limits
-        .max_message
-        .saturating_add(1)
-        .clamp(2_048, 65_536);
-    let mut buf = vec![0u8; want];
+    let mut buf = udp_buffer(&inner.cfg.limits);
     loop {
         let (n, source) = match sock.recv_from(&mut buf).await {
             Ok(x) => x,
             Err(e) => {
-                // ICMP errors of earlier sends surface here (ECONNREFUSED): not fatal.
                 tracing::debug!(%local, error = %e, "udp receive error");
-                if !matches!(
-                    e.kind(),
-                    io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset
-                ) {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
+                if !transient_udp_error(&e) {
+                    tokio::time::sleep(UDP_ERROR_PAUSE).await;
                 }
                 continue;
             }
         };
-        // A copy of exactly the datagram: the message slices the node keeps (a stored body,
-        // say) then pin only their own datagram, not a shared receive buffer.
-        let data = Bytes::copy_from_slice(buf.get(..n).unwrap_or_default());
-        bump(&inner.stats.udp_datagrams);
-        if !allowed(&inner.cfg.allow, source.ip()) {
-            bump(&inner.stats.acl_refused);
-            if let Some(side) = inner.cfg.side {
-                crate::metrics::acl_drop(side, crate::metrics::AclTransport::SipUdp);
-            }
-            continue;
-        }
-        if data.iter().all(|b| matches!(b, b'\r' | b'\n')) {
-            // CRLF keep-alives some UAs send over UDP: nothing to answer.
-            bump(&inner.stats.keepalives);
-            continue;
-        }
-        match sip::parse_datagram(data.clone(), &inner.cfg.limits) {
-            Ok(mut message) => {
-                if message.is_request() {
-                    stamp_received(&mut message, source);
-                }
-                let msg = Inbound {
-                    message,
-                    source,
-                    transport: Transport::Udp,
-                    local,
-                    connection: None,
-                };
-                match inner.inbound.try_send(msg) {
-                    Ok(()) => bump(&inner.stats.delivered),
-                    // UDP: the peer retransmits (RFC 3261 §17.1.2.2); better than growing.
-                    Err(mpsc::error::TrySendError::Full(_)) => {
-                        bump(&inner.stats.inbound_full_drops);
-                        if let Some(side) = inner.cfg.side {
-                            crate::metrics::sip_inbound_drop(side);
-                        }
+        match on_datagram(&inner, buf.get(..n).unwrap_or_default(), source, local) {
+            Datagram::Message(msg) => match inner.inbound.try_send(msg) {
+                Ok(()) => bump(&inner.stats.delivered),
+                // UDP: the peer retransmits (RFC 3261 §17.1.2.2); better than growing.
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    bump(&inner.stats.inbound_full_drops);
+                    if let Some(side) = inner.cfg.side {
+                        crate::metrics::sip_inbound_drop(side);
                     }
-                    Err(mpsc::error::TrySendError::Closed(_)) => return,
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+            },
+            Datagram::Answer(answer) => {
+                if let Err(e) = sock.send_to(&answer, source).await {
+                    tracing::debug!(%source, error = %e, "udp error answer not sent");
                 }
             }
-            Err(error) => match parse_failure(&inner, &data, &error) {
-                Some(answer) => {
-                    bump(&inner.stats.parse_errors_answered);
-                    if let Err(e) = sock.send_to(&answer, source).await {
+            Datagram::Nothing => {}
+        }
+    }
+}
+
+/// How long reading pauses after a receive error that is not transient (ENOMEM, say), so
+/// that an error that persists does not spin the reader.
+const UDP_ERROR_PAUSE: Duration = Duration::from_millis(10);
+
+/// The UDP sockets of one side, read by their caller ([`SipTransport::bind_for_caller`]): the
+/// caller waits with [`ready`](Self::ready) (or `poll_ready`) and then takes what the socket
+/// holds with [`drain`](Self::drain), a bounded batch at a time, in its own task. The kernel's
+/// receive buffer (`udp_buffer_bytes`) is then the only queue in front of the node.
+pub struct UdpReceiver {
+    inner: Arc<Inner>,
+    buf: Box<[u8]>,
+    /// After an error that is not transient: reading waits until this fires.
+    pause: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    /// The socket polled first next time, so that a busy socket does not starve the others.
+    next: usize,
+}
+
+impl fmt::Debug for UdpReceiver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UdpReceiver")
+            .field("sockets", &self.inner.udp.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl UdpReceiver {
+    fn new(inner: Arc<Inner>) -> Self {
+        UdpReceiver {
+            buf: udp_buffer(&inner.cfg.limits),
+            inner,
+            pause: None,
+            next: 0,
+        }
+    }
+
+    /// Ready with the index of a socket that has something to read. Pending forever once the
+    /// transport stops listening, or when it has no UDP socket.
+    pub fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<usize> {
+        use std::task::Poll;
+        if let Some(pause) = self.pause.as_mut() {
+            if pause.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.pause = None;
+        }
+        if *self.inner.phase.borrow() != Phase::Running {
+            return Poll::Pending;
+        }
+        let n = self.inner.udp.len();
+        for k in 0..n {
+            let i = (self.next + k) % n;
+            if let Some((_, sock)) = self.inner.udp.get(i)
+                && sock.poll_recv_ready(cx).is_ready()
+            {
+                self.next = (i + 1) % n;
+                return Poll::Ready(i);
+            }
+        }
+        Poll::Pending
+    }
+
+    /// Wait until socket [`poll_ready`](Self::poll_ready) names has something to read.
+    pub async fn ready(&mut self) -> usize {
+        std::future::poll_fn(|cx| self.poll_ready(cx)).await
+    }
+
+    /// Read at most `max` datagrams from socket `i` without waiting, giving each message to
+    /// `deliver` as it comes; answers to requests that did not parse are sent from here (a
+    /// full socket buffer drops one, as the network could). Returns how many datagrams were
+    /// read. When the socket is left empty its readiness is cleared, so that `poll_ready`
+    /// waits again.
+    pub fn drain(&mut self, i: usize, max: usize, mut deliver: impl FnMut(Inbound)) -> usize {
+        let Some((local, sock)) = self.inner.udp.get(i) else {
+            return 0;
+        };
+        let local = *local;
+        let mut read = 0;
+        // Errors count against `max` too: each ICMP error is read once, but none may spin.
+        for _ in 0..max {
+            let (n, source) = match sock.try_recv_from(&mut self.buf) {
+                Ok(x) => x,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    tracing::debug!(%local, error = %e, "udp receive error");
+                    if transient_udp_error(&e) {
+                        continue;
+                    }
+                    self.pause = Some(Box::pin(tokio::time::sleep(UDP_ERROR_PAUSE)));
+                    break;
+                }
+            };
+            read += 1;
+            match on_datagram(
+                &self.inner,
+                self.buf.get(..n).unwrap_or_default(),
+                source,
+                local,
+            ) {
+                Datagram::Message(msg) => {
+                    bump(&self.inner.stats.delivered);
+                    deliver(msg);
+                }
+                Datagram::Answer(answer) => {
+                    if let Err(e) = sock.try_send_to(&answer, source) {
                         tracing::debug!(%source, error = %e, "udp error answer not sent");
                     }
                 }
-                None => bump(&inner.stats.parse_errors_dropped),
-            },
+                Datagram::Nothing => {}
+            }
         }
+        read
     }
 }
 
