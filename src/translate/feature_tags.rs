@@ -199,6 +199,11 @@ pub struct IcsiMemo<'v>(Option<(&'v str, ServiceList)>);
 
 /// [`to_simple_into`], or [`to_simple_device_into`] with `device`, for the values of one
 /// request: `memo` is shared between them.
+///
+/// A value read without `device` (an `Accept-Contact`, a Contact after the first) is looked
+/// up first in the thread's [`LastToSimple`]: the rewrite is a function of the value and the
+/// mappings' services alone, and a CPM client sends the same `Accept-Contact` with every
+/// request (its service's `+g.3gpp.icsi-ref` and `require;explicit`, RFC 3841 §10).
 pub fn to_simple_into_with<'v>(
     value: &'v str,
     mappings: &Mappings,
@@ -206,7 +211,55 @@ pub fn to_simple_into_with<'v>(
     device: Option<&mut DeviceParts>,
     memo: &mut IcsiMemo<'v>,
 ) -> Result<ServiceList, ParamError> {
-    rewrite_to_simple(value, mappings, out, device, memo)
+    if device.is_some() || value.len() > LastToSimple::MAX_VALUE {
+        return rewrite_to_simple(value, mappings, out, device, memo);
+    }
+    LAST_TO_SIMPLE.with_borrow_mut(|last| {
+        let id = mappings.services_id();
+        if last.services_id == id && last.value == value {
+            out.push_str(&last.rewritten);
+            return Ok(last.services);
+        }
+        let at = out.len();
+        let services = rewrite_to_simple(value, mappings, out, None, memo)?;
+        // Errors are not remembered: a value that fails is read again, and fails the same way.
+        last.services_id = id;
+        last.value.clear();
+        last.value.push_str(value);
+        last.rewritten.clear();
+        last.rewritten.push_str(out.get(at..).unwrap_or_default());
+        last.services = services;
+        Ok(services)
+    })
+}
+
+/// The last value a thread rewrote for the SIMPLE side without reading the device, and what
+/// the rewrite gave: the services found and the text appended. `services_id` 0 (no mappings
+/// has it): nothing remembered yet.
+struct LastToSimple {
+    services_id: u64,
+    value: String,
+    rewritten: String,
+    services: ServiceList,
+}
+
+impl LastToSimple {
+    /// Longer values are not remembered (the memo's memory stays small: two strings of at most
+    /// about this and what the rewrite adds).
+    const MAX_VALUE: usize = 256;
+}
+
+thread_local! {
+    static LAST_TO_SIMPLE: std::cell::RefCell<LastToSimple> = const {
+        std::cell::RefCell::new(LastToSimple {
+            services_id: 0,
+            value: String::new(),
+            rewritten: String::new(),
+            services: ServiceList {
+                list: [None; Service::ALL.len()],
+            },
+        })
+    };
 }
 
 fn rewrite_to_simple<'v>(
@@ -416,6 +469,38 @@ mod tests {
     }
 
     const CHAT: &str = "urn%3Aurn-7%3A3gpp-service.ims.icsi.oma.cpm.session";
+
+    /// The embedded mappings with other SIMPLE IM tags for pager and chat.
+    fn other_tags() -> Mappings {
+        let services = include_str!("../../mappings/services.toml").replace(
+            "simple_feature_tag = \"+g.oma.sip-im\"",
+            "simple_feature_tag = \"+g.other\"",
+        );
+        Mappings::from_sources(
+            ("services.toml", &services),
+            ("headers.toml", include_str!("../../mappings/headers.toml")),
+            ("content.toml", include_str!("../../mappings/content.toml")),
+        )
+        .expect("mappings")
+    }
+
+    /// A value remembered under one set of services is not reused under another.
+    #[test]
+    fn thread_memo_is_per_set_of_services() {
+        let value = "*;+g.3gpp.icsi-ref=\"urn%3Aurn-7%3A3gpp-service.ims.icsi.oma.cpm.msg\";require;explicit";
+        let run = |m: &Mappings| {
+            let mut out = String::new();
+            to_simple_into_with(value, m, &mut out, None, &mut IcsiMemo::default()).map(|_| out)
+        };
+        let (one, other) = (m(), other_tags());
+        let want_one = "*;require;explicit;+g.oma.sip-im";
+        let want_other = "*;require;explicit;+g.other";
+        for _ in 0..2 {
+            assert_eq!(run(&one).as_deref(), Ok(want_one));
+            assert_eq!(run(&one.clone()).as_deref(), Ok(want_one));
+            assert_eq!(run(&other).as_deref(), Ok(want_other));
+        }
+    }
 
     #[test]
     fn cpm_contact_becomes_simple_and_keeps_other_params() {
@@ -687,6 +772,30 @@ mod tests {
                 let with = to_simple_into_with(v, &mappings, &mut out, None, &mut memo)
                     .map(|l| (out, l.iter().collect::<Vec<_>>()));
                 proptest::prop_assert_eq!(with, fresh(v));
+            }
+        }
+
+        // The thread's memo of the last value rewritten without the device (`LastToSimple`)
+        // changes nothing: values repeated, alternated, and read under two sets of services
+        // (the memo is keyed by them) give what a fresh rewrite gives, errors included, and
+        // append the same bytes after whatever `out` holds.
+        #[test]
+        fn thread_memo_is_the_fresh_reading(
+            a in "(<sip:a@x>|\\*|;|,| |\"|\\+g\\.3gpp\\.icsi-ref=\"urn%3Aurn-7%3A3gpp-service\\.ims\\.icsi\\.oma\\.cpm\\.(msg|session)(,urn:urn-7:3gpp-service.ims.icsi.oma.cpm.largemsg)?\"|\\+g\\.oma\\.sip-im|\\+sip\\.instance=\"<urn:x>\"|require|explicit|x=1){0,10}",
+            b in "(<sip:b@y>|\\*|;|,|\\+g\\.3gpp\\.icsi-ref=\"urn%3Aurn-7%3A3gpp-service\\.ims\\.icsi\\.oma\\.cpm\\.(msg|session)\"|\\+g\\.oma\\.sip-im|require|x=1){0,10}",
+            order in proptest::collection::vec((0usize..2, proptest::bool::ANY), 1..8)
+        ) {
+            let (one, other) = (m(), other_tags());
+            for (which, alt) in order {
+                let v = [&a, &b][which];
+                let mappings = if alt { &other } else { &one };
+                let mut fresh = String::from("prefix");
+                let fresh = rewrite_to_simple(v, mappings, &mut fresh, None, &mut IcsiMemo::default())
+                    .map(|l| (fresh, l.iter().collect::<Vec<_>>()));
+                let mut out = String::from("prefix");
+                let with = to_simple_into_with(v, mappings, &mut out, None, &mut IcsiMemo::default())
+                    .map(|l| (out, l.iter().collect::<Vec<_>>()));
+                proptest::prop_assert_eq!(with, fresh);
             }
         }
 
