@@ -1640,13 +1640,21 @@ pub(crate) fn check_value(name: &str, value: &str) -> Result<(), SipError> {
     Ok(())
 }
 
-/// `value` without surrounding SP / HTAB (shared).
+/// `value` without surrounding SP / HTAB (shared). The two end tests inlined (every value
+/// pushed comes here, and is usually trimmed already), the trim out of line.
+#[inline]
 fn trimmed(value: Text) -> Text {
     let b = value.as_bytes();
     let ws = |c: &u8| *c == b' ' || *c == b'\t';
     if !b.first().is_some_and(ws) && !b.last().is_some_and(ws) {
         return value;
     }
+    trim_shared(value)
+}
+
+#[cold]
+#[inline(never)]
+fn trim_shared(value: Text) -> Text {
     let t = value.trim_matches([' ', '\t']);
     value.slice_ref(t)
 }
