@@ -66,6 +66,53 @@ fn services_in_icsi_ref(value: &str, mappings: &Mappings, found: &mut ServiceLis
     }
 }
 
+/// [`services_in_icsi_ref`] of `value` (a fresh list), looked up first in the thread's
+/// [`LastIcsi`]: the list is a function of the value and the mappings' services alone, and
+/// every CPM request of a service carries the same one (its ICSI, TS 24.229 §7.2A.8), whoever
+/// sends it.
+fn icsi_services(value: &str, mappings: &Mappings) -> ServiceList {
+    let fresh = || {
+        let mut found = ServiceList::default();
+        services_in_icsi_ref(value, mappings, &mut found);
+        found
+    };
+    if value.len() > LastToSimple::MAX_VALUE {
+        return fresh();
+    }
+    LAST_ICSI.with_borrow_mut(|last| {
+        let id = mappings.services_id();
+        if last.services_id == id && last.value == value {
+            return last.services;
+        }
+        let found = fresh();
+        last.services_id = id;
+        last.value.clear();
+        last.value.push_str(value);
+        last.services = found;
+        found
+    })
+}
+
+/// The last `+g.3gpp.icsi-ref` value a thread read and the services it names; `services_id`
+/// 0 (no mappings has it): nothing remembered yet.
+struct LastIcsi {
+    services_id: u64,
+    value: String,
+    services: ServiceList,
+}
+
+thread_local! {
+    static LAST_ICSI: std::cell::RefCell<LastIcsi> = const {
+        std::cell::RefCell::new(LastIcsi {
+            services_id: 0,
+            value: String::new(),
+            services: ServiceList {
+                list: [None; Service::ALL.len()],
+            },
+        })
+    };
+}
+
 /// The CPM services a header value names through `+g.3gpp.icsi-ref`, in order of appearance.
 pub fn cpm_services(value: &str, mappings: &Mappings) -> Result<Vec<Service>, ParamError> {
     Ok(cpm_service_list(value, mappings)?.iter().collect())
@@ -320,8 +367,7 @@ fn rewrite_to_simple<'v>(
                     let found = match memo.0 {
                         Some((seen, found)) if seen == v => found,
                         _ => {
-                            let mut found = ServiceList::default();
-                            services_in_icsi_ref(v, mappings, &mut found);
+                            let found = icsi_services(v, mappings);
                             memo.0 = Some((v, found));
                             found
                         }
@@ -482,6 +528,35 @@ mod tests {
             ("content.toml", include_str!("../../mappings/content.toml")),
         )
         .expect("mappings")
+    }
+
+    /// The embedded mappings with another ICSI for the pager service.
+    fn other_icsi() -> Mappings {
+        let services = include_str!("../../mappings/services.toml").replace(
+            "cpm_icsi = \"urn:urn-7:3gpp-service.ims.icsi.oma.cpm.msg\"",
+            "cpm_icsi = \"urn:urn-7:3gpp-service.ims.icsi.oma.cpm.other\"",
+        );
+        Mappings::from_sources(
+            ("services.toml", &services),
+            ("headers.toml", include_str!("../../mappings/headers.toml")),
+            ("content.toml", include_str!("../../mappings/content.toml")),
+        )
+        .expect("mappings")
+    }
+
+    /// An ICSI list remembered under one set of services is not reused under another.
+    #[test]
+    fn icsi_memo_is_per_set_of_services() {
+        let value = "urn%3Aurn-7%3A3gpp-service.ims.icsi.oma.cpm.msg";
+        let (one, other) = (m(), other_icsi());
+        for _ in 0..2 {
+            assert_eq!(icsi_services(value, &one).first(), Some(Service::Pager));
+            assert_eq!(icsi_services(value, &other).first(), None);
+            assert_eq!(
+                icsi_services(value, &one.clone()).first(),
+                Some(Service::Pager)
+            );
+        }
     }
 
     /// A value remembered under one set of services is not reused under another.
@@ -796,6 +871,31 @@ mod tests {
                 let with = to_simple_into_with(v, mappings, &mut out, None, &mut IcsiMemo::default())
                     .map(|l| (out, l.iter().collect::<Vec<_>>()));
                 proptest::prop_assert_eq!(with, fresh);
+            }
+        }
+
+        // The thread's memo of the last ICSI list (`LastIcsi`) changes nothing: lists
+        // repeated, alternated and read under two sets of services name the services
+        // `services_in_icsi_ref` finds.
+        #[test]
+        fn icsi_memo_is_the_fresh_reading(
+            lists in proptest::collection::vec(
+                "(urn%3Aurn-7%3A3gpp-service\\.ims\\.icsi\\.oma\\.cpm\\.(msg|session|largemsg|other)|urn:urn-7:3gpp-service.ims.icsi.oma.cpm.msg| |,|x){0,4}",
+                1..4,
+            ),
+            order in proptest::collection::vec((0usize..4, proptest::bool::ANY), 1..10)
+        ) {
+            let (one, other) = (m(), other_icsi());
+            for (which, alt) in order {
+                let Some(v) = lists.get(which % lists.len()) else { continue };
+                let mappings = if alt { &other } else { &one };
+                let mut fresh = ServiceList::default();
+                services_in_icsi_ref(v, mappings, &mut fresh);
+                let memo = icsi_services(v, mappings);
+                proptest::prop_assert_eq!(
+                    memo.iter().collect::<Vec<_>>(),
+                    fresh.iter().collect::<Vec<_>>()
+                );
             }
         }
 
