@@ -144,9 +144,32 @@ pub struct SideContent {
     pub pager_body: Carriage,
 }
 
+/// See [`Mappings::services_id`]. Equal whatever the numbers: two loads of the same files are
+/// the same mappings.
+#[derive(Debug, Clone, Copy)]
+struct ServicesId(u64);
+
+impl ServicesId {
+    fn fresh() -> ServicesId {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        ServicesId(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
+impl PartialEq for ServicesId {
+    fn eq(&self, _: &ServicesId) -> bool {
+        true
+    }
+}
+impl Eq for ServicesId {}
+
 /// Everything in `mappings/`, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mappings {
+    /// Names this set of services for caches of what is derived from them (the translator's
+    /// [`feature_tags`](crate::translate::feature_tags) memo): unique per load, kept by a
+    /// clone (the services cannot change after the load).
+    services_id: ServicesId,
     /// Every service's identifiers, in [`Service`] order (a short list: looked up on every
     /// request, cheaper to walk than a map).
     services: Vec<(Service, ServiceIds)>,
@@ -212,6 +235,7 @@ impl Mappings {
         let hdr: RawHeaders = parse_toml(headers)?;
         let cnt: RawContent = parse_toml(content)?;
         Ok(Mappings {
+            services_id: ServicesId::fresh(),
             services: validate_services(svc, services)?.into_iter().collect(),
             cpm_to_simple: validate_header_rules(hdr.cpm_to_simple, headers)?,
             simple_to_cpm: validate_header_rules(hdr.simple_to_cpm, headers)?,
@@ -219,6 +243,12 @@ impl Mappings {
             cpm: validate_side(cnt.cpm, content)?,
             simple: validate_side(cnt.simple, content)?,
         })
+    }
+
+    /// Unique to the services of this load (and its clones): what a cache of values derived
+    /// from [`service`](Self::service) and [`service_by_icsi`](Self::service_by_icsi) keys on.
+    pub fn services_id(&self) -> u64 {
+        self.services_id.0
     }
 
     /// The identifiers of `service`.

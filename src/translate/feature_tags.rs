@@ -66,6 +66,53 @@ fn services_in_icsi_ref(value: &str, mappings: &Mappings, found: &mut ServiceLis
     }
 }
 
+/// [`services_in_icsi_ref`] of `value` (a fresh list), looked up first in the thread's
+/// [`LastIcsi`]: the list is a function of the value and the mappings' services alone, and
+/// every CPM request of a service carries the same one (its ICSI, TS 24.229 §7.2A.8), whoever
+/// sends it.
+fn icsi_services(value: &str, mappings: &Mappings) -> ServiceList {
+    let fresh = || {
+        let mut found = ServiceList::default();
+        services_in_icsi_ref(value, mappings, &mut found);
+        found
+    };
+    if value.len() > LastToSimple::MAX_VALUE {
+        return fresh();
+    }
+    LAST_ICSI.with_borrow_mut(|last| {
+        let id = mappings.services_id();
+        if last.services_id == id && last.value == value {
+            return last.services;
+        }
+        let found = fresh();
+        last.services_id = id;
+        last.value.clear();
+        last.value.push_str(value);
+        last.services = found;
+        found
+    })
+}
+
+/// The last `+g.3gpp.icsi-ref` value a thread read and the services it names; `services_id`
+/// 0 (no mappings has it): nothing remembered yet.
+struct LastIcsi {
+    services_id: u64,
+    value: String,
+    services: ServiceList,
+}
+
+thread_local! {
+    static LAST_ICSI: std::cell::RefCell<LastIcsi> = const {
+        std::cell::RefCell::new(LastIcsi {
+            services_id: 0,
+            value: String::new(),
+            services: ServiceList {
+                list: [None; Service::ALL.len()],
+            },
+        })
+    };
+}
+
 /// The CPM services a header value names through `+g.3gpp.icsi-ref`, in order of appearance.
 pub fn cpm_services(value: &str, mappings: &Mappings) -> Result<Vec<Service>, ParamError> {
     Ok(cpm_service_list(value, mappings)?.iter().collect())
@@ -199,6 +246,11 @@ pub struct IcsiMemo<'v>(Option<(&'v str, ServiceList)>);
 
 /// [`to_simple_into`], or [`to_simple_device_into`] with `device`, for the values of one
 /// request: `memo` is shared between them.
+///
+/// A value read without `device` (an `Accept-Contact`, a Contact after the first) is looked
+/// up first in the thread's [`LastToSimple`]: the rewrite is a function of the value and the
+/// mappings' services alone, and a CPM client sends the same `Accept-Contact` with every
+/// request (its service's `+g.3gpp.icsi-ref` and `require;explicit`, RFC 3841 §10).
 pub fn to_simple_into_with<'v>(
     value: &'v str,
     mappings: &Mappings,
@@ -206,7 +258,55 @@ pub fn to_simple_into_with<'v>(
     device: Option<&mut DeviceParts>,
     memo: &mut IcsiMemo<'v>,
 ) -> Result<ServiceList, ParamError> {
-    rewrite_to_simple(value, mappings, out, device, memo)
+    if device.is_some() || value.len() > LastToSimple::MAX_VALUE {
+        return rewrite_to_simple(value, mappings, out, device, memo);
+    }
+    LAST_TO_SIMPLE.with_borrow_mut(|last| {
+        let id = mappings.services_id();
+        if last.services_id == id && last.value == value {
+            out.push_str(&last.rewritten);
+            return Ok(last.services);
+        }
+        let at = out.len();
+        let services = rewrite_to_simple(value, mappings, out, None, memo)?;
+        // Errors are not remembered: a value that fails is read again, and fails the same way.
+        last.services_id = id;
+        last.value.clear();
+        last.value.push_str(value);
+        last.rewritten.clear();
+        last.rewritten.push_str(out.get(at..).unwrap_or_default());
+        last.services = services;
+        Ok(services)
+    })
+}
+
+/// The last value a thread rewrote for the SIMPLE side without reading the device, and what
+/// the rewrite gave: the services found and the text appended. `services_id` 0 (no mappings
+/// has it): nothing remembered yet.
+struct LastToSimple {
+    services_id: u64,
+    value: String,
+    rewritten: String,
+    services: ServiceList,
+}
+
+impl LastToSimple {
+    /// Longer values are not remembered (the memo's memory stays small: two strings of at most
+    /// about this and what the rewrite adds).
+    const MAX_VALUE: usize = 256;
+}
+
+thread_local! {
+    static LAST_TO_SIMPLE: std::cell::RefCell<LastToSimple> = const {
+        std::cell::RefCell::new(LastToSimple {
+            services_id: 0,
+            value: String::new(),
+            rewritten: String::new(),
+            services: ServiceList {
+                list: [None; Service::ALL.len()],
+            },
+        })
+    };
 }
 
 fn rewrite_to_simple<'v>(
@@ -267,8 +367,7 @@ fn rewrite_to_simple<'v>(
                     let found = match memo.0 {
                         Some((seen, found)) if seen == v => found,
                         _ => {
-                            let mut found = ServiceList::default();
-                            services_in_icsi_ref(v, mappings, &mut found);
+                            let found = icsi_services(v, mappings);
                             memo.0 = Some((v, found));
                             found
                         }
@@ -416,6 +515,67 @@ mod tests {
     }
 
     const CHAT: &str = "urn%3Aurn-7%3A3gpp-service.ims.icsi.oma.cpm.session";
+
+    /// The embedded mappings with other SIMPLE IM tags for pager and chat.
+    fn other_tags() -> Mappings {
+        let services = include_str!("../../mappings/services.toml").replace(
+            "simple_feature_tag = \"+g.oma.sip-im\"",
+            "simple_feature_tag = \"+g.other\"",
+        );
+        Mappings::from_sources(
+            ("services.toml", &services),
+            ("headers.toml", include_str!("../../mappings/headers.toml")),
+            ("content.toml", include_str!("../../mappings/content.toml")),
+        )
+        .expect("mappings")
+    }
+
+    /// The embedded mappings with another ICSI for the pager service.
+    fn other_icsi() -> Mappings {
+        let services = include_str!("../../mappings/services.toml").replace(
+            "cpm_icsi = \"urn:urn-7:3gpp-service.ims.icsi.oma.cpm.msg\"",
+            "cpm_icsi = \"urn:urn-7:3gpp-service.ims.icsi.oma.cpm.other\"",
+        );
+        Mappings::from_sources(
+            ("services.toml", &services),
+            ("headers.toml", include_str!("../../mappings/headers.toml")),
+            ("content.toml", include_str!("../../mappings/content.toml")),
+        )
+        .expect("mappings")
+    }
+
+    /// An ICSI list remembered under one set of services is not reused under another.
+    #[test]
+    fn icsi_memo_is_per_set_of_services() {
+        let value = "urn%3Aurn-7%3A3gpp-service.ims.icsi.oma.cpm.msg";
+        let (one, other) = (m(), other_icsi());
+        for _ in 0..2 {
+            assert_eq!(icsi_services(value, &one).first(), Some(Service::Pager));
+            assert_eq!(icsi_services(value, &other).first(), None);
+            assert_eq!(
+                icsi_services(value, &one.clone()).first(),
+                Some(Service::Pager)
+            );
+        }
+    }
+
+    /// A value remembered under one set of services is not reused under another.
+    #[test]
+    fn thread_memo_is_per_set_of_services() {
+        let value = "*;+g.3gpp.icsi-ref=\"urn%3Aurn-7%3A3gpp-service.ims.icsi.oma.cpm.msg\";require;explicit";
+        let run = |m: &Mappings| {
+            let mut out = String::new();
+            to_simple_into_with(value, m, &mut out, None, &mut IcsiMemo::default()).map(|_| out)
+        };
+        let (one, other) = (m(), other_tags());
+        let want_one = "*;require;explicit;+g.oma.sip-im";
+        let want_other = "*;require;explicit;+g.other";
+        for _ in 0..2 {
+            assert_eq!(run(&one).as_deref(), Ok(want_one));
+            assert_eq!(run(&one.clone()).as_deref(), Ok(want_one));
+            assert_eq!(run(&other).as_deref(), Ok(want_other));
+        }
+    }
 
     #[test]
     fn cpm_contact_becomes_simple_and_keeps_other_params() {
@@ -687,6 +847,55 @@ mod tests {
                 let with = to_simple_into_with(v, &mappings, &mut out, None, &mut memo)
                     .map(|l| (out, l.iter().collect::<Vec<_>>()));
                 proptest::prop_assert_eq!(with, fresh(v));
+            }
+        }
+
+        // The thread's memo of the last value rewritten without the device (`LastToSimple`)
+        // changes nothing: values repeated, alternated, and read under two sets of services
+        // (the memo is keyed by them) give what a fresh rewrite gives, errors included, and
+        // append the same bytes after whatever `out` holds.
+        #[test]
+        fn thread_memo_is_the_fresh_reading(
+            a in "(<sip:a@x>|\\*|;|,| |\"|\\+g\\.3gpp\\.icsi-ref=\"urn%3Aurn-7%3A3gpp-service\\.ims\\.icsi\\.oma\\.cpm\\.(msg|session)(,urn:urn-7:3gpp-service.ims.icsi.oma.cpm.largemsg)?\"|\\+g\\.oma\\.sip-im|\\+sip\\.instance=\"<urn:x>\"|require|explicit|x=1){0,10}",
+            b in "(<sip:b@y>|\\*|;|,|\\+g\\.3gpp\\.icsi-ref=\"urn%3Aurn-7%3A3gpp-service\\.ims\\.icsi\\.oma\\.cpm\\.(msg|session)\"|\\+g\\.oma\\.sip-im|require|x=1){0,10}",
+            order in proptest::collection::vec((0usize..2, proptest::bool::ANY), 1..8)
+        ) {
+            let (one, other) = (m(), other_tags());
+            for (which, alt) in order {
+                let v = [&a, &b][which];
+                let mappings = if alt { &other } else { &one };
+                let mut fresh = String::from("prefix");
+                let fresh = rewrite_to_simple(v, mappings, &mut fresh, None, &mut IcsiMemo::default())
+                    .map(|l| (fresh, l.iter().collect::<Vec<_>>()));
+                let mut out = String::from("prefix");
+                let with = to_simple_into_with(v, mappings, &mut out, None, &mut IcsiMemo::default())
+                    .map(|l| (out, l.iter().collect::<Vec<_>>()));
+                proptest::prop_assert_eq!(with, fresh);
+            }
+        }
+
+        // The thread's memo of the last ICSI list (`LastIcsi`) changes nothing: lists
+        // repeated, alternated and read under two sets of services name the services
+        // `services_in_icsi_ref` finds.
+        #[test]
+        fn icsi_memo_is_the_fresh_reading(
+            lists in proptest::collection::vec(
+                "(urn%3Aurn-7%3A3gpp-service\\.ims\\.icsi\\.oma\\.cpm\\.(msg|session|largemsg|other)|urn:urn-7:3gpp-service.ims.icsi.oma.cpm.msg| |,|x){0,4}",
+                1..4,
+            ),
+            order in proptest::collection::vec((0usize..4, proptest::bool::ANY), 1..10)
+        ) {
+            let (one, other) = (m(), other_icsi());
+            for (which, alt) in order {
+                let Some(v) = lists.get(which % lists.len()) else { continue };
+                let mappings = if alt { &other } else { &one };
+                let mut fresh = ServiceList::default();
+                services_in_icsi_ref(v, mappings, &mut fresh);
+                let memo = icsi_services(v, mappings);
+                proptest::prop_assert_eq!(
+                    memo.iter().collect::<Vec<_>>(),
+                    fresh.iter().collect::<Vec<_>>()
+                );
             }
         }
 

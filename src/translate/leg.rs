@@ -12,7 +12,7 @@ use super::state::{ConversationIds, ConversationKey, Side};
 use super::{Env, TranslateError};
 use crate::mapping::{HeaderRules, Mappings, Service};
 use crate::wire::frozen::Scratch;
-use crate::wire::sip::{SipMessage, Text};
+use crate::wire::sip::{SipMessage, Text, check_value};
 use crate::wire::text;
 
 /// Header fields that belong to one hop or one leg and are never copied to the other side:
@@ -474,15 +474,8 @@ pub(crate) fn new_leg_rewritten(
         rsip::Method::Invite => Some("1 INVITE"),
         _ => None,
     };
-    out.push_canonical_static("Max-Forwards", "70");
-    // From, To and Call-ID are set in place when known (indices 1, 2, 3).
-    out.push_canonical_static("From", "");
-    out.push_canonical_static("To", "");
-    out.push_canonical_static("Call-ID", "");
-    out.push_canonical_static("CSeq", cseq.unwrap_or_default());
-    for f in copies.iter().map_while(|f| *f) {
-        out.push_field(f);
-    }
+    // Every value is made (and checked, in the order of the field-by-field way) before the
+    // fields are pushed, in their order, once: no placeholder set again.
     let from = from.ok_or(TranslateError::Missing("From"))?;
     let to = to.ok_or(TranslateError::Missing("To"))?;
     let tag = env.ids.fresh_id();
@@ -503,11 +496,11 @@ pub(crate) fn new_leg_rewritten(
     let to = without_tag(to).map_err(|e| TranslateError::header("To", e))?;
     // Values made of pieces of the request's fields and of the mappings (validated at load)
     // hold no CR or LF; a fresh id is checked.
-    out.set_clean_value_at(2, to);
-    out.set_value_at(3, id_text(env.ids.fresh_id()))?;
-    if cseq.is_none() {
+    let call_id = id_text(env.ids.fresh_id());
+    check_value("Call-ID", &call_id)?;
+    let Some(cseq) = cseq else {
         return Err(TranslateError::Missing("a method that opens a leg"));
-    }
+    };
 
     let mut device = None;
     let mut memo = feature_tags::IcsiMemo::default();
@@ -558,11 +551,18 @@ pub(crate) fn new_leg_rewritten(
     let icsi_range = icsi_at..buf.len();
     let buf = Text::shared_copy(&buf);
     let part = |r: std::ops::Range<usize>| buf.slice_ref(buf.get(r).unwrap_or_default());
-    if text::find_byte2(b'\r', b'\n', tag.as_bytes()).is_none() {
-        out.set_clean_value_at(1, part(from_range));
-    } else {
+    let from = part(from_range);
+    if text::find_byte2(b'\r', b'\n', tag.as_bytes()).is_some() {
         // The error the check gives.
-        out.set_value_at(1, part(from_range))?;
+        check_value("From", &from)?;
+    }
+    out.push_canonical_static("Max-Forwards", "70");
+    out.push_canonical_clean("From", from);
+    out.push_canonical_clean("To", to);
+    out.push_canonical_clean("Call-ID", call_id);
+    out.push_canonical_static("CSeq", cseq);
+    for f in copies.iter().map_while(|f| *f) {
+        out.push_field(f);
     }
     let names = std::iter::repeat_n("Contact", n_contacts)
         .chain(std::iter::repeat_n("Accept-Contact", n_accepts));

@@ -1018,15 +1018,26 @@ impl SipMessage {
         }
     }
 
-    /// The header fields to change (converted back from rsip's model when needed).
+    /// The header fields to change (converted back from rsip's model when needed). Inlined
+    /// with the conversion out of line: every push of a message being built comes here, and
+    /// the usual message has no rsip model (a test and a branch).
+    #[inline]
     fn fields_mut(&mut self) -> &mut Vec<Field> {
+        if self.rsip.is_some() {
+            self.fields_from_rsip();
+        }
+        &mut self.headers
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn fields_from_rsip(&mut self) {
         if let Some(h) = self.rsip.take() {
             self.headers = h
                 .iter()
                 .map(|h| field_of(header_name(h), header_value(h)))
                 .collect();
         }
-        &mut self.headers
     }
 
     /// The first value of the field written `canonical` (one of the known names).
@@ -1292,20 +1303,9 @@ impl SipMessage {
         Ok(())
     }
 
-    /// [`set_value_at`](Self::set_value_at) of a value the caller made of pieces of checked
+    /// [`push_canonical`](Self::push_canonical) of a value the caller made of pieces of checked
     /// values (fields of a [`SipMessage`], which hold no CR or LF) and of text that holds none:
     /// nothing to check (debug builds check).
-    #[inline]
-    pub(crate) fn set_clean_value_at(&mut self, index: usize, value: Text) {
-        debug_assert!(check_value("", &value).is_ok());
-        let all = self.fields_mut();
-        if let Some(f) = all.get_mut(index) {
-            f.value = trimmed(value);
-        }
-    }
-
-    /// [`push_canonical`](Self::push_canonical) of a value made as for
-    /// [`set_clean_value_at`](Self::set_clean_value_at): nothing to check.
     #[inline]
     pub(crate) fn push_canonical_clean(&mut self, name: &'static str, value: Text) {
         debug_assert!(canonical_name(name.as_bytes()).is_none_or(|c| c == name));
@@ -1631,20 +1631,30 @@ fn check_name_value(name: &str, value: &str) -> Result<(), SipError> {
     check_value(name, value)
 }
 
-fn check_value(name: &str, value: &str) -> Result<(), SipError> {
+/// The check of a value a header field `name` is given (no CR or LF: RFC 3261 §7.3.1, it would
+/// start another field), with the error [`SipMessage::push_header`] gives.
+pub(crate) fn check_value(name: &str, value: &str) -> Result<(), SipError> {
     if super::text::find_byte2(b'\r', b'\n', value.as_bytes()).is_some() {
         return Err(invalid(name));
     }
     Ok(())
 }
 
-/// `value` without surrounding SP / HTAB (shared).
+/// `value` without surrounding SP / HTAB (shared). The two end tests inlined (every value
+/// pushed comes here, and is usually trimmed already), the trim out of line.
+#[inline]
 fn trimmed(value: Text) -> Text {
     let b = value.as_bytes();
     let ws = |c: &u8| *c == b' ' || *c == b'\t';
     if !b.first().is_some_and(ws) && !b.last().is_some_and(ws) {
         return value;
     }
+    trim_shared(value)
+}
+
+#[cold]
+#[inline(never)]
+fn trim_shared(value: Text) -> Text {
     let t = value.trim_matches([' ', '\t']);
     value.slice_ref(t)
 }
