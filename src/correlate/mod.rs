@@ -6,6 +6,7 @@
 //! rather than grow, and counters for metrics. Nothing here reads a clock or a socket.
 
 mod map;
+mod packed;
 mod table;
 
 pub use map::{ExpiringMap, MapStats, Millis, SPARSE_MIN_CAPACITY, TableFull};

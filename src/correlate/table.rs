@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 
 use super::map::{ExpiringMap, MapStats, Millis, TableFull};
+use super::packed::PackedDialog;
 use crate::translate::state::{
     Change, ConversationKey, ConversationState, DialogKey, DialogPeer, Entry, Key, MessageOrigin,
     MsrpPeer, View,
@@ -76,9 +77,9 @@ pub struct TableStats {
 pub struct Table {
     messages: ExpiringMap<Bytes, MessageOrigin>,
     conversations: ExpiringMap<ConversationKey, ConversationState>,
-    /// Boxed: a `DialogPeer` is a few hundred bytes, and a map's free slots (up to half of
-    /// them after it grows) would each hold that much inline (issue 9: bytes per session).
-    dialogs: ExpiringMap<DialogKey, Box<DialogPeer>>,
+    /// Packed into one buffer each (`packed`): a `DialogPeer` is a few hundred bytes inline
+    /// and an allocation per field; a chat session keeps two (issue 9: bytes per session).
+    dialogs: ExpiringMap<DialogKey, PackedDialog>,
     msrp: ExpiringMap<Bytes, MsrpPeer>,
     /// Bumped by every insert or removal of a dialog or MSRP entry ([`Table::sessions_generation`]).
     sessions: AtomicU64,
@@ -123,7 +124,7 @@ impl Table {
     pub fn apply(&self, changes: &[Change], now: Millis) -> Result<(), TableFull> {
         for change in changes {
             match change {
-                Change::Insert(entry) => self.insert(entry.clone(), now)?,
+                Change::Insert(entry) => self.insert(entry, now)?,
                 Change::Refresh(key) => {
                     self.refresh(key, now);
                 }
@@ -133,17 +134,23 @@ impl Table {
         Ok(())
     }
 
-    fn insert(&self, entry: Entry, now: Millis) -> Result<(), TableFull> {
+    fn insert(&self, entry: &Entry, now: Millis) -> Result<(), TableFull> {
         match entry {
-            Entry::Message(k, v) => self.messages.insert(k, v, now).map(drop),
-            Entry::Conversation(k, v) => self.conversations.insert(k, v, now).map(drop),
+            Entry::Message(k, v) => self.messages.insert(k.clone(), v.clone(), now).map(drop),
+            Entry::Conversation(k, v) => self
+                .conversations
+                .insert(k.clone(), v.clone(), now)
+                .map(drop),
             Entry::Dialog(k, v) => {
-                let r = self.dialogs.insert(k, v, now).map(drop);
+                let r = self
+                    .dialogs
+                    .insert(k.clone(), PackedDialog::pack(v), now)
+                    .map(drop);
                 self.sessions_changed();
                 r
             }
             Entry::Msrp(k, v) => {
-                let r = self.msrp.insert(k, v, now).map(drop);
+                let r = self.msrp.insert(k.clone(), v.clone(), now).map(drop);
                 self.sessions_changed();
                 r
             }
@@ -212,7 +219,7 @@ impl Table {
             self.dialogs
                 .snapshot(now)
                 .into_iter()
-                .map(|(k, v, _)| Entry::Dialog(k, v)),
+                .filter_map(|(k, v, _)| Some(Entry::Dialog(k, Box::new(v.unpack()?)))),
         );
         out.extend(
             self.msrp
@@ -251,7 +258,8 @@ impl View for TableView<'_> {
     fn dialog(&self, key: &DialogKey) -> Option<DialogPeer> {
         self.table
             .dialogs
-            .get_with(key, self.now, |peer| DialogPeer::clone(peer))
+            .get_with(key, self.now, PackedDialog::unpack)
+            .flatten()
     }
     fn msrp(&self, session_id: &[u8]) -> Option<MsrpPeer> {
         self.table.msrp.get(session_id, self.now)
@@ -306,6 +314,39 @@ mod tests {
         t.apply(&[Change::Remove(Key::Message(id))], Millis(0))
             .unwrap();
         assert_eq!(t.stats().messages.len, 0);
+    }
+
+    #[test]
+    fn a_dialog_is_read_back_as_inserted_and_saved_with_the_rest() {
+        use crate::mapping::Service;
+        use crate::translate::state::LegDialog;
+        let t = Table::new(small());
+        let key = DialogKey {
+            side: Side::Cpm,
+            call_id: Bytes::from_static(b"call-1"),
+        };
+        let peer = DialogPeer {
+            call_id: Bytes::from_static(b"call-2"),
+            conversation: None,
+            msrp_session: Some(Bytes::from_static(b"sid")),
+            service: Service::Chat,
+            leg: LegDialog {
+                local_tag: Bytes::from_static(b"t1"),
+                remote_tag: None,
+                local_uri: Bytes::from_static(b"<sip:a@cpm.example>"),
+                remote_uri: Bytes::from_static(b"<sip:b@simple.example>"),
+                remote_target: Bytes::from_static(b"sip:b@192.0.2.1"),
+                route_set: None,
+                local_cseq: 7,
+                msrp_setup: None,
+            },
+        };
+        let entry = Entry::Dialog(key.clone(), Box::new(peer.clone()));
+        t.apply(&[Change::Insert(entry.clone())], Millis(0))
+            .unwrap();
+        assert_eq!(t.view(Millis(1)).dialog(&key), Some(peer));
+        assert_eq!(t.entries(Millis(1)), vec![entry]);
+        assert_eq!(t.view(Millis(1_000)).dialog(&key), None, "expired");
     }
 
     #[test]

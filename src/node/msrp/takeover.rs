@@ -95,7 +95,7 @@ impl Inner {
         reason: EndReason,
     ) -> bool {
         let leg = session.leg(side);
-        if leg.dropped.is_cancelled() {
+        if leg.is_dropped() {
             return true;
         }
         let other = session.leg(side.other());
@@ -103,7 +103,7 @@ impl Inner {
             &reason,
             leg.bound.load(Ordering::Acquire),
             other.bound.load(Ordering::Acquire),
-            other.dropped.is_cancelled(),
+            other.is_dropped(),
             session.ended.load(Ordering::Acquire),
         ) {
             if leg.taking.swap(true, Ordering::AcqRel) {
@@ -114,7 +114,7 @@ impl Inner {
                 tracing::info!(id = session.id, ?side, %reason, "MSRP leg dropped: its messages are kept");
                 // Set before `dropped`: whoever sees the leg dropped finds its keeper.
                 let _ = leg.kept.set(keep);
-                leg.dropped.cancel();
+                leg.set_dropped();
                 // A leg with nothing queued has no writer task: start one, it drains the
                 // queue into the keeper from now on (after `dropped`: see `Queue::park`).
                 if let Some(wr) = leg.queue.wake() {
@@ -168,7 +168,12 @@ pub(super) async fn drain(inner: Arc<Inner>, session: Arc<Session>, side: Side, 
     }
     let timeout = inner.cfg.transaction_timeout;
     loop {
-        if session.cancel.is_cancelled() {
+        // Enabled before the checks: a poke (the session's end, a first tracked request)
+        // after them still wakes the wait below.
+        let poked = leg.wake.notified();
+        tokio::pin!(poked);
+        poked.as_mut().enable();
+        if session.is_stopped() {
             break;
         }
         let sweep_at = super::lock(&leg.outstanding).next_deadline(timeout);
@@ -186,9 +191,8 @@ pub(super) async fn drain(inner: Arc<Inner>, session: Arc<Session>, side: Side, 
         }
         tokio::select! {
             biased;
-            _ = session.cancel.cancelled() => break,
+            _ = &mut poked => {}
             _ = sleep_until(sweep_at.unwrap_or_else(Instant::now)), if sweep_at.is_some() => {}
-            _ = leg.tracked.notified(), if sweep_at.is_none() => {}
             _ = queue.ready.notified() => {}
         }
     }
@@ -268,7 +272,7 @@ impl Conn {
             return None;
         }
         tokio::select! {
-            _ = self.session.cancel.cancelled() => None,
+            _ = self.session.stopped() => None,
             // Dropped unanswered (cannot happen once the drain runs): not kept.
             r = rx => Some(r.unwrap_or(408)),
         }
