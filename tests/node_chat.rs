@@ -630,3 +630,61 @@ async fn a_reinvite_changing_the_path_routes_the_next_chunks_along_it() {
     })
     .await;
 }
+
+/// RFC 3261 §13.2.2.4 and §13.3.1.4: a 2xx the callee sends again gets the node's ACK again
+/// while the callee may still be retransmitting it (64*T1 from the answer); past that window
+/// the node keeps no copy of the ACK (issue 9: a held session's memory), and the session goes
+/// on untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ack_of_a_session_2xx_is_kept_for_the_retransmission_window_only() {
+    use std::time::Duration;
+    bounded(30, async {
+        // T1 = 20 ms: the window is 64*T1 = 1.28 s.
+        let (mut chat, callee, ok200) =
+            set_up_keeping_answer(Transport::Udp, |c| c.timers.t1_ms = 20, None).await;
+        let call_id = String::from_utf8_lossy(&ok200)
+            .lines()
+            .find_map(|l| l.strip_prefix("Call-ID: ").map(str::to_owned))
+            .expect("the 2xx has a Call-ID");
+        let simple = &mut chat.bed.simple;
+        // Within the window the node's INVITE transaction passes the 2xx up (RFC 6026 §8.4):
+        // the node, the UAC of that leg, ACKs it again itself (RFC 3261 §13.2.2.4).
+        simple
+            .send_raw(callee, ok200.clone())
+            .await
+            .expect("2xx again");
+        let ack = simple
+            .recv_method(Method::Ack, Some(Duration::from_secs(2)))
+            .await
+            .expect("the retransmitted 2xx is ACKed again");
+        assert_eq!(ack.request.call_id(), Some(call_id.as_str()));
+        let relayed = chat
+            .bed
+            .cpm
+            .recv_response(Some(Duration::from_millis(300)))
+            .await;
+        assert!(
+            relayed.is_err(),
+            "the caller, who has its 2xx, got the callee's again: {relayed:?}"
+        );
+        let simple = &mut chat.bed.simple;
+        // Past the window (and past Timer M of the node's INVITE transaction, RFC 6026).
+        tokio::time::sleep(Duration::from_millis(2_000)).await;
+        while simple
+            .recv_method(Method::Ack, Some(Duration::from_millis(50)))
+            .await
+            .is_ok()
+        {}
+        simple.send_raw(callee, ok200).await.expect("2xx once more");
+        let late = simple
+            .recv_method(Method::Ack, Some(Duration::from_millis(800)))
+            .await;
+        assert!(
+            late.is_err(),
+            "the node still ACKed a 2xx 2 s (> 64*T1) after the answer: {late:?}"
+        );
+        relay_to_bob(&mut chat, "after-the-window").await;
+        chat.bed.stop().await;
+    })
+    .await;
+}

@@ -283,6 +283,27 @@ type Origin = (Arc<ServerKey>, Arc<SipMessage>);
 enum TxRef {
     Server(Arc<ServerKey>),
     Client(Arc<ClientKey>),
+    /// The ACK kept for a session's 2xx (side, Call-ID) is no longer needed: its UAS stops
+    /// retransmitting the 2xx 64*T1 after sending it (RFC 3261 §13.3.1.4).
+    AckKept(Box<(Side, String)>),
+}
+
+/// The ACK the node sent for a 2xx, and what says which 2xx it answers: the dialog's To tag
+/// and the INVITE's CSeq number (a re-INVITE's 2xx is another one, §14.1; a fork's has
+/// another tag, §13.2.2.4).
+struct AckKept {
+    target: Target,
+    ack: Bytes,
+    sent: Millis,
+    to_tag: Box<str>,
+    cseq: u32,
+}
+
+impl AckKept {
+    fn answers(&self, response: &SipMessage) -> bool {
+        response.to_tag() == Some(&*self.to_tag)
+            && response.cseq().is_some_and(|c| c.seq == self.cseq)
+    }
 }
 
 struct ServerEntry {
@@ -365,8 +386,9 @@ pub struct Core {
     sessions: HashMap<u64, [Bytes; 2]>,
     next_relay_id: u64,
     /// The ACK the node sent for each session 2xx, resent when the 2xx is retransmitted
-    /// (RFC 3261 §13.2.2.4), keyed by side and Call-ID.
-    acks: HashMap<(Side, String), (Target, Bytes)>,
+    /// (RFC 3261 §13.2.2.4), keyed by side and Call-ID, with when it was sent: kept 64*T1
+    /// (the UAS's retransmission window, §13.3.1.4), not for the whole session (issue 9).
+    acks: HashMap<(Side, String), AckKept>,
     draining: bool,
     /// Per side: the Call-ID of the OPTIONS probe in flight, and whether the last probe went
     /// unanswered (the next hop is unreachable).
@@ -1037,8 +1059,21 @@ impl Core {
                         self.acks.remove(&k);
                     }
                 }
-                self.acks
-                    .insert((to, call_id.to_string()), (target, bytes.clone()));
+                let now = self.now();
+                let key = (to, call_id.to_string());
+                self.timers.push(
+                    now,
+                    now.after(io.timers.t1_ms.saturating_mul(64)),
+                    TxRef::AckKept(Box::new(key.clone())),
+                );
+                let kept = AckKept {
+                    target,
+                    ack: bytes.clone(),
+                    sent: now,
+                    to_tag: m.to_tag().unwrap_or_default().into(),
+                    cseq: m.cseq().map_or(0, |c| c.seq),
+                };
+                self.acks.insert(key, kept);
             }
             self.transmit(to, target, bytes);
             return None;
@@ -1107,9 +1142,10 @@ impl Core {
             if (200..300).contains(&status)
                 && key.method == "INVITE"
                 && let Some(call_id) = msg.call_id()
-                && let Some((target, ack)) = self.acks.get(&(side, call_id.to_string())).cloned()
+                && let Some(kept) = self.acks.get(&(side, call_id.to_string()))
+                && kept.answers(&msg)
             {
-                self.transmit(side, target, ack);
+                self.transmit(side, kept.target, kept.ack.clone());
             }
             return;
         };
@@ -1140,6 +1176,18 @@ impl Core {
         self.flush_client(&key);
         if delivery != Delivery::ToUser || key.method == "CANCEL" {
             // CANCEL's answer is hop by hop: the node answered the caller's CANCEL itself.
+            return;
+        }
+        // A 2xx the node has ACKed already, passed up again by the INVITE transaction
+        // (Accepted, RFC 6026 §8.4): its ACK went missing, so the node, the UAC of this leg,
+        // sends it again (RFC 3261 §13.2.2.4); the caller has its own 2xx and ACK.
+        if (200..300).contains(&status)
+            && key.method == "INVITE"
+            && let Some(call_id) = msg.call_id()
+            && let Some(kept) = self.acks.get(&(side, call_id.to_string()))
+            && kept.answers(&msg)
+        {
+            self.transmit(side, kept.target, kept.ack.clone());
             return;
         }
         if status >= 200
@@ -2100,6 +2148,17 @@ impl Core {
                         // Timer A or E fired: the request goes again (§17.1.1.2, §17.1.2.2).
                         count_retransmission(e.tx.has_transmit(), key.side, key.method);
                         self.flush_client(&key);
+                    }
+                }
+                TxRef::AckKept(key) => {
+                    let window = self.sides[index(key.0)].timers.t1_ms.saturating_mul(64);
+                    // A later ACK for the same Call-ID (a re-INVITE's) has its own wake-up.
+                    if self
+                        .acks
+                        .get(&*key)
+                        .is_some_and(|kept| kept.sent.after(window) <= now)
+                    {
+                        self.acks.remove(&*key);
                     }
                 }
             }

@@ -110,6 +110,19 @@ pub async fn set_up_with(
     tweak: impl FnOnce(&mut cpm_iwf::config::Config),
     bob_recv_buffer: Option<u32>,
 ) -> Chat {
+    set_up_keeping_answer(transport, tweak, bob_recv_buffer)
+        .await
+        .0
+}
+
+/// [`set_up_with`], also giving the SIMPLE callee's 2xx as sent (its destination and bytes),
+/// for a test to send it again as a retransmission would (RFC 3261 §13.3.1.4).
+#[allow(dead_code)] // not every test binary that includes the peers retransmits the 2xx
+pub async fn set_up_keeping_answer(
+    transport: Transport,
+    tweak: impl FnOnce(&mut cpm_iwf::config::Config),
+    bob_recv_buffer: Option<u32>,
+) -> (Chat, std::net::SocketAddr, Bytes) {
     let mut bed = Bed::start_with(transport, tweak).await;
     let bob_listener = msrp_endpoint::listen(bob_recv_buffer);
     let bob_uri = msrp_endpoint::uri(bob_listener.local_addr().expect("addr").port(), "bobsess7");
@@ -151,9 +164,12 @@ pub async fn set_up_with(
     let sdp_text = String::from_utf8_lossy(inv.request.body()).into_owned();
     assert!(sdp_text.contains("a=setup:active"), "{sdp_text}");
     let answer = offer(&bob_uri, "passive");
+    let callee_ok = bed
+        .simple
+        .response(&inv, 200, "OK", &[], Some(("application/sdp", answer)))
+        .expect("200");
     let (simple_side, cpm_side) = tokio::join!(
-        bed.simple
-            .respond_until_ack(&inv, 200, &[], Some(("application/sdp", answer))),
+        bed.simple.send_response_until_ack(&inv, &callee_ok),
         async {
             loop {
                 let resp = bed.cpm.next_response(&mut tx, None).await.expect("answer");
@@ -182,13 +198,18 @@ pub async fn set_up_with(
     let b = alice.1.bind();
     alice.1.send(&b).await.expect("bind");
     ok(&mut alice.0).await;
-    Chat {
-        bed,
-        cpm_dialog,
-        simple_dialog: None,
-        alice,
-        bob,
-    }
+    let ok_bytes = callee_ok.serialize();
+    (
+        Chat {
+            bed,
+            cpm_dialog,
+            simple_dialog: None,
+            alice,
+            bob,
+        },
+        inv.source,
+        ok_bytes,
+    )
 }
 
 /// The next response after the node's own 100 Trying (RFC 3261 §17.2.1).
