@@ -84,7 +84,7 @@ pub struct CoreParts {
     /// The rewrite rules.
     pub mappings: Arc<Mappings>,
     /// The node's own addresses as the translator writes them.
-    pub addrs: Addresses,
+    pub addrs: Arc<Addresses>,
     /// The time origin.
     pub clock: Clock,
     /// The MSRP relay.
@@ -2259,7 +2259,7 @@ impl Core {
             record,
             table: self.parts.table.clone(),
             mappings: self.parts.mappings.clone(),
-            addrs: self.parts.addrs.clone(),
+            addrs: Arc::clone(&self.parts.addrs),
             clock: self.parts.clock,
             ids: Mutex::new(RandomIds::new()),
             routes: translate::chat::RouteCache::new(),
@@ -2336,7 +2336,7 @@ struct SessionTranslator {
     record: Option<Arc<super::record::SessionRecord>>,
     table: Arc<Table>,
     mappings: Arc<Mappings>,
-    addrs: Addresses,
+    addrs: Arc<Addresses>,
     clock: Clock,
     ids: Mutex<RandomIds>,
     /// The session's two routes, derived from the table once (`translate::chat::RouteCache`).

@@ -233,7 +233,7 @@ impl Node {
             CoreParts {
                 table: table.clone(),
                 mappings: Arc::new(mappings),
-                addrs,
+                addrs: Arc::new(addrs),
                 clock,
                 relay: relay.clone(),
                 max_transactions: config.limits.max_sessions.max(1024),
