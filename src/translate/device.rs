@@ -113,6 +113,20 @@ pub fn device_at(aor: Bytes, contact: &Bytes, text: &str, parts: &DeviceParts) -
             |_| contact.slice(r),
         )
     };
+    let (gruu, instance) = device_texts(text, parts);
+    Device {
+        aor,
+        gruu: gruu.map(share),
+        instance: instance.map(share),
+    }
+}
+
+/// What [`device_at`] keeps of a `Contact` value `text` with these [`DeviceParts`]: the GRUU
+/// and the instance id, as slices of `text` (nothing else of the Contact is kept).
+pub(crate) fn device_texts<'t>(
+    text: &'t str,
+    parts: &DeviceParts,
+) -> (Option<&'t str>, Option<&'t str>) {
     // The URI of `<URI>` (a `<` inside a quoted display name is not its start), else the
     // head is an `addr-spec`.
     let uri = match &parts.uri {
@@ -130,13 +144,8 @@ pub fn device_at(aor: Bytes, contact: &Bytes, text: &str, parts: &DeviceParts) -
         .and_then(|r| text.get(r.clone()))
         .and_then(param_value)
         .map(|v| v.trim_start_matches('<').trim_end_matches('>'))
-        .filter(|v| !v.is_empty())
-        .map(share);
-    Device {
-        aor,
-        gruu: is_gruu.then(|| share(uri)),
-        instance,
-    }
+        .filter(|v| !v.is_empty());
+    (is_gruu.then_some(uri), instance)
 }
 
 /// How to address a request to exactly one device.

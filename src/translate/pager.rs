@@ -13,18 +13,22 @@
 //! - an IMDN goes back to the device that sent the message it is about (CPM 2.0 §4.2,
 //!   [`super::device`]).
 
+use std::ops::Range;
+
 use bytes::Bytes;
 
 use super::addr::uri_of;
 use super::conversation::{for_simple_contribution, remember_cpm_contribution};
-use super::device::{device_at, device_of, route_to};
+use super::device::{device_parts as device_parts_of, device_texts, route_to};
 use super::leg::{
     CONTRIBUTION_ID, CONVERSATION_ID, IN_REPLY_TO_CONTRIBUTION_ID, IdBuffer, MAX_ID_LEN,
     P_ASSERTED_SERVICE, P_PREFERRED_SERVICE, RawIds, check_id, cpm_service_given, lossy,
     new_leg_rewritten, slice, write_ids,
 };
 use super::params::is_named;
-use super::state::{Change, ConversationIds, ConversationKey, Key, MessageOrigin, Side, View};
+use super::state::{
+    Change, ConversationIds, ConversationKey, Device, Key, MessageOrigin, Side, View,
+};
 use super::{Env, Outcome, Reply, TranslateError};
 use crate::mapping::{Carriage, Mappings, Service};
 use crate::wire::cpim::{Cpim, CpimSummaryRef, NS_IMDN};
@@ -240,16 +244,88 @@ fn set_content(
     Ok(())
 }
 
-/// Where the values the table keeps are in the one [`IdBuffer`] of a message.
-#[derive(Default)]
+/// What the table keeps of one message, copied once into one buffer ([`IdBuffer`]: one
+/// allocation, and the table does not keep the request alive through slices of it): the pair's
+/// addresses of record, for a message its identities and Message-ID, and the GRUU and instance
+/// id of the device that sent it (CPM 2.0 §4.2; nothing else of its Contact). Where each is.
 struct Kept {
-    from_aor: std::ops::Range<usize>,
-    to_aor: std::ops::Range<usize>,
-    conversation_id: Option<std::ops::Range<usize>>,
-    contribution_id: Option<std::ops::Range<usize>>,
-    in_reply_to: Option<std::ops::Range<usize>>,
-    message_id: Option<std::ops::Range<usize>>,
-    contact: Option<std::ops::Range<usize>>,
+    buf: Bytes,
+    from_aor: Range<usize>,
+    to_aor: Range<usize>,
+    conversation_id: Option<Range<usize>>,
+    contribution_id: Option<Range<usize>>,
+    in_reply_to: Option<Range<usize>>,
+    message_id: Option<Range<usize>>,
+    gruu: Option<Range<usize>>,
+    instance: Option<Range<usize>>,
+}
+
+impl Kept {
+    fn new(
+        from_uri: &str,
+        to_uri: &str,
+        raw: &RawIds<'_>,
+        message_id: Option<&str>,
+        (gruu, instance): (Option<&str>, Option<&str>),
+    ) -> Kept {
+        let len = |v: Option<&str>| v.map_or(0, str::len);
+        let mut ids = IdBuffer::with_capacity(
+            from_uri.len()
+                + to_uri.len()
+                + len(raw.conversation_id)
+                + len(raw.contribution_id)
+                + len(raw.in_reply_to)
+                + len(message_id)
+                + len(gruu)
+                + len(instance),
+        );
+        let from_aor = ids.push_aor(from_uri);
+        let to_aor = ids.push_aor(to_uri);
+        let mut push = |v: Option<&str>| v.map(|v| ids.push(v));
+        Kept {
+            from_aor,
+            to_aor,
+            conversation_id: push(raw.conversation_id),
+            contribution_id: push(raw.contribution_id),
+            in_reply_to: push(raw.in_reply_to),
+            message_id: push(message_id),
+            gruu: push(gruu),
+            instance: push(instance),
+            buf: ids.freeze(),
+        }
+    }
+
+    fn part(&self, r: &Range<usize>) -> Bytes {
+        slice(&self.buf, r.clone())
+    }
+
+    /// The part at `r` made of the buffer itself, for the last part taken: the reference
+    /// count the buffer holds is the part's (one atomic increment and decrement fewer).
+    fn into_part(self, r: Range<usize>) -> Bytes {
+        let mut buf = self.buf;
+        if r.start > r.end || r.end > buf.len() {
+            return Bytes::new();
+        }
+        buf.truncate(r.end);
+        bytes::Buf::advance(&mut buf, r.start);
+        buf
+    }
+
+    /// The pair of users, the CPM user first.
+    #[inline]
+    fn key(&self, from: Side) -> ConversationKey {
+        let (from_aor, to_aor) = (self.part(&self.from_aor), self.part(&self.to_aor));
+        match from {
+            Side::Cpm => ConversationKey {
+                cpm_user: from_aor,
+                simple_user: to_aor,
+            },
+            Side::Simple => ConversationKey {
+                cpm_user: to_aor,
+                simple_user: from_aor,
+            },
+        }
+    }
 }
 
 /// Translate a pager-mode MESSAGE that arrived from `from`.
@@ -285,64 +361,8 @@ pub fn message_request(
         .map(utf8_of)
         .ok_or(TranslateError::Missing("Request-URI"))?;
     let content = classify(msg, fields.content_type)?;
-
-    // What the table keeps of this message, copied once into one buffer: the pair's addresses
-    // of record, and for a message the identities and the sender's Contact (CPM 2.0 §4.2).
-    let message_cpim = match &content {
-        Content::Message { cpim } => Some(cpim.as_ref()),
-        _ => None,
-    };
-    let raw = match (to, message_cpim) {
-        (Side::Simple, Some(_)) => fields.ids,
-        _ => RawIds::default(),
-    };
-    // The Message-ID of a message that asks for notifications is remembered with the device
-    // that sent it.
-    let message_id = message_cpim
-        .flatten()
-        .filter(|c| c.disposition_requested)
-        .and_then(|c| c.imdn_message_id);
-    let message_id_text = message_id.as_ref().map(|id| std::str::from_utf8(id));
-    let contact = message_id.as_ref().and(fields.contact);
-    let mut ids = IdBuffer::with_capacity(
-        from_uri.len()
-            + to_uri.len()
-            + [
-                raw.conversation_id,
-                raw.contribution_id,
-                raw.in_reply_to,
-                contact,
-            ]
-            .iter()
-            .map(|v| v.map_or(0, str::len))
-            .sum::<usize>()
-            + message_id.as_ref().map_or(0, |m| m.len()),
-    );
-    let mut kept = Kept {
-        from_aor: ids.push_aor(from_uri),
-        to_aor: ids.push_aor(to_uri),
-        ..Kept::default()
-    };
-    kept.conversation_id = raw.conversation_id.map(|v| ids.push(v));
-    kept.contribution_id = raw.contribution_id.map(|v| ids.push(v));
-    kept.in_reply_to = raw.in_reply_to.map(|v| ids.push(v));
-    if let Some(Ok(id)) = message_id_text {
-        kept.message_id = Some(ids.push(id));
-    }
-    kept.contact = contact.map(|c| ids.push(c));
-    let ids_buf = ids.freeze();
-    let part = |r: &std::ops::Range<usize>| slice(&ids_buf, r.clone());
-    let (from_aor, to_aor) = (part(&kept.from_aor), part(&kept.to_aor));
-    let key = match from {
-        Side::Cpm => ConversationKey {
-            cpm_user: from_aor.clone(),
-            simple_user: to_aor.clone(),
-        },
-        Side::Simple => ConversationKey {
-            cpm_user: to_aor.clone(),
-            simple_user: from_aor.clone(),
-        },
-    };
+    // The pair's addresses alone (isComposing and notifications).
+    let pair = || Kept::new(from_uri, to_uri, &RawIds::default(), None, (None, None));
     let mut outcome = Outcome::default();
 
     match content {
@@ -363,7 +383,7 @@ pub fn message_request(
                 env,
             )?;
             if to == Side::Cpm
-                && let Some(state) = view.conversation(&key)
+                && let Some(state) = view.conversation(&pair().key(from))
             {
                 out.push_header(CONVERSATION_ID, &lossy(&state.conversation_id))?;
             }
@@ -388,6 +408,33 @@ pub fn message_request(
                 mappings,
                 env,
             )?;
+            // The identities of a message to SIMPLE IM are remembered.
+            let raw = match (to, &cpim) {
+                (Side::Simple, Some(_)) => fields.ids,
+                _ => RawIds::default(),
+            };
+            // The Message-ID of a message that asks for notifications is remembered with the
+            // device that sent it.
+            let message_id = cpim
+                .as_ref()
+                .filter(|c| c.disposition_requested)
+                .and_then(|c| c.imdn_message_id);
+            // The device: the leg's rewrite of the Contact found its parts; else the Contact
+            // is read for them (its error is given below, after the others).
+            let device = match (message_id, fields.contact) {
+                (Some(_), Some(text)) => match &device_parts {
+                    Some(parts) => Ok(device_texts(text, parts)),
+                    None => device_parts_of(text).map(|parts| device_texts(text, &parts)),
+                },
+                _ => Ok((None, None)),
+            };
+            let kept = Kept::new(
+                from_uri,
+                to_uri,
+                &raw,
+                message_id.and_then(|id| std::str::from_utf8(id).ok()),
+                device.as_ref().ok().copied().unwrap_or_default(),
+            );
             let ids = match to {
                 Side::Simple => {
                     check_id(CONVERSATION_ID, raw.conversation_id)?;
@@ -396,18 +443,20 @@ pub fn message_request(
                     match (&kept.conversation_id, &kept.contribution_id) {
                         (Some(conversation), Some(contribution)) => {
                             let ids = ConversationIds {
-                                conversation_id: part(conversation),
-                                contribution_id: part(contribution),
-                                in_reply_to: kept.in_reply_to.as_ref().map(part),
+                                conversation_id: kept.part(conversation),
+                                contribution_id: kept.part(contribution),
+                                in_reply_to: kept.in_reply_to.as_ref().map(|r| kept.part(r)),
                             };
-                            outcome.changes.push(remember_cpm_contribution(key, &ids));
+                            outcome
+                                .changes
+                                .push(remember_cpm_contribution(kept.key(from), &ids));
                             Some(ids)
                         }
                         _ => None,
                     }
                 }
                 Side::Cpm => {
-                    let (ids, change) = for_simple_contribution(view, key, env.ids);
+                    let (ids, change) = for_simple_contribution(view, kept.key(from), env.ids);
                     write_ids(&mut out, &ids)?;
                     outcome.changes.push(change);
                     Some(ids)
@@ -431,19 +480,18 @@ pub fn message_request(
                         reason: format!("must be 1 to {MAX_ID_LEN} characters"),
                     });
                 }
+                device.map_err(|e| TranslateError::header("Contact", e))?;
                 let id = match &kept.message_id {
-                    Some(r) => part(r),
+                    Some(r) => kept.part(r),
                     // Not UTF-8: kept as it came, on its own.
                     None => Bytes::copy_from_slice(id),
                 };
-                let contact = kept.contact.as_ref().map(part);
-                // The leg's rewrite of the Contact found the device's parts (in the value the
-                // copy is of); else the Contact is read for them.
-                let device = match (&contact, fields.contact, device_parts) {
-                    (Some(c), Some(text), Some(parts)) => device_at(from_aor, c, text, &parts),
-                    _ => device_of(from_aor, contact.as_ref())
-                        .map_err(|e| TranslateError::header("Contact", e))?,
+                let device = Device {
+                    aor: kept.part(&kept.from_aor),
+                    gruu: kept.gruu.as_ref().map(|r| kept.part(r)),
+                    instance: kept.instance.as_ref().map(|r| kept.part(r)),
                 };
+                let to_aor = kept.to_aor.clone();
                 outcome
                     .changes
                     .push(Change::Insert(super::state::Entry::Message(
@@ -451,7 +499,7 @@ pub fn message_request(
                         MessageOrigin {
                             side: from,
                             device,
-                            recipient: to_aor,
+                            recipient: kept.into_part(to_aor),
                             conversation: ids,
                         },
                     )));
@@ -487,7 +535,8 @@ pub fn message_request(
                 match ids {
                     Some(ids) => write_ids(&mut out, &ids)?,
                     None => {
-                        let (ids, change) = for_simple_contribution(view, key, env.ids);
+                        let (ids, change) =
+                            for_simple_contribution(view, pair().key(from), env.ids);
                         write_ids(&mut out, &ids)?;
                         outcome.changes.push(change);
                     }

@@ -497,3 +497,91 @@ From: <sip:b@y>;tag=1\nTo: <sip:a@x>\nCall-ID: c\nCSeq: 1 MESSAGE\n";
         }
     }
 }
+
+/// The device a message's entry keeps is the one `device_of` reads in the sender's Contact
+/// (the reference: the Contact copied whole, its parts shared from the copy), whichever way
+/// its parts were found (the leg's rewrite, or the Contact read again when the rewrite kept
+/// it or rewrote it for the CPM side), and the entry keeps only the GRUU and instance id.
+#[test]
+fn the_message_entry_keeps_the_device_device_of_reads() {
+    let icsi = "+g.3gpp.icsi-ref=\"urn%3Aurn-7%3A3gpp-service.ims.icsi.oma.cpm.msg\"";
+    let contacts = [
+        format!("<sip:+15557654321@192.0.2.10:5060;transport=tcp>;{icsi}"),
+        format!("<sip:a@x;gr=urn:uuid:f81d4fae>;{icsi}"),
+        format!("<sip:a@x;GR>;+sip.instance=\"<urn:gsma:imei:35-1>\";{icsi}"),
+        format!("\"a<b\" <sip:a@x;gr>;+sip.instance=\"<urn:x>\";{icsi}, <sip:b@y>"),
+        format!("sip:a@x;{icsi}"),
+        "<sip:a@x;gr>;+sip.instance=\"<urn:y>\";+g.oma.sip-im".to_string(),
+        "<sip:a@x>;+sip.instance=\"\"".to_string(),
+    ];
+    let simple_message = |contact: &str| {
+        format!(
+            "MESSAGE sip:alice@cpm.example.net SIP/2.0\n\
+Via: SIP/2.0/UDP 203.0.113.5:5060;branch=z9hG4bK-s1\n\
+Max-Forwards: 70\n\
+From: <sip:bob@simple.example.net>;tag=b1\n\
+To: <sip:alice@cpm.example.net>\n\
+Call-ID: s-1\n\
+CSeq: 1 MESSAGE\n\
+Contact: {contact}\n\
+Content-Type: message/cpim\n\
+\n\
+From: <sip:bob@simple.example.net>\n\
+To: <sip:alice@cpm.example.net>\n\
+NS: imdn <urn:ietf:params:imdn>\n\
+imdn.Message-ID: Kn31x9Ab7Qz\n\
+imdn.Disposition-Notification: positive-delivery\n\
+\n\
+Content-Type: text/plain\n\
+\n\
+hi"
+        )
+    };
+    for contact in &contacts {
+        let cpm = cpm_pager().replace(
+            "<sip:+15557654321@192.0.2.10:5060;transport=tcp>;+g.3gpp.icsi-ref=\"urn%3Aurn-7%3A3gpp-service.ims.icsi.oma.cpm.msg\"",
+            contact,
+        );
+        for (text, from, aor) in [
+            (cpm, Side::Cpm, "sip:+15557654321@ims.example.net"),
+            (
+                simple_message(contact),
+                Side::Simple,
+                "sip:bob@simple.example.net",
+            ),
+        ] {
+            let msg = sip(&text);
+            let table = Table::new(TableLimits::default());
+            let mut ids = Counter(0);
+            let mut env = Env {
+                now: Millis(1_000),
+                ids: &mut ids,
+                datetime: DATETIME,
+            };
+            let outcome = message_request(
+                &msg,
+                from,
+                &table.view(Millis(1_000)),
+                &mappings(),
+                &mut env,
+            )
+            .expect("translates");
+            let device = outcome
+                .changes
+                .iter()
+                .find_map(|c| match c {
+                    Change::Insert(super::super::state::Entry::Message(_, o)) => {
+                        Some(o.device.clone())
+                    }
+                    _ => None,
+                })
+                .expect("the message is remembered");
+            let wanted = super::super::device::device_of(
+                Bytes::from_static(aor.as_bytes()),
+                Some(&Bytes::copy_from_slice(contact.as_bytes())),
+            )
+            .unwrap();
+            assert_eq!(device, wanted, "{contact} from {from:?}");
+        }
+    }
+}

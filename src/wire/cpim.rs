@@ -295,6 +295,18 @@ impl Cpim {
         input: &'a Bytes,
         limits: &Limits,
     ) -> Result<CpimSummaryRef<'a>, CpimError> {
+        match summarize_usual(input, limits) {
+            Some(summary) => Ok(summary),
+            None => Self::summarize_general(input, limits),
+        }
+    }
+
+    /// [`summarize_ref_with`](Self::summarize_ref_with) by the general reader ([`scan`]):
+    /// every body, every error; the reference of [`summarize_usual`].
+    fn summarize_general<'a>(
+        input: &'a Bytes,
+        limits: &Limits,
+    ) -> Result<CpimSummaryRef<'a>, CpimError> {
         let mut sink = SummarySink::default();
         let (body, layout) = scan(input, limits, &mut sink)?;
         if sink.overflow {
@@ -872,7 +884,7 @@ impl CpimSummary {
 /// ([`Cpim::namespace_of`]: the nearest declaration before the header), the few values kept.
 #[derive(Default)]
 struct SummarySink<'a> {
-    ns: [(Option<&'a [u8]>, &'a [u8]); CpimSummary::MAX_NS],
+    ns: [NsDecl<'a>; CpimSummary::MAX_NS],
     ns_len: usize,
     overflow: bool,
     message_id: Option<&'a [u8]>,
@@ -884,23 +896,198 @@ struct SummarySink<'a> {
 impl<'a> SummarySink<'a> {
     /// The namespace URI a header with `prefix` read now belongs to.
     fn namespace(&self, prefix: Option<&[u8]>) -> Option<&'a [u8]> {
-        let declared = self
-            .ns
-            .get(..self.ns_len)
-            .unwrap_or_default()
-            .iter()
-            .rev()
-            .find(|(p, _)| match (p, prefix) {
-                (Some(a), Some(b)) => same_ci(a, b),
-                (None, None) => true,
-                _ => false,
-            })
-            .map(|(_, uri)| *uri);
-        match (declared, prefix) {
-            (None, None) => Some(NS_CPIM.as_bytes()),
-            (d, _) => d,
-        }
+        namespace_in(self.ns.get(..self.ns_len).unwrap_or_default(), prefix)
     }
+}
+
+/// The namespace URI of a header with `prefix` after the declarations `ns` (in order): the
+/// nearest one of its prefix ([`Cpim::namespace_of`]), the default one without a prefix
+/// (RFC 3862 §3.3.6).
+#[inline]
+fn namespace_in<'a>(ns: &[NsDecl<'a>], prefix: Option<&[u8]>) -> Option<&'a [u8]> {
+    let declared = ns
+        .iter()
+        .rev()
+        .find(|(p, _)| match (p, prefix) {
+            (Some(a), Some(b)) => same_ci(a, b),
+            (None, None) => true,
+            _ => false,
+        })
+        .map(|(_, uri)| *uri);
+    match (declared, prefix) {
+        (None, None) => Some(NS_CPIM.as_bytes()),
+        (d, _) => d,
+    }
+}
+
+/// Whether a header with `prefix` after the declarations `ns` is in the IMDN namespace.
+#[inline]
+fn is_imdn(ns: &[NsDecl<'_>], prefix: Option<&[u8]>) -> bool {
+    namespace_in(ns, prefix).is_some_and(|u| same_ci(u, NS_IMDN.as_bytes()))
+}
+
+/// Whether an `imdn.Disposition-Notification` value asks for anything (RFC 5438 §6.2: a
+/// comma-separated list; an empty one asks for nothing).
+#[inline]
+fn asks_disposition(value: &[u8]) -> bool {
+    value
+        .split(|b| *b == b',')
+        .any(|t| !text::trim_ws(t).is_empty())
+}
+
+/// An NS declaration (RFC 3862 §3.3.6): its prefix, when it has one, and its URI.
+type NsDecl<'a> = (Option<&'a [u8]>, &'a [u8]);
+
+/// NS declarations [`summarize_usual`] follows; a body with more is read the general way.
+const USUAL_NS: usize = 4;
+
+/// [`Cpim::summarize_ref_with`] of a body of the usual shape, read in one pass without the
+/// general reader's plumbing (no line or header records, no sink, only the values the summary
+/// keeps trimmed): CPIM header lines `[prefix "."] name ":" value` whose prefix and name are
+/// letters, digits and `-` (NAMECHARs, RFC 3862 §3.2), without parameters, at most
+/// [`USUAL_NS`] NS declarations (§3.3.6), the blank line (§2) or the first `Content-` header
+/// (errata 3013 layout), then unfolded content header lines whose names are letters, digits
+/// and `-`; CRLF or LF ends; within `limits`. `None` for any other body and for every body the
+/// general reader refuses: the caller reads it the general way ([`scan`]), which gives the
+/// same summary for the bodies read here (proptest `usual_summary_is_the_general_one`).
+fn summarize_usual<'a>(input: &'a [u8], limits: &Limits) -> Option<CpimSummaryRef<'a>> {
+    if input.len() > limits.max_size {
+        return None;
+    }
+    let mut ns: [NsDecl<'a>; USUAL_NS] = [(None, &[]); USUAL_NS];
+    let mut ns_len = 0usize;
+    let mut message_id = None;
+    let mut disposition = false;
+    let mut headers = 0usize;
+    let mut pos = 0usize;
+    let mut layout = Layout::Rfc3862;
+    // CPIM message headers, up to the blank line or the first `Content-` header.
+    loop {
+        let rest = input.get(pos..)?;
+        match rest {
+            [b'\n', ..] if headers > 0 => {
+                pos += 1;
+                break;
+            }
+            [b'\r', b'\n', ..] if headers > 0 => {
+                pos += 2;
+                break;
+            }
+            _ if headers >= limits.max_headers => return None,
+            _ => {}
+        }
+        // The name as [`usual_header_line`] reads it, its NAMECHARs letters, digits and `-`.
+        let run = text::alnum_dash_run(rest);
+        let (dot, colon) = match rest.get(run) {
+            Some(b':') => (None, run),
+            Some(b'.') => {
+                let name_at = run + 1;
+                (
+                    Some(run),
+                    name_at + text::alnum_dash_run(rest.get(name_at..)?),
+                )
+            }
+            _ => return None,
+        };
+        if rest.get(colon) != Some(&b':') || dot.is_some_and(|d| d == 0 || d + 1 == colon) {
+            return None;
+        }
+        if colon == 0 {
+            return None;
+        }
+        let after = rest.get(colon + 1..)?;
+        if after.first() == Some(&b';') {
+            return None;
+        }
+        // The line ends at the first CR, LF or NUL: a CR must be the one of CRLF (§3.1).
+        let end = text::find_line_end(after)?;
+        let skip = match after.get(end) {
+            Some(b'\n') => 1,
+            Some(b'\r') if after.get(end + 1) == Some(&b'\n') => 2,
+            _ => return None,
+        };
+        if colon + 1 + end > limits.max_line_len {
+            return None;
+        }
+        let full = rest.get(..colon)?;
+        if headers > 0 && looks_mime(full) {
+            // Errata 3013 layout: the content headers follow without a blank line.
+            layout = Layout::Errata3013;
+            break;
+        }
+        let raw = after.get(..end)?;
+        let (prefix, name) = match dot {
+            Some(d) => (Some(full.get(..d)?), full.get(d + 1..)?),
+            None => (None, full),
+        };
+        // What [`SummarySink::cpim_header`] keeps, by the name's length first.
+        match name.len() {
+            2 if prefix.is_none() && name.eq_ignore_ascii_case(b"NS") => {
+                let slot = ns.get_mut(ns_len)?;
+                *slot = parse_ns_raw(text::trim_ws(raw))?;
+                ns_len += 1;
+            }
+            10 if message_id.is_none()
+                && same_ci(name, b"Message-ID")
+                && is_imdn(ns.get(..ns_len)?, prefix) =>
+            {
+                message_id = Some(text::trim_ws(raw));
+            }
+            24 if !disposition
+                && same_ci(name, b"Disposition-Notification")
+                && is_imdn(ns.get(..ns_len)?, prefix) =>
+            {
+                disposition = asks_disposition(text::trim_ws(raw));
+            }
+            _ => {}
+        }
+        headers += 1;
+        pos += colon + 1 + end + skip;
+    }
+    // Content headers, up to the blank line (or the end: an empty content).
+    let mut content_type = None;
+    let mut has_content_type = false;
+    let mut count = headers;
+    let body = loop {
+        let rest = input.get(pos..)?;
+        match rest {
+            [] => break input.len(),
+            [b'\n', ..] => break pos + 1,
+            [b'\r', b'\n', ..] => break pos + 2,
+            _ if count >= limits.max_headers => return None,
+            _ => {}
+        }
+        // [`usual_content_line`] of a name of letters, digits and `-`.
+        let colon = text::alnum_dash_run(rest);
+        if colon == 0 || rest.get(colon) != Some(&b':') {
+            return None;
+        }
+        let after = rest.get(colon + 1..)?;
+        let nl = text::find_byte(b'\n', after)?;
+        let raw = after.get(..nl)?;
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        if colon + 1 + raw.len() > limits.max_line_len {
+            return None;
+        }
+        if colon == 12 && rest.get(..12)?.eq_ignore_ascii_case(b"Content-Type") {
+            has_content_type = true;
+            if content_type.is_none() {
+                content_type = Some(text::trim_ws(raw));
+            }
+        }
+        count += 1;
+        pos += colon + 1 + nl + 1;
+    };
+    if body < input.len() && !has_content_type {
+        return None;
+    }
+    Some(CpimSummaryRef {
+        content_type,
+        imdn_message_id: message_id,
+        disposition_requested: disposition,
+        body: input.get(body..)?,
+        layout,
+    })
 }
 
 impl<'a> Sink<'a> for SummarySink<'a> {
@@ -924,10 +1111,7 @@ impl<'a> Sink<'a> for SummarySink<'a> {
             self.message_id = Some(h.value);
         }
         if !self.disposition && same_ci(h.name, b"Disposition-Notification") && imdn(self) {
-            self.disposition = h
-                .value
-                .split(|b| *b == b',')
-                .any(|t| !text::trim_ws(t).is_empty());
+            self.disposition = asks_disposition(h.value);
         }
     }
 
@@ -971,8 +1155,22 @@ pub fn parse_ns(v: &Bytes) -> Option<(Option<Bytes>, Bytes)> {
     Some((prefix.map(|p| v.slice_ref(p)), v.slice_ref(uri)))
 }
 
+/// The IMDN namespace declaration as RFC 5438 §6.1 writes it (and clients copy it).
+const IMDN_NS_DECL: &[u8] = b"imdn <urn:ietf:params:imdn>";
+
 /// [`parse_ns`] on slices.
+#[inline]
 fn parse_ns_raw(v: &[u8]) -> Option<(Option<&[u8]>, &[u8])> {
+    // The usual declaration read at once (the general reading of it, test
+    // `usual_ns_is_the_general_reading`): ~200 instructions of searches and checks saved.
+    if v == IMDN_NS_DECL {
+        return Some((v.get(..4), v.get(6..26)?));
+    }
+    parse_ns_general(v)
+}
+
+/// [`parse_ns_raw`] of any value.
+fn parse_ns_general(v: &[u8]) -> Option<(Option<&[u8]>, &[u8])> {
     let lt = text::find_byte(b'<', v)?;
     let prefix = text::trim_ws(v.get(..lt)?);
     let rest = v.get(lt + 1..)?;
@@ -1583,6 +1781,162 @@ Hello World\r\n";
             let eol = if crlf { "\r\n" } else { "\n" };
             let input = lines.join(eol) + eol + "body";
             same_summary(input.as_bytes());
+        }
+    }
+
+    /// The summary as offsets into `input` (the slices must be of it: the pager slices the
+    /// body it holds with them).
+    type Placed = (
+        Option<(usize, usize)>,
+        Option<(usize, usize)>,
+        bool,
+        (usize, usize),
+        Layout,
+    );
+
+    fn placed(input: &[u8], s: &CpimSummaryRef<'_>) -> Placed {
+        let at = |v: &[u8]| (offset_in(input, v).expect("a slice of the input"), v.len());
+        (
+            s.content_type.map(at),
+            s.imdn_message_id.map(at),
+            s.disposition_requested,
+            at(s.body),
+            s.layout,
+        )
+    }
+
+    /// Whether the one-pass summary reads `input`; when it does, it reads what the general
+    /// reader reads (the same slices of the input).
+    fn usual_is_general(input: &[u8], limits: &Limits) -> bool {
+        let b = Bytes::copy_from_slice(input);
+        let Some(usual) = summarize_usual(&b, limits) else {
+            return false;
+        };
+        let general = Cpim::summarize_general(&b, limits);
+        assert_eq!(
+            Ok(placed(&b, &usual)),
+            general.map(|g| placed(&b, &g)),
+            "{:?}",
+            String::from_utf8_lossy(input)
+        );
+        true
+    }
+
+    /// Limits small enough for the generated bodies to cross them.
+    const SMALL: Limits = Limits {
+        max_size: 120,
+        max_headers: 4,
+        max_line_len: 24,
+    };
+
+    #[test]
+    fn usual_bodies_take_the_one_pass_summary() {
+        let pager = b"From: <sip:+15557654321@ims.example.net>\r\nTo: <sip:+15551234567@ims.example.net>\r\nDateTime: 2026-11-25T10:00:00.000Z\r\nNS: imdn <urn:ietf:params:imdn>\r\nimdn.Message-ID: Kn31x9Ab7Qz\r\nimdn.Disposition-Notification: positive-delivery, display\r\n\r\nContent-Type: text/plain;charset=UTF-8\r\nContent-Length: 27\r\n\r\nHello from the CPM network!";
+        for input in [
+            &pager[..],
+            b"From: <sip:a@x>\nNS: IM <URN:ietf:params:imdn>\nim.message-id: abc\nIM.Disposition-Notification: , \nim.disposition-notification: display\n\nContent-type: t\n\nhi",
+            b"From: <sip:a@x>\r\n\r\n",
+            b"From: <sip:a@x>\r\n\r\nContent-ID: <x>\r\n",
+            b"NS: <urn:ietf:params:imdn>\r\nMessage-ID: m\r\n\r\nContent-Type: t\r\n\r\n",
+        ] {
+            assert!(
+                usual_is_general(input, &Limits::default()),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+        let vectors = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/cpim");
+        for name in [
+            "ours-cpm-chat.txt",
+            "ours-alias-prefix.txt",
+            "rfc5438-7.1-imdn-request.txt",
+            "rfc5438-7.2-delivery-notification.txt",
+        ] {
+            let input = std::fs::read(format!("{vectors}/{name}")).unwrap();
+            assert!(usual_is_general(&input, &Limits::default()), "{name}");
+        }
+        assert!(usual_is_general(ERRATA, &Limits::default()));
+        // Left to the general reader: parameters, other NAMECHARs, folding,
+        // more NS declarations than followed, limits, errors.
+        let mut many_ns = b"From: <sip:a@x>\r\n".to_vec();
+        for i in 0..=USUAL_NS {
+            many_ns.extend_from_slice(format!("NS: p{i} <mid:{i}>\r\n").as_bytes());
+        }
+        many_ns.extend_from_slice(b"\r\nContent-Type: t\r\n\r\nx");
+        for input in [
+            RFC3862,
+            b"From: x\r\nContent-Type:;p t\r\n\r\n",
+            b"Subject:;lang=de x\r\n\r\n",
+            b"X_Y: z\r\n\r\n",
+            b"From: x\r\n\r\nContent-Type: a\r\n folded\r\n\r\n",
+            b"From: x\r\n\r\nContent-Type: a",
+            b"\r\nFrom: x\r\n\r\n",
+            b"From: x\r\n\r\nbody without a type",
+            b"From: x\ry\r\n\r\n",
+            b"NS: nothing\r\n\r\n",
+            b"From: x",
+            b"",
+            &many_ns,
+        ] {
+            let b = Bytes::copy_from_slice(input);
+            assert!(
+                summarize_usual(&b, &Limits::default()).is_none(),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+        assert!(!usual_is_general(pager, &SMALL));
+    }
+
+    #[test]
+    fn usual_ns_is_the_general_reading() {
+        let (prefix, uri) = parse_ns_raw(IMDN_NS_DECL).unwrap();
+        assert_eq!(Some((prefix, uri)), parse_ns_general(IMDN_NS_DECL));
+        assert_eq!((prefix, uri), (Some(&b"imdn"[..]), NS_IMDN.as_bytes()));
+    }
+
+    /// The generated bodies of `usual_summary_is_the_general_one` often take the one-pass
+    /// summary (the proptest checks something).
+    #[test]
+    fn generated_bodies_take_the_one_pass_summary() {
+        use proptest::strategy::{Strategy, ValueTree};
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        let lines = proptest::collection::vec(
+            "(From: <sip:a@x>|NS: (imdn |i )?<urn:ietf:params:imdn>|(imdn\\.|i\\.)?(Message-ID|Disposition-Notification): (a|display)|Content-Type: t|)",
+            1..8,
+        );
+        let (mut usual, mut all) = (0, 0);
+        for _ in 0..1000 {
+            let input = lines.new_tree(&mut runner).unwrap().current().join("\r\n") + "\r\n";
+            all += 1;
+            usual += usize::from(usual_is_general(input.as_bytes(), &Limits::default()));
+        }
+        assert!(usual * 5 > all, "{usual} of {all}");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+        // A body the one-pass summary reads is read the same by the general reader, under the
+        // default limits and under limits the bodies cross.
+        #[test]
+        fn usual_summary_is_the_general_one(
+            lines in proptest::collection::vec(
+                (
+                    "(From: <sip:a@x>|To: <sip:b@y>|DateTime: 2026|NS: (imdn |i |IMDN |x.y |)<(urn:ietf:params:imdn|URN:IETF:params:imdn|mid:x)>( x)?|(imdn\\.|i\\.|x\\.|\\.|I\\.)?(Message-ID|Disposition-Notification|message-id|NS|Content-Type)(:| :|:;p) ?(a|, ?|display| )?|Content-(Type|ID|Length)(: | :)t|  folded|x[_!]?|[a-z.:; \t\r\x00\n]{0,3}|)",
+                    0..3usize,
+                ),
+                0..12,
+            ),
+            body in "(|hi|\r\n|x\x00y)",
+        ) {
+            let mut input = String::new();
+            for (line, end) in &lines {
+                input.push_str(line);
+                input.push_str(["\r\n", "\n", "\r\n"][*end]);
+            }
+            input.push_str(&body);
+            usual_is_general(input.as_bytes(), &Limits::default());
+            usual_is_general(input.as_bytes(), &SMALL);
         }
     }
 
