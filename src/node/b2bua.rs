@@ -1139,13 +1139,8 @@ impl Core {
             .and_then(|k| self.clients.get_mut(&k).map(|e| (k, e)))
         else {
             // A 2xx retransmitted after its transaction ended: the ACK is resent (§13.2.2.4).
-            if (200..300).contains(&status)
-                && key.method == "INVITE"
-                && let Some(call_id) = msg.call_id()
-                && let Some(kept) = self.acks.get(&(side, call_id.to_string()))
-                && kept.answers(&msg)
-            {
-                self.transmit(side, kept.target, kept.ack.clone());
+            if key.method == "INVITE" {
+                self.ack_again(side, status, &msg);
             }
             return;
         };
@@ -1181,13 +1176,7 @@ impl Core {
         // A 2xx the node has ACKed already, passed up again by the INVITE transaction
         // (Accepted, RFC 6026 §8.4): its ACK went missing, so the node, the UAC of this leg,
         // sends it again (RFC 3261 §13.2.2.4); the caller has its own 2xx and ACK.
-        if (200..300).contains(&status)
-            && key.method == "INVITE"
-            && let Some(call_id) = msg.call_id()
-            && let Some(kept) = self.acks.get(&(side, call_id.to_string()))
-            && kept.answers(&msg)
-        {
-            self.transmit(side, kept.target, kept.ack.clone());
+        if key.method == "INVITE" && self.ack_again(side, status, &msg) {
             return;
         }
         if status >= 200
@@ -1205,6 +1194,22 @@ impl Core {
             return;
         }
         self.relay_response(origin, &msg, request.as_deref());
+    }
+
+    /// Sends again the ACK kept for the INVITE 2xx `msg` from `side` (RFC 3261 §13.2.2.4);
+    /// false when `msg` is no such 2xx or no ACK is kept for it.
+    fn ack_again(&mut self, side: Side, status: u16, msg: &SipMessage) -> bool {
+        let Some(kept) = msg
+            .call_id()
+            .filter(|_| (200..300).contains(&status))
+            .and_then(|call_id| self.acks.get(&(side, call_id.to_string())))
+            .filter(|kept| kept.answers(msg))
+        else {
+            return false;
+        };
+        let (target, ack) = (kept.target, kept.ack.clone());
+        self.transmit(side, target, ack);
+        true
     }
 
     /// The far side's answer `far` to the client transaction `key`, through the translator

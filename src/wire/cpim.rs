@@ -996,16 +996,7 @@ fn summarize_usual<'a>(input: &'a [u8], limits: &Limits) -> Option<CpimSummaryRe
             return None;
         }
         let after = rest.get(colon + 1..)?;
-        if after.first() == Some(&b';') {
-            return None;
-        }
-        // The line ends at the first CR, LF or NUL: a CR must be the one of CRLF (§3.1).
-        let end = text::find_line_end(after)?;
-        let skip = match after.get(end) {
-            Some(b'\n') => 1,
-            Some(b'\r') if after.get(end + 1) == Some(&b'\n') => 2,
-            _ => return None,
-        };
+        let (end, skip) = usual_value_end(after)?;
         if colon + 1 + end > limits.max_line_len {
             return None;
         }
@@ -1292,6 +1283,23 @@ fn looks_mime(full_name: &[u8]) -> bool {
 /// a value with no CR or NUL, then CRLF or LF; `NS` values well formed (§3.3.6). `None` for any
 /// other line, which [`parse_cpim_header`] reads (and refuses with its errors): the same
 /// reading as it gives this one. With the length of the name as written (prefix included).
+/// Where the value `after` a usual header's colon ends, and the length of its line end;
+/// `None` for what the usual readers leave to the general one: parameters (`;` first) and a
+/// CR that is not the one of CRLF (RFC 3862 §3.1).
+#[inline]
+fn usual_value_end(after: &[u8]) -> Option<(usize, usize)> {
+    if after.first() == Some(&b';') {
+        return None;
+    }
+    let end = text::find_line_end(after)?;
+    let skip = match after.get(end) {
+        Some(b'\n') => 1,
+        Some(b'\r') if after.get(end + 1) == Some(&b'\n') => 2,
+        _ => return None,
+    };
+    Some((end, skip))
+}
+
 #[inline]
 fn usual_header_line(input: &[u8], start: usize) -> Option<(LineAt<'_>, RawHeader<'_>, usize)> {
     let rest = input.get(start..)?;
@@ -1312,16 +1320,7 @@ fn usual_header_line(input: &[u8], start: usize) -> Option<(LineAt<'_>, RawHeade
         i += 1;
     };
     let after = rest.get(colon + 1..)?;
-    if after.first() == Some(&b';') {
-        return None;
-    }
-    // The line ends at the first CR, LF or NUL: a CR must be the one of CRLF.
-    let end = text::find_line_end(after)?;
-    let skip = match after.get(end) {
-        Some(b'\n') => 1,
-        Some(b'\r') if after.get(end + 1) == Some(&b'\n') => 2,
-        _ => return None,
-    };
+    let (end, skip) = usual_value_end(after)?;
     let raw_value = after.get(..end)?;
     let content = rest.get(..colon + 1 + end)?;
     let (prefix, name) = match dot {
