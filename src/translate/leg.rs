@@ -199,19 +199,6 @@ impl IdBuffer {
         at..self.text.len()
     }
 
-    /// Append `b` when it is UTF-8; where it is. ASCII (the usual id) is pushed without
-    /// `std::str::from_utf8`, whose fixed cost (~100 instructions) is most of the check on an
-    /// id of a dozen bytes.
-    pub fn push_utf8(&mut self, b: &[u8]) -> Option<std::ops::Range<usize>> {
-        let at = self.text.len();
-        if b.is_ascii() {
-            self.text.extend(b.iter().map(|c| char::from(*c)));
-        } else {
-            self.text.push_str(std::str::from_utf8(b).ok()?);
-        }
-        Some(at..self.text.len())
-    }
-
     /// Append the address of record of `uri` ([`aor`](super::addr::aor)); where it is.
     pub fn push_aor(&mut self, uri: &str) -> std::ops::Range<usize> {
         let at = self.text.len();

@@ -291,7 +291,9 @@ impl Kept {
         let contribution_id = raw.contribution_id.map(|v| ids.push(v));
         let in_reply_to = raw.in_reply_to.map(|v| ids.push(v));
         // Not UTF-8: not kept here (the caller keeps it on its own).
-        let message_id = message_id.and_then(|v| ids.push_utf8(v));
+        let message_id = message_id
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .map(|v| ids.push(v));
         let mut push = |v: Option<&str>| v.map(|v| ids.push(v));
         Kept {
             from_aor,
