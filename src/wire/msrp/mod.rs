@@ -210,8 +210,14 @@ impl ByteRange {
     pub fn parse(v: &[u8]) -> Result<ByteRange, String> {
         // A few bytes (`1-1024/1024`), read several times per relayed chunk: plain loops, not
         // `memchr` (its set-up per call costs more than these searches).
-        let dash = v.iter().position(|b| *b == b'-').ok_or("expected start-end/total")?;
-        let slash = v.iter().position(|b| *b == b'/').ok_or("expected start-end/total")?;
+        let dash = v
+            .iter()
+            .position(|b| *b == b'-')
+            .ok_or("expected start-end/total")?;
+        let slash = v
+            .iter()
+            .position(|b| *b == b'/')
+            .ok_or("expected start-end/total")?;
         if slash < dash {
             return Err("expected start-end/total".into());
         }
