@@ -257,6 +257,37 @@ proptest! {
         prop_assert!(MsrpUri::parse_str(&s).unwrap().equivalent(&u));
     }
 
+    /// A SEND's 200 (RFC 4975 §7.2) goes to the first From-Path URI, from the first To-Path
+    /// URI, whatever the paths hold; the fast path copies them as written.
+    #[test]
+    fn send_response_goes_to_the_previous_hop(t in tid(), to in path(), from in path()) {
+        let mut req = Message::request(t, Method::Send);
+        req.set_header("To-Path", to.clone());
+        req.set_header("From-Path", from.clone());
+        let req = msrp::parse(req.to_bytes(), &Limits::default()).unwrap();
+        let resp = Message::response_to(&req, 200, None).unwrap();
+        let first = |v: Bytes| msrp::UriList::new(v, 0).next().unwrap().unwrap();
+        prop_assert_eq!(resp.to_path().unwrap(), vec![first(from)]);
+        prop_assert_eq!(resp.from_path().unwrap(), vec![first(to)]);
+        prop_assert_eq!(msrp::parse(resp.to_bytes(), &Limits::default()), Ok(resp));
+    }
+
+    /// A From-Path with any text in it: `response_to` refuses it exactly when reading it as a
+    /// URI list fails somewhere, with the same error.
+    #[test]
+    fn send_response_checks_every_uri(junk in "[ -~]{0,60}", to in path()) {
+        let mut req = Message::request(Bytes::from_static(b"abcd1"), Method::Send);
+        req.set_header("To-Path", to);
+        req.set_header("From-Path", Bytes::from(junk.clone()));
+        let list: Result<Vec<MsrpUri>, _> =
+            msrp::UriList::new(Bytes::from(junk), 0).collect();
+        match (Message::response_to(&req, 200, None), list) {
+            (Err(e), Err(l)) => prop_assert_eq!(e, l),
+            (Ok(r), Ok(l)) => prop_assert_eq!(r.to_path().unwrap(), l.into_iter().take(1).collect::<Vec<_>>()),
+            (r, l) => prop_assert!(false, "response {:?} but list {:?}", r, l),
+        }
+    }
+
     #[test]
     fn byte_range_round_trip(r in byte_range()) {
         prop_assert_eq!(ByteRange::parse(&r.to_bytes()), Ok(r));

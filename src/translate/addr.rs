@@ -20,12 +20,12 @@ pub fn uri_of(value: &str) -> &str {
             (_, false, b'"') => in_quotes = !in_quotes,
             (false, _, b'<') => {
                 let rest = value.get(i + 1..).unwrap_or_default();
-                return before_ascii(rest, b'>').trim();
+                return trim(before_ascii(rest, b'>'));
             }
             _ => {}
         }
     }
-    before_ascii(value, b';').trim()
+    trim(before_ascii(value, b';'))
 }
 
 /// The canonical address of record of a URI: scheme and host lower-cased, without port, URI

@@ -222,11 +222,17 @@ fn set_content(
 ) -> Result<(), TranslateError> {
     match (cpim, carriage) {
         (Some(_), Carriage::Cpim) | (None, Carriage::Bare | Carriage::Drop) => {
-            let ct = content_type
-                .cloned()
-                .or_else(|| incoming.header_text("Content-Type"))
-                .unwrap_or(Text::from_static("text/plain"));
-            out.push_body_with_type(ct, incoming.body().clone())?;
+            match content_type {
+                // A field of `incoming`'s own list: it holds no CR or LF (the parser unfolds,
+                // the setters check), as the fields the new leg copies.
+                Some(ct) => out.push_body_with_clean_type(ct.clone(), incoming.body().clone()),
+                None => {
+                    let ct = incoming
+                        .header_text("Content-Type")
+                        .unwrap_or(Text::from_static("text/plain"));
+                    out.push_body_with_type(ct, incoming.body().clone())?;
+                }
+            }
         }
         (Some(c), Carriage::Bare | Carriage::Drop) => {
             let body = incoming.body();
@@ -265,7 +271,7 @@ impl Kept {
         from_uri: &str,
         to_uri: &str,
         raw: &RawIds<'_>,
-        message_id: Option<&str>,
+        message_id: Option<&[u8]>,
         (gruu, instance): (Option<&str>, Option<&str>),
     ) -> Kept {
         let len = |v: Option<&str>| v.map_or(0, str::len);
@@ -275,20 +281,27 @@ impl Kept {
                 + len(raw.conversation_id)
                 + len(raw.contribution_id)
                 + len(raw.in_reply_to)
-                + len(message_id)
+                + message_id.map_or(0, <[u8]>::len)
                 + len(gruu)
                 + len(instance),
         );
         let from_aor = ids.push_aor(from_uri);
         let to_aor = ids.push_aor(to_uri);
+        let conversation_id = raw.conversation_id.map(|v| ids.push(v));
+        let contribution_id = raw.contribution_id.map(|v| ids.push(v));
+        let in_reply_to = raw.in_reply_to.map(|v| ids.push(v));
+        // Not UTF-8: not kept here (the caller keeps it on its own).
+        let message_id = message_id
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .map(|v| ids.push(v));
         let mut push = |v: Option<&str>| v.map(|v| ids.push(v));
         Kept {
             from_aor,
             to_aor,
-            conversation_id: push(raw.conversation_id),
-            contribution_id: push(raw.contribution_id),
-            in_reply_to: push(raw.in_reply_to),
-            message_id: push(message_id),
+            conversation_id,
+            contribution_id,
+            in_reply_to,
+            message_id,
             gruu: push(gruu),
             instance: push(instance),
             buf: ids.freeze(),
@@ -432,7 +445,7 @@ pub fn message_request(
                 from_uri,
                 to_uri,
                 &raw,
-                message_id.and_then(|id| std::str::from_utf8(id).ok()),
+                message_id,
                 device.as_ref().ok().copied().unwrap_or_default(),
             );
             let ids = match to {

@@ -57,6 +57,7 @@ fn find_short(hay: &[u8], word: impl Fn(u64) -> u64, byte: impl Fn(u8) -> bool) 
 
 /// Search the first [`SHORT`] bytes of `hay` a word at a time, the rest (when the byte was not
 /// there) with `far`: a line end or a separator is usually near.
+#[cfg_attr(all(target_arch = "x86_64", target_feature = "sse2"), allow(dead_code))]
 #[inline]
 fn near_then_far(
     hay: &[u8],
@@ -72,11 +73,44 @@ fn near_then_far(
     }
 }
 
+/// [`near_then_far`] with the near part read 16 bytes at a time first (`blocks`: where the
+/// first match is in the whole blocks of its haystack, or how far it read, as the
+/// [`wide`] searches say), its tail a word at a time.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline]
+fn near_then_far_wide(
+    hay: &[u8],
+    blocks: impl Fn(&[u8]) -> (usize, bool),
+    word: impl Fn(u64) -> u64,
+    byte: impl Fn(u8) -> bool,
+    far: impl FnOnce(&[u8]) -> Option<usize>,
+) -> Option<usize> {
+    let (near, rest) = hay.split_at(hay.len().min(SHORT));
+    let (at, found) = blocks(near);
+    if found {
+        return Some(at);
+    }
+    match find_short(near.get(at..).unwrap_or_default(), word, byte).map(|i| at + i) {
+        Some(i) => Some(i),
+        None if rest.is_empty() => None,
+        None => far(rest).map(|i| i + SHORT),
+    }
+}
+
 /// `memchr::memchr`, faster when the byte is near (within [`SHORT`] bytes) or the haystack is
 /// short, as in header values, parameters and lines.
 #[inline]
 pub fn find_byte(needle: u8, hay: &[u8]) -> Option<usize> {
     let n = LO.wrapping_mul(u64::from(needle));
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    return near_then_far_wide(
+        hay,
+        |near| wide::find([needle; 3], near),
+        |w| zero_bytes(w ^ n),
+        |b| b == needle,
+        |rest| memchr::memchr(needle, rest),
+    );
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
     near_then_far(
         hay,
         |w| zero_bytes(w ^ n),
@@ -89,6 +123,15 @@ pub fn find_byte(needle: u8, hay: &[u8]) -> Option<usize> {
 #[inline]
 pub fn find_byte2(a: u8, b: u8, hay: &[u8]) -> Option<usize> {
     let (na, nb) = (LO.wrapping_mul(u64::from(a)), LO.wrapping_mul(u64::from(b)));
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    return near_then_far_wide(
+        hay,
+        |near| wide::find([a, b, b], near),
+        |w| zero_bytes(w ^ na) | zero_bytes(w ^ nb),
+        |c| c == a || c == b,
+        |rest| memchr::memchr2(a, b, rest),
+    );
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
     near_then_far(
         hay,
         |w| zero_bytes(w ^ na) | zero_bytes(w ^ nb),
@@ -102,6 +145,15 @@ pub fn find_byte2(a: u8, b: u8, hay: &[u8]) -> Option<usize> {
 pub fn find_byte3(a: u8, b: u8, c: u8, hay: &[u8]) -> Option<usize> {
     let n = |x: u8| LO.wrapping_mul(u64::from(x));
     let (na, nb, nc) = (n(a), n(b), n(c));
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    return near_then_far_wide(
+        hay,
+        |near| wide::find([a, b, c], near),
+        |w| zero_bytes(w ^ na) | zero_bytes(w ^ nb) | zero_bytes(w ^ nc),
+        |x| x == a || x == b || x == c,
+        |rest| memchr::memchr3(a, b, c, rest),
+    );
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
     near_then_far(
         hay,
         |w| zero_bytes(w ^ na) | zero_bytes(w ^ nb) | zero_bytes(w ^ nc),
@@ -116,14 +168,205 @@ pub fn find_byte3(a: u8, b: u8, c: u8, hay: &[u8]) -> Option<usize> {
 pub fn find_byte4(a: u8, b: u8, c: u8, d: u8, hay: &[u8]) -> Option<usize> {
     let n = |x: u8| LO.wrapping_mul(u64::from(x));
     let (na, nb, nc, nd) = (n(a), n(b), n(c), n(d));
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    let (at, hay) = match wide::find4([a, b, c, d], hay) {
+        (at, true) => return Some(at),
+        (at, false) => (at, hay.get(at..).unwrap_or_default()),
+    };
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    let at = 0usize;
     find_short(
         hay,
         |w| zero_bytes(w ^ na) | zero_bytes(w ^ nb) | zero_bytes(w ^ nc) | zero_bytes(w ^ nd),
         |x| x == a || x == b || x == c || x == d,
     )
+    .map(|i| at + i)
 }
 
 const SEVEN: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+
+/// Sixteen bytes at a time with SSE2 (part of every x86_64 CPU: the build enables it, no
+/// run-time detection): the searches of the CPIM, SIP and parameter readers, where a line or a
+/// value is a few dozen bytes and the word-at-a-time tests cost ~10–25 instructions a word.
+/// Each search reads whole blocks of 16 bytes and says how far it got: the caller reads the
+/// tail (fewer than 16 bytes) the portable way. A block is built from two little-endian words
+/// (`_mm_set_epi64x`, which the compiler turns into one unaligned load): no pointer is read.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+mod wide {
+    use core::arch::x86_64::{
+        __m128i, _mm_add_epi8, _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_movemask_epi8, _mm_or_si128,
+        _mm_set_epi64x, _mm_set1_epi8,
+    };
+
+    /// The safe entry to each search: the `#[target_feature]` functions below may only be
+    /// called where SSE2 is known to be there.
+    macro_rules! entry {
+        ($(#[$doc:meta])* $name:ident => $inner:ident ($($arg:ident: $ty:ty),*)) => {
+            $(#[$doc])*
+            #[inline]
+            pub(super) fn $name($($arg: $ty),*) -> (usize, bool) {
+                // SAFETY: this module is compiled only when the build enables SSE2
+                // (`cfg(target_feature = "sse2")`, the x86_64 baseline), so the CPU that runs
+                // it has SSE2; the function reads only through safe slice accessors.
+                unsafe { $inner($($arg),*) }
+            }
+        };
+    }
+
+    entry! {
+        /// The first of the bytes `n` (repeated for fewer than three) in the whole blocks of
+        /// `hay`: `(where, true)`, else `(bytes read, false)`.
+        find => find_in(n: [u8; 3], hay: &[u8])
+    }
+    entry! {
+        /// [`find`] of four bytes.
+        find4 => find4_in(n: [u8; 4], hay: &[u8])
+    }
+    entry! {
+        /// [`super::has_space_or_control`] over the whole blocks of `hay`: `(_, true)` when
+        /// one has such a byte, else `(bytes read, false)`.
+        at_most_space => at_most_space_in(hay: &[u8])
+    }
+    entry! {
+        /// [`super::find_line_end`] over the whole blocks of `hay`: `(where, true)` for the
+        /// first CR, LF or NUL, else `(bytes read, false)`.
+        line_end => line_end_in(hay: &[u8])
+    }
+    entry! {
+        /// [`super::find_in_range`] over the whole blocks of `hay`: `(where, true)` for the
+        /// first byte in `lo..=hi`, else `(bytes read, false)`.
+        in_range => in_range_in(lo: u8, hi: u8, hay: &[u8])
+    }
+    entry! {
+        /// [`super::alnum_dash_run`] over the whole blocks of `hay`: `(run, true)` when a
+        /// byte other than an ASCII letter, digit or `-` ends it there, else
+        /// `(bytes read, false)`.
+        alnum_dash_run => alnum_dash_run_in(hay: &[u8])
+    }
+
+    /// The 16 bytes of `hay` at `at`, when it has them.
+    #[target_feature(enable = "sse2")]
+    #[inline]
+    fn block(hay: &[u8], at: usize) -> Option<__m128i> {
+        let b = hay.get(at..at.checked_add(16)?)?;
+        let lo = u64::from_le_bytes(*b.first_chunk::<8>()?);
+        let hi = u64::from_le_bytes(*b.last_chunk::<8>()?);
+        Some(_mm_set_epi64x(hi as i64, lo as i64))
+    }
+
+    /// The bytes of `v` equal to `b`.
+    #[target_feature(enable = "sse2")]
+    #[inline]
+    fn eq(v: __m128i, b: u8) -> __m128i {
+        _mm_cmpeq_epi8(v, _mm_set1_epi8(b as i8))
+    }
+
+    /// The bytes of `v` in `lo..=hi` (unsigned): shifted so that the range starts at -128,
+    /// then one signed compare.
+    #[target_feature(enable = "sse2")]
+    #[inline]
+    fn in_range_of(v: __m128i, lo: u8, hi: u8) -> __m128i {
+        let shifted = _mm_add_epi8(v, _mm_set1_epi8(0x80u8.wrapping_sub(lo) as i8));
+        let bound = 0x80u8.wrapping_add(hi.wrapping_sub(lo).wrapping_add(1)) as i8;
+        _mm_cmplt_epi8(shifted, _mm_set1_epi8(bound))
+    }
+
+    /// Bit `i` set when byte `i` of `v` is marked.
+    #[target_feature(enable = "sse2")]
+    #[inline]
+    fn mask(v: __m128i) -> u32 {
+        _mm_movemask_epi8(v) as u32
+    }
+
+    /// The first byte of `hay` that `marked` marks (its bit in the block's mask): `(where,
+    /// true)`, else `(bytes read, false)`. A haystack of 16 bytes or more is read whole, its
+    /// last partial block as the last 16 bytes with the bytes already read shifted out; a
+    /// shorter one is left to the caller's word-at-a-time reading.
+    #[target_feature(enable = "sse2")]
+    #[inline]
+    fn first(hay: &[u8], marked: impl Fn(__m128i) -> u32) -> (usize, bool) {
+        let mut at = 0usize;
+        while let Some(v) = block(hay, at) {
+            let m = marked(v);
+            if m != 0 {
+                return (at + m.trailing_zeros() as usize, true);
+            }
+            at += 16;
+        }
+        let Some(last) = hay.len().checked_sub(16) else {
+            return (at, false);
+        };
+        if at >= hay.len() {
+            return (at, false);
+        }
+        let Some(v) = block(hay, last) else {
+            return (at, false);
+        };
+        // Bit `i` of the shifted mask is byte `at + i` (`last <= at < last + 16`).
+        let m = marked(v) >> (at - last);
+        match m {
+            0 => (hay.len(), false),
+            m => (at + m.trailing_zeros() as usize, true),
+        }
+    }
+
+    #[target_feature(enable = "sse2")]
+    #[inline]
+    fn find_in(n: [u8; 3], hay: &[u8]) -> (usize, bool) {
+        let [a, b, c] = n;
+        match (a == b, b == c) {
+            (true, true) => first(hay, |v| mask(eq(v, a))),
+            (false, true) => first(hay, |v| mask(_mm_or_si128(eq(v, a), eq(v, b)))),
+            _ => first(hay, |v| {
+                mask(_mm_or_si128(_mm_or_si128(eq(v, a), eq(v, b)), eq(v, c)))
+            }),
+        }
+    }
+
+    #[target_feature(enable = "sse2")]
+    #[inline]
+    fn find4_in(n: [u8; 4], hay: &[u8]) -> (usize, bool) {
+        let [a, b, c, d] = n;
+        first(hay, |v| {
+            let ab = _mm_or_si128(eq(v, a), eq(v, b));
+            let cd = _mm_or_si128(eq(v, c), eq(v, d));
+            mask(_mm_or_si128(ab, cd))
+        })
+    }
+
+    #[target_feature(enable = "sse2")]
+    #[inline]
+    fn at_most_space_in(hay: &[u8]) -> (usize, bool) {
+        first(hay, |v| mask(in_range_of(v, 0, b' ')))
+    }
+
+    #[target_feature(enable = "sse2")]
+    #[inline]
+    fn line_end_in(hay: &[u8]) -> (usize, bool) {
+        first(hay, |v| {
+            mask(_mm_or_si128(
+                _mm_or_si128(eq(v, b'\n'), eq(v, b'\r')),
+                eq(v, 0),
+            ))
+        })
+    }
+
+    #[target_feature(enable = "sse2")]
+    #[inline]
+    fn in_range_in(lo: u8, hi: u8, hay: &[u8]) -> (usize, bool) {
+        first(hay, |v| mask(in_range_of(v, lo, hi)))
+    }
+
+    #[target_feature(enable = "sse2")]
+    #[inline]
+    fn alnum_dash_run_in(hay: &[u8]) -> (usize, bool) {
+        first(hay, |v| {
+            let alpha = in_range_of(_mm_or_si128(v, _mm_set1_epi8(0x20)), b'a', b'z');
+            let digit = in_range_of(v, b'0', b'9');
+            !mask(_mm_or_si128(_mm_or_si128(alpha, digit), eq(v, b'-'))) & 0xffff
+        })
+    }
+}
 
 /// The first CR, LF or NUL of `hay` (`memchr::memchr3(b'\n', b'\r', 0, hay)`: where a line
 /// ends, RFC 3862 §3.1 / RFC 5322 §2.1), one test a word for any byte below 14 (the three are
@@ -131,6 +374,21 @@ const SEVEN: u64 = 0x7f7f_7f7f_7f7f_7f7f;
 /// on after it.
 #[inline]
 pub fn find_line_end(hay: &[u8]) -> Option<usize> {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    {
+        let (at, found) = wide::line_end(hay);
+        match found {
+            true => Some(at),
+            false => find_line_end_words(hay.get(at..)?).map(|i| at + i),
+        }
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    find_line_end_words(hay)
+}
+
+/// [`find_line_end`] a word at a time (the portable reading, and the tail of the vector one).
+#[inline]
+fn find_line_end_words(hay: &[u8]) -> Option<usize> {
     let mut at = 0usize;
     loop {
         let rest = hay.get(at..)?;
@@ -176,6 +434,21 @@ fn alnum_dash_bytes(x: u64) -> u64 {
 /// names are made of), a word at a time.
 #[inline]
 pub fn alnum_dash_run(hay: &[u8]) -> usize {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    {
+        let (at, found) = wide::alnum_dash_run(hay);
+        match found {
+            true => at,
+            false => at + alnum_dash_run_words(hay.get(at..).unwrap_or_default()),
+        }
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    alnum_dash_run_words(hay)
+}
+
+/// [`alnum_dash_run`] a word at a time (the portable reading, and the tail of the vector one).
+#[inline]
+fn alnum_dash_run_words(hay: &[u8]) -> usize {
     let mut at = 0usize;
     while let Some(w) = hay
         .get(at..at.saturating_add(8))
@@ -203,6 +476,21 @@ pub fn alnum_dash_run(hay: &[u8]) -> usize {
 #[inline]
 pub fn find_in_range(lo: u8, hi: u8, hay: &[u8]) -> Option<usize> {
     debug_assert!(lo >= 1 && lo <= hi && hi < 0x80);
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    {
+        let (at, found) = wide::in_range(lo, hi, hay);
+        match found {
+            true => Some(at),
+            false => find_in_range_words(lo, hi, hay.get(at..)?).map(|i| at + i),
+        }
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    find_in_range_words(lo, hi, hay)
+}
+
+/// [`find_in_range`] a word at a time (the portable reading, and the tail of the vector one).
+#[inline]
+fn find_in_range_words(lo: u8, hi: u8, hay: &[u8]) -> Option<usize> {
     let mut at = 0usize;
     while let Some(w) = hay
         .get(at..at.saturating_add(8))
@@ -222,6 +510,36 @@ pub fn find_in_range(lo: u8, hi: u8, hay: &[u8]) -> Option<usize> {
         .iter()
         .position(|b| (lo..=hi).contains(b))
         .map(|i| at + i)
+}
+
+/// Whether `hay` has a byte at or below SP (white space, CR, LF, NUL or another control
+/// byte: what a Request-URI may not hold), 16 bytes at a time on x86_64, else a word at a time.
+#[inline]
+pub fn has_space_or_control(hay: &[u8]) -> bool {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    {
+        let (at, found) = wide::at_most_space(hay);
+        found || has_space_or_control_words(hay.get(at..).unwrap_or_default())
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    has_space_or_control_words(hay)
+}
+
+/// [`has_space_or_control`] a word at a time.
+#[inline]
+fn has_space_or_control_words(hay: &[u8]) -> bool {
+    let mut words = hay.chunks_exact(8);
+    for w in &mut words {
+        let Ok(w) = <[u8; 8]>::try_from(w) else {
+            break;
+        };
+        let x = u64::from_le_bytes(w);
+        // High bit of each byte below 0x21, as in `find_line_end`.
+        if !(((x & SEVEN) + LO * (0x80 - 0x21)) | x) & HI != 0 {
+            return true;
+        }
+    }
+    words.remainder().iter().any(|b| *b <= b' ')
 }
 
 /// `memchr::memrchr`, a plain loop on short haystacks.
@@ -308,6 +626,21 @@ mod tests {
             let hay = hay.get(skip.min(hay.len())..).unwrap_or_default();
             for (a, b, c) in [(b';', b'<', 0u8), (0, 0x80, 0xff), (1, b'a', b';')] {
                 proptest::prop_assert_eq!(find_byte(a, hay), memchr::memchr(a, hay));
+                // The portable reading (the vector one above on x86_64).
+                let (na, nb) = (LO.wrapping_mul(u64::from(a)), LO.wrapping_mul(u64::from(b)));
+                proptest::prop_assert_eq!(
+                    near_then_far(hay, |w| zero_bytes(w ^ na), |x| x == a, |r| memchr::memchr(a, r)),
+                    memchr::memchr(a, hay)
+                );
+                proptest::prop_assert_eq!(
+                    near_then_far(
+                        hay,
+                        |w| zero_bytes(w ^ na) | zero_bytes(w ^ nb),
+                        |x| x == a || x == b,
+                        |r| memchr::memchr2(a, b, r)
+                    ),
+                    memchr::memchr2(a, b, hay)
+                );
                 proptest::prop_assert_eq!(find_byte2(a, b, hay), memchr::memchr2(a, b, hay));
                 proptest::prop_assert_eq!(
                     find_byte3(a, b, c, hay),
@@ -315,9 +648,18 @@ mod tests {
                 );
                 proptest::prop_assert_eq!(rfind_byte(a, hay), memchr::memrchr(a, hay));
 
+                let four = hay.iter().position(|x| [a, b, c, b'"'].contains(x));
+                proptest::prop_assert_eq!(find_byte4(a, b, c, b'"', hay), four);
+                let nc = LO.wrapping_mul(u64::from(c));
+                let nq = LO.wrapping_mul(u64::from(b'"'));
                 proptest::prop_assert_eq!(
-                    find_byte4(a, b, c, b'"', hay),
-                    hay.iter().position(|x| [a, b, c, b'"'].contains(x))
+                    find_short(
+                        hay,
+                        |w| zero_bytes(w ^ na) | zero_bytes(w ^ nb) | zero_bytes(w ^ nc)
+                            | zero_bytes(w ^ nq),
+                        |x| [a, b, c, b'"'].contains(&x)
+                    ),
+                    four
                 );
             }
         }
@@ -337,19 +679,23 @@ mod tests {
             skip in 0usize..8,
         ) {
             let hay = hay.get(skip.min(hay.len())..).unwrap_or_default();
-            proptest::prop_assert_eq!(find_line_end(hay), memchr::memchr3(b'\n', b'\r', 0, hay));
-            proptest::prop_assert_eq!(
-                alnum_dash_run(hay),
-                hay.iter().take_while(|b| b.is_ascii_alphanumeric() || **b == b'-').count()
-            );
+            let space = hay.iter().any(|b| *b <= b' ');
+            proptest::prop_assert_eq!(has_space_or_control(hay), space);
+            proptest::prop_assert_eq!(has_space_or_control_words(hay), space);
+            let line_end = memchr::memchr3(b'\n', b'\r', 0, hay);
+            let run = hay.iter().take_while(|b| b.is_ascii_alphanumeric() || **b == b'-').count();
+            // The vector reading (on x86_64) and the portable one.
+            proptest::prop_assert_eq!(find_line_end(hay), line_end);
+            proptest::prop_assert_eq!(find_line_end_words(hay), line_end);
+            proptest::prop_assert_eq!(alnum_dash_run(hay), run);
+            proptest::prop_assert_eq!(alnum_dash_run_words(hay), run);
             let start = hay.iter().position(|b| *b != b' ' && *b != b'\t').unwrap_or(hay.len());
             let end = hay.iter().rposition(|b| *b != b' ' && *b != b'\t').map_or(start, |i| i + 1);
             proptest::prop_assert_eq!(trim_ws(hay), &hay[start..end]);
             for (lo, hi) in [(b':', b'Z'), (b'0', b'9'), (1, 0x7f), (b'a', b'a')] {
-                proptest::prop_assert_eq!(
-                    find_in_range(lo, hi, hay),
-                    hay.iter().position(|b| (lo..=hi).contains(b))
-                );
+                let want = hay.iter().position(|b| (lo..=hi).contains(b));
+                proptest::prop_assert_eq!(find_in_range(lo, hi, hay), want);
+                proptest::prop_assert_eq!(find_in_range_words(lo, hi, hay), want);
             }
         }
     }

@@ -208,8 +208,16 @@ pub struct ByteRange {
 impl ByteRange {
     /// Parse a Byte-Range value; the error says what is wrong in operator words.
     pub fn parse(v: &[u8]) -> Result<ByteRange, String> {
-        let dash = memchr::memchr(b'-', v).ok_or("expected start-end/total")?;
-        let slash = memchr::memchr(b'/', v).ok_or("expected start-end/total")?;
+        // A few bytes (`1-1024/1024`), read several times per relayed chunk: plain loops, not
+        // `memchr` (its set-up per call costs more than these searches).
+        let dash = v
+            .iter()
+            .position(|b| *b == b'-')
+            .ok_or("expected start-end/total")?;
+        let slash = v
+            .iter()
+            .position(|b| *b == b'/')
+            .ok_or("expected start-end/total")?;
         if slash < dash {
             return Err("expected start-end/total".into());
         }
@@ -858,7 +866,7 @@ fn check_known(k: Known, value: &Bytes, offset: usize, limits: &Limits) -> Resul
     };
     match k {
         Known::ToPath | Known::FromPath | Known::UsePath => {
-            let n = uri::check_list(value, offset, limits.max_path_uris)?;
+            let (n, _) = uri::check_list(value, offset, limits.max_path_uris)?;
             if n > limits.max_path_uris {
                 return Err(bad(format!("more than {} URIs", limits.max_path_uris)));
             }
@@ -1247,6 +1255,35 @@ impl Message {
         // `from_path()` and `to_path()` without their vectors (a SEND's 200 needs the first URI
         // of each): the same errors, in the same order.
         let send = matches!(request.method(), Some(Method::Send));
+        if send {
+            // The common case, once per relayed SEND: both URIs are checked and copied as
+            // written (slices of the request's values), not parsed into parts and written again.
+            let first = |name: &'static str| -> Result<Option<Bytes>, MsrpError> {
+                let v = request
+                    .header(name)
+                    .ok_or(MsrpError::MissingHeader { name, offset: 0 })?;
+                let (_, first) = uri::check_list(v, 0, usize::MAX)?;
+                Ok(first.map(|r| v.slice(r)))
+            };
+            if let (Some(to), Some(from)) = (first("From-Path")?, first("To-Path")?) {
+                return Ok(Message {
+                    transaction_id: request.transaction_id.clone(),
+                    start: StartLine::Response { code, comment },
+                    headers: vec![
+                        Header {
+                            name: Bytes::from_static(b"To-Path"),
+                            value: to,
+                        },
+                        Header {
+                            name: Bytes::from_static(b"From-Path"),
+                            value: from,
+                        },
+                    ],
+                    body: None,
+                    continuation: Continuation::Complete,
+                });
+            }
+        }
         let path = |name: &'static str| {
             request
                 .header(name)

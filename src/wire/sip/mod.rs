@@ -921,7 +921,7 @@ impl SipMessage {
         uri: Bytes,
         headers: usize,
     ) -> Result<Self, SipError> {
-        if uri.is_empty() || uri.iter().any(|b| *b <= b' ') {
+        if uri.is_empty() || super::text::has_space_or_control(&uri) {
             return Err(SipError::Request {
                 fault: Fault::RequestUri("empty or contains white space"),
                 offset: None,
@@ -984,6 +984,15 @@ impl SipMessage {
         self.push_canonical("Content-Type", content_type)?;
         self.body = body;
         Ok(())
+    }
+
+    /// [`push_body_with_type`](Self::push_body_with_type) of a Content-Type value taken from a
+    /// parsed or built message (a field value holds no CR or LF): nothing to check (debug
+    /// builds check).
+    pub(crate) fn push_body_with_clean_type(&mut self, content_type: Text, body: Bytes) {
+        debug_assert!(self.header("Content-Type").is_none());
+        self.push_canonical_clean("Content-Type", content_type);
+        self.body = body;
     }
 
     /// [`push_canonical`](Self::push_canonical) of a value written in the program, which
