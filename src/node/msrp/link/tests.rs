@@ -31,7 +31,7 @@ impl ChunkTranslator for Fwd {
     fn send(&self, from: Side, msg: &Message) -> Result<Message, (u16, &'static str)> {
         let to = ix(from.other());
         let mut m = msg.clone();
-        m.transaction_id = Bytes::from(format!("fw{}", self.n.fetch_add(1, Ordering::Relaxed)));
+        m.transaction_id = Bytes::from(format!("fwd-{}", self.n.fetch_add(1, Ordering::Relaxed)));
         m.set_to_path(std::slice::from_ref(&self.peer[to]));
         m.set_from_path(std::slice::from_ref(&self.local[to]));
         Ok(m)
@@ -117,6 +117,9 @@ fn uri(port: u16, sid: &str) -> MsrpUri {
 }
 
 fn req(tid: &str, to: &MsrpUri, from: &MsrpUri, body: Option<&str>) -> Message {
+    // RFC 4975 §9 (transact-id = ident): 4 to 32 characters; a shorter one is a framing
+    // error, which closes the whole connection.
+    assert!((4..=32).contains(&tid.len()), "transaction-id {tid:?}");
     let mut m = Message::request(Bytes::from(tid.to_string()), Method::Send);
     m.set_to_path(std::slice::from_ref(to));
     m.set_from_path(std::slice::from_ref(from));
@@ -304,7 +307,7 @@ async fn frames_go_by_session_id_and_unknown_ones_get_481() {
         let body = format!("hello {i}");
         let (code, _) = a
             .transact(&req(
-                &format!("s{i}"),
+                &format!("send{i}"),
                 &rig.node_cpm[i],
                 &rig.a[i],
                 Some(&body),
@@ -334,11 +337,11 @@ async fn frames_go_by_session_id_and_unknown_ones_get_481() {
     // A session-id not on the link (RFC 4975 §7.3): 481, and the link goes on.
     let stranger = uri(rig.relay.local_addr(Side::Cpm).port(), "nosuchsession");
     let (code, _) = a
-        .transact(&req("u1", &stranger, &rig.a[0], Some("lost")))
+        .transact(&req("unknown1", &stranger, &rig.a[0], Some("lost")))
         .await;
     assert_eq!(code, 481);
     let (code, _) = a
-        .transact(&req("s0b", &rig.node_cpm[0], &rig.a[0], Some("still")))
+        .transact(&req("send0b", &rig.node_cpm[0], &rig.a[0], Some("still")))
         .await;
     assert_eq!(code, 200);
 }
@@ -366,17 +369,17 @@ async fn a_full_target_queue_gets_413_after_share_wait_and_the_others_go_on() {
     let (mut a, codes) = rig.a_binds(2).await;
     assert_eq!(codes, vec![200, 200]);
     let (code, _) = a
-        .transact(&req("q1", &rig.node_cpm[0], &rig.a[0], Some("one")))
+        .transact(&req("queue1", &rig.node_cpm[0], &rig.a[0], Some("one")))
         .await;
     assert_eq!(code, 200, "queued");
     let t0 = Instant::now();
     let (code, _) = a
-        .transact(&req("q2", &rig.node_cpm[0], &rig.a[0], Some("two")))
+        .transact(&req("queue2", &rig.node_cpm[0], &rig.a[0], Some("two")))
         .await;
     assert_eq!(code, 413, "RFC 4975 §10.5: stop sending this message");
     assert!(t0.elapsed() >= Duration::from_millis(40));
     let (code, _) = a
-        .transact(&req("q3", &rig.node_cpm[1], &rig.a[1], Some("three")))
+        .transact(&req("queue3", &rig.node_cpm[1], &rig.a[1], Some("three")))
         .await;
     assert_eq!(code, 200, "another session on the link is not held up");
 }
