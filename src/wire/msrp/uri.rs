@@ -6,6 +6,7 @@ use std::fmt;
 use bytes::Bytes;
 
 use super::MsrpError;
+use crate::wire::text::{find_byte, find_byte2};
 
 /// An `msrp:` or `msrps:` URI (RFC 4975 §9):
 ///
@@ -265,7 +266,7 @@ pub(crate) fn check_list(
     let mut pos = 0;
     while pos < value.len() {
         let rest = value.get(pos..).unwrap_or_default();
-        let len = position(rest, |b| b == b' ' || b == b'\t').unwrap_or(rest.len());
+        let len = find_byte2(b' ', b'\t', rest).unwrap_or(rest.len());
         if len > 0 {
             scan(rest.get(..len).unwrap_or_default(), base + pos)?;
             if first.is_none() {
@@ -279,12 +280,6 @@ pub(crate) fn check_list(
         pos += len + 1;
     }
     Ok((n, first))
-}
-
-/// The index of the first byte of `s` that `f` accepts.
-#[inline(always)]
-fn position(s: &[u8], f: impl Fn(u8) -> bool) -> Option<usize> {
-    s.iter().position(|b| f(*b))
 }
 
 /// The grammar check of one URI (RFC 4975 §9 MSRP-URI).
@@ -306,9 +301,10 @@ fn scan(s: &[u8], base: usize) -> Result<Ranges, MsrpError> {
     }
     i += 3;
     // authority ends at "/" (session-id) or ";" (transport). The spans of a URI are short
-    // (tens of bytes): plain loops, where `memchr`'s set-up per call costs more than the
-    // search (issue 9, chat profile: URI checks were ~14 % of the relay's instructions).
-    let auth_len = position(s.get(i..).unwrap_or_default(), |b| b == b'/' || b == b';')
+    // (tens of bytes): the short-span searches of `wire::text`, where `memchr`'s set-up per
+    // call costs more than the search (issue 9, chat profile: URI checks were ~14 % of the
+    // relay's instructions).
+    let auth_len = find_byte2(b'/', b';', s.get(i..).unwrap_or_default())
         .ok_or_else(|| uri_err("no \";transport\" parameter", at(s.len())))?;
     let auth_end = i + auth_len;
     let authority = s.get(i..auth_end).unwrap_or_default();
@@ -324,7 +320,7 @@ fn scan(s: &[u8], base: usize) -> Result<Ranges, MsrpError> {
     };
     let hostport = s.get(host_start..auth_end).unwrap_or_default();
     let (host_len, port) = if hostport.first() == Some(&b'[') {
-        let close = position(hostport, |b| b == b']')
+        let close = find_byte(b']', hostport)
             .ok_or_else(|| uri_err("IPv6 reference without \"]\"", at(host_start)))?;
         let inner = hostport.get(1..close).unwrap_or_default();
         if inner.is_empty()
@@ -348,7 +344,7 @@ fn scan(s: &[u8], base: usize) -> Result<Ranges, MsrpError> {
             }
         }
     } else {
-        match position(hostport, |b| b == b':') {
+        match find_byte(b':', hostport) {
             Some(c) => (
                 c,
                 Some(parse_port(
@@ -373,9 +369,9 @@ fn scan(s: &[u8], base: usize) -> Result<Ranges, MsrpError> {
         let sid_start = j + 1;
         // One pass: the first byte outside the session-id class must be the ";".
         let rest = s.get(sid_start..).unwrap_or_default();
-        let sid_len = match position(rest, |b| !class(b, SESSION_ID)) {
+        let sid_len = match rest.iter().position(|b| !class(*b, SESSION_ID)) {
             Some(n) if rest.get(n) == Some(&b';') => n,
-            Some(n) if position(rest, |b| b == b';').is_some() => {
+            Some(n) if find_byte(b';', rest).is_some() => {
                 return Err(uri_err(
                     "invalid character in session-id",
                     at(sid_start + n),
@@ -394,7 +390,7 @@ fn scan(s: &[u8], base: usize) -> Result<Ranges, MsrpError> {
     // Now at ";" transport.
     let t_start = j + 1;
     let rest = s.get(t_start..).unwrap_or_default();
-    let t_len = position(rest, |b| b == b';').unwrap_or(rest.len());
+    let t_len = find_byte(b';', rest).unwrap_or(rest.len());
     let transport = rest.get(..t_len).unwrap_or_default();
     // RFC 4975 §9: transport = "tcp" / 1*ALPHANUM
     if transport.is_empty() || !transport.iter().all(u8::is_ascii_alphanumeric) {
