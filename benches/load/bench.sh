@@ -14,9 +14,11 @@
 #   latency  cpm-iwf-load pager at 50 % of the node's highest pager rate (PAGER_MAX, else
 #            measured by a short step run): RTT through the node minus RTT direct. (~1 min)
 #   memory   cpm-iwf-load hold: node RSS per chat session at 10k and 100k sessions, per
-#            correlation entry, and under a small table cap.             (~3 min)
+#            correlation entry, and under a small table cap.             (~4 min)
 #            MEMORY_SHARE=K (default 16): sessions share K MSRP connections per side
 #            (node: [msrp] share_connections); MEMORY_SHARE=0: one connection per leg.
+#            MEMORY_HOLD_S (default 40; 2 in SMOKE): how long the sessions are held before
+#            RSS is read again, past the setup transactions' 32 s timers (RFC 6026 L/M).
 #   scaling  the node's pager run with --workers 1 and --workers 2.       (~3 min)
 #   profile  perf record -g of the node under pager load; top symbols.   (~1 min)
 #   all      everything above, in that order.                            (~15 min)
@@ -195,6 +197,10 @@ run_memory() {
   # per side (RFC 4975 §5.4 connection reuse) and the node runs with [msrp] share_connections,
   # so descriptors no longer bound the count. MEMORY_SHARE=0: one connection per leg, as before.
   local share=${MEMORY_SHARE:-16}
+  # Steady state: the setup's SIP transactions live up to 32 s (RFC 3261 Timer J/K, RFC 6026
+  # Timer L/M) and the node trims its heap every 10 s; per session is read after that.
+  local hold=${MEMORY_HOLD_S:-40}
+  [ "$SMOKE" = 1 ] && hold=${MEMORY_HOLD_S:-2}
   # Without sharing each session holds 2 TCP connections in the node (and 2 in the generator):
   # raise the descriptor limit as far as the machine lets us; past it, run at the most that fits.
   ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)"
@@ -219,7 +225,7 @@ run_memory() {
     local line
     # shellcheck disable=SC2086
     line=$(timeout 900 "$load" --threads 2 hold --sip "$node_cpm" --uas "127.0.0.1:$uas" --sessions "$n" \
-      --addrs "$addrs" --setup-concurrency 128 $conns_arg --node-pid "$node_pid" --admin "$node_admin" --hold-secs "${MEMORY_HOLD_S:-2}" 2>&1 \
+      --addrs "$addrs" --setup-concurrency 128 $conns_arg --node-pid "$node_pid" --admin "$node_admin" --hold-secs "$hold" 2>&1 \
       | tee -a /dev/stderr | grep -E '^RESULT|cpm-iwf-load:' | tail -1)
     stop_pid "$node_pid"
     case $line in
@@ -252,7 +258,7 @@ run_memory() {
   echo "$rows"
   {
     header "Memory: RSS per chat session and per correlation entry" "$cmdline"
-    echo "VmRSS of the node (\`/proc/<pid>/status\`) before and after; table entries from its \`/metrics\` (\`cpm_iwf_table_entries\`, all kinds). Sessions: \`cpm-iwf-load hold\` sets each up through the node (INVITE over UDP, then the two MSRP connections, spread over several 127.0.0.x addresses) and holds them; \`ulimit -n\` $(ulimit -n). Pager rows: the generator's MESSAGEs at $rate/s, RSS read right after the last answer, so the growth counts everything a MESSAGE leaves behind for a while (its server and client transactions, kept for RFC 3261 Timers J and K, and its correlation entry), divided by the entries added."
+    echo "VmRSS of the node (\`/proc/<pid>/status\`) before and after; table entries from its \`/metrics\` (\`cpm_iwf_table_entries\`, all kinds). Sessions: \`cpm-iwf-load hold\` sets each up through the node (INVITE over UDP, then the two MSRP connections, spread over several 127.0.0.x addresses) and holds them; the second RSS is read $hold s after the last one is up (past the setup transactions' 32 s timers); \`ulimit -n\` $(ulimit -n). Pager rows: the generator's MESSAGEs at $rate/s, RSS read right after the last answer, so the growth counts everything a MESSAGE leaves behind for a while (its server and client transactions, kept for RFC 3261 Timers J and K, and its correlation entry), divided by the entries added."
     echo
     echo "| load | RSS before | RSS after | per unit | table |"
     echo "|---|---|---|---|---|"
