@@ -38,6 +38,38 @@ pub struct Config {
     pub availability: AvailabilityConfig,
     /// Recording to the users' Message Storage Server (issue 8, CPM 2.0 SD 5.2.1.2).
     pub record: RecordConfig,
+    /// MSRP connection sharing (RFC 4975 §5.4 connection reuse, `node::msrp::link`).
+    pub msrp: MsrpConfig,
+}
+
+/// How MSRP sessions share TCP connections (`[msrp]`, `node::msrp::link`). Several sessions on
+/// one inbound connection are always accepted; the node dials shared ones only when asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MsrpConfig {
+    /// An active leg reuses a connection the node already has to the same host:port (from the
+    /// same side) when it has room, and concurrent dials to one host:port wait for one
+    /// connection. Default off: one connection per leg.
+    pub share_connections: bool,
+    /// Most sessions on one connection: an inbound bind beyond it gets 403, an outbound leg
+    /// dials a new connection.
+    pub max_sessions_per_connection: usize,
+    /// How long a shared connection with no session left stays open (ms).
+    pub connection_idle_ms: u64,
+    /// How long the reader of a shared connection waits for room in one session's queue
+    /// before it answers that SEND 413 (ms), so that one slow session does not block the
+    /// others on the connection (head-of-line blocking).
+    pub share_wait_ms: u64,
+}
+
+impl Default for MsrpConfig {
+    fn default() -> Self {
+        MsrpConfig {
+            share_connections: false,
+            max_sessions_per_connection: 1_000,
+            connection_idle_ms: 30_000,
+            share_wait_ms: 500,
+        }
+    }
 }
 
 /// Store-and-forward (CPM 2.0 §4.2): where messages for unavailable users are kept, when a
@@ -373,6 +405,16 @@ struct RawConfig {
     store: Option<RawStore>,
     availability: Option<RawAvailability>,
     record: Option<RawRecord>,
+    msrp: Option<RawMsrp>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMsrp {
+    share_connections: Option<bool>,
+    max_sessions_per_connection: Option<Spanned<u64>>,
+    connection_idle_ms: Option<Spanned<u64>>,
+    share_wait_ms: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -533,6 +575,7 @@ impl Default for Config {
                 max_subscriptions: 100_000,
             },
             record: RecordConfig::default(),
+            msrp: MsrpConfig::default(),
         }
     }
 }
@@ -668,6 +711,27 @@ impl Config {
         }
         if let Some(r) = raw.record {
             apply_record(src, r, &mut c.record)?;
+        }
+        if let Some(m) = raw.msrp {
+            let msrp = &mut c.msrp;
+            if let Some(v) = m.share_connections {
+                msrp.share_connections = v;
+            }
+            set_count(
+                src,
+                m.max_sessions_per_connection,
+                1,
+                1_000_000,
+                &mut msrp.max_sessions_per_connection,
+            )?;
+            set_ms(
+                src,
+                m.connection_idle_ms,
+                0,
+                86_400_000,
+                &mut msrp.connection_idle_ms,
+            )?;
+            set_ms(src, m.share_wait_ms, 1, 30_000, &mut msrp.share_wait_ms)?;
         }
         check_distinct_listeners(src, &c)?;
         Ok(c)
@@ -1157,6 +1221,28 @@ mod tests {
         let e = parse("[store]\non_msrp_drop = \"report\"\n").unwrap_err();
         assert!(e.reason.contains("store, end"), "{e}");
         assert_eq!(e.line, 2);
+    }
+
+    #[test]
+    fn msrp_section() {
+        let d = Config::default().msrp;
+        assert!(!d.share_connections);
+        let c = parse(
+            "[msrp]\nshare_connections = true\nmax_sessions_per_connection = 50\n\
+             connection_idle_ms = 0\nshare_wait_ms = 20\n",
+        )
+        .unwrap();
+        assert!(c.msrp.share_connections);
+        assert_eq!(c.msrp.max_sessions_per_connection, 50);
+        assert_eq!(c.msrp.connection_idle_ms, 0);
+        assert_eq!(c.msrp.share_wait_ms, 20);
+        let e = parse("[msrp]\nshare_connections = true\nmax_sessions_per_connection = 0\n")
+            .unwrap_err();
+        assert!(e.reason.contains("out of range"), "{e}");
+        assert_eq!(e.line, 3);
+        let e = parse("[msrp]\nshare_wait_ms = 0\n").unwrap_err();
+        assert_eq!(e.line, 2);
+        assert!(parse("[msrp]\nshare = true\n").is_err());
     }
 
     #[test]

@@ -14,7 +14,11 @@
 #   latency  cpm-iwf-load pager at 50 % of the node's highest pager rate (PAGER_MAX, else
 #            measured by a short step run): RTT through the node minus RTT direct. (~1 min)
 #   memory   cpm-iwf-load hold: node RSS per chat session at 10k and 100k sessions, per
-#            correlation entry, and under a small table cap.             (~3 min)
+#            correlation entry, and under a small table cap.             (~4 min)
+#            MEMORY_SHARE=K (default 16): sessions share K MSRP connections per side
+#            (node: [msrp] share_connections); MEMORY_SHARE=0: one connection per leg.
+#            MEMORY_HOLD_S (default 40; 2 in SMOKE): how long the sessions are held before
+#            RSS is read again, past the setup transactions' 32 s timers (RFC 6026 L/M).
 #   scaling  the node's pager run with --workers 1 and --workers 2.       (~3 min)
 #   profile  perf record -g of the node under pager load; top symbols.   (~1 min)
 #   all      everything above, in that order.                            (~15 min)
@@ -26,7 +30,7 @@ set -u -o pipefail  # a generator that exits non-zero fails its comparison even 
 source "$(dirname "$0")/lib.sh"
 what=${1:-}
 cmdline="benches/load/bench.sh $*"
-for v in WORKERS PAGER_MAX CHAT_SESSIONS CHAT_SECS MEMORY_SESSIONS MEMORY_HOLD_S SMOKE; do
+for v in WORKERS PAGER_MAX CHAT_SESSIONS CHAT_SECS MEMORY_SESSIONS MEMORY_SHARE MEMORY_HOLD_S SMOKE; do
   [ -n "${!v:-}" ] && [ "${!v}" != 0 ] && cmdline="$v=${!v} $cmdline"
 done
 fail() { echo "bench.sh: $*" >&2; exit 1; }
@@ -189,11 +193,20 @@ run_latency() {
 run_memory() {
   local counts
   if [ "$SMOKE" = 1 ]; then counts="200"; else counts=${MEMORY_SESSIONS:-"10000 100000"}; fi
-  # Each session holds 2 TCP connections in the node (and 2 in the generator): raise the
-  # descriptor limit as far as the machine lets us; past it, run at the most that fits.
+  # MEMORY_SHARE=K (default 16): the generator multiplexes the sessions over K MSRP connections
+  # per side (RFC 4975 §5.4 connection reuse) and the node runs with [msrp] share_connections,
+  # so descriptors no longer bound the count. MEMORY_SHARE=0: one connection per leg, as before.
+  local share=${MEMORY_SHARE:-16}
+  # Steady state: the setup's SIP transactions live up to 32 s (RFC 3261 Timer J/K, RFC 6026
+  # Timer L/M) and the node trims its heap every 10 s; per session is read after that.
+  local hold=${MEMORY_HOLD_S:-40}
+  [ "$SMOKE" = 1 ] && hold=${MEMORY_HOLD_S:-2}
+  # Without sharing each session holds 2 TCP connections in the node (and 2 in the generator):
+  # raise the descriptor limit as far as the machine lets us; past it, run at the most that fits.
   ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)"
   local fds; fds=$(ulimit -n)
   local fit=$(( (fds - 500) / 2 ))
+  [ "$share" -gt 0 ] && fit=10000000
   local rows="" n
   for n in $counts; do
     if [ "$n" -gt "$fit" ]; then
@@ -203,15 +216,23 @@ run_memory() {
     fi
     local uas; uas=$(free_port)
     local addrs=$(( n / 20000 + 1 )); [ "$addrs" -gt 250 ] && addrs=250
-    start_node udp "$uas" "max_sessions = $((n + 1000))"
+    local node_extra="" conns_arg=""
+    if [ "$share" -gt 0 ]; then
+      node_extra=$'\n[msrp]\nshare_connections = true\nmax_sessions_per_connection = '"$(( n / share + 1000 ))"
+      conns_arg="--conns $share"
+    fi
+    start_node udp "$uas" "max_sessions = $((n + 1000))$node_extra"
     local line
-    line=$(timeout 600 "$load" --threads 2 hold --sip "$node_cpm" --uas "127.0.0.1:$uas" --sessions "$n" \
-      --addrs "$addrs" --setup-concurrency 128 --node-pid "$node_pid" --admin "$node_admin" --hold-secs "${MEMORY_HOLD_S:-2}" 2>&1 \
+    # shellcheck disable=SC2086
+    line=$(timeout 900 "$load" --threads 2 hold --sip "$node_cpm" --uas "127.0.0.1:$uas" --sessions "$n" \
+      --addrs "$addrs" --setup-concurrency 128 $conns_arg --node-pid "$node_pid" --admin "$node_admin" --hold-secs "$hold" 2>&1 \
       | tee -a /dev/stderr | grep -E '^RESULT|cpm-iwf-load:' | tail -1)
     stop_pid "$node_pid"
     case $line in
       RESULT*) num "memory per session" "$(field bytes_per_session "$line")"
-        rows+="| $n chat sessions held | $(field rss0_kib "$line") KiB | $(field rss1_kib "$line") KiB | **$(field bytes_per_session "$line") B per session** (goal <= 2,048); $(field sessions "$line") up, $(field failed "$line") failed to set up | +$(field table_entries "$line") table entries |"$'\n' ;;
+        local how="one MSRP connection per leg"
+        [ "$share" -gt 0 ] && how="$share shared MSRP connections per side"
+        rows+="| $n chat sessions held ($how) | $(field rss0_kib "$line") KiB | $(field rss1_kib "$line") KiB | **$(field bytes_per_session "$line") B per session** (goal <= 2,048); $(field sessions "$line") up, $(field failed "$line") failed to set up | +$(field table_entries "$line") table entries |"$'\n' ;;
       *) rows+="| $n chat sessions | | | did not complete: ${line#cpm-iwf-load: } | |"$'\n'
          [ "$SMOKE" = 1 ] && fail "memory smoke broke: $line" ;;
     esac
@@ -237,7 +258,7 @@ run_memory() {
   echo "$rows"
   {
     header "Memory: RSS per chat session and per correlation entry" "$cmdline"
-    echo "VmRSS of the node (\`/proc/<pid>/status\`) before and after; table entries from its \`/metrics\` (\`cpm_iwf_table_entries\`, all kinds). Sessions: \`cpm-iwf-load hold\` sets each up through the node (INVITE over UDP, then the two MSRP connections, spread over several 127.0.0.x addresses) and holds them; \`ulimit -n\` $(ulimit -n). Pager rows: the generator's MESSAGEs at $rate/s, RSS read right after the last answer, so the growth counts everything a MESSAGE leaves behind for a while (its server and client transactions, kept for RFC 3261 Timers J and K, and its correlation entry), divided by the entries added."
+    echo "VmRSS of the node (\`/proc/<pid>/status\`) before and after; table entries from its \`/metrics\` (\`cpm_iwf_table_entries\`, all kinds). Sessions: \`cpm-iwf-load hold\` sets each up through the node (INVITE over UDP, then the two MSRP connections, spread over several 127.0.0.x addresses) and holds them; the second RSS is read $hold s after the last one is up (past the setup transactions' 32 s timers); \`ulimit -n\` $(ulimit -n). Pager rows: the generator's MESSAGEs at $rate/s, RSS read right after the last answer, so the growth counts everything a MESSAGE leaves behind for a while (its server and client transactions, kept for RFC 3261 Timers J and K, and its correlation entry), divided by the entries added."
     echo
     echo "| load | RSS before | RSS after | per unit | table |"
     echo "|---|---|---|---|---|"

@@ -10,6 +10,9 @@
 //!   each other (the ceiling).
 //! - `hold`: sets N sessions up through the node and holds them, reading the node's RSS
 //!   (`/proc/<pid>/status` VmRSS) and correlation table sizes (`/metrics`) before and after.
+//!   `--conns K` multiplexes the sessions over K MSRP connections per side (RFC 4975 §5.4
+//!   connection reuse): the CPM-side endpoint binds them on K connections to the node, the
+//!   SIMPLE-side endpoint listens on K ports (so a node with `share_connections` dials K).
 //! - `pager`: pager MESSAGEs over UDP at a fixed rate, UAC and UAS both played here, and the
 //!   round-trip time of each (MESSAGE sent -> 200 received): p50/p99/p99.9. Against the node
 //!   or straight to our own UAS (`--target` = `--uas`), to subtract.
@@ -85,6 +88,10 @@ struct Setup {
     /// listen addresses of the receiver) against ephemeral port exhaustion.
     #[arg(long, default_value_t = 1)]
     addrs: u8,
+    /// `hold` only: share K MSRP connections per side between the sessions (0: one
+    /// connection per session and side).
+    #[arg(long, default_value_t = 0)]
+    conns: usize,
 }
 
 #[derive(Subcommand)]
@@ -216,6 +223,8 @@ struct Sink {
     delivered: AtomicU64,
     bytes: AtomicU64,
     connections: AtomicU64,
+    /// Bodiless SENDs (the node binding a session, RFC 4975 §5.4).
+    binds: AtomicU64,
 }
 
 struct Reader {
@@ -273,11 +282,16 @@ async fn sink(stream: TcpStream, sink: Arc<Sink>) {
         if m.method().is_none() {
             continue; // a response to us: we send none
         }
-        if matches!(m.method(), Some(Method::Send))
-            && let Some(b) = m.body.as_ref().filter(|b| !b.is_empty())
-        {
-            sink.delivered.fetch_add(1, Ordering::Relaxed);
-            sink.bytes.fetch_add(b.len() as u64, Ordering::Relaxed);
+        if matches!(m.method(), Some(Method::Send)) {
+            match m.body.as_ref().filter(|b| !b.is_empty()) {
+                Some(b) => {
+                    sink.delivered.fetch_add(1, Ordering::Relaxed);
+                    sink.bytes.fetch_add(b.len() as u64, Ordering::Relaxed);
+                }
+                None => {
+                    sink.binds.fetch_add(1, Ordering::Relaxed);
+                }
+            }
         }
         if let Ok(resp) = Message::response_to(&m, 200, None) {
             out.clear();
@@ -689,7 +703,10 @@ a=accept-wrapped-types:text/plain message/imdn+xml\r\na=sendrecv\r\n",
 /// Set up `setup.sessions` senders; the receivers run as [`sink`]s counting into `s`. Any
 /// session that fails fails the whole.
 async fn set_up(via: Via, setup: &Setup, s: Arc<Sink>) -> Res<Vec<Sender>> {
-    let (out, failed, first_err) = set_up_some(via, setup, s).await?;
+    if setup.conns > 0 {
+        return Err("--conns is for hold only".into());
+    }
+    let (out, failed, first_err, _) = set_up_some(via, setup, s).await?;
     if failed > 0 {
         return Err(format!(
             "{failed} of {} sessions failed to set up; first: {first_err}",
@@ -700,16 +717,53 @@ async fn set_up(via: Via, setup: &Setup, s: Arc<Sink>) -> Res<Vec<Sender>> {
 }
 
 /// Set up what can be: the senders, how many sessions failed and the first error.
-async fn set_up_some(via: Via, setup: &Setup, s: Arc<Sink>) -> Res<(Vec<Sender>, usize, String)> {
+/// What [`set_up_some`] set up: the senders (none with `--conns`: the sessions are bound on
+/// the shared connections), how many sessions failed and the first error, the shared
+/// connections (kept open while the sessions are held).
+type SetUp = (Vec<Sender>, usize, String, Vec<Arc<Shared>>);
+
+/// One CPM-side MSRP connection shared by several sessions (`--conns`): binds go one at a time
+/// (a bind and its 200), so that responses are never mixed up.
+#[derive(Default)]
+struct Shared {
+    conn: tokio::sync::Mutex<Option<(Reader, OwnedWriteHalf)>>,
+    tid: AtomicU64,
+}
+
+impl Shared {
+    /// Bind a session on this connection (connecting it first when it is not yet).
+    async fn bind(&self, src: Ipv4Addr, dst: SocketAddr, to: &str, from: &str) -> Res<()> {
+        let mut conn = self.conn.lock().await;
+        if conn.is_none() {
+            let (rd, wr) = connect_from(src, dst).await?.into_split();
+            *conn = Some((Reader::new(rd), wr));
+        }
+        let (rd, wr) = conn.as_mut().ok_or("no connection")?;
+        let tid = self.tid.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut out = BytesMut::with_capacity(256);
+        frame(&mut out, tid, "SEND", to, from, "Message-ID: bind\r\n", &[]);
+        let r = transact(rd, wr, &out).await?;
+        match r.response_code() {
+            Some(200) => Ok(()),
+            c => Err(format!("shared bind answered {c:?}")),
+        }
+    }
+}
+
+async fn set_up_some(via: Via, setup: &Setup, s: Arc<Sink>) -> Res<SetUp> {
     let n = setup.sessions;
     let addrs = setup.addrs.max(1);
-    // Receivers' listeners (node: the node connects to them; direct: the senders do).
+    let conns = if via == Via::Node { setup.conns } else { 0 };
+    // Receivers' listeners (node: the node connects to them; direct: the senders do). Shared:
+    // one per connection wanted, so that the node's shared links are that many.
     let mut listeners = Vec::new();
     if via != Via::Relay {
-        for k in 0..addrs as usize {
+        let count = if conns > 0 { conns } else { addrs as usize };
+        for k in 0..count {
             listeners.push(listen_sink(loopback(k, addrs), s.clone())?);
         }
     }
+    let shared: Vec<Arc<Shared>> = (0..conns).map(|_| Arc::new(Shared::default())).collect();
     let uac = match via {
         Via::Node => {
             let sip = setup.sip.ok_or("--via node needs --sip")?;
@@ -730,6 +784,7 @@ async fn set_up_some(via: Via, setup: &Setup, s: Arc<Sink>) -> Res<(Vec<Sender>,
         let uac = uac.clone();
         let listeners = listeners.clone();
         let s = s.clone();
+        let share = shared.get(i % conns.max(1)).cloned();
         tasks.push(tokio::spawn(async move {
             let _p = gate.acquire().await.map_err(|e| e.to_string())?;
             let src = loopback(i, addrs);
@@ -758,7 +813,13 @@ async fn set_up_some(via: Via, setup: &Setup, s: Arc<Sink>) -> Res<(Vec<Sender>,
                         .map_err(|e| format!("node MSRP host: {e}"))?;
                     let dst = SocketAddr::new(host, node_uri.port.unwrap_or(2855));
                     let to = node_uri.to_string();
-                    bind_sender(connect_from(src, dst).await?, to, alice).await
+                    if let Some(share) = share {
+                        share.bind(src, dst, &to, &alice).await?;
+                        return Ok(None);
+                    }
+                    bind_sender(connect_from(src, dst).await?, to, alice)
+                        .await
+                        .map(Some)
                 }
                 Via::Direct => {
                     let l = listeners
@@ -766,7 +827,9 @@ async fn set_up_some(via: Via, setup: &Setup, s: Arc<Sink>) -> Res<(Vec<Sender>,
                         .copied()
                         .ok_or("no listener")?;
                     let to = format!("msrp://{l}/b{i};tcp");
-                    bind_sender(connect_from(src, l).await?, to, alice).await
+                    bind_sender(connect_from(src, l).await?, to, alice)
+                        .await
+                        .map(Some)
                 }
                 Via::Relay => {
                     let relay = relay.ok_or("no relay")?;
@@ -784,12 +847,12 @@ async fn set_up_some(via: Via, setup: &Setup, s: Arc<Sink>) -> Res<(Vec<Sender>,
                     let (ard, mut awr) = a.into_split();
                     let mut ard = Reader::new(ard);
                     auth(&mut ard, &mut awr, &relay_uri, &alice).await?;
-                    Ok(Sender {
+                    Ok(Some(Sender {
                         rd: ard,
                         wr: awr,
                         to_path: format!("{bob_use} {bob}"),
                         from_path: alice,
-                    })
+                    }))
                 }
             }
         }));
@@ -799,7 +862,7 @@ async fn set_up_some(via: Via, setup: &Setup, s: Arc<Sink>) -> Res<(Vec<Sender>,
     let mut first_err = None;
     for t in tasks {
         match t.await {
-            Ok(Ok(s)) => out.push(s),
+            Ok(Ok(s)) => out.extend(s),
             Ok(Err(e)) => {
                 failed += 1;
                 first_err.get_or_insert(e);
@@ -810,7 +873,7 @@ async fn set_up_some(via: Via, setup: &Setup, s: Arc<Sink>) -> Res<(Vec<Sender>,
             }
         }
     }
-    Ok((out, failed, first_err.unwrap_or_default()))
+    Ok((out, failed, first_err.unwrap_or_default(), shared))
 }
 
 /// Bind the sender's connection with a bodiless SEND (RFC 4975 §5.4) and wait for its 200.
@@ -956,7 +1019,8 @@ async fn hold(setup: Setup, pid: u32, admin: Option<SocketAddr>, hold_secs: f64)
     let t0 = Instant::now();
     // Sessions held, not traffic: a handful lost on a loaded machine (1 % at most) is
     // reported, not fatal; the figures are per session actually up.
-    let (senders, failed, first_err) = set_up_some(Via::Node, &setup, s.clone()).await?;
+    let (senders, failed, first_err, shared) = set_up_some(Via::Node, &setup, s.clone()).await?;
+    let n = setup.sessions - failed;
     if failed * 100 > setup.sessions {
         return Err(format!(
             "{failed} of {} sessions failed to set up; first: {first_err}",
@@ -964,9 +1028,10 @@ async fn hold(setup: Setup, pid: u32, admin: Option<SocketAddr>, hold_secs: f64)
         ));
     }
     let setup_s = t0.elapsed().as_secs_f64();
-    // Wait (bounded) until the node's connections to our listeners are all in.
-    for _ in 0..200 {
-        if s.connections.load(Ordering::Relaxed) as usize >= senders.len() {
+    // Wait (bounded) until the node has bound every session on its connections to our
+    // listeners (one bodiless SEND each, RFC 4975 §5.4).
+    for _ in 0..400 {
+        if s.binds.load(Ordering::Relaxed) as usize >= n {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -978,8 +1043,8 @@ async fn hold(setup: Setup, pid: u32, admin: Option<SocketAddr>, hold_secs: f64)
     tokio::time::sleep(Duration::from_secs_f64(hold_secs)).await;
     let rss1 = rss_kib(pid);
     let e1 = table_entries(admin).await;
-    let n = senders.len();
     let legs = s.connections.load(Ordering::Relaxed);
+    let binds = s.binds.load(Ordering::Relaxed);
     let per = (rss1.saturating_sub(rss0)) as f64 * 1024.0 / n.max(1) as f64;
     let entries = match (e0, e1) {
         (Some(a), Some(b)) => b - a,
@@ -994,8 +1059,11 @@ async fn hold(setup: Setup, pid: u32, admin: Option<SocketAddr>, hold_secs: f64)
     );
     let _ = std::io::stdout().flush();
     drop(senders);
-    if legs < n as u64 {
-        return Err(format!("only {legs} of {n} node->receiver connections"));
+    drop(shared);
+    if binds < n as u64 {
+        return Err(format!(
+            "only {binds} of {n} sessions bound by the node ({legs} connections)"
+        ));
     }
     Ok(())
 }

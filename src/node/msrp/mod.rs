@@ -19,6 +19,7 @@
 //! response (transaction timeout, RFC 4975 §7.1.1).
 
 pub mod decide;
+pub mod link;
 pub mod takeover;
 
 use std::collections::{HashMap, VecDeque};
@@ -36,7 +37,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
 use futures_util::future::OptionFuture;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc, oneshot};
 use tokio::time::{Instant, sleep, sleep_until, timeout, timeout_at};
@@ -50,6 +51,7 @@ use crate::wire::msrp::{
 };
 
 use decide::{Pending, PendingKind, RequestAction, ResponseOutcome};
+use link::Wr;
 
 /// The translation of one session's chunks, provided by the B2BUA (it implements it with
 /// `translate::chat::chat_send` / `chat_report` and the session's two `ChatLeg`s, and applies
@@ -160,6 +162,16 @@ pub struct RelayConfig {
     pub max_outstanding: usize,
     /// Capacity of the [`RelayEvent`] channel. Default 1 024.
     pub event_queue: usize,
+    /// An active leg reuses the node's connection to the same host:port ([`link`]). Default
+    /// off.
+    pub share_connections: bool,
+    /// Most sessions on one connection ([`link`]). Default 1 000.
+    pub max_sessions_per_connection: usize,
+    /// How long a shared connection with no session stays open. Default 30 s.
+    pub connection_idle: Duration,
+    /// How long a shared connection's reader waits for room in a session's queue before it
+    /// answers 413 ([`link`]). Default 500 ms.
+    pub share_wait: Duration,
 }
 
 impl Default for RelayConfig {
@@ -178,6 +190,10 @@ impl Default for RelayConfig {
             queue_bytes: 4 * 1024 * 1024,
             max_outstanding: 1_024,
             event_queue: 1_024,
+            share_connections: false,
+            max_sessions_per_connection: 1_000,
+            connection_idle: Duration::from_secs(30),
+            share_wait: Duration::from_millis(500),
         }
     }
 }
@@ -195,6 +211,10 @@ impl RelayConfig {
             queue_depth: c.limits.queue_depth.clamp(1, 1_024),
             stall_timeout: Duration::from_millis(c.timers.msrp_stall_ms),
             connect_timeout: Duration::from_millis(c.timers.msrp_connect_ms),
+            share_connections: c.msrp.share_connections,
+            max_sessions_per_connection: c.msrp.max_sessions_per_connection.max(1),
+            connection_idle: Duration::from_millis(c.msrp.connection_idle_ms),
+            share_wait: Duration::from_millis(c.msrp.share_wait_ms.max(1)),
             ..d
         }
     }
@@ -292,6 +312,8 @@ struct Inner {
     tids: Tids,
     unbound: Arc<Semaphore>,
     shutdown: CancellationToken,
+    /// The node's reusable outbound connections and dials in progress ([`link`]).
+    dials: link::Dials,
 }
 
 struct Session {
@@ -442,9 +464,11 @@ enum Writer {
     /// The connection is up and nothing is queued: no writer task runs, the write half waits
     /// here, and the next push starts a writer with it (issue 9: a held session keeps no
     /// writer task).
-    Idle(OwnedWriteHalf),
-    /// A writer task drains it (or, once the leg dropped, its keeper: [`takeover`]).
-    Running,
+    Idle(Wr),
+    /// A writer task drains it (or, once the leg dropped, its keeper: [`takeover`]); with a
+    /// [`link::Handoff`] when a second session bound on its connection: the writer gives its
+    /// own write half to the link at its next batch.
+    Running(Option<Box<link::Handoff>>),
     /// Closed: nothing is queued any more (senders get `false`).
     Closed,
 }
@@ -454,7 +478,7 @@ enum Pushed {
     /// Queued; its writer runs.
     Queued,
     /// Queued; the queue had no writer task: start one with this write half.
-    Start(OwnedWriteHalf),
+    Start(Wr),
     /// The queue is closed: not queued.
     Closed,
 }
@@ -520,7 +544,7 @@ impl Queue {
     /// The leg's connection is up: its write half waits in the queue until there is
     /// something to write; returned when something is queued already (start a writer with
     /// it). `Err` when the queue was claimed or closed before.
-    fn claim(&self, wr: OwnedWriteHalf) -> Result<Option<OwnedWriteHalf>, ()> {
+    fn claim(&self, wr: Wr) -> Result<Option<Wr>, ()> {
         let mut st = lock(&self.state);
         if !matches!(st.writer, Writer::Waiting) {
             return Err(());
@@ -529,8 +553,16 @@ impl Queue {
             st.writer = Writer::Idle(wr);
             Ok(None)
         } else {
-            st.writer = Writer::Running;
+            st.writer = Writer::Running(None);
             Ok(Some(wr))
+        }
+    }
+
+    /// The handoff of this queue's write half to a link, if one is asked ([`link`]).
+    fn take_handoff(&self) -> Option<Box<link::Handoff>> {
+        match &mut lock(&self.state).writer {
+            Writer::Running(h) => h.take(),
+            _ => None,
         }
     }
 
@@ -544,7 +576,7 @@ impl Queue {
                 return Pushed::Closed;
             }
             st.items.push_back(out);
-            match std::mem::replace(&mut st.writer, Writer::Running) {
+            match std::mem::replace(&mut st.writer, Writer::Running(None)) {
                 Writer::Idle(wr) => Pushed::Start(wr),
                 other => {
                     st.writer = other;
@@ -561,16 +593,15 @@ impl Queue {
     /// The writer found nothing to write: its write half waits in the queue (the task
     /// ends), unless something was queued meanwhile or the session or leg is ending (then
     /// the writer goes on and gets it back).
-    fn park(
-        &self,
-        wr: OwnedWriteHalf,
-        stopped: &Flag,
-        dropped: &Flag,
-    ) -> Result<(), OwnedWriteHalf> {
+    fn park(&self, wr: Wr, stopped: &Flag, dropped: &Flag) -> Result<(), Wr> {
         let mut st = lock(&self.state);
         // Checked under the lock: whoever cancels then looks at the queue under it too
         // ([`Queue::wake`], [`Queue::close_unclaimed`]), so an ending is never missed.
-        if !matches!(st.writer, Writer::Running) {
+        if matches!(st.writer, Writer::Running(Some(_))) {
+            // A link asks for the write half: the writer hands it over first.
+            return Err(wr);
+        }
+        if !matches!(st.writer, Writer::Running(None)) {
             // Closed under a running writer (never: only the writer closes it): nothing more
             // is written, the write half goes (FIN).
             drop(st);
@@ -589,9 +620,9 @@ impl Queue {
 
     /// The write half of a queue with no writer task, to start one (the leg was taken over:
     /// the writer drains the queue into its keeper).
-    fn wake(&self) -> Option<OwnedWriteHalf> {
+    fn wake(&self) -> Option<Wr> {
         let mut st = lock(&self.state);
-        match std::mem::replace(&mut st.writer, Writer::Running) {
+        match std::mem::replace(&mut st.writer, Writer::Running(None)) {
             Writer::Idle(wr) => Some(wr),
             other => {
                 st.writer = other;
@@ -671,7 +702,7 @@ impl Queue {
     fn close_unclaimed(&self) {
         let (items, writer) = {
             let mut st = lock(&self.state);
-            if matches!(st.writer, Writer::Running | Writer::Closed) {
+            if matches!(st.writer, Writer::Running(_) | Writer::Closed) {
                 return;
             }
             let writer = std::mem::replace(&mut st.writer, Writer::Closed);
@@ -754,6 +785,7 @@ impl MsrpRelay {
             },
             unbound: Arc::new(Semaphore::new(cfg.max_unbound.max(1))),
             shutdown: CancellationToken::new(),
+            dials: link::Dials::default(),
             cfg,
         });
         tokio::spawn(accept_loop(inner.clone(), Side::Cpm, cpm_l));
@@ -1143,6 +1175,9 @@ fn dial(inner: Arc<Inner>, session: Arc<Session>, side: Side) -> impl Future<Out
 }
 
 async fn dial_setup(inner: Arc<Inner>, session: Arc<Session>, side: Side) -> Option<Reader> {
+    if inner.cfg.share_connections {
+        return Box::pin(link::dial_shared(inner, session, side)).await;
+    }
     let leg = session.leg(side);
     let expected = leg.expected();
     let first = expected.first()?;
@@ -1266,7 +1301,7 @@ fn path_bytes(uris: &[MsrpUri]) -> Option<Bytes> {
 const WRITE_BATCH: usize = 64 * 1024;
 
 /// Start a writer task for a leg whose queue had none ([`Pushed::Start`], [`Queue::wake`]).
-fn start_writer(inner: &Arc<Inner>, session: &Arc<Session>, side: Side, wr: OwnedWriteHalf) {
+fn start_writer(inner: &Arc<Inner>, session: &Arc<Session>, side: Side, wr: Wr) {
     tokio::spawn(write_loop(inner.clone(), session.clone(), side, wr));
 }
 
@@ -1282,12 +1317,13 @@ fn start_writer(inner: &Arc<Inner>, session: &Arc<Session>, side: Side, wr: Owne
 ///
 /// When the leg dropped and is taken over ([`takeover`]) the writer stops writing and drains
 /// the queue into the keeper instead: the batch it was writing first, then the rest, in order.
-async fn write_loop(inner: Arc<Inner>, session: Arc<Session>, side: Side, mut wr: OwnedWriteHalf) {
+async fn write_loop(inner: Arc<Inner>, session: Arc<Session>, side: Side, mut wr: Wr) {
     let leg = session.leg(side);
     let queue = &leg.queue;
     let mut closing: Option<Instant> = None;
     // What the writer held when the leg was taken over: kept first.
     let held: Option<Batch> = loop {
+        link::hand_over(queue, &mut wr);
         if closing.is_none() && session.is_stopped() {
             closing = Some(Instant::now() + FLUSH_ON_CLOSE);
         }
@@ -1329,6 +1365,8 @@ async fn write_loop(inner: Arc<Inner>, session: Arc<Session>, side: Side, mut wr
             Ok(Err(e)) => EndReason::Io(e.to_string()),
             Err(_) => EndReason::Stalled,
         };
+        // A shared connection failed for every session on it: its reader ends them all.
+        wr.fail(&reason);
         if Box::pin(inner.leg_failed(&session, side, reason)).await {
             // Taken over, or being decided by the leg's reader: wait for the verdict (a
             // keeper, or the session's end) so that the queue is not closed under a keeper.
@@ -1340,6 +1378,8 @@ async fn write_loop(inner: Arc<Inner>, session: Arc<Session>, side: Side, mut wr
         queue.written(batch);
         break None;
     };
+    // A handoff asked meanwhile still gets the write half: the link's other sessions use it.
+    link::hand_over(queue, &mut wr);
     if leg.kept.get().is_some() {
         drop(wr);
         Box::pin(takeover::drain(
@@ -1354,7 +1394,10 @@ async fn write_loop(inner: Arc<Inner>, session: Arc<Session>, side: Side, mut wr
     }
     drop(held);
     queue.close();
-    let _ = timeout(Duration::from_millis(200), wr.shutdown()).await;
+    // A shared connection stays up for its other sessions (its reader closes it).
+    if let Wr::Own(mut wr) = wr {
+        let _ = timeout(Duration::from_millis(200), wr.shutdown()).await;
+    }
 }
 
 /// How long a closed session's writer may take to write what was already queued.
@@ -1366,6 +1409,9 @@ struct Conn {
     inner: Arc<Inner>,
     session: Arc<Session>,
     side: Side,
+    /// The leg's connection is shared with other sessions ([`link`]): a wait for room in a
+    /// queue is bounded by `share_wait`, so that one session does not hold up the others.
+    shared: bool,
     /// The peer's first hop (its wire form): where responses to unreadable requests go.
     peer_hop: Bytes,
 }
@@ -1378,6 +1424,9 @@ struct Reader {
     codec: MsrpCodec,
     /// What was read and not yet framed; empty (no allocation) while nothing is half-received.
     buf: BytesMut,
+    /// The connection's [`link::Link`] once it carries (or may carry) several sessions; `None`
+    /// for a connection of one leg, which costs nothing more than that leg (issue 9).
+    link: Option<Arc<link::Link>>,
 }
 
 impl Reader {
@@ -1395,7 +1444,7 @@ impl Reader {
         first: Option<Message>,
     ) -> Option<Reader> {
         let (rd, wr) = stream.into_split();
-        match session.leg(side).queue.claim(wr) {
+        match session.leg(side).queue.claim(Wr::Own(wr)) {
             Err(()) => return None,
             Ok(Some(wr)) => start_writer(&inner, &session, side, wr),
             Ok(None) => {}
@@ -1405,21 +1454,25 @@ impl Reader {
             id: session.id,
             side,
         });
-        let reader = Reader {
+        let mut reader = Reader {
             conn: Conn {
                 inner,
                 session,
                 side,
+                shared: false,
                 peer_hop,
             },
             rd,
             codec,
             buf,
+            link: None,
         };
-        if let Some(m) = first
-            && !reader.conn.handle(Frame::Message(m)).await
-        {
-            return None;
+        if let Some(m) = first {
+            match reader.solo_frame(Frame::Message(m)).await {
+                Step::Go => {}
+                Step::Over => return None,
+                Step::Shared(l) => reader.link = Some(l),
+            }
         }
         Some(reader)
     }
@@ -1433,7 +1486,10 @@ impl Reader {
     fn run(self) -> impl Future<Output = ()> + Send {
         let mut reader = self;
         async move {
-            let ended = reader.read_loop().await;
+            let ended = match reader.link {
+                Some(_) => Ended::Shared,
+                None => reader.read_loop().await,
+            };
             let Conn {
                 inner,
                 session,
@@ -1441,14 +1497,17 @@ impl Reader {
                 ..
             } = &reader.conn;
             match ended {
-                Some(reason) => {
+                Ended::Failed(reason) => {
                     Box::pin(inner.leg_failed(session, *side, reason)).await;
                 }
+                // A second session bound on this connection: from now on it is a shared
+                // link's reader ([`link`]).
+                Ended::Shared => Box::pin(reader.run_shared()).await,
                 // The session is over: a leg with no writer task closes its queue (its write
                 // half goes, which sends FIN); a running writer flushes what is queued, then
                 // closes.
-                None if session.is_stopped() => session.leg(*side).queue.close_unclaimed(),
-                None => {}
+                Ended::Over if session.is_stopped() => session.leg(*side).queue.close_unclaimed(),
+                Ended::Over => {}
             }
         }
     }
@@ -1456,7 +1515,7 @@ impl Reader {
     /// Read and handle frames until the connection fails (`Some(reason)`), or the session is
     /// cancelled or the leg taken over ([`takeover`]) (`None`). What runs rarely, or only
     /// between two reads, is boxed: the future that waits on an idle connection stays small.
-    async fn read_loop(&mut self) -> Option<EndReason> {
+    async fn read_loop(&mut self) -> Ended {
         let mut last_read = Instant::now();
         // When the message now being received began (the stall timeout runs from there).
         let mut partial_since: Option<Instant> = (!is_blank(&self.buf)).then(Instant::now);
@@ -1469,10 +1528,15 @@ impl Reader {
                 let frame = match self.codec.decode(&mut self.buf) {
                     Ok(Some(frame)) => frame,
                     Ok(None) => break,
-                    Err(e) => return Some(EndReason::Framing(e.to_string())),
+                    Err(e) => return Ended::Failed(EndReason::Framing(e.to_string())),
                 };
-                if !Box::pin(self.conn.handle(frame)).await {
-                    return None;
+                match Box::pin(self.solo_frame(frame)).await {
+                    Step::Go => {}
+                    Step::Over => return Ended::Over,
+                    Step::Shared(l) => {
+                        self.link = Some(l);
+                        return Ended::Shared;
+                    }
                 }
                 // Time spent waiting for the other leg's queue is not the peer's.
                 partial_since = (!is_blank(&self.buf)).then(Instant::now);
@@ -1491,7 +1555,7 @@ impl Reader {
             poked.as_mut().enable();
             if session.is_stopped() || leg.is_dropped() {
                 // Taken over: the keeper answers for this leg from now on.
-                return None;
+                return Ended::Over;
             }
             // One timer: the transaction sweep (RFC 4975 §7.1.1) or the stall/idle deadline.
             // Worked out in a block: its locals are not kept across the wait (issue 9).
@@ -1528,18 +1592,18 @@ impl Reader {
                 Woke::Poked => {}
                 Woke::Timer if sweep_first => {
                     if !Box::pin(self.conn.expire()).await {
-                        return None;
+                        return Ended::Over;
                     }
                 }
-                Woke::Timer if partial_since.is_some() => return Some(EndReason::Stalled),
-                Woke::Timer => return Some(EndReason::Idle),
-                Woke::Readable(Err(e)) => return Some(EndReason::Io(e.to_string())),
+                Woke::Timer if partial_since.is_some() => return Ended::Failed(EndReason::Stalled),
+                Woke::Timer => return Ended::Failed(EndReason::Idle),
+                Woke::Readable(Err(e)) => return Ended::Failed(EndReason::Io(e.to_string())),
                 Woke::Readable(Ok(())) => {
                     reserve(&mut self.buf);
                     let before = self.buf.len();
                     match self.rd.try_read_buf(&mut self.buf) {
                         Ok(0) => {
-                            return Some(match self.codec.decode_eof(&mut self.buf) {
+                            return Ended::Failed(match self.codec.decode_eof(&mut self.buf) {
                                 Err(e) => EndReason::Framing(e.to_string()),
                                 Ok(_) => EndReason::PeerClosed,
                             });
@@ -1557,7 +1621,7 @@ impl Reader {
                                 e.kind(),
                                 io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
                             ) => {}
-                        Err(e) => return Some(EndReason::Io(e.to_string())),
+                        Err(e) => return Ended::Failed(EndReason::Io(e.to_string())),
                     }
                 }
             }
@@ -1653,6 +1717,9 @@ impl Conn {
                     if self.session.leg(self.side.other()).kept.get().is_some() {
                         return self.towards_kept(&m, action).await;
                     }
+                    if self.shared {
+                        return Box::pin(self.act_shared(m, action)).await;
+                    }
                     drop(m);
                     self.act(action).await
                 }
@@ -1694,6 +1761,49 @@ impl Conn {
         }
     }
 
+    /// [`Conn::act`] on a shared connection ([`link`]): a SEND whose target queue stays full
+    /// for `share_wait` is answered 413 (RFC 4975 §7.3.1, §10.5: stop sending this message)
+    /// and not forwarded, so that the link's reader goes on with the other sessions.
+    async fn act_shared(&self, req: Message, action: RequestAction) -> bool {
+        let RequestAction::Forward { out, ok, track } = action else {
+            drop(req);
+            return self.act(action).await;
+        };
+        let other = self.side.other();
+        let tid = out.transaction_id.clone();
+        if let Some(kind) = track {
+            let p = Pending {
+                transaction_id: tid.clone(),
+                at: Instant::now(),
+                kind,
+            };
+            if let Some(e) = self.session.leg(other).track(p) {
+                let outcome = decide::on_timeout(&e, || self.inner.tids.next());
+                if let ResponseOutcome::Report(r) = outcome
+                    && !self.enqueue(self.side, r).await
+                {
+                    return false;
+                }
+            }
+        }
+        match self.enqueue_bounded(other, out, None).await {
+            Enq::Queued => {}
+            Enq::Over => return false,
+            Enq::Busy => {
+                drop(lock(&self.session.leg(other).outstanding).take(&tid));
+                return match decide::answer(&req, 413) {
+                    Some(a) => self.enqueue(self.side, a).await,
+                    None => true,
+                };
+            }
+        }
+        drop(req);
+        match ok {
+            Some(ok) => self.enqueue(self.side, ok).await,
+            None => true,
+        }
+    }
+
     /// Queue `msg` towards `side`'s peer, waiting (flow control) while its queue is full;
     /// `false` when the session is over.
     async fn enqueue(&self, side: Side, msg: Message) -> bool {
@@ -1708,7 +1818,25 @@ impl Conn {
         msg: Message,
         done: Option<oneshot::Sender<u16>>,
     ) -> bool {
+        // Busy (a shared connection's bounded wait): the message is dropped, its sender's
+        // transaction times out (RFC 4975 §7.1.1); the session goes on.
+        !matches!(self.enqueue_bounded(side, msg, done).await, Enq::Over)
+    }
+
+    /// [`Conn::enqueue_with`], telling a full queue ([`Enq::Busy`], only on a shared
+    /// connection: after `share_wait`) from the session's end.
+    async fn enqueue_bounded(
+        &self,
+        side: Side,
+        msg: Message,
+        done: Option<oneshot::Sender<u16>>,
+    ) -> Enq {
         let queue = &self.session.leg(side).queue;
+        // On a shared connection a full queue must not stall the other sessions' frames
+        // behind this one (head-of-line blocking): wait at most `share_wait`.
+        // No timer at all on an unshared one (the usual back-pressure: wait).
+        let give_up = OptionFuture::from(self.shared.then(|| sleep(self.inner.cfg.share_wait)));
+        tokio::pin!(give_up);
         let cap = self.inner.cfg.queue_bytes.max(1);
         let len = msg.encoded_len();
         let n = u32::try_from(len.clamp(1, cap)).unwrap_or(u32::MAX);
@@ -1716,30 +1844,32 @@ impl Conn {
         // wait only when there is no room now.
         let budget = match queue.budget.try_acquire_many(n) {
             Ok(p) => p,
-            Err(TryAcquireError::Closed) => return false,
+            Err(TryAcquireError::Closed) => return Enq::Over,
             Err(TryAcquireError::NoPermits) => {
                 let p = tokio::select! {
-                    _ = self.session.stopped() => return false,
+                    _ = self.session.stopped() => return Enq::Over,
+                    _ = &mut give_up, if self.shared => return Enq::Busy,
                     p = queue.budget.acquire_many(n) => p,
                 };
-                let Ok(p) = p else { return false };
+                let Ok(p) = p else { return Enq::Over };
                 p
             }
         };
         let slot = match queue.slots.try_acquire() {
             Ok(p) => p,
-            Err(TryAcquireError::Closed) => return false,
+            Err(TryAcquireError::Closed) => return Enq::Over,
             Err(TryAcquireError::NoPermits) => {
                 let p = tokio::select! {
-                    _ = self.session.stopped() => return false,
+                    _ = self.session.stopped() => return Enq::Over,
+                    _ = &mut give_up, if self.shared => return Enq::Busy,
                     p = queue.slots.acquire() => p,
                 };
-                let Ok(p) = p else { return false };
+                let Ok(p) = p else { return Enq::Over };
                 p
             }
         };
         if self.session.is_stopped() {
-            return false;
+            return Enq::Over;
         }
         // Given back by the writer (or the keeper): the slot when it takes the message, the
         // bytes once written (or kept).
@@ -1751,14 +1881,43 @@ impl Conn {
             bytes: n,
             done,
         }) {
-            Pushed::Queued => true,
+            Pushed::Queued => Enq::Queued,
             Pushed::Start(wr) => {
                 start_writer(&self.inner, &self.session, side, wr);
-                true
+                Enq::Queued
             }
-            Pushed::Closed => false,
+            Pushed::Closed => Enq::Over,
         }
     }
+}
+
+/// What [`Conn::enqueue_bounded`] did.
+enum Enq {
+    Queued,
+    /// No room within `share_wait` (a shared connection): not queued.
+    Busy,
+    /// The session is over: not queued.
+    Over,
+}
+
+/// What a solo reader's frame led to.
+enum Step {
+    /// Go on reading.
+    Go,
+    /// The session is over (or the leg taken over).
+    Over,
+    /// A second session bound on this connection: it is a [`link::Link`] from now on.
+    Shared(Arc<link::Link>),
+}
+
+/// Why a solo reader's loop ended.
+enum Ended {
+    /// The session is over, or the leg was taken over.
+    Over,
+    /// The connection failed.
+    Failed(EndReason),
+    /// The connection carries several sessions now: the link's loop takes over.
+    Shared,
 }
 
 /// Only line ends (RFC 4975 allows none between messages; the codec skips them).
@@ -1815,18 +1974,25 @@ mod tests {
                 inner: inner.clone(),
                 session: session.clone(),
                 side: Side::Cpm,
+                shared: false,
                 peer_hop: Bytes::new(),
             },
             rd,
             codec: MsrpCodec::new(Limits::default()),
             buf: BytesMut::new(),
+            link: None,
         };
         let permit = Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap();
         let sizes = [
             ("reader", size_of_val(&reader.run())),
             (
                 "writer",
-                size_of_val(&write_loop(inner.clone(), session.clone(), Side::Cpm, wr)),
+                size_of_val(&write_loop(
+                    inner.clone(),
+                    session.clone(),
+                    Side::Cpm,
+                    Wr::Own(wr),
+                )),
             ),
             (
                 "dial",

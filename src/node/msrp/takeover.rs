@@ -147,6 +147,7 @@ pub(super) async fn drain(inner: Arc<Inner>, session: Arc<Session>, side: Side, 
         inner: inner.clone(),
         session: session.clone(),
         side,
+        shared: false,
         // Only used to answer the dropped peer's unreadable requests: none come any more.
         peer_hop: Bytes::new(),
     };
