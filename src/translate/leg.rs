@@ -364,7 +364,8 @@ pub(crate) enum Tracked {
 
 /// The [`Role`] of a field named `name` (ASCII case ignored): its length picks the one or
 /// two names it can be (the [`LEG_HEADERS`] spelled out; a unit test holds them equal).
-#[inline]
+/// Always inlined into the loops over the fields (a call a field cost more than the switch).
+#[inline(always)]
 pub(crate) fn role_of(name: &str) -> Role {
     let is = |h: &str| is_named(name, h);
     let leg = match name.len() {
