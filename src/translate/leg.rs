@@ -403,7 +403,7 @@ fn length_mask(names: &[String]) -> u64 {
 /// The fields of an incoming request as [`new_leg_rewritten`] reads them, each by its
 /// [`Role`]: From and To (the first of each), which fields are Contact and Accept-Contact
 /// values, which are end-to-end fields to copy (the rules' drops left out), each a bit set of
-/// field indices: small (~80 bytes, where arrays of the fields' references were ~450, which
+/// field indices: small (~90 bytes, where arrays of the fields' references were ~450, which
 /// the caller's pass moved twice). Made by [`LegFields::take`] of every field in order, by
 /// [`new_leg_rewritten`] itself or by a caller that reads the fields for itself in the same
 /// pass (`translate::pager`: each name read once).
