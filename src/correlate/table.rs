@@ -129,6 +129,16 @@ impl Table {
                     self.refresh(key, now);
                 }
                 Change::Remove(key) => self.remove(key, now),
+                // The packed inserts of a pager message, in their order: each value a slice
+                // of the change's one buffer.
+                Change::Remember(r) => {
+                    if let Some((k, v)) = r.conversation() {
+                        self.conversations.insert(k, v, now).map(drop)?;
+                    }
+                    if let Some((k, v)) = r.message() {
+                        self.messages.insert(k, v, now).map(drop)?;
+                    }
+                }
             }
         }
         Ok(())

@@ -192,6 +192,11 @@ impl IdBuffer {
         }
     }
 
+    /// Bytes written so far.
+    pub fn len(&self) -> usize {
+        self.text.len()
+    }
+
     /// Append `s`; where it is.
     pub fn push(&mut self, s: &str) -> std::ops::Range<usize> {
         let at = self.text.len();
@@ -210,11 +215,6 @@ impl IdBuffer {
     pub fn freeze(self) -> Bytes {
         self.text.freeze()
     }
-}
-
-/// A range of a frozen [`IdBuffer`] (empty when out of it, which does not happen).
-pub(crate) fn slice(buf: &Bytes, r: std::ops::Range<usize>) -> Bytes {
-    buf.get(r.clone()).map_or_else(Bytes::new, |_| buf.slice(r))
 }
 
 /// The identities a CPM request carries, when it carries the two that are required together.
@@ -337,32 +337,53 @@ const MAX_COPIED: usize = 32;
 
 /// What a header field of the incoming request is to the new leg.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Role {
+pub(crate) enum Role {
     From,
     To,
     Contact,
     AcceptContact,
     /// One of [`LEG_HEADERS`]: never copied.
     Leg,
+    /// `Content-Type`, one of [`LEG_HEADERS`] (never copied) that a pager translation reads.
+    ContentType,
     /// Copied unless the direction's rules drop it.
     EndToEnd,
+    /// An end-to-end field (copied unless dropped) that a pager translation reads.
+    Tracked(Tracked),
+}
+
+/// The end-to-end fields a pager translation reads ([`Role::Tracked`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tracked {
+    ConversationId,
+    ContributionId,
+    InReplyTo,
+    AssertedService,
+    PreferredService,
 }
 
 /// The [`Role`] of a field named `name` (ASCII case ignored): its length picks the one or
 /// two names it can be (the [`LEG_HEADERS`] spelled out; a unit test holds them equal).
-#[inline]
-fn role_of(name: &str) -> Role {
+/// Always inlined into the loops over the fields (a call a field cost more than the switch).
+#[inline(always)]
+pub(crate) fn role_of(name: &str) -> Role {
     let is = |h: &str| is_named(name, h);
     let leg = match name.len() {
         2 if is("To") => return Role::To,
         4 if is("From") => return Role::From,
         7 if is("Contact") => return Role::Contact,
+        12 if is("Content-Type") => return Role::ContentType,
         14 if is("Accept-Contact") => return Role::AcceptContact,
+        15 if is(CONVERSATION_ID) => return Role::Tracked(Tracked::ConversationId),
+        15 if is(CONTRIBUTION_ID) => return Role::Tracked(Tracked::ContributionId),
+        18 if is(P_ASSERTED_SERVICE) => return Role::Tracked(Tracked::AssertedService),
+        19 if is(P_PREFERRED_SERVICE) => return Role::Tracked(Tracked::PreferredService),
+        25 if is(IN_REPLY_TO_CONTRIBUTION_ID) => return Role::Tracked(Tracked::InReplyTo),
         3 => is("Via"),
         4 => is("CSeq") || is("Path"),
         5 => is("Route"),
         7 => is("Call-ID"),
-        12 => is("Max-Forwards") || is("Content-Type") || is("Record-Route"),
+        12 => is("Max-Forwards") || is("Record-Route"),
         13 => is("Service-Route") || is("Authorization"),
         14 => is("Content-Length"),
         17 => is("P-Charging-Vector"),
@@ -379,6 +400,103 @@ fn length_mask(names: &[String]) -> u64 {
     names.iter().fold(0u64, |m, n| m | 1 << n.len().min(63))
 }
 
+/// The fields of an incoming request as [`new_leg_rewritten`] reads them, each by its
+/// [`Role`]: From and To (the first of each), which fields are Contact and Accept-Contact
+/// values, which are end-to-end fields to copy (the rules' drops left out), each a bit set of
+/// field indices: small (~90 bytes, where arrays of the fields' references were ~450, which
+/// the caller's pass moved twice). Made by [`LegFields::take`] of every field in order, by
+/// [`new_leg_rewritten`] itself or by a caller that reads the fields for itself in the same
+/// pass (`translate::pager`: each name read once).
+pub(crate) struct LegFields<'a> {
+    from: Option<&'a Text>,
+    to: Option<&'a Text>,
+    /// Bit `i` set when field `i` is a Contact value.
+    contacts: u64,
+    /// Bit `i` set when field `i` is an Accept-Contact value.
+    accepts: u64,
+    /// Bit `i` set when field `i` is copied to the new leg.
+    copies: u64,
+    n_contacts: usize,
+    n_accepts: usize,
+    n_copies: usize,
+    /// Bytes of the Contact and Accept-Contact values.
+    values_len: usize,
+    /// The index of the next field (how many were read).
+    index: usize,
+    /// Bit `n` set when a name the rules drop is `n` bytes long.
+    dropped: u64,
+}
+
+/// The indices of the bits set in `mask`, lowest first.
+fn bits(mut mask: u64) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        let i = mask.trailing_zeros();
+        mask &= mask.wrapping_sub(1);
+        (i < 64).then_some(i as usize)
+    })
+}
+
+impl<'a> LegFields<'a> {
+    /// Nothing read yet, under the direction's `rules` (which rename nothing).
+    #[inline]
+    pub(crate) fn new(rules: &HeaderRules) -> Self {
+        LegFields {
+            from: None,
+            to: None,
+            contacts: 0,
+            accepts: 0,
+            copies: 0,
+            n_contacts: 0,
+            n_accepts: 0,
+            n_copies: 0,
+            values_len: 0,
+            index: 0,
+            dropped: length_mask(&rules.drop),
+        }
+    }
+
+    /// The next field of the request, whose role is `role` ([`role_of`] its name). Nothing
+    /// but a bit and a count per field: whether there were too many of a kind is decided once,
+    /// at the end ([`LegFields::overflow`]).
+    #[inline(always)]
+    pub(crate) fn take(&mut self, f: &'a crate::wire::sip::Field, role: Role, rules: &HeaderRules) {
+        let name = f.name();
+        // Past the 64th field the bits wrap: the fields are then read field by field.
+        let bit = 1u64 << (self.index & 63);
+        self.index += 1;
+        let drops = |name: &str| self.dropped & (1 << name.len().min(63)) != 0 && rules.drops(name);
+        match role {
+            Role::From => self.from = self.from.or(Some(f.value())),
+            Role::To => self.to = self.to.or(Some(f.value())),
+            Role::Leg | Role::ContentType => {}
+            _ if drops(name) => {}
+            Role::EndToEnd | Role::Tracked(_) => {
+                self.copies |= bit;
+                self.n_copies += 1;
+            }
+            Role::Contact => {
+                self.contacts |= bit;
+                self.n_contacts += 1;
+                self.values_len += f.value().len();
+            }
+            Role::AcceptContact => {
+                self.accepts |= bit;
+                self.n_accepts += 1;
+                self.values_len += f.value().len();
+            }
+        }
+    }
+
+    /// More Contacts, Accept-Contacts or copies than [`new_leg_rewritten`] has room for, or
+    /// more than 64 fields.
+    fn overflow(&self) -> bool {
+        self.n_contacts > MAX_BUFFERED_CONTACTS
+            || self.n_accepts > MAX_BUFFERED_CONTACTS
+            || self.n_copies > MAX_COPIED
+            || self.index > 64
+    }
+}
+
 /// [`new_leg_shared`] then [`rewrite_service_tags`] (same result, same errors in the same
 /// order), in one pass over the fields of `incoming`: each field's name is read once to know
 /// its [`Role`], the end-to-end fields are copied as they come (shared), From, To and the
@@ -390,6 +508,10 @@ fn length_mask(names: &[String]) -> u64 {
 ///
 /// With the new leg, where the first `Contact` value of `incoming` names the sending device
 /// ([`DeviceParts`]) when the rewrite read it (a Contact rewritten for the SIMPLE side).
+///
+/// `read`: the fields of `incoming` as the caller read them ([`LegFields::take`] of each of
+/// them in order, under `rules`), when it did; only used when `incoming` has its codec's
+/// field list and `rules` rename nothing (the way the fields are read here).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn new_leg_rewritten(
     incoming: &SipMessage,
@@ -400,6 +522,7 @@ pub(crate) fn new_leg_rewritten(
     service: Service,
     mappings: &Mappings,
     env: &mut Env<'_>,
+    read: Option<&LegFields<'_>>,
 ) -> Result<(SipMessage, Option<DeviceParts>), TranslateError> {
     let field_by_field = |uri: Bytes, env: &mut Env<'_>| {
         new_leg_shared(incoming, method, uri, rules, env).and_then(|mut out| {
@@ -409,48 +532,32 @@ pub(crate) fn new_leg_rewritten(
     let Some(fields) = incoming.fields().filter(|_| rules.rename.is_empty()) else {
         return field_by_field(request_uri, env);
     };
-    let dropped = length_mask(&rules.drop);
-    let drops = |name: &str| dropped & (1 << name.len().min(63)) != 0 && rules.drops(name);
-    let (mut from, mut to) = (None, None);
-    let mut contacts: [Option<&Text>; MAX_BUFFERED_CONTACTS] = Default::default();
-    let mut accepts: [Option<&Text>; MAX_BUFFERED_CONTACTS] = Default::default();
-    // The end-to-end fields, kept here until the new leg's field list is made: its size is
-    // then known (a list sized by the incoming fields was over 1 KB, past malloc's per-thread
-    // cache: ~300 more instructions a message in malloc and free).
-    let mut copies: [Option<&crate::wire::sip::Field>; MAX_COPIED] = [None; MAX_COPIED];
-    let (mut n_contacts, mut n_accepts, mut n_copies, mut values_len) = (0, 0, 0, 0usize);
-    let mut overflow = false;
-    for f in fields {
-        let name = f.name();
-        let (list, n) = match role_of(name) {
-            Role::From => {
-                from = from.or(Some(f.value()));
-                continue;
+    // The fields as the caller read them, or read here.
+    let own;
+    let read = match read {
+        Some(read) => read,
+        None => {
+            let mut r = LegFields::new(rules);
+            for f in fields {
+                r.take(f, role_of(f.name()), rules);
             }
-            Role::To => {
-                to = to.or(Some(f.value()));
-                continue;
-            }
-            Role::Leg => continue,
-            _ if drops(name) => continue,
-            Role::EndToEnd => {
-                match copies.get_mut(n_copies) {
-                    Some(slot) => *slot = Some(f),
-                    None => overflow = true,
-                }
-                n_copies += 1;
-                continue;
-            }
-            Role::Contact => (&mut contacts, &mut n_contacts),
-            Role::AcceptContact => (&mut accepts, &mut n_accepts),
-        };
-        match list.get_mut(*n) {
-            Some(slot) => *slot = Some(f.value()),
-            None => overflow = true,
+            own = r;
+            &own
         }
-        *n += 1;
-        values_len += f.value().len();
-    }
+    };
+    let LegFields {
+        from,
+        to,
+        contacts,
+        accepts,
+        copies,
+        n_contacts,
+        n_accepts,
+        n_copies,
+        values_len,
+        ..
+    } = *read;
+    let overflow = read.overflow();
     // Max-Forwards, From, To, Call-ID, CSeq, the copies, the service identification, and room
     // for what the caller adds (Content-Type, the three conversation identities).
     let room = 5 + n_copies + n_contacts + n_accepts + 1 + 4;
@@ -476,8 +583,13 @@ pub(crate) fn new_leg_rewritten(
     };
     // Every value is made (and checked, in the order of the field-by-field way) before the
     // fields are pushed, in their order, once: no placeholder set again.
-    let from = from.ok_or(TranslateError::Missing("From"))?;
-    let to = to.ok_or(TranslateError::Missing("To"))?;
+    // `let ... else`: an `ok_or(error)` would build and drop an error value on the usual path.
+    let Some(from) = from else {
+        return Err(TranslateError::Missing("From"));
+    };
+    let Some(to) = to else {
+        return Err(TranslateError::Missing("To"));
+    };
     let tag = env.ids.fresh_id();
     let tag = lossy(&tag);
     let icsi = match to_side {
@@ -505,14 +617,10 @@ pub(crate) fn new_leg_rewritten(
     let mut device = None;
     let mut memo = feature_tags::IcsiMemo::default();
     let mut values: [Option<LegValue>; 2 * MAX_BUFFERED_CONTACTS] = Default::default();
-    let all = contacts
-        .iter()
-        .map_while(|v| v.map(|v| ("Contact", v)))
-        .chain(
-            accepts
-                .iter()
-                .map_while(|v| v.map(|v| ("Accept-Contact", v))),
-        );
+    let value = |i: usize| fields.get(i).map(|f| f.value());
+    let all = bits(contacts)
+        .filter_map(|i| value(i).map(|v| ("Contact", v)))
+        .chain(bits(accepts).filter_map(|i| value(i).map(|v| ("Accept-Contact", v))));
     for (i, ((name, v), slot)) in all.zip(values.iter_mut()).enumerate() {
         let err = |e| TranslateError::header(name, e);
         *slot = Some(match to_side {
@@ -561,7 +669,7 @@ pub(crate) fn new_leg_rewritten(
     out.push_canonical_clean("To", to);
     out.push_canonical_clean("Call-ID", call_id);
     out.push_canonical_static("CSeq", cseq);
-    for f in copies.iter().map_while(|f| *f) {
+    for f in bits(copies).filter_map(|i| fields.get(i)) {
         out.push_field(f);
     }
     let names = std::iter::repeat_n("Contact", n_contacts)
@@ -663,6 +771,7 @@ X-Other: 1\r\nContent-Length: 0\r\n\r\n"
             let want = match h {
                 "From" => Role::From,
                 "To" => Role::To,
+                "Content-Type" => Role::ContentType,
                 _ => Role::Leg,
             };
             for name in [
@@ -676,16 +785,26 @@ X-Other: 1\r\nContent-Length: 0\r\n\r\n"
         }
         assert_eq!(role_of("accept-CONTACT"), Role::AcceptContact);
         assert_eq!(role_of("Contact"), Role::Contact);
-        for other in [
-            "Subject",
-            "Contribution-ID",
-            "P-Preferred-Service",
-            "Via2",
-            "Pat",
-            "",
-        ] {
+        for other in ["Subject", "Via2", "Pat", "Conversation-IDs", ""] {
             assert_eq!(role_of(other), Role::EndToEnd, "{other}");
             assert!(!is_leg_header(other), "{other}");
+        }
+        // The end-to-end fields a pager translation reads, in any case.
+        for (name, tracked) in [
+            (CONVERSATION_ID, Tracked::ConversationId),
+            (CONTRIBUTION_ID, Tracked::ContributionId),
+            (IN_REPLY_TO_CONTRIBUTION_ID, Tracked::InReplyTo),
+            (P_ASSERTED_SERVICE, Tracked::AssertedService),
+            (P_PREFERRED_SERVICE, Tracked::PreferredService),
+        ] {
+            for name in [
+                name.to_string(),
+                name.to_ascii_lowercase(),
+                name.to_ascii_uppercase(),
+            ] {
+                assert_eq!(role_of(&name), Role::Tracked(tracked), "{name}");
+                assert!(!is_leg_header(&name), "{name}");
+            }
         }
     }
 
@@ -750,6 +869,7 @@ X-Other: 1\r\nContent-Length: 0\r\n\r\n"
                             Service::Pager,
                             &mappings,
                             &mut env,
+                            None,
                         )
                         .map(|(m, _)| m)
                     }

@@ -13,24 +13,19 @@
 //! - an IMDN goes back to the device that sent the message it is about (CPM 2.0 §4.2,
 //!   [`super::device`]).
 
-use std::ops::Range;
-
 use bytes::Bytes;
 
 use super::addr::uri_of;
-use super::conversation::{for_simple_contribution, remember_cpm_contribution};
+use super::conversation::for_simple_contribution;
 use super::device::{device_parts as device_parts_of, device_texts, route_to};
 use super::leg::{
-    CONTRIBUTION_ID, CONVERSATION_ID, IN_REPLY_TO_CONTRIBUTION_ID, IdBuffer, MAX_ID_LEN,
-    P_ASSERTED_SERVICE, P_PREFERRED_SERVICE, RawIds, check_id, cpm_service_given, lossy,
-    new_leg_rewritten, slice, write_ids,
+    CONTRIBUTION_ID, CONVERSATION_ID, IN_REPLY_TO_CONTRIBUTION_ID, IdBuffer, LegFields, MAX_ID_LEN,
+    RawIds, Role, Tracked, check_id, cpm_service_given, lossy, new_leg_rewritten, role_of,
+    write_ids,
 };
-use super::params::is_named;
-use super::state::{
-    Change, ConversationIds, ConversationKey, Device, Key, MessageOrigin, Side, View,
-};
+use super::state::{Change, Key, Part, Remembered, Side, View};
 use super::{Env, Outcome, Reply, TranslateError};
-use crate::mapping::{Carriage, Mappings, Service};
+use crate::mapping::{Carriage, HeaderRules, Mappings, Service};
 use crate::wire::cpim::{Cpim, CpimSummaryRef, NS_IMDN};
 use crate::wire::imdn::{self, DeliveryStatus, Imdn, Notification};
 use crate::wire::iscomposing;
@@ -53,8 +48,8 @@ enum Content<'m> {
 }
 
 /// The header fields the translation reads, each the first of its name, found in one pass
-/// over the request (each name read once).
-#[derive(Default)]
+/// over the request (each name read once), and in the same pass what the new leg reads of
+/// them ([`LegFields`]).
 struct Read<'a> {
     from: Option<&'a str>,
     to: Option<&'a str>,
@@ -65,19 +60,42 @@ struct Read<'a> {
     asserted_service: Option<&'a str>,
     preferred_service: Option<&'a str>,
     ids: RawIds<'a>,
+    /// The fields as [`new_leg_rewritten`] reads them, when it reads them (the codec's own
+    /// field list, and `rules` that rename nothing).
+    leg: Option<LegFields<'a>>,
 }
 
-fn read(msg: &SipMessage) -> Read<'_> {
-    let mut r = Read::default();
+/// [`Read`] of `msg`, whose new leg follows `rules`.
+fn read<'a>(msg: &'a SipMessage, rules: &HeaderRules) -> Read<'a> {
+    let mut r = Read {
+        from: None,
+        to: None,
+        content_type: None,
+        content_type_text: None,
+        contact: None,
+        asserted_service: None,
+        preferred_service: None,
+        ids: RawIds::default(),
+        leg: None,
+    };
     match msg.fields() {
+        Some(fields) if rules.rename.is_empty() => {
+            let mut leg = LegFields::new(rules);
+            for f in fields {
+                let role = role_of(f.name());
+                r.take(role, f.value().as_str(), Some(f.value()));
+                leg.take(f, role, rules);
+            }
+            r.leg = Some(leg);
+        }
         Some(fields) => {
             for f in fields {
-                r.take(f.name(), f.value().as_str(), Some(f.value()));
+                r.take(role_of(f.name()), f.value().as_str(), Some(f.value()));
             }
         }
         None => {
             for (name, value) in msg.headers() {
-                r.take(name, value, None);
+                r.take(role_of(name), value, None);
             }
         }
     }
@@ -85,28 +103,27 @@ fn read(msg: &SipMessage) -> Read<'_> {
 }
 
 impl<'a> Read<'a> {
-    /// Keep `value` when `name` is one the translation reads and the first of its name.
-    /// Inlined into [`read`]'s loop: a call a field (14 in the bench's vector) cost more
-    /// than the length switch it makes.
+    /// Keep `value` when its field's `role` is one the translation reads and the first of its
+    /// name. Inlined into [`read`]'s loop: a call a field (14 in the bench's vector) cost more
+    /// than the switch it makes.
     #[inline(always)]
-    fn take(&mut self, name: &str, value: &'a str, text: Option<&'a Text>) {
-        let is = |h: &str| is_named(name, h);
-        let slot = match name.len() {
-            2 if is("To") => &mut self.to,
-            4 if is("From") => &mut self.from,
-            7 if is("Contact") => &mut self.contact,
-            12 if is("Content-Type") => {
+    fn take(&mut self, role: Role, value: &'a str, text: Option<&'a Text>) {
+        let slot = match role {
+            Role::To => &mut self.to,
+            Role::From => &mut self.from,
+            Role::Contact => &mut self.contact,
+            Role::ContentType => {
                 if self.content_type.is_none() {
                     self.content_type_text = text;
                 }
                 &mut self.content_type
             }
-            15 if is(CONVERSATION_ID) => &mut self.ids.conversation_id,
-            15 if is(CONTRIBUTION_ID) => &mut self.ids.contribution_id,
-            18 if is(P_ASSERTED_SERVICE) => &mut self.asserted_service,
-            19 if is(P_PREFERRED_SERVICE) => &mut self.preferred_service,
-            25 if is(IN_REPLY_TO_CONTRIBUTION_ID) => &mut self.ids.in_reply_to,
-            _ => return,
+            Role::Tracked(Tracked::ConversationId) => &mut self.ids.conversation_id,
+            Role::Tracked(Tracked::ContributionId) => &mut self.ids.contribution_id,
+            Role::Tracked(Tracked::AssertedService) => &mut self.asserted_service,
+            Role::Tracked(Tracked::PreferredService) => &mut self.preferred_service,
+            Role::Tracked(Tracked::InReplyTo) => &mut self.ids.in_reply_to,
+            Role::AcceptContact | Role::Leg | Role::EndToEnd => return,
         };
         if slot.is_none() {
             *slot = Some(value);
@@ -253,91 +270,66 @@ fn set_content(
 /// What the table keeps of one message, copied once into one buffer ([`IdBuffer`]: one
 /// allocation, and the table does not keep the request alive through slices of it): the pair's
 /// addresses of record, for a message its identities and Message-ID, and the GRUU and instance
-/// id of the device that sent it (CPM 2.0 §4.2; nothing else of its Contact). Where each is.
-struct Kept {
-    buf: Bytes,
-    from_aor: Range<usize>,
-    to_aor: Range<usize>,
-    conversation_id: Option<Range<usize>>,
-    contribution_id: Option<Range<usize>>,
-    in_reply_to: Option<Range<usize>>,
-    message_id: Option<Range<usize>>,
-    gruu: Option<Range<usize>>,
-    instance: Option<Range<usize>>,
-}
-
-impl Kept {
-    fn new(
-        from_uri: &str,
-        to_uri: &str,
-        raw: &RawIds<'_>,
-        message_id: Option<&[u8]>,
-        (gruu, instance): (Option<&str>, Option<&str>),
-    ) -> Kept {
-        let len = |v: Option<&str>| v.map_or(0, str::len);
-        let mut ids = IdBuffer::with_capacity(
-            from_uri.len()
-                + to_uri.len()
-                + len(raw.conversation_id)
-                + len(raw.contribution_id)
-                + len(raw.in_reply_to)
-                + message_id.map_or(0, <[u8]>::len)
-                + len(gruu)
-                + len(instance),
-        );
-        let from_aor = ids.push_aor(from_uri);
-        let to_aor = ids.push_aor(to_uri);
-        let conversation_id = raw.conversation_id.map(|v| ids.push(v));
-        let contribution_id = raw.contribution_id.map(|v| ids.push(v));
-        let in_reply_to = raw.in_reply_to.map(|v| ids.push(v));
-        // Not UTF-8: not kept here (the caller keeps it on its own).
-        let message_id = message_id
-            .and_then(|v| std::str::from_utf8(v).ok())
-            .map(|v| ids.push(v));
-        let mut push = |v: Option<&str>| v.map(|v| ids.push(v));
-        Kept {
-            from_aor,
-            to_aor,
-            conversation_id,
-            contribution_id,
-            in_reply_to,
-            message_id,
-            gruu: push(gruu),
-            instance: push(instance),
-            buf: ids.freeze(),
+/// id of the device that sent it (CPM 2.0 §4.2; nothing else of its Contact). A
+/// [`Remembered`] that asks for nothing yet (the caller sets what is kept).
+fn kept(
+    from: Side,
+    from_uri: &str,
+    to_uri: &str,
+    raw: &RawIds<'_>,
+    message_id: Option<&[u8]>,
+    (gruu, instance): (Option<&str>, Option<&str>),
+) -> Remembered {
+    let len = |v: Option<&str>| v.map_or(0, str::len);
+    // Not UTF-8: kept apart, as it came (the buffer holds text).
+    let (message_text, raw_message_id) = match message_id.map(std::str::from_utf8) {
+        None => (None, None),
+        Some(Ok(v)) => (Some(v), None),
+        Some(Err(_)) => (None, message_id.map(Bytes::copy_from_slice)),
+    };
+    let mut ids = IdBuffer::with_capacity(
+        from_uri.len()
+            + to_uri.len()
+            + len(raw.conversation_id)
+            + len(raw.contribution_id)
+            + len(raw.in_reply_to)
+            + len(message_text)
+            + len(gruu)
+            + len(instance),
+    );
+    let mut ends = [0u32; Part::COUNT];
+    let mut present = 0u8;
+    let mut mark = |ids: &IdBuffer, part: Part, here: bool| {
+        if let Some(end) = ends.get_mut(part as usize) {
+            *end = u32::try_from(ids.len()).unwrap_or(u32::MAX);
         }
-    }
-
-    fn part(&self, r: &Range<usize>) -> Bytes {
-        slice(&self.buf, r.clone())
-    }
-
-    /// The part at `r` made of the buffer itself, for the last part taken: the reference
-    /// count the buffer holds is the part's (one atomic increment and decrement fewer).
-    fn into_part(self, r: Range<usize>) -> Bytes {
-        let mut buf = self.buf;
-        if r.start > r.end || r.end > buf.len() {
-            return Bytes::new();
+        present |= u8::from(here) << (part as u8);
+    };
+    ids.push_aor(from_uri);
+    mark(&ids, Part::FromAor, true);
+    ids.push_aor(to_uri);
+    mark(&ids, Part::ToAor, true);
+    for (part, v) in [
+        (Part::ConversationId, raw.conversation_id),
+        (Part::ContributionId, raw.contribution_id),
+        (Part::InReplyTo, raw.in_reply_to),
+        (Part::MessageId, message_text),
+        (Part::Gruu, gruu),
+        (Part::Instance, instance),
+    ] {
+        if let Some(v) = v {
+            ids.push(v);
         }
-        buf.truncate(r.end);
-        bytes::Buf::advance(&mut buf, r.start);
-        buf
+        mark(&ids, part, v.is_some());
     }
-
-    /// The pair of users, the CPM user first.
-    #[inline]
-    fn key(&self, from: Side) -> ConversationKey {
-        let (from_aor, to_aor) = (self.part(&self.from_aor), self.part(&self.to_aor));
-        match from {
-            Side::Cpm => ConversationKey {
-                cpm_user: from_aor,
-                simple_user: to_aor,
-            },
-            Side::Simple => ConversationKey {
-                cpm_user: to_aor,
-                simple_user: from_aor,
-            },
-        }
+    Remembered {
+        buf: ids.freeze(),
+        ends,
+        present,
+        raw_message_id,
+        from,
+        conversation: false,
+        message: false,
     }
 }
 
@@ -354,7 +346,7 @@ pub fn message_request(
         Side::Simple => (&mappings.cpm_to_simple, &mappings.simple),
         Side::Cpm => (&mappings.simple_to_cpm, &mappings.cpm),
     };
-    let fields = read(msg);
+    let fields = read(msg, rules);
     let service = match from {
         Side::Cpm => cpm_service_given(
             msg,
@@ -367,15 +359,30 @@ pub fn message_request(
         // (docs/interworking-notes.md §1.4).
         Side::Simple => Service::Pager,
     };
-    let from_uri = uri_of(fields.from.ok_or(TranslateError::Missing("From"))?);
-    let to_uri = uri_of(fields.to.ok_or(TranslateError::Missing("To"))?);
-    let request_uri = msg
-        .request_uri_bytes()
-        .map(utf8_of)
-        .ok_or(TranslateError::Missing("Request-URI"))?;
+    // `let ... else` rather than `ok_or(error)`: the error value `ok_or` builds is dropped on
+    // the usual path, an out-of-line drop of a `TranslateError` each (~17 instructions).
+    let Some(from_text) = fields.from else {
+        return Err(TranslateError::Missing("From"));
+    };
+    let Some(to_text) = fields.to else {
+        return Err(TranslateError::Missing("To"));
+    };
+    let (from_uri, to_uri) = (uri_of(from_text), uri_of(to_text));
+    let Some(request_uri) = msg.request_uri_bytes().map(utf8_of) else {
+        return Err(TranslateError::Missing("Request-URI"));
+    };
     let content = classify(msg, fields.content_type)?;
     // The pair's addresses alone (isComposing and notifications).
-    let pair = || Kept::new(from_uri, to_uri, &RawIds::default(), None, (None, None));
+    let pair = || {
+        kept(
+            from,
+            from_uri,
+            to_uri,
+            &RawIds::default(),
+            None,
+            (None, None),
+        )
+    };
     let mut outcome = Outcome::default();
 
     match content {
@@ -394,9 +401,10 @@ pub fn message_request(
                 service,
                 mappings,
                 env,
+                fields.leg.as_ref(),
             )?;
             if to == Side::Cpm
-                && let Some(state) = view.conversation(&pair().key(from))
+                && let Some(state) = view.conversation(&pair().key())
             {
                 out.push_header(CONVERSATION_ID, &lossy(&state.conversation_id))?;
             }
@@ -420,6 +428,7 @@ pub fn message_request(
                 service,
                 mappings,
                 env,
+                fields.leg.as_ref(),
             )?;
             // The identities of a message to SIMPLE IM are remembered.
             let raw = match (to, &cpim) {
@@ -441,35 +450,28 @@ pub fn message_request(
                 },
                 _ => Ok((None, None)),
             };
-            let kept = Kept::new(
+            let mut kept = kept(
+                from,
                 from_uri,
                 to_uri,
                 &raw,
                 message_id,
                 device.as_ref().ok().copied().unwrap_or_default(),
             );
+            // To SIMPLE IM, what is kept (the conversation's state, the message's origin) goes
+            // to the table as one packed change; to CPM, the conversation's change (with the
+            // fresh identities) is a plain one and so is the message's origin.
             let ids = match to {
                 Side::Simple => {
                     check_id(CONVERSATION_ID, raw.conversation_id)?;
                     check_id(CONTRIBUTION_ID, raw.contribution_id)?;
                     check_id(IN_REPLY_TO_CONTRIBUTION_ID, raw.in_reply_to)?;
-                    match (&kept.conversation_id, &kept.contribution_id) {
-                        (Some(conversation), Some(contribution)) => {
-                            let ids = ConversationIds {
-                                conversation_id: kept.part(conversation),
-                                contribution_id: kept.part(contribution),
-                                in_reply_to: kept.in_reply_to.as_ref().map(|r| kept.part(r)),
-                            };
-                            outcome
-                                .changes
-                                .push(remember_cpm_contribution(kept.key(from), &ids));
-                            Some(ids)
-                        }
-                        _ => None,
-                    }
+                    kept.conversation =
+                        raw.conversation_id.is_some() && raw.contribution_id.is_some();
+                    None
                 }
                 Side::Cpm => {
-                    let (ids, change) = for_simple_contribution(view, kept.key(from), env.ids);
+                    let (ids, change) = for_simple_contribution(view, kept.key(), env.ids);
                     write_ids(&mut out, &ids)?;
                     outcome.changes.push(change);
                     Some(ids)
@@ -494,28 +496,22 @@ pub fn message_request(
                     });
                 }
                 device.map_err(|e| TranslateError::header("Contact", e))?;
-                let id = match &kept.message_id {
-                    Some(r) => kept.part(r),
-                    // Not UTF-8: kept as it came, on its own.
-                    None => Bytes::copy_from_slice(id),
-                };
-                let device = Device {
-                    aor: kept.part(&kept.from_aor),
-                    gruu: kept.gruu.as_ref().map(|r| kept.part(r)),
-                    instance: kept.instance.as_ref().map(|r| kept.part(r)),
-                };
-                let to_aor = kept.to_aor.clone();
-                outcome
-                    .changes
-                    .push(Change::Insert(super::state::Entry::Message(
-                        id,
-                        MessageOrigin {
-                            side: from,
-                            device,
-                            recipient: kept.into_part(to_aor),
-                            conversation: ids,
-                        },
-                    )));
+                kept.message = true;
+            }
+            match ids {
+                // To CPM: the message's origin with the identities it was given.
+                Some(ids) => {
+                    if let Some((id, mut origin)) = kept.message() {
+                        origin.conversation = Some(ids);
+                        outcome
+                            .changes
+                            .push(Change::Insert(super::state::Entry::Message(id, origin)));
+                    }
+                }
+                None if kept.conversation || kept.message => {
+                    outcome.changes.push(Change::Remember(kept));
+                }
+                None => {}
             }
             outcome.send.push((to, out));
         }
@@ -536,6 +532,7 @@ pub fn message_request(
                 service,
                 mappings,
                 env,
+                fields.leg.as_ref(),
             )?;
             if let Some(ac) = route.as_ref().and_then(|r| r.accept_contact.as_deref()) {
                 out.remove_header("Accept-Contact");
@@ -548,8 +545,7 @@ pub fn message_request(
                 match ids {
                     Some(ids) => write_ids(&mut out, &ids)?,
                     None => {
-                        let (ids, change) =
-                            for_simple_contribution(view, pair().key(from), env.ids);
+                        let (ids, change) = for_simple_contribution(view, pair().key(), env.ids);
                         write_ids(&mut out, &ids)?;
                         outcome.changes.push(change);
                     }

@@ -566,13 +566,10 @@ hi"
                 &mut env,
             )
             .expect("translates");
-            let device = outcome
-                .changes
-                .iter()
+            let device = Change::unpacked(&outcome.changes)
+                .into_iter()
                 .find_map(|c| match c {
-                    Change::Insert(super::super::state::Entry::Message(_, o)) => {
-                        Some(o.device.clone())
-                    }
+                    Change::Insert(super::super::state::Entry::Message(_, o)) => Some(o.device),
                     _ => None,
                 })
                 .expect("the message is remembered");
@@ -582,6 +579,261 @@ hi"
             )
             .unwrap();
             assert_eq!(device, wanted, "{contact} from {from:?}");
+        }
+    }
+}
+
+/// The packed change of a CPM pager message ([`Change::Remember`]) is the plain inserts the
+/// translator made before it was packed: the conversation's state under the pair of users,
+/// then the message's origin, each value as the request had it; with or without the
+/// identities, `InReplyTo-Contribution-ID`, a notification request, a GRUU or an instance id,
+/// and with a Message-ID that is not ASCII or not UTF-8. The table holds the same after the
+/// packed change as after the plain ones.
+#[test]
+fn the_packed_change_is_the_plain_inserts_it_stands_for() {
+    use super::super::state::{
+        ConversationIds, ConversationKey, ConversationState, Entry, MessageOrigin,
+    };
+    let b = |s: &str| Bytes::copy_from_slice(s.as_bytes());
+    let cpm = "sip:+15557654321@ims.example.net";
+    let simple = "sip:+15551234567@ims.example.net";
+    let icsi = "+g.3gpp.icsi-ref=\"urn%3Aurn-7%3A3gpp-service.ims.icsi.oma.cpm.msg\"";
+    let contacts = [
+        format!("<sip:+15557654321@192.0.2.10:5060;transport=tcp>;{icsi}"),
+        format!("<sip:a@x;gr=urn:uuid:f81d4fae>;+sip.instance=\"<urn:gsma:imei:35-1>\";{icsi}"),
+        format!("<sip:a@x;gr>;{icsi}"),
+    ];
+    // The last is replaced by bytes that are not UTF-8, of the same length, once on the wire.
+    let not_utf8: &[u8] = b"M\xffA\xfeB\x80C";
+    let mut cases = 0;
+    for contact in &contacts {
+        for ids in [0, 2, 3] {
+            for disposition in [true, false] {
+                for message_id in ["Kn31x9Ab7Qz", "M\u{e9}ssage-\u{1f600}", "NONUTF8"] {
+                    let mut text = cpm_pager()
+                        .replace(
+                            "<sip:+15557654321@192.0.2.10:5060;transport=tcp>;+g.3gpp.icsi-ref=\"urn%3Aurn-7%3A3gpp-service.ims.icsi.oma.cpm.msg\"",
+                            contact,
+                        )
+                        .replace(
+                            "imdn.Message-ID: Kn31x9Ab7Qz",
+                            &format!("imdn.Message-ID: {message_id}"),
+                        );
+                    if !disposition {
+                        text = text.replace(
+                            "imdn.Disposition-Notification: positive-delivery, display\n",
+                            "",
+                        );
+                    }
+                    match ids {
+                        0 => {
+                            text = text.replace(
+                                "Conversation-ID: f81d4fae-7dec-11d0-a765-00a0c91e6bf6\n",
+                                "",
+                            )
+                        }
+                        3 => {
+                            text = text.replace(
+                                "Content-Type: message/cpim",
+                                "InReplyTo-Contribution-ID: in-reply-1\nContent-Type: message/cpim",
+                            )
+                        }
+                        _ => {}
+                    }
+                    let (msg, id) = match message_id {
+                        "NONUTF8" => {
+                            let wire = sip(&text).serialize();
+                            let at = wire
+                                .windows(7)
+                                .position(|w| w == b"NONUTF8")
+                                .expect("placeholder");
+                            let mut wire = wire.to_vec();
+                            wire.splice(at..at + 7, not_utf8.iter().copied());
+                            let msg = parse_datagram(Bytes::from(wire), &Limits::default())
+                                .expect("parses");
+                            (msg, Bytes::from_static(not_utf8))
+                        }
+                        _ => (sip(&text), b(message_id)),
+                    };
+                    let table = Table::new(TableLimits::default());
+                    let mut env_ids = Counter(0);
+                    let mut env = Env {
+                        now: Millis(1_000),
+                        ids: &mut env_ids,
+                        datetime: DATETIME,
+                    };
+                    let outcome = message_request(
+                        &msg,
+                        Side::Cpm,
+                        &table.view(Millis(1_000)),
+                        &mappings(),
+                        &mut env,
+                    )
+                    .expect("translates");
+                    let conversation = (ids > 0).then(|| ConversationIds {
+                        conversation_id: b("f81d4fae-7dec-11d0-a765-00a0c91e6bf6"),
+                        contribution_id: b("7b2f3d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f"),
+                        in_reply_to: (ids == 3).then(|| b("in-reply-1")),
+                    });
+                    let mut want = Vec::new();
+                    if let Some(c) = &conversation {
+                        want.push(Change::Insert(Entry::Conversation(
+                            ConversationKey {
+                                cpm_user: b(cpm),
+                                simple_user: b(simple),
+                            },
+                            ConversationState {
+                                conversation_id: c.conversation_id.clone(),
+                                last_cpm_contribution: Some(c.contribution_id.clone()),
+                            },
+                        )));
+                    }
+                    if disposition {
+                        let device = super::super::device::device_of(
+                            b(cpm),
+                            Some(&Bytes::copy_from_slice(contact.as_bytes())),
+                        )
+                        .unwrap();
+                        want.push(Change::Insert(Entry::Message(
+                            id,
+                            MessageOrigin {
+                                side: Side::Cpm,
+                                device,
+                                recipient: b(simple),
+                                conversation,
+                            },
+                        )));
+                    }
+                    let what = format!("{contact} ids {ids} {disposition} {message_id}");
+                    let unpacked = Change::unpacked(&outcome.changes);
+                    assert_eq!(unpacked, want, "{what}");
+                    let packed = matches!(outcome.changes.as_slice(), [Change::Remember(_)]);
+                    assert_eq!(packed, !want.is_empty(), "one packed change: {what}");
+                    // The table holds the same after either.
+                    let (a, p) = (
+                        Table::new(TableLimits::default()),
+                        Table::new(TableLimits::default()),
+                    );
+                    a.apply(&outcome.changes, Millis(0)).expect("room");
+                    p.apply(&unpacked, Millis(0)).expect("room");
+                    let by_key = |e: &Entry| format!("{:?}", e.key());
+                    let (mut ea, mut ep) = (a.entries(Millis(1)), p.entries(Millis(1)));
+                    ea.sort_by_key(by_key);
+                    ep.sort_by_key(by_key);
+                    assert_eq!(ea, ep, "{what}");
+                    assert_eq!(ea.len(), want.len(), "{what}");
+                    cases += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(cases, 54);
+}
+
+/// A packed change whose buffer does not hold its parts (it always does: only the translator
+/// builds one) gives empty values, not a panic.
+#[test]
+fn a_packed_change_out_of_its_buffer_reads_empty_values() {
+    let r = Remembered {
+        buf: Bytes::from_static(b"abc"),
+        ends: [2, 9, 9, 12, 12, 12, 12, 12],
+        present: 0xff,
+        raw_message_id: None,
+        from: Side::Cpm,
+        conversation: true,
+        message: true,
+    };
+    let changes: Vec<Change> = r.changes().collect();
+    assert_eq!(changes.len(), 2);
+    let (id, origin) = r.message().expect("asked for");
+    assert!(id.is_empty());
+    assert_eq!(&origin.device.aor[..], b"ab");
+    assert!(origin.recipient.is_empty());
+}
+
+/// What the pager's one pass over the fields reads ([`read`]) is what reading each header
+/// gives (the first value of each name), and the new leg built from the fields as that pass
+/// read them ([`LegFields`]) is the leg built from its own reading: whatever the names' case,
+/// with more Contacts than the leg buffers, with more than 64 fields, with fields the rules
+/// drop, in both directions.
+#[test]
+fn the_one_pass_reads_what_the_leg_and_the_headers_read() {
+    use crate::mapping::HeaderRules;
+    use crate::translate::leg::new_leg_rewritten;
+    let base = cpm_pager();
+    let icsi = "+g.3gpp.icsi-ref=\"urn%3Aurn-7%3A3gpp-service.ims.icsi.oma.cpm.msg\"";
+    let at_ct =
+        |s: &str, extra: &str| s.replacen("Content-Type:", &format!("{extra}Content-Type:"), 1);
+    let pads: String = (0..70).map(|i| format!("X-Pad-{i}: v{i}\n")).collect();
+    let contacts: String = (0..9)
+        .map(|i| format!("Contact: <sip:a{i}@x>;{icsi}\n"))
+        .collect();
+    let texts = [
+        base.clone(),
+        at_ct(&base, &pads),
+        at_ct(&base, &contacts),
+        at_ct(
+            &base,
+            "conversation-id: second\nP-ASSERTED-SERVICE: urn:urn-7:3gpp-service.ims.icsi.oma.cpm.msg\nInReplyTo-Contribution-ID: r1\nX-Drop-Me: 1\nAccept-Contact: *;+g.oma.sip-im\n",
+        ),
+    ];
+    let m = mappings();
+    let drop = HeaderRules {
+        drop: vec![
+            "x-drop-me".into(),
+            "x-pad-3".into(),
+            "accept-contact".into(),
+        ],
+        rename: Vec::new(),
+    };
+    for text in &texts {
+        let msg = sip(text);
+        for (rules, side) in [
+            (&m.cpm_to_simple, Side::Simple),
+            (&m.simple_to_cpm, Side::Cpm),
+            (&drop, Side::Simple),
+            (&drop, Side::Cpm),
+        ] {
+            let r = read(&msg, rules);
+            assert_eq!(r.from, msg.header("From"));
+            assert_eq!(r.to, msg.header("To"));
+            assert_eq!(r.contact, msg.header("Contact"));
+            assert_eq!(r.content_type, msg.header("Content-Type"));
+            assert_eq!(
+                r.content_type_text.map(|t| t.as_str()),
+                msg.header("Content-Type")
+            );
+            assert_eq!(r.asserted_service, msg.header("P-Asserted-Service"));
+            assert_eq!(r.preferred_service, msg.header("P-Preferred-Service"));
+            assert_eq!(r.ids.conversation_id, msg.header("Conversation-ID"));
+            assert_eq!(r.ids.contribution_id, msg.header("Contribution-ID"));
+            assert_eq!(r.ids.in_reply_to, msg.header("InReplyTo-Contribution-ID"));
+            assert!(
+                r.leg.is_some(),
+                "the codec's fields, rules that rename nothing"
+            );
+            let leg = |given: bool| {
+                let mut ids = Counter(0);
+                let mut env = Env {
+                    now: Millis(0),
+                    ids: &mut ids,
+                    datetime: DATETIME,
+                };
+                new_leg_rewritten(
+                    &msg,
+                    rsip::Method::Message,
+                    Bytes::from_static(b"sip:b@y"),
+                    rules,
+                    side,
+                    Service::Pager,
+                    &m,
+                    &mut env,
+                    if given { r.leg.as_ref() } else { None },
+                )
+                .map(|(out, device)| (out.serialize(), device.is_some()))
+                .map_err(|e| e.to_string())
+            };
+            assert_eq!(leg(true), leg(false), "{side:?} {:?}", rules.drop);
         }
     }
 }

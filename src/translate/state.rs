@@ -228,6 +228,181 @@ pub enum Change {
     Refresh(Key),
     /// Forget an entry.
     Remove(Key),
+    /// The inserts of a pager message, packed ([`Remembered`]): the same as the
+    /// [`Change::Insert`]s of [`Remembered::changes`], in that order. Not serialised (nothing
+    /// serialises changes; the table's state is saved as [`Entry`]s).
+    #[serde(skip)]
+    Remember(Remembered),
+}
+
+impl Change {
+    /// The changes in `changes` with every [`Change::Remember`] written as its inserts: what
+    /// the table does with them, one plain change at a time (tests, tools).
+    pub fn unpacked(changes: &[Change]) -> Vec<Change> {
+        let mut out = Vec::with_capacity(changes.len() + 1);
+        for c in changes {
+            match c {
+                Change::Remember(r) => out.extend(r.changes()),
+                other => out.push(other.clone()),
+            }
+        }
+        out
+    }
+}
+
+/// What a CPM user's pager message asks the table to keep, in one buffer: the conversation's
+/// state (its identities, under the pair of users) and, for a message that asks for
+/// notifications, its origin (under its `imdn.Message-ID`). One `Bytes` and the places of the
+/// values in it, where the plain [`Change::Insert`]s are two entries of ~270 bytes holding a
+/// `Bytes` per value (about ten reference counts taken when they are made and given back when
+/// they are dropped, each an atomic operation); the table takes its slices when it applies
+/// the change. Built by the translator (`translate::pager`); read with
+/// [`conversation`](Self::conversation), [`message`](Self::message) or
+/// [`changes`](Self::changes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remembered {
+    /// The values, one after the other in the order of the `Part`s.
+    pub(crate) buf: Bytes,
+    /// Where each part ends in `buf` (it starts where the one before ends).
+    pub(crate) ends: [u32; Part::COUNT],
+    /// Bit `1 << part` set for each part present (a present part may be empty).
+    pub(crate) present: u8,
+    /// The message's `imdn.Message-ID` when it is not UTF-8 (kept apart, as it came: the
+    /// buffer holds text); `None` in the usual case, where it is [`Part::MessageId`].
+    pub(crate) raw_message_id: Option<Bytes>,
+    /// The network the message came from.
+    pub(crate) from: Side,
+    /// Whether the conversation's state is to be kept (its two identities are present).
+    pub(crate) conversation: bool,
+    /// Whether the message's origin is to be kept.
+    pub(crate) message: bool,
+}
+
+/// The values of a [`Remembered`], in the order they are in its buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Part {
+    /// The sender's address of record (From).
+    FromAor,
+    /// The recipient's address of record (To).
+    ToAor,
+    /// `Conversation-ID`.
+    ConversationId,
+    /// `Contribution-ID`.
+    ContributionId,
+    /// `InReplyTo-Contribution-ID`.
+    InReplyTo,
+    /// `imdn.Message-ID`.
+    MessageId,
+    /// The sending device's GRUU.
+    Gruu,
+    /// The sending device's `+sip.instance`.
+    Instance,
+}
+
+impl Part {
+    pub(crate) const COUNT: usize = 8;
+}
+
+impl Remembered {
+    /// The part, a slice of the buffer (a reference count), when present.
+    fn part(&self, p: Part) -> Option<Bytes> {
+        let i = p as usize;
+        if self.present & (1 << i) == 0 {
+            return None;
+        }
+        let start = match i.checked_sub(1) {
+            Some(before) => self.ends.get(before).copied().unwrap_or(0),
+            None => 0,
+        };
+        let end = self.ends.get(i).copied().unwrap_or(0);
+        let (start, end) = (start as usize, end as usize);
+        Some(match self.buf.get(start..end) {
+            Some(_) => self.buf.slice(start..end),
+            None => Bytes::new(),
+        })
+    }
+
+    /// The pair of users, the CPM user first.
+    pub(crate) fn key(&self) -> ConversationKey {
+        let (from, to) = (
+            self.part_or_empty(Part::FromAor),
+            self.part_or_empty(Part::ToAor),
+        );
+        match self.from {
+            Side::Cpm => ConversationKey {
+                cpm_user: from,
+                simple_user: to,
+            },
+            Side::Simple => ConversationKey {
+                cpm_user: to,
+                simple_user: from,
+            },
+        }
+    }
+
+    fn part_or_empty(&self, p: Part) -> Bytes {
+        self.part(p).unwrap_or_default()
+    }
+
+    /// The message's conversation identities, when it has the two required together.
+    fn ids(&self) -> Option<ConversationIds> {
+        Some(ConversationIds {
+            conversation_id: self.part(Part::ConversationId)?,
+            contribution_id: self.part(Part::ContributionId)?,
+            in_reply_to: self.part(Part::InReplyTo),
+        })
+    }
+
+    /// The conversation entry to insert, if any (what
+    /// `translate::conversation::remember_cpm_contribution` makes).
+    pub fn conversation(&self) -> Option<(ConversationKey, ConversationState)> {
+        if !self.conversation {
+            return None;
+        }
+        let ids = self.ids()?;
+        Some((
+            self.key(),
+            ConversationState {
+                conversation_id: ids.conversation_id,
+                last_cpm_contribution: Some(ids.contribution_id),
+            },
+        ))
+    }
+
+    /// The message entry to insert, if any.
+    pub fn message(&self) -> Option<(Bytes, MessageOrigin)> {
+        if !self.message {
+            return None;
+        }
+        let id = match &self.raw_message_id {
+            Some(raw) => raw.clone(),
+            None => self.part(Part::MessageId)?,
+        };
+        Some((
+            id,
+            MessageOrigin {
+                side: self.from,
+                device: Device {
+                    aor: self.part_or_empty(Part::FromAor),
+                    gruu: self.part(Part::Gruu),
+                    instance: self.part(Part::Instance),
+                },
+                recipient: self.part_or_empty(Part::ToAor),
+                conversation: self.ids(),
+            },
+        ))
+    }
+
+    /// The plain changes this one stands for, in the order the table applies them.
+    pub fn changes(&self) -> impl Iterator<Item = Change> + use<> {
+        let conversation = self
+            .conversation()
+            .map(|(k, v)| Change::Insert(Entry::Conversation(k, v)));
+        let message = self
+            .message()
+            .map(|(k, v)| Change::Insert(Entry::Message(k, v)));
+        conversation.into_iter().chain(message)
+    }
 }
 
 /// Read access to what is remembered, at the time the caller chose. Values are returned owned:
