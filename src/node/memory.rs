@@ -8,8 +8,11 @@
 //! uses (BENCHMARKS.md, issue 9: ~21 KB per held session against ~6 KB in use).
 //! `malloc_trim(0)` walks every arena and gives back the whole pages of free chunks with
 //! `MADV_DONTNEED`; it is run now and then on a blocking thread, never on a runtime thread.
-//! Other allocators tried (mimalloc v3) kept the pages too: freed transactions share pages
-//! with live session state.
+//! That is not enough while one live object sits on each page: 10,000 held sessions kept
+//! 11.5 KB of RSS each for 3.7 KB of live heap. The `cpm-iwf` binary therefore allocates
+//! through jemalloc (feature `jemalloc`), whose size classes live on pages of their own and
+//! whose background thread returns emptied pages: 5.4 KB each (BENCHMARKS.md, session 20).
+//! The trim then purges jemalloc's arenas as well ([`jemalloc_is_global`]).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
@@ -51,16 +54,56 @@ pub fn trim() -> Trim {
     }
 }
 
+/// Set by the binary whose `#[global_allocator]` is jemalloc: the trim purges its arenas too.
+#[cfg(all(feature = "jemalloc", target_os = "linux"))]
+static JEMALLOC: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The process allocates through jemalloc (`cpm-iwf`'s `main`): [`trim`] purges its arenas.
+#[cfg(all(feature = "jemalloc", target_os = "linux"))]
+pub fn jemalloc_is_global() {
+    JEMALLOC.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// jemalloc's unused dirty pages of every arena back to the system now (its background
+/// thread does it on its own within `dirty_decay_ms`; this is the trim's explicit turn).
+#[cfg(all(feature = "jemalloc", target_os = "linux"))]
+fn purge_jemalloc() -> bool {
+    if !JEMALLOC.load(std::sync::atomic::Ordering::Relaxed) {
+        return false;
+    }
+    // MALLCTL_ARENAS_ALL (4096): every arena (jemalloc(3), "arena.<i>.purge").
+    let name = c"arena.4096.purge";
+    // SAFETY: a NUL-terminated name; "arena.<i>.purge" reads and writes nothing (null old
+    // and new pointers, zero lengths), as jemalloc(3) documents for a void control.
+    let rc = unsafe {
+        tikv_jemalloc_sys::mallctl(
+            name.as_ptr(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+    rc == 0
+}
+
+#[cfg(not(all(feature = "jemalloc", target_os = "linux")))]
+fn purge_jemalloc() -> bool {
+    false
+}
+
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn release() -> bool {
+    let purged = purge_jemalloc();
     // SAFETY: malloc_trim takes no pointer and is thread-safe (it locks each arena in turn);
-    // 0 keeps no padding at the top of the heap.
-    unsafe { libc::malloc_trim(0) != 0 }
+    // 0 keeps no padding at the top of the heap. With jemalloc global, glibc's heap holds
+    // only what C code allocated; the walk is short.
+    (unsafe { libc::malloc_trim(0) != 0 }) || purged
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn release() -> bool {
-    false
+    purge_jemalloc()
 }
 
 /// One malloc arena for the whole process (glibc `M_ARENA_MAX` = 1); to be called before the
