@@ -42,7 +42,7 @@ use tokio_util::codec::Decoder;
 use super::decide::{self, Pending, PendingKind};
 use super::{
     Conn, EndReason, Inner, MsrpCodec, Queue, Reader, RelayEvent, Session, Step, Woke, Writer,
-    is_blank, lock, reserve, start_writer, uri_bytes,
+    is_blank, lock, read_ready, start_writer, uri_bytes,
 };
 use crate::translate::state::Side;
 use crate::wire::msrp::{Frame, Message, Method, MsrpUri};
@@ -596,28 +596,14 @@ impl Reader {
                 Woke::Timer => return Some(EndReason::Idle),
                 Woke::Readable(Err(e)) => return Some(EndReason::Io(e.to_string())),
                 Woke::Readable(Ok(())) => {
-                    reserve(&mut self.buf);
-                    let before = self.buf.len();
-                    match self.rd.try_read_buf(&mut self.buf) {
-                        Ok(0) => {
-                            return Some(match self.codec.decode_eof(&mut self.buf) {
-                                Err(e) => EndReason::Framing(e.to_string()),
-                                Ok(_) => EndReason::PeerClosed,
-                            });
-                        }
-                        Ok(_) => {
-                            last_read = Instant::now();
-                            let fresh = self.buf.get(before..).unwrap_or_default();
-                            if partial_since.is_none() && !(before == 0 && is_blank(fresh)) {
-                                partial_since = Some(last_read);
-                            }
-                        }
-                        Err(e)
-                            if matches!(
-                                e.kind(),
-                                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                            ) => {}
-                        Err(e) => return Some(EndReason::Io(e.to_string())),
+                    if let Err(r) = read_ready(
+                        &self.rd,
+                        &mut self.codec,
+                        &mut self.buf,
+                        &mut last_read,
+                        &mut partial_since,
+                    ) {
+                        return Some(r);
                     }
                 }
             }

@@ -1599,33 +1599,57 @@ impl Reader {
                 Woke::Timer => return Ended::Failed(EndReason::Idle),
                 Woke::Readable(Err(e)) => return Ended::Failed(EndReason::Io(e.to_string())),
                 Woke::Readable(Ok(())) => {
-                    reserve(&mut self.buf);
-                    let before = self.buf.len();
-                    match self.rd.try_read_buf(&mut self.buf) {
-                        Ok(0) => {
-                            return Ended::Failed(match self.codec.decode_eof(&mut self.buf) {
-                                Err(e) => EndReason::Framing(e.to_string()),
-                                Ok(_) => EndReason::PeerClosed,
-                            });
-                        }
-                        Ok(_) => {
-                            last_read = Instant::now();
-                            let fresh = self.buf.get(before..).unwrap_or_default();
-                            if partial_since.is_none() && !(before == 0 && is_blank(fresh)) {
-                                partial_since = Some(last_read);
-                            }
-                        }
-                        // Readiness was stale: wait again (the empty buffer goes back).
-                        Err(e)
-                            if matches!(
-                                e.kind(),
-                                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                            ) => {}
-                        Err(e) => return Ended::Failed(EndReason::Io(e.to_string())),
+                    if let Err(r) = read_ready(
+                        &self.rd,
+                        &mut self.codec,
+                        &mut self.buf,
+                        &mut last_read,
+                        &mut partial_since,
+                    ) {
+                        return Ended::Failed(r);
                     }
                 }
             }
         }
+    }
+}
+
+/// Read what a connection's socket has (its readiness said so) into its buffer; `Err` with
+/// why the connection is over (EOF, an error). The stall clock starts at a message's first
+/// bytes; blank lines between messages (keep-alives) do not start it. A function of the
+/// reader's fields, not a method: its callers hold other borrows of the reader meanwhile.
+fn read_ready(
+    rd: &OwnedReadHalf,
+    codec: &mut MsrpCodec,
+    buf: &mut BytesMut,
+    last_read: &mut Instant,
+    partial_since: &mut Option<Instant>,
+) -> Result<(), EndReason> {
+    reserve(buf);
+    let before = buf.len();
+    match rd.try_read_buf(buf) {
+        Ok(0) => Err(match codec.decode_eof(buf) {
+            Err(e) => EndReason::Framing(e.to_string()),
+            Ok(_) => EndReason::PeerClosed,
+        }),
+        Ok(_) => {
+            *last_read = Instant::now();
+            let fresh = buf.get(before..).unwrap_or_default();
+            if partial_since.is_none() && !(before == 0 && is_blank(fresh)) {
+                *partial_since = Some(*last_read);
+            }
+            Ok(())
+        }
+        // Readiness was stale: wait again (the empty buffer goes back).
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(EndReason::Io(e.to_string())),
     }
 }
 
