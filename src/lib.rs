@@ -12,7 +12,9 @@
 //! 4. [`correlate`]: the sharded in-memory table that stores [`translate::state`] entries.
 //! 5. [`node`]: the tokio shell that owns every socket and timer: SIP transports, the
 //!    transaction layer, the B2BUA core, the MSRP relay, the admin server. [`metrics`] declares
-//!    what it records.
+//!    what it records. ARCHITECTURE.md's "two TCP connections per chat" is the default; a
+//!    connection may also carry several chats' legs to one peer (RFC 4975 §5.4: always
+//!    accepted inbound, dialed that way with `[msrp] share_connections`; `node::msrp::link`).
 //!
 //! [`inspect`] renders parsed wire messages as JSON for the `cpm-iwf inspect` command;
 //! [`conformance`] runs the conformance cases through the translator.
