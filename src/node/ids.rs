@@ -51,17 +51,31 @@ fn spread(counter: u64) -> u64 {
     (counter & 0xfff) | ((counter >> 12) << 16)
 }
 
-impl IdSource for RandomIds {
-    fn fresh_id(&mut self) -> Bytes {
+impl RandomIds {
+    /// The next id's text.
+    fn next_text(&mut self) -> [u8; 36] {
         self.counter = self.counter.wrapping_add(1);
         let hi = self.prefix ^ spread(self.counter);
         let lo = self.word();
         // Version 4 and the RFC 9562 variant bits.
         let hi = (hi & 0xffff_ffff_ffff_0fff) | 0x0000_0000_0000_4000;
         let lo = (lo & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
+        uuid_text(hi, lo)
+    }
+}
+
+impl IdSource for RandomIds {
+    fn fresh_id(&mut self) -> Bytes {
         // 8-4-4-4-12 hex digits, written in place: one allocation for the `Bytes` (a
         // `format!` grew its string several times, on every MSRP SEND relayed).
-        Bytes::copy_from_slice(&uuid_text(hi, lo))
+        Bytes::copy_from_slice(&self.next_text())
+    }
+
+    fn fresh_id_into(&mut self, out: &mut String) {
+        // Hex digits and `-`: ASCII, the conversion always succeeds.
+        if let Ok(text) = std::str::from_utf8(&self.next_text()) {
+            out.push_str(text);
+        }
     }
 }
 
@@ -185,6 +199,23 @@ mod tests {
             "RFC 9562 variant"
         );
         assert_ne!(RandomIds::new().fresh_id(), RandomIds::new().fresh_id());
+    }
+
+    /// The id written in place is the UUID text `fresh_id` gives, appended, and a new one.
+    #[test]
+    fn id_written_in_place_is_a_fresh_uuid() {
+        let mut ids = RandomIds::new();
+        let mut out = String::from("tag=");
+        ids.fresh_id_into(&mut out);
+        let written = out.strip_prefix("tag=").expect("appended");
+        assert_eq!(written.len(), 36);
+        assert_eq!(written.as_bytes()[14], b'4', "version 4");
+        let next = ids.fresh_id();
+        assert_ne!(written.as_bytes(), &next[..]);
+        let mut again = String::new();
+        ids.fresh_id_into(&mut again);
+        assert_ne!(again, written);
+        assert_ne!(again.as_bytes(), &next[..]);
     }
 
     #[test]

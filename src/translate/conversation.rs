@@ -17,6 +17,14 @@ use super::state::{Change, ConversationIds, ConversationKey, ConversationState, 
 pub trait IdSource {
     /// A new identity, never returned before.
     fn fresh_id(&mut self) -> Bytes;
+
+    /// A new identity written at the end of `out`, as text (bytes that are not UTF-8 lossily):
+    /// for an id that goes into a value the caller writes anyway (a From tag, a Call-ID), with
+    /// no allocation of its own. The node's source writes it in place; the default copies
+    /// [`fresh_id`](Self::fresh_id).
+    fn fresh_id_into(&mut self, out: &mut String) {
+        out.push_str(&String::from_utf8_lossy(&self.fresh_id()));
+    }
 }
 
 /// What to remember after a CPM user's message or session with identities `ids` went to the

@@ -331,6 +331,9 @@ enum LegValue {
 /// buffer; a request with more goes the way of [`rewrite_service_tags`].
 const MAX_BUFFERED_CONTACTS: usize = 8;
 
+/// Room reserved for a fresh id written in place: the node's are UUID text (RFC 9562 §4).
+const FRESH_ID_ROOM: usize = 36;
+
 /// End-to-end fields [`new_leg_rewritten`] copies in one pass; a request with more goes the
 /// way of [`rewrite_service_tags`].
 const MAX_COPIED: usize = 32;
@@ -590,26 +593,37 @@ pub(crate) fn new_leg_rewritten(
     let Some(to) = to else {
         return Err(TranslateError::Missing("To"));
     };
-    let tag = env.ids.fresh_id();
-    let tag = lossy(&tag);
     let icsi = match to_side {
         Side::Cpm => mappings.service(service).cpm_icsi.as_str(),
         Side::Simple => "",
     };
-    // From, the service identification values with room for the tags they gain, the ICSI.
-    // Written in the thread's scratch buffer, then copied once into a block of its own.
+    // From with its fresh tag, the fresh Call-ID, the service identification values with room
+    // for the tags they gain, the ICSI. Written in the thread's scratch buffer, then copied
+    // once into a block of its own: the two ids cost no allocation of their own.
     let mut buf = Scratch::with_capacity(
-        from.len() + tag.len() + 5 + values_len + 80 * (n_contacts + n_accepts) + icsi.len(),
+        from.len()
+            + 5
+            + 2 * FRESH_ID_ROOM
+            + values_len
+            + 80 * (n_contacts + n_accepts)
+            + icsi.len(),
     );
     write_without_tag_of(from, &mut buf).map_err(|e| TranslateError::header("From", e))?;
     buf.push_str(";tag=");
-    buf.push_str(&tag);
+    let tag_at = buf.len();
+    env.ids.fresh_id_into(&mut buf);
     let from_range = 0..buf.len();
+    let tag_range = tag_at..buf.len();
     let to = without_tag(to).map_err(|e| TranslateError::header("To", e))?;
     // Values made of pieces of the request's fields and of the mappings (validated at load)
     // hold no CR or LF; a fresh id is checked.
-    let call_id = id_text(env.ids.fresh_id());
-    check_value("Call-ID", &call_id)?;
+    let call_id_at = buf.len();
+    env.ids.fresh_id_into(&mut buf);
+    let call_id_range = call_id_at..buf.len();
+    check_value(
+        "Call-ID",
+        buf.get(call_id_range.clone()).unwrap_or_default(),
+    )?;
     let Some(cseq) = cseq else {
         return Err(TranslateError::Missing("a method that opens a leg"));
     };
@@ -660,14 +674,20 @@ pub(crate) fn new_leg_rewritten(
     let buf = Text::shared_copy(&buf);
     let part = |r: std::ops::Range<usize>| buf.slice_ref(buf.get(r).unwrap_or_default());
     let from = part(from_range);
-    if text::find_byte2(b'\r', b'\n', tag.as_bytes()).is_some() {
+    if text::find_byte2(
+        b'\r',
+        b'\n',
+        buf.get(tag_range).unwrap_or_default().as_bytes(),
+    )
+    .is_some()
+    {
         // The error the check gives.
         check_value("From", &from)?;
     }
     out.push_canonical_static("Max-Forwards", "70");
     out.push_canonical_clean("From", from);
     out.push_canonical_clean("To", to);
-    out.push_canonical_clean("Call-ID", call_id);
+    out.push_canonical_clean("Call-ID", part(call_id_range));
     out.push_canonical_static("CSeq", cseq);
     for f in bits(copies).filter_map(|i| fields.get(i)) {
         out.push_field(f);
