@@ -11,9 +11,10 @@ use crate::wire::text;
 /// The URI of a `From` / `To` / `Contact` value: inside `<...>` when present; otherwise the
 /// `addr-spec` up to its first `;` (header parameters then follow it, RFC 3261 §20.10).
 pub fn uri_of(value: &str) -> &str {
-    // The usual From / To: `<URI>` with no display name (what the loop below reads first).
+    // The usual From / To: `<URI>` with no display name (what the loop below reads first),
+    // its `>` found without the call to `before_ascii`.
     if let Some(rest) = value.strip_prefix('<') {
-        return trim(match find_byte_near(b'>', rest.as_bytes()) {
+        return trim(match text::find_byte(b'>', rest.as_bytes()) {
             Some(i) => rest.get(..i).unwrap_or(rest),
             None => rest,
         });
@@ -127,30 +128,6 @@ fn word_at(b: &[u8], at: usize) -> Option<(u64, usize)> {
 const LO: u64 = 0x0101_0101_0101_0101;
 const HI: u64 = 0x8080_8080_8080_8080;
 const SEVEN: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-
-/// The first `needle` of `hay` (a short one: a From / To URI), eight bytes a word with no
-/// byte-by-byte tail and no call, the tail read as the last word of `hay`.
-#[inline]
-fn find_byte_near(needle: u8, hay: &[u8]) -> Option<usize> {
-    if hay.len() < 8 {
-        return hay.iter().position(|b| *b == needle);
-    }
-    let n = LO.wrapping_mul(u64::from(needle));
-    let mut at = 0usize;
-    while let Some((w, len)) = word_at(hay, at) {
-        // High bit of each byte equal to `needle`, exact for the first one (the borrow of a
-        // zero byte only reaches bytes above it); the zeros shifted in above the end are
-        // past `len`.
-        let x = w ^ n;
-        let z = x.wrapping_sub(LO) & !x & HI;
-        if z != 0 {
-            let i = (z.trailing_zeros() / 8) as usize;
-            return (i < len).then_some(at + i);
-        }
-        at += len;
-    }
-    None
-}
 
 /// The address of record of `uri` when it is canonical already, found in one pass over the
 /// bytes, eight at a time (each word tested at once for a byte that matters, no searches to
@@ -490,21 +467,12 @@ mod tests {
     }
 
     proptest::proptest! {
-        // The URI of `<URI>` (the word-at-a-time search) is the reference's.
+        // The URI of `<URI>` (read first, without the byte loop) is the reference's.
         #[test]
         fn uri_of_is_the_reference(
             v in "<?(\"|<|>|;| |[a-z0-9@:.+]|\u{e9}|\\x00){0,40}",
         ) {
             proptest::prop_assert_eq!(uri_of(&v), reference_uri_of(&v));
-        }
-
-        // The word-at-a-time search finds what `position` finds, wherever the byte is.
-        #[test]
-        fn find_byte_near_is_position(hay in proptest::collection::vec(0u8..4, 0..40), needle in 0u8..4) {
-            proptest::prop_assert_eq!(
-                find_byte_near(needle, &hay),
-                hay.iter().position(|b| *b == needle)
-            );
         }
 
         // The `<URI>` readings of From and To are the general ones.
