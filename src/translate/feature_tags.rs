@@ -309,16 +309,194 @@ thread_local! {
     };
 }
 
+/// Feature tags kept from one contact, remembered by name; past this many the parameters are
+/// read again (or, on the usual path, left to the general reading).
+const PLUS_KEPT: usize = 8;
+
+/// The rewrite: the usual Contact by [`rewrite_usual`], any other value (and every error) by
+/// [`rewrite_general`], which gives the same for the usual one.
 fn rewrite_to_simple<'v>(
+    value: &'v str,
+    mappings: &Mappings,
+    out: &mut String,
+    device: Option<&mut DeviceParts>,
+    memo: &mut IcsiMemo<'v>,
+) -> Result<ServiceList, ParamError> {
+    let at = out.len();
+    match usual_contact(value, mappings, out, memo) {
+        Some((services, parts)) => {
+            if let Some(d) = device {
+                *d = parts;
+            }
+            Ok(services)
+        }
+        None => {
+            // Nothing of the usual reading is kept (the memo it filled is right for any value).
+            out.truncate(at);
+            rewrite_general(value, mappings, out, device, memo)
+        }
+    }
+}
+
+/// The usual `Contact` of a CPM request (RFC 3261 §20.10 `name-addr` without display name, as
+/// clients write it): one `<URI>`, then `;`-parameters with no white space around them, no
+/// empty one, no `<` or `,` outside quotes, no quoted-pair (`\`), and at most [`PLUS_KEPT`]
+/// feature tags; `+g.3gpp.icsi-ref="..."` recognized by its first bytes (TS 24.229 §7.2A.8)
+/// and its value read once. Appends to `out` what [`rewrite_general`] appends and gives its
+/// services and device parts; `None` for any other value (or an error), with `out` holding
+/// part of it (the caller truncates). The split is that of [`split_top_either`]: a `<` first
+/// has its `>` next, a `;` outside quotes ends a parameter, a `"` opens a quoted string.
+fn usual_contact<'v>(
+    value: &'v str,
+    mappings: &Mappings,
+    out: &mut String,
+    memo: &mut IcsiMemo<'v>,
+) -> Option<(ServiceList, DeviceParts)> {
+    /// The parameter as clients write it, up to its opening quote.
+    const ICSI_QUOTED: &[u8; 18] = b"+g.3gpp.icsi-ref=\"";
+    let b = value.as_bytes();
+    if b.first() != Some(&b'<') {
+        return None;
+    }
+    let gt = text::find_byte(b'>', b.get(1..)?)? + 1;
+    // Ends with `>`: nothing to trim.
+    out.push_str(value.get(..=gt)?);
+    let mut services = ServiceList::default();
+    let mut plus: [&str; PLUS_KEPT] = [""; PLUS_KEPT];
+    let mut plus_len = 0usize;
+    let mut instance = None;
+    let mut count = 0usize;
+    // At a `;` (a parameter follows) or the end of the value.
+    let mut i = gt + 1;
+    while let Some(&c) = b.get(i) {
+        // After `>` or a parameter: anything but `;` (a `,`, white space, more after a closing
+        // quote) is for the general reading.
+        if c != b';' {
+            return None;
+        }
+        let s = i + 1;
+        if b.get(s..s + ICSI_QUOTED.len()) == Some(&ICSI_QUOTED[..]) {
+            // `+g.3gpp.icsi-ref="v"`: the name and value as `param_name` and `param_value`
+            // read them, the quoted string ended as the split ends it.
+            let from = s + ICSI_QUOTED.len();
+            let q = from + text::find_byte2(b'"', b'\\', b.get(from..)?)?;
+            if b.get(q) != Some(&b'"') {
+                return None;
+            }
+            count += 1;
+            add_icsi_services(value.get(from..q)?, mappings, memo, &mut services);
+            i = q + 1;
+            continue;
+        }
+        // Any other parameter: up to the next `;` outside quotes.
+        let mut j = s;
+        let end = loop {
+            let Some(off) = text::find_byte4(b';', b',', b'"', b'<', b.get(j..)?) else {
+                break b.len();
+            };
+            let at = j + off;
+            match b.get(at)? {
+                b';' => break at,
+                b'"' => {
+                    let q = at + 1 + text::find_byte2(b'"', b'\\', b.get(at + 1..)?)?;
+                    if b.get(q) != Some(&b'"') {
+                        return None;
+                    }
+                    j = q + 1;
+                }
+                _ => return None,
+            }
+        };
+        let p = value.get(s..end)?;
+        // As `trim` leaves it, and not empty (the general reading trims and skips those).
+        match (p.as_bytes().first(), p.as_bytes().last()) {
+            (Some(f), Some(l)) if f.is_ascii_graphic() && l.is_ascii_graphic() => {}
+            _ => return None,
+        }
+        count += 1;
+        i = end;
+        let name = param_name(p);
+        if is_named(name, ICSI_REF) {
+            if let Some(v) = param_value(p) {
+                add_icsi_services(v, mappings, memo, &mut services);
+            }
+            continue;
+        }
+        if name.starts_with('+') {
+            if instance.is_none() && is_named(name, SIP_INSTANCE) {
+                instance = Some(s..end);
+            }
+            *plus.get_mut(plus_len)? = name;
+            plus_len += 1;
+        }
+        out.push(';');
+        out.push_str(p);
+    }
+    if count > MAX_PARAMS {
+        return None;
+    }
+    let mut written = ServiceList::default();
+    for s in services.iter() {
+        let tag = &mappings.service(s).simple_feature_tag;
+        let kept = plus
+            .get(..plus_len)
+            .unwrap_or_default()
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case(tag));
+        // Services that share a tag (chat and pager: +g.oma.sip-im) write it once.
+        let again = written.iter().any(|w| {
+            mappings
+                .service(w)
+                .simple_feature_tag
+                .eq_ignore_ascii_case(tag)
+        });
+        if !kept && !again {
+            out.push(';');
+            out.push_str(tag);
+            written.push(s);
+        }
+    }
+    // One contact: the value's services are its own.
+    let parts = DeviceParts {
+        head: 0..gt + 1,
+        uri: Some(1..gt),
+        instance,
+    };
+    Some((services, parts))
+}
+
+/// Add the services an ICSI list `v` names to `services`, as `services_in_icsi_ref` adds them
+/// (in order, each service once), read once per request (`memo`).
+#[inline]
+fn add_icsi_services<'v>(
+    v: &'v str,
+    mappings: &Mappings,
+    memo: &mut IcsiMemo<'v>,
+    services: &mut ServiceList,
+) {
+    let found = match memo.0 {
+        Some((seen, found)) if seen == v => found,
+        _ => {
+            let found = icsi_services(v, mappings);
+            memo.0 = Some((v, found));
+            found
+        }
+    };
+    match services.first() {
+        // The usual case: the contact's first ICSI list.
+        None => *services = found,
+        Some(_) => found.iter().for_each(|s| services.push(s)),
+    }
+}
+
+/// The rewrite of any value, contact by contact (the reference for [`usual_contact`]).
+fn rewrite_general<'v>(
     value: &'v str,
     mappings: &Mappings,
     out: &mut String,
     mut device: Option<&mut DeviceParts>,
     memo: &mut IcsiMemo<'v>,
 ) -> Result<ServiceList, ParamError> {
-    /// Feature tags kept from one contact, remembered by name; past this many the parameters
-    /// are read again.
-    const PLUS_KEPT: usize = 8;
     let mut all = ServiceList::default();
     let mut parts = split_top_either(value, b';', b',');
     let base = value.as_ptr() as usize;
@@ -362,21 +540,7 @@ fn rewrite_to_simple<'v>(
             let name = param_name(p);
             if is_named(name, ICSI_REF) {
                 if let Some(v) = param_value(p) {
-                    // Read once per request; added as `services_in_icsi_ref` adds them (in
-                    // order, each service once).
-                    let found = match memo.0 {
-                        Some((seen, found)) if seen == v => found,
-                        _ => {
-                            let found = icsi_services(v, mappings);
-                            memo.0 = Some((v, found));
-                            found
-                        }
-                    };
-                    match services.first() {
-                        // The usual case: the contact's first ICSI list.
-                        None => services = found,
-                        Some(_) => found.iter().for_each(|s| services.push(s)),
-                    }
+                    add_icsi_services(v, mappings, memo, &mut services);
                 }
                 continue;
             }
@@ -801,7 +965,52 @@ mod tests {
         }
     }
 
+    /// The usual Contacts are read by [`usual_contact`] (the vector's, and with the device's
+    /// instance and other feature tags).
+    #[test]
+    fn usual_contacts_take_the_usual_path() {
+        let mappings = m();
+        for v in [
+            "<sip:+15557654321@192.0.2.10:5060;transport=tcp>;+g.3gpp.icsi-ref=\"urn%3Aurn-7%3A3gpp-service.ims.icsi.oma.cpm.msg\"",
+            "<sip:a@x;gr=urn:uuid:1>;+sip.instance=\"<urn:uuid:1>\";+g.3gpp.icsi-ref=\"urn%3Aurn-7%3A3gpp-service.ims.icsi.oma.cpm.session\";expires=600",
+            "<sip:a@x>",
+        ] {
+            let mut out = String::new();
+            let usual = usual_contact(v, &mappings, &mut out, &mut IcsiMemo::default());
+            assert!(usual.is_some(), "{v}");
+        }
+    }
+
     proptest::proptest! {
+        // The usual Contact's reading, when it answers, is the general one: the same text
+        // appended, the same services, the same device parts.
+        #[test]
+        fn usual_contact_is_the_general_one(
+            v in "(<sip:a@x;lr>|<sip:b@y>|<)(;|,| |\"|<|>|=|\\\\|\\+g\\.3gpp\\.icsi-ref=\"urn%3Aurn-7%3A3gpp-service\\.ims\\.icsi\\.oma\\.cpm\\.(msg|session|largemsg)(,urn:urn-7:3gpp-service.ims.icsi.oma.cpm.msg)?\"|\\+g\\.3gpp\\.icsi-ref=|\\+G\\.3GPP\\.ICSI-REF=x|\\+g\\.oma\\.sip-im|\\+G\\.OMA\\.SIP-IM|\\+sip\\.instance=\"<urn:uuid:1>\"|\\+SIP\\.INSTANCE=x|\\+t[0-9]|q=\"a;,b\"|x=1){0,16}"
+        ) {
+            for mappings in [m(), other_tags()] {
+                let mut one = String::from("prefix");
+                let usual = usual_contact(&v, &mappings, &mut one, &mut IcsiMemo::default());
+                if let Some((services, parts)) = usual {
+                    let mut two = String::from("prefix");
+                    let mut device = DeviceParts::default();
+                    let general = rewrite_general(
+                        &v,
+                        &mappings,
+                        &mut two,
+                        Some(&mut device),
+                        &mut IcsiMemo::default(),
+                    );
+                    proptest::prop_assert_eq!(
+                        general.map(|l| l.iter().collect::<Vec<_>>()),
+                        Ok(services.iter().collect::<Vec<_>>())
+                    );
+                    proptest::prop_assert_eq!(one, two);
+                    proptest::prop_assert_eq!(parts, device);
+                }
+            }
+        }
+
         // The one-pass CPM rewrite gives what the reference gives, errors included.
         #[test]
         fn to_cpm_matches_the_reference(
