@@ -615,11 +615,18 @@ impl<'a> LineMarks<'a> {
     /// digits and `-` starting there ends (the text's length when it runs to the end).
     #[inline(always)]
     pub fn alnum_dash_end(&self, from: usize) -> usize {
-        // A name is usually shorter than 16 bytes: one block says where it ends (inlined in
-        // the reader's loop; the longer search is a call).
+        // A name is usually shorter than 32 bytes (`Disposition-Notification` is 24): one or
+        // two blocks say where it ends (inlined in the reader's loop; the longer search, and
+        // the one near the end of the text, is a call).
         #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-        if let Some(m @ 1..) = wide::not_name_block(self.hay, from) {
-            return from + m.trailing_zeros() as usize;
+        match wide::not_name_block(self.hay, from) {
+            Some(m @ 1..) => return from + m.trailing_zeros() as usize,
+            Some(0) => {
+                if let Some(m @ 1..) = wide::not_name_block(self.hay, from.saturating_add(16)) {
+                    return from + 16 + m.trailing_zeros() as usize;
+                }
+            }
+            _ => {}
         }
         self.alnum_dash_end_far(from)
     }
