@@ -923,6 +923,14 @@ fn namespace_in<'a>(ns: &[NsDecl<'a>], prefix: Option<&[u8]>) -> Option<&'a [u8]
 /// Whether a header with `prefix` after the declarations `ns` is in the IMDN namespace.
 #[inline]
 fn is_imdn(ns: &[NsDecl<'_>], prefix: Option<&[u8]>) -> bool {
+    // The usual body: one declaration, of the IMDN namespace (RFC 5438 §6.1), whose prefix
+    // the header uses as declared; the one declaration `namespace_in` would find.
+    if let ([(Some(declared), uri)], Some(p)) = (ns, prefix)
+        && p == *declared
+        && *uri == NS_IMDN.as_bytes()
+    {
+        return true;
+    }
     namespace_in(ns, prefix).is_some_and(|u| same_ci(u, NS_IMDN.as_bytes()))
 }
 
@@ -930,9 +938,10 @@ fn is_imdn(ns: &[NsDecl<'_>], prefix: Option<&[u8]>) -> bool {
 /// comma-separated list; an empty one asks for nothing).
 #[inline]
 fn asks_disposition(value: &[u8]) -> bool {
-    value
-        .split(|b| *b == b',')
-        .any(|t| !text::trim_ws(t).is_empty())
+    // A token is not empty once trimmed when it has a byte other than SP or HTAB, and tokens
+    // are what lies between commas: any byte other than those three asks (the usual value's
+    // first byte answers, no split).
+    value.iter().any(|b| !matches!(b, b',' | b' ' | b'\t'))
 }
 
 /// An NS declaration (RFC 3862 §3.3.6): its prefix, when it has one, and its URI.
@@ -961,6 +970,9 @@ fn summarize_usual<'a>(input: &'a [u8], limits: &Limits) -> Option<CpimSummaryRe
     let mut headers = 0usize;
     let mut pos = 0usize;
     let mut layout = Layout::Rfc3862;
+    // Where names end (one block at each line's start) and lines end (a kept window of 64
+    // classified bytes: each byte of the header section read once for it).
+    let mut marks = text::LineMarks::new(input);
     // CPIM message headers, up to the blank line or the first `Content-` header.
     loop {
         let rest = input.get(pos..)?;
@@ -976,39 +988,43 @@ fn summarize_usual<'a>(input: &'a [u8], limits: &Limits) -> Option<CpimSummaryRe
             _ if headers >= limits.max_headers => return None,
             _ => {}
         }
-        // The name as [`usual_header_line`] reads it, its NAMECHARs letters, digits and `-`.
-        let run = text::alnum_dash_run(rest);
-        let (dot, colon) = match rest.get(run) {
+        // The name as [`usual_header_line`] reads it, its NAMECHARs letters, digits and `-`
+        // (RFC 3862 §3.2), positions in `input`.
+        let run = marks.alnum_dash_end(pos);
+        let (dot, colon) = match input.get(run) {
             Some(b':') => (None, run),
-            Some(b'.') => {
-                let name_at = run + 1;
-                (
-                    Some(run),
-                    name_at + text::alnum_dash_run(rest.get(name_at..)?),
-                )
-            }
+            Some(b'.') => (Some(run), marks.alnum_dash_end(run + 1)),
             _ => return None,
         };
-        if rest.get(colon) != Some(&b':') || dot.is_some_and(|d| d == 0 || d + 1 == colon) {
+        if colon == pos
+            || input.get(colon) != Some(&b':')
+            || dot.is_some_and(|d| d == pos || d + 1 == colon)
+        {
             return None;
         }
-        if colon == 0 {
+        // [`usual_value_end`]: no parameters, the first CR, LF or NUL after the colon (none
+        // in the name) is CRLF or LF (§3.1).
+        if input.get(colon + 1) == Some(&b';') {
             return None;
         }
-        let after = rest.get(colon + 1..)?;
-        let (end, skip) = usual_value_end(after)?;
-        if colon + 1 + end > limits.max_line_len {
+        let end = marks.line_end(colon + 1)?;
+        let skip = match input.get(end) {
+            Some(b'\n') => 1,
+            Some(b'\r') if input.get(end + 1) == Some(&b'\n') => 2,
+            _ => return None,
+        };
+        if end - pos > limits.max_line_len {
             return None;
         }
-        let full = rest.get(..colon)?;
+        let full = input.get(pos..colon)?;
         if headers > 0 && looks_mime(full) {
             // Errata 3013 layout: the content headers follow without a blank line.
             layout = Layout::Errata3013;
             break;
         }
-        let raw = after.get(..end)?;
+        let raw = input.get(colon + 1..end)?;
         let (prefix, name) = match dot {
-            Some(d) => (Some(full.get(..d)?), full.get(d + 1..)?),
+            Some(d) => (Some(input.get(pos..d)?), input.get(d + 1..colon)?),
             None => (None, full),
         };
         // What [`SummarySink::cpim_header`] keeps, by the name's length first.
@@ -1019,13 +1035,13 @@ fn summarize_usual<'a>(input: &'a [u8], limits: &Limits) -> Option<CpimSummaryRe
                 ns_len += 1;
             }
             10 if message_id.is_none()
-                && same_ci(name, b"Message-ID")
+                && same_name(name, b"Message-ID")
                 && is_imdn(ns.get(..ns_len)?, prefix) =>
             {
                 message_id = Some(text::trim_ws(raw));
             }
             24 if !disposition
-                && same_ci(name, b"Disposition-Notification")
+                && same_name(name, b"Disposition-Notification")
                 && is_imdn(ns.get(..ns_len)?, prefix) =>
             {
                 disposition = asks_disposition(text::trim_ws(raw));
@@ -1033,7 +1049,7 @@ fn summarize_usual<'a>(input: &'a [u8], limits: &Limits) -> Option<CpimSummaryRe
             _ => {}
         }
         headers += 1;
-        pos += colon + 1 + end + skip;
+        pos = end + skip;
     }
     // Content headers, up to the blank line (or the end: an empty content).
     let mut content_type = None;
@@ -1048,26 +1064,32 @@ fn summarize_usual<'a>(input: &'a [u8], limits: &Limits) -> Option<CpimSummaryRe
             _ if count >= limits.max_headers => return None,
             _ => {}
         }
-        // [`usual_content_line`] of a name of letters, digits and `-`.
-        let colon = text::alnum_dash_run(rest);
-        if colon == 0 || rest.get(colon) != Some(&b':') {
+        // [`usual_content_line`] of a name of letters, digits and `-`, positions in `input`.
+        let colon = marks.alnum_dash_end(pos);
+        if colon == pos || input.get(colon) != Some(&b':') {
             return None;
         }
-        let after = rest.get(colon + 1..)?;
-        let nl = text::find_byte(b'\n', after)?;
-        let raw = after.get(..nl)?;
+        // The line ends at the first LF (a CR or NUL before it is part of the value): the
+        // first CR, LF or NUL is usually it or the CR of CRLF.
+        let first = marks.line_end(colon + 1)?;
+        let nl = match (input.get(first), input.get(first + 1)) {
+            (Some(b'\n'), _) => first,
+            (Some(b'\r'), Some(b'\n')) => first + 1,
+            _ => first + text::find_byte(b'\n', input.get(first..)?)?,
+        };
+        let raw = input.get(colon + 1..nl)?;
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        if colon + 1 + raw.len() > limits.max_line_len {
+        if colon + 1 + raw.len() - pos > limits.max_line_len {
             return None;
         }
-        if colon == 12 && rest.get(..12)?.eq_ignore_ascii_case(b"Content-Type") {
+        if colon - pos == 12 && same_name(rest.get(..12)?, b"Content-Type") {
             has_content_type = true;
             if content_type.is_none() {
                 content_type = Some(text::trim_ws(raw));
             }
         }
         count += 1;
-        pos += colon + 1 + nl + 1;
+        pos = nl + 1;
     };
     if body < input.len() && !has_content_type {
         return None;
@@ -1126,6 +1148,36 @@ impl<'a> Sink<'a> for SummarySink<'a> {
 #[inline]
 fn same_ci(a: &[u8], b: &[u8]) -> bool {
     a == b || a.eq_ignore_ascii_case(b)
+}
+
+/// [`same_ci`] of a name of ASCII letters, digits and `-` (as [`summarize_usual`] reads
+/// them) and such a literal, eight bytes a compare: setting bit 5 of every byte lowers a
+/// letter and changes no digit nor `-`, and no two of these bytes differing otherwise are
+/// made equal (a digit or `-` with bit 5 clear is a control byte).
+#[inline]
+fn same_name(name: &[u8], lit: &[u8]) -> bool {
+    const FOLD: u64 = 0x2020_2020_2020_2020;
+    let word = |s: &[u8], at: usize| {
+        s.get(at..)
+            .and_then(|w| w.first_chunk::<8>())
+            .map(|w| u64::from_le_bytes(*w) | FOLD)
+    };
+    let len = lit.len();
+    if name.len() != len {
+        return false;
+    }
+    if len < 8 {
+        return name.iter().zip(lit).all(|(a, b)| a | 0x20 == b | 0x20);
+    }
+    // Whole words, then the last eight bytes (overlapping the one before).
+    let mut at = 0;
+    while at + 8 < len {
+        if word(name, at) != word(lit, at) {
+            return false;
+        }
+        at += 8;
+    }
+    word(name, len - 8) == word(lit, len - 8)
 }
 
 fn is_default_ns_header(h: &CpimHeader, name: &[u8]) -> bool {
@@ -1273,9 +1325,13 @@ pub fn escape(v: &[u8]) -> Cow<'_, [u8]> {
 /// of the content (errata 3013 layout).
 #[inline]
 fn looks_mime(full_name: &[u8]) -> bool {
+    // One compare of the eight bytes as a word: setting bit 5 of the first seven lowers an
+    // upper-case letter and makes no other byte a lower-case one; the `-` is compared as is
+    // (bit 5 set would also make CR one).
+    const FOLD: u64 = 0x0020_2020_2020_2020;
     full_name
-        .get(..8)
-        .is_some_and(|p| p.eq_ignore_ascii_case(b"Content-"))
+        .first_chunk::<8>()
+        .is_some_and(|p| u64::from_le_bytes(*p) | FOLD == u64::from_le_bytes(*b"content-"))
 }
 
 /// The line at `start` when it is a CPIM header of the usual shape, read in one pass: NAMECHARs
@@ -2042,6 +2098,48 @@ Hello World\r\n";
         ] {
             assert_eq!(usual_reading(line), None, "{line:?}");
         }
+    }
+
+    #[test]
+    fn same_name_is_same_ci_for_names() {
+        // Names of letters of both cases, digits and `-` near the literals the reader
+        // compares with (case flipped, cut, longer, a byte changed): the folded compare is
+        // the case-blind one.
+        let lits: [&[u8]; 4] = [
+            b"Content-Type",
+            b"Message-ID",
+            b"Disposition-Notification",
+            b"NS",
+        ];
+        let alphabet = b"aAzZ09-mM";
+        for lit in lits {
+            for n in 0..2000usize {
+                // The literal with some bytes changed or its case flipped, and other lengths.
+                let mut name = lit.to_vec();
+                let k = n % (lit.len() + 1);
+                match n / (lit.len() + 1) % 4 {
+                    0 => name
+                        .iter_mut()
+                        .for_each(|b| *b ^= 0x20 * u8::from(b.is_ascii_alphabetic())),
+                    1 => name.truncate(k),
+                    2 => name.push(alphabet[n % alphabet.len()]),
+                    _ => {
+                        if let Some(b) = name.get_mut(k) {
+                            *b = alphabet[n / 7 % alphabet.len()];
+                        }
+                    }
+                }
+                assert_eq!(same_name(&name, lit), same_ci(&name, lit), "{name:?}");
+            }
+        }
+        assert!(same_name(b"CONTENT-type", b"Content-Type"));
+        assert!(!same_name(b"Content-Typf", b"Content-Type"));
+        assert!(!same_name(
+            b"Disposition-Notificatiom",
+            b"Disposition-Notification"
+        ));
+        assert!(!same_name(b"Message-I", b"Message-ID"));
+        assert!(same_name(b"ns", b"NS"));
     }
 
     #[test]

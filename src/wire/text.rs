@@ -244,6 +244,43 @@ mod wide {
         alnum_dash_run => alnum_dash_run_in(hay: &[u8])
     }
 
+    /// [`super::LineMarks`] of 64 bytes: bit `i` set when byte `i` is below 14 (CR, LF and
+    /// NUL are; a tab, the one other byte there in a text line, is rare).
+    #[inline]
+    pub(super) fn low_marks(w: &[u8; 64]) -> u64 {
+        // SAFETY: this module is compiled only when the build enables SSE2 (as `entry!`
+        // says); the function reads only through safe slice accessors.
+        unsafe { low_marks_in(w) }
+    }
+
+    /// Bit `i` set when byte `i` of the 16 bytes of `hay` at `at` is not an ASCII letter,
+    /// digit or `-`; `None` when `hay` has fewer than 16 bytes there.
+    #[inline]
+    pub(super) fn not_name_block(hay: &[u8], at: usize) -> Option<u32> {
+        // SAFETY: as `low_marks`.
+        unsafe { not_name_block_in(hay, at) }
+    }
+
+    #[target_feature(enable = "sse2")]
+    #[inline]
+    fn low_marks_in(w: &[u8; 64]) -> u64 {
+        // Four blocks written out: constant shifts, no loop (the blocks are always there).
+        let low = |v: Option<__m128i>| v.map_or(0, |v| u64::from(mask(in_range_of(v, 0, 13))));
+        low(block(w, 0))
+            | low(block(w, 16)) << 16
+            | low(block(w, 32)) << 32
+            | low(block(w, 48)) << 48
+    }
+
+    #[target_feature(enable = "sse2")]
+    #[inline]
+    fn not_name_block_in(hay: &[u8], at: usize) -> Option<u32> {
+        let v = block(hay, at)?;
+        let alpha = in_range_of(_mm_or_si128(v, _mm_set1_epi8(0x20)), b'a', b'z');
+        let digit = in_range_of(v, b'0', b'9');
+        Some(!mask(_mm_or_si128(_mm_or_si128(alpha, digit), eq(v, b'-'))) & 0xffff)
+    }
+
     /// The 16 bytes of `hay` at `at`, when it has them.
     #[target_feature(enable = "sse2")]
     #[inline]
@@ -466,6 +503,148 @@ fn alnum_dash_run_words(hay: &[u8]) -> usize {
         .iter()
         .take_while(|b| b.is_ascii_alphanumeric() || **b == b'-')
         .count()
+}
+
+/// The high bits of `m` (one a byte) packed into its low byte, byte `i`'s as bit `i`: the
+/// multiplier moves bit `8i` to bit `56 + i`, and no two of its products land on one bit.
+#[inline]
+fn pack_high_bits(m: u64) -> u64 {
+    ((m >> 7) & LO).wrapping_mul(0x0102_0408_1020_4080) >> 56
+}
+
+/// [`LineMarks`] of 64 bytes a word at a time (the portable reading).
+#[cfg_attr(all(target_arch = "x86_64", target_feature = "sse2"), allow(dead_code))]
+#[inline]
+fn low_marks_words(w: &[u8; 64]) -> u64 {
+    let mut low = 0u64;
+    for (k, c) in w.chunks_exact(8).enumerate() {
+        let Ok(bytes) = <[u8; 8]>::try_from(c) else {
+            continue;
+        };
+        let x = u64::from_le_bytes(bytes);
+        // High bit of each byte below 14, exact per byte (as in `find_line_end_words`).
+        let below = !(((x & SEVEN) + LO * (0x80 - 14)) | x) & HI;
+        low |= pack_high_bits(below) << (8 * k);
+    }
+    low
+}
+
+/// Where the lines and the header names of a text end, as the CPIM reader asks for them line
+/// after line (RFC 3862 §3.1 lines, §3.2 names). The line ends are found in a window of 64
+/// bytes classified at once and kept (a line is ~30 bytes: each byte is read once, and most
+/// lines end in the window the line before left), instead of a search from each colon; a
+/// name's end from one 16-byte block at its start. The answers are those of [`find_line_end`]
+/// and [`alnum_dash_run`] for any position, in any order.
+pub struct LineMarks<'a> {
+    hay: &'a [u8],
+    /// The window: bytes `base..base + 64` (those past the end read as NUL).
+    base: usize,
+    /// Bit `i`: byte `base + i` is below 14 (CR, LF, NUL and a few others, checked after).
+    low: u64,
+}
+
+impl<'a> LineMarks<'a> {
+    /// The marks of `hay`, the window at its start.
+    #[inline]
+    pub fn new(hay: &'a [u8]) -> LineMarks<'a> {
+        let mut m = LineMarks {
+            hay,
+            base: 0,
+            low: 0,
+        };
+        m.load(0);
+        m
+    }
+
+    /// Move the window to hold `at` (`at` below the text's length): at `at`, or the last 64
+    /// bytes of the text when fewer are left (the bits below `at` are shifted out by the
+    /// search); a text shorter than 64 bytes reads as followed by NUL bytes, which the search
+    /// does not report.
+    #[inline]
+    fn load(&mut self, at: usize) {
+        let len = self.hay.len();
+        self.base = match len.checked_sub(64) {
+            Some(last) if at > last => last,
+            Some(_) => at,
+            None => 0,
+        };
+        let rest = self.hay.get(self.base..).unwrap_or_default();
+        self.low = match rest.first_chunk::<64>() {
+            Some(w) => low64(w),
+            None => {
+                let mut w = [0u8; 64];
+                if let Some(head) = w.get_mut(..rest.len()) {
+                    head.copy_from_slice(rest);
+                }
+                low64(&w)
+            }
+        };
+    }
+
+    /// [`find_line_end`] of the text from `from`, as a position in the text.
+    #[inline]
+    pub fn line_end(&mut self, from: usize) -> Option<usize> {
+        let mut at = from;
+        while at < self.hay.len() {
+            // Also far below the window (wraps): load it there.
+            let mut off = at.wrapping_sub(self.base);
+            if off >= 64 {
+                self.load(at);
+                off = at.wrapping_sub(self.base);
+                if off >= 64 {
+                    return None;
+                }
+            }
+            let bits = self.low >> off;
+            if bits == 0 {
+                at = self.base + 64;
+                continue;
+            }
+            let i = at + bits.trailing_zeros() as usize;
+            match self.hay.get(i) {
+                Some(b'\n' | b'\r' | 0) => return Some(i),
+                // Another byte below 14 (a tab): the line goes on.
+                Some(_) => at = i + 1,
+                None => return None,
+            }
+        }
+        None
+    }
+
+    /// `from` plus [`alnum_dash_run`] of the text from `from`: where a name of ASCII letters,
+    /// digits and `-` starting there ends (the text's length when it runs to the end).
+    #[inline(always)]
+    pub fn alnum_dash_end(&self, from: usize) -> usize {
+        // A name is usually shorter than 32 bytes (`Disposition-Notification` is 24): one or
+        // two blocks say where it ends (inlined in the reader's loop; the longer search, and
+        // the one near the end of the text, is a call).
+        #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+        match wide::not_name_block(self.hay, from) {
+            Some(m @ 1..) => return from + m.trailing_zeros() as usize,
+            Some(0) => {
+                if let Some(m @ 1..) = wide::not_name_block(self.hay, from.saturating_add(16)) {
+                    return from + 16 + m.trailing_zeros() as usize;
+                }
+            }
+            _ => {}
+        }
+        self.alnum_dash_end_far(from)
+    }
+
+    /// [`alnum_dash_end`](Self::alnum_dash_end) by [`alnum_dash_run`].
+    #[inline(never)]
+    fn alnum_dash_end_far(&self, from: usize) -> usize {
+        from + alnum_dash_run(self.hay.get(from..).unwrap_or_default())
+    }
+}
+
+/// The mask of [`LineMarks`] for 64 bytes.
+#[inline]
+fn low64(w: &[u8; 64]) -> u64 {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    return wide::low_marks(w);
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    low_marks_words(w)
 }
 
 /// The first byte of `hay` in `lo..=hi` (ASCII bounds, `lo >= 1`), a word at a time: one range
@@ -698,6 +877,97 @@ mod tests {
                 proptest::prop_assert_eq!(find_in_range_words(lo, hi, hay), want);
             }
         }
+    }
+
+    /// The mask of [`LineMarks`] byte by byte.
+    fn low_bytes(w: &[u8; 64]) -> u64 {
+        w.iter()
+            .enumerate()
+            .filter(|(_, b)| **b < 14)
+            .fold(0u64, |m, (i, _)| m | 1 << i)
+    }
+
+    /// Every answer of `m` for `hay` at the positions `froms` (in that order) is the one of
+    /// the two searches it stands for.
+    fn marks_answer_as_searches(hay: &[u8], froms: &[usize]) {
+        let mut m = LineMarks::new(hay);
+        for &from in froms {
+            let rest = hay.get(from..).unwrap_or_default();
+            assert_eq!(
+                m.alnum_dash_end(from),
+                from + alnum_dash_run(rest),
+                "name end from {from} in {hay:?}"
+            );
+            assert_eq!(
+                m.line_end(from),
+                memchr::memchr3(b'\n', b'\r', 0, rest).map(|i| from + i),
+                "line end from {from} in {hay:?}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        // The window of marks answers as the searches do, for positions asked in order (the
+        // CPIM reader's use) and in any order, and its masks are the bytes' classes in both
+        // readings (the vector one on x86_64 and the portable one).
+        #[test]
+        fn line_marks_are_the_searches(
+            hay in proptest::collection::vec(proptest::prop_oneof![
+                proptest::sample::select(b"\n\r\t\x00-.:/09@AZ[`az{ \x7f".to_vec()),
+                proptest::sample::select(vec![0x8a_u8, 0x8d, 0x80, 0xad, 0xb0, 0xc1, 0xe1, 0xff]),
+                proptest::num::u8::ANY,
+                proptest::strategy::Just(b'a'),
+            ], 0..300),
+            mut froms in proptest::collection::vec(0usize..320, 0..12),
+        ) {
+            marks_answer_as_searches(&hay, &froms);
+            froms.sort_unstable();
+            marks_answer_as_searches(&hay, &froms);
+            for w in hay.chunks(64) {
+                let mut block = [0u8; 64];
+                block[..w.len()].copy_from_slice(w);
+                proptest::prop_assert_eq!(low64(&block), low_bytes(&block));
+                proptest::prop_assert_eq!(low_marks_words(&block), low_bytes(&block));
+            }
+        }
+    }
+
+    #[test]
+    fn line_marks_at_the_edges() {
+        // Names and line ends at and across the 16-byte blocks and the 64-byte window, LF-only
+        // ends, a CR alone, bytes with the high bit set, a text shorter than a block, the end.
+        let mut long = b"imdn.Disposition-Notification: positive-delivery, display\r\n".to_vec();
+        long.extend_from_slice(b"Content-Type: text/plain\n\xe9\xff-\x80:\r x\n");
+        for hay in [
+            &long[..],
+            b"0123456789abcdef: sixteen\n",
+            b"0123456789abcde.f: x\rz\n",
+            &[b'a'; 64][..],
+            &[b'a'; 65][..],
+            &[b'a'; 63][..],
+            b"From: x\n\nbody",
+            b"a\xc3\xa9b: v\r",
+            b"x",
+            b"",
+        ] {
+            let all: Vec<usize> = (0..=hay.len() + 1).collect();
+            marks_answer_as_searches(hay, &all);
+            marks_answer_as_searches(hay, &[0, 64, 0, 16, 15, 63, 65, 1]);
+        }
+        let mut m = LineMarks::new(&long);
+        assert_eq!(m.alnum_dash_end(0), 4);
+        assert_eq!(
+            LineMarks::new(b"\t\t\t\t\t\t\t\ta\tb\x0b\x0c\rc").line_end(0),
+            Some(13)
+        );
+        assert_eq!(m.alnum_dash_end(5), 29);
+        assert_eq!(m.line_end(30), Some(57));
+        assert_eq!(m.alnum_dash_end(59), 71);
+        assert_eq!(m.line_end(72), Some(83));
+        assert_eq!(m.alnum_dash_end(84), 84);
+        assert_eq!(m.line_end(84), Some(89));
+        assert_eq!(pack_high_bits(HI), 0xff);
+        assert_eq!(pack_high_bits(0x8000_0000_0000_0080), 0x81);
     }
 
     #[test]
