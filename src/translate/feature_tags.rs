@@ -443,18 +443,7 @@ fn usual_contact<'v>(
             .unwrap_or_default()
             .iter()
             .any(|n| n.eq_ignore_ascii_case(tag));
-        // Services that share a tag (chat and pager: +g.oma.sip-im) write it once.
-        let again = written.iter().any(|w| {
-            mappings
-                .service(w)
-                .simple_feature_tag
-                .eq_ignore_ascii_case(tag)
-        });
-        if !kept && !again {
-            out.push(';');
-            out.push_str(tag);
-            written.push(s);
-        }
+        push_simple_tag(out, &mut written, s, kept, mappings);
     }
     // One contact: the value's services are its own.
     let parts = DeviceParts {
@@ -486,6 +475,31 @@ fn add_icsi_services<'v>(
         // The usual case: the contact's first ICSI list.
         None => *services = found,
         Some(_) => found.iter().for_each(|s| services.push(s)),
+    }
+}
+
+/// Append service `s`'s SIMPLE IM feature tag to a contact being rewritten, unless the contact
+/// `kept` it already or a service written before shares it (chat and pager share
+/// `+g.oma.sip-im`: written once, RFC 3840 §9).
+#[inline(always)]
+fn push_simple_tag(
+    out: &mut String,
+    written: &mut ServiceList,
+    s: Service,
+    kept: bool,
+    mappings: &Mappings,
+) {
+    let tag = &mappings.service(s).simple_feature_tag;
+    let again = written.iter().any(|w| {
+        mappings
+            .service(w)
+            .simple_feature_tag
+            .eq_ignore_ascii_case(tag)
+    });
+    if !kept && !again {
+        out.push(';');
+        out.push_str(tag);
+        written.push(s);
     }
 }
 
@@ -583,18 +597,7 @@ fn rewrite_general<'v>(
                     .iter()
                     .any(|n| n.eq_ignore_ascii_case(tag))
             };
-            // Services that share a tag (chat and pager: +g.oma.sip-im) write it once.
-            let again = written.iter().any(|w| {
-                mappings
-                    .service(w)
-                    .simple_feature_tag
-                    .eq_ignore_ascii_case(tag)
-            });
-            if !kept && !again {
-                out.push(';');
-                out.push_str(tag);
-                written.push(s);
-            }
+            push_simple_tag(out, &mut written, s, kept, mappings);
             all.push(s);
         }
         if sep.is_none() {
