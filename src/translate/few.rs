@@ -7,8 +7,9 @@
 //! reviewed and fuzzed; an enum of `[T; 1]` / `[T; 2]` arrays (safe) moved the whole list at
 //! every push (a table change is ~270 bytes), which cost what the allocations saved.
 
-/// Up to two items in place, more on the heap; reads as a slice, iterates like a `Vec`.
-pub type Few<T> = smallvec::SmallVec<[T; 2]>;
+/// Up to `N` items in place (two unless said), more on the heap; reads as a slice, iterates
+/// like a `Vec`.
+pub type Few<T, const N: usize = 2> = smallvec::SmallVec<[T; N]>;
 
 #[cfg(test)]
 mod tests {

@@ -44,6 +44,7 @@ use rsip::headers::UntypedHeader;
 
 use super::{Answer, WireError};
 
+pub(crate) use parse::is_token_char;
 pub use stream::{KeepAlive, SipFrame, SipStreamCodec, StreamError};
 
 /// Bounds on what one message may use. Every parse entry point takes one.

@@ -28,7 +28,7 @@ static TOKEN: [bool; 256] = {
 
 /// Is `b` a token character (RFC 3261 §25.1)?
 #[inline]
-pub(super) fn is_token_char(b: u8) -> bool {
+pub(crate) fn is_token_char(b: u8) -> bool {
     TOKEN.get(usize::from(b)).copied().unwrap_or(false)
 }
 
