@@ -965,6 +965,9 @@ fn summarize_usual<'a>(input: &'a [u8], limits: &Limits) -> Option<CpimSummaryRe
     }
     let mut ns: [NsDecl<'a>; USUAL_NS] = [(None, &[]); USUAL_NS];
     let mut ns_len = 0usize;
+    // Whether the declarations so far are RFC 5438 §6.1's one, `NS: imdn <urn:ietf:params:imdn>`
+    // as written: then a header prefixed `imdn.` is an IMDN one without a lookup ([`is_imdn`]).
+    let mut usual_ns = false;
     let mut message_id = None;
     let mut disposition = false;
     let mut headers = 0usize;
@@ -975,33 +978,26 @@ fn summarize_usual<'a>(input: &'a [u8], limits: &Limits) -> Option<CpimSummaryRe
     let mut marks = text::LineMarks::new(input);
     // CPIM message headers, up to the blank line or the first `Content-` header.
     loop {
-        let rest = input.get(pos..)?;
-        match rest {
-            [b'\n', ..] if headers > 0 => {
+        // The line's first eight bytes: the blank line and the known names in a compare or two.
+        let w = word_at(input, pos);
+        if headers > 0 {
+            if w & 0xff == u64::from(b'\n') {
                 pos += 1;
                 break;
             }
-            [b'\r', b'\n', ..] if headers > 0 => {
+            if w & 0xffff == CRLF {
                 pos += 2;
                 break;
             }
-            _ if headers >= limits.max_headers => return None,
-            _ => {}
         }
-        // The name as [`usual_header_line`] reads it, its NAMECHARs letters, digits and `-`
-        // (RFC 3862 §3.2), positions in `input`.
-        let run = marks.alnum_dash_end(pos);
-        let (dot, colon) = match input.get(run) {
-            Some(b':') => (None, run),
-            Some(b'.') => (Some(run), marks.alnum_dash_end(run + 1)),
-            _ => return None,
-        };
-        if colon == pos
-            || input.get(colon) != Some(&b':')
-            || dot.is_some_and(|d| d == pos || d + 1 == colon)
-        {
+        if headers >= limits.max_headers {
             return None;
         }
+        let name = match known_name(input, pos, w) {
+            Some(name) => name,
+            None => usual_name(&marks, input, pos)?,
+        };
+        let colon = pos + name.colon;
         // [`usual_value_end`]: no parameters, the first CR, LF or NUL after the colon (none
         // in the name) is CRLF or LF (§3.1).
         if input.get(colon + 1) == Some(&b';') {
@@ -1016,35 +1012,35 @@ fn summarize_usual<'a>(input: &'a [u8], limits: &Limits) -> Option<CpimSummaryRe
         if end - pos > limits.max_line_len {
             return None;
         }
-        let full = input.get(pos..colon)?;
-        if headers > 0 && looks_mime(full) {
+        if headers > 0 && matches!(name.role, Role::Mime | Role::ContentType) {
             // Errata 3013 layout: the content headers follow without a blank line.
             layout = Layout::Errata3013;
             break;
         }
-        let raw = input.get(colon + 1..end)?;
-        let (prefix, name) = match dot {
-            Some(d) => (Some(input.get(pos..d)?), input.get(d + 1..colon)?),
-            None => (None, full),
+        // What [`SummarySink::cpim_header`] keeps.
+        let raw = || input.get(colon + 1..end);
+        let imdn = |ns: &[NsDecl<'_>]| {
+            let prefix = name.dot.map(|d| input.get(pos..pos + d));
+            match prefix {
+                // The known `imdn.` prefix after the usual declaration.
+                Some(_) if usual_ns && name.known => Some(true),
+                Some(p) => Some(is_imdn(ns, Some(p?))),
+                None => Some(is_imdn(ns, None)),
+            }
         };
-        // What [`SummarySink::cpim_header`] keeps, by the name's length first.
-        match name.len() {
-            2 if prefix.is_none() && name.eq_ignore_ascii_case(b"NS") => {
+        match name.role {
+            Role::Ns => {
+                let decl = text::trim_ws(raw()?);
+                usual_ns = ns_len == 0 && decl == IMDN_NS_DECL;
                 let slot = ns.get_mut(ns_len)?;
-                *slot = parse_ns_raw(text::trim_ws(raw))?;
+                *slot = parse_ns_raw(decl)?;
                 ns_len += 1;
             }
-            10 if message_id.is_none()
-                && same_name(name, b"Message-ID")
-                && is_imdn(ns.get(..ns_len)?, prefix) =>
-            {
-                message_id = Some(text::trim_ws(raw));
+            Role::MessageId if message_id.is_none() && imdn(ns.get(..ns_len)?)? => {
+                message_id = Some(text::trim_ws(raw()?));
             }
-            24 if !disposition
-                && same_name(name, b"Disposition-Notification")
-                && is_imdn(ns.get(..ns_len)?, prefix) =>
-            {
-                disposition = asks_disposition(text::trim_ws(raw));
+            Role::Disposition if !disposition && imdn(ns.get(..ns_len)?)? => {
+                disposition = asks_disposition(text::trim_ws(raw()?));
             }
             _ => {}
         }
@@ -1056,19 +1052,37 @@ fn summarize_usual<'a>(input: &'a [u8], limits: &Limits) -> Option<CpimSummaryRe
     let mut has_content_type = false;
     let mut count = headers;
     let body = loop {
-        let rest = input.get(pos..)?;
-        match rest {
-            [] => break input.len(),
-            [b'\n', ..] => break pos + 1,
-            [b'\r', b'\n', ..] => break pos + 2,
-            _ if count >= limits.max_headers => return None,
-            _ => {}
+        let w = word_at(input, pos);
+        if w & 0xff == u64::from(b'\n') {
+            break pos + 1;
         }
-        // [`usual_content_line`] of a name of letters, digits and `-`, positions in `input`.
-        let colon = marks.alnum_dash_end(pos);
-        if colon == pos || input.get(colon) != Some(&b':') {
+        if w & 0xffff == CRLF {
+            break pos + 2;
+        }
+        if pos >= input.len() {
+            break input.len();
+        }
+        if count >= limits.max_headers {
             return None;
         }
+        // [`usual_content_line`] of a name of letters, digits and `-`.
+        let (colon, is_type) = match known_name(input, pos, w) {
+            Some(NameAt {
+                dot: None,
+                colon,
+                role,
+                ..
+            }) => (pos + colon, role == Role::ContentType),
+            Some(_) => return None,
+            None => {
+                let colon = marks.alnum_dash_end(pos);
+                if colon == pos || input.get(colon) != Some(&b':') {
+                    return None;
+                }
+                let name = input.get(pos..colon)?;
+                (colon, same_name(name, b"Content-Type"))
+            }
+        };
         // The line ends at the first LF (a CR or NUL before it is part of the value): the
         // first CR, LF or NUL is usually it or the CR of CRLF.
         let first = marks.line_end(colon + 1)?;
@@ -1082,7 +1096,7 @@ fn summarize_usual<'a>(input: &'a [u8], limits: &Limits) -> Option<CpimSummaryRe
         if colon + 1 + raw.len() - pos > limits.max_line_len {
             return None;
         }
-        if colon - pos == 12 && same_name(rest.get(..12)?, b"Content-Type") {
+        if is_type {
             has_content_type = true;
             if content_type.is_none() {
                 content_type = Some(text::trim_ws(raw));
@@ -1100,6 +1114,163 @@ fn summarize_usual<'a>(input: &'a [u8], limits: &Limits) -> Option<CpimSummaryRe
         disposition_requested: disposition,
         body: input.get(body..)?,
         layout,
+    })
+}
+
+/// CRLF as the low half of a little-endian word.
+const CRLF: u64 = 0x0a0d;
+
+/// The eight bytes of `input` at `at` as a little-endian word, zeros past its end (no name,
+/// line end or blank line the readers compare with has a NUL).
+#[inline(always)]
+fn word_at(input: &[u8], at: usize) -> u64 {
+    let rest = input.get(at..).unwrap_or_default();
+    match rest.first_chunk::<8>() {
+        Some(w) => u64::from_le_bytes(*w),
+        None => {
+            let mut w = [0u8; 8];
+            if let Some(head) = w.get_mut(..rest.len()) {
+                head.copy_from_slice(rest);
+            }
+            u64::from_le_bytes(w)
+        }
+    }
+}
+
+/// What [`summarize_usual`] does with a header.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Nothing kept.
+    Other,
+    /// `NS` without a prefix (RFC 3862 §3.3.6).
+    Ns,
+    /// `Message-ID`, kept when in the IMDN namespace (RFC 5438 §6.3).
+    MessageId,
+    /// `Disposition-Notification` (RFC 5438 §6.2), likewise.
+    Disposition,
+    /// `Content-*` without a prefix: a content header in the CPIM headers (errata 3013).
+    Mime,
+    /// `Content-Type`: a [`Role::Mime`] the content headers keep.
+    ContentType,
+}
+
+/// A header name at the start of a line as [`summarize_usual`] reads it: where its `.` (when
+/// it has a prefix) and its `:` are, from the line's start.
+#[derive(Clone, Copy)]
+struct NameAt {
+    dot: Option<usize>,
+    colon: usize,
+    role: Role,
+    /// Spelled as the RFCs do ([`known_name`]): the prefix, if any, is `imdn`.
+    known: bool,
+}
+
+/// A word of up to eight ASCII bytes, little-endian, zero padded, and the mask of its bytes.
+const fn lit(s: &[u8]) -> (u64, u64) {
+    let (mut word, mut mask, mut shift) = (0u64, 0u64, 0u32);
+    let mut rest = s;
+    while let [b, tail @ ..] = rest {
+        if shift < 64 {
+            word |= (*b as u64) << shift;
+            mask |= 0xff << shift;
+        }
+        shift += 8;
+        rest = tail;
+    }
+    (word, mask)
+}
+
+/// Whether the bytes of `input` at `at` start with `l` (a [`lit`]).
+#[inline(always)]
+fn word_is(input: &[u8], at: usize, l: (u64, u64)) -> bool {
+    word_at(input, at) & l.1 == l.0
+}
+
+/// The names of the usual messages spelled as RFC 3862 §3.3, RFC 5438 §6 and RFC 2045 write
+/// them, found by their first eight bytes (`w`) and a compare or two after: no name scan, no
+/// case-blind compare. `None` for any other name ([`usual_name`] reads it): the same reading.
+#[inline(always)]
+fn known_name(input: &[u8], pos: usize, w: u64) -> Option<NameAt> {
+    const FROM: (u64, u64) = lit(b"From:");
+    const TO: (u64, u64) = lit(b"To:");
+    const NS: (u64, u64) = lit(b"NS:");
+    const DATE: (u64, u64) = lit(b"DateTime");
+    const IMDN_MES: (u64, u64) = lit(b"imdn.Mes");
+    const IMDN_DIS: (u64, u64) = lit(b"imdn.Dis");
+    const CONTENT: (u64, u64) = lit(b"Content-");
+    let name = |colon, dot, role| {
+        Some(NameAt {
+            dot,
+            colon,
+            role,
+            known: true,
+        })
+    };
+    // The first two bytes pick the one candidate.
+    match (w & 0xffff) as u16 {
+        0x7246 /* Fr */ if w & FROM.1 == FROM.0 => name(4, None, Role::Other),
+        0x6f54 /* To */ if w & TO.1 == TO.0 => name(2, None, Role::Other),
+        0x534e /* NS */ if w & NS.1 == NS.0 => name(2, None, Role::Ns),
+        0x6144 /* Da */ if w == DATE.0 && input.get(pos + 8) == Some(&b':') => {
+            name(8, None, Role::Other)
+        }
+        0x6d69 /* im */ if w == IMDN_MES.0 && word_is(input, pos + 8, lit(b"sage-ID:")) => {
+            name(15, Some(4), Role::MessageId)
+        }
+        0x6d69 /* im */
+            if w == IMDN_DIS.0
+                && word_is(input, pos + 8, lit(b"position"))
+                && word_is(input, pos + 16, lit(b"-Notific"))
+                && word_is(input, pos + 24, lit(b"ation:")) =>
+        {
+            name(29, Some(4), Role::Disposition)
+        }
+        0x6f43 /* Co */ if w == CONTENT.0 => {
+            if word_is(input, pos + 8, lit(b"Type:")) {
+                name(12, None, Role::ContentType)
+            } else if word_is(input, pos + 8, lit(b"Length:")) {
+                name(14, None, Role::Mime)
+            } else {
+                None
+            }
+        }
+        _ => None,
+    }
+}
+
+/// The name at `pos` as [`usual_header_line`] reads it, its NAMECHARs letters, digits and `-`
+/// (RFC 3862 §3.2), at most one `.`, then `:`; `None` for any other.
+#[inline]
+fn usual_name(marks: &text::LineMarks<'_>, input: &[u8], pos: usize) -> Option<NameAt> {
+    let run = marks.alnum_dash_end(pos);
+    let (dot, colon) = match input.get(run) {
+        Some(b':') => (None, run),
+        Some(b'.') => (Some(run), marks.alnum_dash_end(run + 1)),
+        _ => return None,
+    };
+    if colon == pos
+        || input.get(colon) != Some(&b':')
+        || dot.is_some_and(|d| d == pos || d + 1 == colon)
+    {
+        return None;
+    }
+    let full = input.get(pos..colon)?;
+    let (prefix, name) = match dot {
+        Some(d) => (Some(input.get(pos..d)?), input.get(d + 1..colon)?),
+        None => (None, full),
+    };
+    let role = match name.len() {
+        _ if looks_mime(full) => Role::Mime,
+        2 if prefix.is_none() && name.eq_ignore_ascii_case(b"NS") => Role::Ns,
+        10 if same_name(name, b"Message-ID") => Role::MessageId,
+        24 if same_name(name, b"Disposition-Notification") => Role::Disposition,
+        _ => Role::Other,
+    };
+    Some(NameAt {
+        dot: dot.map(|d| d - pos),
+        colon: colon - pos,
+        role,
+        known: false,
     })
 }
 
