@@ -958,7 +958,9 @@ const USUAL_NS: usize = 4;
 /// (errata 3013 layout), then unfolded content header lines whose names are letters, digits
 /// and `-`; CRLF or LF ends; within `limits`. `None` for any other body and for every body the
 /// general reader refuses: the caller reads it the general way ([`scan`]), which gives the
-/// same summary for the bodies read here (proptest `usual_summary_is_the_general_one`).
+/// same summary for the bodies read here (proptests `usual_summary_is_the_general_one` and
+/// `near_usual_bodies_read_as_the_general_reader`). Names spelled as the RFCs do are found by
+/// their first bytes ([`known_name`]), any other by a scan ([`usual_name`]).
 fn summarize_usual<'a>(input: &'a [u8], limits: &Limits) -> Option<CpimSummaryRef<'a>> {
     if input.len() > limits.max_size {
         return None;
@@ -978,14 +980,14 @@ fn summarize_usual<'a>(input: &'a [u8], limits: &Limits) -> Option<CpimSummaryRe
     let mut marks = text::LineMarks::new(input);
     // CPIM message headers, up to the blank line or the first `Content-` header.
     loop {
-        // The line's first eight bytes: the blank line and the known names in a compare or two.
+        // The line's first sixteen bytes: the blank line and the known names in a compare or two.
         let w = word_at(input, pos);
         if headers > 0 {
-            if w & 0xff == u64::from(b'\n') {
+            if w as u8 == b'\n' {
                 pos += 1;
                 break;
             }
-            if w & 0xffff == CRLF {
+            if w as u16 == CRLF {
                 pos += 2;
                 break;
             }
@@ -1018,29 +1020,33 @@ fn summarize_usual<'a>(input: &'a [u8], limits: &Limits) -> Option<CpimSummaryRe
             break;
         }
         // What [`SummarySink::cpim_header`] keeps.
-        let raw = || input.get(colon + 1..end);
-        let imdn = |ns: &[NsDecl<'_>]| {
-            let prefix = name.dot.map(|d| input.get(pos..pos + d));
-            match prefix {
-                // The known `imdn.` prefix after the usual declaration.
-                Some(_) if usual_ns && name.known => Some(true),
-                Some(p) => Some(is_imdn(ns, Some(p?))),
-                None => Some(is_imdn(ns, None)),
-            }
-        };
         match name.role {
             Role::Ns => {
-                let decl = text::trim_ws(raw()?);
+                let decl = text::trim_ws(input.get(colon + 1..end)?);
                 usual_ns = ns_len == 0 && decl == IMDN_NS_DECL;
                 let slot = ns.get_mut(ns_len)?;
                 *slot = parse_ns_raw(decl)?;
                 ns_len += 1;
             }
-            Role::MessageId if message_id.is_none() && imdn(ns.get(..ns_len)?)? => {
-                message_id = Some(text::trim_ws(raw()?));
-            }
-            Role::Disposition if !disposition && imdn(ns.get(..ns_len)?)? => {
-                disposition = asks_disposition(text::trim_ws(raw()?));
+            Role::MessageId | Role::Disposition => {
+                // The known `imdn.` prefix after the usual declaration needs no lookup.
+                let imdn = (usual_ns && name.known) || {
+                    let prefix = match name.dot {
+                        Some(d) => Some(input.get(pos..pos + d)?),
+                        None => None,
+                    };
+                    is_imdn(ns.get(..ns_len)?, prefix)
+                };
+                if imdn {
+                    let value = input.get(colon + 1..end)?;
+                    if name.role == Role::MessageId {
+                        if message_id.is_none() {
+                            message_id = Some(text::trim_ws(value));
+                        }
+                    } else if !disposition {
+                        disposition = asks_disposition(text::trim_ws(value));
+                    }
+                }
             }
             _ => {}
         }
@@ -1053,10 +1059,10 @@ fn summarize_usual<'a>(input: &'a [u8], limits: &Limits) -> Option<CpimSummaryRe
     let mut count = headers;
     let body = loop {
         let w = word_at(input, pos);
-        if w & 0xff == u64::from(b'\n') {
+        if w as u8 == b'\n' {
             break pos + 1;
         }
-        if w & 0xffff == CRLF {
+        if w as u16 == CRLF {
             break pos + 2;
         }
         if pos >= input.len() {
@@ -1117,28 +1123,28 @@ fn summarize_usual<'a>(input: &'a [u8], limits: &Limits) -> Option<CpimSummaryRe
     })
 }
 
-/// CRLF as the low half of a little-endian word.
-const CRLF: u64 = 0x0a0d;
+/// CRLF as the low bytes of a little-endian word.
+const CRLF: u16 = 0x0a0d;
 
-/// The eight bytes of `input` at `at` as a little-endian word, zeros past its end (no name,
-/// line end or blank line the readers compare with has a NUL).
+/// The sixteen bytes of `input` at `at` as a little-endian word, zeros past its end (no
+/// name, line end or blank line the readers compare with has a NUL).
 #[inline(always)]
-fn word_at(input: &[u8], at: usize) -> u64 {
+fn word_at(input: &[u8], at: usize) -> u128 {
     let rest = input.get(at..).unwrap_or_default();
-    match rest.first_chunk::<8>() {
-        Some(w) => u64::from_le_bytes(*w),
+    match rest.first_chunk::<16>() {
+        Some(w) => u128::from_le_bytes(*w),
         None => {
-            let mut w = [0u8; 8];
+            let mut w = [0u8; 16];
             if let Some(head) = w.get_mut(..rest.len()) {
                 head.copy_from_slice(rest);
             }
-            u64::from_le_bytes(w)
+            u128::from_le_bytes(w)
         }
     }
 }
 
 /// What [`summarize_usual`] does with a header.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
     /// Nothing kept.
     Other,
@@ -1165,13 +1171,14 @@ struct NameAt {
     known: bool,
 }
 
-/// A word of up to eight ASCII bytes, little-endian, zero padded, and the mask of its bytes.
-const fn lit(s: &[u8]) -> (u64, u64) {
-    let (mut word, mut mask, mut shift) = (0u64, 0u64, 0u32);
+/// A word of up to sixteen ASCII bytes, little-endian, zero padded, and the mask of its
+/// bytes.
+const fn lit(s: &[u8]) -> (u128, u128) {
+    let (mut word, mut mask, mut shift) = (0u128, 0u128, 0u32);
     let mut rest = s;
     while let [b, tail @ ..] = rest {
-        if shift < 64 {
-            word |= (*b as u64) << shift;
+        if shift < 128 {
+            word |= (*b as u128) << shift;
             mask |= 0xff << shift;
         }
         shift += 8;
@@ -1180,24 +1187,22 @@ const fn lit(s: &[u8]) -> (u64, u64) {
     (word, mask)
 }
 
-/// Whether the bytes of `input` at `at` start with `l` (a [`lit`]).
-#[inline(always)]
-fn word_is(input: &[u8], at: usize, l: (u64, u64)) -> bool {
-    word_at(input, at) & l.1 == l.0
-}
-
 /// The names of the usual messages spelled as RFC 3862 §3.3, RFC 5438 §6 and RFC 2045 write
-/// them, found by their first eight bytes (`w`) and a compare or two after: no name scan, no
-/// case-blind compare. `None` for any other name ([`usual_name`] reads it): the same reading.
+/// them, found by the first sixteen bytes of their line (`w`): no name scan, no case-blind
+/// compare. `None` for any other name ([`usual_name`] reads it): the same reading.
 #[inline(always)]
-fn known_name(input: &[u8], pos: usize, w: u64) -> Option<NameAt> {
-    const FROM: (u64, u64) = lit(b"From:");
-    const TO: (u64, u64) = lit(b"To:");
-    const NS: (u64, u64) = lit(b"NS:");
-    const DATE: (u64, u64) = lit(b"DateTime");
-    const IMDN_MES: (u64, u64) = lit(b"imdn.Mes");
-    const IMDN_DIS: (u64, u64) = lit(b"imdn.Dis");
-    const CONTENT: (u64, u64) = lit(b"Content-");
+fn known_name(input: &[u8], pos: usize, w: u128) -> Option<NameAt> {
+    const FROM: (u128, u128) = lit(b"From:");
+    const TO: (u128, u128) = lit(b"To:");
+    const NS: (u128, u128) = lit(b"NS:");
+    const DATE: (u128, u128) = lit(b"DateTime:");
+    const MESSAGE_ID: (u128, u128) = lit(b"imdn.Message-ID:");
+    const DISPOSITION: (u128, u128) = lit(b"imdn.Disposition");
+    // `imdn.Disposition-Notification:` from its byte 14.
+    const NOTIFICATION: (u128, u128) = lit(b"on-Notification:");
+    const CONTENT_TYPE: (u128, u128) = lit(b"Content-Type:");
+    const CONTENT_LENGTH: (u128, u128) = lit(b"Content-Length:");
+    let is = |l: (u128, u128)| w & l.1 == l.0;
     let name = |colon, dot, role| {
         Some(NameAt {
             dot,
@@ -1206,41 +1211,26 @@ fn known_name(input: &[u8], pos: usize, w: u64) -> Option<NameAt> {
             known: true,
         })
     };
-    // The first two bytes pick the one candidate.
-    match (w & 0xffff) as u16 {
-        0x7246 /* Fr */ if w & FROM.1 == FROM.0 => name(4, None, Role::Other),
-        0x6f54 /* To */ if w & TO.1 == TO.0 => name(2, None, Role::Other),
-        0x534e /* NS */ if w & NS.1 == NS.0 => name(2, None, Role::Ns),
-        0x6144 /* Da */ if w == DATE.0 && input.get(pos + 8) == Some(&b':') => {
-            name(8, None, Role::Other)
-        }
-        0x6d69 /* im */ if w == IMDN_MES.0 && word_is(input, pos + 8, lit(b"sage-ID:")) => {
-            name(15, Some(4), Role::MessageId)
-        }
-        0x6d69 /* im */
-            if w == IMDN_DIS.0
-                && word_is(input, pos + 8, lit(b"position"))
-                && word_is(input, pos + 16, lit(b"-Notific"))
-                && word_is(input, pos + 24, lit(b"ation:")) =>
-        {
+    // The first two bytes pick the candidates.
+    match w as u16 {
+        0x7246 /* Fr */ if is(FROM) => name(4, None, Role::Other),
+        0x6f54 /* To */ if is(TO) => name(2, None, Role::Other),
+        0x534e /* NS */ if is(NS) => name(2, None, Role::Ns),
+        0x6144 /* Da */ if is(DATE) => name(8, None, Role::Other),
+        0x6d69 /* im */ if is(MESSAGE_ID) => name(15, Some(4), Role::MessageId),
+        0x6d69 /* im */ if is(DISPOSITION) && word_at(input, pos + 14) == NOTIFICATION.0 => {
             name(29, Some(4), Role::Disposition)
         }
-        0x6f43 /* Co */ if w == CONTENT.0 => {
-            if word_is(input, pos + 8, lit(b"Type:")) {
-                name(12, None, Role::ContentType)
-            } else if word_is(input, pos + 8, lit(b"Length:")) {
-                name(14, None, Role::Mime)
-            } else {
-                None
-            }
-        }
+        0x6f43 /* Co */ if is(CONTENT_TYPE) => name(12, None, Role::ContentType),
+        0x6f43 /* Co */ if is(CONTENT_LENGTH) => name(14, None, Role::Mime),
         _ => None,
     }
 }
 
 /// The name at `pos` as [`usual_header_line`] reads it, its NAMECHARs letters, digits and `-`
-/// (RFC 3862 §3.2), at most one `.`, then `:`; `None` for any other.
-#[inline]
+/// (RFC 3862 §3.2), at most one `.`, then `:`; `None` for any other. Out of line: the usual
+/// names are [`known_name`]s, and the reader's loop keeps its registers.
+#[inline(never)]
 fn usual_name(marks: &text::LineMarks<'_>, input: &[u8], pos: usize) -> Option<NameAt> {
     let run = marks.alnum_dash_end(pos);
     let (dot, colon) = match input.get(run) {
@@ -2163,6 +2153,136 @@ Hello World\r\n";
             input.push_str(&body);
             usual_is_general(input.as_bytes(), &Limits::default());
             usual_is_general(input.as_bytes(), &SMALL);
+        }
+    }
+
+    /// The pager benchmark's CPIM headers (tests/vectors/sip/cpm-pager-message.txt).
+    const PAGER_HEADERS: [(&str, &str); 6] = [
+        ("From", "<sip:+15557654321@ims.example.net>"),
+        ("To", "<sip:+15551234567@ims.example.net>"),
+        ("DateTime", "2026-11-25T10:00:00.000Z"),
+        ("NS", "imdn <urn:ietf:params:imdn>"),
+        ("imdn.Message-ID", "Kn31x9Ab7Qz"),
+        (
+            "imdn.Disposition-Notification",
+            "positive-delivery, display",
+        ),
+    ];
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1024))]
+        // The pager body and bodies near it (headers reordered or left out, names in other
+        // cases, white space added, LF ends, long values, bytes that are not UTF-8): what
+        // `summarize_ref_with` reads (one pass or general) is the general reading, errors
+        // included, under the default limits and under limits the bodies cross.
+        #[test]
+        fn near_usual_bodies_read_as_the_general_reader(
+            order in proptest::strategy::Strategy::prop_shuffle(
+                proptest::strategy::Just((0..6usize).collect::<Vec<_>>()),
+            ),
+            keep in proptest::collection::vec(proptest::bool::weighted(0.9), 6),
+            case in proptest::collection::vec(0..3u8, 6),
+            space in proptest::collection::vec("( |\t| \t|)", 12),
+            lf in proptest::collection::vec(proptest::bool::weighted(0.3), 12),
+            long in proptest::collection::vec(proptest::prop_oneof![0..2usize, 0..90usize], 6),
+            content in "(Content-Type: text/plain;charset=UTF-8|content-type: t|CONTENT-TYPE:x|Content-Length: 27|Content-Type:;a t)",
+            blank in proptest::bool::weighted(0.9),
+            junk in proptest::option::weighted(
+                0.3,
+                (proptest::prelude::any::<usize>(), proptest::collection::vec(proptest::prelude::any::<u8>(), 1..4)),
+            ),
+        ) {
+            let mut input = Vec::new();
+            let mut line = 0usize;
+            let mut eol = |input: &mut Vec<u8>| {
+                let end: &[u8] = if lf.get(line) == Some(&true) { b"\n" } else { b"\r\n" };
+                input.extend_from_slice(end);
+                line += 1;
+            };
+            for &i in &order {
+                let (Some(&(name, value)), Some(true)) = (PAGER_HEADERS.get(i), keep.get(i).copied()) else {
+                    continue;
+                };
+                let name = match case.get(i) {
+                    Some(1) => name.to_ascii_lowercase(),
+                    Some(2) => name.to_ascii_uppercase(),
+                    _ => name.to_owned(),
+                };
+                input.extend_from_slice(name.as_bytes());
+                input.extend_from_slice(b": ");
+                input.extend_from_slice(space.get(i).map_or("", |s| s.as_str()).as_bytes());
+                input.extend_from_slice(value.as_bytes());
+                input.extend(std::iter::repeat_n(b'v', long.get(i).copied().unwrap_or(0)));
+                input.extend_from_slice(space.get(i + 6).map_or("", |s| s.as_str()).as_bytes());
+                eol(&mut input);
+            }
+            if blank {
+                eol(&mut input);
+            }
+            input.extend_from_slice(content.as_bytes());
+            eol(&mut input);
+            input.extend_from_slice(b"Content-Length: 27");
+            eol(&mut input);
+            eol(&mut input);
+            input.extend_from_slice(b"Hello from the CPM network!");
+            if let Some((at, bytes)) = junk {
+                let at = at % (input.len() + 1);
+                input.splice(at..at, bytes);
+            }
+            let medium = Limits { max_line_len: 60, max_headers: 8, ..Limits::default() };
+            for limits in [Limits::default(), SMALL, medium] {
+                let b = Bytes::from(input.clone());
+                let read = Cpim::summarize_ref_with(&b, &limits).map(|s| placed(&b, &s));
+                let general = Cpim::summarize_general(&b, &limits).map(|s| placed(&b, &s));
+                proptest::prop_assert_eq!(read, general, "{:?}", String::from_utf8_lossy(&input));
+            }
+        }
+    }
+
+    #[test]
+    fn known_names_are_the_usual_reading() {
+        let usual_role = |r| match r {
+            Role::ContentType => Role::Mime,
+            r => r,
+        };
+        for line in [
+            "From: x\r\n",
+            "To: x\r\n",
+            "DateTime: x\r\n",
+            "NS: x\r\n",
+            "NS:",
+            "imdn.Message-ID: x\r\n",
+            "imdn.Disposition-Notification: x\r\n",
+            "Content-Type: x\r\n",
+            "Content-Length: x\r\n",
+        ] {
+            let input = line.as_bytes();
+            let known = known_name(input, 0, word_at(input, 0)).expect(line);
+            let usual = usual_name(&text::LineMarks::new(input), input, 0).expect(line);
+            assert_eq!(
+                (known.dot, known.colon, usual_role(known.role)),
+                (usual.dot, usual.colon, usual.role),
+                "{line}"
+            );
+        }
+        for line in [
+            "From ",
+            "Fro",
+            "To",
+            "NS",
+            "DateTimes:",
+            "DateTime",
+            "imdn.Message-Id:",
+            "imdn.Disposition-Notificatio:",
+            "Content-Typ:",
+            "content-Type:",
+            "NS;",
+            "",
+        ] {
+            assert!(
+                known_name(line.as_bytes(), 0, word_at(line.as_bytes(), 0)).is_none(),
+                "{line}"
+            );
         }
     }
 
