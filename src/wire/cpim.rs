@@ -958,13 +958,18 @@ const USUAL_NS: usize = 4;
 /// (errata 3013 layout), then unfolded content header lines whose names are letters, digits
 /// and `-`; CRLF or LF ends; within `limits`. `None` for any other body and for every body the
 /// general reader refuses: the caller reads it the general way ([`scan`]), which gives the
-/// same summary for the bodies read here (proptest `usual_summary_is_the_general_one`).
+/// same summary for the bodies read here (proptests `usual_summary_is_the_general_one` and
+/// `near_usual_bodies_read_as_the_general_reader`). Names spelled as the RFCs do are found by
+/// their first bytes ([`known_name`]), any other by a scan ([`usual_name`]).
 fn summarize_usual<'a>(input: &'a [u8], limits: &Limits) -> Option<CpimSummaryRef<'a>> {
     if input.len() > limits.max_size {
         return None;
     }
     let mut ns: [NsDecl<'a>; USUAL_NS] = [(None, &[]); USUAL_NS];
     let mut ns_len = 0usize;
+    // Whether the declarations so far are RFC 5438 §6.1's one, `NS: imdn <urn:ietf:params:imdn>`
+    // as written: then a header prefixed `imdn.` is an IMDN one without a lookup ([`is_imdn`]).
+    let mut usual_ns = false;
     let mut message_id = None;
     let mut disposition = false;
     let mut headers = 0usize;
@@ -975,33 +980,26 @@ fn summarize_usual<'a>(input: &'a [u8], limits: &Limits) -> Option<CpimSummaryRe
     let mut marks = text::LineMarks::new(input);
     // CPIM message headers, up to the blank line or the first `Content-` header.
     loop {
-        let rest = input.get(pos..)?;
-        match rest {
-            [b'\n', ..] if headers > 0 => {
+        // The line's first sixteen bytes: the blank line and the known names in a compare or two.
+        let w = word_at(input, pos);
+        if headers > 0 {
+            if w as u8 == b'\n' {
                 pos += 1;
                 break;
             }
-            [b'\r', b'\n', ..] if headers > 0 => {
+            if w as u16 == CRLF {
                 pos += 2;
                 break;
             }
-            _ if headers >= limits.max_headers => return None,
-            _ => {}
         }
-        // The name as [`usual_header_line`] reads it, its NAMECHARs letters, digits and `-`
-        // (RFC 3862 §3.2), positions in `input`.
-        let run = marks.alnum_dash_end(pos);
-        let (dot, colon) = match input.get(run) {
-            Some(b':') => (None, run),
-            Some(b'.') => (Some(run), marks.alnum_dash_end(run + 1)),
-            _ => return None,
-        };
-        if colon == pos
-            || input.get(colon) != Some(&b':')
-            || dot.is_some_and(|d| d == pos || d + 1 == colon)
-        {
+        if headers >= limits.max_headers {
             return None;
         }
+        let name = match known_name(input, pos, w) {
+            Some(name) => name,
+            None => usual_name(&marks, input, pos)?,
+        };
+        let colon = pos + name.colon;
         // [`usual_value_end`]: no parameters, the first CR, LF or NUL after the colon (none
         // in the name) is CRLF or LF (§3.1).
         if input.get(colon + 1) == Some(&b';') {
@@ -1016,35 +1014,39 @@ fn summarize_usual<'a>(input: &'a [u8], limits: &Limits) -> Option<CpimSummaryRe
         if end - pos > limits.max_line_len {
             return None;
         }
-        let full = input.get(pos..colon)?;
-        if headers > 0 && looks_mime(full) {
+        if headers > 0 && matches!(name.role, Role::Mime | Role::ContentType) {
             // Errata 3013 layout: the content headers follow without a blank line.
             layout = Layout::Errata3013;
             break;
         }
-        let raw = input.get(colon + 1..end)?;
-        let (prefix, name) = match dot {
-            Some(d) => (Some(input.get(pos..d)?), input.get(d + 1..colon)?),
-            None => (None, full),
-        };
-        // What [`SummarySink::cpim_header`] keeps, by the name's length first.
-        match name.len() {
-            2 if prefix.is_none() && name.eq_ignore_ascii_case(b"NS") => {
+        // What [`SummarySink::cpim_header`] keeps.
+        match name.role {
+            Role::Ns => {
+                let decl = text::trim_ws(input.get(colon + 1..end)?);
+                usual_ns = ns_len == 0 && decl == IMDN_NS_DECL;
                 let slot = ns.get_mut(ns_len)?;
-                *slot = parse_ns_raw(text::trim_ws(raw))?;
+                *slot = parse_ns_raw(decl)?;
                 ns_len += 1;
             }
-            10 if message_id.is_none()
-                && same_name(name, b"Message-ID")
-                && is_imdn(ns.get(..ns_len)?, prefix) =>
-            {
-                message_id = Some(text::trim_ws(raw));
-            }
-            24 if !disposition
-                && same_name(name, b"Disposition-Notification")
-                && is_imdn(ns.get(..ns_len)?, prefix) =>
-            {
-                disposition = asks_disposition(text::trim_ws(raw));
+            Role::MessageId | Role::Disposition => {
+                // The known `imdn.` prefix after the usual declaration needs no lookup.
+                let imdn = (usual_ns && name.known) || {
+                    let prefix = match name.dot {
+                        Some(d) => Some(input.get(pos..pos + d)?),
+                        None => None,
+                    };
+                    is_imdn(ns.get(..ns_len)?, prefix)
+                };
+                if imdn {
+                    let value = input.get(colon + 1..end)?;
+                    if name.role == Role::MessageId {
+                        if message_id.is_none() {
+                            message_id = Some(text::trim_ws(value));
+                        }
+                    } else if !disposition {
+                        disposition = asks_disposition(text::trim_ws(value));
+                    }
+                }
             }
             _ => {}
         }
@@ -1056,19 +1058,37 @@ fn summarize_usual<'a>(input: &'a [u8], limits: &Limits) -> Option<CpimSummaryRe
     let mut has_content_type = false;
     let mut count = headers;
     let body = loop {
-        let rest = input.get(pos..)?;
-        match rest {
-            [] => break input.len(),
-            [b'\n', ..] => break pos + 1,
-            [b'\r', b'\n', ..] => break pos + 2,
-            _ if count >= limits.max_headers => return None,
-            _ => {}
+        let w = word_at(input, pos);
+        if w as u8 == b'\n' {
+            break pos + 1;
         }
-        // [`usual_content_line`] of a name of letters, digits and `-`, positions in `input`.
-        let colon = marks.alnum_dash_end(pos);
-        if colon == pos || input.get(colon) != Some(&b':') {
+        if w as u16 == CRLF {
+            break pos + 2;
+        }
+        if pos >= input.len() {
+            break input.len();
+        }
+        if count >= limits.max_headers {
             return None;
         }
+        // [`usual_content_line`] of a name of letters, digits and `-`.
+        let (colon, is_type) = match known_name(input, pos, w) {
+            Some(NameAt {
+                dot: None,
+                colon,
+                role,
+                ..
+            }) => (pos + colon, role == Role::ContentType),
+            Some(_) => return None,
+            None => {
+                let colon = marks.alnum_dash_end(pos);
+                if colon == pos || input.get(colon) != Some(&b':') {
+                    return None;
+                }
+                let name = input.get(pos..colon)?;
+                (colon, same_name(name, b"Content-Type"))
+            }
+        };
         // The line ends at the first LF (a CR or NUL before it is part of the value): the
         // first CR, LF or NUL is usually it or the CR of CRLF.
         let first = marks.line_end(colon + 1)?;
@@ -1082,7 +1102,7 @@ fn summarize_usual<'a>(input: &'a [u8], limits: &Limits) -> Option<CpimSummaryRe
         if colon + 1 + raw.len() - pos > limits.max_line_len {
             return None;
         }
-        if colon - pos == 12 && same_name(rest.get(..12)?, b"Content-Type") {
+        if is_type {
             has_content_type = true;
             if content_type.is_none() {
                 content_type = Some(text::trim_ws(raw));
@@ -1100,6 +1120,147 @@ fn summarize_usual<'a>(input: &'a [u8], limits: &Limits) -> Option<CpimSummaryRe
         disposition_requested: disposition,
         body: input.get(body..)?,
         layout,
+    })
+}
+
+/// CRLF as the low bytes of a little-endian word.
+const CRLF: u16 = 0x0a0d;
+
+/// The sixteen bytes of `input` at `at` as a little-endian word, zeros past its end (no
+/// name, line end or blank line the readers compare with has a NUL).
+#[inline(always)]
+fn word_at(input: &[u8], at: usize) -> u128 {
+    let rest = input.get(at..).unwrap_or_default();
+    match rest.first_chunk::<16>() {
+        Some(w) => u128::from_le_bytes(*w),
+        None => {
+            let mut w = [0u8; 16];
+            if let Some(head) = w.get_mut(..rest.len()) {
+                head.copy_from_slice(rest);
+            }
+            u128::from_le_bytes(w)
+        }
+    }
+}
+
+/// What [`summarize_usual`] does with a header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Nothing kept.
+    Other,
+    /// `NS` without a prefix (RFC 3862 §3.3.6).
+    Ns,
+    /// `Message-ID`, kept when in the IMDN namespace (RFC 5438 §6.3).
+    MessageId,
+    /// `Disposition-Notification` (RFC 5438 §6.2), likewise.
+    Disposition,
+    /// `Content-*` without a prefix: a content header in the CPIM headers (errata 3013).
+    Mime,
+    /// `Content-Type`: a [`Role::Mime`] the content headers keep.
+    ContentType,
+}
+
+/// A header name at the start of a line as [`summarize_usual`] reads it: where its `.` (when
+/// it has a prefix) and its `:` are, from the line's start.
+#[derive(Clone, Copy)]
+struct NameAt {
+    dot: Option<usize>,
+    colon: usize,
+    role: Role,
+    /// Spelled as the RFCs do ([`known_name`]): the prefix, if any, is `imdn`.
+    known: bool,
+}
+
+/// A word of up to sixteen ASCII bytes, little-endian, zero padded, and the mask of its
+/// bytes.
+const fn lit(s: &[u8]) -> (u128, u128) {
+    let (mut word, mut mask, mut shift) = (0u128, 0u128, 0u32);
+    let mut rest = s;
+    while let [b, tail @ ..] = rest {
+        if shift < 128 {
+            word |= (*b as u128) << shift;
+            mask |= 0xff << shift;
+        }
+        shift += 8;
+        rest = tail;
+    }
+    (word, mask)
+}
+
+/// The names of the usual messages spelled as RFC 3862 §3.3, RFC 5438 §6 and RFC 2045 write
+/// them, found by the first sixteen bytes of their line (`w`): no name scan, no case-blind
+/// compare. `None` for any other name ([`usual_name`] reads it): the same reading.
+#[inline(always)]
+fn known_name(input: &[u8], pos: usize, w: u128) -> Option<NameAt> {
+    const FROM: (u128, u128) = lit(b"From:");
+    const TO: (u128, u128) = lit(b"To:");
+    const NS: (u128, u128) = lit(b"NS:");
+    const DATE: (u128, u128) = lit(b"DateTime:");
+    const MESSAGE_ID: (u128, u128) = lit(b"imdn.Message-ID:");
+    const DISPOSITION: (u128, u128) = lit(b"imdn.Disposition");
+    // `imdn.Disposition-Notification:` from its byte 14.
+    const NOTIFICATION: (u128, u128) = lit(b"on-Notification:");
+    const CONTENT_TYPE: (u128, u128) = lit(b"Content-Type:");
+    const CONTENT_LENGTH: (u128, u128) = lit(b"Content-Length:");
+    let is = |l: (u128, u128)| w & l.1 == l.0;
+    let name = |colon, dot, role| {
+        Some(NameAt {
+            dot,
+            colon,
+            role,
+            known: true,
+        })
+    };
+    // The first two bytes pick the candidates.
+    match w as u16 {
+        0x7246 /* Fr */ if is(FROM) => name(4, None, Role::Other),
+        0x6f54 /* To */ if is(TO) => name(2, None, Role::Other),
+        0x534e /* NS */ if is(NS) => name(2, None, Role::Ns),
+        0x6144 /* Da */ if is(DATE) => name(8, None, Role::Other),
+        0x6d69 /* im */ if is(MESSAGE_ID) => name(15, Some(4), Role::MessageId),
+        0x6d69 /* im */ if is(DISPOSITION) && word_at(input, pos + 14) == NOTIFICATION.0 => {
+            name(29, Some(4), Role::Disposition)
+        }
+        0x6f43 /* Co */ if is(CONTENT_TYPE) => name(12, None, Role::ContentType),
+        0x6f43 /* Co */ if is(CONTENT_LENGTH) => name(14, None, Role::Mime),
+        _ => None,
+    }
+}
+
+/// The name at `pos` as [`usual_header_line`] reads it, its NAMECHARs letters, digits and `-`
+/// (RFC 3862 §3.2), at most one `.`, then `:`; `None` for any other. Out of line: the usual
+/// names are [`known_name`]s, and the reader's loop keeps its registers.
+#[inline(never)]
+fn usual_name(marks: &text::LineMarks<'_>, input: &[u8], pos: usize) -> Option<NameAt> {
+    let run = marks.alnum_dash_end(pos);
+    let (dot, colon) = match input.get(run) {
+        Some(b':') => (None, run),
+        Some(b'.') => (Some(run), marks.alnum_dash_end(run + 1)),
+        _ => return None,
+    };
+    if colon == pos
+        || input.get(colon) != Some(&b':')
+        || dot.is_some_and(|d| d == pos || d + 1 == colon)
+    {
+        return None;
+    }
+    let full = input.get(pos..colon)?;
+    let (prefix, name) = match dot {
+        Some(d) => (Some(input.get(pos..d)?), input.get(d + 1..colon)?),
+        None => (None, full),
+    };
+    let role = match name.len() {
+        _ if looks_mime(full) => Role::Mime,
+        2 if prefix.is_none() && name.eq_ignore_ascii_case(b"NS") => Role::Ns,
+        10 if same_name(name, b"Message-ID") => Role::MessageId,
+        24 if same_name(name, b"Disposition-Notification") => Role::Disposition,
+        _ => Role::Other,
+    };
+    Some(NameAt {
+        dot: dot.map(|d| d - pos),
+        colon: colon - pos,
+        role,
+        known: false,
     })
 }
 
@@ -1992,6 +2153,136 @@ Hello World\r\n";
             input.push_str(&body);
             usual_is_general(input.as_bytes(), &Limits::default());
             usual_is_general(input.as_bytes(), &SMALL);
+        }
+    }
+
+    /// The pager benchmark's CPIM headers (tests/vectors/sip/cpm-pager-message.txt).
+    const PAGER_HEADERS: [(&str, &str); 6] = [
+        ("From", "<sip:+15557654321@ims.example.net>"),
+        ("To", "<sip:+15551234567@ims.example.net>"),
+        ("DateTime", "2026-11-25T10:00:00.000Z"),
+        ("NS", "imdn <urn:ietf:params:imdn>"),
+        ("imdn.Message-ID", "Kn31x9Ab7Qz"),
+        (
+            "imdn.Disposition-Notification",
+            "positive-delivery, display",
+        ),
+    ];
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1024))]
+        // The pager body and bodies near it (headers reordered or left out, names in other
+        // cases, white space added, LF ends, long values, bytes that are not UTF-8): what
+        // `summarize_ref_with` reads (one pass or general) is the general reading, errors
+        // included, under the default limits and under limits the bodies cross.
+        #[test]
+        fn near_usual_bodies_read_as_the_general_reader(
+            order in proptest::strategy::Strategy::prop_shuffle(
+                proptest::strategy::Just((0..6usize).collect::<Vec<_>>()),
+            ),
+            keep in proptest::collection::vec(proptest::bool::weighted(0.9), 6),
+            case in proptest::collection::vec(0..3u8, 6),
+            space in proptest::collection::vec("( |\t| \t|)", 12),
+            lf in proptest::collection::vec(proptest::bool::weighted(0.3), 12),
+            long in proptest::collection::vec(proptest::prop_oneof![0..2usize, 0..90usize], 6),
+            content in "(Content-Type: text/plain;charset=UTF-8|content-type: t|CONTENT-TYPE:x|Content-Length: 27|Content-Type:;a t)",
+            blank in proptest::bool::weighted(0.9),
+            junk in proptest::option::weighted(
+                0.3,
+                (proptest::prelude::any::<usize>(), proptest::collection::vec(proptest::prelude::any::<u8>(), 1..4)),
+            ),
+        ) {
+            let mut input = Vec::new();
+            let mut line = 0usize;
+            let mut eol = |input: &mut Vec<u8>| {
+                let end: &[u8] = if lf.get(line) == Some(&true) { b"\n" } else { b"\r\n" };
+                input.extend_from_slice(end);
+                line += 1;
+            };
+            for &i in &order {
+                let (Some(&(name, value)), Some(true)) = (PAGER_HEADERS.get(i), keep.get(i).copied()) else {
+                    continue;
+                };
+                let name = match case.get(i) {
+                    Some(1) => name.to_ascii_lowercase(),
+                    Some(2) => name.to_ascii_uppercase(),
+                    _ => name.to_owned(),
+                };
+                input.extend_from_slice(name.as_bytes());
+                input.extend_from_slice(b": ");
+                input.extend_from_slice(space.get(i).map_or("", |s| s.as_str()).as_bytes());
+                input.extend_from_slice(value.as_bytes());
+                input.extend(std::iter::repeat_n(b'v', long.get(i).copied().unwrap_or(0)));
+                input.extend_from_slice(space.get(i + 6).map_or("", |s| s.as_str()).as_bytes());
+                eol(&mut input);
+            }
+            if blank {
+                eol(&mut input);
+            }
+            input.extend_from_slice(content.as_bytes());
+            eol(&mut input);
+            input.extend_from_slice(b"Content-Length: 27");
+            eol(&mut input);
+            eol(&mut input);
+            input.extend_from_slice(b"Hello from the CPM network!");
+            if let Some((at, bytes)) = junk {
+                let at = at % (input.len() + 1);
+                input.splice(at..at, bytes);
+            }
+            let medium = Limits { max_line_len: 60, max_headers: 8, ..Limits::default() };
+            for limits in [Limits::default(), SMALL, medium] {
+                let b = Bytes::from(input.clone());
+                let read = Cpim::summarize_ref_with(&b, &limits).map(|s| placed(&b, &s));
+                let general = Cpim::summarize_general(&b, &limits).map(|s| placed(&b, &s));
+                proptest::prop_assert_eq!(read, general, "{:?}", String::from_utf8_lossy(&input));
+            }
+        }
+    }
+
+    #[test]
+    fn known_names_are_the_usual_reading() {
+        let usual_role = |r| match r {
+            Role::ContentType => Role::Mime,
+            r => r,
+        };
+        for line in [
+            "From: x\r\n",
+            "To: x\r\n",
+            "DateTime: x\r\n",
+            "NS: x\r\n",
+            "NS:",
+            "imdn.Message-ID: x\r\n",
+            "imdn.Disposition-Notification: x\r\n",
+            "Content-Type: x\r\n",
+            "Content-Length: x\r\n",
+        ] {
+            let input = line.as_bytes();
+            let known = known_name(input, 0, word_at(input, 0)).expect(line);
+            let usual = usual_name(&text::LineMarks::new(input), input, 0).expect(line);
+            assert_eq!(
+                (known.dot, known.colon, usual_role(known.role)),
+                (usual.dot, usual.colon, usual.role),
+                "{line}"
+            );
+        }
+        for line in [
+            "From ",
+            "Fro",
+            "To",
+            "NS",
+            "DateTimes:",
+            "DateTime",
+            "imdn.Message-Id:",
+            "imdn.Disposition-Notificatio:",
+            "Content-Typ:",
+            "content-Type:",
+            "NS;",
+            "",
+        ] {
+            assert!(
+                known_name(line.as_bytes(), 0, word_at(line.as_bytes(), 0)).is_none(),
+                "{line}"
+            );
         }
     }
 
