@@ -437,6 +437,19 @@ fn validate_services(
                 ),
             ));
         }
+        // A P-Asserted-Service / P-Preferred-Service value is a list of Service-IDs separated by
+        // commas (RFC 6050 §4.1): an ICSI with a comma (RFC 8141 lets an NSS have one) could
+        // not be named in it.
+        if icsi.get_ref().contains(',') {
+            return Err(error_at(
+                src,
+                icsi.span().start,
+                format!(
+                    "{service}: cpm_icsi {:?} has a comma, which separates Service-IDs (RFC 6050 §4.1)",
+                    icsi.get_ref()
+                ),
+            ));
+        }
         // Two services with one ICSI could not be told apart (classification is by ICSI).
         if let Some((other, _)) = out
             .iter()
@@ -781,6 +794,18 @@ mod tests {
         assert_eq!(err.line, line);
         assert_eq!(err.column, 12);
         assert!(err.to_string().contains("pager: cpm_icsi"), "{err}");
+    }
+
+    #[test]
+    fn icsi_with_a_comma_is_refused() {
+        let services = file("services.toml").replace(
+            "\"urn:urn-7:3gpp-service.ims.icsi.oma.cpm.msg\"",
+            "\"urn:urn-7:3gpp-service.ims.icsi.oma.cpm.msg,x\"",
+        );
+        let err = load_with(&services, &file("headers.toml"), &file("content.toml")).unwrap_err();
+        assert_eq!(err.file, "services.toml");
+        assert!(err.to_string().contains("pager: cpm_icsi"), "{err}");
+        assert!(err.to_string().contains("RFC 6050"), "{err}");
     }
 
     #[test]

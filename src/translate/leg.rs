@@ -124,9 +124,13 @@ pub(crate) fn cpm_service_given(
     preferred: Option<&str>,
     mappings: &Mappings,
 ) -> Result<Option<Service>, TranslateError> {
-    let first_urn = asserted
-        .or(preferred)
-        .and_then(|v| split_ascii(v, b',').map(trim).find(|u| !u.is_empty()));
+    let first = asserted.or(preferred);
+    // The usual value: one ICSI as the mappings write it. No ICSI has a comma or white space
+    // (checked at load), so the value is its own first Service-ID: the list is not split.
+    if let Some(s) = first.and_then(|v| mappings.service_by_icsi(v)) {
+        return Ok(Some(s));
+    }
+    let first_urn = first.and_then(|v| split_ascii(v, b',').map(trim).find(|u| !u.is_empty()));
     match first_urn {
         Some(urn) => match mappings.service_by_icsi(urn) {
             Some(s) => Ok(Some(s)),
@@ -909,6 +913,34 @@ X-Other: 1\r\nContent-Length: 0\r\n\r\n"
                 };
                 assert_eq!(run(false), run(true), "{contacts:?} to {side:?}");
             }
+        }
+    }
+
+    proptest::proptest! {
+        /// The service read from the first P-Asserted-Service / P-Preferred-Service values (the
+        /// usual one-ICSI value at once) is the one `cpm_service` reads from the request.
+        #[test]
+        fn service_given_is_cpm_service(
+            pieces in proptest::collection::vec(proptest::sample::select(vec![
+                "urn:urn-7:3gpp-service.ims.icsi.oma.cpm.msg",
+                "URN:urn-7:3gpp-service.ims.icsi.oma.cpm.MSG",
+                "urn:urn-7:3gpp-service.ims.icsi.oma.cpm.session",
+                "urn:urn-7:3gpp-service.ims.icsi.oma.cpm.msg,x",
+                "urn:x:unknown", ",", " ", "\t", "",
+            ]), 0..4),
+            asserted in proptest::bool::ANY,
+        ) {
+            let mappings = Mappings::embedded().unwrap();
+            let value: String = pieces.concat();
+            let name = if asserted { P_ASSERTED_SERVICE } else { P_PREFERRED_SERVICE };
+            let msg = message(&format!("{name}: {value}\r\n"));
+            let first = msg.header(name);
+            let (a, p) = if asserted { (first, None) } else { (None, first) };
+            let show = |r: Result<Option<Service>, TranslateError>| r.map_err(|e| e.to_string());
+            proptest::prop_assert_eq!(
+                show(cpm_service_given(&msg, a, p, &mappings)),
+                show(cpm_service(&msg, &mappings))
+            );
         }
     }
 }
