@@ -137,18 +137,33 @@ const SEVEN: u64 = 0x7f7f_7f7f_7f7f_7f7f;
 /// To URI; `None` for any other, which [`aor_into`] reads in parts.
 #[inline]
 fn canonical_aor(uri: &str) -> Option<&str> {
-    let b = uri.as_bytes();
-    let skip = match b.get(..5) {
-        Some(b"sips:") => 5,
-        _ if b.starts_with(b"sip:") => 4,
-        _ => return None,
-    };
+    canonical_aor_in(uri, false)
+}
+
+/// [`canonical_aor`] of `text`, or when `angle` of the URI of `text` read as a `<URI>` value
+/// ([`uri_of`]): after its `<`, up to its first `>` as well, which then must follow a
+/// printable byte (what [`uri_of`] trims is left to it).
+#[inline(always)]
+fn canonical_aor_in(text: &str, angle: bool) -> Option<&str> {
+    let b = text.as_bytes();
+    let from = usize::from(angle);
+    if angle && b.first() != Some(&b'<') {
+        return None;
+    }
+    let uri = b.get(from..)?;
+    let skip = from
+        + match uri.get(..5) {
+            Some(b"sips:") => 5,
+            _ if uri.starts_with(b"sip:") => 4,
+            _ => return None,
+        };
     if b.len() < 8 {
         // Shorter than a word (`sip:a@b`): read in parts.
         return None;
     }
     let (mut host_at, mut upper) = (skip, false);
-    let mut end = b.len();
+    // Without `angle`, the URI ends with the text; with it, at a `>` (or the parameters).
+    let mut end = if angle { None } else { Some(b.len()) };
     // Every byte that matters is in `:`..=`Z` (`: ; < = > ? @` and the upper-case letters):
     // marked a word at a time (exact per byte: the additions stay within each byte's low
     // seven bits), the rest (digits, lower case, `.`, `+`, `-`) skipped.
@@ -161,7 +176,15 @@ fn canonical_aor(uri: &str) -> Option<&str> {
             let i = at + (marked.trailing_zeros() / 8) as usize;
             match b.get(i) {
                 Some(b';' | b'?') => {
-                    end = i;
+                    end = Some(i);
+                    break 'words;
+                }
+                Some(b'>') if angle => {
+                    // `uri_of` trims the URI: a printable byte before `>` is kept.
+                    if !b.get(i.wrapping_sub(1)).is_some_and(u8::is_ascii_graphic) {
+                        return None;
+                    }
+                    end = Some(i);
                     break 'words;
                 }
                 Some(b':') => return None,
@@ -176,10 +199,18 @@ fn canonical_aor(uri: &str) -> Option<&str> {
         }
         at += len;
     }
+    let end = end?;
     if upper || (host_at < end && b.get(host_at) == Some(&b'[')) {
         return None;
     }
-    uri.get(..end)
+    text.get(from..end)
+}
+
+/// The address of record of the URI of a From or To `value` ([`aor`] of [`uri_of`]) when it
+/// is the usual `<sip:user@host>` (no display name) and canonical already, read in one pass
+/// ([`canonical_aor_in`]: no search for the `>` first); `None` for any other.
+pub(crate) fn angle_aor(value: &str) -> Option<&str> {
+    canonical_aor_in(value, true)
 }
 
 /// `sip` or `sips`, ASCII case ignored (RFC 3261 §19.1.1).
@@ -499,6 +530,19 @@ mod tests {
             uri in "(sip|SIPS|sIp|tel|im|s|sipx|:|@|;|\\?|\\[|\\]|[a-zA-Z0-9.+-]|\u{e9}){0,16}",
         ) {
             proptest::prop_assert_eq!(aor(&uri), reference_aor(&uri));
+        }
+
+        // The address of record of a From / To value, read in one pass when it is the usual
+        // `<URI>`, is the one of its URI.
+        #[test]
+        fn angle_aor_is_the_aor_of_the_uri(
+            v in "(<|\"a\" <|<sip:|<sips:|<SIP:)(:|@|;|\\?|<|>|\\[|\\]| |\t|\u{a0}|\u{85}|[a-zA-Z0-9.+-]|\u{e9}){0,28}(>|>;tag=1| >|)",
+        ) {
+            if let Some(a) = angle_aor(&v) {
+                proptest::prop_assert_eq!(a, reference_aor(reference_uri_of(&v)));
+            }
+            let usual = format!("<sip:+{}@ims.example.net>;tag=1", v.len());
+            proptest::prop_assert_eq!(angle_aor(&usual), Some(&usual[1..usual.len() - 7]));
         }
 
         // The one-pass reading, when it answers, is the reference's address of record, and it

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use super::addr::{with_new_tag, without_tag, write_without_tag_of};
 use super::device::DeviceParts;
 use super::feature_tags;
-use super::params::{is_named, split_ascii, trim};
+use super::params::{split_ascii, trim};
 use super::state::{ConversationIds, ConversationKey, Side};
 use super::{Env, TranslateError};
 use crate::mapping::{HeaderRules, Mappings, Service};
@@ -369,42 +369,156 @@ pub(crate) enum Tracked {
     PreferredService,
 }
 
-/// The [`Role`] of a field named `name` (ASCII case ignored): its length picks the one or
-/// two names it can be (the [`LEG_HEADERS`] spelled out; a unit test holds them equal).
+/// A name [`role_of`] knows, as the words a name of its length is compared with
+/// ([`name_words`]): its bytes in lower case, and where they are ASCII letters (the bits
+/// `0x20` a name's byte gains there to compare it case-insensitively, RFC 3261 §7.3.1; other
+/// bytes compare exactly: `-` | `0x20` would let CR through).
+#[derive(Clone, Copy)]
+struct Known {
+    words: [u64; 4],
+    fold: [u64; 4],
+}
+
+impl Known {
+    /// Made at compile time (`const { Known::new(..) }`): no work at run time.
+    const fn new(name: &str) -> Known {
+        let b = name.as_bytes();
+        let mut lower = [0u8; 32];
+        let mut fold = [0u8; 32];
+        let mut i = 0;
+        while i < b.len() && i < 32 {
+            lower[i] = b[i].to_ascii_lowercase();
+            fold[i] = if b[i].is_ascii_alphabetic() { 0x20 } else { 0 };
+            i += 1;
+        }
+        let n = if b.len() < 32 { b.len() } else { 32 };
+        let (lower, fold) = (lower.split_at(n).0, fold.split_at(n).0);
+        Known {
+            words: name_words(lower),
+            fold: name_words(fold),
+        }
+    }
+
+    /// Whether a name of the same length, read as `w`, is this one (ASCII case ignored).
+    #[inline(always)]
+    fn is(&self, w: &[u64; 4]) -> bool {
+        let [a, b, c, d] = *w;
+        let [fa, fb, fc, fd] = self.fold;
+        let [ka, kb, kc, kd] = self.words;
+        ((a | fa) ^ ka) | ((b | fb) ^ kb) | ((c | fc) ^ kc) | ((d | fd) ^ kd) == 0
+    }
+}
+
+/// Eight bytes of `b` from `at` (little-endian), `0` past the end.
+#[inline(always)]
+const fn word_at(b: &[u8], at: usize) -> u64 {
+    match b.split_at_checked(at) {
+        Some((_, rest)) => match rest.first_chunk::<8>() {
+            Some(w) => u64::from_le_bytes(*w),
+            None => 0,
+        },
+        None => 0,
+    }
+}
+
+/// The bytes of a name of up to 32 as four words, every byte in at least one of them, at
+/// places that depend on its length alone (so that two names of one length compare word for
+/// word): under 8 bytes, two overlapping halves packed in the first word; up to 16, the first
+/// and last eight; longer, the first 24 and the last eight. Longer names: zeros.
+#[inline(always)]
+const fn name_words(b: &[u8]) -> [u64; 4] {
+    let n = b.len();
+    if n >= 8 {
+        let last = match b.last_chunk::<8>() {
+            Some(w) => u64::from_le_bytes(*w),
+            None => 0,
+        };
+        if n <= 16 {
+            return [word_at(b, 0), last, 0, 0];
+        }
+        if n <= 32 {
+            return [word_at(b, 0), word_at(b, 8), word_at(b, 16), last];
+        }
+        return [0; 4];
+    }
+    let packed = match (b.first_chunk::<4>(), b.last_chunk::<4>()) {
+        (Some(h), Some(t)) => u32::from_le_bytes(*h) as u64 | (u32::from_le_bytes(*t) as u64) << 32,
+        _ => match (b.first_chunk::<2>(), b.last_chunk::<2>()) {
+            (Some(h), Some(t)) => {
+                u16::from_le_bytes(*h) as u64 | (u16::from_le_bytes(*t) as u64) << 16
+            }
+            _ => match b.first() {
+                Some(c) => *c as u64,
+                None => 0,
+            },
+        },
+    };
+    [packed, 0, 0, 0]
+}
+
+/// The [`Role`] of a field named `name` (ASCII case ignored): its length picks the one to
+/// three names it can be (the [`LEG_HEADERS`] spelled out; a unit test holds them equal),
+/// each compared as words ([`Known`]: no byte loop, no call, whatever the case of `name`).
 /// Always inlined into the loops over the fields (a call a field cost more than the switch).
 #[inline(always)]
 pub(crate) fn role_of(name: &str) -> Role {
-    let is = |h: &str| is_named(name, h);
+    // The words read in each arm, where the length is a constant: no test of it left.
+    macro_rules! is {
+        ($name:expr) => {
+            const { Known::new($name) }.is(&name_words(name.as_bytes()))
+        };
+    }
     let leg = match name.len() {
-        2 if is("To") => return Role::To,
-        4 if is("From") => return Role::From,
-        7 if is("Contact") => return Role::Contact,
-        12 if is("Content-Type") => return Role::ContentType,
-        14 if is("Accept-Contact") => return Role::AcceptContact,
-        15 if is(CONVERSATION_ID) => return Role::Tracked(Tracked::ConversationId),
-        15 if is(CONTRIBUTION_ID) => return Role::Tracked(Tracked::ContributionId),
-        18 if is(P_ASSERTED_SERVICE) => return Role::Tracked(Tracked::AssertedService),
-        19 if is(P_PREFERRED_SERVICE) => return Role::Tracked(Tracked::PreferredService),
-        25 if is(IN_REPLY_TO_CONTRIBUTION_ID) => return Role::Tracked(Tracked::InReplyTo),
-        3 => is("Via"),
-        4 => is("CSeq") || is("Path"),
-        5 => is("Route"),
-        7 => is("Call-ID"),
-        12 => is("Max-Forwards") || is("Record-Route"),
-        13 => is("Service-Route") || is("Authorization"),
-        14 => is("Content-Length"),
-        17 => is("P-Charging-Vector"),
-        19 => is("Proxy-Authorization"),
-        20 => is("P-Visited-Network-ID"),
-        29 => is("P-Charging-Function-Addresses"),
+        2 if is!("To") => return Role::To,
+        4 if is!("From") => return Role::From,
+        7 if is!("Contact") => return Role::Contact,
+        12 if is!("Content-Type") => return Role::ContentType,
+        14 if is!("Accept-Contact") => return Role::AcceptContact,
+        15 if is!(CONVERSATION_ID) => return Role::Tracked(Tracked::ConversationId),
+        15 if is!(CONTRIBUTION_ID) => return Role::Tracked(Tracked::ContributionId),
+        18 if is!(P_ASSERTED_SERVICE) => return Role::Tracked(Tracked::AssertedService),
+        19 if is!(P_PREFERRED_SERVICE) => return Role::Tracked(Tracked::PreferredService),
+        25 if is!(IN_REPLY_TO_CONTRIBUTION_ID) => return Role::Tracked(Tracked::InReplyTo),
+        3 => is!("Via"),
+        4 => is!("CSeq") || is!("Path"),
+        5 => is!("Route"),
+        7 => is!("Call-ID"),
+        12 => is!("Max-Forwards") || is!("Record-Route"),
+        13 => is!("Service-Route") || is!("Authorization"),
+        14 => is!("Content-Length"),
+        17 => is!("P-Charging-Vector"),
+        19 => is!("Proxy-Authorization"),
+        20 => is!("P-Visited-Network-ID"),
+        29 => is!("P-Charging-Function-Addresses"),
         _ => false,
     };
     if leg { Role::Leg } else { Role::EndToEnd }
 }
 
+/// Bit of a [`Role`] that names one field (Contact, Accept-Contact, a tracked one) in
+/// [`LegFields`]'s set of dropped ones; `0` for the others.
+#[inline(always)]
+const fn role_bit(role: Role) -> u8 {
+    match role {
+        Role::Contact => 1,
+        Role::AcceptContact => 2,
+        Role::Tracked(t) => 4 << t as u8,
+        _ => 0,
+    }
+}
+
 /// Bit `n` set when a name the rules drop is `n` bytes long (`63`: that long or longer).
 fn length_mask(names: &[String]) -> u64 {
     names.iter().fold(0u64, |m, n| m | 1 << n.len().min(63))
+}
+
+/// The [`role_bit`]s of the names the rules drop: a field whose name has one is dropped when
+/// its bit is set (two names are equal, ASCII case ignored, only when their roles are), no
+/// name compared. Made when a field first needs it (most requests none).
+#[cold]
+#[inline(never)]
+fn dropped_roles(names: &[String]) -> u8 {
+    names.iter().fold(0, |m, n| m | role_bit(role_of(n)))
 }
 
 /// The fields of an incoming request as [`new_leg_rewritten`] reads them, each by its
@@ -432,6 +546,8 @@ pub(crate) struct LegFields<'a> {
     index: usize,
     /// Bit `n` set when a name the rules drop is `n` bytes long.
     dropped: u64,
+    /// The [`role_bit`]s of the names the rules drop, once a field needed them.
+    dropped_roles: Option<u8>,
 }
 
 /// The indices of the bits set in `mask`, lowest first.
@@ -459,6 +575,7 @@ impl<'a> LegFields<'a> {
             values_len: 0,
             index: 0,
             dropped: length_mask(&rules.drop),
+            dropped_roles: None,
         }
     }
 
@@ -471,12 +588,11 @@ impl<'a> LegFields<'a> {
         // Past the 64th field the bits wrap: the fields are then read field by field.
         let bit = 1u64 << (self.index & 63);
         self.index += 1;
-        let drops = |name: &str| self.dropped & (1 << name.len().min(63)) != 0 && rules.drops(name);
         match role {
             Role::From => self.from = self.from.or(Some(f.value())),
             Role::To => self.to = self.to.or(Some(f.value())),
             Role::Leg | Role::ContentType => {}
-            _ if drops(name) => {}
+            _ if self.drops(role, name, rules) => {}
             Role::EndToEnd | Role::Tracked(_) => {
                 self.copies |= bit;
                 self.n_copies += 1;
@@ -492,6 +608,23 @@ impl<'a> LegFields<'a> {
                 self.values_len += f.value().len();
             }
         }
+    }
+
+    /// Whether the rules drop the field named `name`, whose role is `role`: a name of a length
+    /// they drop is looked up, or for a name with a [`role_bit`] its role tested.
+    #[inline(always)]
+    fn drops(&mut self, role: Role, name: &str, rules: &HeaderRules) -> bool {
+        self.dropped & (1 << name.len().min(63)) != 0
+            && match role_bit(role) {
+                0 => rules.drops(name),
+                bit => {
+                    *self
+                        .dropped_roles
+                        .get_or_insert_with(|| dropped_roles(&rules.drop))
+                        & bit
+                        != 0
+                }
+            }
     }
 
     /// More Contacts, Accept-Contacts or copies than [`new_leg_rewritten`] has room for, or
@@ -941,6 +1074,134 @@ X-Other: 1\r\nContent-Length: 0\r\n\r\n"
                 show(cpm_service_given(&msg, a, p, &mappings)),
                 show(cpm_service(&msg, &mappings))
             );
+        }
+    }
+
+    /// [`role_of`] as it was (a length switch, then `is_named`), kept as the reference.
+    fn reference_role_of(name: &str) -> Role {
+        let is = |h: &str| crate::translate::params::is_named(name, h);
+        let leg = match name.len() {
+            2 if is("To") => return Role::To,
+            4 if is("From") => return Role::From,
+            7 if is("Contact") => return Role::Contact,
+            12 if is("Content-Type") => return Role::ContentType,
+            14 if is("Accept-Contact") => return Role::AcceptContact,
+            15 if is(CONVERSATION_ID) => return Role::Tracked(Tracked::ConversationId),
+            15 if is(CONTRIBUTION_ID) => return Role::Tracked(Tracked::ContributionId),
+            18 if is(P_ASSERTED_SERVICE) => return Role::Tracked(Tracked::AssertedService),
+            19 if is(P_PREFERRED_SERVICE) => return Role::Tracked(Tracked::PreferredService),
+            25 if is(IN_REPLY_TO_CONTRIBUTION_ID) => return Role::Tracked(Tracked::InReplyTo),
+            3 => is("Via"),
+            4 => is("CSeq") || is("Path"),
+            5 => is("Route"),
+            7 => is("Call-ID"),
+            12 => is("Max-Forwards") || is("Record-Route"),
+            13 => is("Service-Route") || is("Authorization"),
+            14 => is("Content-Length"),
+            17 => is("P-Charging-Vector"),
+            19 => is("Proxy-Authorization"),
+            20 => is("P-Visited-Network-ID"),
+            29 => is("P-Charging-Function-Addresses"),
+            _ => false,
+        };
+        if leg { Role::Leg } else { Role::EndToEnd }
+    }
+
+    /// A known name (or a near one) in a random case mix, with a byte changed or not.
+    fn near_name() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let names: Vec<&str> = LEG_HEADERS
+            .iter()
+            .copied()
+            .chain([
+                "Contact",
+                "Accept-Contact",
+                CONVERSATION_ID,
+                CONTRIBUTION_ID,
+                IN_REPLY_TO_CONTRIBUTION_ID,
+                P_ASSERTED_SERVICE,
+                P_PREFERRED_SERVICE,
+                "Session-Replaces",
+                "X-Other",
+            ])
+            .collect();
+        (
+            proptest::sample::select(names),
+            proptest::collection::vec(any::<bool>(), 32),
+            any::<usize>(),
+            proptest::sample::select(vec!['\r', '\0', 'M', 'm', '-', '\r', 'é', 'x', '\u{7f}']),
+            any::<bool>(),
+        )
+            .prop_map(|(name, upper, at, c, change)| {
+                let mut s: String = name
+                    .chars()
+                    .zip(upper.iter().cycle())
+                    .map(|(ch, u)| match u {
+                        true => ch.to_ascii_uppercase(),
+                        false => ch.to_ascii_lowercase(),
+                    })
+                    .collect();
+                if change && !s.is_empty() {
+                    let at = at % s.len();
+                    if s.is_char_boundary(at) && s.is_char_boundary(at + 1) {
+                        s.replace_range(at..at + 1, &c.to_string());
+                    }
+                }
+                s
+            })
+    }
+
+    proptest::proptest! {
+        // The word comparisons are the reference's case-insensitive ones, for known names in
+        // any case, with a byte changed (`-` for `\r` and the like), and for any name.
+        #[test]
+        fn role_of_is_the_reference(
+            name in proptest::prop_oneof![
+                near_name(),
+                "[a-zA-Z\\-\r\x00\u{e9}]{0,34}",
+                proptest::prelude::any::<String>(),
+            ],
+        ) {
+            proptest::prop_assert_eq!(role_of(&name), reference_role_of(&name));
+        }
+
+        // What a field is to the new leg, the rules' drops tested by role or by length, is
+        // what the rules say of its name.
+        #[test]
+        fn leg_fields_drop_what_the_rules_drop(
+            drop in proptest::collection::vec(near_name(), 0..5),
+            names in proptest::collection::vec(near_name(), 1..12),
+        ) {
+            let rules = HeaderRules { drop, rename: Vec::new() };
+            // Names the parser reads as written; the leg's own fields (never copied, whatever
+            // the rules) left out, their values checked by the parser.
+            let text: String = names
+                .iter()
+                .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+                .filter(|n| !matches!(
+                    role_of(n),
+                    Role::Leg | Role::ContentType | Role::From | Role::To
+                ))
+                .map(|n| format!("{n}: <sip:a@x>\r\n"))
+                .collect();
+            let msg = message(&text);
+            let Some(fields) = msg.fields() else { return Ok(()) };
+            let mut r = LegFields::new(&rules);
+            for f in fields {
+                r.take(f, role_of(f.name()), &rules);
+            }
+            for (i, f) in fields.iter().enumerate() {
+                let (name, bit) = (f.name(), 1u64 << i);
+                let role = role_of(name);
+                let kept = !rules.drops(name);
+                let copied = matches!(role, Role::EndToEnd | Role::Tracked(_)) && kept;
+                proptest::prop_assert_eq!(r.copies & bit != 0, copied, "{}", name);
+                proptest::prop_assert_eq!(r.contacts & bit != 0, role == Role::Contact && kept);
+                proptest::prop_assert_eq!(
+                    r.accepts & bit != 0,
+                    role == Role::AcceptContact && kept
+                );
+            }
         }
     }
 }

@@ -15,7 +15,7 @@
 
 use bytes::Bytes;
 
-use super::addr::uri_of;
+use super::addr::{angle_aor, uri_of};
 use super::conversation::for_simple_contribution;
 use super::device::{device_parts as device_parts_of, device_texts, route_to};
 use super::leg::{
@@ -272,10 +272,10 @@ fn set_content(
 /// addresses of record, for a message its identities and Message-ID, and the GRUU and instance
 /// id of the device that sent it (CPM 2.0 §4.2; nothing else of its Contact). A
 /// [`Remembered`] that asks for nothing yet (the caller sets what is kept).
-fn kept(
+fn kept<'v>(
     from: Side,
-    from_uri: &str,
-    to_uri: &str,
+    (from_value, to_value): (&str, &str),
+    uris: impl Fn() -> (&'v str, &'v str),
     raw: &RawIds<'_>,
     message_id: Option<&[u8]>,
     (gruu, instance): (Option<&str>, Option<&str>),
@@ -287,9 +287,10 @@ fn kept(
         Some(Ok(v)) => (Some(v), None),
         Some(Err(_)) => (None, message_id.map(Bytes::copy_from_slice)),
     };
+    // An address of record is no longer than the From / To value it is read from.
     let mut ids = IdBuffer::with_capacity(
-        from_uri.len()
-            + to_uri.len()
+        from_value.len()
+            + to_value.len()
             + len(raw.conversation_id)
             + len(raw.contribution_id)
             + len(raw.in_reply_to)
@@ -297,30 +298,44 @@ fn kept(
             + len(gruu)
             + len(instance),
     );
+    let end = |ids: &IdBuffer| u32::try_from(ids.len()).unwrap_or(u32::MAX);
     let mut ends = [0u32; Part::COUNT];
-    let mut present = 0u8;
-    let mut mark = |ids: &IdBuffer, part: Part, here: bool| {
-        if let Some(end) = ends.get_mut(part as usize) {
-            *end = u32::try_from(ids.len()).unwrap_or(u32::MAX);
+    // The usual `<sip:user@host>` values are their addresses of record (no URI read first);
+    // others are read from their URIs, as the caller has them (`uris`).
+    match angle_aor(from_value).and_then(|f| Some((f, angle_aor(to_value)?))) {
+        Some((from_aor, to_aor)) => {
+            ids.push(from_aor);
+            ends[Part::FromAor as usize] = end(&ids);
+            ids.push(to_aor);
         }
-        present |= u8::from(here) << (part as u8);
-    };
-    ids.push_aor(from_uri);
-    mark(&ids, Part::FromAor, true);
-    ids.push_aor(to_uri);
-    mark(&ids, Part::ToAor, true);
-    for (part, v) in [
-        (Part::ConversationId, raw.conversation_id),
-        (Part::ContributionId, raw.contribution_id),
-        (Part::InReplyTo, raw.in_reply_to),
-        (Part::MessageId, message_text),
-        (Part::Gruu, gruu),
-        (Part::Instance, instance),
-    ] {
+        _ => {
+            let (from_uri, to_uri) = uris();
+            ids.push_aor(from_uri);
+            ends[Part::FromAor as usize] = end(&ids);
+            ids.push_aor(to_uri);
+        }
+    }
+    ends[Part::ToAor as usize] = end(&ids);
+    let mut present = 1 << Part::FromAor as u8 | 1 << Part::ToAor as u8;
+    // The other parts in their order, from `Part::ConversationId` on.
+    let rest = [
+        raw.conversation_id,
+        raw.contribution_id,
+        raw.in_reply_to,
+        message_text,
+        gruu,
+        instance,
+    ];
+    for (i, (v, end_of)) in rest
+        .into_iter()
+        .zip(ends.iter_mut().skip(Part::ConversationId as usize))
+        .enumerate()
+    {
         if let Some(v) = v {
             ids.push(v);
+            present |= 1 << (Part::ConversationId as usize + i);
         }
-        mark(&ids, part, v.is_some());
+        *end_of = end(&ids);
     }
     Remembered {
         buf: ids.freeze(),
@@ -367,7 +382,10 @@ pub fn message_request(
     let Some(to_text) = fields.to else {
         return Err(TranslateError::Missing("To"));
     };
-    let (from_uri, to_uri) = (uri_of(from_text), uri_of(to_text));
+    // The URIs, read once when something needs them (a content wrapped anew, an address of
+    // record that is not the usual `<sip:user@host>`: [`kept`]).
+    let uris_read = std::cell::OnceCell::new();
+    let uris = || *uris_read.get_or_init(|| (uri_of(from_text), uri_of(to_text)));
     let Some(request_uri) = msg.request_uri_bytes().map(utf8_of) else {
         return Err(TranslateError::Missing("Request-URI"));
     };
@@ -376,8 +394,8 @@ pub fn message_request(
     let pair = || {
         kept(
             from,
-            from_uri,
-            to_uri,
+            (from_text, to_text),
+            uris,
             &RawIds::default(),
             None,
             (None, None),
@@ -414,7 +432,10 @@ pub fn message_request(
                 fields.content_type_text,
                 cpim.as_ref(),
                 target.iscomposing_pager,
-                || wrap_in_cpim(msg, from_uri, to_uri, None, false, env),
+                || {
+                    let (from_uri, to_uri) = uris();
+                    wrap_in_cpim(msg, from_uri, to_uri, None, false, env)
+                },
             )?;
             outcome.send.push((to, out));
         }
@@ -452,8 +473,8 @@ pub fn message_request(
             };
             let mut kept = kept(
                 from,
-                from_uri,
-                to_uri,
+                (from_text, to_text),
+                uris,
                 &raw,
                 message_id,
                 device.as_ref().ok().copied().unwrap_or_default(),
@@ -486,7 +507,10 @@ pub fn message_request(
                 fields.content_type_text,
                 cpim.as_ref(),
                 target.pager_body,
-                || wrap_in_cpim(msg, from_uri, to_uri, fresh_id.as_deref(), false, env),
+                || {
+                    let (from_uri, to_uri) = uris();
+                    wrap_in_cpim(msg, from_uri, to_uri, fresh_id.as_deref(), false, env)
+                },
             )?;
             if let Some(id) = message_id {
                 if id.is_empty() || id.len() > MAX_ID_LEN {
@@ -559,6 +583,7 @@ pub fn message_request(
                 target.pager_body,
                 || {
                     let id = env.ids.fresh_id();
+                    let (from_uri, to_uri) = uris();
                     wrap_in_cpim(msg, from_uri, to_uri, Some(&id), true, env)
                 },
             )?;
