@@ -2239,6 +2239,84 @@ Hello World\r\n";
         }
     }
 
+    /// Bodies whose blank line falls on and around the 16- and 64-byte blocks the reader loads
+    /// (offsets 15/16/17, 63/64/65, ...), and names whose `:` falls around the end of the
+    /// first sixteen bytes (those [`known_name`] compares): the one-pass reading is the general
+    /// one, errors included.
+    #[test]
+    fn block_boundaries_read_as_the_general_reader() {
+        let medium = Limits {
+            max_line_len: 60,
+            max_headers: 8,
+            ..Limits::default()
+        };
+        let check = |input: &[u8]| {
+            for limits in [Limits::default(), SMALL, medium] {
+                let b = Bytes::copy_from_slice(input);
+                let read = Cpim::summarize_ref_with(&b, &limits).map(|s| placed(&b, &s));
+                let general = Cpim::summarize_general(&b, &limits).map(|s| placed(&b, &s));
+                assert_eq!(read, general, "{:?}", String::from_utf8_lossy(input));
+            }
+        };
+        for eol in ["\r\n", "\n"] {
+            for blank_at in (8..=20usize).chain(60..=68).chain(126..=130) {
+                for first in ["From: ", "NS: ", "imdn.Message-ID: ", "x-y.Zz: "] {
+                    let mut input = Vec::new();
+                    if blank_at >= 40 {
+                        input.extend_from_slice(b"To: <sip:a@b>");
+                        input.extend_from_slice(eol.as_bytes());
+                    }
+                    let pad = blank_at.saturating_sub(input.len() + first.len() + eol.len());
+                    input.extend_from_slice(first.as_bytes());
+                    input.extend(std::iter::repeat_n(b'v', pad));
+                    input.extend_from_slice(eol.as_bytes());
+                    let at = input.len();
+                    for tail in [
+                        "",
+                        "\r\n",
+                        "\n",
+                        "\nContent-Type: t\n\nbody",
+                        "\r\nContent-Type: t\r\n\r\nbody",
+                        "\r\nContent-Type: t\r\n",
+                        "\r\nContent-Length: 1\r\n\r\nb",
+                        "\r",
+                        "\x00\r\n",
+                    ] {
+                        let mut body = input.clone();
+                        body.extend_from_slice(tail.as_bytes());
+                        check(&body);
+                        // A CR, LF, NUL or `;` just before the blank line or just after it.
+                        for (k, byte) in [(1usize, b'\r'), (1, 0), (1, b';'), (0, b'\n')] {
+                            let mut odd = body.clone();
+                            if let Some(i) = at.checked_sub(eol.len() + k) {
+                                odd.insert(i, byte);
+                                check(&odd);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // A `;` (parameters, refused by the one-pass reading) or other byte right after the
+        // `:` of names of every length around sixteen.
+        for len in 1..=20 {
+            for after in [";", " ;", ":", "", "\r", "\x00"] {
+                let name = "n".repeat(len);
+                for prefixed in [false, true] {
+                    let name = if prefixed {
+                        format!("p.{name}")
+                    } else {
+                        name.clone()
+                    };
+                    let input = format!("{name}:{after}v\r\n\r\nContent-Type: t\r\n\r\nb");
+                    check(input.as_bytes());
+                    let short = format!("{name}:{after}");
+                    check(short.as_bytes());
+                }
+            }
+        }
+    }
+
     #[test]
     fn known_names_are_the_usual_reading() {
         let usual_role = |r| match r {
