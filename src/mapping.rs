@@ -135,13 +135,24 @@ fn eq_ignore_ascii_case_words(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Header field rules for one direction.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct HeaderRules {
     /// Header names removed, lower-cased for comparison (RFC 3261 §7.3.1).
     pub drop: Vec<String>,
     /// `(old name lower-cased, new name as written)`.
     pub rename: Vec<(String, String)>,
+    /// What the translator reads of `drop` for every request, made once on first use
+    /// (`translate::leg::DropIndex`): `drop` is not changed after that.
+    pub(crate) drop_index: std::sync::OnceLock<crate::translate::leg::DropIndex>,
 }
+
+/// The rules, not whether their index was made yet.
+impl PartialEq for HeaderRules {
+    fn eq(&self, other: &HeaderRules) -> bool {
+        self.drop == other.drop && self.rename == other.rename
+    }
+}
+impl Eq for HeaderRules {}
 
 impl HeaderRules {
     /// Whether a header named `name` is dropped (case-insensitive).

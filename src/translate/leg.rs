@@ -514,11 +514,31 @@ fn length_mask(names: &[String]) -> u64 {
 
 /// The [`role_bit`]s of the names the rules drop: a field whose name has one is dropped when
 /// its bit is set (two names are equal, ASCII case ignored, only when their roles are), no
-/// name compared. Made when a field first needs it (most requests none).
-#[cold]
-#[inline(never)]
+/// name compared.
 fn dropped_roles(names: &[String]) -> u8 {
     names.iter().fold(0, |m, n| m | role_bit(role_of(n)))
+}
+
+/// What [`LegFields`] reads of a direction's dropped names, made once per [`HeaderRules`]
+/// (kept in them, `HeaderRules::drop_index`: the rules do not change once loaded), not once
+/// per request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DropIndex {
+    /// Bit `n` set when a name the rules drop is `n` bytes long.
+    lengths: u64,
+    /// The [`role_bit`]s of the names the rules drop.
+    roles: u8,
+}
+
+impl DropIndex {
+    /// The index of `rules`, made on its first use.
+    #[inline]
+    fn of(rules: &HeaderRules) -> DropIndex {
+        *rules.drop_index.get_or_init(|| DropIndex {
+            lengths: length_mask(&rules.drop),
+            roles: dropped_roles(&rules.drop),
+        })
+    }
 }
 
 /// The fields of an incoming request as [`new_leg_rewritten`] reads them, each by its
@@ -544,10 +564,8 @@ pub(crate) struct LegFields<'a> {
     values_len: usize,
     /// The index of the next field (how many were read).
     index: usize,
-    /// Bit `n` set when a name the rules drop is `n` bytes long.
-    dropped: u64,
-    /// The [`role_bit`]s of the names the rules drop, once a field needed them.
-    dropped_roles: Option<u8>,
+    /// The names the rules drop, by length and by role.
+    dropped: DropIndex,
 }
 
 /// The indices of the bits set in `mask`, lowest first.
@@ -574,8 +592,7 @@ impl<'a> LegFields<'a> {
             n_copies: 0,
             values_len: 0,
             index: 0,
-            dropped: length_mask(&rules.drop),
-            dropped_roles: None,
+            dropped: DropIndex::of(rules),
         }
     }
 
@@ -613,17 +630,11 @@ impl<'a> LegFields<'a> {
     /// Whether the rules drop the field named `name`, whose role is `role`: a name of a length
     /// they drop is looked up, or for a name with a [`role_bit`] its role tested.
     #[inline(always)]
-    fn drops(&mut self, role: Role, name: &str, rules: &HeaderRules) -> bool {
-        self.dropped & (1 << name.len().min(63)) != 0
+    fn drops(&self, role: Role, name: &str, rules: &HeaderRules) -> bool {
+        self.dropped.lengths & (1 << name.len().min(63)) != 0
             && match role_bit(role) {
                 0 => rules.drops(name),
-                bit => {
-                    *self
-                        .dropped_roles
-                        .get_or_insert_with(|| dropped_roles(&rules.drop))
-                        & bit
-                        != 0
-                }
+                bit => self.dropped.roles & bit != 0,
             }
     }
 
@@ -994,11 +1005,11 @@ X-Other: 1\r\nContent-Length: 0\r\n\r\n"
         // Rules that drop a service identification field, and rules that rename.
         let drop_accept = HeaderRules {
             drop: vec!["accept-contact".into(), "x-other".into()],
-            rename: Vec::new(),
+            ..HeaderRules::default()
         };
         let renaming = HeaderRules {
-            drop: Vec::new(),
             rename: vec![("x-other".into(), "X-New".into())],
+            ..HeaderRules::default()
         };
         let rule_sets = [
             &mappings.cpm_to_simple,
@@ -1172,7 +1183,7 @@ X-Other: 1\r\nContent-Length: 0\r\n\r\n"
             drop in proptest::collection::vec(near_name(), 0..5),
             names in proptest::collection::vec(near_name(), 1..12),
         ) {
-            let rules = HeaderRules { drop, rename: Vec::new() };
+            let rules = HeaderRules { drop, ..HeaderRules::default() };
             // Names the parser reads as written; the leg's own fields (never copied, whatever
             // the rules) left out, their values checked by the parser.
             let text: String = names

@@ -784,7 +784,7 @@ fn the_one_pass_reads_what_the_leg_and_the_headers_read() {
             "x-pad-3".into(),
             "accept-contact".into(),
         ],
-        rename: Vec::new(),
+        ..HeaderRules::default()
     };
     for text in &texts {
         let msg = sip(text);
