@@ -457,6 +457,9 @@ fn run_node(
             Ok(n) => n,
             Err(e) => return fail(&format!("cannot start: {e}")),
         };
+        // The handlers are in place before the line that says the node is up, so that a stop
+        // asked for right after it is not the default action of SIGTERM (death, exit 143).
+        let stop = StopSignals::install();
         let l = &node.listening;
         outln!(
             "cpm-iwf {} listening: CPM side SIP udp {:?} tcp {:?} MSRP {}; SIMPLE side SIP udp {:?} \
@@ -471,34 +474,60 @@ fn run_node(
             l.admin
         );
         tracing::info!("serving");
-        wait_for_stop().await;
+        stop.wait().await;
         tracing::info!("stopping");
         node.shutdown(std::time::Duration::from_secs(5)).await;
         ExitCode::SUCCESS
     })
 }
 
-/// SIGTERM (how service managers stop a daemon) or Ctrl-C.
-async fn wait_for_stop() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// SIGTERM (how service managers stop a daemon) or Ctrl-C (SIGINT), registered when made.
+struct StopSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    /// Registers both handlers now (tokio's `ctrl_c()` would only register when first polled).
+    fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            StopSignals {
+                term: signal(SignalKind::terminate()).ok(),
+                interrupt: signal(SignalKind::interrupt()).ok(),
             }
         }
+        #[cfg(not(unix))]
+        StopSignals {}
     }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
+
+    async fn wait(self) {
+        #[cfg(unix)]
+        {
+            async fn recv(s: Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            if self.term.is_none() && self.interrupt.is_none() {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+            tokio::select! {
+                _ = recv(self.term) => {}
+                _ = recv(self.interrupt) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
