@@ -74,7 +74,7 @@ fn bytes_per_entry() {
     let table = Table::new(TableLimits::default());
     let before = LIVE.load(Ordering::Relaxed);
     for (id, o) in &entries {
-        let change = Change::Insert(Entry::Message(id.clone(), o.clone()));
+        let change = Change::Insert(Entry::Message(id.clone(), Box::new(o.clone())));
         let _ = table.apply(std::slice::from_ref(&change), Millis(0));
     }
     let structure = LIVE.load(Ordering::Relaxed) - before;
@@ -100,7 +100,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let (id, o) = &entries[i % entries.len()];
             i += 1;
-            let change = Change::Insert(Entry::Message(id.clone(), o.clone()));
+            let change = Change::Insert(Entry::Message(id.clone(), Box::new(o.clone())));
             let _ = table.apply(std::slice::from_ref(&change), Millis(1));
             black_box(table.view(Millis(2)).message(id));
         })
@@ -117,7 +117,8 @@ fn bench(c: &mut Criterion) {
                     s.spawn(move || {
                         for n in 0..iters as usize {
                             let (id, o) = &entries[(n * 2 + t) % entries.len()];
-                            let change = Change::Insert(Entry::Message(id.clone(), o.clone()));
+                            let change =
+                                Change::Insert(Entry::Message(id.clone(), Box::new(o.clone())));
                             let _ = table.apply(std::slice::from_ref(&change), Millis(1));
                             black_box(table.view(Millis(2)).message(id));
                         }

@@ -146,7 +146,10 @@ impl Table {
 
     fn insert(&self, entry: &Entry, now: Millis) -> Result<(), TableFull> {
         match entry {
-            Entry::Message(k, v) => self.messages.insert(k.clone(), v.clone(), now).map(drop),
+            Entry::Message(k, v) => self
+                .messages
+                .insert(k.clone(), MessageOrigin::clone(v), now)
+                .map(drop),
             Entry::Conversation(k, v) => self
                 .conversations
                 .insert(k.clone(), v.clone(), now)
@@ -217,7 +220,7 @@ impl Table {
             self.messages
                 .snapshot(now)
                 .into_iter()
-                .map(|(k, v, _)| Entry::Message(k, v)),
+                .map(|(k, v, _)| Entry::Message(k, Box::new(v))),
         );
         out.extend(
             self.conversations
@@ -312,7 +315,10 @@ mod tests {
         let t = Table::new(small());
         let id = Bytes::from_static(b"Msg-1");
         t.apply(
-            &[Change::Insert(Entry::Message(id.clone(), origin()))],
+            &[Change::Insert(Entry::Message(
+                id.clone(),
+                Box::new(origin()),
+            ))],
             Millis(0),
         )
         .unwrap();
@@ -375,7 +381,7 @@ mod tests {
         t.apply(
             &[Change::Insert(Entry::Message(
                 Bytes::from_static(b"m"),
-                origin(),
+                Box::new(origin()),
             ))],
             Millis(0),
         )

@@ -1403,7 +1403,7 @@ impl Core {
                         .filter_map(|(p, o)| {
                             let id = p.message.message_id.clone()?;
                             let o = o.clone()?;
-                            Some(Change::Insert(Entry::Message(id, o)))
+                            Some(Change::Insert(Entry::Message(id, Box::new(o))))
                         })
                         .collect();
                     if self.parts.table.apply(&changes, now).is_err() {

@@ -214,12 +214,12 @@ fn send_on(
             }
             changes.push(Change::Insert(Entry::Message(
                 Bytes::copy_from_slice(id),
-                MessageOrigin {
+                Box::new(MessageOrigin {
                     side: from,
                     device: parties.sender.clone(),
                     recipient: parties.recipient.clone(),
                     conversation: parties.conversation.clone(),
-                },
+                }),
             )));
         }
     } else if media_is(msg.content_type(), iscomposing::CONTENT_TYPE)

@@ -529,7 +529,10 @@ pub fn message_request(
                         origin.conversation = Some(ids);
                         outcome
                             .changes
-                            .push(Change::Insert(super::state::Entry::Message(id, origin)));
+                            .push(Change::Insert(super::state::Entry::Message(
+                                id,
+                                Box::new(origin),
+                            )));
                     }
                 }
                 None if kept.conversation || kept.message => {

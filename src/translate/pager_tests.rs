@@ -696,12 +696,12 @@ fn the_packed_change_is_the_plain_inserts_it_stands_for() {
                         .unwrap();
                         want.push(Change::Insert(Entry::Message(
                             id,
-                            MessageOrigin {
+                            Box::new(MessageOrigin {
                                 side: Side::Cpm,
                                 device,
                                 recipient: b(simple),
                                 conversation,
-                            },
+                            }),
                         )));
                     }
                     let what = format!("{contact} ids {ids} {disposition} {message_id}");

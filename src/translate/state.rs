@@ -198,7 +198,7 @@ pub enum Key {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Entry {
     /// A message's origin.
-    Message(#[serde(with = "text_bytes")] Bytes, MessageOrigin),
+    Message(#[serde(with = "text_bytes")] Bytes, Box<MessageOrigin>),
     /// A conversation's state.
     Conversation(ConversationKey, ConversationState),
     /// A leg and its peer (boxed: a dialog is several times the size of the other entries).
@@ -400,7 +400,7 @@ impl Remembered {
             .map(|(k, v)| Change::Insert(Entry::Conversation(k, v)));
         let message = self
             .message()
-            .map(|(k, v)| Change::Insert(Entry::Message(k, v)));
+            .map(|(k, v)| Change::Insert(Entry::Message(k, Box::new(v))));
         conversation.into_iter().chain(message)
     }
 }
