@@ -982,14 +982,21 @@ fn summarize_usual<'a>(input: &'a [u8], limits: &Limits) -> Option<CpimSummaryRe
     loop {
         // The line's first sixteen bytes: the blank line and the known names in a compare or two.
         let w = word_at(input, pos);
-        if headers > 0 {
-            if w as u8 == b'\n' {
-                pos += 1;
-                break;
-            }
-            if w as u16 == CRLF {
-                pos += 2;
-                break;
+        if (w as u8) < 14 {
+            // The blank line ends the headers (RFC 3862 §2), after one header at least; any
+            // other line starting so (CR alone, NUL, HTAB, the end) is not one this reading
+            // takes: a name starts with a NAMECHAR (§3.2).
+            match (headers, w as u8, w as u16) {
+                (0, ..) => return None,
+                (_, b'\n', _) => {
+                    pos += 1;
+                    break;
+                }
+                (_, _, CRLF) => {
+                    pos += 2;
+                    break;
+                }
+                _ => return None,
             }
         }
         if headers >= limits.max_headers {
@@ -997,7 +1004,7 @@ fn summarize_usual<'a>(input: &'a [u8], limits: &Limits) -> Option<CpimSummaryRe
         }
         let name = match known_name(input, pos, w) {
             Some(name) => name,
-            None => usual_name(&marks, input, pos)?,
+            None => usual_name(input, pos)?,
         };
         let colon = pos + name.colon;
         // [`usual_value_end`]: no parameters, the first CR, LF or NUL after the colon (none
@@ -1005,27 +1012,33 @@ fn summarize_usual<'a>(input: &'a [u8], limits: &Limits) -> Option<CpimSummaryRe
         if input.get(colon + 1) == Some(&b';') {
             return None;
         }
-        let end = marks.line_end(colon + 1)?;
-        let skip = match input.get(end) {
-            Some(b'\n') => 1,
-            Some(b'\r') if input.get(end + 1) == Some(&b'\n') => 2,
-            _ => return None,
-        };
+        let (end, skip) = marks.line_end(colon + 1)?;
+        if skip == 0 {
+            return None;
+        }
         if end - pos > limits.max_line_len {
             return None;
         }
-        if headers > 0 && matches!(name.role, Role::Mime | Role::ContentType) {
-            // Errata 3013 layout: the content headers follow without a blank line.
-            layout = Layout::Errata3013;
-            break;
-        }
         // What [`SummarySink::cpim_header`] keeps.
         match name.role {
+            Role::Other => {}
+            Role::Mime | Role::ContentType => {
+                if headers > 0 {
+                    // Errata 3013 layout: the content headers follow without a blank line.
+                    layout = Layout::Errata3013;
+                    break;
+                }
+            }
             Role::Ns => {
-                let decl = text::trim_ws(input.get(colon + 1..end)?);
-                usual_ns = ns_len == 0 && decl == IMDN_NS_DECL;
+                let decl = trim_value(input.get(colon + 1..end)?);
                 let slot = ns.get_mut(ns_len)?;
-                *slot = parse_ns_raw(decl)?;
+                // [`parse_ns_raw`], the usual declaration compared once.
+                usual_ns = decl == IMDN_NS_DECL;
+                *slot = match usual_ns {
+                    true => (decl.get(..4), decl.get(6..26)?),
+                    false => parse_ns_general(decl)?,
+                };
+                usual_ns &= ns_len == 0;
                 ns_len += 1;
             }
             Role::MessageId | Role::Disposition => {
@@ -1041,14 +1054,13 @@ fn summarize_usual<'a>(input: &'a [u8], limits: &Limits) -> Option<CpimSummaryRe
                     let value = input.get(colon + 1..end)?;
                     if name.role == Role::MessageId {
                         if message_id.is_none() {
-                            message_id = Some(text::trim_ws(value));
+                            message_id = Some(trim_value(value));
                         }
                     } else if !disposition {
-                        disposition = asks_disposition(text::trim_ws(value));
+                        disposition = asks_disposition(trim_value(value));
                     }
                 }
             }
-            _ => {}
         }
         headers += 1;
         pos = end + skip;
@@ -1059,14 +1071,19 @@ fn summarize_usual<'a>(input: &'a [u8], limits: &Limits) -> Option<CpimSummaryRe
     let mut count = headers;
     let body = loop {
         let w = word_at(input, pos);
-        if w as u8 == b'\n' {
-            break pos + 1;
-        }
-        if w as u16 == CRLF {
-            break pos + 2;
-        }
-        if pos >= input.len() {
-            break input.len();
+        if (w as u8) < 14 {
+            // The blank line before the content, the end of the input (an empty content), or
+            // a line this reading does not take (folded with HTAB, a CR alone, NUL).
+            if w as u8 == b'\n' {
+                break pos + 1;
+            }
+            if w as u16 == CRLF {
+                break pos + 2;
+            }
+            if pos >= input.len() {
+                break input.len();
+            }
+            return None;
         }
         if count >= limits.max_headers {
             return None;
@@ -1081,7 +1098,7 @@ fn summarize_usual<'a>(input: &'a [u8], limits: &Limits) -> Option<CpimSummaryRe
             }) => (pos + colon, role == Role::ContentType),
             Some(_) => return None,
             None => {
-                let colon = marks.alnum_dash_end(pos);
+                let colon = text::alnum_dash_end(input, pos);
                 if colon == pos || input.get(colon) != Some(&b':') {
                     return None;
                 }
@@ -1091,11 +1108,10 @@ fn summarize_usual<'a>(input: &'a [u8], limits: &Limits) -> Option<CpimSummaryRe
         };
         // The line ends at the first LF (a CR or NUL before it is part of the value): the
         // first CR, LF or NUL is usually it or the CR of CRLF.
-        let first = marks.line_end(colon + 1)?;
-        let nl = match (input.get(first), input.get(first + 1)) {
-            (Some(b'\n'), _) => first,
-            (Some(b'\r'), Some(b'\n')) => first + 1,
-            _ => first + text::find_byte(b'\n', input.get(first..)?)?,
+        let (first, skip) = marks.line_end(colon + 1)?;
+        let nl = match skip {
+            0 => first + text::find_byte(b'\n', input.get(first..)?)?,
+            _ => first + skip - 1,
         };
         let raw = input.get(colon + 1..nl)?;
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
@@ -1105,7 +1121,7 @@ fn summarize_usual<'a>(input: &'a [u8], limits: &Limits) -> Option<CpimSummaryRe
         if is_type {
             has_content_type = true;
             if content_type.is_none() {
-                content_type = Some(text::trim_ws(raw));
+                content_type = Some(trim_value(raw));
             }
         }
         count += 1;
@@ -1123,6 +1139,22 @@ fn summarize_usual<'a>(input: &'a [u8], limits: &Limits) -> Option<CpimSummaryRe
     })
 }
 
+/// [`text::trim_ws`] of a header value, the usual one (RFC 3862 §3.2 `Header-name ":" SP
+/// Header-value`: one space before it, none after) seen by its first two bytes and its last:
+/// no loop.
+#[inline(always)]
+fn trim_value(v: &[u8]) -> &[u8] {
+    // A byte above SP is neither SP nor HTAB; any other reads the general way.
+    if let [b' ', rest @ ..] = v
+        && let ([first, ..], [.., last]) = (rest, rest)
+        && *first > b' '
+        && *last > b' '
+    {
+        return rest;
+    }
+    text::trim_ws(v)
+}
+
 /// CRLF as the low bytes of a little-endian word.
 const CRLF: u16 = 0x0a0d;
 
@@ -1130,10 +1162,14 @@ const CRLF: u16 = 0x0a0d;
 /// name, line end or blank line the readers compare with has a NUL).
 #[inline(always)]
 fn word_at(input: &[u8], at: usize) -> u128 {
-    let rest = input.get(at..).unwrap_or_default();
-    match rest.first_chunk::<16>() {
+    // One compare of `at + 16` with the length (no slice of the rest made first).
+    match input
+        .get(at..at.wrapping_add(16))
+        .and_then(|w| w.first_chunk::<16>())
+    {
         Some(w) => u128::from_le_bytes(*w),
         None => {
+            let rest = input.get(at..).unwrap_or_default();
             let mut w = [0u8; 16];
             if let Some(head) = w.get_mut(..rest.len()) {
                 head.copy_from_slice(rest);
@@ -1231,11 +1267,11 @@ fn known_name(input: &[u8], pos: usize, w: u128) -> Option<NameAt> {
 /// (RFC 3862 §3.2), at most one `.`, then `:`; `None` for any other. Out of line: the usual
 /// names are [`known_name`]s, and the reader's loop keeps its registers.
 #[inline(never)]
-fn usual_name(marks: &text::LineMarks<'_>, input: &[u8], pos: usize) -> Option<NameAt> {
-    let run = marks.alnum_dash_end(pos);
+fn usual_name(input: &[u8], pos: usize) -> Option<NameAt> {
+    let run = text::alnum_dash_end(input, pos);
     let (dot, colon) = match input.get(run) {
         Some(b':') => (None, run),
-        Some(b'.') => (Some(run), marks.alnum_dash_end(run + 1)),
+        Some(b'.') => (Some(run), text::alnum_dash_end(input, run + 1)),
         _ => return None,
     };
     if colon == pos
@@ -2317,6 +2353,53 @@ Hello World\r\n";
         }
     }
 
+    /// Every line end of the usual body at every offset around the 64-byte windows the line
+    /// ends are found in (a CRLF split across two windows, a lone CR or LF, a NUL or a tab
+    /// before the end, the end of a short body inside the first window): the one-pass
+    /// reading is the general one, errors included.
+    #[test]
+    fn line_ends_across_windows_read_as_the_general_reader() {
+        let ends = ["\r\n", "\n", "\r", "\x00\r\n", "\r\r\n", "\t\r\n", " \r\n"];
+        for pad in 0..140usize {
+            for (k, eol) in ends.iter().enumerate() {
+                // The odd end on one line at a time, CRLF on the others.
+                for odd in 0..5 {
+                    let e = |line: usize| if line == odd { *eol } else { "\r\n" };
+                    let mut input = format!("From: <{}>{}", "v".repeat(pad), e(0));
+                    input.push_str(&format!("NS: imdn <urn:ietf:params:imdn>{}", e(1)));
+                    input.push_str(&format!("imdn.Message-ID: {}{}", "m".repeat(k), e(2)));
+                    input.push_str(&format!("{}Content-Type: t{}", e(3), e(4)));
+                    for tail in ["\r\nbody", "", "\r\n"] {
+                        let mut body = input.clone();
+                        body.push_str(tail);
+                        let b = Bytes::from(body.clone());
+                        for limits in [Limits::default(), SMALL] {
+                            let read =
+                                Cpim::summarize_ref_with(&b, &limits).map(|s| placed(&b, &s));
+                            let general =
+                                Cpim::summarize_general(&b, &limits).map(|s| placed(&b, &s));
+                            assert_eq!(read, general, "{body:?}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn trim_value_is_trim_ws() {
+        // Every string of up to six bytes of SP, HTAB, `a`, CR and 0xe9.
+        let alphabet = [b' ', b'\t', b'a', b'\r', 0xe9];
+        for len in 0..=6u32 {
+            for n in 0..5usize.pow(len) {
+                let s: Vec<u8> = (0..len).map(|k| alphabet[n / 5usize.pow(k) % 5]).collect();
+                let (got, want) = (trim_value(&s), text::trim_ws(&s));
+                assert_eq!(got, want, "{s:?}");
+                assert_eq!(got.as_ptr(), want.as_ptr(), "{s:?}");
+            }
+        }
+    }
+
     #[test]
     fn known_names_are_the_usual_reading() {
         let usual_role = |r| match r {
@@ -2336,7 +2419,7 @@ Hello World\r\n";
         ] {
             let input = line.as_bytes();
             let known = known_name(input, 0, word_at(input, 0)).expect(line);
-            let usual = usual_name(&text::LineMarks::new(input), input, 0).expect(line);
+            let usual = usual_name(input, 0).expect(line);
             assert_eq!(
                 (known.dot, known.colon, usual_role(known.role)),
                 (usual.dot, usual.colon, usual.role),

@@ -529,17 +529,19 @@ fn low_marks_words(w: &[u8; 64]) -> u64 {
     low
 }
 
-/// Where the lines and the header names of a text end, as the CPIM reader asks for them line
-/// after line (RFC 3862 §3.1 lines, §3.2 names). The line ends are found in a window of 64
-/// bytes classified at once and kept (a line is ~30 bytes: each byte is read once, and most
-/// lines end in the window the line before left), instead of a search from each colon; a
-/// name's end from one 16-byte block at its start. The answers are those of [`find_line_end`]
-/// and [`alnum_dash_run`] for any position, in any order.
+/// Where the lines of a text end, as the CPIM reader asks for them line after line (RFC 3862
+/// §3.1). The line ends are found in a window of 64 bytes classified at once (SSE2 on x86_64)
+/// and kept (a line is ~30 bytes: most lines end in the window the line before left), instead
+/// of a search from each colon. The answers are those of [`find_line_end`] for any position,
+/// in any order; [`alnum_dash_end`] finds where the names end.
 pub struct LineMarks<'a> {
     hay: &'a [u8],
-    /// The window: bytes `base..base + 64` (those past the end read as NUL).
+    /// The window: bytes `base..base + 64`, `base` a multiple of 64 (the windows do not
+    /// overlap: each byte of the header section is classified once).
     base: usize,
-    /// Bit `i`: byte `base + i` is below 14 (CR, LF, NUL and a few others, checked after).
+    /// Bit `i`: byte `base + i` is below 14 (CR, LF, NUL and a few others, checked after);
+    /// the bits past the end of the text are clear or, for a text shorter than 64 bytes, are
+    /// those of NUL bytes (the search finds no byte there and says so).
     low: u64,
 }
 
@@ -547,53 +549,29 @@ impl<'a> LineMarks<'a> {
     /// The marks of `hay`, the window at its start.
     #[inline]
     pub fn new(hay: &'a [u8]) -> LineMarks<'a> {
-        let mut m = LineMarks {
+        LineMarks {
             hay,
             base: 0,
-            low: 0,
-        };
-        m.load(0);
-        m
+            low: window_marks(hay, 0),
+        }
     }
 
-    /// Move the window to hold `at` (`at` below the text's length): at `at`, or the last 64
-    /// bytes of the text when fewer are left (the bits below `at` are shifted out by the
-    /// search); a text shorter than 64 bytes reads as followed by NUL bytes, which the search
-    /// does not report.
-    #[inline]
-    fn load(&mut self, at: usize) {
-        let len = self.hay.len();
-        self.base = match len.checked_sub(64) {
-            Some(last) if at > last => last,
-            Some(_) => at,
-            None => 0,
-        };
-        let rest = self.hay.get(self.base..).unwrap_or_default();
-        self.low = match rest.first_chunk::<64>() {
-            Some(w) => low64(w),
-            None => {
-                let mut w = [0u8; 64];
-                if let Some(head) = w.get_mut(..rest.len()) {
-                    head.copy_from_slice(rest);
-                }
-                low64(&w)
-            }
-        };
-    }
-
-    /// [`find_line_end`] of the text from `from`, as a position in the text.
-    #[inline]
-    pub fn line_end(&mut self, from: usize) -> Option<usize> {
+    /// [`find_line_end`] of the text from `from`, as a position in the text, with the length
+    /// of the line end found there: 2 for CRLF, 1 for LF, 0 for a CR not followed by LF or a
+    /// NUL (RFC 3862 §3.1: CRLF ends a line; the readers also take a bare LF).
+    #[inline(always)]
+    pub fn line_end(&mut self, from: usize) -> Option<(usize, usize)> {
         let mut at = from;
-        while at < self.hay.len() {
+        loop {
             // Also far below the window (wraps): load it there.
-            let mut off = at.wrapping_sub(self.base);
+            let off = at.wrapping_sub(self.base);
             if off >= 64 {
-                self.load(at);
-                off = at.wrapping_sub(self.base);
-                if off >= 64 {
+                if at >= self.hay.len() {
                     return None;
                 }
+                self.base = at & !63;
+                self.low = window_marks(self.hay, self.base);
+                continue;
             }
             let bits = self.low >> off;
             if bits == 0 {
@@ -601,41 +579,46 @@ impl<'a> LineMarks<'a> {
                 continue;
             }
             let i = at + bits.trailing_zeros() as usize;
+            // The usual end first: CRLF read as one pair (the byte after is in the text).
+            if let Some(&[b'\r', b'\n']) = self.hay.get(i..i + 2) {
+                return Some((i, 2));
+            }
             match self.hay.get(i) {
-                Some(b'\n' | b'\r' | 0) => return Some(i),
+                Some(b'\n') => return Some((i, 1)),
+                Some(b'\r' | 0) => return Some((i, 0)),
                 // Another byte below 14 (a tab): the line goes on.
                 Some(_) => at = i + 1,
                 None => return None,
             }
         }
-        None
     }
+}
 
-    /// `from` plus [`alnum_dash_run`] of the text from `from`: where a name of ASCII letters,
-    /// digits and `-` starting there ends (the text's length when it runs to the end).
-    #[inline(always)]
-    pub fn alnum_dash_end(&self, from: usize) -> usize {
-        // A name is usually shorter than 32 bytes (`Disposition-Notification` is 24): one or
-        // two blocks say where it ends (inlined in the reader's loop; the longer search, and
-        // the one near the end of the text, is a call).
-        #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-        match wide::not_name_block(self.hay, from) {
-            Some(m @ 1..) => return from + m.trailing_zeros() as usize,
-            Some(0) => {
-                if let Some(m @ 1..) = wide::not_name_block(self.hay, from.saturating_add(16)) {
-                    return from + 16 + m.trailing_zeros() as usize;
-                }
+/// `from` plus [`alnum_dash_run`] of `hay` from `from`: where a name of ASCII letters, digits
+/// and `-` starting there ends (the text's length when it runs to the end). A function of the
+/// text alone (not of [`LineMarks`]: the reader's window stays in registers).
+#[inline(always)]
+pub fn alnum_dash_end(hay: &[u8], from: usize) -> usize {
+    // A name is usually shorter than 32 bytes (`Disposition-Notification` is 24): one or two
+    // blocks say where it ends (inlined in the reader's loop; the longer search, and the one
+    // near the end of the text, is a call).
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    match wide::not_name_block(hay, from) {
+        Some(m @ 1..) => return from + m.trailing_zeros() as usize,
+        Some(0) => {
+            if let Some(m @ 1..) = wide::not_name_block(hay, from.saturating_add(16)) {
+                return from + 16 + m.trailing_zeros() as usize;
             }
-            _ => {}
         }
-        self.alnum_dash_end_far(from)
+        _ => {}
     }
+    alnum_dash_end_far(hay, from)
+}
 
-    /// [`alnum_dash_end`](Self::alnum_dash_end) by [`alnum_dash_run`].
-    #[inline(never)]
-    fn alnum_dash_end_far(&self, from: usize) -> usize {
-        from + alnum_dash_run(self.hay.get(from..).unwrap_or_default())
-    }
+/// [`alnum_dash_end`] by [`alnum_dash_run`].
+#[inline(never)]
+fn alnum_dash_end_far(hay: &[u8], from: usize) -> usize {
+    from + alnum_dash_run(hay.get(from..).unwrap_or_default())
 }
 
 /// The mask of [`LineMarks`] for 64 bytes.
@@ -645,6 +628,40 @@ fn low64(w: &[u8; 64]) -> u64 {
     return wide::low_marks(w);
     #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
     low_marks_words(w)
+}
+
+/// The mask of [`LineMarks`] for the window at `base` (a multiple of 64 below the text's
+/// length): the 64 bytes there read at once when the text has them.
+#[inline(always)]
+fn window_marks(hay: &[u8], base: usize) -> u64 {
+    match hay.get(base..).and_then(|w| w.first_chunk::<64>()) {
+        Some(w) => low64(w),
+        None => tail_marks(hay, base),
+    }
+}
+
+/// [`window_marks`] of the last window, shorter than 64 bytes: the last 64 bytes of the text
+/// read (no byte past its end) and those before `base` shifted out, so the bits past the end
+/// are clear; a text shorter than 64 bytes is copied, followed by NUL bytes.
+#[inline(never)]
+fn tail_marks(hay: &[u8], base: usize) -> u64 {
+    match hay.len().checked_sub(64) {
+        Some(last) => {
+            let w = hay.get(last..).and_then(|w| w.first_chunk::<64>());
+            match (w, base.checked_sub(last)) {
+                (Some(w), Some(skip @ 0..64)) => low64(w) >> skip,
+                _ => 0,
+            }
+        }
+        None => {
+            let rest = hay.get(base..).unwrap_or_default();
+            let mut w = [0u8; 64];
+            if let Some(head) = w.get_mut(..rest.len()) {
+                head.copy_from_slice(rest);
+            }
+            low64(&w)
+        }
+    }
 }
 
 /// The first byte of `hay` in `lo..=hi` (ASCII bounds, `lo >= 1`), a word at a time: one range
@@ -894,13 +911,18 @@ mod tests {
         for &from in froms {
             let rest = hay.get(from..).unwrap_or_default();
             assert_eq!(
-                m.alnum_dash_end(from),
+                alnum_dash_end(hay, from),
                 from + alnum_dash_run(rest),
                 "name end from {from} in {hay:?}"
             );
+            let want = memchr::memchr3(b'\n', b'\r', 0, rest).map(|i| from + i);
             assert_eq!(
                 m.line_end(from),
-                memchr::memchr3(b'\n', b'\r', 0, rest).map(|i| from + i),
+                want.map(|i| match (hay[i], hay.get(i + 1)) {
+                    (b'\r', Some(b'\n')) => (i, 2),
+                    (b'\n', _) => (i, 1),
+                    _ => (i, 0),
+                }),
                 "line end from {from} in {hay:?}"
             );
         }
@@ -955,17 +977,17 @@ mod tests {
             marks_answer_as_searches(hay, &[0, 64, 0, 16, 15, 63, 65, 1]);
         }
         let mut m = LineMarks::new(&long);
-        assert_eq!(m.alnum_dash_end(0), 4);
+        assert_eq!(alnum_dash_end(&long, 0), 4);
         assert_eq!(
             LineMarks::new(b"\t\t\t\t\t\t\t\ta\tb\x0b\x0c\rc").line_end(0),
-            Some(13)
+            Some((13, 0))
         );
-        assert_eq!(m.alnum_dash_end(5), 29);
-        assert_eq!(m.line_end(30), Some(57));
-        assert_eq!(m.alnum_dash_end(59), 71);
-        assert_eq!(m.line_end(72), Some(83));
-        assert_eq!(m.alnum_dash_end(84), 84);
-        assert_eq!(m.line_end(84), Some(89));
+        assert_eq!(alnum_dash_end(&long, 5), 29);
+        assert_eq!(m.line_end(30), Some((57, 2)));
+        assert_eq!(alnum_dash_end(&long, 59), 71);
+        assert_eq!(m.line_end(72), Some((83, 1)));
+        assert_eq!(alnum_dash_end(&long, 84), 84);
+        assert_eq!(m.line_end(84), Some((89, 0)));
         assert_eq!(pack_high_bits(HI), 0xff);
         assert_eq!(pack_high_bits(0x8000_0000_0000_0080), 0x81);
     }
