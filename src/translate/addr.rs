@@ -145,6 +145,14 @@ fn canonical_aor(uri: &str) -> Option<&str> {
 /// printable byte (what [`uri_of`] trims is left to it).
 #[inline(always)]
 fn canonical_aor_in(text: &str, angle: bool) -> Option<&str> {
+    canonical_aor_scan::<true>(text, angle)
+}
+
+/// [`canonical_aor_in`], 16 bytes at a time where the text has them when `BLOCKS` (x86_64:
+/// a From / To value is ~35 bytes, two blocks where it was five words), else a word at a time
+/// (the tests' reference, and the reading on other targets).
+#[inline(always)]
+fn canonical_aor_scan<const BLOCKS: bool>(text: &str, angle: bool) -> Option<&str> {
     let b = text.as_bytes();
     let from = usize::from(angle);
     if angle && b.first() != Some(&b'<') {
@@ -165,39 +173,74 @@ fn canonical_aor_in(text: &str, angle: bool) -> Option<&str> {
     // Without `angle`, the URI ends with the text; with it, at a `>` (or the parameters).
     let mut end = if angle { None } else { Some(b.len()) };
     // Every byte that matters is in `:`..=`Z` (`: ; < = > ? @` and the upper-case letters):
-    // marked a word at a time (exact per byte: the additions stay within each byte's low
-    // seven bits), the rest (digits, lower case, `.`, `+`, `-`) skipped.
-    let mut at = skip;
-    'words: while let Some((w, len)) = word_at(b, at) {
-        let v = w & SEVEN;
-        let ge = |n: u8| (v + LO * u64::from(0x80 - n)) & HI;
-        let mut marked = ge(b':') & !ge(b'Z' + 1) & !w & HI;
-        while marked != 0 {
-            let i = at + (marked.trailing_zeros() / 8) as usize;
-            match b.get(i) {
-                Some(b';' | b'?') => {
-                    end = Some(i);
-                    break 'words;
-                }
-                Some(b'>') if angle => {
-                    // `uri_of` trims the URI: a printable byte before `>` is kept.
-                    if !b.get(i.wrapping_sub(1)).is_some_and(u8::is_ascii_graphic) {
-                        return None;
-                    }
-                    end = Some(i);
-                    break 'words;
-                }
-                Some(b':') => return None,
-                Some(b'@') => {
-                    host_at = i + 1;
-                    upper = false;
-                }
-                Some(b'A'..=b'Z') => upper = true,
-                _ => {}
+    // marked a block or a word at a time (the rest: digits, lower case, `.`, `+`, `-`,
+    // skipped). What the byte marked at `i` does: `Err(())` the URI is not canonical,
+    // `Ok(true)` it ends there.
+    let mut visit = |i: usize| -> Result<bool, ()> {
+        match b.get(i) {
+            Some(b';' | b'?') => {
+                end = Some(i);
+                Ok(true)
             }
-            marked &= marked - 1;
+            Some(b'>') if angle => {
+                // `uri_of` trims the URI: a printable byte before `>` is kept.
+                if !b.get(i.wrapping_sub(1)).is_some_and(u8::is_ascii_graphic) {
+                    return Err(());
+                }
+                end = Some(i);
+                Ok(true)
+            }
+            Some(b':') => Err(()),
+            Some(b'@') => {
+                host_at = i + 1;
+                upper = false;
+                Ok(false)
+            }
+            Some(b'A'..=b'Z') => {
+                upper = true;
+                Ok(false)
+            }
+            _ => Ok(false),
         }
-        at += len;
+    };
+    let mut at = skip;
+    'scan: {
+        if BLOCKS {
+            // Whole blocks, then the rest as the last 16 bytes with those read shifted out.
+            while at < b.len() {
+                let (mut marked, len) = match text::range_block(b, at, b':', b'Z') {
+                    Some(m) => (m, 16),
+                    None => {
+                        let Some(last) = b.len().checked_sub(16) else {
+                            break;
+                        };
+                        match text::range_block(b, last, b':', b'Z') {
+                            Some(m) => (m >> (at - last), b.len() - at),
+                            None => break,
+                        }
+                    }
+                };
+                while marked != 0 {
+                    if visit(at + marked.trailing_zeros() as usize).ok()? {
+                        break 'scan;
+                    }
+                    marked &= marked - 1;
+                }
+                at += len;
+            }
+        }
+        while let Some((w, len)) = word_at(b, at) {
+            let v = w & SEVEN;
+            let ge = |n: u8| (v + LO * u64::from(0x80 - n)) & HI;
+            let mut marked = ge(b':') & !ge(b'Z' + 1) & !w & HI;
+            while marked != 0 {
+                if visit(at + (marked.trailing_zeros() / 8) as usize).ok()? {
+                    break 'scan;
+                }
+                marked &= marked - 1;
+            }
+            at += len;
+        }
     }
     let end = end?;
     if upper || (host_at < end && b.get(host_at) == Some(&b'[')) {
@@ -543,6 +586,23 @@ mod tests {
             }
             let usual = format!("<sip:+{}@ims.example.net>;tag=1", v.len());
             proptest::prop_assert_eq!(angle_aor(&usual), Some(&usual[1..usual.len() - 7]));
+        }
+
+        // The reading 16 bytes at a time is the word-at-a-time one, at every length around
+        // the blocks' edges.
+        #[test]
+        fn canonical_aor_blocks_are_the_words(
+            head in "(<|<sip:|<sips:|sip:|sips:|<SIP:)",
+            body in "(:|@|;|\\?|<|>|\\[|\\]| |\t|\u{85}|[a-zA-Z0-9.+-]|\u{e9}){0,40}",
+            tail in "(>|>;tag=1| >|)",
+        ) {
+            let v = format!("{head}{body}{tail}");
+            for angle in [false, true] {
+                proptest::prop_assert_eq!(
+                    canonical_aor_scan::<true>(&v, angle),
+                    canonical_aor_scan::<false>(&v, angle)
+                );
+            }
         }
 
         // The one-pass reading, when it answers, is the reference's address of record, and it

@@ -253,6 +253,20 @@ mod wide {
         unsafe { low_marks_in(w) }
     }
 
+    /// Bit `i` set when byte `i` of the 16 bytes of `hay` at `at` is in `lo..=hi`; `None`
+    /// when `hay` has fewer than 16 bytes there.
+    #[inline]
+    pub(super) fn range_block(hay: &[u8], at: usize, lo: u8, hi: u8) -> Option<u32> {
+        // SAFETY: as `low_marks`.
+        unsafe { range_block_in(hay, at, lo, hi) }
+    }
+
+    #[target_feature(enable = "sse2")]
+    #[inline]
+    fn range_block_in(hay: &[u8], at: usize, lo: u8, hi: u8) -> Option<u32> {
+        Some(mask(in_range_of(block(hay, at)?, lo, hi)))
+    }
+
     /// Bit `i` set when byte `i` of the 16 bytes of `hay` at `at` is not an ASCII letter,
     /// digit or `-`; `None` when `hay` has fewer than 16 bytes there.
     #[inline]
@@ -706,6 +720,20 @@ fn find_in_range_words(lo: u8, hi: u8, hay: &[u8]) -> Option<usize> {
         .iter()
         .position(|b| (lo..=hi).contains(b))
         .map(|i| at + i)
+}
+
+/// Bit `i` set when byte `at + i` of `hay` is in `lo..=hi` (unsigned), for the 16 bytes from
+/// `at`, read at once with SSE2; `None` when `hay` has fewer than 16 bytes there, and always
+/// on targets without SSE2 (the caller then reads words).
+#[inline]
+pub fn range_block(hay: &[u8], at: usize, lo: u8, hi: u8) -> Option<u32> {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    return wide::range_block(hay, at, lo, hi);
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    {
+        let _ = (hay, at, lo, hi);
+        None
+    }
 }
 
 /// Whether `hay` has a byte at or below SP (white space, CR, LF, NUL or another control
