@@ -82,7 +82,7 @@ impl IdSource for Counter {
 
     /// In place, as the node's `RandomIds` writes them.
     fn fresh_id_into(&mut self, out: &mut String) {
-        if let Ok(hex) = std::str::from_utf8(&self.next_hex()) {
+        if let Some(hex) = cpm_iwf::wire::text::ascii_str(&self.next_hex()) {
             out.push_str(hex);
         }
     }

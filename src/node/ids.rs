@@ -73,7 +73,7 @@ impl IdSource for RandomIds {
 
     fn fresh_id_into(&mut self, out: &mut String) {
         // Hex digits and `-`: ASCII, the conversion always succeeds.
-        if let Ok(text) = std::str::from_utf8(&self.next_text()) {
+        if let Some(text) = crate::wire::text::ascii_str(&self.next_text()) {
             out.push_str(text);
         }
     }

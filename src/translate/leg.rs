@@ -12,7 +12,7 @@ use super::state::{ConversationIds, ConversationKey, Side};
 use super::{Env, TranslateError};
 use crate::mapping::{HeaderRules, Mappings, Service};
 use crate::wire::frozen::Scratch;
-use crate::wire::sip::{SipMessage, Text, check_value};
+use crate::wire::sip::{PushHeader, RequestDraft, SipMessage, Text, check_value};
 use crate::wire::text;
 
 /// Header fields that belong to one hop or one leg and are never copied to the other side:
@@ -238,11 +238,14 @@ pub(crate) fn cpm_ids(msg: &SipMessage) -> Result<Option<ConversationIds>, Trans
 
 /// Write the identities on `out`, shared (a reference count each, no copy; a lossy copy of one
 /// that is not UTF-8), checked as `push_header` checks them.
-pub(crate) fn write_ids(out: &mut SipMessage, ids: &ConversationIds) -> Result<(), TranslateError> {
-    out.push_header_text(CONVERSATION_ID, id_text(ids.conversation_id.clone()))?;
-    out.push_header_text(CONTRIBUTION_ID, id_text(ids.contribution_id.clone()))?;
+pub(crate) fn write_ids(
+    out: &mut impl PushHeader,
+    ids: &ConversationIds,
+) -> Result<(), TranslateError> {
+    out.push_text(CONVERSATION_ID, id_text(ids.conversation_id.clone()))?;
+    out.push_text(CONTRIBUTION_ID, id_text(ids.contribution_id.clone()))?;
     if let Some(r) = &ids.in_reply_to {
-        out.push_header_text(IN_REPLY_TO_CONTRIBUTION_ID, id_text(r.clone()))?;
+        out.push_text(IN_REPLY_TO_CONTRIBUTION_ID, id_text(r.clone()))?;
     }
     Ok(())
 }
@@ -325,18 +328,9 @@ pub(crate) fn new_leg_shared(
     Ok(out)
 }
 
-/// A value of the new leg: shared with the incoming request, or written into the leg's buffer.
-enum LegValue {
-    Shared(Text),
-    Written(std::ops::Range<usize>),
-}
-
 /// Contact (and, as many again, Accept-Contact) values [`new_leg_rewritten`] rewrites into its
 /// buffer; a request with more goes the way of [`rewrite_service_tags`].
 const MAX_BUFFERED_CONTACTS: usize = 8;
-
-/// Room reserved for a fresh id written in place: the node's are UUID text (RFC 9562 §4).
-const FRESH_ID_ROOM: usize = 36;
 
 /// End-to-end fields [`new_leg_rewritten`] copies in one pass; a request with more goes the
 /// way of [`rewrite_service_tags`].
@@ -674,10 +668,11 @@ pub(crate) fn new_leg_rewritten(
     mappings: &Mappings,
     env: &mut Env<'_>,
     read: Option<&LegFields<'_>>,
-) -> Result<(SipMessage, Option<DeviceParts>), TranslateError> {
+) -> Result<(RequestDraft, Option<DeviceParts>), TranslateError> {
     let field_by_field = |uri: Bytes, env: &mut Env<'_>| {
         new_leg_shared(incoming, method, uri, rules, env).and_then(|mut out| {
-            rewrite_service_tags(&mut out, to_side, service, mappings).map(|()| (out, None))
+            rewrite_service_tags(&mut out, to_side, service, mappings)?;
+            Ok((RequestDraft::of_message(&out)?, None))
         })
     };
     let Some(fields) = incoming.fields().filter(|_| rules.rename.is_empty()) else {
@@ -704,21 +699,36 @@ pub(crate) fn new_leg_rewritten(
         copies,
         n_contacts,
         n_accepts,
-        n_copies,
         values_len,
         ..
     } = *read;
     let overflow = read.overflow();
-    // Max-Forwards, From, To, Call-ID, CSeq, the copies, the service identification, and room
-    // for what the caller adds: Content-Type, and to CPM P-Asserted-Service and the three
-    // conversation identities. No more: the list's bytes count towards the allocator's
-    // periodic cache sweep (jemalloc's tcache GC, by bytes allocated).
-    let for_cpm = match to_side {
-        Side::Cpm => 1 + 3,
-        Side::Simple => 0,
+    // Max-Forwards, From, To, Call-ID, CSeq (~130 bytes with the two fresh ids), the copies,
+    // the service identification with room for the tags they gain, the ICSI, and room for what
+    // the caller adds (Content-Type; to CPM the conversation identities).
+    let icsi = match to_side {
+        Side::Cpm => mappings.service(service).cpm_icsi.as_str(),
+        Side::Simple => "",
     };
-    let room = 5 + n_copies + n_contacts + n_accepts + 1 + for_cpm;
-    let mut out = match SipMessage::request_with_room(method, request_uri, room) {
+    let copied_len: usize = bits(copies)
+        .filter_map(|i| fields.get(i))
+        .map(|f| f.name().len() + f.value().len() + 4)
+        .sum();
+    // No more than needed: the bytes allocated count towards the allocator's periodic cache
+    // sweep (jemalloc's tcache GC).
+    let for_caller = match to_side {
+        Side::Cpm => 224,
+        Side::Simple => 48,
+    };
+    let room = 140
+        + from.map_or(0, |f| f.len())
+        + to.map_or(0, |t| t.len())
+        + copied_len
+        + values_len
+        + 40 * (n_contacts + n_accepts)
+        + 2 * icsi.len()
+        + for_caller;
+    let mut out = match RequestDraft::new(method, request_uri, room) {
         Ok(out) => out,
         Err(e) => {
             // The errors of the field-by-field way, in its order.
@@ -730,16 +740,17 @@ pub(crate) fn new_leg_rewritten(
         }
     };
     if overflow {
-        let uri = out.request_uri_bytes().cloned().unwrap_or_default();
+        let uri = out.uri().clone();
+        drop(out);
         return field_by_field(uri, env);
     }
     let cseq = match method {
-        rsip::Method::Message => Some("1 MESSAGE"),
-        rsip::Method::Invite => Some("1 INVITE"),
+        rsip::Method::Message => Some("CSeq: 1 MESSAGE\r\n"),
+        rsip::Method::Invite => Some("CSeq: 1 INVITE\r\n"),
         _ => None,
     };
-    // Every value is made (and checked, in the order of the field-by-field way) before the
-    // fields are pushed, in their order, once: no placeholder set again.
+    // The fields are written in their order, each value checked in the order of the
+    // field-by-field way (a failed draft is dropped).
     // `let ... else`: an `ok_or(error)` would build and drop an error value on the usual path.
     let Some(from) = from else {
         return Err(TranslateError::Missing("From"));
@@ -747,122 +758,79 @@ pub(crate) fn new_leg_rewritten(
     let Some(to) = to else {
         return Err(TranslateError::Missing("To"));
     };
-    let icsi = match to_side {
-        Side::Cpm => mappings.service(service).cpm_icsi.as_str(),
-        Side::Simple => "",
-    };
-    // From with its fresh tag, the fresh Call-ID, the service identification values with room
-    // for the tags they gain, the ICSI. Written in the thread's scratch buffer, then copied
-    // once into a block of its own: the two ids cost no allocation of their own.
-    let mut buf = Scratch::with_capacity(
-        from.len()
-            + 5
-            + 2 * FRESH_ID_ROOM
-            + values_len
-            + 80 * (n_contacts + n_accepts)
-            + icsi.len(),
-    );
-    write_without_tag_of(from, &mut buf).map_err(|e| TranslateError::header("From", e))?;
-    buf.push_str(";tag=");
-    let tag_at = buf.len();
-    env.ids.fresh_id_into(&mut buf);
-    let from_range = 0..buf.len();
-    let to = without_tag(to).map_err(|e| TranslateError::header("To", e))?;
+    out.push_line("Max-Forwards: 70\r\n");
+    // From with its fresh tag, and the fresh Call-ID, written in place.
+    let from_at = out.begin_value("From");
+    write_without_tag_of(from, out.value_text()).map_err(|e| TranslateError::header("From", e))?;
+    out.value_text().push_str(";tag=");
+    let tag_at = out.value_text().len();
+    env.ids.fresh_id_into(out.value_text());
     // Values made of pieces of the request's fields and of the mappings (validated at load)
     // hold no CR or LF; a fresh id is checked.
-    let call_id_at = buf.len();
-    env.ids.fresh_id_into(&mut buf);
-    let call_id_range = call_id_at..buf.len();
-    // The two fresh ids lie side by side: one look for CR or LF in both; the Call-ID's error
-    // is given here and the From tag's below, where the field-by-field way gives them.
-    let fresh_ids_clean = text::find_byte2(
-        b'\r',
-        b'\n',
-        buf.get(tag_at..call_id_range.end)
-            .unwrap_or_default()
-            .as_bytes(),
-    )
-    .is_none();
-    if !fresh_ids_clean {
-        check_value(
-            "Call-ID",
-            buf.get(call_id_range.clone()).unwrap_or_default(),
-        )?;
-    }
+    let tag_clean = text::find_byte2(b'\r', b'\n', out.value_at(tag_at).as_bytes()).is_none();
+    let from_line = tag_clean.then(|| out.end_value(from_at));
+    let to_at = out.begin_value("To");
+    write_without_tag_of(to, out.value_text()).map_err(|e| TranslateError::header("To", e))?;
+    out.end_value(to_at);
+    let call_id_at = out.begin_value("Call-ID");
+    env.ids.fresh_id_into(out.value_text());
+    // The Call-ID's error is given here, the From tag's below, where the field-by-field way
+    // gives them.
+    check_value("Call-ID", out.value_at(call_id_at))?;
+    out.end_value(call_id_at);
     let Some(cseq) = cseq else {
         return Err(TranslateError::Missing("a method that opens a leg"));
     };
+    out.push_line(cseq);
+    for f in bits(copies).filter_map(|i| fields.get(i)) {
+        out.push_field(f);
+    }
 
     let mut device = None;
     let mut memo = feature_tags::IcsiMemo::default();
-    let mut values: [Option<LegValue>; 2 * MAX_BUFFERED_CONTACTS] = Default::default();
     let value = |i: usize| fields.get(i).map(|f| f.value());
     let all = bits(contacts)
         .filter_map(|i| value(i).map(|v| ("Contact", v)))
         .chain(bits(accepts).filter_map(|i| value(i).map(|v| ("Accept-Contact", v))));
-    for (i, ((name, v), slot)) in all.zip(values.iter_mut()).enumerate() {
+    for (i, (name, v)) in all.enumerate() {
         let err = |e| TranslateError::header(name, e);
-        *slot = Some(match to_side {
+        let at = out.begin_value(name);
+        match to_side {
             Side::Simple => {
                 // Rewritten in one pass (no separate `to_simple_keeps` reading first: same
-                // errors); a value the rewrite gives back byte for byte is shared as it came
-                // (RFC 3840 §9: no +g.3gpp.icsi-ref to replace, written as the rewrite writes).
-                let at = buf.len();
+                // errors).
                 let first_contact = i == 0 && n_contacts > 0;
                 let mut parts = DeviceParts::default();
                 // The first Contact: the sending device read on the way.
                 let device_parts = first_contact.then_some(&mut parts);
-                feature_tags::to_simple_into_with(v, mappings, &mut buf, device_parts, &mut memo)
-                    .map_err(err)?;
-                let kept = buf.get(at..) == Some(v.as_str());
-                if first_contact && !kept {
+                feature_tags::to_simple_into_with(
+                    v,
+                    mappings,
+                    out.value_text(),
+                    device_parts,
+                    &mut memo,
+                )
+                .map_err(err)?;
+                // A value the rewrite gives back byte for byte names no device of its own
+                // (RFC 3840 §9: no +g.3gpp.icsi-ref to replace).
+                if first_contact && out.value_at(at) != v.as_str() {
                     device = Some(parts);
-                }
-                match kept {
-                    true => {
-                        buf.truncate(at);
-                        LegValue::Shared(v.clone())
-                    }
-                    false => LegValue::Written(at..buf.len()),
                 }
             }
             Side::Cpm => {
-                let at = buf.len();
-                feature_tags::to_cpm_into(v, service, mappings, &mut buf).map_err(err)?;
-                LegValue::Written(at..buf.len())
+                feature_tags::to_cpm_into(v, service, mappings, out.value_text()).map_err(err)?;
             }
-        });
+        }
+        out.end_value(at);
     }
-    let icsi_at = buf.len();
-    buf.push_str(icsi);
-    let icsi_range = icsi_at..buf.len();
-    let buf = Text::shared_copy(&buf);
-    let part = |r: std::ops::Range<usize>| buf.slice_ref(buf.get(r).unwrap_or_default());
-    let from = part(from_range);
-    if !fresh_ids_clean {
-        // The error the check gives (the Call-ID's was given above).
-        check_value("From", &from)?;
-    }
-    out.push_canonical_static("Max-Forwards", "70");
-    out.push_canonical_clean("From", from);
-    out.push_canonical_clean("To", to);
-    out.push_canonical_clean("Call-ID", part(call_id_range));
-    out.push_canonical_static("CSeq", cseq);
-    for f in bits(copies).filter_map(|i| fields.get(i)) {
-        out.push_field(f);
-    }
-    let names = std::iter::repeat_n("Contact", n_contacts)
-        .chain(std::iter::repeat_n("Accept-Contact", n_accepts));
-    for (name, v) in names.zip(values.iter_mut().map_while(Option::take)) {
-        let value = match v {
-            LegValue::Shared(t) => t,
-            LegValue::Written(r) => part(r),
-        };
-        out.push_canonical_clean(name, value);
+    if from_line.is_none() {
+        // The error the check gives (the Call-ID's was given above): the From value, with
+        // its tag, runs to the end of what was written.
+        check_value("From", out.value_at(from_at))?;
     }
     if to_side == Side::Cpm {
         // RFC 6050 §4: the network asserts the service; the CPM side expects its ICSI.
-        out.push_canonical_clean(P_ASSERTED_SERVICE, part(icsi_range));
+        out.push_clean(P_ASSERTED_SERVICE, icsi);
     }
     Ok((out, device))
 }
@@ -1050,7 +1018,7 @@ X-Other: 1\r\nContent-Length: 0\r\n\r\n"
                             &mut env,
                             None,
                         )
-                        .map(|(m, _)| m)
+                        .map(|(m, _)| m.finish())
                     }
                     .map(|m| m.serialize())
                     .map_err(|e| e.to_string())

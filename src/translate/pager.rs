@@ -29,7 +29,7 @@ use crate::mapping::{Carriage, HeaderRules, Mappings, Service};
 use crate::wire::cpim::{Cpim, CpimSummaryRef, NS_IMDN};
 use crate::wire::imdn::{self, DeliveryStatus, Imdn, Notification};
 use crate::wire::iscomposing;
-use crate::wire::sip::{SipMessage, Text};
+use crate::wire::sip::{RequestDraft, SipMessage, Text};
 use crate::wire::text::media_type_is as media_is;
 
 /// What a MESSAGE carries. A CPIM body is read for what the translation needs
@@ -230,7 +230,7 @@ fn utf8_of(b: &Bytes) -> Bytes {
 /// `out` is a new leg's request, which has no Content-Type of its own: the one written is
 /// appended. `content_type` is the first Content-Type of `incoming` when the caller has it.
 fn set_content(
-    out: &mut SipMessage,
+    out: &mut RequestDraft,
     incoming: &SipMessage,
     content_type: Option<&Text>,
     cpim: Option<&CpimSummaryRef<'_>>,
@@ -242,14 +242,13 @@ fn set_content(
             match content_type {
                 // A field of `incoming`'s own list: it holds no CR or LF (the parser unfolds,
                 // the setters check), as the fields the new leg copies.
-                Some(ct) => out.push_body_with_clean_type(ct.clone(), incoming.body().clone()),
+                Some(ct) => out.push_clean("Content-Type", ct),
                 None => {
-                    let ct = incoming
-                        .header_text("Content-Type")
-                        .unwrap_or(Text::from_static("text/plain"));
-                    out.push_body_with_type(ct, incoming.body().clone())?;
+                    let ct = incoming.header("Content-Type").unwrap_or("text/plain");
+                    out.push_checked("Content-Type", ct)?;
                 }
             }
+            out.set_body(incoming.body().clone());
         }
         (Some(c), Carriage::Bare | Carriage::Drop) => {
             let body = incoming.body();
@@ -258,10 +257,12 @@ fn set_content(
                 .map_or(Text::from_static("text/plain"), |ct| {
                     text_of(&body.slice_ref(ct))
                 });
-            out.push_body_with_type(ct, body.slice_ref(c.body))?;
+            out.push_checked("Content-Type", &ct)?;
+            out.set_body(body.slice_ref(c.body));
         }
         (None, Carriage::Cpim) => {
-            out.push_body_with_type(Text::from_static("message/cpim"), wrap())?;
+            out.push_clean("Content-Type", "message/cpim");
+            out.set_body(wrap());
         }
     }
     Ok(())
@@ -282,7 +283,8 @@ fn kept<'v>(
 ) -> Remembered {
     let len = |v: Option<&str>| v.map_or(0, str::len);
     // Not UTF-8: kept apart, as it came (the buffer holds text).
-    let (message_text, raw_message_id) = match message_id.map(std::str::from_utf8) {
+    let utf8 = |b| crate::wire::text::ascii_str(b).map_or_else(|| std::str::from_utf8(b), Ok);
+    let (message_text, raw_message_id) = match message_id.map(utf8) {
         None => (None, None),
         Some(Ok(v)) => (Some(v), None),
         Some(Err(_)) => (None, message_id.map(Bytes::copy_from_slice)),
@@ -424,7 +426,7 @@ pub fn message_request(
             if to == Side::Cpm
                 && let Some(state) = view.conversation(&pair().key())
             {
-                out.push_header(CONVERSATION_ID, &lossy(&state.conversation_id))?;
+                out.push_checked(CONVERSATION_ID, &lossy(&state.conversation_id))?;
             }
             set_content(
                 &mut out,
@@ -437,7 +439,7 @@ pub fn message_request(
                     wrap_in_cpim(msg, from_uri, to_uri, None, false, env)
                 },
             )?;
-            outcome.send.push((to, out));
+            outcome.send.push((to, out.finish()));
         }
         Content::Message { cpim } => {
             let (mut out, device_parts) = new_leg_rewritten(
@@ -540,7 +542,7 @@ pub fn message_request(
                 }
                 None => {}
             }
-            outcome.send.push((to, out));
+            outcome.send.push((to, out.finish()));
         }
         Content::Imdn { imdn, cpim } => {
             let origin = view.message(&imdn.message_id).filter(|o| o.side == to);
@@ -563,7 +565,7 @@ pub fn message_request(
             )?;
             if let Some(ac) = route.as_ref().and_then(|r| r.accept_contact.as_deref()) {
                 out.remove_header("Accept-Contact");
-                out.push_header("Accept-Contact", ac)?;
+                out.push_checked("Accept-Contact", ac)?;
             }
             if to == Side::Cpm {
                 // SD 5.2.1.1: a notification sent as a pager MESSAGE carries the identities of
@@ -603,7 +605,7 @@ pub fn message_request(
                         &imdn.message_id,
                     ))));
             }
-            outcome.send.push((to, out));
+            outcome.send.push((to, out.finish()));
         }
     }
     Ok(outcome)

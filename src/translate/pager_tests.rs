@@ -830,7 +830,7 @@ fn the_one_pass_reads_what_the_leg_and_the_headers_read() {
                     &mut env,
                     if given { r.leg.as_ref() } else { None },
                 )
-                .map(|(out, device)| (out.serialize(), device.is_some()))
+                .map(|(out, device)| (out.finish().serialize(), device.is_some()))
                 .map_err(|e| e.to_string())
             };
             assert_eq!(leg(true), leg(false), "{side:?} {:?}", rules.drop);

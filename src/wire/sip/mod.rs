@@ -414,7 +414,8 @@ fn field_of(name: &str, value: &str) -> Field {
 
 /// Iterator over (name, value) of the header fields.
 enum Pairs<'a> {
-    Own(std::slice::Iter<'a, Field>),
+    /// The field list, then the written lines ([`SipMessage::written`]).
+    Own(std::slice::Iter<'a, Field>, WrittenLines<'a>),
     Rsip(Box<dyn Iterator<Item = &'a Header> + 'a>),
 }
 
@@ -424,9 +425,32 @@ impl<'a> Iterator for Pairs<'a> {
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         match self {
-            Pairs::Own(it) => it.next().map(|f| (f.name.as_str(), f.value.as_str())),
+            Pairs::Own(it, lines) => match it.next() {
+                Some(f) => Some((f.name.as_str(), f.value.as_str())),
+                None => lines.next(),
+            },
             Pairs::Rsip(it) => it.next().map(|h| (header_name(h), header_value(h))),
         }
+    }
+}
+
+/// The (name, value) of header lines the gateway wrote in canonical form (`Name: value` and
+/// CRLF each, [`RequestDraft`]), in order.
+#[derive(Clone)]
+struct WrittenLines<'a>(&'a str);
+
+impl<'a> Iterator for WrittenLines<'a> {
+    type Item = (&'a str, &'a str);
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.0.is_empty() {
+            return None;
+        }
+        let (line, rest) = self.0.split_once("\r\n").unwrap_or((self.0, ""));
+        self.0 = rest;
+        // A name is a token (no `:`), so the first `": "` ends it; a value holds no CR or LF.
+        Some(line.split_once(": ").unwrap_or((line, "")))
     }
 }
 
@@ -436,6 +460,13 @@ impl<'a> Iterator for Pairs<'a> {
 pub struct SipMessage {
     start: StartLine,
     headers: Vec<Field>,
+    /// Header fields the gateway wrote as text, after `headers` in order: `Name: value` lines
+    /// in canonical form, each ended by CRLF, never a Content-Length ([`RequestDraft`]). A new
+    /// leg is written so, in one buffer (no field list, no shared value per field); a change
+    /// other than an insertion among `headers` first turns the lines into fields. A `String`
+    /// of its own: the draft's buffer, moved in (no copy, no second allocation for a shared
+    /// count).
+    written: String,
     /// rsip's model of the header fields while a caller of
     /// [`rsip_headers_mut`](SipMessage::rsip_headers_mut) changes them: when present it is the
     /// truth, and the next other change converts it back into `headers`.
@@ -448,7 +479,9 @@ impl PartialEq for SipMessage {
         self.start == other.start
             && self.body == other.body
             && match (&self.rsip, &other.rsip) {
-                (None, None) => self.headers == other.headers,
+                (None, None) if self.written.is_empty() && other.written.is_empty() => {
+                    self.headers == other.headers
+                }
                 _ => self.pairs().eq(other.pairs()),
             }
     }
@@ -931,81 +964,23 @@ impl SipMessage {
         Ok(SipMessage {
             start: StartLine::Request { method, uri },
             headers: Vec::with_capacity(headers),
+            written: String::new(),
             rsip: None,
             body: Bytes::new(),
         })
     }
 
-    /// The header fields in order, when they are the codec's own: always after parsing and
-    /// the other mutators, `None` only while [`rsip_headers_mut`](Self::rsip_headers_mut)'s
-    /// model is the truth. For readers that look at every field once (the translator).
+    /// The header fields in order, when they are the codec's own list: always after parsing
+    /// and the other mutators, `None` while [`rsip_headers_mut`](Self::rsip_headers_mut)'s
+    /// model is the truth or while some fields are written lines (a new leg of the
+    /// translator, not yet changed). For readers that look at every field once (the
+    /// translator), which read [`headers`](Self::headers) otherwise.
     #[inline]
     pub(crate) fn fields(&self) -> Option<&[Field]> {
         match &self.rsip {
-            None => Some(&self.headers),
-            Some(_) => None,
+            None if self.written.is_empty() => Some(&self.headers),
+            _ => None,
         }
-    }
-
-    /// Append a field of another message as it is: it was checked when that message was
-    /// parsed or built, its value is shared.
-    #[inline]
-    pub(crate) fn push_field(&mut self, field: &Field) {
-        self.fields_mut().push(field.clone());
-    }
-
-    /// Append a field whose `name` the caller writes in its canonical spelling (a `'static`
-    /// token, long form): only the value is checked, as [`push_header`](Self::push_header)
-    /// checks it. Saves the name lookup of [`push_header_text`](Self::push_header_text).
-    #[inline]
-    pub(crate) fn push_canonical(
-        &mut self,
-        name: &'static str,
-        value: Text,
-    ) -> Result<(), SipError> {
-        debug_assert!(canonical_name(name.as_bytes()).is_none_or(|c| c == name));
-        debug_assert!(!name.is_empty() && name.bytes().all(parse::is_token_char));
-        check_value(name, &value)?;
-        self.fields_mut().push(Field {
-            name: Name::Static(name),
-            value: trimmed(value),
-        });
-        Ok(())
-    }
-
-    /// Append a Content-Type (checked as [`push_header`](Self::push_header) checks it) and set
-    /// the body: [`set_body_with_type_text`](Self::set_body_with_type_text) for a message the
-    /// caller knows has no Content-Type yet (a request it is building), without looking.
-    pub(crate) fn push_body_with_type(
-        &mut self,
-        content_type: Text,
-        body: Bytes,
-    ) -> Result<(), SipError> {
-        debug_assert!(self.header("Content-Type").is_none());
-        self.push_canonical("Content-Type", content_type)?;
-        self.body = body;
-        Ok(())
-    }
-
-    /// [`push_body_with_type`](Self::push_body_with_type) of a Content-Type value taken from a
-    /// parsed or built message (a field value holds no CR or LF): nothing to check (debug
-    /// builds check).
-    pub(crate) fn push_body_with_clean_type(&mut self, content_type: Text, body: Bytes) {
-        debug_assert!(self.header("Content-Type").is_none());
-        self.push_canonical_clean("Content-Type", content_type);
-        self.body = body;
-    }
-
-    /// [`push_canonical`](Self::push_canonical) of a value written in the program, which
-    /// holds no CR or LF and is trimmed (checked in debug builds): nothing to check.
-    #[inline]
-    pub(crate) fn push_canonical_static(&mut self, name: &'static str, value: &'static str) {
-        debug_assert!(canonical_name(name.as_bytes()).is_none_or(|c| c == name));
-        debug_assert!(check_value(name, value).is_ok() && value.trim_matches([' ', '\t']) == value);
-        self.fields_mut().push(Field {
-            name: Name::Static(name),
-            value: Text::from_static(value),
-        });
     }
 
     /// (name, value) of every header field, in order.
@@ -1013,7 +988,7 @@ impl SipMessage {
     fn pairs(&self) -> Pairs<'_> {
         match &self.rsip {
             Some(h) => Pairs::Rsip(Box::new(h.iter())),
-            None => Pairs::Own(self.headers.iter()),
+            None => Pairs::Own(self.headers.iter(), WrittenLines(&self.written)),
         }
     }
 
@@ -1021,7 +996,10 @@ impl SipMessage {
     /// rsip's model).
     fn try_each_field<E>(&self, mut f: impl FnMut(&Field) -> Result<(), E>) -> Result<(), E> {
         match &self.rsip {
-            None => self.headers.iter().try_for_each(f),
+            None => {
+                self.headers.iter().try_for_each(&mut f)?;
+                self.written_fields().try_for_each(|w| f(&w))
+            }
             Some(h) => h
                 .iter()
                 .try_for_each(|h| f(&field_of(header_name(h), header_value(h)))),
@@ -1036,7 +1014,37 @@ impl SipMessage {
         if self.rsip.is_some() {
             self.fields_from_rsip();
         }
+        if !self.written.is_empty() {
+            self.fields_from_written();
+        }
         &mut self.headers
+    }
+
+    /// The written lines as fields: copies, in one buffer the names and values share.
+    fn written_fields(&self) -> impl Iterator<Item = Field> + '_ {
+        let shared = Text::shared_copy(&self.written);
+        let base = self.written.as_ptr() as usize;
+        // The same text at the same offsets in the copy.
+        let part = move |s: &str| -> Text {
+            let at = (s.as_ptr() as usize).wrapping_sub(base);
+            match shared.as_str().get(at..at.saturating_add(s.len())) {
+                Some(sub) if !sub.is_empty() => shared.slice_ref(sub),
+                _ => Text::default(),
+            }
+        };
+        WrittenLines(&self.written).map(move |(name, value)| Field {
+            name: Name::of(name, || part(name)),
+            value: part(value),
+        })
+    }
+
+    /// The written lines turned into fields, appended to the list.
+    #[cold]
+    #[inline(never)]
+    fn fields_from_written(&mut self) {
+        let fields: Vec<Field> = self.written_fields().collect();
+        self.headers.extend(fields);
+        self.written = String::new();
     }
 
     #[cold]
@@ -1072,6 +1080,7 @@ impl SipMessage {
                 reason: Bytes::copy_from_slice(sanitize_reason(reason).as_bytes()),
             },
             headers,
+            written: String::new(),
             rsip: None,
             body: Bytes::new(),
         }
@@ -1154,6 +1163,9 @@ impl SipMessage {
     /// on serialize whatever is here). Values must not contain CR or LF. A compatibility
     /// path (it converts every field to rsip's model and back); prefer the other mutators.
     pub fn rsip_headers_mut(&mut self) -> &mut rsip::Headers {
+        if self.rsip.is_none() && !self.written.is_empty() {
+            self.fields_from_written();
+        }
         let headers = &self.headers;
         self.rsip.get_or_insert_with(|| {
             headers
@@ -1182,11 +1194,17 @@ impl SipMessage {
     pub fn header_text(&self, name: &str) -> Option<Text> {
         let wanted = expand_compact(name.as_bytes()).unwrap_or(name);
         match &self.rsip {
-            None => self
+            None => match self
                 .headers
                 .iter()
                 .find(|f| f.name.as_str().eq_ignore_ascii_case(wanted))
-                .map(|f| f.value.clone()),
+            {
+                Some(f) => Some(f.value.clone()),
+                None => self
+                    .written_fields()
+                    .find(|f| f.name.as_str().eq_ignore_ascii_case(wanted))
+                    .map(|f| f.value),
+            },
             Some(_) => self.header(name).map(Text::copy_from_str),
         }
     }
@@ -1313,19 +1331,6 @@ impl SipMessage {
         Ok(())
     }
 
-    /// [`push_canonical`](Self::push_canonical) of a value the caller made of pieces of checked
-    /// values (fields of a [`SipMessage`], which hold no CR or LF) and of text that holds none:
-    /// nothing to check (debug builds check).
-    #[inline]
-    pub(crate) fn push_canonical_clean(&mut self, name: &'static str, value: Text) {
-        debug_assert!(canonical_name(name.as_bytes()).is_none_or(|c| c == name));
-        debug_assert!(check_value(name, &value).is_ok());
-        self.fields_mut().push(Field {
-            name: Name::Static(name),
-            value: trimmed(value),
-        });
-    }
-
     /// Every value of header `name` as shared [`Text`], in order.
     pub fn header_texts<'a>(&'a self, name: &'a str) -> impl Iterator<Item = Text> + 'a {
         let wanted = expand_compact(name.as_bytes()).unwrap_or(name);
@@ -1337,9 +1342,14 @@ impl SipMessage {
             .rsip
             .as_ref()
             .map(|_| self.header_all(name).map(Text::copy_from_str));
+        let written = self
+            .written_fields()
+            .filter(move |f| f.name.as_str().eq_ignore_ascii_case(wanted))
+            .map(|f| f.value);
         own.iter()
             .filter(move |f| f.name.as_str().eq_ignore_ascii_case(wanted))
             .map(|f| f.value.clone())
+            .chain(written)
             .chain(copies.into_iter().flatten())
     }
 
@@ -1363,6 +1373,12 @@ impl SipMessage {
     /// Insert a header at position `index` (clamped to the end).
     pub fn insert_header(&mut self, index: usize, name: &str, value: &str) -> Result<(), SipError> {
         let new = checked_header(name, value)?;
+        // Among the listed fields (the node's Via at the top of a new leg): the written lines
+        // after them stay as they are.
+        if self.rsip.is_none() && index <= self.headers.len() {
+            self.headers.insert(index, new);
+            return Ok(());
+        }
         let all = self.fields_mut();
         all.insert(index.min(all.len()), new);
         Ok(())
@@ -1433,6 +1449,12 @@ impl SipMessage {
                         Some(new) => out.push(checked_field_named(new, f.value.clone())?),
                     }
                 }
+                for (name, value) in WrittenLines(from.written.as_str()) {
+                    match name_for(name) {
+                        None => {}
+                        Some(new) => out.push(checked_header(new, value)?),
+                    }
+                }
             }
             Some(h) => {
                 for h in h.iter() {
@@ -1482,7 +1504,15 @@ impl SipMessage {
             StartLine::Request { method, uri } => method_name(method).len() + uri.len() + 11,
             StartLine::Response { reason, .. } => reason.len() + 14,
         };
-        let headers: usize = self.pairs().map(|(n, v)| n.len() + v.len() + 4).sum();
+        let headers: usize = match &self.rsip {
+            None => self
+                .headers
+                .iter()
+                .map(|f| f.name.as_str().len() + f.value.len() + 4)
+                .sum::<usize>()
+                .saturating_add(self.written.len()),
+            Some(_) => self.pairs().map(|(n, v)| n.len() + v.len() + 4).sum(),
+        };
         start + headers + 40 + self.body.len()
     }
 
@@ -1505,7 +1535,12 @@ impl SipMessage {
             }
         }
         let mut length_written = false;
-        for (name, value) in self.pairs() {
+        let listed: Pairs<'_> = match &self.rsip {
+            // The written lines are in canonical form already, with no Content-Length.
+            None => Pairs::Own(self.headers.iter(), WrittenLines("")),
+            Some(_) => self.pairs(),
+        };
+        for (name, value) in listed {
             if name == "Content-Length" {
                 // RFC 3261 §20.14: the real body length, once, where the first one was.
                 if !length_written {
@@ -1519,6 +1554,9 @@ impl SipMessage {
             dst.put_slice(value.as_bytes());
             dst.put_slice(b"\r\n");
         }
+        if self.rsip.is_none() {
+            dst.put_slice(self.written.as_bytes());
+        }
         if !length_written {
             put_content_length(dst, self.body.len());
         }
@@ -1531,6 +1569,233 @@ impl SipMessage {
         let mut out = BytesMut::with_capacity(self.encoded_len());
         self.encode(&mut out);
         out.freeze()
+    }
+}
+
+/// A request the gateway writes whole (a new leg of the translator): its start line, and its
+/// header fields as `Name: value` lines in canonical form, written into one buffer that
+/// [`finish`](Self::finish) moves into the message's [`written`](SipMessage::written) lines:
+/// one allocation for all the fields, none made or dropped one by one, nothing copied again. Every line holds a checked value (no CR or LF),
+/// trimmed; never a Content-Length (the serializer writes the body's).
+pub(crate) struct RequestDraft {
+    method: rsip::Method,
+    uri: Bytes,
+    lines: String,
+    body: Bytes,
+}
+
+impl RequestDraft {
+    /// A request to `uri` with room for `capacity` bytes of lines; the Request-URI is checked
+    /// as [`SipMessage::request_shared`] checks it.
+    pub(crate) fn new(method: rsip::Method, uri: Bytes, capacity: usize) -> Result<Self, SipError> {
+        if uri.is_empty() || super::text::has_space_or_control(&uri) {
+            return Err(SipError::Request {
+                fault: Fault::RequestUri("empty or contains white space"),
+                offset: None,
+            });
+        }
+        Ok(RequestDraft {
+            method,
+            uri,
+            lines: String::with_capacity(capacity),
+            body: Bytes::new(),
+        })
+    }
+
+    /// The draft of a message built field by field: its fields written as lines.
+    pub(crate) fn of_message(msg: &SipMessage) -> Result<Self, SipError> {
+        let (method, uri) = match &msg.start {
+            StartLine::Request { method, uri } => (*method, uri.clone()),
+            StartLine::Response { .. } => return Err(invalid("Request-URI")),
+        };
+        let mut draft = RequestDraft::new(method, uri, msg.encoded_len())?;
+        for (name, value) in msg.pairs() {
+            draft.push_pair(name, value);
+        }
+        draft.body = msg.body.clone();
+        Ok(draft)
+    }
+
+    /// The Request-URI.
+    pub(crate) fn uri(&self) -> &Bytes {
+        &self.uri
+    }
+
+    /// Append `name: value`, both checked already (a field of a parsed or built message); a
+    /// Content-Length is left out.
+    fn push_pair(&mut self, name: &str, value: &str) {
+        if name.eq_ignore_ascii_case("Content-Length") {
+            return;
+        }
+        let l = &mut self.lines;
+        l.push_str(name);
+        l.push_str(": ");
+        l.push_str(value);
+        l.push_str("\r\n");
+    }
+
+    /// Append a field of another message as it is (it was checked when that message was
+    /// parsed or built).
+    #[inline]
+    pub(crate) fn push_field(&mut self, field: &Field) {
+        self.push_pair(field.name.as_str(), field.value.as_str());
+    }
+
+    /// Append a whole line of the program's (`Name: value` and CRLF; checked in debug builds).
+    #[inline]
+    pub(crate) fn push_line(&mut self, line: &'static str) {
+        debug_assert!(line.ends_with("\r\n") && line.matches("\r\n").count() == 1);
+        debug_assert!(line.split_once(": ").is_some_and(|(n, v)| {
+            canonical_name(n.as_bytes()).is_none_or(|c| c == n)
+                && !n.eq_ignore_ascii_case("Content-Length")
+                && v.trim_matches([' ', '\t', '\r', '\n']) == v.trim_end_matches("\r\n")
+        }));
+        self.lines.push_str(line);
+    }
+
+    /// Append a field whose `name` is written in its canonical spelling and whose value holds
+    /// no CR or LF and is trimmed (checked in debug builds): a value the caller made of checked
+    /// pieces, or text of the program.
+    #[inline]
+    pub(crate) fn push_clean(&mut self, name: &'static str, value: &str) {
+        debug_assert!(canonical_name(name.as_bytes()).is_none_or(|c| c == name));
+        debug_assert!(!name.eq_ignore_ascii_case("Content-Length"));
+        debug_assert!(check_value(name, value).is_ok() && value.trim_matches([' ', '\t']) == value);
+        let l = &mut self.lines;
+        l.push_str(name);
+        l.push_str(": ");
+        l.push_str(value);
+        l.push_str("\r\n");
+    }
+
+    /// Append a field whose `name` is a `'static` token, its value checked as
+    /// [`SipMessage::push_header`] checks one and trimmed.
+    pub(crate) fn push_checked(&mut self, name: &'static str, value: &str) -> Result<(), SipError> {
+        debug_assert!(!name.eq_ignore_ascii_case("Content-Length"));
+        let long = expand_compact(name.as_bytes()).unwrap_or(name);
+        match canonical_name(long.as_bytes()) {
+            Some(_) => check_value(name, value)?,
+            None => check_name_value(name, value)?,
+        }
+        let name = canonical_name(long.as_bytes()).unwrap_or(long);
+        let l = &mut self.lines;
+        l.push_str(name);
+        l.push_str(": ");
+        l.push_str(value.trim_matches([' ', '\t']));
+        l.push_str("\r\n");
+        Ok(())
+    }
+
+    /// Start a field named `name` (canonical spelling) whose value the caller writes in
+    /// place into [`value_text`](Self::value_text); where the value starts, for
+    /// [`end_value`](Self::end_value).
+    #[inline]
+    pub(crate) fn begin_value(&mut self, name: &'static str) -> usize {
+        debug_assert!(canonical_name(name.as_bytes()).is_none_or(|c| c == name));
+        debug_assert!(!name.eq_ignore_ascii_case("Content-Length"));
+        self.lines.push_str(name);
+        self.lines.push_str(": ");
+        self.lines.len()
+    }
+
+    /// The buffer to write the value begun by [`begin_value`](Self::begin_value) in: the
+    /// caller writes only text with no CR or LF (pieces of checked values, or checked).
+    #[inline]
+    pub(crate) fn value_text(&mut self) -> &mut String {
+        &mut self.lines
+    }
+
+    /// The value begun at `at`, as written so far.
+    #[inline]
+    pub(crate) fn value_at(&self, at: usize) -> &str {
+        self.lines.get(at..).unwrap_or_default()
+    }
+
+    /// Drop what was written from `at` on (a value the caller writes otherwise).
+    #[inline]
+    pub(crate) fn truncate(&mut self, at: usize) {
+        if at <= self.lines.len() && self.lines.is_char_boundary(at) {
+            self.lines.truncate(at);
+        }
+    }
+
+    /// End the value begun at `at`: trimmed of SP / HTAB as a pushed value is, then the line's
+    /// end.
+    #[inline]
+    pub(crate) fn end_value(&mut self, at: usize) {
+        debug_assert!(check_value("", self.value_at(at)).is_ok());
+        let b = self.value_at(at).as_bytes();
+        let ws = |c: &u8| *c == b' ' || *c == b'\t';
+        if b.first().is_some_and(ws) || b.last().is_some_and(ws) {
+            self.trim_value(at);
+        }
+        self.lines.push_str("\r\n");
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn trim_value(&mut self, at: usize) {
+        let trimmed = self.value_at(at).trim_matches([' ', '\t']).to_owned();
+        self.truncate(at);
+        self.lines.push_str(&trimmed);
+    }
+
+    /// Remove every field named `name` (case ignored); how many were removed.
+    pub(crate) fn remove_header(&mut self, name: &str) -> usize {
+        let wanted = expand_compact(name.as_bytes()).unwrap_or(name);
+        let mut kept = String::with_capacity(self.lines.len());
+        let mut removed = 0;
+        for (n, v) in WrittenLines(self.lines.as_str()) {
+            if n.eq_ignore_ascii_case(wanted) {
+                removed += 1;
+                continue;
+            }
+            kept.push_str(n);
+            kept.push_str(": ");
+            kept.push_str(v);
+            kept.push_str("\r\n");
+        }
+        self.lines = kept;
+        removed
+    }
+
+    /// Set the body; Content-Length follows on serialize.
+    pub(crate) fn set_body(&mut self, body: Bytes) {
+        self.body = body;
+    }
+
+    /// The message, its lines moved in.
+    pub(crate) fn finish(self) -> SipMessage {
+        SipMessage {
+            start: StartLine::Request {
+                method: self.method,
+                uri: self.uri,
+            },
+            headers: Vec::new(),
+            written: self.lines,
+            rsip: None,
+            body: self.body,
+        }
+    }
+}
+
+/// Where a translator writes the header fields of a message it builds: a [`SipMessage`] or a
+/// [`RequestDraft`].
+pub(crate) trait PushHeader {
+    /// Append a field whose `name` is a `'static` token, its value checked (no CR or LF) and
+    /// shared when the message keeps values so.
+    fn push_text(&mut self, name: &'static str, value: Text) -> Result<(), SipError>;
+}
+
+impl PushHeader for SipMessage {
+    fn push_text(&mut self, name: &'static str, value: Text) -> Result<(), SipError> {
+        self.push_header_text(name, value)
+    }
+}
+
+impl PushHeader for RequestDraft {
+    fn push_text(&mut self, name: &'static str, value: Text) -> Result<(), SipError> {
+        self.push_checked(name, &value)
     }
 }
 

@@ -171,6 +171,7 @@ impl Head {
         SipMessage {
             start: self.start,
             headers: self.headers,
+            written: String::new(),
             rsip: None,
             body,
         }

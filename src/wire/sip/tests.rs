@@ -925,3 +925,159 @@ proptest::proptest! {
         );
     }
 }
+
+/// The same request built field by field and as a [`RequestDraft`]: `fields` of (name, value),
+/// each value trimmed and free of CR / LF.
+fn both_ways(fields: &[(&'static str, &str)], body: &'static [u8]) -> (SipMessage, SipMessage) {
+    let mut listed = SipMessage::request(rsip::Method::Message, "sip:bob@example.net").unwrap();
+    let mut draft = RequestDraft::new(
+        rsip::Method::Message,
+        Bytes::from_static(b"sip:bob@example.net"),
+        0,
+    )
+    .unwrap();
+    for (i, (name, value)) in fields.iter().enumerate() {
+        listed.push_header(name, value).unwrap();
+        // Every way of writing a line.
+        match i % 3 {
+            0 => draft.push_checked(name, value).unwrap(),
+            1 => {
+                let at = draft.begin_value(name);
+                draft.value_text().push_str(value);
+                draft.end_value(at);
+            }
+            _ => draft.push_pair(name, value),
+        }
+    }
+    listed.set_body(Bytes::from_static(body));
+    draft.set_body(Bytes::from_static(body));
+    (listed, draft.finish())
+}
+
+/// A message whose fields are written lines reads, compares, serializes and changes as the
+/// same message with a field list.
+#[test]
+fn written_lines_are_the_fields() {
+    let fields = [
+        ("Max-Forwards", "70"),
+        ("From", "<sip:alice@example.net>;tag=1"),
+        ("To", "<sip:bob@example.net>"),
+        ("Call-ID", "c1"),
+        ("CSeq", "1 MESSAGE"),
+        ("Contact", "<sip:alice@192.0.2.1>;+g.oma.sip-im"),
+        ("Contact", "<sip:alice@192.0.2.2>"),
+        ("X-Empty", ""),
+        ("Content-Type", "text/plain"),
+    ];
+    let (listed, written) = both_ways(&fields, b"hello");
+    assert!(written.fields().is_none());
+    assert_eq!(listed, written);
+    assert_eq!(listed.serialize(), written.serialize());
+    assert_eq!(listed.encoded_len(), written.encoded_len());
+    assert_eq!(written.call_id(), Some("c1"));
+    assert_eq!(written.cseq().map(|c| c.seq), Some(1));
+    assert_eq!(written.from_tag(), Some("1"));
+    assert_eq!(written.header("x-empty"), Some(""));
+    assert_eq!(
+        written.header_all("Contact").collect::<Vec<_>>(),
+        listed.header_all("Contact").collect::<Vec<_>>()
+    );
+    assert_eq!(
+        written.header_texts("contact").collect::<Vec<_>>(),
+        listed.header_texts("contact").collect::<Vec<_>>()
+    );
+    assert_eq!(written.header_text("To"), listed.header_text("To"));
+    assert_eq!(written.to_rsip(), listed.to_rsip());
+
+    // The node's Via on top keeps the lines as they are.
+    let mut a = listed.clone();
+    let mut b = written.clone();
+    a.insert_header(0, "Via", "SIP/2.0/UDP 127.0.0.1;branch=z9hG4bK1")
+        .unwrap();
+    b.insert_header(0, "Via", "SIP/2.0/UDP 127.0.0.1;branch=z9hG4bK1")
+        .unwrap();
+    assert!(b.fields().is_none());
+    assert_eq!(a, b);
+    assert_eq!(a.serialize(), b.serialize());
+    assert_eq!(b.top_via_branch(), Some("z9hG4bK1"));
+
+    // Any other change turns the lines into fields first.
+    let changes: [fn(&mut SipMessage); 6] = [
+        |m| m.set_header("Call-ID", "c2").unwrap(),
+        |m| {
+            m.remove_header("Contact");
+        },
+        |m| m.push_header("Subject", "hi").unwrap(),
+        |m| {
+            m.insert_header(7, "Route", "<sip:p.example.net;lr>")
+                .unwrap()
+        },
+        |m| m.set_value_at(3, Text::from_static("c3")).unwrap(),
+        |m| {
+            m.rsip_headers_mut();
+        },
+    ];
+    for (i, change) in changes.iter().enumerate() {
+        let (mut a, mut b) = (listed.clone(), written.clone());
+        change(&mut a);
+        change(&mut b);
+        assert_eq!(a, b, "change {i}");
+        assert_eq!(a.serialize(), b.serialize(), "change {i}");
+    }
+
+    // Copied into another message as fields.
+    let mut into = SipMessage::request(rsip::Method::Message, "sip:x@example.net").unwrap();
+    into.copy_headers(&written, |n| (n != "Call-ID").then_some(n))
+        .unwrap();
+    let mut want = SipMessage::request(rsip::Method::Message, "sip:x@example.net").unwrap();
+    want.copy_headers(&listed, |n| (n != "Call-ID").then_some(n))
+        .unwrap();
+    assert_eq!(into, want);
+}
+
+/// A draft never holds a Content-Length (the serializer writes the body's), trims what it is
+/// given, refuses CR / LF, and removes lines by name.
+#[test]
+fn drafts_write_clean_lines() {
+    let mut d =
+        RequestDraft::new(rsip::Method::Message, Bytes::from_static(b"sip:b@x"), 8).unwrap();
+    d.push_pair("Content-Length", "99");
+    d.push_checked("Subject", "  padded \t").unwrap();
+    assert!(d.push_checked("Subject", "a\r\nInjected: 1").is_err());
+    let at = d.begin_value("Accept-Contact");
+    d.value_text().push_str(" *;+g.oma.sip-im ");
+    d.end_value(at);
+    d.push_line("Max-Forwards: 70\r\n");
+    d.push_clean("Accept-Contact", "*;require");
+    assert_eq!(d.remove_header("accept-contact"), 2);
+    d.set_body(Bytes::from_static(b"abc"));
+    let m = d.finish();
+    assert_eq!(
+        &m.serialize()[..],
+        b"MESSAGE sip:b@x SIP/2.0\r\nSubject: padded\r\nMax-Forwards: 70\r\nContent-Length: 3\r\n\r\nabc"
+    );
+    assert!(RequestDraft::new(rsip::Method::Message, Bytes::from_static(b"sip:a b"), 0).is_err());
+    let of = RequestDraft::of_message(&m).unwrap().finish();
+    assert_eq!(of, m);
+}
+
+proptest::proptest! {
+    // Any list of fields reads and serializes the same written as lines or listed.
+    #[test]
+    fn drafts_are_listed_messages(
+        picks in proptest::collection::vec((0usize..6, "[a-zA-Z0-9<>:;=@. +-]{0,20}"), 0..12),
+    ) {
+        const NAMES: [&str; 6] = ["From", "To", "Contact", "Subject", "X-Other", "Accept-Contact"];
+        let fields: Vec<(&'static str, String)> = picks
+            .into_iter()
+            .map(|(i, v)| (NAMES[i], v.trim_matches([' ', '\t']).to_owned()))
+            .collect();
+        let refs: Vec<(&'static str, &str)> = fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let (listed, written) = both_ways(&refs, b"");
+        proptest::prop_assert_eq!(&listed, &written);
+        proptest::prop_assert_eq!(listed.serialize(), written.serialize());
+        for name in NAMES {
+            proptest::prop_assert_eq!(listed.header(name), written.header(name));
+        }
+    }
+}
