@@ -12,7 +12,9 @@ use super::state::{ConversationIds, ConversationKey, Side};
 use super::{Env, TranslateError};
 use crate::mapping::{HeaderRules, Mappings, Service};
 use crate::wire::frozen::Scratch;
-use crate::wire::sip::{PushHeader, RequestDraft, SipMessage, Text, check_value};
+use crate::wire::sip::{
+    Field, PushHeader, RequestDraft, SipMessage, Text, check_value, known_names,
+};
 use crate::wire::text;
 
 /// Header fields that belong to one hop or one leg and are never copied to the other side:
@@ -171,13 +173,20 @@ pub(crate) struct RawIds<'a> {
 }
 
 /// The bound on an identity ([`id_header`]'s check, without the copy).
+#[inline]
 pub(crate) fn check_id(name: &'static str, v: Option<&str>) -> Result<(), TranslateError> {
     match v {
-        Some(v) if v.is_empty() || v.len() > MAX_ID_LEN => Err(TranslateError::Header {
-            header: name,
-            reason: format!("must be 1 to {MAX_ID_LEN} characters"),
-        }),
+        Some(v) if v.is_empty() || v.len() > MAX_ID_LEN => Err(id_length_error(name)),
         _ => Ok(()),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn id_length_error(name: &'static str) -> TranslateError {
+    TranslateError::Header {
+        header: name,
+        reason: format!("must be 1 to {MAX_ID_LEN} characters"),
     }
 }
 
@@ -395,7 +404,7 @@ impl Known {
 
     /// Whether a name of the same length, read as `w`, is this one (ASCII case ignored).
     #[inline(always)]
-    fn is(&self, w: &[u64; 4]) -> bool {
+    const fn is(&self, w: &[u64; 4]) -> bool {
         let [a, b, c, d] = *w;
         let [fa, fb, fc, fd] = self.fold;
         let [ka, kb, kc, kd] = self.words;
@@ -455,7 +464,7 @@ const fn name_words(b: &[u8]) -> [u64; 4] {
 /// each compared as words ([`Known`]: no byte loop, no call, whatever the case of `name`).
 /// Always inlined into the loops over the fields (a call a field cost more than the switch).
 #[inline(always)]
-pub(crate) fn role_of(name: &str) -> Role {
+pub(crate) const fn role_of(name: &str) -> Role {
     // The words read in each arm, where the length is a constant: no test of it left.
     macro_rules! is {
         ($name:expr) => {
@@ -487,6 +496,29 @@ pub(crate) fn role_of(name: &str) -> Role {
         _ => false,
     };
     if leg { Role::Leg } else { Role::EndToEnd }
+}
+
+/// The [`Role`] of each of the names the codec knows ([`known_names`]), by index: made at
+/// compile time by [`role_of`].
+const ROLE_OF_KNOWN: [Role; known_names().len()] = {
+    let names = known_names();
+    let mut roles = [Role::EndToEnd; known_names().len()];
+    let mut i = 0;
+    while i < names.len() {
+        roles[i] = role_of(names[i]);
+        i += 1;
+    }
+    roles
+};
+
+/// [`role_of`] the name of `f`: looked up by index when the codec knows the name (every name
+/// [`role_of`] tells apart is one of them), else read.
+#[inline(always)]
+pub(crate) fn field_role(f: &Field) -> Role {
+    match f.known().and_then(|i| ROLE_OF_KNOWN.get(usize::from(i))) {
+        Some(role) => *role,
+        None => role_of(f.name()),
+    }
 }
 
 /// Bit of a [`Role`] that names one field (Contact, Accept-Contact, a tracked one) in
@@ -595,7 +627,6 @@ impl<'a> LegFields<'a> {
     /// at the end ([`LegFields::overflow`]).
     #[inline(always)]
     pub(crate) fn take(&mut self, f: &'a crate::wire::sip::Field, role: Role, rules: &HeaderRules) {
-        let name = f.name();
         // Past the 64th field the bits wrap: the fields are then read field by field.
         let bit = 1u64 << (self.index & 63);
         self.index += 1;
@@ -603,7 +634,7 @@ impl<'a> LegFields<'a> {
             Role::From => self.from = self.from.or(Some(f.value())),
             Role::To => self.to = self.to.or(Some(f.value())),
             Role::Leg | Role::ContentType => {}
-            _ if self.drops(role, name, rules) => {}
+            _ if self.drops(role, f, rules) => {}
             Role::EndToEnd | Role::Tracked(_) => {
                 self.copies |= bit;
                 self.n_copies += 1;
@@ -621,15 +652,18 @@ impl<'a> LegFields<'a> {
         }
     }
 
-    /// Whether the rules drop the field named `name`, whose role is `role`: a name of a length
-    /// they drop is looked up, or for a name with a [`role_bit`] its role tested.
+    /// Whether the rules drop the field `f`, whose role is `role`: for a name with a
+    /// [`role_bit`] its role tested (the names of one such role are one name, of one length),
+    /// else a name of a length they drop looked up.
     #[inline(always)]
-    fn drops(&self, role: Role, name: &str, rules: &HeaderRules) -> bool {
-        self.dropped.lengths & (1 << name.len().min(63)) != 0
-            && match role_bit(role) {
-                0 => rules.drops(name),
-                bit => self.dropped.roles & bit != 0,
+    fn drops(&self, role: Role, f: &crate::wire::sip::Field, rules: &HeaderRules) -> bool {
+        match role_bit(role) {
+            0 => {
+                let name = f.name();
+                self.dropped.lengths & (1 << name.len().min(63)) != 0 && rules.drops(name)
             }
+            bit => self.dropped.roles & bit != 0,
+        }
     }
 
     /// More Contacts, Accept-Contacts or copies than [`new_leg_rewritten`] has room for, or
@@ -685,7 +719,7 @@ pub(crate) fn new_leg_rewritten(
         None => {
             let mut r = LegFields::new(rules);
             for f in fields {
-                r.take(f, role_of(f.name()), rules);
+                r.take(f, field_role(f), rules);
             }
             own = r;
             &own
@@ -720,13 +754,19 @@ pub(crate) fn new_leg_rewritten(
         Side::Cpm => 224,
         Side::Simple => 48,
     };
+    // A Contact / Accept-Contact line's name, and what its value gains: to SIMPLE IM a short
+    // tag for the ICSI the value loses, to CPM the ICSI.
+    let per_value = match to_side {
+        Side::Cpm => icsi.len() + 40,
+        Side::Simple => 40,
+    };
     let room = 140
         + from.map_or(0, |f| f.len())
         + to.map_or(0, |t| t.len())
         + copied_len
         + values_len
-        + 40 * (n_contacts + n_accepts)
-        + 2 * icsi.len()
+        + per_value * (n_contacts + n_accepts)
+        + icsi.len()
         + for_caller;
     let mut out = match RequestDraft::new(method, request_uri, room) {
         Ok(out) => out,
@@ -1142,6 +1182,38 @@ X-Other: 1\r\nContent-Length: 0\r\n\r\n"
             ],
         ) {
             proptest::prop_assert_eq!(role_of(&name), reference_role_of(&name));
+        }
+
+        // A parsed field's role, looked up by the index of a name the codec knows, is the
+        // role of its name.
+        #[test]
+        fn field_role_is_the_role_of_the_name(
+            name in proptest::prop_oneof![
+                near_name(),
+                proptest::strategy::Strategy::prop_map(
+                    proptest::sample::select(crate::wire::sip::known_names()),
+                    String::from,
+                ),
+                "[a-zA-Z\\-]{1,34}",
+            ],
+            upper in proptest::prelude::any::<bool>(),
+        ) {
+            let name = match upper {
+                true => name.to_ascii_uppercase(),
+                false => name.to_ascii_lowercase(),
+            };
+            let raw = format!(
+                "MESSAGE sip:b@x SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+                 {name}: v\r\nContent-Length: 0\r\n\r\n"
+            );
+            if let Ok(m) = crate::wire::sip::parse_datagram(
+                Bytes::from(raw),
+                &crate::wire::sip::Limits::default(),
+            ) && let Some(f) = m.fields().and_then(|fs| fs.get(1))
+            {
+                proptest::prop_assert_eq!(field_role(f), role_of(f.name()));
+                proptest::prop_assert_eq!(field_role(f), reference_role_of(&name));
+            }
         }
 
         // What a field is to the new leg, the rules' drops tested by role or by length, is

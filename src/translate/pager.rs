@@ -18,10 +18,11 @@ use bytes::Bytes;
 use super::addr::{angle_aor, uri_of};
 use super::conversation::for_simple_contribution;
 use super::device::{device_parts as device_parts_of, device_texts, route_to};
+use super::few::Few;
 use super::leg::{
     CONTRIBUTION_ID, CONVERSATION_ID, IN_REPLY_TO_CONTRIBUTION_ID, IdBuffer, LegFields, MAX_ID_LEN,
-    RawIds, Role, Tracked, check_id, cpm_service_given, lossy, new_leg_rewritten, role_of,
-    write_ids,
+    RawIds, Role, Tracked, check_id, cpm_service_given, field_role, lossy, new_leg_rewritten,
+    role_of, write_ids,
 };
 use super::state::{Change, Key, Part, Remembered, Side, View};
 use super::{Env, Outcome, Reply, TranslateError};
@@ -82,7 +83,7 @@ fn read<'a>(msg: &'a SipMessage, rules: &HeaderRules) -> Read<'a> {
         Some(fields) if rules.rename.is_empty() => {
             let mut leg = LegFields::new(rules);
             for f in fields {
-                let role = role_of(f.name());
+                let role = field_role(f);
                 r.take(role, f.value().as_str(), Some(f.value()));
                 leg.take(f, role, rules);
             }
@@ -90,7 +91,7 @@ fn read<'a>(msg: &'a SipMessage, rules: &HeaderRules) -> Read<'a> {
         }
         Some(fields) => {
             for f in fields {
-                r.take(role_of(f.name()), f.value().as_str(), Some(f.value()));
+                r.take(field_role(f), f.value().as_str(), Some(f.value()));
             }
         }
         None => {
@@ -439,7 +440,8 @@ pub fn message_request(
                     wrap_in_cpim(msg, from_uri, to_uri, None, false, env)
                 },
             )?;
-            outcome.send.push((to, out.finish()));
+            // The one message, in place (no push: its spill path is out of line).
+            outcome.send = Few::from_buf([(to, out.finish())]);
         }
         Content::Message { cpim } => {
             let (mut out, device_parts) = new_leg_rewritten(
@@ -542,7 +544,8 @@ pub fn message_request(
                 }
                 None => {}
             }
-            outcome.send.push((to, out.finish()));
+            // The one message, in place (no push: its spill path is out of line).
+            outcome.send = Few::from_buf([(to, out.finish())]);
         }
         Content::Imdn { imdn, cpim } => {
             let origin = view.message(&imdn.message_id).filter(|o| o.side == to);
@@ -605,7 +608,8 @@ pub fn message_request(
                         &imdn.message_id,
                     ))));
             }
-            outcome.send.push((to, out.finish()));
+            // The one message, in place (no push: its spill path is out of line).
+            outcome.send = Few::from_buf([(to, out.finish())]);
         }
     }
     Ok(outcome)

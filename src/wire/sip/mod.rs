@@ -351,7 +351,11 @@ impl std::fmt::Display for Text {
 /// knows (and the long form of a compact one), or the name as received.
 #[derive(Clone, Debug)]
 enum Name {
-    Static(&'static str),
+    /// One of [`KNOWN_NAMES`], by its index: readers that sort fields by name (the
+    /// translator) look the index up instead of comparing the name.
+    Known(u8),
+    /// Any other name (shared, or static text of the program). Two variants: telling them
+    /// apart is one test of the text's vtable (its niche).
     Other(Text),
 }
 
@@ -359,7 +363,7 @@ impl Name {
     #[inline]
     fn as_str(&self) -> &str {
         match self {
-            Name::Static(s) => s,
+            Name::Known(i) => known_name(*i),
             Name::Other(t) => t.as_str(),
         }
     }
@@ -367,11 +371,25 @@ impl Name {
     /// The name for `long` (compact forms already expanded): the canonical spelling when it
     /// is a known name, else `make` of it.
     fn of(long: &str, make: impl FnOnce() -> Text) -> Name {
-        match canonical_name(long.as_bytes()) {
-            Some(c) => Name::Static(c),
+        match known_index(long.as_bytes()) {
+            Some(i) => Name::Known(i),
             None => Name::Other(make()),
         }
     }
+}
+
+/// The known name of index `i` ([`KNOWN_NAMES`]; empty past the end, which no [`Name`] holds).
+#[inline]
+fn known_name(i: u8) -> &'static str {
+    match KNOWN_NAMES.get(usize::from(i)) {
+        Some(s) => s,
+        None => "",
+    }
+}
+
+/// The names whose fields carry their index ([`Field::known`]), in index order.
+pub(crate) const fn known_names() -> &'static [&'static str] {
+    KNOWN_NAMES
 }
 
 // Equal when written the same: a compact name expanded here and the same long name received
@@ -401,6 +419,16 @@ impl Field {
     #[inline]
     pub(crate) fn value(&self) -> &Text {
         &self.value
+    }
+
+    /// The index of the name in [`known_names`], when it is one of them (a field parsed or
+    /// built under such a name, whatever the case it came in).
+    #[inline]
+    pub(crate) fn known(&self) -> Option<u8> {
+        match self.name {
+            Name::Known(i) => Some(i),
+            _ => None,
+        }
     }
 }
 
@@ -699,20 +727,48 @@ macro_rules! known_headers {
             }
         }
 
-        /// The names written in their canonical spelling whatever the case received (rsip's
-        /// spelling), most frequent first.
-        const KNOWN_NAMES: &[&str] = &[$($name),*];
+        /// The names written in their canonical spelling whatever the case received: rsip's
+        /// (its spelling), most frequent first, then those of [`EXTRA_NAMES`].
+        const KNOWN_NAMES: &[&str] = &{
+            const RSIP: [&str; [$($name),*].len()] = [$($name),*];
+            let mut all = [""; RSIP.len() + EXTRA_NAMES.len()];
+            let mut i = 0;
+            while i < all.len() {
+                all[i] = if i < RSIP.len() { RSIP[i] } else { EXTRA_NAMES[i - RSIP.len()] };
+                i += 1;
+            }
+            all
+        };
     };
 }
 
-/// Slot of a known name in [`KNOWN_HASH`]: a hash of its length and its first and last bytes
-/// (ASCII letters, lower-cased by `| 0x20`), chosen so that the 46 names of [`KNOWN_NAMES`]
-/// fall in 46 different slots (the table build below fails to compile otherwise). A lookup
-/// is then one hash and one case-insensitive compare, not a compare per name of that length.
+/// Names rsip does not model that the gateway reads on every request (its translator sorts the
+/// fields by them): known too, in the spelling of the specifications that define them.
+const EXTRA_NAMES: [&str; 12] = [
+    "Accept-Contact",                // RFC 3841
+    "Conversation-ID",               // CPM 2.0 SD 5.2.1.1
+    "Contribution-ID",               // CPM 2.0 SD 5.2.1.1
+    "InReplyTo-Contribution-ID",     // CPM 2.0 SD 5.2.1.1
+    "P-Asserted-Service",            // RFC 6050
+    "P-Preferred-Service",           // RFC 6050
+    "P-Asserted-Identity",           // RFC 3325
+    "Path",                          // RFC 3327
+    "Service-Route",                 // RFC 3608
+    "P-Charging-Vector",             // RFC 7315
+    "P-Charging-Function-Addresses", // RFC 7315
+    "P-Visited-Network-ID",          // RFC 7315
+];
+
+/// Slot of a known name in [`KNOWN_HASH`]: a hash of its length and its first, middle and
+/// last bytes (ASCII letters, lower-cased by `| 0x20`), chosen so that the 58 names of
+/// [`KNOWN_NAMES`] fall in 58 different slots (the table build below fails to compile
+/// otherwise). A lookup is then one hash and one case-insensitive compare, not a compare per
+/// name of that length.
 #[inline]
-const fn known_slot(len: usize, first: u8, last: u8) -> usize {
-    len.wrapping_add((first | 0x20) as usize * 2)
-        .wrapping_add((last | 0x20) as usize * 11)
+const fn known_slot(len: usize, first: u8, middle: u8, last: u8) -> usize {
+    len.wrapping_add((first | 0x20) as usize * 9)
+        .wrapping_add((last | 0x20) as usize * 6)
+        .wrapping_add((middle | 0x20) as usize * 18)
         & 0xff
 }
 
@@ -722,7 +778,7 @@ static KNOWN_HASH: [u8; 256] = {
     let mut i = 0;
     while i < KNOWN_NAMES.len() {
         let k = KNOWN_NAMES[i].as_bytes();
-        let slot = known_slot(k.len(), k[0], k[k.len() - 1]);
+        let slot = known_slot(k.len(), k[0], k[k.len() / 2], k[k.len() - 1]);
         assert!(
             t[slot] == u8::MAX,
             "two known header names share a hash slot"
@@ -737,7 +793,8 @@ static KNOWN_HASH: [u8; 256] = {
 #[inline]
 fn known_index(name: &[u8]) -> Option<u8> {
     let (first, last) = (*name.first()?, *name.last()?);
-    let i = *KNOWN_HASH.get(known_slot(name.len(), first, last))?;
+    let middle = *name.get(name.len() / 2)?;
+    let i = *KNOWN_HASH.get(known_slot(name.len(), first, middle, last))?;
     let k = KNOWN_NAMES.get(usize::from(i))?.as_bytes();
     // Names mostly come in the canonical spelling: the exact compare is the usual answer.
     (k == name || k.eq_ignore_ascii_case(name)).then_some(i)
@@ -1623,6 +1680,7 @@ impl RequestDraft {
 
     /// Append `name: value`, both checked already (a field of a parsed or built message); a
     /// Content-Length is left out.
+    #[inline]
     fn push_pair(&mut self, name: &str, value: &str) {
         if name.eq_ignore_ascii_case("Content-Length") {
             return;
@@ -1872,15 +1930,15 @@ fn checked_header(name: &str, value: &str) -> Result<Field, SipError> {
 /// [`checked_header`] with a `'static` name and a shared value: nothing copied.
 fn checked_field(name: &'static str, value: Text) -> Result<Field, SipError> {
     let long = expand_compact(name.as_bytes()).unwrap_or(name);
-    let name = match canonical_name(long.as_bytes()) {
+    let name = match known_index(long.as_bytes()) {
         // A known name is a token: only the value needs checking.
-        Some(c) => {
+        Some(i) => {
             check_value(name, &value)?;
-            Name::Static(c)
+            Name::Known(i)
         }
         None => {
             check_name_value(name, &value)?;
-            Name::Static(long)
+            Name::Other(Text::from_static(long))
         }
     };
     Ok(Field {

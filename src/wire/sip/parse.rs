@@ -3,8 +3,8 @@
 use bytes::Bytes;
 
 use super::{
-    Fault, Field, KNOWN_NAMES, Limits, Name, SipError, SipMessage, StartLine, Text, expand_compact,
-    known, known_index,
+    Fault, Field, Limits, Name, SipError, SipMessage, StartLine, Text, expand_compact, known,
+    known_index,
 };
 use crate::wire::text::{
     alnum_dash_run, find_byte, find_byte2, find_byte4, find_crlf, rfind_byte, trim_ws,
@@ -458,16 +458,18 @@ fn trim_range(data: &[u8], mut start: usize, mut end: usize) -> (usize, usize) {
 
 /// The name a header field is kept under (RFC 3261 §7.3.3: a compact form becomes the long
 /// one; a known name gets its canonical spelling; others stay as received) and, for a known
-/// name, its index in [`KNOWN_NAMES`]. `name` is a token at `data[at..]`.
+/// name, its index in [`super::KNOWN_NAMES`]. `name` is a token at `data[at..]`.
 #[inline]
 fn field_name(data: &Bytes, at: usize, name: &[u8]) -> (Name, Option<u8>) {
-    let known = |i: u8| KNOWN_NAMES.get(usize::from(i)).copied();
     if let Some(long) = expand_compact(name) {
         let i = known_index(long.as_bytes());
-        return (Name::Static(i.and_then(known).unwrap_or(long)), i);
+        return (
+            i.map_or(Name::Other(Text::from_static(long)), Name::Known),
+            i,
+        );
     }
-    match known_index(name).and_then(|i| Some((known(i)?, i))) {
-        Some((canonical, i)) => (Name::Static(canonical), Some(i)),
+    match known_index(name) {
+        Some(i) => (Name::Known(i), Some(i)),
         // A token is ASCII: UTF-8.
         None => (
             Name::Other(Text::from_parsed(data, at, at.saturating_add(name.len()))),

@@ -99,9 +99,9 @@ pub(super) fn parse_head(data: &Bytes, blank: usize, limits: &Limits) -> Result<
         // Known names in their canonical spelling, compact ones expanded, others as received
         // (token characters are ASCII: always UTF-8).
         let name = match expand_compact(name) {
-            Some(long) => Name::Static(canonical_name(long.as_bytes()).unwrap_or(long)),
+            Some(long) => name_of(canonical_name(long.as_bytes()).unwrap_or(long)),
             None => match canonical_name(name) {
-                Some(c) => Name::Static(c),
+                Some(c) => name_of(c),
                 None => Name::Other(Text::from_checked(data, utf8.str(name).unwrap_or_default())),
             },
         };
@@ -171,8 +171,8 @@ pub(super) fn parse_head(data: &Bytes, blank: usize, limits: &Limits) -> Result<
             ));
         }
         let index = headers.len();
-        if let Name::Static(n) = &name {
-            match *n {
+        {
+            match name.as_str() {
                 "Call-ID" => bump(&mut seen.call_id, index, at),
                 "CSeq" => bump(&mut seen.cseq, index, at),
                 "From" => bump(&mut seen.from, index, at),
@@ -560,9 +560,17 @@ fn validate(
     }
 }
 
+/// The name of a static spelling: its index when it is a known one.
+fn name_of(s: &'static str) -> Name {
+    match KNOWN_NAMES.iter().position(|k| *k == s) {
+        Some(i) => Name::Known(i as u8),
+        None => Name::Other(Text::from_static(s)),
+    }
+}
+
 /// Indices into [`KNOWN_NAMES`] by name length, as the codec had them.
-static KNOWN_BY_LEN: [[u8; 12]; 25] = {
-    let mut t = [[u8::MAX; 12]; 25];
+static KNOWN_BY_LEN: [[u8; 12]; 32] = {
+    let mut t = [[u8::MAX; 12]; 32];
     let mut i = 0;
     while i < KNOWN_NAMES.len() {
         let len = KNOWN_NAMES[i].len();
