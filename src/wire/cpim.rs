@@ -958,9 +958,12 @@ const USUAL_NS: usize = 4;
 /// (errata 3013 layout), then unfolded content header lines whose names are letters, digits
 /// and `-`; CRLF or LF ends; within `limits`. `None` for any other body and for every body the
 /// general reader refuses: the caller reads it the general way ([`scan`]), which gives the
-/// same summary for the bodies read here (proptests `usual_summary_is_the_general_one` and
-/// `near_usual_bodies_read_as_the_general_reader`). Names spelled as the RFCs do are found by
-/// their first bytes ([`known_name`]), any other by a scan ([`usual_name`]).
+/// same summary for the bodies read here (proptests `usual_summary_is_the_general_one`,
+/// `near_usual_bodies_read_as_the_general_reader` and
+/// `lines_across_windows_read_as_the_general_reader`). Each line's end is found first
+/// ([`text::LineMarks`]), then its name: spelled as the RFCs do, by its first bytes
+/// ([`known_name`]), any other by a scan ([`usual_name`]). The headers are counted, and the
+/// count checked against `limits` once at the end (over it, `None` all the same).
 fn summarize_usual<'a>(input: &'a [u8], limits: &Limits) -> Option<CpimSummaryRef<'a>> {
     if input.len() > limits.max_size {
         return None;
@@ -980,43 +983,31 @@ fn summarize_usual<'a>(input: &'a [u8], limits: &Limits) -> Option<CpimSummaryRe
     let mut marks = text::LineMarks::new(input);
     // CPIM message headers, up to the blank line or the first `Content-` header.
     loop {
-        // The line's first sixteen bytes: the blank line and the known names in a compare or two.
-        let w = word_at(input, pos);
-        if (w as u8) < 14 {
-            // The blank line ends the headers (RFC 3862 §2), after one header at least; any
-            // other line starting so (CR alone, NUL, HTAB, the end) is not one this reading
-            // takes: a name starts with a NAMECHAR (§3.2).
-            match (headers, w as u8, w as u16) {
-                (0, ..) => return None,
-                (_, b'\n', _) => {
-                    pos += 1;
-                    break;
-                }
-                (_, _, CRLF) => {
-                    pos += 2;
-                    break;
-                }
-                _ => return None,
+        // The line's end first: a name has no byte below 14, so the first one from the line's
+        // start is the first after its colon, and a line starting with one is the blank line.
+        let (end, skip) = marks.line_end(pos)?;
+        if end == pos {
+            // The blank line ends the headers (RFC 3862 §2), after one header at least; a CR
+            // alone or a NUL there is not one this reading takes.
+            if headers == 0 || skip == 0 {
+                return None;
             }
+            pos += skip;
+            break;
         }
-        if headers >= limits.max_headers {
+        // A CR not followed by LF or a NUL in the value (RFC 3862 §3.1), a long line.
+        if skip == 0 || end - pos > limits.max_line_len {
             return None;
         }
+        // The line's first sixteen bytes: the known names in a compare or two.
+        let w = word_at(input, pos);
         let name = match known_name(input, pos, w) {
             Some(name) => name,
             None => usual_name(input, pos)?,
         };
         let colon = pos + name.colon;
-        // [`usual_value_end`]: no parameters, the first CR, LF or NUL after the colon (none
-        // in the name) is CRLF or LF (§3.1).
-        if input.get(colon + 1) == Some(&b';') {
-            return None;
-        }
-        let (end, skip) = marks.line_end(colon + 1)?;
-        if skip == 0 {
-            return None;
-        }
-        if end - pos > limits.max_line_len {
+        // [`usual_value_end`]: no parameters.
+        if !name.spaced && input.get(colon + 1) == Some(&b';') {
             return None;
         }
         // What [`SummarySink::cpim_header`] keeps.
@@ -1070,25 +1061,23 @@ fn summarize_usual<'a>(input: &'a [u8], limits: &Limits) -> Option<CpimSummaryRe
     let mut has_content_type = false;
     let mut count = headers;
     let body = loop {
-        let w = word_at(input, pos);
-        if (w as u8) < 14 {
-            // The blank line before the content, the end of the input (an empty content), or
-            // a line this reading does not take (folded with HTAB, a CR alone, NUL).
-            if w as u8 == b'\n' {
-                break pos + 1;
-            }
-            if w as u16 == CRLF {
-                break pos + 2;
-            }
+        let Some((end, skip)) = marks.line_end(pos) else {
+            // The end of the input (an empty content), or a last line without an end.
             if pos >= input.len() {
                 break input.len();
             }
             return None;
-        }
-        if count >= limits.max_headers {
-            return None;
+        };
+        if end == pos {
+            // The blank line before the content, or a line this reading does not take (a CR
+            // alone, NUL).
+            if skip == 0 {
+                return None;
+            }
+            break pos + skip;
         }
         // [`usual_content_line`] of a name of letters, digits and `-`.
+        let w = word_at(input, pos);
         let (colon, is_type) = match known_name(input, pos, w) {
             Some(NameAt {
                 dot: None,
@@ -1107,26 +1096,34 @@ fn summarize_usual<'a>(input: &'a [u8], limits: &Limits) -> Option<CpimSummaryRe
             }
         };
         // The line ends at the first LF (a CR or NUL before it is part of the value): the
-        // first CR, LF or NUL is usually it or the CR of CRLF.
-        let (first, skip) = marks.line_end(colon + 1)?;
-        let nl = match skip {
-            0 => first + text::find_byte(b'\n', input.get(first..)?)?,
-            _ => first + skip - 1,
+        // first CR, LF or NUL is usually it or the CR of CRLF, with no CR before it.
+        let (raw_end, next) = match skip {
+            0 => {
+                let nl = end + text::find_byte(b'\n', input.get(end..)?)?;
+                let raw = input.get(colon + 1..nl)?;
+                (
+                    colon + 1 + raw.strip_suffix(b"\r").unwrap_or(raw).len(),
+                    nl + 1,
+                )
+            }
+            _ => (end, end + skip),
         };
-        let raw = input.get(colon + 1..nl)?;
-        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        if colon + 1 + raw.len() - pos > limits.max_line_len {
+        if raw_end - pos > limits.max_line_len {
             return None;
         }
         if is_type {
             has_content_type = true;
             if content_type.is_none() {
-                content_type = Some(trim_value(raw));
+                content_type = Some(trim_value(input.get(colon + 1..raw_end)?));
             }
         }
         count += 1;
-        pos = nl + 1;
+        pos = next;
     };
+    // Counted, not checked line by line: a body over the limit is read the general way.
+    if count > limits.max_headers {
+        return None;
+    }
     if body < input.len() && !has_content_type {
         return None;
     }
@@ -1154,9 +1151,6 @@ fn trim_value(v: &[u8]) -> &[u8] {
     }
     text::trim_ws(v)
 }
-
-/// CRLF as the low bytes of a little-endian word.
-const CRLF: u16 = 0x0a0d;
 
 /// The sixteen bytes of `input` at `at` as a little-endian word, zeros past its end (no
 /// name, line end or blank line the readers compare with has a NUL).
@@ -1205,6 +1199,8 @@ struct NameAt {
     role: Role,
     /// Spelled as the RFCs do ([`known_name`]): the prefix, if any, is `imdn`.
     known: bool,
+    /// The colon is followed by a space: no parameters (RFC 3862 §3.2).
+    spaced: bool,
 }
 
 /// A word of up to sixteen ASCII bytes, little-endian, zero padded, and the mask of its
@@ -1228,37 +1224,39 @@ const fn lit(s: &[u8]) -> (u128, u128) {
 /// compare. `None` for any other name ([`usual_name`] reads it): the same reading.
 #[inline(always)]
 fn known_name(input: &[u8], pos: usize, w: u128) -> Option<NameAt> {
-    const FROM: (u128, u128) = lit(b"From:");
-    const TO: (u128, u128) = lit(b"To:");
-    const NS: (u128, u128) = lit(b"NS:");
-    const DATE: (u128, u128) = lit(b"DateTime:");
+    // With the space after the colon when it is in the sixteen bytes: no parameters then.
+    const FROM: (u128, u128) = lit(b"From: ");
+    const TO: (u128, u128) = lit(b"To: ");
+    const NS: (u128, u128) = lit(b"NS: ");
+    const DATE: (u128, u128) = lit(b"DateTime: ");
     const MESSAGE_ID: (u128, u128) = lit(b"imdn.Message-ID:");
     const DISPOSITION: (u128, u128) = lit(b"imdn.Disposition");
     // `imdn.Disposition-Notification:` from its byte 14.
     const NOTIFICATION: (u128, u128) = lit(b"on-Notification:");
-    const CONTENT_TYPE: (u128, u128) = lit(b"Content-Type:");
+    const CONTENT_TYPE: (u128, u128) = lit(b"Content-Type: ");
     const CONTENT_LENGTH: (u128, u128) = lit(b"Content-Length:");
     let is = |l: (u128, u128)| w & l.1 == l.0;
-    let name = |colon, dot, role| {
+    let name = |colon, dot, role, spaced| {
         Some(NameAt {
             dot,
             colon,
             role,
             known: true,
+            spaced,
         })
     };
     // The first two bytes pick the candidates.
     match w as u16 {
-        0x7246 /* Fr */ if is(FROM) => name(4, None, Role::Other),
-        0x6f54 /* To */ if is(TO) => name(2, None, Role::Other),
-        0x534e /* NS */ if is(NS) => name(2, None, Role::Ns),
-        0x6144 /* Da */ if is(DATE) => name(8, None, Role::Other),
-        0x6d69 /* im */ if is(MESSAGE_ID) => name(15, Some(4), Role::MessageId),
+        0x7246 /* Fr */ if is(FROM) => name(4, None, Role::Other, true),
+        0x6f54 /* To */ if is(TO) => name(2, None, Role::Other, true),
+        0x534e /* NS */ if is(NS) => name(2, None, Role::Ns, true),
+        0x6144 /* Da */ if is(DATE) => name(8, None, Role::Other, true),
+        0x6d69 /* im */ if is(MESSAGE_ID) => name(15, Some(4), Role::MessageId, false),
         0x6d69 /* im */ if is(DISPOSITION) && word_at(input, pos + 14) == NOTIFICATION.0 => {
-            name(29, Some(4), Role::Disposition)
+            name(29, Some(4), Role::Disposition, false)
         }
-        0x6f43 /* Co */ if is(CONTENT_TYPE) => name(12, None, Role::ContentType),
-        0x6f43 /* Co */ if is(CONTENT_LENGTH) => name(14, None, Role::Mime),
+        0x6f43 /* Co */ if is(CONTENT_TYPE) => name(12, None, Role::ContentType, true),
+        0x6f43 /* Co */ if is(CONTENT_LENGTH) => name(14, None, Role::Mime, false),
         _ => None,
     }
 }
@@ -1297,6 +1295,7 @@ fn usual_name(input: &[u8], pos: usize) -> Option<NameAt> {
         colon: colon - pos,
         role,
         known: false,
+        spaced: false,
     })
 }
 
@@ -2386,6 +2385,113 @@ Hello World\r\n";
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+        // Bodies of the usual shape whose lines fall anywhere on the 64-byte windows the line
+        // ends are found in: values of any length (a line in one window, across one or two
+        // edges), CRLF, bare LF, a CR alone, a NUL or tab in a value, a `;` after the colon,
+        // known names with and without the space, other names, many headers (over the
+        // limits too). What `summarize_ref_with` reads is the general reading, errors included.
+        #[test]
+        fn lines_across_windows_read_as_the_general_reader(
+            lines in proptest::collection::vec(
+                (
+                    proptest::prop_oneof![
+                        40 => proptest::sample::select(vec![
+                            "From: ", "From:", "To: ", "DateTime: ", "NS: ", "imdn.Message-ID: ",
+                            "imdn.Disposition-Notification: ", "Subject: ", "x.Y-z: ",
+                            "Content-Type: ", "Content-Length: ", "NS:",
+                        ]),
+                        1 => proptest::sample::select(vec![
+                            "imdn.Message-ID:;", "Content-Type:;", "From:;", "X_Y: ", "\tFrom: ", " ",
+                        ]),
+                    ],
+                    0usize..150,
+                    proptest::option::weighted(0.02, (0usize..200, proptest::sample::select(b"\r\x00\t\n;".to_vec()))),
+                    proptest::prop_oneof![
+                        40 => proptest::strategy::Just("\r\n"),
+                        10 => proptest::strategy::Just("\n"),
+                        1 => proptest::sample::select(vec!["\r", "\r\r\n", ""]),
+                    ],
+                ),
+                0..24,
+            ),
+            blank in proptest::prop_oneof![
+                10 => proptest::strategy::Just("\r\n"),
+                2 => proptest::strategy::Just("\n"),
+                1 => proptest::sample::select(vec!["", "\r"]),
+            ],
+            content in proptest::collection::vec(
+                (
+                    proptest::prop_oneof![
+                        20 => proptest::sample::select(vec!["Content-Type: ", "Content-Length: ", "x-y: ", "content-type:"]),
+                        1 => proptest::strategy::Just("\t"),
+                    ],
+                    0usize..100,
+                    proptest::prop_oneof![
+                        20 => proptest::sample::select(vec!["\r\n", "\n"]),
+                        1 => proptest::sample::select(vec!["\r", "\r\r\n"]),
+                    ],
+                ),
+                0..4,
+            ),
+            body in "(|\r\nhi|\nhi|\r\n|x)",
+        ) {
+            let mut input = Vec::new();
+            for (name, len, odd, end) in &lines {
+                input.extend_from_slice(name.as_bytes());
+                let at = input.len();
+                match *name {
+                    "NS: " | "NS:" => input.extend_from_slice(b"imdn <urn:ietf:params:imdn>"),
+                    _ => input.extend(std::iter::repeat_n(b'v', *len)),
+                }
+                if let Some((k, byte)) = odd {
+                    let k = at + k % (input.len() - at + 1);
+                    input.insert(k, *byte);
+                }
+                input.extend_from_slice(end.as_bytes());
+            }
+            input.extend_from_slice(blank.as_bytes());
+            for (name, len, end) in &content {
+                input.extend_from_slice(name.as_bytes());
+                input.extend(std::iter::repeat_n(b't', *len));
+                input.extend_from_slice(end.as_bytes());
+            }
+            input.extend_from_slice(body.as_bytes());
+            let medium = Limits { max_line_len: 100, max_headers: 12, ..Limits::default() };
+            let few = Limits { max_headers: 3, ..Limits::default() };
+            for limits in [Limits::default(), SMALL, medium, few] {
+                let b = Bytes::from(input.clone());
+                let read = Cpim::summarize_ref_with(&b, &limits).map(|s| placed(&b, &s));
+                let general = Cpim::summarize_general(&b, &limits).map(|s| placed(&b, &s));
+                proptest::prop_assert_eq!(read, general, "{:?}", String::from_utf8_lossy(&input));
+            }
+        }
+    }
+
+    /// Bodies of many long lines (each line end in a later window than its start) and of many
+    /// headers take the one-pass reading, and read as the general reader does.
+    #[test]
+    fn long_lines_and_many_headers_take_the_one_pass_summary() {
+        for (lines, len) in [(1, 200), (6, 70), (6, 130), (30, 10), (64, 1), (63, 0)] {
+            for eol in ["\r\n", "\n"] {
+                let mut input = String::new();
+                for k in 0..lines {
+                    let name = ["From", "To", "DateTime", "Subject", "x.Y"][k % 5];
+                    input.push_str(&format!("{name}: {}{eol}", "v".repeat(len)));
+                }
+                input.push_str(&format!("{eol}Content-Type: t{eol}{eol}body"));
+                let limits = Limits::default();
+                let fits = lines < limits.max_headers;
+                assert_eq!(
+                    usual_is_general(input.as_bytes(), &limits),
+                    fits,
+                    "{input:?}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn trim_value_is_trim_ws() {
         // Every string of up to six bytes of SP, HTAB, `a`, CR and 0xe9.
@@ -2411,7 +2517,6 @@ Hello World\r\n";
             "To: x\r\n",
             "DateTime: x\r\n",
             "NS: x\r\n",
-            "NS:",
             "imdn.Message-ID: x\r\n",
             "imdn.Disposition-Notification: x\r\n",
             "Content-Type: x\r\n",
@@ -2420,6 +2525,11 @@ Hello World\r\n";
             let input = line.as_bytes();
             let known = known_name(input, 0, word_at(input, 0)).expect(line);
             let usual = usual_name(input, 0).expect(line);
+            // A name said to be followed by a space is (no parameters to look for).
+            assert!(
+                !known.spaced || input.get(known.colon + 1) == Some(&b' '),
+                "{line}"
+            );
             assert_eq!(
                 (known.dot, known.colon, usual_role(known.role)),
                 (usual.dot, usual.colon, usual.role),
@@ -2438,6 +2548,9 @@ Hello World\r\n";
             "Content-Typ:",
             "content-Type:",
             "NS;",
+            "NS:",
+            "From:x",
+            "To:;p x",
             "",
         ] {
             assert!(

@@ -575,6 +575,30 @@ impl<'a> LineMarks<'a> {
     /// NUL (RFC 3862 §3.1: CRLF ends a line; the readers also take a bare LF).
     #[inline(always)]
     pub fn line_end(&mut self, from: usize) -> Option<(usize, usize)> {
+        // The usual line: its CRLF in the window, or in the next one (a line is ~30 bytes);
+        // any other end, and a window further on, by the general search.
+        let off = from.wrapping_sub(self.base);
+        if off < 64 {
+            let (mut at, mut bits) = (from, self.low >> off);
+            let next = self.base + 64;
+            if bits == 0 && next < self.hay.len() {
+                self.base = next;
+                self.low = window_marks(self.hay, next);
+                (at, bits) = (next, self.low);
+            }
+            if bits != 0 {
+                let i = at + bits.trailing_zeros() as usize;
+                if let Some([b'\r', b'\n', ..]) = self.hay.get(i..) {
+                    return Some((i, 2));
+                }
+            }
+        }
+        self.line_end_far(from)
+    }
+
+    /// [`line_end`](Self::line_end) of any line: other ends, the windows after.
+    #[inline(always)]
+    fn line_end_far(&mut self, from: usize) -> Option<(usize, usize)> {
         let mut at = from;
         loop {
             // Also far below the window (wraps): load it there.
@@ -593,16 +617,13 @@ impl<'a> LineMarks<'a> {
                 continue;
             }
             let i = at + bits.trailing_zeros() as usize;
-            // The usual end first: CRLF read as one pair (the byte after is in the text).
-            if let Some(&[b'\r', b'\n']) = self.hay.get(i..i + 2) {
-                return Some((i, 2));
-            }
-            match self.hay.get(i) {
-                Some(b'\n') => return Some((i, 1)),
-                Some(b'\r' | 0) => return Some((i, 0)),
+            match self.hay.get(i..) {
+                Some([b'\r', b'\n', ..]) => return Some((i, 2)),
+                Some([b'\n', ..]) => return Some((i, 1)),
+                Some([b'\r' | 0, ..]) => return Some((i, 0)),
                 // Another byte below 14 (a tab): the line goes on.
-                Some(_) => at = i + 1,
-                None => return None,
+                Some([_, ..]) => at = i + 1,
+                _ => return None,
             }
         }
     }
@@ -1003,6 +1024,32 @@ mod tests {
                 proptest::prop_assert_eq!(low64(&block), low_bytes(&block));
                 proptest::prop_assert_eq!(low_marks_words(&block), low_bytes(&block));
             }
+        }
+    }
+
+    proptest::proptest! {
+        // The reader's order: each search from the start of the line after the last end, the
+        // lines of any length (ends in the window, in the next one, further on, a CRLF split
+        // across two windows), ends CRLF, LF, a CR alone, NUL, a tab inside.
+        #[test]
+        fn line_marks_walked_line_by_line(
+            lines in proptest::collection::vec(
+                (0usize..150, proptest::sample::select(vec!["\r\n", "\n", "\r", "\x00", "\t", ""])),
+                0..20,
+            ),
+        ) {
+            let mut hay = Vec::new();
+            for (len, end) in &lines {
+                hay.extend(std::iter::repeat_n(b'v', *len));
+                hay.extend_from_slice(end.as_bytes());
+            }
+            let mut froms = vec![0usize];
+            let mut at = 0usize;
+            while let Some(i) = memchr::memchr3(b'\n', b'\r', 0, hay.get(at..).unwrap_or_default()) {
+                at += i + 1;
+                froms.push(at);
+            }
+            marks_answer_as_searches(&hay, &froms);
         }
     }
 
