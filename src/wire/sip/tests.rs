@@ -722,12 +722,15 @@ fn shared_values_are_checked_like_copied_ones() {
 }
 
 /// The two-step reading `first_item_param` replaced: cut the first element (commas inside
-/// quotes or `<>` ignored), then split its parameters at `;`.
+/// quotes or `<>` ignored), then split its parameters at `;` (not the escaped one of a
+/// quoted-pair, RFC 3261 §25.1).
 fn first_item_param_reference<'a>(value: &'a str, name: &str) -> Option<&'a str> {
     let mut in_quotes = false;
     let mut in_angle = false;
     let mut escaped = false;
-    let mut first = value;
+    // The first element's end, and its `;` (a quoted-pair's escaped one is not one).
+    let mut end = value.len();
+    let mut semis = Vec::new();
     for (i, c) in value.bytes().enumerate() {
         if escaped {
             escaped = false;
@@ -739,14 +742,21 @@ fn first_item_param_reference<'a>(value: &'a str, name: &str) -> Option<&'a str>
             b'<' if !in_quotes => in_angle = true,
             b'>' if !in_quotes => in_angle = false,
             b',' if !in_quotes && !in_angle => {
-                first = value.get(..i).unwrap_or(value);
+                end = i;
                 break;
             }
+            b';' => semis.push(i),
             _ => {}
         }
     }
-    let params = first.split_once(';').map(|(_, p)| p)?;
-    param(params, name)
+    semis.push(end);
+    semis.windows(2).find_map(|w| {
+        let p = value.get(w[0] + 1..w[1])?;
+        let (n, v) = p.split_once('=').unwrap_or((p, ""));
+        n.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim_matches([' ', '\t']))
+    })
 }
 
 #[test]
