@@ -24,6 +24,11 @@
 //!   on demand ([`SipMessage::uri`]); [`SipMessage::to_rsip`] and
 //!   [`SipMessage::rsip_headers_mut`] give rsip's model when a caller wants it.
 //!
+//! A request the gateway writes whole (the translator's new leg) is built as text instead
+//! ([`RequestDraft`]): its fields are `Name: value` lines in canonical form in one buffer, read
+//! as fields by every accessor and turned into fields by a change other than an insertion at
+//! the top (the node's Via).
+//!
 //! The canonical form written by [`SipMessage::encode`]: the start line as received, then one
 //! `Name: value` line per header field (long names; rsip's spelling for the known ones, the
 //! received spelling for the others; folded values joined with one SP), `Content-Length` with the
