@@ -808,7 +808,9 @@ pub(crate) fn new_leg_rewritten(
     // Values made of pieces of the request's fields and of the mappings (validated at load)
     // hold no CR or LF; a fresh id is checked.
     let tag_clean = text::find_byte2(b'\r', b'\n', out.value_at(tag_at).as_bytes()).is_none();
-    let from_line = tag_clean.then(|| out.end_value(from_at));
+    if tag_clean {
+        out.end_value(from_at);
+    }
     let to_at = out.begin_value("To");
     write_without_tag_of(to, out.value_text()).map_err(|e| TranslateError::header("To", e))?;
     out.end_value(to_at);
@@ -863,7 +865,7 @@ pub(crate) fn new_leg_rewritten(
         }
         out.end_value(at);
     }
-    if from_line.is_none() {
+    if !tag_clean {
         // The error the check gives (the Call-ID's was given above): the From value, with
         // its tag, runs to the end of what was written.
         check_value("From", out.value_at(from_at))?;

@@ -1637,8 +1637,9 @@ impl SipMessage {
 /// A request the gateway writes whole (a new leg of the translator): its start line, and its
 /// header fields as `Name: value` lines in canonical form, written into one buffer that
 /// [`finish`](Self::finish) moves into the message's [`written`](SipMessage::written) lines:
-/// one allocation for all the fields, none made or dropped one by one, nothing copied again. Every line holds a checked value (no CR or LF),
-/// trimmed; never a Content-Length (the serializer writes the body's).
+/// one allocation for all the fields, none made or dropped one by one, nothing copied again.
+/// Every line holds a checked value (no CR or LF), trimmed; never a Content-Length (the
+/// serializer writes the body's).
 pub(crate) struct RequestDraft {
     method: rsip::Method,
     uri: Bytes,
@@ -1736,11 +1737,17 @@ impl RequestDraft {
     pub(crate) fn push_checked(&mut self, name: &'static str, value: &str) -> Result<(), SipError> {
         debug_assert!(!name.eq_ignore_ascii_case("Content-Length"));
         let long = expand_compact(name.as_bytes()).unwrap_or(name);
-        match canonical_name(long.as_bytes()) {
-            Some(_) => check_value(name, value)?,
-            None => check_name_value(name, value)?,
-        }
-        let name = canonical_name(long.as_bytes()).unwrap_or(long);
+        // A known name is a token: only the value needs checking.
+        let name = match canonical_name(long.as_bytes()) {
+            Some(canonical) => {
+                check_value(name, value)?;
+                canonical
+            }
+            None => {
+                check_name_value(name, value)?;
+                long
+            }
+        };
         let l = &mut self.lines;
         l.push_str(name);
         l.push_str(": ");
@@ -1774,9 +1781,8 @@ impl RequestDraft {
         self.lines.get(at..).unwrap_or_default()
     }
 
-    /// Drop what was written from `at` on (a value the caller writes otherwise).
-    #[inline]
-    pub(crate) fn truncate(&mut self, at: usize) {
+    /// Drop what was written from `at` on.
+    fn truncate(&mut self, at: usize) {
         if at <= self.lines.len() && self.lines.is_char_boundary(at) {
             self.lines.truncate(at);
         }
